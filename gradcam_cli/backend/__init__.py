@@ -1,0 +1,23 @@
+"""The one place that knows which Keras backend computes gradients.
+
+Everything else (methods, engine, models) uses keras.ops and numpy. A backend module provides:
+
+    activation_gradients(forward) -> step(images, targets) -> (activations, gradients, aux)
+
+where `forward(images, targets, tap)` runs the model, passes the target layer's output
+through `tap` and returns (objective per sample, aux dict). The step returns the tapped
+activations, d(sum of objectives)/d(activations), and aux, as backend tensors.
+"""
+
+import keras
+
+
+def load():
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        from gradcam_cli.backend import tensorflow as module
+    else:
+        raise NotImplementedError(
+            f"the {name!r} Keras backend is not supported yet; set KERAS_BACKEND=tensorflow"
+        )
+    return module

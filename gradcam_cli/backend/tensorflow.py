@@ -1,0 +1,27 @@
+"""Gradients on the TensorFlow backend: one GradientTape per batch, compiled with tf.function."""
+
+import tensorflow as tf
+
+
+def activation_gradients(forward, jit=False):
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def step(images, targets):
+        tapped = []
+        with tf.GradientTape() as tape:
+
+            def tap(activations):
+                tape.watch(activations)
+                tapped.append(activations)
+                return activations
+
+            objective, aux = forward(images, targets, tap)
+            total = tf.reduce_sum(objective)
+        if not tapped:
+            raise ValueError("the target layer was not reached by the forward pass")
+        activations = tapped[-1]
+        gradients = tape.gradient(total, activations)
+        if gradients is None:  # the class score does not depend on this layer
+            gradients = tf.zeros_like(activations)
+        return activations, gradients, aux
+
+    return step

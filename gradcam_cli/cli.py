@@ -1,0 +1,325 @@
+"""The command line: parse, validate, call the library, report. No math here.
+
+TensorFlow/Keras are imported inside the commands that compute, so `gradcam --help` and
+`gradcam models` start instantly.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from gradcam_cli import __version__
+from gradcam_cli.errors import UsageProblem
+from gradcam_cli.methods import METHODS, POOLING
+from gradcam_cli.models import registry
+from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
+from gradcam_cli.outputs import KINDS
+
+log = logging.getLogger("gradcam_cli")
+
+# The OpenCV colormap names, listed without importing cv2 at start-up.
+COLORMAP_NAMES = (
+    "autumn", "bone", "cividis", "cool", "deepgreen", "hot", "hsv", "inferno", "jet", "magma",
+    "ocean", "parula", "pink", "plasma", "rainbow", "spring", "summer", "turbo", "twilight",
+    "twilight_shifted", "viridis", "winter",
+)
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose bare form `gradcam IMAGE... [options]` runs the default command."""
+
+    default_command = "gradcam"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(
+    cls=DefaultCommandGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="gradcam")
+def main():
+    """Show where a Keras image classifier looks: class activation maps as PNG heatmaps and
+    overlays.
+
+    \b
+      gradcam cat.jpg --model vgg16 --layer block5_conv3
+      gradcam photos/ --model resnet50 -o out/ --json > results.jsonl
+      find . -name '*.png' | gradcam - --model my_model.keras --preprocess unit
+
+    A bare `gradcam IMAGE...` runs `gradcam gradcam IMAGE...`. Run `gradcam COMMAND --help` for
+    a command's options, `gradcam models` for the known models.
+    """
+
+
+def _parse_size(ctx, param, value):
+    if value is None:
+        return None
+    text = value.lower().replace("x", ",")
+    try:
+        parts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected N or H,W (e.g. 224 or 224,320). Received: {value!r}")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise click.BadParameter(f"expected N or H,W, each at least 8. Received: {value!r}")
+    return tuple(parts)
+
+
+def _parse_save(ctx, param, value):
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise click.BadParameter(f"choose from {', '.join(KINDS)}, comma-separated. Received: {value!r}")
+    return kinds
+
+
+def _parse_weights(ctx, param, value):
+    if value is None:
+        return None
+    return value.lower() if value.lower() in ("imagenet", "none") else value
+
+
+def model_options(function):
+    """Options that choose and load a model (shared by the method commands and `layers`)."""
+    options = [
+        click.option("--model", "-m", default="vgg16", show_default=True,
+                     help="A keras.applications model name (case-insensitive; see `gradcam models`) "
+                          "or a path to a .keras / .h5 model file."),
+        click.option("--weights", "-w", callback=_parse_weights, metavar="imagenet|none|PATH",
+                     help="ImageNet weights (the default for named models; downloaded once into "
+                          "~/.keras/models or $KERAS_HOME/models), none (random, for trying things "
+                          "offline), or a weights file (.weights.h5 / .h5) to load into the model."),
+        click.option("--preprocess", metavar="MODE",
+                     help=f"Input preprocessing for a model file: {', '.join(PREPROCESS_MODES)} "
+                          "(0..1 scaling), or a keras.applications name whose preprocess_input to use. "
+                          "Named models use their own. Default for files: none (raw 0..255 RGB)."),
+        click.option("--input-size", callback=_parse_size, metavar="N|H,W",
+                     help="Input size for a model file whose input shape is not fixed."),
+        click.option("--labels", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Class names for a model file: a text file (one per line) or JSON "
+                          "(a list, or {index: name}). 1000-class files default to ImageNet's."),
+        click.option("--trust-model", is_flag=True,
+                     help="Allow Lambda layers (arbitrary Python code) when loading a .keras file "
+                          "you trust; Keras's safe mode refuses them otherwise."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+                     show_default=True, help="Where to compute."),
+        click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def method_options(function):
+    """Options every method command shares."""
+    options = [
+        click.argument("images", nargs=-1, required=True, metavar="IMAGE..."),
+        click.option("--layer", "-l", metavar="NAME",
+                     help="Target layer (see `gradcam layers --model M`). Default: the model's last "
+                          "convolutional feature layer, found automatically, also inside nested "
+                          "models ('resnet50/conv5_block3_out')."),
+        click.option("--class", "-c", "classes", multiple=True, metavar="INDEX|NAME",
+                     help="Class to explain: an index or a class name such as boxer (repeatable). "
+                          "Default: each image's top-1 prediction."),
+        click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="One map for each of the image's k most likely classes."),
+        click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",
+                     show_default=True,
+                     help="Where outputs go, named <input name>.<method>.<kind>.png, folder trees "
+                          "mirrored."),
+        click.option("--save", default="heatmap,overlay", show_default=True, callback=_parse_save,
+                     help="What to write: heatmap, overlay, raw (the float map before normalisation, "
+                          "as .npy at the image's resolution), comma-separated."),
+        click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False),
+                     default="jet", show_default=True, help="OpenCV colormap for heatmaps."),
+        click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+                     help="Heatmap opacity in the overlay."),
+        click.option("--crop", is_flag=True,
+                     help="Resize the shorter side then centre-crop to the model's input (the "
+                          "ImageNet evaluation transform) instead of resizing the whole image."),
+        click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Images per forward/backward pass."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Write one JSON object per image to stdout: predictions, target class and "
+                          "score, layer, output paths, map statistics."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return model_options(function)
+
+
+def _setup_logging(verbose, quiet=False):
+    level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
+    log.setLevel(level)
+
+
+def _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose):
+    from gradcam_cli._keras import import_keras
+
+    import_keras(device=device, verbose=verbose)
+    from gradcam_cli.models.loading import load
+
+    return load(model, weights=weights, preprocess=preprocess, input_size=input_size,
+                labels_file=labels, trust=trust_model)
+
+
+def _resolve_layer(loaded, layer):
+    from gradcam_cli.models import graph
+
+    if layer is None:
+        return loaded.default_layer
+    try:
+        path = graph.find_layer(loaded.model, layer)
+    except KeyError as error:
+        candidates = [graph.path_name(p) for p, _ in graph.feature_layers(loaded.model)]
+        shown = ", ".join(candidates[-12:])
+        more = f" (and {len(candidates) - 12} more; see `gradcam layers`)" if len(candidates) > 12 else ""
+        raise UsageProblem(f"{error.args[0]} in {loaded.name}; layers with a spatial output: {shown}{more}")
+    if path not in [p for p, _ in graph.feature_layers(loaded.model)]:
+        shape = graph.output_shape(graph.get_layer(loaded.model, path))
+        raise UsageProblem(
+            f"layer {graph.path_name(path)!r} has output shape {shape}; a class activation map "
+            "needs a (height, width, channels) layer"
+        )
+    return path
+
+
+def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
+               verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
+               as_json, quiet, pool="mean"):
+    """What every method command does: collect inputs, load, explain, report, exit status."""
+    from gradcam_cli.inputs import collect
+
+    _setup_logging(verbose, quiet)
+    collected = collect(images, stdin=click.get_text_stream("stdin"))
+    for argument in collected.missing:
+        click.echo(f"error: {argument}: no such file or folder", err=True)
+    if collected.skipped and not quiet:
+        click.echo(f"skipped {len(collected.skipped)} file(s) that are not images", err=True)
+        for path in collected.skipped:
+            log.info("skipped %s", path)
+    if not collected.sources:
+        if collected.missing:
+            sys.exit(1)
+        raise UsageProblem("no images found in " + ", ".join(images))
+    if classes and top_k != 1:
+        raise UsageProblem("give --class or --top-k, not both")
+
+    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
+    from gradcam_cli.models.labels import class_index
+
+    class_indices = tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in classes))
+    if top_k > loaded.num_classes:
+        raise UsageProblem(f"--top-k {top_k}: the model has {loaded.num_classes} classes")
+    target_path = _resolve_layer(loaded, layer)
+    if weights == "none" and not quiet:
+        click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)
+
+    from gradcam_cli import pipeline
+    from gradcam_cli.engine import Engine
+    from gradcam_cli.models.graph import path_name
+    from gradcam_cli.outputs import json_line
+
+    log.info("model %s, layer %s, input %sx%s, preprocess %s", loaded.name, path_name(target_path),
+             *loaded.input_size, loaded.preprocess)
+    engine = Engine(loaded, target_path, batch_size=min(batch_size, len(collected.sources)))
+    options = pipeline.Options(output_dir=Path(output_dir), method=method, pool=pool,
+                               classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
+                               alpha=alpha, crop=crop)
+
+    def on_result(record):
+        if as_json:
+            click.echo(json_line(record))
+        else:
+            for entry in record["maps"]:
+                for written in entry["outputs"].values():
+                    click.echo(written)
+
+    def on_failure(source, reason):
+        if progress_bar is not None:
+            progress_bar.clear()
+        click.echo(f"error: {source.path}: {reason}", err=True)
+        if as_json:
+            click.echo(json_line({"input": str(source.path), "error": reason}))
+
+    def on_empty(source, class_index_):
+        if not quiet:
+            click.echo(
+                f"warning: {source.path}: the map for class {class_index_} ({loaded.label(class_index_)}) "
+                f"is zero everywhere: no positive evidence at {path_name(target_path)}", err=True)
+
+    progress_bar = None
+    show_progress = not quiet and sys.stderr.isatty()
+    if show_progress:
+        from tqdm import tqdm
+
+        progress_bar = tqdm(total=len(collected.sources), unit="img", file=sys.stderr, leave=False)
+    try:
+        report = pipeline.run(loaded, engine, collected.sources, options, on_result, on_failure,
+                              on_empty, progress=progress_bar.update if progress_bar else None)
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+    failed = len(report.failed) + len(collected.missing)
+    if not quiet:
+        click.echo(f"{report.done} image(s) explained, {failed} failed; outputs in {output_dir}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command("gradcam", short_help="Grad-CAM maps (also what a bare `gradcam IMAGE...` runs).")
+@method_options
+@click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
+              help="How gradients become channel weights: their spatial mean (Grad-CAM) or "
+                   "maximum (seed 001's variant).")
+def gradcam_command(**kwargs):
+    """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
+    pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method("gradcam", **kwargs)
+
+
+@main.command("models")
+def models_command():
+    """List the known keras.applications models: input size, default target layer, whether CAM
+    applies (global average pooling + one linear classifier), preprocessing."""
+    rows = [("model", "input", "default layer", "CAM", "preprocess", "head")]
+    for spec in registry.MODELS.values():
+        rows.append((spec.name, f"{spec.input_size}x{spec.input_size}", spec.default_layer or "(auto)",
+                     "yes" if spec.cam else "no", spec.preprocess, spec.head))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@main.command("layers")
+@model_options
+@click.option("--all", "show_all", is_flag=True, help="List every layer, not only those with a spatial output.")
+def layers_command(model, weights, preprocess, input_size, labels, trust_model, device, verbose, show_all):
+    """List the layers of a model that a map can target, with their output shapes; the default
+    target is marked with *. Named models are built without downloading weights."""
+    _setup_logging(verbose)
+    if weights is None and registry.find(model) is not None:
+        weights = "none"  # layer names and shapes do not depend on the weights
+    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
+    from gradcam_cli.models import graph
+
+    spatial = {path for path, _ in graph.feature_layers(loaded.model)}
+    for path, layer in graph.iter_layers(loaded.model):
+        if not show_all and path not in spatial:
+            continue
+        mark = "*" if path == loaded.default_layer else " "
+        shape = graph.output_shape(layer)
+        shape_text = "x".join(str(d) for d in shape) if shape else "?"
+        click.echo(f"{mark} {graph.path_name(path):<48} {type(layer).__name__:<24} {shape_text}")

@@ -1,0 +1,111 @@
+"""Turn the command line's IMAGE arguments into a list of image files.
+
+Arguments may be files, folders (searched recursively), shell globs the shell did not expand,
+or `-` to read more arguments from standard input, one per line. Each file keeps the name it
+will have under the output folder: its path relative to the folder it was found in, or its
+file name when it was given directly, so that a folder tree is mirrored.
+"""
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path  # where to read the image
+    name: str  # its relative name under the output folder, extension kept ("sub/cat.jpg")
+
+
+@dataclass
+class Collected:
+    sources: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # files in folders that are not images
+    missing: list = field(default_factory=list)  # arguments that name nothing
+
+
+def _read_stdin_arguments(stdin):
+    return [line.strip() for line in stdin.read().splitlines() if line.strip()]
+
+
+def _expand(argument):
+    """An argument as (root, [paths]); root is the folder names are taken relative to."""
+    path = Path(argument)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return path, files
+    if path.exists():
+        return path.parent, [path]
+    if glob.has_magic(argument):
+        matched = sorted(Path(p) for p in glob.glob(argument, recursive=True))
+        files = []
+        for m in matched:
+            files.extend(sorted(p for p in m.rglob("*") if p.is_file()) if m.is_dir() else [m])
+        return None, files
+    return None, None
+
+
+def collect(arguments, stdin=None):
+    """Expand IMAGE arguments into a `Collected` (sources, skipped non-images, missing)."""
+    collected = Collected()
+    expanded = []
+    for argument in arguments:
+        if argument == "-":
+            if stdin is None:
+                continue
+            expanded.extend(_read_stdin_arguments(stdin))
+        else:
+            expanded.append(argument)
+
+    seen = set()
+    for argument in expanded:
+        root, files = _expand(argument)
+        if files is None or (not files and not Path(argument).is_dir()):
+            collected.missing.append(argument)
+            continue
+        named_directly = Path(argument).is_file()
+        for path in files:
+            # A file named directly is always tried (the decoder gives the real reason if it is
+            # not an image); in folders and globs, other files are skipped and counted.
+            if not named_directly and path.suffix.lower() not in IMAGE_SUFFIXES:
+                collected.skipped.append(path)
+                continue
+            key = os.path.realpath(path)
+            if key in seen:
+                continue
+            seen.add(key)
+            name = path.relative_to(root).as_posix() if root is not None else path.name
+            collected.sources.append(Source(path=path, name=name))
+    collected.sources = _disambiguate(collected.sources)
+    return collected
+
+
+def _disambiguate(sources):
+    """Give sources that would share an output name longer names, so none overwrites another."""
+    by_name = {}
+    for source in sources:
+        by_name.setdefault(source.name, []).append(source)
+    if all(len(group) == 1 for group in by_name.values()):
+        return sources
+    renamed = {}
+    for name, group in by_name.items():
+        if len(group) == 1:
+            continue
+        absolute = [Path(os.path.abspath(s.path)) for s in group]
+        common = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+        for source, path in zip(group, absolute):
+            renamed[id(source)] = path.relative_to(common).as_posix()
+    result = [Source(s.path, renamed.get(id(s), s.name)) for s in sources]
+    names = [s.name for s in result]
+    if len(set(names)) != len(names):  # a renamed one now meets an existing name: number them
+        counts = {}
+        unique = []
+        for s in result:
+            counts[s.name] = counts.get(s.name, 0) + 1
+            suffix = "" if counts[s.name] == 1 else f"~{counts[s.name]}"
+            unique.append(Source(s.path, s.name + suffix))
+        result = unique
+    return result

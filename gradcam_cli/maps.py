@@ -1,0 +1,55 @@
+"""From channel weights to a map at the image's resolution: weighted sum, ReLU, upsampling,
+normalisation and statistics. ReLU comes before upsampling: seed 001 shows that resizing
+first smears a negative value into its positive neighbours."""
+
+import cv2
+import numpy as np
+
+
+def weighted_sum(activations, channel_weights):
+    """sum_k w_k A^k for each sample: (B, h, w, K) x (B, K) -> (B, h, w), float32."""
+    activations = np.asarray(activations, dtype=np.float32)
+    channel_weights = np.asarray(channel_weights, dtype=np.float32)
+    return np.einsum("bhwk,bk->bhw", activations, channel_weights)
+
+
+def relu(maps):
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.maximum(maps, 0.0)
+
+
+def upsample(small_map, box, image_shape):
+    """Bilinear upsampling of an (h, w) map onto the `box` (x0, y0, x1, y1) of an image of
+    `image_shape` (H, W); outside the box (the part a centre crop cut away) the map is 0."""
+    height, width = image_shape[:2]
+    x0, y0, x1, y1 = box
+    # cv2.resize takes (width, height): the classic mistake with non-square images.
+    resized = cv2.resize(small_map.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    if (x0, y0, x1, y1) == (0, 0, width, height):
+        return resized
+    full = np.zeros((height, width), dtype=np.float32)
+    full[y0:y1, x0:x1] = resized
+    return full
+
+
+def normalise(heat):
+    """Scale a non-negative map to [0, 1] by its maximum. A map that is zero everywhere stays
+    zero (no division by zero, no NaN); the second value says whether that happened."""
+    peak = float(heat.max(initial=0.0))
+    if not np.isfinite(peak) or peak <= 0.0:
+        return np.zeros_like(heat, dtype=np.float32), True
+    return (heat / peak).astype(np.float32), False
+
+
+def statistics(small_map, normalised, empty):
+    """Numbers that describe a map, for the JSON record."""
+    y, x = np.unravel_index(int(np.argmax(normalised)), normalised.shape)
+    return {
+        "empty": bool(empty),
+        "raw_max": float(small_map.max(initial=0.0)),
+        "raw_mean": float(small_map.mean()),
+        "resolution": [int(small_map.shape[1]), int(small_map.shape[0])],
+        "mean": float(normalised.mean()),
+        "area_above_half": float((normalised >= 0.5).mean()),
+        "peak": None if empty else [int(x), int(y)],
+    }

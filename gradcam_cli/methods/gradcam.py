@@ -1,0 +1,19 @@
+"""Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+Gradient-based Localization", ICCV 2017)."""
+
+import numpy as np
+
+
+def gradcam_weights(activations, gradients, pool="mean"):
+    """Channel weights alpha_k^c = (1/Z) sum_ij dy^c / dA^k_ij (Eq. 1), shape (B, K).
+
+    Pooled per sample over the spatial axes only: keras-io's example pools over axis=(0, 1, 2),
+    which mixes the images of a batch. `pool="max"` is seed 001's variant (the strongest
+    gradient of each channel instead of the mean).
+    """
+    gradients = np.asarray(gradients, dtype=np.float32)
+    if pool == "mean":
+        return gradients.mean(axis=(1, 2))
+    if pool == "max":
+        return gradients.max(axis=(1, 2))
+    raise ValueError(f"pool must be 'mean' or 'max'. Received: pool={pool!r}")

@@ -1,0 +1,1 @@
+"""Models: the keras.applications registry, loading users' files, layers and classifier heads."""

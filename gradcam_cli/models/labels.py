@@ -1,0 +1,79 @@
+"""Class names: the ImageNet index shipped in the package, and users' label files.
+
+Keras's decode_predictions downloads imagenet_class_index.json at run time; this package carries
+the same 1000 names (the first WordNet lemma of each class, spaces as underscores: 'tiger_cat',
+'Saint_Bernard') so that predictions get names offline.
+"""
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from gradcam_cli.errors import UsageProblem
+
+
+@lru_cache(maxsize=1)
+def imagenet_labels():
+    """The 1000 ImageNet class names, by class index."""
+    text = resources.files("gradcam_cli").joinpath("data/imagenet_class_index.json").read_text()
+    index = json.loads(text)
+    return tuple(index[str(i)][1] for i in range(len(index)))
+
+
+def read_labels(path):
+    """Read class names from a text file (one per line) or JSON (a list, or {index: name})."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageProblem(f"cannot read labels file {path}: {error.strerror or error}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UsageProblem(f"labels file {path} is not valid JSON: {error}") from None
+        return _labels_from_json(data, path)
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _labels_from_json(data, path):
+    if isinstance(data, list):
+        return tuple(str(item) for item in data)
+    if isinstance(data, dict):
+        try:
+            indexed = {int(key): value for key, value in data.items()}
+        except ValueError:
+            raise UsageProblem(f"labels file {path}: JSON object keys must be class indices") from None
+        if sorted(indexed) != list(range(len(indexed))):
+            raise UsageProblem(f"labels file {path}: class indices must run 0..{len(indexed) - 1}")
+        # Keras's own format is {"0": ["n01440764", "tench"], ...}: take the name.
+        return tuple(
+            str(indexed[i][-1] if isinstance(indexed[i], list) else indexed[i])
+            for i in range(len(indexed))
+        )
+    raise UsageProblem(f"labels file {path}: expected a JSON list or object")
+
+
+def class_index(spec, labels, num_classes):
+    """Resolve a --class value (an index or a class name) to an index; UsageProblem if neither."""
+    spec = str(spec).strip()
+    if spec.lstrip("-").isdigit():
+        index = int(spec)
+        if not 0 <= index < num_classes:
+            raise UsageProblem(
+                f"--class {index} is out of range: the model has {num_classes} classes "
+                f"(0..{num_classes - 1})"
+            )
+        return index
+    if not labels:
+        raise UsageProblem(f"--class {spec!r}: the model has no class names; give an index or --labels FILE")
+    wanted = spec.lower().replace(" ", "_")
+    matches = [i for i, name in enumerate(labels) if name.lower().replace(" ", "_") == wanted]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageProblem(f"--class {spec!r} names several classes {matches}: give the index")
+    near = [name for name in labels if wanted in name.lower()][:8]
+    hint = f"; similar: {', '.join(near)}" if near else ""
+    raise UsageProblem(f"--class {spec!r} is not a class name of this model{hint}")

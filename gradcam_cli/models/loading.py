@@ -1,0 +1,261 @@
+"""Loading models: keras.applications by name (with ImageNet weights through Keras's own
+download and cache) or a user's .keras / .h5 file, and describing what the engine needs.
+
+The user's model object is never modified: logits are read by calling the last layer
+differently during the engine's forward pass (heads.pre_activation).
+"""
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from gradcam_cli.errors import UsageProblem
+from gradcam_cli.models import graph, heads, labels as labels_module, registry
+from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
+
+
+@dataclass
+class LoadedModel:
+    model: keras.Model
+    name: str
+    input_size: tuple  # (height, width)
+    preprocess: str
+    labels: tuple  # class names, or () when unknown
+    head: heads.Head
+    final_path: tuple  # the layer producing the output
+    logits_call: object  # replaces that layer's call to skip its softmax/sigmoid, or None
+    default_layer: tuple
+    spec: object = None  # the registry entry, for keras.applications models
+
+    @property
+    def num_classes(self):
+        return self.head.num_classes
+
+    def label(self, index):
+        return self.labels[index] if 0 <= index < len(self.labels) else str(index)
+
+
+def keras_home():
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def cached_weights_path(spec):
+    """Where Keras's get_file keeps (or would download) the model's ImageNet weights."""
+    return keras_home() / "models" / spec.weights_file
+
+
+def _offline_message(spec, error):
+    path = cached_weights_path(spec)
+    return (
+        f"cannot download ImageNet weights for {spec.name} ({spec.weights_file}): "
+        f"{_one_line(error)}. Without a network, put that file at {path} "
+        f"(or set KERAS_HOME), or pass --weights PATH, or --weights none for random weights"
+    )
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def build_application(spec, weights="imagenet"):
+    """Build a keras.applications model from its registry entry, classifier without softmax.
+
+    weights: 'imagenet' (Keras's cache under KERAS_HOME/models, downloaded if missing),
+    'none' (random initialisation) or a path to a weights file.
+    """
+    base_constructor = getattr(keras.applications, spec.constructor)
+
+    def constructor(**kwargs):
+        with warnings.catch_warnings():  # MobileNetV3 warns about input_shape even when it is 224
+            warnings.simplefilter("ignore", UserWarning)
+            return base_constructor(**kwargs)
+
+    size = spec.input_size
+    kwargs = {"classifier_activation": None, "input_shape": (size, size, 3)}
+    if weights == "imagenet":
+        cached = cached_weights_path(spec)
+        if cached.is_file():
+            model = constructor(weights=None, **kwargs)
+            _load_weights(model, cached)
+            return model
+        try:
+            return constructor(weights="imagenet", **kwargs)
+        except Exception as error:  # get_file raises bare Exception("URL fetch failure...")
+            if "fetch failure" in str(error) or isinstance(error, OSError):
+                raise UsageProblem(_offline_message(spec, error)) from None
+            raise
+    model = constructor(weights=None, **kwargs)
+    if weights not in (None, "none"):
+        _load_weights(model, Path(weights))
+    return model
+
+
+def _load_weights(model, path):
+    path = Path(path)
+    if not path.is_file():
+        raise UsageProblem(f"weights file {path} does not exist")
+    try:
+        model.load_weights(str(path))
+    except Exception as error:  # h5py, Keras and OS errors all mean the same to the user
+        raise UsageProblem(f"cannot load weights file {path}: {_one_line(error)}") from None
+
+
+def load_model_file(path, trust=False):
+    """Load a user's .keras or legacy .h5 model without compiling it.
+
+    Keras's safe_mode stays on unless `trust`: a .keras file holding a Lambda layer carries
+    Python bytecode, which should only run from a file one trusts.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageProblem(f"model file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in (".keras", ".h5", ".hdf5"):
+        raise UsageProblem(
+            f"cannot load {path}: expected a .keras or .h5 model file "
+            "(a TensorFlow SavedModel folder must first be re-saved with Keras 3 as .keras)"
+        )
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
+    except Exception as error:
+        text = _one_line(error)
+        if "Lambda" in text or "safe_mode" in text:
+            raise UsageProblem(
+                f"{path} contains a Lambda layer, which Keras will not load in safe mode; "
+                "if you trust the file, pass --trust-model"
+            ) from None
+        if suffix != ".keras":
+            raise UsageProblem(
+                f"cannot load legacy model {path} with Keras {keras.__version__}: {text}. "
+                "Files saved by TF <= 2.15 may need re-saving: load them there and "
+                "model.save('model.keras')"
+            ) from None
+        raise UsageProblem(f"cannot load model {path}: {text}") from None
+
+
+def _input_size(model, requested):
+    shape = model.input_shape
+    if isinstance(shape, list):
+        if len(shape) != 1:
+            raise UsageProblem(f"the model has {len(shape)} inputs; an image classifier with one is needed")
+        shape = shape[0]
+    if len(shape) != 4 or shape[-1] not in (1, 3, None):
+        raise UsageProblem(f"the model's input shape {shape} is not (height, width, 3) images")
+    height, width = shape[1], shape[2]
+    if requested is not None:
+        if height is not None and (height, width) != tuple(requested):
+            raise UsageProblem(
+                f"--input-size {requested[0]}x{requested[1]}: the model takes {height}x{width} inputs"
+            )
+        return tuple(requested)
+    if height is None or width is None:
+        raise UsageProblem("the model's input size is not fixed: give --input-size H,W (or N)")
+    return (height, width)
+
+
+def _with_fixed_input(model, size):
+    """Models saved with a free input size: Grad-CAM needs known shapes for the target layer."""
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    if shape[1] is not None and shape[2] is not None:
+        return model
+    channels = shape[-1] or 3
+    inputs = keras.Input(shape=(size[0], size[1], channels))
+    return keras.Model(inputs, model(inputs), name=model.name)
+
+
+def _resolve_preprocess(value, default):
+    if value is None:
+        return default
+    value = value.lower()
+    if value in ("0-1", "0..1", "scale"):
+        value = "unit"
+    if value in PREPROCESS_MODES:
+        return value
+    spec = registry.find(value)
+    if spec is not None:
+        return spec.preprocess
+    choices = ", ".join(list(PREPROCESS_MODES) + ["a keras.applications model name"])
+    raise UsageProblem(f"unknown --preprocess {value!r}; choose from {choices}")
+
+
+def describe(model, name, input_size, preprocess, class_names, spec=None):
+    """Gather what the engine needs about `model` into a LoadedModel."""
+    try:
+        graph.ensure_built(model)
+        final_path = graph.final_layer_path(model)
+    except ValueError as error:
+        raise UsageProblem(f"{name}: {error}") from None
+    final_layer = graph.get_layer(model, final_path)
+    out_shape = model.output_shape
+    if len(out_shape) != 2:
+        raise UsageProblem(f"{name}: the output shape {out_shape} is not (batch, classes)")
+    head = heads.describe_head(final_layer, out_shape[-1])
+    try:
+        logits_call = heads.pre_activation(final_layer)
+    except ValueError as error:
+        raise UsageProblem(f"{name}: {error}") from None
+    if class_names and len(class_names) != head.num_classes:
+        raise UsageProblem(
+            f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
+        )
+    default_layer = graph.default_target_layer(model)
+    if default_layer is None:
+        raise UsageProblem(f"{name}: no layer with a spatial (height, width, channels) output")
+    return LoadedModel(
+        model=model,
+        name=name,
+        input_size=input_size,
+        preprocess=preprocess,
+        labels=tuple(class_names or ()),
+        head=head,
+        final_path=final_path,
+        logits_call=logits_call,
+        default_layer=default_layer,
+        spec=spec,
+    )
+
+
+def load(model_name, weights=None, preprocess=None, input_size=None, labels_file=None, trust=False):
+    """Load a model for explanation: a registry name or a model file path.
+
+    weights: None (the default: ImageNet for registry models, the file's own for model files),
+    'imagenet', 'none', or a weights file path.
+    """
+    spec = registry.find(model_name)
+    class_names = labels_module.read_labels(labels_file) if labels_file else None
+    if spec is not None:
+        if input_size is not None and tuple(input_size) != (spec.input_size, spec.input_size):
+            raise UsageProblem(
+                f"{spec.name} takes {spec.input_size}x{spec.input_size} inputs; "
+                "--input-size is for model files whose input size is not fixed"
+            )
+        model = build_application(spec, weights or "imagenet")
+        size = (spec.input_size, spec.input_size)
+        names = class_names or labels_module.imagenet_labels()
+        return describe(model, spec.name, size, _resolve_preprocess(preprocess, spec.preprocess), names, spec)
+
+    path = Path(model_name)
+    if not path.exists() and not re.search(r"[/\\.]", model_name):
+        raise UsageProblem(
+            f"unknown model {model_name!r}: not a keras.applications name (see 'gradcam models') "
+            "nor a model file"
+        )
+    if weights in ("imagenet", "none"):
+        raise UsageProblem(
+            f"--weights {weights} is for keras.applications models; a model file brings its own "
+            "(or give --weights PATH)"
+        )
+    model = load_model_file(path, trust=trust)
+    size = _input_size(model, input_size)
+    model = _with_fixed_input(model, size)
+    if weights is not None:
+        _load_weights(model, Path(weights))
+    out_units = model.output_shape[-1] if len(model.output_shape) == 2 else None
+    if class_names is None and out_units == 1000:
+        class_names = labels_module.imagenet_labels()  # a saved ImageNet classifier
+    return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names)

@@ -1,0 +1,49 @@
+"""Input preprocessing modes, as keras.applications' preprocess_input functions define them.
+
+Images arrive as float32 RGB in 0..255. The modes are written out here in numpy (checked against
+Keras's own functions in the tests) so that a user's model can name one with `--preprocess`.
+"""
+
+import numpy as np
+
+_CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def _caffe(x):
+    return x[..., ::-1] - _CAFFE_BGR_MEAN  # RGB -> BGR, zero-centred per channel, no scaling
+
+
+def _tf(x):
+    return x / 127.5 - 1.0  # -1..1
+
+
+def _torch(x):
+    return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
+
+
+def _unit(x):
+    return x / 255.0  # 0..1
+
+
+def _none(x):
+    return x
+
+
+MODES = {
+    "none": (_none, "raw 0..255 RGB (models that preprocess inside, e.g. EfficientNet, ConvNeXt)"),
+    "caffe": (_caffe, "RGB->BGR minus the ImageNet channel means (VGG, ResNet v1)"),
+    "tf": (_tf, "scaled to -1..1 (Inception, Xception, MobileNet v1/v2, ResNet v2, NASNet)"),
+    "torch": (_torch, "0..1 then ImageNet mean/std normalised (DenseNet)"),
+    "unit": (_unit, "scaled to 0..1"),
+}
+
+
+def preprocess(batch, mode):
+    """Apply preprocessing `mode` to a float32 RGB batch in 0..255; returns a new float32 array."""
+    try:
+        function = MODES[mode][0]
+    except KeyError:
+        raise ValueError(f"unknown preprocessing mode. Received: mode={mode!r}") from None
+    return np.ascontiguousarray(function(np.asarray(batch, dtype=np.float32)), dtype=np.float32)

@@ -1,0 +1,62 @@
+"""Output paths, atomic writes and JSON records.
+
+An output is named OUTDIR/<input's relative name, extension kept>.<method>[.<tag>].<kind>.png,
+so a.jpg and a.png never overwrite each other and folder trees are mirrored. Files are written
+to a temporary name in the same folder and renamed into place: an interrupted run leaves no
+half-written PNG behind.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+KINDS = ("heatmap", "overlay", "raw")
+
+
+def _file_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def output_path(output_dir, source_name, method, kind, tag=None):
+    extension = "npy" if kind == "raw" else "png"
+    parts = [source_name, method] + ([tag] if tag else []) + [kind, extension]
+    return Path(output_dir) / ".".join(parts)
+
+
+def _write_atomic(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, _file_mode())  # mkstemp creates 0600; outputs are ordinary files
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_png(path, rgb):
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path}")
+    _write_atomic(path, encoded.tobytes())
+
+
+def write_npy(path, array):
+    from io import BytesIO
+
+    buffer = BytesIO()
+    np.save(buffer, np.asarray(array, dtype=np.float32))
+    _write_atomic(path, buffer.getvalue())
+
+
+def json_line(record):
+    return json.dumps(record, ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,159 @@
+"""The run: sources -> images -> batches -> engine -> maps -> rendering -> files and records.
+
+Each batch is one forward pass and one gradient per target (top-1 by default). A failure that
+concerns one image (unreadable file, write error) is recorded and the run goes on.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gradcam_cli import maps, outputs, render
+from gradcam_cli.engine import top_rank
+from gradcam_cli.errors import ImageError
+from gradcam_cli.images import load_rgb, model_view
+from gradcam_cli.methods import METHODS
+from gradcam_cli.models.graph import path_name
+from gradcam_cli.models.preprocess import preprocess
+
+
+@dataclass
+class Options:
+    output_dir: Path
+    method: str = "gradcam"
+    pool: str = "mean"
+    classes: tuple = ()  # explicit class indices; empty = top-k
+    top_k: int = 1
+    save: tuple = ("heatmap", "overlay")
+    colormap: str = "jet"
+    alpha: float = 0.4
+    crop: bool = False
+
+
+@dataclass
+class Report:
+    done: int = 0
+    failed: list = field(default_factory=list)  # (source, reason)
+    empty_maps: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    code: int  # a class index, or top_rank(r)
+    tag: object  # the file-name tag when an image gets several maps, else None
+
+
+def targets(options):
+    if options.classes:
+        several = len(options.classes) > 1
+        return [Target(c, f"class{c}" if several else None) for c in options.classes]
+    if options.top_k == 1:
+        return [Target(top_rank(1), None)]
+    return [Target(top_rank(r), f"top{r}") for r in range(1, options.top_k + 1)]
+
+
+def _predictions(loaded, probabilities, count=5):
+    order = np.argsort(-probabilities)[:count]
+    return [
+        {"class": int(i), "label": loaded.label(int(i)), "probability": round(float(probabilities[i]), 6)}
+        for i in order
+    ]
+
+
+def _load(sources, report, on_failure):
+    """Decode a batch's images; failures are reported and dropped."""
+    loaded = []
+    for source in sources:
+        try:
+            loaded.append((source, load_rgb(source.path)))
+        except ImageError as error:
+            report.failed.append((source, str(error)))
+            on_failure(source, str(error))
+    return loaded
+
+
+def run(loaded, engine, sources, options, on_result, on_failure, on_empty, progress=None):
+    """Explain every source; returns a Report. Callbacks: on_result(record) per image done,
+    on_failure(source, reason) per image failed, on_empty(source, class) per all-zero map."""
+    method = METHODS[options.method]
+    report = Report()
+    layer = path_name(engine.target_path)
+    plan = targets(options)
+    for start in range(0, len(sources), engine.batch_size):
+        batch = _load(sources[start : start + engine.batch_size], report, on_failure)
+        if batch:
+            _explain_batch(loaded, engine, batch, options, method, plan, layer, report,
+                           on_result, on_failure, on_empty)
+        if progress is not None:
+            progress(min(engine.batch_size, len(sources) - start))
+    return report
+
+
+def _explain_batch(loaded, engine, batch, options, method, plan, layer, report,
+                   on_result, on_failure, on_empty):
+    views = [model_view(rgb, loaded.input_size, crop=options.crop) for _, rgb in batch]
+    inputs = preprocess(np.stack([view for view, _ in views]), loaded.preprocess)
+    per_target = []
+    probabilities = None
+    for target in plan:
+        result = engine.run(inputs, np.full(len(batch), target.code))
+        if probabilities is None:
+            probabilities = loaded.head.probabilities(result.raw_outputs)
+        weights = method.channel_weights(result.activations, result.gradients, pool=options.pool)
+        small_maps = maps.relu(maps.weighted_sum(result.activations, weights))
+        scores = np.asarray(loaded.head.scores(result.raw_outputs))
+        per_target.append((target, result.classes, small_maps, scores))
+
+    for i, (source, rgb) in enumerate(batch):
+        try:
+            record = {
+                "input": str(source.path),
+                "model": loaded.name,
+                "method": options.method,
+                "layer": layer,
+                "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                "predictions": _predictions(loaded, probabilities[i]),
+                "maps": [],
+            }
+            for target, classes, small_maps, scores in per_target:
+                entry = _render_one(loaded, source, rgb, views[i][1], small_maps[i], int(classes[i]),
+                                    float(scores[i, classes[i]]), float(probabilities[i, classes[i]]),
+                                    target, options)
+                if entry["stats"]["empty"]:
+                    report.empty_maps += 1
+                    on_empty(source, entry["class"])
+                record["maps"].append(entry)
+        except OSError as error:
+            reason = f"cannot write outputs: {error.strerror or error}"
+            report.failed.append((source, reason))
+            on_failure(source, reason)
+            continue
+        report.done += 1
+        on_result(record)
+
+
+def _render_one(loaded, source, rgb, box, small_map, class_index, score, probability, target, options):
+    heat = maps.upsample(small_map, box, rgb.shape)
+    normalised, empty = maps.normalise(heat)
+    written = {}
+    path = lambda kind: outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag)
+    if "heatmap" in options.save or "overlay" in options.save:
+        colored = render.colorize(normalised, options.colormap)
+        if "heatmap" in options.save:
+            written["heatmap"] = path("heatmap")
+            outputs.write_png(written["heatmap"], colored)
+        if "overlay" in options.save:
+            written["overlay"] = path("overlay")
+            outputs.write_png(written["overlay"], render.overlay(rgb, colored, options.alpha))
+    if "raw" in options.save:
+        written["raw"] = path("raw")
+        outputs.write_npy(written["raw"], heat)
+    return {
+        "class": class_index,
+        "label": loaded.label(class_index),
+        "score": round(score, 6),
+        "probability": round(probability, 6),
+        "outputs": {kind: str(p) for kind, p in written.items()},
+        "stats": maps.statistics(small_map, normalised, empty),
+    }
