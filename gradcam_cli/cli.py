@@ -172,27 +172,6 @@ def _load(model, weights, preprocess, input_size, labels, trust_model, device, v
                 labels_file=labels, trust=trust_model)
 
 
-def _resolve_layer(loaded, layer):
-    from gradcam_cli.models import graph
-
-    if layer is None:
-        return loaded.default_layer
-    try:
-        path = graph.find_layer(loaded.model, layer)
-    except KeyError as error:
-        candidates = [graph.path_name(p) for p, _ in graph.feature_layers(loaded.model)]
-        shown = ", ".join(candidates[-12:])
-        more = f" (and {len(candidates) - 12} more; see `gradcam layers`)" if len(candidates) > 12 else ""
-        raise UsageProblem(f"{error.args[0]} in {loaded.name}; layers with a spatial output: {shown}{more}")
-    if path not in [p for p, _ in graph.feature_layers(loaded.model)]:
-        shape = graph.output_shape(graph.get_layer(loaded.model, path))
-        raise UsageProblem(
-            f"layer {graph.path_name(path)!r} has output shape {shape}; a class activation map "
-            "needs a (height, width, channels) layer"
-        )
-    return path
-
-
 def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
                verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, pool="mean"):
@@ -220,7 +199,7 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
     class_indices = tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in classes))
     if top_k > loaded.num_classes:
         raise UsageProblem(f"--top-k {top_k}: the model has {loaded.num_classes} classes")
-    target_path = _resolve_layer(loaded, layer)
+    target_path = loaded.target_layer(layer)
     if weights == "none" and not quiet:
         click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)
 
@@ -313,13 +292,9 @@ def layers_command(model, weights, preprocess, input_size, labels, trust_model, 
     if weights is None and registry.find(model) is not None:
         weights = "none"  # layer names and shapes do not depend on the weights
     loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
-    from gradcam_cli.models import graph
-
-    spatial = {path for path, _ in graph.feature_layers(loaded.model)}
-    for path, layer in graph.iter_layers(loaded.model):
-        if not show_all and path not in spatial:
+    for info in loaded.layers:
+        if not show_all and not info.spatial:
             continue
-        mark = "*" if path == loaded.default_layer else " "
-        shape = graph.output_shape(layer)
-        shape_text = "x".join(str(d) for d in shape) if shape else "?"
-        click.echo(f"{mark} {graph.path_name(path):<48} {type(layer).__name__:<24} {shape_text}")
+        mark = "*" if info.path == loaded.default_layer else " "
+        shape_text = "x".join(str(d) for d in info.shape) if info.shape else "?"
+        click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")

@@ -44,7 +44,12 @@ def _to_rgb(image):
 
 def _decode_with_opencv(path):
     data = np.fromfile(str(path), dtype=np.uint8)
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if data.size == 0:
+        return None
+    try:
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        return None
     if array is None:
         return None
     if array.dtype == np.uint16:

@@ -11,7 +11,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 KINDS = ("heatmap", "overlay", "raw")
@@ -44,6 +43,8 @@ def _write_atomic(path, data):
 
 
 def write_png(path, rgb):
+    import cv2  # here, not at the top: the CLI reads KINDS at start-up
+
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")

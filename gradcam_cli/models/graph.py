@@ -7,6 +7,8 @@ engine taps the target layer's output and reads the classifier before its softma
 building a second model, copying layers or changing the user's model.
 """
 
+from dataclasses import dataclass
+
 import keras
 
 _POOLING_AND_NOISE = (
@@ -50,42 +52,57 @@ def path_name(path):
     return "/".join(path)
 
 
-def output_shape(layer):
-    """The layer's output shape without the batch axis, or None for several outputs."""
-    try:
-        shape = layer.output.shape
-    except (AttributeError, ValueError):
-        return None
-    return tuple(shape[1:])
+@dataclass(frozen=True)
+class LayerInfo:
+    path: tuple
+    layer: object
+    shape: object  # output shape without the batch axis, or None (several outputs)
+
+    @property
+    def name(self):
+        return path_name(self.path)
+
+    @property
+    def spatial(self):
+        """A (height, width, channels) output: a layer a class activation map can target."""
+        shape = self.shape
+        return shape is not None and len(shape) == 3 and all(isinstance(d, int) for d in shape)
 
 
-def is_spatial(shape):
-    return shape is not None and len(shape) == 3 and all(isinstance(d, int) for d in shape[:2])
+def describe_layers(model, input_size, channels=3):
+    """Every layer with its output shape for inputs of `input_size` (height, width), in call
+    order, nested models before their layers.
+
+    Shapes are computed symbolically (compute_output_spec) through `run_graph`, so models saved
+    with a free input size get concrete shapes and no node is added to the user's model.
+    """
+    shapes = {}
+
+    def record(path, output):
+        shapes[path] = tuple(output.shape[1:]) if hasattr(output, "shape") else None
+        return output
+
+    def rewrite(path, layer):
+        if is_model(layer):
+            return lambda x, *args, **kwargs: record(path, run_graph(layer, x, rewrite, path))
+        return lambda *args, **kwargs: record(path, layer.compute_output_spec(*args, **kwargs))
+
+    run_graph(model, keras.KerasTensor((1, *input_size, channels)), rewrite)
+    return [LayerInfo(path, layer, shapes.get(path)) for path, layer in iter_layers(model)]
 
 
-def feature_layers(model):
-    """(path, shape) of every layer with a (height, width, channels) output: the targetable ones."""
-    found = []
-    for path, layer in iter_layers(model):
-        shape = output_shape(layer)
-        if is_spatial(shape):
-            found.append((path, shape))
-    return found
-
-
-def default_target_layer(model):
+def default_target_layer(layers):
     """The last convolutional feature layer: the last layer with a spatial (H, W > 1) output that
     is not pooling or dropout, so VGG16 gives block5_conv3 (not block5_pool), MobileNetV2 out_relu
     (not its last Conv2D, whose output still goes through BN and ReLU6), and a nested base model
-    gives its inner layer ('resnet50/conv5_block3_out')."""
+    gives its inner layer ('resnet50/conv5_block3_out'). `layers`: from describe_layers."""
     chosen = None
-    for path, layer in iter_layers(model):
-        shape = output_shape(layer)
-        if not is_spatial(shape) or (shape[0] <= 1 and shape[1] <= 1):
+    for info in layers:
+        if not info.spatial or (info.shape[0] <= 1 and info.shape[1] <= 1):
             continue
-        if type(layer).__name__ in _POOLING_AND_NOISE:
+        if type(info.layer).__name__ in _POOLING_AND_NOISE:
             continue
-        chosen = path
+        chosen = info.path
     return chosen
 
 

@@ -29,11 +29,36 @@ class LoadedModel:
     final_path: tuple  # the layer producing the output
     logits_call: object  # replaces that layer's call to skip its softmax/sigmoid, or None
     default_layer: tuple
+    layers: list  # graph.LayerInfo for every layer, with output shapes at input_size
     spec: object = None  # the registry entry, for keras.applications models
 
     @property
     def num_classes(self):
         return self.head.num_classes
+
+    @property
+    def target_layers(self):
+        return [info for info in self.layers if info.spatial]
+
+    def target_layer(self, name=None):
+        """The path of the layer to explain: `name` ('block5_conv3', 'resnet50/conv5_block3_out')
+        or, when None, the default. UsageProblem, listing candidates, when it cannot be a target."""
+        if name is None:
+            return self.default_layer
+        try:
+            path = graph.find_layer(self.model, name)
+        except KeyError as error:
+            candidates = [info.name for info in self.target_layers]
+            shown = ", ".join(candidates[-12:])
+            more = f" (and {len(candidates) - 12} more: see `gradcam layers`)" if len(candidates) > 12 else ""
+            raise UsageProblem(f"{error.args[0]} in {self.name}; layers with a spatial output: {shown}{more}") from None
+        info = next(info for info in self.layers if info.path == path)
+        if not info.spatial:
+            raise UsageProblem(
+                f"layer {info.name!r} has output shape {info.shape}; a class activation map needs a "
+                "(height, width, channels) layer"
+            )
+        return path
 
     def label(self, index):
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
@@ -158,16 +183,6 @@ def _input_size(model, requested):
     return (height, width)
 
 
-def _with_fixed_input(model, size):
-    """Models saved with a free input size: Grad-CAM needs known shapes for the target layer."""
-    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
-    if shape[1] is not None and shape[2] is not None:
-        return model
-    channels = shape[-1] or 3
-    inputs = keras.Input(shape=(size[0], size[1], channels))
-    return keras.Model(inputs, model(inputs), name=model.name)
-
-
 def _resolve_preprocess(value, default):
     if value is None:
         return default
@@ -203,7 +218,11 @@ def describe(model, name, input_size, preprocess, class_names, spec=None):
         raise UsageProblem(
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
-    default_layer = graph.default_target_layer(model)
+    try:
+        layers = graph.describe_layers(model, input_size)
+    except Exception as error:  # a layer whose shape cannot be inferred symbolically
+        raise UsageProblem(f"{name}: cannot infer layer shapes: {_one_line(error)}") from None
+    default_layer = graph.default_target_layer(layers)
     if default_layer is None:
         raise UsageProblem(f"{name}: no layer with a spatial (height, width, channels) output")
     return LoadedModel(
@@ -216,6 +235,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None):
         final_path=final_path,
         logits_call=logits_call,
         default_layer=default_layer,
+        layers=layers,
         spec=spec,
     )
 
@@ -252,7 +272,6 @@ def load(model_name, weights=None, preprocess=None, input_size=None, labels_file
         )
     model = load_model_file(path, trust=trust)
     size = _input_size(model, input_size)
-    model = _with_fixed_input(model, size)
     if weights is not None:
         _load_weights(model, Path(weights))
     out_units = model.output_shape[-1] if len(model.output_shape) == 2 else None

@@ -40,9 +40,9 @@ def _entry(constructor, size, preprocess, layer, weights_file, cam, head):
 
 _ENTRIES = [
     _entry("VGG16", 224, "caffe", "block5_conv3", "vgg16" + _TF_KERNELS, False,
-           "MaxPool, Flatten, fc1, fc2, Dense"),
+           "MaxPool, Flatten, Dense, Dense, Dense"),
     _entry("VGG19", 224, "caffe", "block5_conv4", "vgg19" + _TF_KERNELS, False,
-           "MaxPool, Flatten, fc1, fc2, Dense"),
+           "MaxPool, Flatten, Dense, Dense, Dense"),
     _entry("ResNet50", 224, "caffe", "conv5_block3_out", "resnet50" + _TF_KERNELS, True, _GAP_DENSE),
     _entry("ResNet101", 224, "caffe", "conv5_block3_out", "resnet101" + _TF_KERNELS, True, _GAP_DENSE),
     _entry("ResNet152", 224, "caffe", "conv5_block3_out", "resnet152" + _TF_KERNELS, True, _GAP_DENSE),
@@ -58,9 +58,9 @@ _ENTRIES = [
     _entry("MobileNetV2", 224, "tf", "out_relu",
            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5", True, _GAP_DENSE),
     _entry("MobileNetV3Small", 224, "none", None, "weights_mobilenet_v3_small_224_1.0_float.h5", False,
-           "GAP, 1x1 Conv, hard-swish, Dropout, 1x1 Conv"),
+           "GAP, 1x1 Conv, hard-silu, Dropout, 1x1 Conv, Flatten"),
     _entry("MobileNetV3Large", 224, "none", None, "weights_mobilenet_v3_large_224_1.0_float.h5", False,
-           "GAP, 1x1 Conv, hard-swish, Dropout, 1x1 Conv"),
+           "GAP, 1x1 Conv, hard-silu, Dropout, 1x1 Conv, Flatten"),
     _entry("NASNetMobile", 224, "tf", None, "NASNet-mobile.h5", True, _GAP_DENSE),
     _entry("NASNetLarge", 331, "tf", None, "NASNet-large.h5", True, _GAP_DENSE),
     _entry("DenseNet121", 224, "torch", "relu", "densenet121" + _TF_KERNELS, True, _GAP_DENSE),

@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny models with fixed weights, image files, an offline environment."""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# No test may download: any proxied fetch goes to a closed port on loopback and fails at once.
+OFFLINE_ENV = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+               "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+os.environ.update(OFFLINE_ENV)
+
+
+@pytest.fixture(scope="session")
+def keras():
+    from gradcam_cli._keras import import_keras
+
+    return import_keras()
+
+
+def set_fixed_weights(model, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, scale, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def tiny_model(keras, softmax=True, seed=0):
+    """8x8x3 -> Conv3x3(4, relu) 'target' -> Conv1x1(5, relu) 'post' -> Flatten -> Dense(3) 'pred'."""
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="target")(inputs)
+    x = layers.Conv2D(5, 1, activation="relu", name="post")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(3, activation="softmax" if softmax else None, name="pred")(x)
+    return set_fixed_weights(keras.Model(inputs, outputs, name="tiny"), seed)
+
+
+def gap_model(keras, classes=3, activation="softmax", size=32, seed=1, name="gapnet"):
+    """A small CNN ending in GlobalAveragePooling2D + Dense, CAM-shaped."""
+    layers = keras.layers
+    inputs = keras.Input((size, size, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(classes, activation=activation, name="pred")(x)
+    return set_fixed_weights(keras.Model(inputs, outputs, name=name), seed, scale=0.3)
+
+
+def nested_model(keras, seed=2, size=32):
+    """Seed 004's shape: Sequential([base model, GlobalAveragePooling2D, Dense(2, softmax)])."""
+    layers = keras.layers
+    base_in = keras.Input((size, size, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="b_conv1")(base_in)
+    x = layers.MaxPooling2D(2, name="b_pool")(x)
+    x = layers.Conv2D(16, 3, padding="same", name="b_conv2")(x)
+    x = layers.BatchNormalization(name="b_bn")(x)
+    x = layers.ReLU(name="b_out")(x)
+    base = keras.Model(base_in, x, name="base")
+    model = keras.Sequential(
+        [keras.Input((size, size, 3)), base, layers.GlobalAveragePooling2D(name="gap"),
+         layers.Dense(2, activation="softmax", name="pred")],
+        name="nested",
+    )
+    set_fixed_weights(model, seed, scale=0.3)
+    bn = base.get_layer("b_bn")
+    gamma, beta, mean, variance = bn.get_weights()
+    bn.set_weights([gamma, beta, mean, np.abs(variance) + 0.5])  # a variance is positive
+    return model
+
+
+def write_image(path, size=(40, 30), seed=0, mode="RGB", **save_kwargs):
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(array)
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **save_kwargs)
+    return path
+
+
+def run_cli(*args, cwd=None, stdin=None, env=None):
+    """The installed console script, in a subprocess, offline."""
+    full_env = dict(os.environ, **OFFLINE_ENV, **(env or {}))
+    full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must silence TensorFlow by itself
+    return subprocess.run(["gradcam", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          input=stdin, env=full_env, timeout=600)
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    folder = tmp_path / "images"
+    write_image(folder / "a.png", (40, 30), seed=1)
+    write_image(folder / "b.jpg", (25, 50), seed=2)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def saved_models(tmp_path_factory, keras):
+    """Small model files saved once for the CLI tests."""
+    folder = tmp_path_factory.mktemp("models")
+    files = {}
+    files["gap"] = folder / "gap.keras"
+    gap_model(keras).save(files["gap"])
+    files["nested"] = folder / "nested.keras"
+    nested_model(keras).save(files["nested"])
+    files["nested_h5"] = folder / "nested_legacy.h5"
+    nested_model(keras).save(files["nested_h5"])
+    return files
+
+
+def python_cli(*code):
+    return subprocess.run([sys.executable, "-c", "\n".join(code)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, **OFFLINE_ENV))
