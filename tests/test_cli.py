@@ -246,3 +246,55 @@ def test_cli_runner_in_process(tmp_path, saved_models):
     assert record["image_size"] == [16, 24]
     bad = runner.invoke(main, [str(image), "--model", str(saved_models["gap"]), "--class", "x", "--top-k", "2"])
     assert bad.exit_code == 2 and "give --class or --top-k, not both" in bad.output
+
+
+def test_weights_path_and_imagenet_class_name_on_a_registry_model(tmp_path, keras):
+    """--weights PATH loads a weights file into a named model; --class boxer uses the shipped
+    ImageNet names (offline)."""
+    from gradcam_cli.models import loading
+    from gradcam_cli.models.preprocess import preprocess
+    from gradcam_cli.images import load_rgb, model_view
+
+    model = loading.build_application(registry.find("mobilenetv3small"), "none")
+    rng = np.random.default_rng(12)
+    model.set_weights([w + rng.normal(0, 0.02, w.shape).astype("float32") for w in model.get_weights()])
+    model.save_weights(tmp_path / "mine.weights.h5")
+    image = write_image(tmp_path / "p.png", (64, 80), seed=12)
+    result = run_cli(image, "--model", "MobileNetV3Small", "--weights", tmp_path / "mine.weights.h5",
+                     "--class", "boxer", "-o", tmp_path / "o", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["maps"][0]["class"] == 242 and record["maps"][0]["label"] == "boxer"
+    view, _ = model_view(load_rgb(image), (224, 224))
+    logits = model.predict(preprocess(view[None], "none"), verbose=0)[0]
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    top = record["predictions"][0]
+    assert top["class"] == int(np.argmax(logits))
+    assert abs(top["probability"] - probabilities[top["class"]]) < 1e-4
+    assert abs(record["maps"][0]["score"] - logits[242]) < 1e-3 * max(1.0, abs(logits[242]))
+
+
+def test_python_dash_m_and_device_gpu_without_gpu(tmp_path, saved_models):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "gradcam_cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "version" in result.stdout
+    image = write_image(tmp_path / "g.png", seed=13)
+    gpu = run_cli(image, "--model", saved_models["gap"], "--device", "gpu", "-o", tmp_path / "o",
+                  env={"CUDA_VISIBLE_DEVICES": "-1"})
+    assert gpu.returncode == 2 and "no GPU is visible" in gpu.stderr
+    assert_clean(gpu.stderr)
+
+
+def test_unwritable_output_fails_that_image_and_the_rest_go_on(tmp_path, saved_models):
+    write_image(tmp_path / "in" / "sub" / "a.png", seed=14)
+    write_image(tmp_path / "in" / "b.png", seed=15)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").write_text("a file where the mirrored folder should be")
+    result = run_cli(tmp_path / "in", "--model", saved_models["gap"], "-o", tmp_path / "out")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "sub/a.png: cannot write outputs" in errors[0]
+    assert (tmp_path / "out" / "b.png.gradcam.overlay.png").is_file()
+    assert_clean(result.stderr)
