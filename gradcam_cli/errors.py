@@ -13,9 +13,6 @@ class UsageProblem(click.UsageError):
 
     exit_code = 2
 
-    def __init__(self, message):
-        super().__init__(message)
-
     def show(self, file=None):
         # One line, like click.ClickException, without the usage block that UsageError prints:
         # the message already says what to do.

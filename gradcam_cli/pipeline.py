@@ -137,7 +137,10 @@ def _render_one(loaded, source, rgb, box, small_map, class_index, score, probabi
     heat = maps.upsample(small_map, box, rgb.shape)
     normalised, empty = maps.normalise(heat)
     written = {}
-    path = lambda kind: outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag)
+
+    def path(kind):
+        return outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag)
+
     if "heatmap" in options.save or "overlay" in options.save:
         colored = render.colorize(normalised, options.colormap)
         if "heatmap" in options.save:

@@ -1,7 +1,5 @@
 """Decoding: every format and pixel mode becomes 8-bit RGB, oriented, at its original size."""
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -67,3 +67,12 @@ def test_overlay_blends_in_float():
     heat = np.full((2, 2, 3), 200, dtype=np.uint8)
     out = render.overlay(image, heat, alpha=0.5)
     assert (out == 150).all() or (out == 151).all()  # round(150.5) either way, never a uint8 wrap
+
+
+def test_cli_colormap_choices_are_opencv_colormaps():
+    """The CLI lists colormap names without importing cv2; they must all exist in OpenCV."""
+    from gradcam_cli.cli import COLORMAP_NAMES
+
+    assert set(COLORMAP_NAMES) == set(render.COLORMAPS)
+    for name in COLORMAP_NAMES:
+        assert render.colorize(np.zeros((1, 1), np.float32), name).shape == (1, 1, 3)
