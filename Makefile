@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test test-fast lint demo clean
+.PHONY: install test test-fast demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies and the test tools)
 install:
@@ -16,9 +16,13 @@ test:
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"
 
-## demo: Grad-CAM on the sample images with a randomly initialised VGG16 (offline)
+## demo: Grad-CAM of the shipped demo model on the synthetic sample scenes (offline)
 demo:
-	gradcam sample_images/ --model vgg16 --weights none -o demo_out
+	gradcam sample_images/synthetic_*.png --model demo-gap -o demo_out
+
+## demo-models: retrain the shipped demo models (about 30 minutes on 2 cores)
+demo-models:
+	$(PYTHON) scripts/train_demo_models.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache demo_out gradcam_out

@@ -52,4 +52,18 @@ def statistics(small_map, normalised, empty):
         "mean": float(normalised.mean()),
         "area_above_half": float((normalised >= 0.5).mean()),
         "peak": None if empty else [int(x), int(y)],
+        "box": None if empty else list(bounding_box(normalised)),
     }
+
+
+def bounding_box(normalised, threshold=0.5):
+    """The box (x0, y0, x1, y1), x1/y1 exclusive, around the largest connected region of a [0, 1]
+    map at or above `threshold` (the ILSVRC-style localization of CAM, Zhou et al. 2016, Sec. 3:
+    threshold, keep the largest connected component, take its box). None for an empty map."""
+    mask = (normalised >= threshold).astype(np.uint8)
+    if normalised.max(initial=0.0) <= 0 or not mask.any():
+        return None
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    largest = 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[largest, :4])
+    return (x, y, x + w, y + h)

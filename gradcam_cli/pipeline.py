@@ -76,35 +76,60 @@ def _load(sources, report, on_failure):
 def run(loaded, engine, sources, options, on_result, on_failure, on_empty, progress=None):
     """Explain every source; returns a Report. Callbacks: on_result(record) per image done,
     on_failure(source, reason) per image failed, on_empty(source, class) per all-zero map."""
-    method = METHODS[options.method]
     report = Report()
     layer = path_name(engine.target_path)
     plan = targets(options)
     for start in range(0, len(sources), engine.batch_size):
         batch = _load(sources[start : start + engine.batch_size], report, on_failure)
         if batch:
-            _explain_batch(loaded, engine, batch, options, method, plan, layer, report,
-                           on_result, on_failure, on_empty)
+            _explain_batch(loaded, engine, batch, options, plan, layer, report, on_result, on_failure, on_empty)
         if progress is not None:
             progress(min(engine.batch_size, len(sources) - start))
     return report
 
 
-def _explain_batch(loaded, engine, batch, options, method, plan, layer, report,
-                   on_result, on_failure, on_empty):
-    views = [model_view(rgb, loaded.input_size, crop=options.crop) for _, rgb in batch]
+def prepare(loaded, rgbs, crop=False):
+    """Images as the model sees them: a preprocessed batch, and the box each view covers."""
+    views = [model_view(rgb, loaded.input_size, crop=crop) for rgb in rgbs]
     inputs = preprocess(np.stack([view for view, _ in views]), loaded.preprocess)
-    per_target = []
-    probabilities = None
-    for target in plan:
-        result = engine.run(inputs, np.full(len(batch), target.code))
-        if probabilities is None:
-            probabilities = loaded.head.probabilities(result.raw_outputs)
-        weights = method.channel_weights(result.activations, result.gradients, pool=options.pool)
-        small_maps = maps.relu(maps.weighted_sum(result.activations, weights))
-        scores = np.asarray(loaded.head.scores(result.raw_outputs))
-        per_target.append((target, result.classes, small_maps, scores))
+    return inputs, [box for _, box in views]
 
+
+@dataclass
+class MapBatch:
+    small_maps: np.ndarray  # (B, h, w): ReLU(sum_k w_k A_k) at the layer's resolution
+    classes: np.ndarray  # (B,) the class each map explains
+    scores: np.ndarray  # (B, C) pre-softmax class scores
+    probabilities: np.ndarray  # (B, C)
+
+
+def compute_maps(loaded, engine, inputs, codes, method="gradcam", pool="mean"):
+    """One forward pass and gradient for a prepared batch; `codes` gives each image's target
+    (a class index, or top_rank(r))."""
+    result = engine.run(inputs, np.asarray(codes))
+    weights = METHODS[method].channel_weights(result.activations, result.gradients, pool=pool)
+    return MapBatch(
+        small_maps=maps.relu(maps.weighted_sum(result.activations, weights)),
+        classes=result.classes,
+        scores=np.asarray(loaded.head.scores(result.raw_outputs)),
+        probabilities=loaded.head.probabilities(result.raw_outputs),
+    )
+
+
+def full_map(small_map, box, image_shape):
+    """The map at the image's resolution: (raw heat, normalised to [0, 1], empty flag)."""
+    heat = maps.upsample(small_map, box, image_shape)
+    normalised, empty = maps.normalise(heat)
+    return heat, normalised, empty
+
+
+def _explain_batch(loaded, engine, batch, options, plan, layer, report, on_result, on_failure, on_empty):
+    inputs, boxes = prepare(loaded, [rgb for _, rgb in batch], options.crop)
+    per_target = [
+        (target, compute_maps(loaded, engine, inputs, np.full(len(batch), target.code), options.method, options.pool))
+        for target in plan
+    ]
+    probabilities = per_target[0][1].probabilities
     for i, (source, rgb) in enumerate(batch):
         try:
             record = {
@@ -116,9 +141,10 @@ def _explain_batch(loaded, engine, batch, options, method, plan, layer, report,
                 "predictions": _predictions(loaded, probabilities[i]),
                 "maps": [],
             }
-            for target, classes, small_maps, scores in per_target:
-                entry = _render_one(loaded, source, rgb, views[i][1], small_maps[i], int(classes[i]),
-                                    float(scores[i, classes[i]]), float(probabilities[i, classes[i]]),
+            for target, result in per_target:
+                class_index = int(result.classes[i])
+                entry = _render_one(loaded, source, rgb, boxes[i], result.small_maps[i], class_index,
+                                    float(result.scores[i, class_index]), float(probabilities[i, class_index]),
                                     target, options)
                 if entry["stats"]["empty"]:
                     report.empty_maps += 1
@@ -134,8 +160,7 @@ def _explain_batch(loaded, engine, batch, options, method, plan, layer, report,
 
 
 def _render_one(loaded, source, rgb, box, small_map, class_index, score, probability, target, options):
-    heat = maps.upsample(small_map, box, rgb.shape)
-    normalised, empty = maps.normalise(heat)
+    heat, normalised, empty = full_map(small_map, box, rgb.shape)
     written = {}
 
     def path(kind):

@@ -47,7 +47,7 @@ def test_label_files(tmp_path):
         labels.read_labels(tmp_path / "absent.txt")
 
 
-@pytest.mark.parametrize("spec", list(registry.MODELS.values()), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", registry.APPLICATIONS, ids=lambda s: s.name)
 def test_preprocess_mode_matches_keras_preprocess_input(keras, spec):
     import importlib
 

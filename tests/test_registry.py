@@ -29,7 +29,7 @@ def _head_after(loaded, target):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", list(registry.MODELS.values()), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", registry.APPLICATIONS, ids=lambda s: s.name)
 def test_registry_entry_matches_keras(keras, spec, tmp_path, monkeypatch):
     model = loading.build_application(spec, "none")
     loaded = loading.describe(model, spec.name, (spec.input_size,) * 2, spec.preprocess, None, spec)

@@ -120,6 +120,26 @@ def build_application(spec, weights="imagenet"):
     return model
 
 
+def build_registered(spec, weights=None):
+    """A registry model: keras.applications, or a shipped demo model (its trained file by
+    default, `none` for a random initialisation of the same architecture, or a weights file)."""
+    if spec.is_application:
+        return build_application(spec, weights or "imagenet")
+    if weights in (None, "trained"):
+        from importlib import resources
+
+        with resources.as_file(resources.files("gradcam_cli").joinpath("data", spec.file)) as path:
+            return load_model_file(path)
+    if weights == "imagenet":
+        raise UsageProblem(f"{spec.name} is trained on synthetic scenes: --weights takes none or a PATH")
+    from gradcam_cli.models import demo
+
+    model = getattr(demo, spec.constructor)(input_size=spec.input_size, classes=len(spec.labels))
+    if weights != "none":
+        _load_weights(model, Path(weights))
+    return model
+
+
 def _load_weights(model, path):
     path = Path(path)
     if not path.is_file():
@@ -254,9 +274,9 @@ def load(model_name, weights=None, preprocess=None, input_size=None, labels_file
                 f"{spec.name} takes {spec.input_size}x{spec.input_size} inputs; "
                 "--input-size is for model files whose input size is not fixed"
             )
-        model = build_application(spec, weights or "imagenet")
+        model = build_registered(spec, weights)
         size = (spec.input_size, spec.input_size)
-        names = class_names or labels_module.imagenet_labels()
+        names = class_names or spec.labels or labels_module.imagenet_labels()
         return describe(model, spec.name, size, _resolve_preprocess(preprocess, spec.preprocess), names, spec)
 
     path = Path(model_name)

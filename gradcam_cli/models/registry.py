@@ -12,6 +12,9 @@ Adding a model is one `_entry(...)` line:
     weights_file    the ImageNet weights' file name in Keras's cache (KERAS_HOME/models)
     cam             the head is global average pooling + one linear classifier, so CAM applies
     head            the layers after the target layer, in words
+
+The demo models (`_demo(...)`) are small classifiers of synthetic shapes (gradcam_cli.synthetic)
+shipped as trained .keras files in gradcam_cli/data: the offline default, with known answers.
 """
 
 from dataclasses import dataclass
@@ -27,7 +30,16 @@ class ModelSpec:
     weights_file: str
     cam: bool
     head: str
+    labels: tuple = None  # class names, when not ImageNet's
+    file: str = None  # a trained model shipped in gradcam_cli/data; constructor is in models.demo
 
+    @property
+    def is_application(self):
+        return self.file is None
+
+
+# The classes of the synthetic scenes the demo models are trained on (gradcam_cli.synthetic).
+DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 
 _TF_KERNELS = "_weights_tf_dim_ordering_tf_kernels.h5"
 _GAP_DENSE = "GAP, Dense"
@@ -84,10 +96,25 @@ _ENTRIES = [
     ],
 ]
 
-MODELS = {spec.name: spec for spec in _ENTRIES}
+
+def _demo(name, constructor, layer, cam, head):
+    return ModelSpec(name, constructor, 64, "unit", layer, None, cam, head, DEMO_CLASSES, f"{name}.keras")
+
+
+_ENTRIES += [
+    _demo("demo-vgg", "demo_vgg", "block4_conv2", False, "MaxPool, Flatten, Dense, Dropout, Dense"),
+    _demo("demo-gap", "demo_gap", "block3_conv2", True, _GAP_DENSE),
+]
+
+
+def _key(name):
+    return str(name).lower().replace("-", "").replace("_", "")
+
+
+MODELS = {_key(spec.name): spec for spec in _ENTRIES}
+APPLICATIONS = [spec for spec in _ENTRIES if spec.is_application]
 
 
 def find(name):
     """The entry for a model name (case-insensitive, '-' and '_' ignored), or None."""
-    key = str(name).lower().replace("-", "").replace("_", "")
-    return MODELS.get(key)
+    return MODELS.get(_key(name))

@@ -1,0 +1,179 @@
+"""Measuring maps against known object positions: pointing game, energy in the box, box IoU,
+class discrimination, each beside its chance level.
+
+A map is a float array in [0, 1] at the image's resolution; an object has a mask and a box.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gradcam_cli.maps import bounding_box
+
+# The pointing game's tolerance: 15 pixels at 224x224 (Zhang et al. 2016), scaled to the image.
+POINTING_TOLERANCE_AT_224 = 15
+
+
+def pointing_hit(normalised, mask, tolerance):
+    """The map's maximum lies on the object, or within `tolerance` pixels of it."""
+    if normalised.max(initial=0.0) <= 0:
+        return False
+    y, x = np.unravel_index(int(np.argmax(normalised)), normalised.shape)
+    return _near(mask, x, y, tolerance)
+
+
+def _near(mask, x, y, tolerance):
+    distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    return bool(distance[y, x] <= tolerance)
+
+
+def energy_in_box(normalised, box):
+    """The share of the map's total mass that lies inside `box`."""
+    total = float(normalised.sum())
+    if total <= 0:
+        return 0.0
+    x0, y0, x1, y1 = box
+    return float(normalised[y0:y1, x0:x1].sum()) / total
+
+
+def box_iou(a, b):
+    if a is None or b is None:
+        return 0.0
+    width = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def tolerance_for(shape):
+    return POINTING_TOLERANCE_AT_224 * max(shape[:2]) / 224.0
+
+
+@dataclass
+class Scores:
+    """Per-image figures, averaged by `summary`."""
+
+    pointing: list
+    energy: list
+    iou: list
+    discrimination: list
+
+    @classmethod
+    def empty(cls):
+        return cls([], [], [], [])
+
+    def add_single(self, normalised, scene_object, threshold=0.5):
+        tolerance = tolerance_for(normalised.shape)
+        self.pointing.append(pointing_hit(normalised, scene_object.mask, tolerance))
+        self.energy.append(energy_in_box(normalised, scene_object.box))
+        self.iou.append(box_iou(bounding_box(normalised, threshold), scene_object.box))
+
+    def add_pair(self, map_for_a, object_a, object_b):
+        """Class discrimination: the map for A's class puts more mass on A than on B."""
+        self.discrimination.append(energy_in_box(map_for_a, object_a.box) > energy_in_box(map_for_a, object_b.box))
+
+    def summary(self):
+        mean = lambda values: float(np.mean(values)) if values else None
+        return {
+            "pointing": mean(self.pointing),
+            "energy_in_box": mean(self.energy),
+            "box_iou": mean(self.iou),
+            "localized_iou50": mean([v >= 0.5 for v in self.iou]) if self.iou else None,
+            "discrimination": mean(self.discrimination),
+        }
+
+
+def chance_maps(shape):
+    """Baselines: a uniform map (energy, IoU, discrimination) and a centre point (pointing)."""
+    uniform = np.ones(shape[:2], dtype=np.float32)
+    centre = np.zeros(shape[:2], dtype=np.float32)
+    centre[shape[0] // 2, shape[1] // 2] = 1.0
+    return uniform, centre
+
+
+def _in_batches(items, size):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _maps_for(loaded, engine, scenes, classes, method, pool):
+    """Normalised maps at scene resolution for each scene's given class."""
+    from gradcam_cli.pipeline import compute_maps, full_map, prepare
+
+    result = []
+    for batch, batch_classes in zip(_in_batches(scenes, engine.batch_size), _in_batches(classes, engine.batch_size)):
+        rgbs = [scene.image for scene in batch]
+        inputs, boxes = prepare(loaded, rgbs)
+        computed = compute_maps(loaded, engine, inputs, np.asarray(batch_classes), method, pool)
+        for i, rgb in enumerate(rgbs):
+            result.append(full_map(computed.small_maps[i], boxes[i], rgb.shape)[1])
+    return result
+
+
+def _accuracy(loaded, engine, scenes):
+    from gradcam_cli.engine import top_rank
+    from gradcam_cli.pipeline import compute_maps, prepare
+
+    hits = 0
+    for batch in _in_batches(scenes, engine.batch_size):
+        inputs, _ = prepare(loaded, [scene.image for scene in batch])
+        predicted = compute_maps(loaded, engine, inputs, np.full(len(batch), top_rank(1))).classes
+        hits += sum(int(p == scene.objects[0].class_index) for p, scene in zip(predicted, batch))
+    return hits / len(scenes)
+
+
+def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5,
+             control=None, progress=None):
+    """Localization figures of each method on `count` one-object and `pairs` two-object scenes.
+
+    control: None, or 'shuffled' (each map is scored against another scene's object: a negative
+    control that must score near chance).
+    """
+    from gradcam_cli import synthetic
+
+    size = loaded.input_size[0]
+    scenes = [synthetic.generate(i, seed, size) for i in range(count)]
+    two = [synthetic.generate(i, seed, size, two_objects=True) for i in range(pairs)]
+    shuffle = (lambda i: (i + 1) % count) if control == "shuffled" else (lambda i: i)
+    report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control,
+              "accuracy": _accuracy(loaded, engine, scenes), "methods": {}}
+    for method in methods:
+        scores = Scores.empty()
+        single = _maps_for(loaded, engine, scenes, [s.objects[0].class_index for s in scenes], method, pool)
+        for i, normalised in enumerate(single):
+            scores.add_single(normalised, scenes[shuffle(i)].objects[0], threshold)
+        if pairs:
+            for first, second in ((0, 1), (1, 0)):
+                pair_maps = _maps_for(loaded, engine, two, [s.objects[first].class_index for s in two], method, pool)
+                for i, normalised in enumerate(pair_maps):
+                    j = (i + 1) % pairs if control == "shuffled" else i
+                    scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
+        report["methods"][method] = scores.summary()
+        if progress is not None:
+            progress(method)
+    chance = Scores.empty()
+    uniform, centre = chance_maps((size, size))
+    for scene in scenes:
+        obj = scene.objects[0]
+        chance.pointing.append(pointing_hit(centre, obj.mask, tolerance_for(centre.shape)))
+        chance.energy.append(energy_in_box(uniform, obj.box))
+        chance.iou.append(box_iou(bounding_box(uniform, threshold), obj.box))
+    summary = chance.summary()
+    summary["discrimination"] = 0.5 if pairs else None  # a coin toss between the two objects
+    report["chance"] = summary
+    return report
+
+
+COLUMNS = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("box_iou", "box IoU"),
+           ("localized_iou50", "IoU>=0.5"), ("discrimination", "class discrimination"))
+
+
+def format_table(report):
+    rows = [("method",) + tuple(title for _, title in COLUMNS)]
+    for name, figures in list(report["methods"].items()) + [("chance", report["chance"])]:
+        rows.append((name,) + tuple("-" if figures[key] is None else f"{figures[key]:.3f}" for key, _ in COLUMNS))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) if k else cell.ljust(w) for k, (cell, w) in enumerate(zip(row, widths)))
+                     for row in rows)

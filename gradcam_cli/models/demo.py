@@ -1,0 +1,84 @@
+"""The two small demo classifiers shipped with the package, trained on `gradcam_cli.synthetic`
+scenes by scripts/train_demo_models.py (`make demo-models`).
+
+demo-vgg: VGG-shaped (conv-conv-pool blocks, Flatten, Dense head), for Grad-CAM and dilated VGG.
+demo-gap: ends in GlobalAveragePooling2D then Dense, so CAM applies.
+Both take 64x64 RGB scaled to 0..1 (preprocess 'unit') and output 4 class probabilities.
+
+They train with batch normalisation after each convolution (`batch_norm=True`), which is then
+folded into the convolutions (`fold_batch_norm`), so the shipped networks are plain
+convolution / ReLU / pooling / dense stacks computing the same function.
+"""
+
+import keras
+import numpy as np
+from keras import layers
+
+GAP_WIDTHS = (16, 32, 64)
+VGG_WIDTHS = (16, 32, 64, 64)
+
+
+def _check(input_size, classes):
+    if int(input_size) < 16:
+        raise ValueError(f"input_size must be at least 16. Received: input_size={input_size}")
+    if int(classes) < 2:
+        raise ValueError(f"classes must be at least 2. Received: classes={classes}")
+
+
+def _conv(x, width, name, batch_norm):
+    if not batch_norm:
+        return layers.Conv2D(width, 3, padding="same", activation="relu", name=name)(x)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _blocks(inputs, widths, batch_norm, pool_last):
+    x = inputs
+    for block, width in enumerate(widths, start=1):
+        x = _conv(x, width, f"block{block}_conv1", batch_norm)
+        x = _conv(x, width, f"block{block}_conv2", batch_norm)
+        if pool_last or block < len(widths):
+            x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    return x
+
+
+def demo_vgg(input_size=64, classes=4, batch_norm=False):
+    """Four VGG blocks (two 3x3 convolutions with ReLU, 2x2 max pooling), Flatten, fc1,
+    predictions. Target layer: block4_conv2 (8x8 for 64x64 inputs)."""
+    _check(input_size, classes)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Flatten(name="flatten")(_blocks(inputs, VGG_WIDTHS, batch_norm, pool_last=True))
+    x = layers.Dense(64, activation="relu", name="fc1")(x)
+    x = layers.Dropout(0.3, name="fc1_dropout")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="demo_vgg")
+
+
+def demo_gap(input_size=64, classes=4, batch_norm=False):
+    """Conv blocks (the last without pooling), GlobalAveragePooling2D, predictions.
+    Target layer: block3_conv2 (16x16 for 64x64 inputs)."""
+    _check(input_size, classes)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.GlobalAveragePooling2D(name="gap")(_blocks(inputs, GAP_WIDTHS, batch_norm, pool_last=False))
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="demo_gap")
+
+
+def fold_batch_norm(trained, plain):
+    """Copy `trained` (built with batch_norm=True) into `plain` (batch_norm=False), folding each
+    inference-mode BatchNormalization into the convolution before it:
+    kernel * gamma / sqrt(var + eps), bias = beta - mean * gamma / sqrt(var + eps)."""
+    for layer in plain.layers:
+        if not layer.weights:
+            continue
+        source = trained.get_layer(layer.name)
+        if isinstance(layer, layers.Conv2D):
+            (kernel,) = source.get_weights()
+            bn = trained.get_layer(f"{layer.name}_bn")
+            gamma, beta, mean, variance = bn.get_weights()
+            scale = gamma / np.sqrt(variance + bn.epsilon)
+            layer.set_weights([kernel * scale, beta - mean * scale])
+        else:
+            layer.set_weights(source.get_weights())
+    return plain

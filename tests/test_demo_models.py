@@ -1,0 +1,143 @@
+"""The shipped demo models: accuracy, plain architecture, and maps that find the object, measured
+against chance and against negative controls. Thresholds sit below the figures measured when the
+models were trained (see the issue note), with a margin."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from gradcam_cli import evaluation, synthetic
+from gradcam_cli.engine import Engine
+from gradcam_cli.models import demo, loading, registry
+
+DEMOS = ("demo-gap", "demo-vgg")
+
+
+@pytest.fixture(scope="module")
+def demos(keras):
+    return {name: loading.load(name) for name in DEMOS}
+
+
+def test_fold_batch_norm_computes_the_same_function(keras):
+    keras.utils.set_random_seed(3)
+    trained = demo.demo_gap(batch_norm=True)
+    rng = np.random.default_rng(3)
+    for layer in trained.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.2, channels),
+                               rng.normal(0, 0.2, channels), rng.uniform(0.2, 2, channels)])
+    plain = demo.fold_batch_norm(trained, demo.demo_gap())
+    images = rng.uniform(0, 1, (4, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(plain.predict(images, verbose=0), trained.predict(images, verbose=0),
+                               rtol=1e-4, atol=1e-6)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in plain.layers)
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_demo_model_is_small_plain_and_accurate(demos, keras, name):
+    loaded = demos[name]
+    spec = registry.find(name)
+    assert loaded.labels == synthetic.CLASS_NAMES and loaded.input_size == (64, 64)
+    assert loaded.default_layer == ((spec.default_layer,)) and loaded.preprocess == "unit"
+    assert {"demo-gap": (16, 16, 64), "demo-vgg": (8, 8, 64)}[name] == next(
+        info.shape for info in loaded.layers if info.path == loaded.default_layer)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in loaded.model.layers)
+    from importlib import resources
+
+    with resources.as_file(resources.files("gradcam_cli").joinpath("data", spec.file)) as path:
+        assert path.stat().st_size < 3_000_000
+    images, labels = synthetic.dataset(400, seed=1)
+    predicted = loaded.model.predict(images.astype("float32") / 255.0, verbose=0).argmax(axis=1)
+    assert (predicted == labels).mean() >= 0.97
+
+
+# name -> the lowest acceptable value of each figure (measured values are in the issue note)
+FLOORS = {  # measured on seed 1, 200 + 100 scenes: gap 0.98/0.487/0.517/0.540/1.0, vgg 1.0/0.338/0.418/0.275/1.0
+    "demo-gap": {"pointing": 0.9, "energy_in_box": 0.4, "box_iou": 0.42, "localized_iou50": 0.42,
+                 "discrimination": 0.9},
+    "demo-vgg": {"pointing": 0.9, "energy_in_box": 0.27, "box_iou": 0.33, "localized_iou50": 0.18,
+                 "discrimination": 0.9},
+}
+
+
+@pytest.fixture(scope="module")
+def reports(demos):
+    out = {}
+    for name, loaded in demos.items():
+        engine = Engine(loaded, loaded.default_layer, batch_size=50)
+        out[name] = evaluation.evaluate(loaded, engine, ["gradcam"], count=200, pairs=100, seed=1)
+        out[name + "/shuffled"] = evaluation.evaluate(loaded, engine, ["gradcam"], count=200, pairs=100,
+                                                      seed=1, control="shuffled")
+    return out
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_gradcam_localizes_well_above_chance(reports, name):
+    report = reports[name]
+    figures, chance = report["methods"]["gradcam"], report["chance"]
+    for key, floor in FLOORS[name].items():
+        assert figures[key] >= floor, (key, figures[key])
+        assert figures[key] > chance[key] + 0.15, (key, figures[key], chance[key])
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_shuffled_maps_score_near_chance(reports, name):
+    shuffled, chance = reports[name + "/shuffled"]["methods"]["gradcam"], reports[name]["chance"]
+    assert shuffled["pointing"] < chance["pointing"] + 0.15
+    assert shuffled["energy_in_box"] < chance["energy_in_box"] + 0.1
+    assert shuffled["localized_iou50"] < 0.1
+    assert abs(shuffled["discrimination"] - 0.5) < 0.15
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_untrained_copy_scores_far_below_the_trained_model(keras, reports, name):
+    untrained = loading.load(name, weights="none")
+    engine = Engine(untrained, untrained.default_layer, batch_size=50)
+    report = evaluation.evaluate(untrained, engine, ["gradcam"], count=100, pairs=50, seed=1)
+    trained = reports[name]["methods"]["gradcam"]
+    assert report["accuracy"] < 0.5
+    assert report["methods"]["gradcam"]["discrimination"] < trained["discrimination"] - 0.2
+    assert report["methods"]["gradcam"]["localized_iou50"] < trained["localized_iou50"] - 0.15
+
+
+def test_cli_on_the_synthetic_samples_finds_each_shape(tmp_path):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "sample_images"
+    singles = {"square": 0, "cross": 1, "circle": 2, "triangle": 3}
+    paths = [folder / f"synthetic_{name}.png" for name in singles]
+    result = run_cli(*paths, "--model", "demo-gap", "-o", tmp_path / "o", "--json")
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        shape = Path(record["input"]).stem.split("_")[1]
+        scene = synthetic.generate(singles[shape], seed=1)
+        enlarge = lambda a: np.repeat(np.repeat(a, 3, axis=0), 3, axis=1)  # how the samples were saved
+        assert np.array_equal(np.asarray(Image.open(record["input"]).convert("RGB")), enlarge(scene.image))
+        assert record["predictions"][0]["label"] == shape
+        x, y = record["maps"][0]["stats"]["peak"]
+        mask = enlarge(scene.objects[0].mask)
+        assert evaluation.pointing_hit(_point(x, y), mask, evaluation.tolerance_for((192, 192)))
+
+
+def _point(x, y, size=192):
+    heat = np.zeros((size, size), dtype=np.float32)
+    heat[y, x] = 1.0
+    return heat
+
+
+def test_eval_command_json_and_wrong_model(tmp_path, saved_models):
+    result = run_cli("eval", "--model", "demo-gap", "-n", "40", "--pairs", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == "demo-gap" and report["layer"] == "block3_conv2" and report["scenes"] == 40
+    assert set(report["methods"]["gradcam"]) == {"pointing", "energy_in_box", "box_iou", "localized_iou50",
+                                                 "discrimination"}
+    table = run_cli("eval", "--model", "demo-vgg", "-n", "20", "--pairs", "10")
+    assert table.returncode == 0 and "chance" in table.stdout and "gradcam" in table.stdout
+    wrong = run_cli("eval", "--model", saved_models["gap"])
+    assert wrong.returncode == 2 and "does not classify the generated scenes" in wrong.stderr
