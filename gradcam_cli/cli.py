@@ -302,9 +302,49 @@ def layers_command(model, weights, preprocess, input_size, labels, trust_model, 
         click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")
 
 
+MASK_SUFFIX = ".mask.png"
+
+
+def _annotated_inputs(images, quiet):
+    """Images with a mask beside them (NAME.ext and NAME.mask.png), as (rgbs, objects, paths)."""
+    from gradcam_cli.errors import ImageError
+    from gradcam_cli.evaluation import annotated_object
+    from gradcam_cli.images import load_rgb
+    from gradcam_cli.inputs import collect
+
+    collected = collect(images, stdin=click.get_text_stream("stdin"))
+    rgbs, objects, paths, unusable = [], [], [], 0
+    for source in collected.sources:
+        if source.path.name.endswith(MASK_SUFFIX):
+            continue
+        mask_path = source.path.with_name(source.path.name.rsplit(".", 1)[0] + MASK_SUFFIX)
+        try:
+            if not mask_path.is_file():
+                raise ImageError(f"no mask {mask_path.name} beside it")
+            rgb, mask = load_rgb(source.path), load_rgb(mask_path).max(axis=2)
+            if mask.shape != rgb.shape[:2]:
+                raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the image {rgb.shape[1]}x{rgb.shape[0]}")
+            if not mask.any():
+                raise ImageError("the mask is empty")
+        except ImageError as error:
+            unusable += 1
+            if not quiet:
+                click.echo(f"skipped {source.path}: {error}", err=True)
+            continue
+        rgbs.append(rgb)
+        objects.append(annotated_object(mask))
+        paths.append(str(source.path))
+    if not rgbs:
+        raise UsageProblem("no image with a usable mask (NAME.ext beside NAME.mask.png) in " + ", ".join(images))
+    return rgbs, objects, paths, unusable + len(collected.missing)
+
+
 @main.command("eval")
+@click.argument("images", nargs=-1, metavar="[IMAGE...]")
 @model_options
 @click.option("--layer", "-l", metavar="NAME", help="Target layer (default: the model's default).")
+@click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
+              help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
 @click.option("--methods", default="gradcam", show_default=True,
               help=f"Comma-separated methods to measure: {', '.join(METHODS)}.")
 @click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
@@ -318,20 +358,26 @@ def layers_command(model, weights, preprocess, input_size, labels, trust_model, 
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
               help="Map threshold (fraction of its maximum) for the box.")
 @click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
-              help="shuffled: score each map against another scene's object (a negative control).")
+              help="shuffled: score each map against another image's object (a negative control).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-def eval_command(model, weights, preprocess, input_size, labels, trust_model, device, verbose, layer,
-                 methods, pool, count, pairs, seed, threshold, control, batch_size, as_json):
-    """Measure how well maps find the object, on generated scenes with known object masks and
-    boxes (gradcam_cli.synthetic: circles, squares, triangles, crosses on cluttered backgrounds).
-    Needs a model of those four classes, such as demo-gap or demo-vgg.
+@click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
+def eval_command(images, model, weights, preprocess, input_size, labels, trust_model, device, verbose, layer,
+                 class_name, methods, pool, count, pairs, seed, threshold, control, batch_size, as_json, quiet):
+    """Measure how well maps find the object.
+
+    Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.synthetic:
+    circles, squares, triangles, crosses on cluttered backgrounds), each explained for its
+    object's class; needs a model of those four classes, such as demo-gap or demo-vgg.
+
+    With IMAGE arguments (files, folders, -): on your images, each with its object's mask beside
+    it as NAME.mask.png (non-zero = object, same size as the image).
 
     \b
     pointing        the map's maximum lies on the object (15 px tolerance at 224, scaled)
     energy in box   the share of the map's mass inside the object's box
     box IoU         the box around the largest region >= threshold vs the object's box
-    IoU>=0.5        the share of scenes localized in the ILSVRC sense
+    IoU>=0.5        the share of images localized in the ILSVRC sense
     discrimination  on two-object scenes: the map for A's class puts more mass on A than on B
     The chance row scores a uniform map (a centre point for pointing; a coin toss for
     discrimination).
@@ -343,27 +389,42 @@ def eval_command(model, weights, preprocess, input_size, labels, trust_model, de
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(METHODS)}. Received: {methods!r}", param_hint="--methods")
+    if class_name is not None and not images:
+        raise UsageProblem("--class applies to IMAGE arguments; generated scenes use each object's class")
+    annotated = _annotated_inputs(images, quiet) if images else None
     loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
-    if tuple(loaded.labels) != DEMO_CLASSES:
+    if annotated is None and tuple(loaded.labels) != DEMO_CLASSES:
         raise UsageProblem(
             f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); "
-            "use demo-gap or demo-vgg, or a model trained on gradcam_cli.synthetic with those --labels")
-    if loaded.input_size[0] != loaded.input_size[1]:
+            "use demo-gap or demo-vgg, a model trained on gradcam_cli.synthetic with those --labels, "
+            "or give images with masks")
+    if annotated is None and loaded.input_size[0] != loaded.input_size[1]:
         raise UsageProblem("generated scenes are square: the model's input must be too")
     from gradcam_cli import evaluation
-    from gradcam_cli.engine import Engine
+    from gradcam_cli.engine import Engine, top_rank
+    from gradcam_cli.models.labels import class_index
 
     target_path = loaded.target_layer(layer)
     engine = Engine(loaded, target_path, batch_size=batch_size)
-    report = evaluation.evaluate(loaded, engine, chosen, count=count, pairs=pairs, seed=seed, pool=pool,
-                                 threshold=threshold, control=None if control == "none" else control)
+    control = None if control == "none" else control
+    if annotated is None:
+        report = evaluation.evaluate(loaded, engine, chosen, count=count, pairs=pairs, seed=seed, pool=pool,
+                                     threshold=threshold, control=control)
+        heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
+                   f"classification accuracy {report['accuracy']:.3f}")
+    else:
+        rgbs, objects, paths, skipped = annotated
+        code = top_rank(1) if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes)
+        report = evaluation.evaluate_annotated(loaded, engine, chosen, rgbs, objects, code, pool=pool,
+                                               threshold=threshold, control=control)
+        report.update(inputs=paths, skipped=skipped)
+        heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
     report.update(model=loaded.name, layer="/".join(target_path), threshold=threshold)
     if as_json:
         from gradcam_cli.outputs import json_line
 
         click.echo(json_line(report))
         return
-    click.echo(f"{loaded.name}, layer {report['layer']}: {count} scenes and {pairs} two-object scenes "
-               f"(seed {seed}), classification accuracy {report['accuracy']:.3f}"
-               + (", maps shuffled across scenes (negative control)" if control == "shuffled" else ""))
+    click.echo(f"{loaded.name}, layer {report['layer']}: {heading}"
+               + (", maps shuffled across images (negative control)" if control else ""))
     click.echo(evaluation.format_table(report))

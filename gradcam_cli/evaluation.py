@@ -98,35 +98,52 @@ def _in_batches(items, size):
         yield items[start : start + size]
 
 
-def _maps_for(loaded, engine, scenes, classes, method, pool):
-    """Normalised maps at scene resolution for each scene's given class."""
+def _maps_for(loaded, engine, images, codes, method, pool):
+    """Normalised maps at each image's resolution for the given target codes."""
     from gradcam_cli.pipeline import compute_maps, full_map, prepare
 
     result = []
-    for batch, batch_classes in zip(_in_batches(scenes, engine.batch_size), _in_batches(classes, engine.batch_size)):
-        rgbs = [scene.image for scene in batch]
-        inputs, boxes = prepare(loaded, rgbs)
-        computed = compute_maps(loaded, engine, inputs, np.asarray(batch_classes), method, pool)
-        for i, rgb in enumerate(rgbs):
+    for batch, batch_codes in zip(_in_batches(images, engine.batch_size), _in_batches(list(codes), engine.batch_size)):
+        inputs, boxes = prepare(loaded, batch)
+        computed = compute_maps(loaded, engine, inputs, np.asarray(batch_codes), method, pool)
+        for i, rgb in enumerate(batch):
             result.append(full_map(computed.small_maps[i], boxes[i], rgb.shape)[1])
     return result
 
 
-def _accuracy(loaded, engine, scenes):
+def _predicted(loaded, engine, images):
     from gradcam_cli.engine import top_rank
     from gradcam_cli.pipeline import compute_maps, prepare
 
-    hits = 0
-    for batch in _in_batches(scenes, engine.batch_size):
-        inputs, _ = prepare(loaded, [scene.image for scene in batch])
-        predicted = compute_maps(loaded, engine, inputs, np.full(len(batch), top_rank(1))).classes
-        hits += sum(int(p == scene.objects[0].class_index) for p, scene in zip(predicted, batch))
-    return hits / len(scenes)
+    classes = []
+    for batch in _in_batches(images, engine.batch_size):
+        inputs, _ = prepare(loaded, batch)
+        classes.extend(int(c) for c in compute_maps(loaded, engine, inputs, np.full(len(batch), top_rank(1))).classes)
+    return classes
 
 
-def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5,
-             control=None, progress=None):
-    """Localization figures of each method on `count` one-object and `pairs` two-object scenes.
+def _chance(images, objects, threshold, pairs):
+    chance = Scores.empty()
+    for image, obj in zip(images, objects):
+        uniform, centre = chance_maps(image.shape)
+        chance.pointing.append(pointing_hit(centre, obj.mask, tolerance_for(image.shape)))
+        chance.energy.append(energy_in_box(uniform, obj.box))
+        chance.iou.append(box_iou(bounding_box(uniform, threshold), obj.box))
+    summary = chance.summary()
+    summary["discrimination"] = 0.5 if pairs else None  # a coin toss between the two objects
+    return summary
+
+
+def _score_singles(loaded, engine, images, objects, codes, method, pool, threshold, shuffled):
+    scores = Scores.empty()
+    for i, normalised in enumerate(_maps_for(loaded, engine, images, codes, method, pool)):
+        scores.add_single(normalised, objects[(i + 1) % len(objects) if shuffled else i], threshold)
+    return scores
+
+
+def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5, control=None):
+    """Localization figures of each method on `count` generated one-object scenes (each explained
+    for its object's class) and `pairs` two-object scenes (class discrimination).
 
     control: None, or 'shuffled' (each map is scored against another scene's object: a negative
     control that must score near chance).
@@ -136,33 +153,47 @@ def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean",
     size = loaded.input_size[0]
     scenes = [synthetic.generate(i, seed, size) for i in range(count)]
     two = [synthetic.generate(i, seed, size, two_objects=True) for i in range(pairs)]
-    shuffle = (lambda i: (i + 1) % count) if control == "shuffled" else (lambda i: i)
+    images = [scene.image for scene in scenes]
+    objects = [scene.objects[0] for scene in scenes]
+    shuffled = control == "shuffled"
+    predicted = _predicted(loaded, engine, images)
     report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control,
-              "accuracy": _accuracy(loaded, engine, scenes), "methods": {}}
+              "accuracy": float(np.mean([p == o.class_index for p, o in zip(predicted, objects)])),
+              "methods": {}}
     for method in methods:
-        scores = Scores.empty()
-        single = _maps_for(loaded, engine, scenes, [s.objects[0].class_index for s in scenes], method, pool)
-        for i, normalised in enumerate(single):
-            scores.add_single(normalised, scenes[shuffle(i)].objects[0], threshold)
-        if pairs:
-            for first, second in ((0, 1), (1, 0)):
-                pair_maps = _maps_for(loaded, engine, two, [s.objects[first].class_index for s in two], method, pool)
-                for i, normalised in enumerate(pair_maps):
-                    j = (i + 1) % pairs if control == "shuffled" else i
-                    scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
+        scores = _score_singles(loaded, engine, images, objects, [o.class_index for o in objects], method,
+                                pool, threshold, shuffled)
+        for first, second in ((0, 1), (1, 0)) if pairs else ():
+            codes = [s.objects[first].class_index for s in two]
+            for i, normalised in enumerate(_maps_for(loaded, engine, [s.image for s in two], codes, method, pool)):
+                j = (i + 1) % pairs if shuffled else i
+                scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
         report["methods"][method] = scores.summary()
-        if progress is not None:
-            progress(method)
-    chance = Scores.empty()
-    uniform, centre = chance_maps((size, size))
-    for scene in scenes:
-        obj = scene.objects[0]
-        chance.pointing.append(pointing_hit(centre, obj.mask, tolerance_for(centre.shape)))
-        chance.energy.append(energy_in_box(uniform, obj.box))
-        chance.iou.append(box_iou(bounding_box(uniform, threshold), obj.box))
-    summary = chance.summary()
-    summary["discrimination"] = 0.5 if pairs else None  # a coin toss between the two objects
-    report["chance"] = summary
+    report["chance"] = _chance(images, objects, threshold, pairs)
+    return report
+
+
+def annotated_object(mask):
+    """A SceneObject from a user's mask (any non-zero pixel is the object)."""
+    from gradcam_cli.synthetic import SceneObject
+
+    mask = np.asarray(mask) > 0
+    ys, xs = np.nonzero(mask)
+    return SceneObject(-1, mask, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+
+
+def evaluate_annotated(loaded, engine, methods, images, objects, class_code, pool="mean", threshold=0.5,
+                       control=None):
+    """The same figures on users' images with object masks (no two-object discrimination).
+    class_code: a class index for every image, or top_rank(1) for each image's prediction."""
+    predicted = _predicted(loaded, engine, images)
+    codes = [class_code] * len(images)
+    report = {"images": len(images), "control": control, "predicted": predicted, "methods": {}}
+    for method in methods:
+        scores = _score_singles(loaded, engine, images, objects, codes, method, pool, threshold,
+                                control == "shuffled")
+        report["methods"][method] = scores.summary()
+    report["chance"] = _chance(images, objects, threshold, pairs=0)
     return report
 
 

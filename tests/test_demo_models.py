@@ -141,3 +141,24 @@ def test_eval_command_json_and_wrong_model(tmp_path, saved_models):
     assert table.returncode == 0 and "chance" in table.stdout and "gradcam" in table.stdout
     wrong = run_cli("eval", "--model", saved_models["gap"])
     assert wrong.returncode == 2 and "does not classify the generated scenes" in wrong.stderr
+
+
+def test_eval_on_a_folder_of_images_with_masks(tmp_path):
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    for i in range(8):
+        scene = synthetic.generate(i, seed=9)
+        enlarge = lambda a: np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)
+        Image.fromarray(enlarge(scene.image)).save(folder / f"s{i}.png")
+        Image.fromarray((enlarge(scene.objects[0].mask) * 255).astype(np.uint8)).save(folder / f"s{i}.mask.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "unannotated.png")
+    result = run_cli("eval", folder, "--model", "demo-gap", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == 8 and report["skipped"] == 1 and "unannotated.png" in result.stderr
+    assert len(report["predicted"]) == 8
+    figures, chance = report["methods"]["gradcam"], report["chance"]
+    assert figures["pointing"] >= 0.75 and figures["energy_in_box"] > chance["energy_in_box"] + 0.15
+    assert figures["discrimination"] is None and chance["discrimination"] is None
+    none = run_cli("eval", tmp_path / "annotated" / "unannotated.png", "--model", "demo-gap")
+    assert none.returncode == 2 and "no image with a usable mask" in none.stderr
