@@ -5,8 +5,10 @@ The user's model object is never modified: logits are read by calling the last l
 differently during the engine's forward pass (heads.pre_activation).
 """
 
+import contextlib
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +111,10 @@ def build_application(spec, weights="imagenet"):
             _load_weights(model, cached)
             return model
         try:
-            return constructor(weights="imagenet", **kwargs)
+            # Keras reports the download ("Downloading data from ...", a progress bar) on stdout,
+            # which carries only results here (JSON lines): send it to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                return constructor(weights="imagenet", **kwargs)
         except Exception as error:  # get_file raises bare Exception("URL fetch failure...")
             if "fetch failure" in str(error) or isinstance(error, OSError):
                 raise UsageProblem(_offline_message(spec, error)) from None
