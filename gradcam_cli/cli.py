@@ -210,8 +210,14 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
 
     log.info("model %s, layer %s, input %sx%s, preprocess %s", loaded.name, path_name(target_path),
              *loaded.input_size, loaded.preprocess)
+    from gradcam_cli.methods import context_for
+
+    try:
+        context = context_for(method, loaded, target_path, pool)
+    except ValueError as error:
+        raise UsageProblem(f"{loaded.name}, layer {path_name(target_path)}: {error}: use `gradcam gradcam`")
     engine = Engine(loaded, target_path, batch_size=min(batch_size, len(collected.sources)))
-    options = pipeline.Options(output_dir=Path(output_dir), method=method, pool=pool,
+    options = pipeline.Options(output_dir=Path(output_dir), method=method,
                                classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
                                alpha=alpha, crop=crop)
 
@@ -243,7 +249,7 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
 
         progress_bar = tqdm(total=len(collected.sources), unit="img", file=sys.stderr, leave=False)
     try:
-        report = pipeline.run(loaded, engine, collected.sources, options, on_result, on_failure,
+        report = pipeline.run(loaded, engine, collected.sources, options, context, on_result, on_failure,
                               on_empty, progress=progress_bar.update if progress_bar else None)
     finally:
         if progress_bar is not None:
@@ -267,6 +273,21 @@ def gradcam_command(**kwargs):
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
     run_method("gradcam", **kwargs)
+
+
+@main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.")
+@method_options
+def cam_command(**kwargs):
+    """CAM (Zhou et al. 2016): the target layer's channels weighted by the classifier's kernel
+    column for the class, summed, ReLU, upsampled onto the image. No gradients: it applies when
+    the target layer feeds GlobalAveragePooling2D and one Dense (or 1x1 Conv) classifier, as in
+    ResNet, MobileNet, DenseNet, EfficientNet, Inception, Xception and demo-gap (see
+    `gradcam models`); other heads are refused, pointing to `gradcam gradcam`.
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method("cam", **kwargs)
 
 
 @main.command("models")
@@ -404,7 +425,14 @@ def eval_command(images, model, weights, preprocess, input_size, labels, trust_m
     from gradcam_cli.engine import Engine, top_rank
     from gradcam_cli.models.labels import class_index
 
+    from gradcam_cli.methods import context_for
+
     target_path = loaded.target_layer(layer)
+    for method in chosen:
+        try:
+            context_for(method, loaded, target_path, pool)
+        except ValueError as error:
+            raise UsageProblem(f"--methods {method}: {loaded.name}, layer {'/'.join(target_path)}: {error}")
     engine = Engine(loaded, target_path, batch_size=batch_size)
     control = None if control == "none" else control
     if annotated is None:

@@ -70,6 +70,9 @@ class Engine:
             raise ValueError(f"a batch holds 1..{self.batch_size} images. Received: {count}")
         images = np.asarray(images, dtype=np.float32)
         targets = np.asarray(targets, dtype=np.int32)
+        classes = self.loaded.num_classes
+        if (targets >= classes).any() or (targets < -classes).any():
+            raise ValueError(f"targets must be class indices below {classes} or top ranks. Received: {targets}")
         if count < self.batch_size:  # pad, so that every call has the traced shape
             pad = self.batch_size - count
             images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])

@@ -100,12 +100,14 @@ def _in_batches(items, size):
 
 def _maps_for(loaded, engine, images, codes, method, pool):
     """Normalised maps at each image's resolution for the given target codes."""
+    from gradcam_cli.methods import context_for
     from gradcam_cli.pipeline import compute_maps, full_map, prepare
 
+    context = context_for(method, loaded, engine.target_path, pool)
     result = []
     for batch, batch_codes in zip(_in_batches(images, engine.batch_size), _in_batches(list(codes), engine.batch_size)):
         inputs, boxes = prepare(loaded, batch)
-        computed = compute_maps(loaded, engine, inputs, np.asarray(batch_codes), method, pool)
+        computed = compute_maps(loaded, engine, inputs, np.asarray(batch_codes), method, context)
         for i, rgb in enumerate(batch):
             result.append(full_map(computed.small_maps[i], boxes[i], rgb.shape)[1])
     return result

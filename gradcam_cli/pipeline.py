@@ -13,7 +13,7 @@ from gradcam_cli import maps, outputs, render
 from gradcam_cli.engine import top_rank
 from gradcam_cli.errors import ImageError
 from gradcam_cli.images import load_rgb, model_view
-from gradcam_cli.methods import METHODS
+from gradcam_cli.methods import METHODS, Context
 from gradcam_cli.models.graph import path_name
 from gradcam_cli.models.preprocess import preprocess
 
@@ -22,7 +22,6 @@ from gradcam_cli.models.preprocess import preprocess
 class Options:
     output_dir: Path
     method: str = "gradcam"
-    pool: str = "mean"
     classes: tuple = ()  # explicit class indices; empty = top-k
     top_k: int = 1
     save: tuple = ("heatmap", "overlay")
@@ -73,7 +72,7 @@ def _load(sources, report, on_failure):
     return loaded
 
 
-def run(loaded, engine, sources, options, on_result, on_failure, on_empty, progress=None):
+def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None):
     """Explain every source; returns a Report. Callbacks: on_result(record) per image done,
     on_failure(source, reason) per image failed, on_empty(source, class) per all-zero map."""
     report = Report()
@@ -82,7 +81,8 @@ def run(loaded, engine, sources, options, on_result, on_failure, on_empty, progr
     for start in range(0, len(sources), engine.batch_size):
         batch = _load(sources[start : start + engine.batch_size], report, on_failure)
         if batch:
-            _explain_batch(loaded, engine, batch, options, plan, layer, report, on_result, on_failure, on_empty)
+            _explain_batch(loaded, engine, batch, options, context, plan, layer, report, on_result, on_failure,
+                           on_empty)
         if progress is not None:
             progress(min(engine.batch_size, len(sources) - start))
     return report
@@ -103,11 +103,11 @@ class MapBatch:
     probabilities: np.ndarray  # (B, C)
 
 
-def compute_maps(loaded, engine, inputs, codes, method="gradcam", pool="mean"):
+def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context()):
     """One forward pass and gradient for a prepared batch; `codes` gives each image's target
-    (a class index, or top_rank(r))."""
+    (a class index, or top_rank(r)); `context` from methods.context_for."""
     result = engine.run(inputs, np.asarray(codes))
-    weights = METHODS[method].channel_weights(result.activations, result.gradients, pool=pool)
+    weights = METHODS[method].channel_weights(result, context)
     return MapBatch(
         small_maps=maps.relu(maps.weighted_sum(result.activations, weights)),
         classes=result.classes,
@@ -123,10 +123,11 @@ def full_map(small_map, box, image_shape):
     return heat, normalised, empty
 
 
-def _explain_batch(loaded, engine, batch, options, plan, layer, report, on_result, on_failure, on_empty):
+def _explain_batch(loaded, engine, batch, options, context, plan, layer, report, on_result, on_failure,
+                   on_empty):
     inputs, boxes = prepare(loaded, [rgb for _, rgb in batch], options.crop)
     per_target = [
-        (target, compute_maps(loaded, engine, inputs, np.full(len(batch), target.code), options.method, options.pool))
+        (target, compute_maps(loaded, engine, inputs, np.full(len(batch), target.code), options.method, context))
         for target in plan
     ]
     probabilities = per_target[0][1].probabilities

@@ -69,7 +69,8 @@ def reports(demos):
     out = {}
     for name, loaded in demos.items():
         engine = Engine(loaded, loaded.default_layer, batch_size=50)
-        out[name] = evaluation.evaluate(loaded, engine, ["gradcam"], count=200, pairs=100, seed=1)
+        methods = ["gradcam", "cam"] if registry.find(name).cam else ["gradcam"]
+        out[name] = evaluation.evaluate(loaded, engine, methods, count=200, pairs=100, seed=1)
         out[name + "/shuffled"] = evaluation.evaluate(loaded, engine, ["gradcam"], count=200, pairs=100,
                                                       seed=1, control="shuffled")
     return out
@@ -82,6 +83,14 @@ def test_gradcam_localizes_well_above_chance(reports, name):
     for key, floor in FLOORS[name].items():
         assert figures[key] >= floor, (key, figures[key])
         assert figures[key] > chance[key] + 0.15, (key, figures[key], chance[key])
+
+
+def test_cam_localizes_like_gradcam_on_demo_gap(reports):
+    """CAM = Grad-CAM x H*W for a GAP + Dense head: the same normalised maps, the same figures."""
+    figures = reports["demo-gap"]["methods"]
+    for key, value in figures["gradcam"].items():
+        assert abs(figures["cam"][key] - value) < 1e-6, key
+    assert figures["cam"]["pointing"] > reports["demo-gap"]["chance"]["pointing"] + 0.5
 
 
 @pytest.mark.parametrize("name", DEMOS)

@@ -175,3 +175,9 @@ def test_max_pooling_variant(keras, images):
                                result.gradients.max(axis=(1, 2)))
     with pytest.raises(ValueError, match="pool"):
         gradcam_weights(result.activations, result.gradients, pool="median")
+
+
+def test_out_of_range_targets_are_refused(keras, images):
+    engine = Engine(loaded_for(tiny_model(keras)), ("target",), batch_size=3)
+    with pytest.raises(ValueError, match="below 3"):
+        engine.run(images, np.array([0, 1, 3]))

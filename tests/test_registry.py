@@ -6,7 +6,7 @@ import re
 import pytest
 
 from gradcam_cli.errors import UsageProblem
-from gradcam_cli.models import loading, registry
+from gradcam_cli.models import heads, loading, registry
 
 _SHORT = {"GlobalAveragePooling2D": "GAP", "MaxPooling2D": "MaxPool", "Flatten": "Flatten",
           "Dense": "Dense", "Dropout": "Dropout", "LayerNormalization": "LayerNorm",
@@ -42,6 +42,13 @@ def test_registry_entry_matches_keras(keras, spec, tmp_path, monkeypatch):
     head = _head_after(loaded, loaded.default_layer)
     assert head == spec.head
     assert bool(_CAM_HEAD.match(head)) == spec.cam
+    try:
+        kernel, _ = heads.cam_classifier(loaded.layers, loaded.default_layer)
+        assert kernel.shape == (target.shape[2], 1000)
+        cam_applies = True
+    except ValueError:
+        cam_applies = False
+    assert cam_applies == spec.cam
     del model, loaded
     keras.backend.clear_session()
 

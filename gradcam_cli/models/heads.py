@@ -98,3 +98,59 @@ def pre_activation(layer):
         f"the model ends in a {type(layer).__name__} with a {_activation_name(layer)} activation; "
         "its pre-activation scores cannot be read"
     )
+
+
+# Layers that are the identity at inference, or only reshape: allowed between GAP and the
+# classifier (Dropout in EfficientNet, Reshape in MobileNet's 1x1-conv head...).
+_PASS_THROUGH = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                 "Flatten", "Reshape")
+
+
+def _is_pass_through(layer):
+    kind = type(layer).__name__
+    if kind in _PASS_THROUGH:
+        return True
+    if kind == "Activation":
+        return _activation_name(layer) in ("linear", "softmax", "sigmoid")  # the head's own squashing
+    return kind == "Softmax"
+
+
+def _linear_classifier(layer):
+    """(kernel (K, C), bias (C,)) of a Dense or 1x1 Conv2D with no hidden activation, else None."""
+    if _activation_name(layer) not in (None, "linear", "softmax", "sigmoid"):
+        return None
+    if isinstance(layer, keras.layers.Dense):
+        kernel = np.asarray(layer.kernel)
+    elif isinstance(layer, keras.layers.Conv2D) and tuple(layer.kernel_size) == (1, 1):
+        kernel = np.asarray(layer.kernel)[0, 0]
+    else:
+        return None
+    bias = np.asarray(layer.bias) if layer.use_bias else np.zeros(kernel.shape[1], kernel.dtype)
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def _describe(layers):
+    return ", ".join(type(info.layer).__name__ for info in layers) or "nothing"
+
+
+def cam_classifier(layers, target_path):
+    """The linear classifier CAM needs (Zhou et al. 2016): the target layer must feed
+    GlobalAveragePooling2D, then (identity layers allowed) one Dense or 1x1 Conv2D, then
+    nothing but the softmax. Returns (kernel (K, C), bias (C,)); ValueError naming the head found.
+    `layers`: graph.LayerInfo in call order, as LoadedModel.layers."""
+    paths = [info.path for info in layers]
+    after = [info for info in layers[paths.index(tuple(target_path)) + 1 :]
+             if info.path[: len(target_path)] != tuple(target_path)]  # skip the target's own inner layers
+    after = [info for info in after if not isinstance(info.layer, keras.Model)]
+    head = _describe(after)
+    problem = ValueError(f"CAM needs the target layer to feed GlobalAveragePooling2D and one linear "
+                         f"classifier; after it come {head}")
+    if not after or type(after[0].layer).__name__ != "GlobalAveragePooling2D":
+        raise problem
+    rest = [info for info in after[1:] if not _is_pass_through(info.layer)]
+    if len(rest) != 1:
+        raise problem
+    classifier = _linear_classifier(rest[0].layer)
+    if classifier is None:
+        raise problem
+    return classifier
