@@ -256,7 +256,8 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
             progress_bar.close()
     failed = len(report.failed) + len(collected.missing)
     if not quiet:
-        click.echo(f"{report.done} image(s) explained, {failed} failed; outputs in {output_dir}", err=True)
+        empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
+        click.echo(f"{report.done} image(s) explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
     sys.exit(1 if failed else 0)
 
 

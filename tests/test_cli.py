@@ -232,6 +232,7 @@ def test_empty_map_is_flagged_and_rendered_without_heat(tmp_path, keras):
     record = json.loads(result.stdout)
     assert record["maps"][0]["stats"]["empty"] is True and record["maps"][0]["stats"]["peak"] is None
     assert "is zero everywhere" in result.stderr
+    assert "1 image(s) explained, 0 failed, 1 map(s) zero everywhere" in result.stderr
     assert np.load(tmp_path / "o" / "e.png.gradcam.raw.npy").max() == 0
     heatmap = np.asarray(Image.open(tmp_path / "o" / "e.png.gradcam.heatmap.png"))
     assert (heatmap == render.colorize(np.zeros((1, 1), np.float32))[0, 0]).all()
