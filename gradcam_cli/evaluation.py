@@ -99,29 +99,20 @@ def _in_batches(items, size):
 
 
 def _maps_for(loaded, engine, images, codes, method, pool):
-    """Normalised maps at each image's resolution for the given target codes."""
+    """Normalised maps at each image's resolution for the given target codes, and each image's
+    top-1 class (read from the same forward pass's scores)."""
     from gradcam_cli.methods import context_for
     from gradcam_cli.pipeline import compute_maps, full_map, prepare
 
     context = context_for(method, loaded, engine.target_path, pool)
-    result = []
+    normalised, predicted = [], []
     for batch, batch_codes in zip(_in_batches(images, engine.batch_size), _in_batches(list(codes), engine.batch_size)):
         inputs, boxes = prepare(loaded, batch)
         computed = compute_maps(loaded, engine, inputs, np.asarray(batch_codes), method, context)
+        predicted.extend(int(c) for c in np.argmax(computed.scores, axis=1))
         for i, rgb in enumerate(batch):
-            result.append(full_map(computed.small_maps[i], boxes[i], rgb.shape)[1])
-    return result
-
-
-def _predicted(loaded, engine, images):
-    from gradcam_cli.engine import top_rank
-    from gradcam_cli.pipeline import compute_maps, prepare
-
-    classes = []
-    for batch in _in_batches(images, engine.batch_size):
-        inputs, _ = prepare(loaded, batch)
-        classes.extend(int(c) for c in compute_maps(loaded, engine, inputs, np.full(len(batch), top_rank(1))).classes)
-    return classes
+            normalised.append(full_map(computed.small_maps[i], boxes[i], rgb.shape)[1])
+    return normalised, predicted
 
 
 def _chance(images, objects, threshold, pairs):
@@ -137,10 +128,12 @@ def _chance(images, objects, threshold, pairs):
 
 
 def _score_singles(loaded, engine, images, objects, codes, method, pool, threshold, shuffled):
+    """Scores of one method on one-object images, and the images' top-1 classes."""
     scores = Scores.empty()
-    for i, normalised in enumerate(_maps_for(loaded, engine, images, codes, method, pool)):
+    maps_, predicted = _maps_for(loaded, engine, images, codes, method, pool)
+    for i, normalised in enumerate(maps_):
         scores.add_single(normalised, objects[(i + 1) % len(objects) if shuffled else i], threshold)
-    return scores
+    return scores, predicted
 
 
 def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5, control=None):
@@ -158,16 +151,14 @@ def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean",
     images = [scene.image for scene in scenes]
     objects = [scene.objects[0] for scene in scenes]
     shuffled = control == "shuffled"
-    predicted = _predicted(loaded, engine, images)
-    report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control,
-              "accuracy": float(np.mean([p == o.class_index for p, o in zip(predicted, objects)])),
-              "methods": {}}
+    report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control, "methods": {}}
     for method in methods:
-        scores = _score_singles(loaded, engine, images, objects, [o.class_index for o in objects], method,
-                                pool, threshold, shuffled)
+        scores, predicted = _score_singles(loaded, engine, images, objects, [o.class_index for o in objects],
+                                           method, pool, threshold, shuffled)
+        report["accuracy"] = float(np.mean([p == o.class_index for p, o in zip(predicted, objects)]))
         for first, second in ((0, 1), (1, 0)) if pairs else ():
             codes = [s.objects[first].class_index for s in two]
-            for i, normalised in enumerate(_maps_for(loaded, engine, [s.image for s in two], codes, method, pool)):
+            for i, normalised in enumerate(_maps_for(loaded, engine, [s.image for s in two], codes, method, pool)[0]):
                 j = (i + 1) % pairs if shuffled else i
                 scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
         report["methods"][method] = scores.summary()
@@ -188,12 +179,11 @@ def evaluate_annotated(loaded, engine, methods, images, objects, class_code, poo
                        control=None):
     """The same figures on users' images with object masks (no two-object discrimination).
     class_code: a class index for every image, or top_rank(1) for each image's prediction."""
-    predicted = _predicted(loaded, engine, images)
     codes = [class_code] * len(images)
-    report = {"images": len(images), "control": control, "predicted": predicted, "methods": {}}
+    report = {"images": len(images), "control": control, "methods": {}}
     for method in methods:
-        scores = _score_singles(loaded, engine, images, objects, codes, method, pool, threshold,
-                                control == "shuffled")
+        scores, report["predicted"] = _score_singles(loaded, engine, images, objects, codes, method, pool,
+                                                     threshold, control == "shuffled")
         report["methods"][method] = scores.summary()
     report["chance"] = _chance(images, objects, threshold, pairs=0)
     return report

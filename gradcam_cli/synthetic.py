@@ -113,9 +113,9 @@ def generate(index, seed=0, size=IMAGE_SIZE, two_objects=False):
     return Scene(image=image, objects=tuple(objects))
 
 
-def dataset(count, seed=0, size=IMAGE_SIZE, start=0):
+def dataset(count, seed=0, size=IMAGE_SIZE):
     """`count` one-object scenes as arrays: images (N, H, W, 3) uint8 and labels (N,)."""
-    scenes = [generate(start + i, seed, size) for i in range(count)]
+    scenes = [generate(i, seed, size) for i in range(count)]
     images = np.stack([scene.image for scene in scenes])
     labels = np.array([scene.objects[0].class_index for scene in scenes], dtype=np.int64)
     return images, labels
