@@ -73,6 +73,8 @@ def _parse_size(ctx, param, value):
 
 
 def _parse_save(ctx, param, value):
+    if value is None:
+        return None  # the command's default (METHODS[...].default_save)
     kinds = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
@@ -134,9 +136,12 @@ def method_options(function):
                      show_default=True,
                      help="Where outputs go, named <input name>.<method>.<kind>.png, folder trees "
                           "mirrored."),
-        click.option("--save", default="heatmap,overlay", show_default=True, callback=_parse_save,
-                     help="What to write: heatmap, overlay, raw (the float map before normalisation, "
-                          "as .npy at the image's resolution), comma-separated."),
+        click.option("--save", callback=_parse_save, metavar="KIND,...",
+                     help="What to write, comma-separated: heatmap, overlay, raw (the float map before "
+                          "normalisation, as .npy at the image's resolution). `guided` adds gradient "
+                          "and gradcam (the input gradient and Guided Grad-CAM images) and their "
+                          "-gray versions; its raw also saves both as .npy at the model's input size. "
+                          "Default: heatmap,overlay; for `guided` every PNG kind."),
         click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False),
                      default="jet", show_default=True, help="OpenCV colormap for heatmaps."),
         click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
@@ -192,6 +197,11 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
         raise UsageProblem("no images found in " + ", ".join(images))
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
+    kinds = METHODS[method].kinds
+    if save is None:
+        save = METHODS[method].default_save
+    elif any(kind not in kinds for kind in save):
+        raise UsageProblem(f"--save {','.join(save)}: `{method}` writes {', '.join(kinds)}")
 
     loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
     from gradcam_cli.models.labels import class_index
@@ -216,6 +226,8 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
         context = context_for(method, loaded, target_path, pool)
     except ValueError as error:
         raise UsageProblem(f"{loaded.name}, layer {path_name(target_path)}: {error}: use `gradcam gradcam`")
+    if context.relus is not None and not quiet:
+        _describe_relus(context.relus, method)
     engine = Engine(loaded, target_path, batch_size=min(batch_size, len(collected.sources)))
     options = pipeline.Options(output_dir=Path(output_dir), method=method,
                                classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
@@ -289,6 +301,48 @@ def cam_command(**kwargs):
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
     run_method("cam", **kwargs)
+
+
+def _describe_relus(relus, method):
+    """Say which activations the guided pass changes, and which it leaves with their gradient."""
+    log.info("%s: %d ReLU layer(s) modified", method, len(relus.relu_paths))
+    if not relus.relu_paths:
+        click.echo(f"warning: the model has no ReLU: {method} here is the plain input gradient "
+                   f"(activations: {relus.describe_others() or 'none'})", err=True)
+    elif relus.others:
+        click.echo(f"warning: {method} modifies the model's {len(relus.relu_paths)} ReLU layer(s) only; "
+                   f"these keep their plain gradient: {relus.describe_others()}", err=True)
+
+
+@main.command("guided", short_help="Guided backpropagation and Guided Grad-CAM (or deconvnet) images.")
+@method_options
+@click.option("--mode", type=click.Choice(["guided", "deconvnet"]), default="guided", show_default=True,
+              help="How gradients pass back through ReLUs: guided backpropagation (only positive "
+                   "gradients, only where the forward input was positive) or deconvnet (only "
+                   "positive gradients, wherever the input was).")
+@click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
+              help="Grad-CAM's channel pooling, for the map the gradient is multiplied by.")
+def guided_command(mode, **kwargs):
+    """Guided backpropagation (Springenberg et al. 2015) or deconvnet (Zeiler & Fergus 2014):
+    the gradient of the class score (before softmax) with respect to the input image, passed
+    back through every ReLU (fused activation='relu'/'relu6', ReLU and Activation layers) the
+    chosen way; and Guided Grad-CAM (Selvaraju et al. 2017): that gradient times the upsampled
+    Grad-CAM map of --layer.
+
+    \b
+    Writes, per image and class (OUTDIR/NAME.MODE.KIND.png):
+      gradient, gradient-gray   the input gradient, colour and greyscale
+      gradcam, gradcam-gray     Guided Grad-CAM: the gradient times the Grad-CAM map
+      heatmap, overlay          the Grad-CAM map, as `gradcam gradcam` writes it
+    Gradient images are centred at mid-grey (no gradient), 0.1 per standard deviation, at the
+    model's input size resized onto the image. Other activations (swish, gelu, sigmoid gates)
+    keep their plain gradient; a warning lists them. Caveat (Adebayo et al. 2018): guided
+    backpropagation looks much the same for a model with random weights; Grad-CAM does not.
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method(mode, **kwargs)
 
 
 @main.command("models")

@@ -7,6 +7,11 @@ model's pre-activation outputs and the class each image was explained for.
 
 Targets: an index >= 0 is that class; -1 is the image's top-1 class, -2 its second, ...
 so top-k maps and explicit classes share one compiled step.
+
+`run(..., backprop="guided"|"deconvnet")` also returns the gradient of each image's class score
+with respect to the (preprocessed) input image, back-propagated through the model's ReLUs the
+guided or deconvnet way (models/guided.py): a second compiled step, made on first use, with
+the classes the first step chose.
 """
 
 from dataclasses import dataclass
@@ -16,6 +21,7 @@ from keras import ops
 
 from gradcam_cli import backend as backends
 from gradcam_cli.models.graph import run_graph
+from gradcam_cli.models.guided import relu_rewrite
 
 
 def top_rank(rank):
@@ -29,6 +35,7 @@ class BatchResult:
     gradients: np.ndarray  # (B, h, w, K) float32
     raw_outputs: np.ndarray  # (B, units) pre-activation model outputs
     classes: np.ndarray  # (B,) the class each image was explained for
+    input_gradients: np.ndarray = None  # (B, H, W, C) with `backprop`: d score / d input
 
 
 class Engine:
@@ -36,24 +43,42 @@ class Engine:
         self.loaded = loaded
         self.target_path = tuple(target_path)
         self.batch_size = int(batch_size)
+        self._jit = jit
         self._step = backends.load().activation_gradients(self._forward, jit=jit)
+        self._input_steps = {}  # backprop mode -> compiled step
+
+    def _logits_rewrite(self, path, layer):
+        if path == self.loaded.final_path and self.loaded.logits_call is not None:
+            return self.loaded.logits_call
+        return None
 
     def _rewrite(self, tap):
         target = self.target_path
-        final = self.loaded.final_path
-        logits = self.loaded.logits_call
 
         def rewrite(path, layer):
             if path == target:
                 return lambda *args, **kwargs: tap(layer(*args, **kwargs))
-            if path == final and logits is not None:
-                return logits
-            return None
+            return self._logits_rewrite(path, layer)
 
         return rewrite
 
     def _forward(self, images, targets, tap):
-        raw = run_graph(self.loaded.model, images, self._rewrite(tap))
+        return self._objective(images, targets, self._rewrite(tap))
+
+    def _input_step(self, mode):
+        if mode not in self._input_steps:
+            relus = relu_rewrite(mode)
+
+            def rewrite(path, layer):
+                logits = self._logits_rewrite(path, layer)
+                return logits if logits is not None else relus(path, layer)
+
+            forward = lambda images, targets: self._objective(images, targets, rewrite)
+            self._input_steps[mode] = backends.load().input_gradients(forward, jit=self._jit)
+        return self._input_steps[mode]
+
+    def _objective(self, images, targets, rewrite):
+        raw = run_graph(self.loaded.model, images, rewrite)
         scores = self.loaded.head.scores(raw)
         order = ops.argsort(-scores, axis=-1)
         rank = ops.maximum(-targets - 1, 0)
@@ -62,9 +87,10 @@ class Engine:
         chosen = ops.take_along_axis(scores, ops.expand_dims(classes, -1), axis=-1)[:, 0]
         return chosen, {"raw": raw, "classes": classes}
 
-    def run(self, images, targets):
+    def run(self, images, targets, backprop=None):
         """Explain a batch: `images` (n <= batch_size, H, W, 3) preprocessed float32,
-        `targets` (n,) target codes. Returns a BatchResult for the n images."""
+        `targets` (n,) target codes; `backprop` None, 'guided' or 'deconvnet' for input
+        gradients too. Returns a BatchResult for the n images."""
         count = len(images)
         if count == 0 or count > self.batch_size:
             raise ValueError(f"a batch holds 1..{self.batch_size} images. Received: {count}")
@@ -78,9 +104,15 @@ class Engine:
             images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
             targets = np.concatenate([targets, np.repeat(targets[-1:], pad)])
         activations, gradients, aux = self._step(images, targets)
+        classes = ops.convert_to_numpy(aux["classes"]).astype(np.int32)
+        input_gradients = None
+        if backprop is not None:
+            input_gradients, _ = self._input_step(backprop)(images, classes)
+            input_gradients = ops.convert_to_numpy(input_gradients)[:count].astype(np.float32)
         return BatchResult(
             activations=ops.convert_to_numpy(activations)[:count].astype(np.float32),
             gradients=ops.convert_to_numpy(gradients)[:count].astype(np.float32),
             raw_outputs=ops.convert_to_numpy(aux["raw"])[:count].astype(np.float32),
-            classes=ops.convert_to_numpy(aux["classes"])[:count].astype(np.int64),
+            classes=classes[:count].astype(np.int64),
+            input_gradients=input_gradients,
         )

@@ -102,7 +102,7 @@ def _maps_for(loaded, engine, images, codes, method, pool):
     """Normalised maps at each image's resolution for the given target codes, and each image's
     top-1 class (read from the same forward pass's scores)."""
     from gradcam_cli.methods import context_for
-    from gradcam_cli.pipeline import compute_maps, full_map, prepare
+    from gradcam_cli.pipeline import compute_maps, localization_map, prepare
 
     context = context_for(method, loaded, engine.target_path, pool)
     normalised, predicted = [], []
@@ -111,7 +111,7 @@ def _maps_for(loaded, engine, images, codes, method, pool):
         computed = compute_maps(loaded, engine, inputs, np.asarray(batch_codes), method, context)
         predicted.extend(int(c) for c in np.argmax(computed.scores, axis=1))
         for i, rgb in enumerate(batch):
-            normalised.append(full_map(computed.small_maps[i], boxes[i], rgb.shape)[1])
+            normalised.append(localization_map(computed, i, boxes[i], rgb.shape, method))
     return normalised, predicted
 
 

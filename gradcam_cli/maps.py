@@ -21,13 +21,25 @@ def relu(maps):
 def upsample(small_map, box, image_shape):
     """Bilinear upsampling of an (h, w) map onto the `box` (x0, y0, x1, y1) of an image of
     `image_shape` (H, W); outside the box (the part a centre crop cut away) the map is 0."""
+    return resize_into_box(small_map, box, image_shape)
+
+
+def resize_into_box(array, box, image_shape, fill=0.0):
+    """An (h, w) or (h, w, C) float array resized onto the `box` (x0, y0, x1, y1) of an
+    (H, W) image, `fill` outside the box: bilinear when enlarging, pixel-area averaging when
+    shrinking (no aliasing when a 224-pixel gradient image goes onto a smaller photo)."""
     height, width = image_shape[:2]
     x0, y0, x1, y1 = box
+    array = np.asarray(array, dtype=np.float32)
+    shrinking = (x1 - x0) < array.shape[1] and (y1 - y0) < array.shape[0]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     # cv2.resize takes (width, height): the classic mistake with non-square images.
-    resized = cv2.resize(small_map.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(array, (x1 - x0, y1 - y0), interpolation=interpolation)
+    if resized.ndim < array.ndim:  # cv2 drops a single channel axis
+        resized = resized[..., None]
     if (x0, y0, x1, y1) == (0, 0, width, height):
         return resized
-    full = np.zeros((height, width), dtype=np.float32)
+    full = np.full((height, width) + array.shape[2:], fill, dtype=np.float32)
     full[y0:y1, x0:x1] = resized
     return full
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-KINDS = ("heatmap", "overlay", "raw")
+# What a run can write (--save): the map's kinds, and the input-gradient images of `guided`.
+MAP_KINDS = ("heatmap", "overlay", "raw")
+GRADIENT_KINDS = ("gradient", "gradient-gray", "gradcam", "gradcam-gray")
+KINDS = MAP_KINDS + GRADIENT_KINDS
 
 
 def _file_mode():
@@ -22,8 +25,8 @@ def _file_mode():
     return 0o666 & ~umask
 
 
-def output_path(output_dir, source_name, method, kind, tag=None):
-    extension = "npy" if kind == "raw" else "png"
+def output_path(output_dir, source_name, method, kind, tag=None, extension=None):
+    extension = extension or ("npy" if kind == "raw" else "png")
     parts = [source_name, method] + ([tag] if tag else []) + [kind, extension]
     return Path(output_dir) / ".".join(parts)
 
@@ -45,7 +48,8 @@ def _write_atomic(path, data):
 def write_png(path, rgb):
     import cv2  # here, not at the top: the CLI reads KINDS at start-up
 
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    pixels = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # 2-D: greyscale
+    ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
     _write_atomic(path, encoded.tobytes())

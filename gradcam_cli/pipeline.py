@@ -14,8 +14,9 @@ from gradcam_cli.engine import top_rank
 from gradcam_cli.errors import ImageError
 from gradcam_cli.images import load_rgb, model_view
 from gradcam_cli.methods import METHODS, Context
+from gradcam_cli.methods.guided import guided_gradcam, saliency
 from gradcam_cli.models.graph import path_name
-from gradcam_cli.models.preprocess import preprocess
+from gradcam_cli.models.preprocess import preprocess, pullback
 
 
 @dataclass
@@ -101,19 +102,35 @@ class MapBatch:
     classes: np.ndarray  # (B,) the class each map explains
     scores: np.ndarray  # (B, C) pre-softmax class scores
     probabilities: np.ndarray  # (B, C)
+    input_gradients: np.ndarray = None  # (B, H, W, 3) d score / d RGB input, for backprop methods
+
+    def guided(self, i):
+        """Image i's input gradient times its map (Guided Grad-CAM), at the model's input size."""
+        return guided_gradcam(self.input_gradients[i], self.small_maps[i])
 
 
 def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context()):
     """One forward pass and gradient for a prepared batch; `codes` gives each image's target
     (a class index, or top_rank(r)); `context` from methods.context_for."""
-    result = engine.run(inputs, np.asarray(codes))
+    backprop = METHODS[method].backprop
+    result = engine.run(inputs, np.asarray(codes), backprop=backprop)
     weights = METHODS[method].channel_weights(result, context)
     return MapBatch(
         small_maps=maps.relu(maps.weighted_sum(result.activations, weights)),
         classes=result.classes,
         scores=np.asarray(loaded.head.scores(result.raw_outputs)),
         probabilities=loaded.head.probabilities(result.raw_outputs),
+        input_gradients=None if backprop is None else pullback(result.input_gradients, loaded.preprocess),
     )
+
+
+def localization_map(computed, i, box, image_shape, method):
+    """Image i's map at the image's resolution, normalised to [0, 1]: the class activation map,
+    or for backprop methods the saliency (largest magnitude over colours) of the Guided
+    Grad-CAM product."""
+    if METHODS[method].backprop is None:
+        return full_map(computed.small_maps[i], box, image_shape)[1]
+    return maps.normalise(maps.resize_into_box(saliency(computed.guided(i)), box, image_shape))[0]
 
 
 def full_map(small_map, box, image_shape):
@@ -142,11 +159,16 @@ def _explain_batch(loaded, engine, batch, options, context, plan, layer, report,
                 "predictions": _predictions(loaded, probabilities[i]),
                 "maps": [],
             }
+            if context.relus is not None:
+                record["backprop"] = context.relus.as_record(METHODS[options.method].backprop)
             for target, result in per_target:
                 class_index = int(result.classes[i])
                 entry = _render_one(loaded, source, rgb, boxes[i], result.small_maps[i], class_index,
                                     float(result.scores[i, class_index]), float(probabilities[i, class_index]),
                                     target, options)
+                if result.input_gradients is not None:
+                    entry.update(_render_gradients(source, rgb, boxes[i], result.input_gradients[i],
+                                                   result.guided(i), target, options, entry["outputs"]))
                 if entry["stats"]["empty"]:
                     report.empty_maps += 1
                     on_empty(source, entry["class"])
@@ -186,3 +208,25 @@ def _render_one(loaded, source, rgb, box, small_map, class_index, score, probabi
         "outputs": {kind: str(p) for kind, p in written.items()},
         "stats": maps.statistics(small_map, normalised, empty),
     }
+
+
+def _render_gradients(source, rgb, box, gradient, product, target, options, written):
+    """The input gradient and its product with the map, as images centred at mid-grey, colour
+    and greyscale, resized onto the image; with `raw`, both arrays as .npy at the model's input
+    size (H, W, 3), RGB. Adds to `written`; returns the JSON record's extra fields."""
+
+    def path(kind, extension=None):
+        return outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag, extension)
+
+    for name, array in (("gradient", gradient), ("gradcam", product)):
+        for kind, image in ((name, array), (f"{name}-gray", render.gray(array))):
+            if kind in options.save:
+                shown = maps.resize_into_box(render.gradient_image(image), box, rgb.shape, fill=0.5)
+                written[kind] = path(kind)
+                outputs.write_png(written[kind], render.to_uint8(shown))
+        if "raw" in options.save:
+            written[f"{name}-raw"] = path(name, "npy")
+            outputs.write_npy(written[f"{name}-raw"], array)
+    rms = float(np.sqrt(np.mean(np.square(gradient))))
+    return {"outputs": {kind: str(p) for kind, p in written.items()},
+            "gradient": {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}}

@@ -27,3 +27,29 @@ def overlay(rgb, heat_rgb, alpha=0.4):
     """Blend: (1 - alpha) * image + alpha * heatmap, computed in float, rounded once."""
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * heat_rgb.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+# Gradient images: 0.1 of the image's range per standard deviation, so +-5 standard deviations
+# span black to white (the convention of Keras's and pytorch-grad-cam's deprocess_image).
+GRADIENT_SPREAD = 0.1
+
+
+def gradient_image(gradient, spread=GRADIENT_SPREAD):
+    """An (H, W[, C]) gradient as a float image in [0, 1] for display: centred at 0.5, with
+    `spread` per standard deviation, clipped. Unlike deprocess_image, the centre is zero, not the
+    mean, and the deviation is measured from zero: mid-grey means "no gradient", brighter
+    positive, darker negative. A gradient that is zero everywhere gives a flat mid-grey image."""
+    gradient = np.nan_to_num(np.asarray(gradient, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    deviation = float(np.sqrt(np.mean(np.square(gradient)))) if gradient.size else 0.0
+    if deviation <= 0.0:
+        return np.full(gradient.shape, 0.5, dtype=np.float32)
+    return np.clip(0.5 + spread * gradient / deviation, 0.0, 1.0).astype(np.float32)
+
+
+def gray(gradient):
+    """An (H, W, C) gradient as one channel: the mean over colours (signs kept)."""
+    return np.asarray(gradient, dtype=np.float32).mean(axis=-1)
+
+
+def to_uint8(image01):
+    return np.clip(np.rint(np.asarray(image01, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)

@@ -7,6 +7,12 @@ Everything else (methods, engine, models) uses keras.ops and numpy. A backend mo
 where `forward(images, targets, tap)` runs the model, passes the target layer's output
 through `tap` and returns (objective per sample, aux dict). The step returns the tapped
 activations, d(sum of objectives)/d(activations), and aux, as backend tensors.
+
+    input_gradients(forward) -> step(images, targets) -> (gradients, aux)
+
+where `forward(images, targets)` returns (objective per sample, aux dict); the step returns
+d(sum of objectives)/d(images) and aux. Custom gradients (guided ReLUs) are written with
+keras.ops.custom_gradient in the forward pass, so they need nothing here.
 """
 
 import keras

@@ -25,3 +25,16 @@ def activation_gradients(forward, jit=False):
         return activations, gradients, aux
 
     return step
+
+
+def input_gradients(forward, jit=False):
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def step(images, targets):
+        images = tf.convert_to_tensor(images)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            objective, aux = forward(images, targets)
+            total = tf.reduce_sum(objective)
+        return tape.gradient(total, images), aux
+
+    return step

@@ -2,7 +2,9 @@
 
 A method returns channel weights (B, K) from what the engine computed for a batch (the target
 layer's activations and gradients, the classes explained) and, for CAM, the classifier's kernel;
-the engine forms the map ReLU(sum_k w_k A_k) and does everything else.
+the engine forms the map ReLU(sum_k w_k A_k) and does everything else. A method with `backprop`
+also has the engine compute the input gradient through guided (or deconvnet) ReLUs, and the
+pipeline multiplies it by the map (methods/guided.py).
 """
 
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from typing import Callable
 
 from gradcam_cli.methods.cam import cam_weights
 from gradcam_cli.methods.gradcam import gradcam_weights
+from gradcam_cli.outputs import GRADIENT_KINDS, MAP_KINDS
 
 
 @dataclass(frozen=True)
@@ -18,12 +21,23 @@ class Method:
     channel_weights: Callable  # (batch result, context) -> (B, K)
     summary: str
     needs_classifier: bool = False  # CAM: the GAP + linear head's kernel (heads.cam_classifier)
+    backprop: str = None  # 'guided' or 'deconvnet': input gradients through modified ReLUs
+
+    @property
+    def kinds(self):
+        """What --save may name for this method."""
+        return MAP_KINDS + (GRADIENT_KINDS if self.backprop else ())
+
+    @property
+    def default_save(self):
+        return ("heatmap", "overlay") + (GRADIENT_KINDS if self.backprop else ())
 
 
 @dataclass(frozen=True)
 class Context:
     pool: str = "mean"
     classifier_kernel: object = None  # (K, C) for CAM
+    relus: object = None  # models.guided.Census for backprop methods
 
 
 METHODS = {
@@ -38,6 +52,18 @@ METHODS = {
         "CAM: channel weights = the linear classifier's kernel column for the class",
         needs_classifier=True,
     ),
+    "guided": Method(
+        "guided",
+        lambda result, context: gradcam_weights(result.activations, result.gradients, pool=context.pool),
+        "Guided Grad-CAM: guided backpropagation x the Grad-CAM map",
+        backprop="guided",
+    ),
+    "deconvnet": Method(
+        "deconvnet",
+        lambda result, context: gradcam_weights(result.activations, result.gradients, pool=context.pool),
+        "deconvnet x the Grad-CAM map",
+        backprop="deconvnet",
+    ),
 }
 
 POOLING = ("mean", "max")
@@ -45,9 +71,12 @@ POOLING = ("mean", "max")
 
 def context_for(method, loaded, target_path, pool="mean"):
     """What `method` needs beyond the engine's results; ValueError when it does not apply."""
+    from gradcam_cli.models.guided import census
     from gradcam_cli.models.heads import cam_classifier
 
-    kernel = None
+    kernel = relus = None
     if METHODS[method].needs_classifier:
         kernel, _ = cam_classifier(loaded.layers, target_path)
-    return Context(pool=pool, classifier_kernel=kernel)
+    if METHODS[method].backprop:
+        relus = census(loaded.layers, loaded.final_path)
+    return Context(pool=pool, classifier_kernel=kernel, relus=relus)

@@ -47,3 +47,25 @@ def preprocess(batch, mode):
     except KeyError:
         raise ValueError(f"unknown preprocessing mode. Received: mode={mode!r}") from None
     return np.ascontiguousarray(function(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
+
+
+# d(preprocessed)/d(RGB) of each mode: every mode is per-channel affine, optionally reversing the
+# channel order, so the chain rule is a per-channel scale and the same reversal.
+_PULLBACK = {
+    "none": (False, np.float32(1.0)),
+    "caffe": (True, np.float32(1.0)),
+    "tf": (False, np.float32(1.0 / 127.5)),
+    "torch": (False, (1.0 / (255.0 * _TORCH_STD)).astype(np.float32)),
+    "unit": (False, np.float32(1.0 / 255.0)),
+}
+
+
+def pullback(gradients, mode):
+    """Gradients with respect to the preprocessed input (B, H, W, 3) turned into gradients with
+    respect to the 0..255 RGB image: colours in RGB order with each channel's true scale (caffe
+    mode feeds BGR; torch mode divides each channel by its own std)."""
+    reverse, scale = _PULLBACK[mode]
+    gradients = np.asarray(gradients, dtype=np.float32)
+    if reverse:
+        gradients = gradients[..., ::-1]
+    return np.ascontiguousarray(gradients * scale, dtype=np.float32)
