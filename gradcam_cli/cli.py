@@ -334,6 +334,7 @@ def guided_command(mode, **kwargs):
       gradient, gradient-gray   the input gradient, colour and greyscale
       gradcam, gradcam-gray     Guided Grad-CAM: the gradient times the Grad-CAM map
       heatmap, overlay          the Grad-CAM map, as `gradcam gradcam` writes it
+
     Gradient images are centred at mid-grey (no gradient), 0.1 per standard deviation, at the
     model's input size resized onto the image. Other activations (swish, gelu, sigmoid gates)
     keep their plain gradient; a warning lists them. Caveat (Adebayo et al. 2018): guided

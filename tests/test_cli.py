@@ -25,7 +25,8 @@ def test_help_and_models_do_not_import_tensorflow():
     result = python_cli(
         "import sys",
         "from gradcam_cli.cli import main",
-        "for args in (['--help'], ['models'], ['gradcam', '--help'], ['layers', '--help']):",
+        "for args in (['--help'], ['models'], ['gradcam', '--help'], ['layers', '--help'], ['cam', '--help'],",
+        "             ['guided', '--help'], ['eval', '--help']):",
         "    try:",
         "        main(args, standalone_mode=False)",
         "    except SystemExit:",
@@ -37,7 +38,8 @@ def test_help_and_models_do_not_import_tensorflow():
 
 
 @pytest.mark.parametrize("args", [["--help"], ["gradcam", "--help"], ["models", "--help"],
-                                  ["layers", "--help"], ["--version"]])
+                                  ["layers", "--help"], ["cam", "--help"], ["guided", "--help"],
+                                  ["eval", "--help"], ["--version"]])
 def test_installed_script_help(args):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
