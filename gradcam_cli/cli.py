@@ -179,7 +179,7 @@ def _load(model, weights, preprocess, input_size, labels, trust_model, device, v
 
 def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
                verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
-               as_json, quiet, pool="mean"):
+               as_json, quiet, pool="mean", compare=False):
     """What every method command does: collect inputs, load, explain, report, exit status."""
     from gradcam_cli.inputs import collect
 
@@ -228,18 +228,33 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
         raise UsageProblem(f"{loaded.name}, layer {path_name(target_path)}: {error}: use `gradcam gradcam`")
     if context.relus is not None and not quiet:
         _describe_relus(context.relus, method)
-    engine = Engine(loaded, target_path, batch_size=min(batch_size, len(collected.sources)))
+    reference = columns = None
+    batch_size = min(batch_size, len(collected.sources))
+    if compare:  # the original's Grad-CAM, then both dilated copies', side by side
+        columns = [pipeline.Column("Grad-CAM", loaded, Engine(loaded, target_path, batch_size), "gradcam", context)]
+        for network_method, title in (("dilated-seed", "seed 000's dilated"), ("dilated", "a trous (exact)")):
+            copy, copy_target, copy_batch = _dilated(loaded, network_method, target_path, batch_size, quiet)
+            columns.append(pipeline.Column(title, copy, Engine(copy, copy_target, copy_batch), network_method,
+                                           context))
+    elif METHODS[method].network:
+        loaded, target_path, batch_size = _dilated(loaded, method, target_path, batch_size, quiet)
+        reference = loaded.reference
+    engine = Engine(loaded, target_path, batch_size=batch_size)
     options = pipeline.Options(output_dir=Path(output_dir), method=method,
                                classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
-                               alpha=alpha, crop=crop)
+                               alpha=alpha, crop=crop, reference=reference)
 
     def on_result(record):
         if as_json:
             click.echo(json_line(record))
-        else:
-            for entry in record["maps"]:
-                for written in entry["outputs"].values():
-                    click.echo(written)
+            return
+        for entry in record.get("maps", [record]):
+            for written in entry["outputs"].values():
+                click.echo(written)
+        if reference is not None and not quiet:
+            if progress_bar is not None:
+                progress_bar.clear()
+            click.echo(_side_by_side(record, reference.name, loaded.name), err=True)
 
     def on_failure(source, reason):
         if progress_bar is not None:
@@ -261,8 +276,12 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
 
         progress_bar = tqdm(total=len(collected.sources), unit="img", file=sys.stderr, leave=False)
     try:
-        report = pipeline.run(loaded, engine, collected.sources, options, context, on_result, on_failure,
-                              on_empty, progress=progress_bar.update if progress_bar else None)
+        progress = progress_bar.update if progress_bar else None
+        if columns:
+            report = pipeline.run_panels(columns, collected.sources, options, on_result, on_failure, progress)
+        else:
+            report = pipeline.run(loaded, engine, collected.sources, options, context, on_result, on_failure,
+                                  on_empty, progress=progress)
     finally:
         if progress_bar is not None:
             progress_bar.close()
@@ -301,6 +320,36 @@ def cam_command(**kwargs):
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
     run_method("cam", **kwargs)
+
+
+# What one batch of a dilated network may hold in activations; the batch size is cut to fit.
+DILATED_MEMORY_BUDGET = 2 * 2**30
+
+
+def _dilated(loaded, method, target_path, batch_size, quiet):
+    """The dilated copy of `loaded` for `method`, its target path and a batch size whose
+    activations fit DILATED_MEMORY_BUDGET. The copy's `reference` is the original."""
+    from gradcam_cli.models.loading import activation_bytes, dilated_copy
+
+    converted, target_path = dilated_copy(loaded, METHODS[method].network, target_path)
+    per_image = activation_bytes(converted)
+    fits = max(1, int(DILATED_MEMORY_BUDGET // per_image))
+    if batch_size > fits:
+        log.info("batch size %d -> %d: each image holds %.2f GB of activations at full resolution",
+                 batch_size, fits, per_image / 1e9)
+        batch_size = fits
+    return converted, target_path, batch_size
+
+
+def _side_by_side(record, reference_name, name, rows=5):
+    """Two models' top predictions for one image, side by side (seed 000's comparison)."""
+    left, right = record["reference_predictions"], record["predictions"]
+    width = max(len(reference_name), *(len(f"{p['label']} ({p['class']}) {p['probability']:.3f}") for p in left))
+    lines = [f"{record['input']}: top-{rows} predictions", f"  {reference_name:<{width}}  {name}"]
+    for a, b in zip(left[:rows], right[:rows]):
+        cell = f"{a['label']} ({a['class']}) {a['probability']:.3f}"
+        lines.append(f"  {cell:<{width}}  {b['label']} ({b['class']}) {b['probability']:.3f}")
+    return "\n".join(lines)
 
 
 def _describe_relus(relus, method):
@@ -344,6 +393,43 @@ def guided_command(mode, **kwargs):
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
     run_method(mode, **kwargs)
+
+
+@main.command("dilated", short_help="Grad-CAM at full resolution on a dilated copy of VGG16/VGG19/demo-vgg.")
+@method_options
+@click.option("--mode", type=click.Choice(["exact", "seed"]), default="exact", show_default=True,
+              help="exact: the a trous network, which computes the original's predictions exactly; "
+                   "seed: seed 000's dilated VGG16 (poolings removed), a different classifier.")
+@click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
+              help="Grad-CAM's channel pooling.")
+@click.option("--compare", is_flag=True,
+              help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
+                   "Grad-CAM, the seed-mode map and the exact map side by side, for the same class.")
+def dilated_command(mode, compare, **kwargs):
+    """Grad-CAM on a dilated copy of a plain convolutional network (VGG16, VGG19, demo-vgg, or a
+    model file of stride-1 convolutions, non-overlapping pooling, Flatten or global pooling and a
+    dense head), whose target layer keeps the input's resolution: a 224x224 map for VGG16's
+    block5_conv3 instead of 14x14.
+
+    \b
+    --mode exact  each pooling becomes a stride-1 pooling over a dilated window ("a trous") and the
+                  convolutions after it are dilated; the classifier reads the last map every 32
+                  pixels. Same predictions as the original, and the original's block5_conv3 on every
+                  16th pixel: a full-resolution map of the original classifier.
+    --mode seed   seed 000's dilated VGG16: poolings removed, convolutions dilated
+                  1,1,2,2,4,4,4,8,8,8,16,16,16, MaxPooling2D(32) before Flatten. Same weights, but
+                  its predictions degrade and its map shows a grid pattern.
+
+    Outputs are named NAME.dilated.KIND.png (exact) or NAME.dilated-seed.KIND.png. Both models'
+    top-5 predictions are printed side by side on stderr (in --json: predictions and
+    reference_predictions), with the seconds each image took. The dilated VGG16 costs about 50
+    VGG16 passes (some 12 s an image on 2 CPU cores); the batch size is cut so that a batch's
+    activations stay within 2 GB (one image at a time for VGG16).
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method("dilated" if mode == "exact" else "dilated-seed", compare=compare, **kwargs)
 
 
 @main.command("models")
@@ -490,17 +576,22 @@ def eval_command(images, model, weights, preprocess, input_size, labels, trust_m
         except ValueError as error:
             raise UsageProblem(f"--methods {method}: {loaded.name}, layer {'/'.join(target_path)}: {error}")
     engine = Engine(loaded, target_path, batch_size=batch_size)
+    engines = {}
+    for method in chosen:
+        if METHODS[method].network:
+            copy, copy_target, copy_batch = _dilated(loaded, method, target_path, batch_size, quiet)
+            engines[method] = Engine(copy, copy_target, copy_batch)
     control = None if control == "none" else control
     if annotated is None:
         report = evaluation.evaluate(loaded, engine, chosen, count=count, pairs=pairs, seed=seed, pool=pool,
-                                     threshold=threshold, control=control)
+                                     threshold=threshold, control=control, engines=engines)
         heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
                    f"classification accuracy {report['accuracy']:.3f}")
     else:
         rgbs, objects, paths, skipped = annotated
         code = top_rank(1) if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes)
         report = evaluation.evaluate_annotated(loaded, engine, chosen, rgbs, objects, code, pool=pool,
-                                               threshold=threshold, control=control)
+                                               threshold=threshold, control=control, engines=engines)
         report.update(inputs=paths, skipped=skipped)
         heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
     report.update(model=loaded.name, layer="/".join(target_path), threshold=threshold)

@@ -98,12 +98,13 @@ def _in_batches(items, size):
         yield items[start : start + size]
 
 
-def _maps_for(loaded, engine, images, codes, method, pool):
+def _maps_for(engine, images, codes, method, pool):
     """Normalised maps at each image's resolution for the given target codes, and each image's
-    top-1 class (read from the same forward pass's scores)."""
+    top-1 class (read from the same forward pass's scores). The model is the engine's."""
     from gradcam_cli.methods import context_for
     from gradcam_cli.pipeline import compute_maps, localization_map, prepare
 
+    loaded = engine.loaded
     context = context_for(method, loaded, engine.target_path, pool)
     normalised, predicted = [], []
     for batch, batch_codes in zip(_in_batches(images, engine.batch_size), _in_batches(list(codes), engine.batch_size)):
@@ -127,21 +128,24 @@ def _chance(images, objects, threshold, pairs):
     return summary
 
 
-def _score_singles(loaded, engine, images, objects, codes, method, pool, threshold, shuffled):
+def _score_singles(engine, images, objects, codes, method, pool, threshold, shuffled):
     """Scores of one method on one-object images, and the images' top-1 classes."""
     scores = Scores.empty()
-    maps_, predicted = _maps_for(loaded, engine, images, codes, method, pool)
+    maps_, predicted = _maps_for(engine, images, codes, method, pool)
     for i, normalised in enumerate(maps_):
         scores.add_single(normalised, objects[(i + 1) % len(objects) if shuffled else i], threshold)
     return scores, predicted
 
 
-def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5, control=None):
+def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5, control=None,
+             engines=None):
     """Localization figures of each method on `count` generated one-object scenes (each explained
     for its object's class) and `pairs` two-object scenes (class discrimination).
 
     control: None, or 'shuffled' (each map is scored against another scene's object: a negative
-    control that must score near chance).
+    control that must score near chance). engines: {method: Engine} for methods computed on
+    another network (the dilated copies); the others use `engine`. Each method's figures include
+    the top-1 accuracy of its network; `accuracy` is the first method's.
     """
     from gradcam_cli import synthetic
 
@@ -153,15 +157,17 @@ def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean",
     shuffled = control == "shuffled"
     report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control, "methods": {}}
     for method in methods:
-        scores, predicted = _score_singles(loaded, engine, images, objects, [o.class_index for o in objects],
+        method_engine = (engines or {}).get(method, engine)
+        scores, predicted = _score_singles(method_engine, images, objects, [o.class_index for o in objects],
                                            method, pool, threshold, shuffled)
-        report["accuracy"] = float(np.mean([p == o.class_index for p, o in zip(predicted, objects)]))
+        accuracy = float(np.mean([p == o.class_index for p, o in zip(predicted, objects)]))
+        report.setdefault("accuracy", accuracy)
         for first, second in ((0, 1), (1, 0)) if pairs else ():
             codes = [s.objects[first].class_index for s in two]
-            for i, normalised in enumerate(_maps_for(loaded, engine, [s.image for s in two], codes, method, pool)[0]):
+            for i, normalised in enumerate(_maps_for(method_engine, [s.image for s in two], codes, method, pool)[0]):
                 j = (i + 1) % pairs if shuffled else i
                 scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
-        report["methods"][method] = scores.summary()
+        report["methods"][method] = {**scores.summary(), "accuracy": accuracy}
     report["chance"] = _chance(images, objects, threshold, pairs)
     return report
 
@@ -176,27 +182,28 @@ def annotated_object(mask):
 
 
 def evaluate_annotated(loaded, engine, methods, images, objects, class_code, pool="mean", threshold=0.5,
-                       control=None):
+                       control=None, engines=None):
     """The same figures on users' images with object masks (no two-object discrimination).
     class_code: a class index for every image, or top_rank(1) for each image's prediction."""
     codes = [class_code] * len(images)
     report = {"images": len(images), "control": control, "methods": {}}
     for method in methods:
-        scores, report["predicted"] = _score_singles(loaded, engine, images, objects, codes, method, pool,
-                                                     threshold, control == "shuffled")
-        report["methods"][method] = scores.summary()
+        predicted_key = "predicted" if "predicted" not in report else f"predicted_{method}"
+        scores, report[predicted_key] = _score_singles((engines or {}).get(method, engine), images, objects, codes,
+                                                       method, pool, threshold, control == "shuffled")
+        report["methods"][method] = {**scores.summary(), "accuracy": None}
     report["chance"] = _chance(images, objects, threshold, pairs=0)
     return report
 
 
 COLUMNS = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("box_iou", "box IoU"),
-           ("localized_iou50", "IoU>=0.5"), ("discrimination", "class discrimination"))
+           ("localized_iou50", "IoU>=0.5"), ("discrimination", "class discrimination"), ("accuracy", "accuracy"))
 
 
 def format_table(report):
     rows = [("method",) + tuple(title for _, title in COLUMNS)]
     for name, figures in list(report["methods"].items()) + [("chance", report["chance"])]:
-        rows.append((name,) + tuple("-" if figures[key] is None else f"{figures[key]:.3f}" for key, _ in COLUMNS))
+        rows.append((name,) + tuple("-" if figures.get(key) is None else f"{figures[key]:.3f}" for key, _ in COLUMNS))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.rjust(w) if k else cell.ljust(w) for k, (cell, w) in enumerate(zip(row, widths)))
                      for row in rows)

@@ -4,6 +4,7 @@ Each batch is one forward pass and one gradient per target (top-1 by default). A
 concerns one image (unreadable file, write error) is recorded and the run goes on.
 """
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class Options:
     colormap: str = "jet"
     alpha: float = 0.4
     crop: bool = False
+    reference: object = None  # a LoadedModel whose predictions are reported beside (dilated copies)
 
 
 @dataclass
@@ -140,14 +142,27 @@ def full_map(small_map, box, image_shape):
     return heat, normalised, empty
 
 
+def predict(loaded, inputs):
+    """Class probabilities of `loaded`'s model for a prepared batch (one forward pass, no gradient)."""
+    from keras import ops
+
+    from gradcam_cli.models.graph import run_graph
+
+    rewrite = lambda path, layer: loaded.logits_call if path == loaded.final_path else None
+    return loaded.head.probabilities(ops.convert_to_numpy(run_graph(loaded.model, inputs, rewrite)))
+
+
 def _explain_batch(loaded, engine, batch, options, context, plan, layer, report, on_result, on_failure,
                    on_empty):
     inputs, boxes = prepare(loaded, [rgb for _, rgb in batch], options.crop)
+    started = time.perf_counter()
     per_target = [
         (target, compute_maps(loaded, engine, inputs, np.full(len(batch), target.code), options.method, context))
         for target in plan
     ]
+    seconds = (time.perf_counter() - started) / len(batch)
     probabilities = per_target[0][1].probabilities
+    reference = None if options.reference is None else predict(options.reference, inputs)
     for i, (source, rgb) in enumerate(batch):
         try:
             record = {
@@ -158,7 +173,11 @@ def _explain_batch(loaded, engine, batch, options, context, plan, layer, report,
                 "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
                 "predictions": _predictions(loaded, probabilities[i]),
                 "maps": [],
+                "seconds": round(seconds, 4),  # computing the maps, per image (batch time / batch size)
             }
+            if reference is not None:
+                record["reference_model"] = options.reference.name
+                record["reference_predictions"] = _predictions(options.reference, reference[i])
             if context.relus is not None:
                 record["backprop"] = context.relus.as_record(METHODS[options.method].backprop)
             for target, result in per_target:
@@ -174,12 +193,16 @@ def _explain_batch(loaded, engine, batch, options, context, plan, layer, report,
                     on_empty(source, entry["class"])
                 record["maps"].append(entry)
         except OSError as error:
-            reason = f"cannot write outputs: {error.strerror or error}"
-            report.failed.append((source, reason))
-            on_failure(source, reason)
+            _write_failed(report, source, error, on_failure)
             continue
         report.done += 1
         on_result(record)
+
+
+def _write_failed(report, source, error, on_failure):
+    reason = f"cannot write outputs: {error.strerror or error}"
+    report.failed.append((source, reason))
+    on_failure(source, reason)
 
 
 def _render_one(loaded, source, rgb, box, small_map, class_index, score, probability, target, options):
@@ -230,3 +253,63 @@ def _render_gradients(source, rgb, box, gradient, product, target, options, writ
     rms = float(np.sqrt(np.mean(np.square(gradient))))
     return {"outputs": {kind: str(p) for kind, p in written.items()},
             "gradient": {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One map of a side-by-side figure: a title, the model and engine, the method."""
+
+    title: str
+    loaded: object
+    engine: object
+    method: str
+    context: Context = Context()
+
+
+def run_panels(columns, sources, options, on_result, on_failure, progress=None):
+    """For each source, one figure: the image, then each column's overlay, captioned with the
+    column's title, class and probability; written to NAME.<options.method>.compare.png. Every
+    column explains the same class: --class, else the first column's top-1 prediction."""
+    report = Report()
+    batch_size = min(column.engine.batch_size for column in columns)
+    code = options.classes[0] if options.classes else top_rank(1)
+    for start in range(0, len(sources), batch_size):
+        batch = _load(sources[start : start + batch_size], report, on_failure)
+        if batch:
+            _panel_batch(columns, batch, options, code, report, on_result, on_failure)
+        if progress is not None:
+            progress(min(batch_size, len(sources) - start))
+    return report
+
+
+def _panel_batch(columns, batch, options, code, report, on_result, on_failure):
+    rgbs = [rgb for _, rgb in batch]
+    codes = np.full(len(batch), code)
+    computed = []
+    for column in columns:
+        inputs, boxes = prepare(column.loaded, rgbs, options.crop)
+        result = compute_maps(column.loaded, column.engine, inputs, codes, column.method, column.context)
+        codes = result.classes  # the next columns explain the first column's class
+        computed.append((result, boxes))
+    for i, (source, rgb) in enumerate(batch):
+        cells, captions, entries = [rgb], ["input"], []
+        for column, (result, boxes) in zip(columns, computed):
+            class_index = int(result.classes[i])
+            heat, normalised, empty = full_map(result.small_maps[i], boxes[i], rgb.shape)
+            cells.append(render.overlay(rgb, render.colorize(normalised, options.colormap), options.alpha))
+            probability = float(result.probabilities[i, class_index])
+            resolution = "x".join(str(n) for n in result.small_maps[i].shape)
+            captions.append(f"{column.title} ({resolution})\n{column.loaded.label(class_index)} {probability:.3f}")
+            entries.append({"title": column.title, "model": column.loaded.name, "method": column.method,
+                            "layer": path_name(column.engine.target_path), "class": class_index,
+                            "label": column.loaded.label(class_index), "probability": round(probability, 6),
+                            "stats": maps.statistics(result.small_maps[i], normalised, empty)})
+        path = outputs.output_path(options.output_dir, source.name, options.method, "compare")
+        try:
+            outputs.write_png(path, render.panel(cells, captions))
+        except OSError as error:
+            _write_failed(report, source, error, on_failure)
+            continue
+        report.done += 1
+        on_result({"input": str(source.path), "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                   "columns": entries, "outputs": {"compare": str(path)}})

@@ -53,3 +53,38 @@ def gray(gradient):
 
 def to_uint8(image01):
     return np.clip(np.rint(np.asarray(image01, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _fit(rgb, max_side):
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return rgb
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def panel(cells, captions, max_side=384, gap=4):
+    """Images side by side, each scaled to the same size (longer side at most `max_side`) with
+    its caption (one or more lines) drawn beneath in a scalable font. cells: uint8 RGB arrays of
+    one shape; returns one uint8 RGB image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not cells or len(cells) != len(captions):
+        raise ValueError(f"need one caption per cell. Received: {len(cells)} cells, {len(captions)} captions")
+    fitted = [_fit(cell, max_side) for cell in cells]
+    height, width = fitted[0].shape[:2]
+    font_size = max(11, min(22, width // 16))
+    font = ImageFont.load_default(size=font_size)
+    lines = max(caption.count("\n") + 1 for caption in captions)
+    strip = lines * (font_size + 4) + 6
+    canvas = Image.new("RGB", (len(cells) * width + (len(cells) - 1) * gap, height + strip), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, (cell, caption) in enumerate(zip(fitted, captions)):
+        x = k * (width + gap)
+        canvas.paste(Image.fromarray(cell), (x, 0))
+        for row, text in enumerate(caption.split("\n")):
+            while len(text) > 1 and draw.textlength(text, font=font) > width - 6:
+                text = text[:-2] + "\u2026"  # shorten to fit the cell
+            draw.text((x + 3, height + 3 + row * (font_size + 4)), text, fill="black", font=font)
+    return np.asarray(canvas)

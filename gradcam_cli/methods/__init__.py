@@ -22,6 +22,7 @@ class Method:
     summary: str
     needs_classifier: bool = False  # CAM: the GAP + linear head's kernel (heads.cam_classifier)
     backprop: str = None  # 'guided' or 'deconvnet': input gradients through modified ReLUs
+    network: str = None  # 'exact' or 'seed': computed on a dilated copy of the model (models/dilated.py)
 
     @property
     def kinds(self):
@@ -40,10 +41,14 @@ class Context:
     relus: object = None  # models.guided.Census for backprop methods
 
 
+def _gradcam(result, context):
+    return gradcam_weights(result.activations, result.gradients, pool=context.pool)
+
+
 METHODS = {
     "gradcam": Method(
         "gradcam",
-        lambda result, context: gradcam_weights(result.activations, result.gradients, pool=context.pool),
+        _gradcam,
         "Grad-CAM: channel weights = spatially pooled gradients of the class score",
     ),
     "cam": Method(
@@ -54,15 +59,27 @@ METHODS = {
     ),
     "guided": Method(
         "guided",
-        lambda result, context: gradcam_weights(result.activations, result.gradients, pool=context.pool),
+        _gradcam,
         "Guided Grad-CAM: guided backpropagation x the Grad-CAM map",
         backprop="guided",
     ),
     "deconvnet": Method(
         "deconvnet",
-        lambda result, context: gradcam_weights(result.activations, result.gradients, pool=context.pool),
+        _gradcam,
         "deconvnet x the Grad-CAM map",
         backprop="deconvnet",
+    ),
+    "dilated": Method(
+        "dilated",
+        _gradcam,
+        "Grad-CAM on the exact (a trous) dilated copy: the original classifier at full resolution",
+        network="exact",
+    ),
+    "dilated-seed": Method(
+        "dilated-seed",
+        _gradcam,
+        "Grad-CAM on seed 000's dilated copy (poolings removed; a different classifier)",
+        network="seed",
     ),
 }
 

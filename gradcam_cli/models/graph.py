@@ -21,6 +21,8 @@ _POOLING_AND_NOISE = (
     "GaussianNoise",
     "GaussianDropout",
     "AlphaDropout",
+    "ATrousPooling2D",  # models/layers.py, in the dilated copies
+    "GridSubsample",
 )
 
 

@@ -33,6 +33,7 @@ class LoadedModel:
     default_layer: tuple
     layers: list  # graph.LayerInfo for every layer, with output shapes at input_size
     spec: object = None  # the registry entry, for keras.applications models
+    reference: object = None  # for a dilated copy (dilated_copy): the LoadedModel it was made from
 
     @property
     def num_classes(self):
@@ -303,3 +304,32 @@ def load(model_name, weights=None, preprocess=None, input_size=None, labels_file
     if class_names is None and out_units == 1000:
         class_names = labels_module.imagenet_labels()  # a saved ImageNet classifier
     return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names)
+
+
+def dilated_copy(loaded, mode, target_path):
+    """`loaded`'s model converted by models.dilated (mode 'exact' or 'seed') as a LoadedModel, and
+    the path of `target_path`'s layer in it. UsageProblem when the model or layer cannot be."""
+    from gradcam_cli.models.dilated import NotConvertible, dilated
+
+    try:
+        model = dilated(loaded.model, mode)
+    except NotConvertible as error:
+        raise UsageProblem(f"{loaded.name}: {error}") from None
+    suffix = "a trous" if mode == "exact" else "seed 000's dilated copy"
+    converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels)
+    converted.reference = loaded
+    name = target_path[-1]
+    if not any(info.path == (name,) and info.spatial for info in converted.layers):
+        raise UsageProblem(f"layer {graph.path_name(target_path)!r} has no counterpart in {converted.name} "
+                           "(seed mode removes the poolings); choose a convolution")
+    return converted, (name,)
+
+
+def activation_bytes(loaded):
+    """Float32 bytes of one image's spatial activations: what a forward pass holds per image."""
+    total = 0
+    for info in loaded.layers:
+        if info.spatial:
+            height, width, channels = info.shape
+            total += height * width * channels
+    return 4 * total
