@@ -177,6 +177,39 @@ def _load(model, weights, preprocess, input_size, labels, trust_model, device, v
                 labels_file=labels, trust=trust_model)
 
 
+class _Console:
+    """The progress bar (on a terminal, unless quiet) and per-image error lines on stderr, with an
+    error record on stdout under --json."""
+
+    def __init__(self, total, quiet, as_json):
+        self.as_json = as_json
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr, leave=False)
+
+    @property
+    def update(self):
+        return self.bar.update if self.bar is not None else None
+
+    def clear(self):
+        if self.bar is not None:
+            self.bar.clear()
+
+    def failure(self, source, reason):
+        from gradcam_cli.outputs import json_line
+
+        self.clear()
+        click.echo(f"error: {source.path}: {reason}", err=True)
+        if self.as_json:
+            click.echo(json_line({"input": str(source.path), "error": reason}))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
                verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, pool="mean", compare=False):
@@ -228,14 +261,18 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
         raise UsageProblem(f"{loaded.name}, layer {path_name(target_path)}: {error}: use `gradcam gradcam`")
     if context.relus is not None and not quiet:
         _describe_relus(context.relus, method)
-    reference = columns = None
+    reference = rows = None
     batch_size = min(batch_size, len(collected.sources))
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side
-        columns = [pipeline.Column("Grad-CAM", loaded, Engine(loaded, target_path, batch_size), "gradcam", context)]
-        for network_method, title in (("dilated-seed", "seed 000's dilated"), ("dilated", "a trous (exact)")):
-            copy, copy_target, copy_batch = _dilated(loaded, network_method, target_path, batch_size, quiet)
-            columns.append(pipeline.Column(title, copy, Engine(copy, copy_target, copy_batch), network_method,
-                                           context))
+        from gradcam_cli import compare as comparing
+
+        layer_name = path_name(target_path)
+        cells = comparing.columns(["gradcam", "dilated-seed", "dilated"], [layer_name])
+        ready = comparing.ready_cells(loaded, cells, batch_size)
+        for item in ready:
+            if item.reason is not None:
+                raise UsageProblem(f"{item.cell.method}: {item.reason}")
+        rows = [comparing.Row(loaded, ready, class_indices[0] if class_indices else None)]
     elif METHODS[method].network:
         loaded, target_path, batch_size = _dilated(loaded, method, target_path, batch_size, quiet)
         reference = loaded.reference
@@ -248,20 +285,12 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
         if as_json:
             click.echo(json_line(record))
             return
-        for entry in record.get("maps", [record]):
+        for entry in record.get("maps", [record]):  # compare records carry their figure's path
             for written in entry["outputs"].values():
                 click.echo(written)
         if reference is not None and not quiet:
-            if progress_bar is not None:
-                progress_bar.clear()
+            console.clear()
             click.echo(_side_by_side(record, reference.name, loaded.name), err=True)
-
-    def on_failure(source, reason):
-        if progress_bar is not None:
-            progress_bar.clear()
-        click.echo(f"error: {source.path}: {reason}", err=True)
-        if as_json:
-            click.echo(json_line({"input": str(source.path), "error": reason}))
 
     def on_empty(source, class_index_):
         if not quiet:
@@ -269,22 +298,18 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
                 f"warning: {source.path}: the map for class {class_index_} ({loaded.label(class_index_)}) "
                 f"is zero everywhere: no positive evidence at {path_name(target_path)}", err=True)
 
-    progress_bar = None
-    show_progress = not quiet and sys.stderr.isatty()
-    if show_progress:
-        from tqdm import tqdm
-
-        progress_bar = tqdm(total=len(collected.sources), unit="img", file=sys.stderr, leave=False)
+    console = _Console(len(collected.sources), quiet, as_json)
     try:
-        progress = progress_bar.update if progress_bar else None
-        if columns:
-            report = pipeline.run_panels(columns, collected.sources, options, on_result, on_failure, progress)
+        if rows:
+            figure_options = comparing.Options(Path(output_dir), tag="dilated", colormap=colormap.lower(),
+                                               alpha=alpha, crop=crop)
+            report = comparing.run(rows, collected.sources, figure_options, on_result, console.failure,
+                                   console.update)
         else:
-            report = pipeline.run(loaded, engine, collected.sources, options, context, on_result, on_failure,
-                                  on_empty, progress=progress)
+            report = pipeline.run(loaded, engine, collected.sources, options, context, on_result, console.failure,
+                                  on_empty, progress=console.update)
     finally:
-        if progress_bar is not None:
-            progress_bar.close()
+        console.close()
     failed = len(report.failed) + len(collected.missing)
     if not quiet:
         empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
@@ -322,23 +347,17 @@ def cam_command(**kwargs):
     run_method("cam", **kwargs)
 
 
-# What one batch of a dilated network may hold in activations; the batch size is cut to fit.
-DILATED_MEMORY_BUDGET = 2 * 2**30
-
-
 def _dilated(loaded, method, target_path, batch_size, quiet):
     """The dilated copy of `loaded` for `method`, its target path and a batch size whose
-    activations fit DILATED_MEMORY_BUDGET. The copy's `reference` is the original."""
-    from gradcam_cli.models.loading import activation_bytes, dilated_copy
+    activations fit loading.DILATED_MEMORY_BUDGET. The copy's `reference` is the original."""
+    from gradcam_cli.models.loading import activation_bytes, dilated_copy, fitting_batch
 
     converted, target_path = dilated_copy(loaded, METHODS[method].network, target_path)
-    per_image = activation_bytes(converted)
-    fits = max(1, int(DILATED_MEMORY_BUDGET // per_image))
-    if batch_size > fits:
+    fits = fitting_batch(converted, batch_size)
+    if fits < batch_size:
         log.info("batch size %d -> %d: each image holds %.2f GB of activations at full resolution",
-                 batch_size, fits, per_image / 1e9)
-        batch_size = fits
-    return converted, target_path, batch_size
+                 batch_size, fits, activation_bytes(converted) / 1e9)
+    return converted, target_path, fits
 
 
 def _side_by_side(record, reference_name, name, rows=5):
@@ -430,6 +449,114 @@ def dilated_command(mode, compare, **kwargs):
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
     run_method("dilated" if mode == "exact" else "dilated-seed", compare=compare, **kwargs)
+
+
+def _names(value):
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@main.command("compare", short_help="Maps side by side: methods, layers, variants, models.")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@model_options
+@click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
+@click.option("--methods", metavar="M1,M2,...",
+              help="Columns, from: gradcam, cam, guided (guided backpropagation), guided-gradcam, deconvnet, "
+                   "dilated, dilated-seed. Default: gradcam, cam, guided, guided-gradcam and dilated, those "
+                   "that apply to some row's model; none when --variants is given.")
+@click.option("--layers", metavar="L1,L2,...", help="One column per layer for each method (default: each model's "
+                                                   "default layer).")
+@click.option("--variants", metavar="V1,V2,...",
+              help="Seed 001's Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
+                   "strongest gradient of each channel), argmax-channel (only the channel with the largest "
+                   "weight), relu-after-resize (the ReLU applied after upsampling).")
+@click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
+              help="The class every cell explains (default: each row's top-1 prediction).")
+@click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
+                                           "image and model.")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
+              help="Where figures go: OUTDIR/NAME.compare.png.")
+@click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False), default="jet",
+              show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+              help="Heatmap opacity in the overlays.")
+@click.option("--crop", is_flag=True, help="Centre-crop to the model's input (see `gradcam gradcam --help`).")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per image: per row and cell the class, score, map statistics, the "
+                   "pointing/energy/IoU figures when NAME.mask.png lies beside the image, and the rank "
+                   "correlation between the cells' maps.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
+def compare_command(images, model, weights, preprocess, input_size, labels, trust_model, device, verbose,
+                    models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
+                    batch_size, as_json, quiet):
+    """The seeds' comparisons as one figure per image: the image, then one cell per method (at
+    each --layers layer) and per --variants variant, each an overlay (or, for guided and
+    deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
+    score and probability; one row per --models model. Every cell of a row explains the same
+    class. Maps are each normalised to their maximum and share one colormap (bar at the bottom).
+    A cell that does not apply to a model is drawn as "not applicable".
+
+    \b
+      gradcam compare cat.jpg --model vgg16
+      gradcam compare cat.jpg --model vgg16 --layers block4_conv3,block5_conv3
+      gradcam compare cat.jpg --model vgg16 --variants pool-mean,pool-max,argmax-channel,relu-after-resize
+      gradcam compare photos/ --models vgg16,resnet50 --methods gradcam,cam --grid
+    """
+    from gradcam_cli._keras import import_keras
+    from gradcam_cli.inputs import collect
+
+    _setup_logging(verbose, quiet)
+    import_keras(device=device, verbose=verbose)  # before compare's imports load TensorFlow: quietly
+    from gradcam_cli import compare as comparing
+
+    chosen_methods, chosen_variants = _names(methods), _names(variants)
+    for name in chosen_methods:
+        if name not in comparing.COMPARE_METHODS:
+            raise click.BadParameter(f"choose from {', '.join(comparing.COMPARE_METHODS)}. Received: {name!r}",
+                                     param_hint="--methods")
+    for name in chosen_variants:
+        if name not in comparing.VARIANTS:
+            raise click.BadParameter(f"choose from {', '.join(comparing.VARIANTS)}. Received: {name!r}",
+                                     param_hint="--variants")
+    collected = collect(images, stdin=click.get_text_stream("stdin"))
+    sources = [s for s in collected.sources if not s.path.name.endswith(comparing.MASK_SUFFIX)]
+    for argument in collected.missing:
+        click.echo(f"error: {argument}: no such file or folder", err=True)
+    if not sources:
+        if collected.missing:
+            sys.exit(1)
+        raise UsageProblem("no images found in " + ", ".join(images))
+    from gradcam_cli.models.labels import class_index
+
+    loaded_models = [_load(name, weights, preprocess, input_size, labels, trust_model, device, verbose)
+                     for name in (_names(models) or [model])]
+    if weights == "none" and not quiet:
+        click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)
+    if not chosen_methods and not chosen_variants:
+        chosen_methods = [m for m in comparing.DEFAULT_METHODS
+                          if any(comparing.applies(loaded, m) for loaded in loaded_models)]
+    cells = comparing.columns(chosen_methods, _names(layers), chosen_variants)
+    batch_size = min(batch_size, len(sources))
+    rows = []
+    for loaded in loaded_models:
+        index = None if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes)
+        rows.append(comparing.Row(loaded, comparing.ready_cells(loaded, cells, batch_size), index))
+    options = comparing.Options(Path(output_dir), grid=grid, colormap=colormap.lower(), alpha=alpha, crop=crop)
+    from gradcam_cli.outputs import json_line
+
+    console = _Console(len(sources), quiet, as_json)
+
+    def on_result(record):
+        click.echo(json_line(record) if as_json else record["outputs"]["compare"])
+
+    try:
+        report = comparing.run(rows, sources, options, on_result, console.failure, console.update)
+    finally:
+        console.close()
+    failed = len(report.failed) + len(collected.missing)
+    if not quiet:
+        click.echo(f"{report.done} image(s) compared, {failed} failed; figures in {output_dir}", err=True)
+    sys.exit(1 if failed else 0)
 
 
 @main.command("models")

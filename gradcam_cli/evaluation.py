@@ -51,6 +51,40 @@ def tolerance_for(shape):
     return POINTING_TOLERANCE_AT_224 * max(shape[:2]) / 224.0
 
 
+def single_figures(normalised, scene_object, threshold=0.5):
+    """One map's figures against one object: pointing hit, energy in its box, box IoU."""
+    return {
+        "pointing": pointing_hit(normalised, scene_object.mask, tolerance_for(normalised.shape)),
+        "energy_in_box": energy_in_box(normalised, scene_object.box),
+        "box_iou": box_iou(bounding_box(normalised, threshold), scene_object.box),
+    }
+
+
+def rank_correlation(a, b, side=64):
+    """Spearman's rank correlation of two maps of one shape, compared on at most side x side
+    pixels (area-averaged); ties get their average rank, so the zeros of ReLU'd maps count as
+    one shared rank. NaN when a map is constant."""
+    a, b = (_shrink(np.asarray(m, dtype=np.float32), side).ravel() for m in (a, b))
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def _shrink(image, side):
+    height, width = image.shape[:2]
+    if max(height, width) <= side:
+        return image
+    scale = side / max(height, width)
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _average_ranks(values):
+    unique, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + ends - 1) / 2.0)[inverse.ravel()]
+
+
 @dataclass
 class Scores:
     """Per-image figures, averaged by `summary`."""
@@ -65,10 +99,10 @@ class Scores:
         return cls([], [], [], [])
 
     def add_single(self, normalised, scene_object, threshold=0.5):
-        tolerance = tolerance_for(normalised.shape)
-        self.pointing.append(pointing_hit(normalised, scene_object.mask, tolerance))
-        self.energy.append(energy_in_box(normalised, scene_object.box))
-        self.iou.append(box_iou(bounding_box(normalised, threshold), scene_object.box))
+        figures = single_figures(normalised, scene_object, threshold)
+        self.pointing.append(figures["pointing"])
+        self.energy.append(figures["energy_in_box"])
+        self.iou.append(figures["box_iou"])
 
     def add_pair(self, map_for_a, object_a, object_b):
         """Class discrimination: the map for A's class puts more mass on A than on B."""

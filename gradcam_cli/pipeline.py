@@ -15,6 +15,7 @@ from gradcam_cli.engine import top_rank
 from gradcam_cli.errors import ImageError
 from gradcam_cli.images import load_rgb, model_view
 from gradcam_cli.methods import METHODS, Context
+from gradcam_cli.methods.gradcam import strongest_channel
 from gradcam_cli.methods.guided import guided_gradcam, saliency
 from gradcam_cli.models.graph import path_name
 from gradcam_cli.models.preprocess import preprocess, pullback
@@ -105,20 +106,26 @@ class MapBatch:
     scores: np.ndarray  # (B, C) pre-softmax class scores
     probabilities: np.ndarray  # (B, C)
     input_gradients: np.ndarray = None  # (B, H, W, 3) d score / d RGB input, for backprop methods
+    weighted_sums: np.ndarray = None  # (B, h, w): sum_k w_k A_k before the ReLU
 
     def guided(self, i):
         """Image i's input gradient times its map (Guided Grad-CAM), at the model's input size."""
         return guided_gradcam(self.input_gradients[i], self.small_maps[i])
 
 
-def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context()):
+def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context(), strongest=False):
     """One forward pass and gradient for a prepared batch; `codes` gives each image's target
-    (a class index, or top_rank(r)); `context` from methods.context_for."""
+    (a class index, or top_rank(r)); `context` from methods.context_for. `strongest`: seed
+    001's variant, the map of the channel with the largest weight alone."""
     backprop = METHODS[method].backprop
     result = engine.run(inputs, np.asarray(codes), backprop=backprop)
     weights = METHODS[method].channel_weights(result, context)
+    if strongest:
+        weights = strongest_channel(weights)
+    weighted = maps.weighted_sum(result.activations, weights)
     return MapBatch(
-        small_maps=maps.relu(maps.weighted_sum(result.activations, weights)),
+        small_maps=maps.relu(weighted),
+        weighted_sums=weighted,
         classes=result.classes,
         scores=np.asarray(loaded.head.scores(result.raw_outputs)),
         probabilities=loaded.head.probabilities(result.raw_outputs),
@@ -135,9 +142,13 @@ def localization_map(computed, i, box, image_shape, method):
     return maps.normalise(maps.resize_into_box(saliency(computed.guided(i)), box, image_shape))[0]
 
 
-def full_map(small_map, box, image_shape):
-    """The map at the image's resolution: (raw heat, normalised to [0, 1], empty flag)."""
+def full_map(small_map, box, image_shape, relu_after_resize=False):
+    """The map at the image's resolution: (raw heat, normalised to [0, 1], empty flag).
+    relu_after_resize: `small_map` is the weighted sum before its ReLU, applied after upsampling
+    (seed 001's comparison; a negative value then bleeds into its neighbours)."""
     heat = maps.upsample(small_map, box, image_shape)
+    if relu_after_resize:
+        heat = maps.relu(heat)
     normalised, empty = maps.normalise(heat)
     return heat, normalised, empty
 
@@ -193,13 +204,13 @@ def _explain_batch(loaded, engine, batch, options, context, plan, layer, report,
                     on_empty(source, entry["class"])
                 record["maps"].append(entry)
         except OSError as error:
-            _write_failed(report, source, error, on_failure)
+            write_failed(report, source, error, on_failure)
             continue
         report.done += 1
         on_result(record)
 
 
-def _write_failed(report, source, error, on_failure):
+def write_failed(report, source, error, on_failure):
     reason = f"cannot write outputs: {error.strerror or error}"
     report.failed.append((source, reason))
     on_failure(source, reason)
@@ -253,63 +264,3 @@ def _render_gradients(source, rgb, box, gradient, product, target, options, writ
     rms = float(np.sqrt(np.mean(np.square(gradient))))
     return {"outputs": {kind: str(p) for kind, p in written.items()},
             "gradient": {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}}
-
-
-@dataclass(frozen=True)
-class Column:
-    """One map of a side-by-side figure: a title, the model and engine, the method."""
-
-    title: str
-    loaded: object
-    engine: object
-    method: str
-    context: Context = Context()
-
-
-def run_panels(columns, sources, options, on_result, on_failure, progress=None):
-    """For each source, one figure: the image, then each column's overlay, captioned with the
-    column's title, class and probability; written to NAME.<options.method>.compare.png. Every
-    column explains the same class: --class, else the first column's top-1 prediction."""
-    report = Report()
-    batch_size = min(column.engine.batch_size for column in columns)
-    code = options.classes[0] if options.classes else top_rank(1)
-    for start in range(0, len(sources), batch_size):
-        batch = _load(sources[start : start + batch_size], report, on_failure)
-        if batch:
-            _panel_batch(columns, batch, options, code, report, on_result, on_failure)
-        if progress is not None:
-            progress(min(batch_size, len(sources) - start))
-    return report
-
-
-def _panel_batch(columns, batch, options, code, report, on_result, on_failure):
-    rgbs = [rgb for _, rgb in batch]
-    codes = np.full(len(batch), code)
-    computed = []
-    for column in columns:
-        inputs, boxes = prepare(column.loaded, rgbs, options.crop)
-        result = compute_maps(column.loaded, column.engine, inputs, codes, column.method, column.context)
-        codes = result.classes  # the next columns explain the first column's class
-        computed.append((result, boxes))
-    for i, (source, rgb) in enumerate(batch):
-        cells, captions, entries = [rgb], ["input"], []
-        for column, (result, boxes) in zip(columns, computed):
-            class_index = int(result.classes[i])
-            heat, normalised, empty = full_map(result.small_maps[i], boxes[i], rgb.shape)
-            cells.append(render.overlay(rgb, render.colorize(normalised, options.colormap), options.alpha))
-            probability = float(result.probabilities[i, class_index])
-            resolution = "x".join(str(n) for n in result.small_maps[i].shape)
-            captions.append(f"{column.title} ({resolution})\n{column.loaded.label(class_index)} {probability:.3f}")
-            entries.append({"title": column.title, "model": column.loaded.name, "method": column.method,
-                            "layer": path_name(column.engine.target_path), "class": class_index,
-                            "label": column.loaded.label(class_index), "probability": round(probability, 6),
-                            "stats": maps.statistics(result.small_maps[i], normalised, empty)})
-        path = outputs.output_path(options.output_dir, source.name, options.method, "compare")
-        try:
-            outputs.write_png(path, render.panel(cells, captions))
-        except OSError as error:
-            _write_failed(report, source, error, on_failure)
-            continue
-        report.done += 1
-        on_result({"input": str(source.path), "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
-                   "columns": entries, "outputs": {"compare": str(path)}})

@@ -55,36 +55,73 @@ def to_uint8(image01):
     return np.clip(np.rint(np.asarray(image01, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _fit(rgb, max_side):
-    height, width = rgb.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    if scale == 1.0:
-        return rgb
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+def _fit_into(rgb, width, height):
+    """`rgb` scaled to fit a width x height box (aspect kept), centred on white."""
+    scale = min(width / rgb.shape[1], height / rgb.shape[0])
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(rgb, size, interpolation=interpolation)
+    box = np.full((height, width, 3), 255, dtype=np.uint8)
+    x, y = (width - size[0]) // 2, (height - size[1]) // 2
+    box[y : y + size[1], x : x + size[0]] = resized
+    return box
 
 
-def panel(cells, captions, max_side=384, gap=4):
-    """Images side by side, each scaled to the same size (longer side at most `max_side`) with
-    its caption (one or more lines) drawn beneath in a scalable font. cells: uint8 RGB arrays of
-    one shape; returns one uint8 RGB image."""
+COLORBAR_HEIGHT = 34
+
+
+def grid(rows, captions, max_side=320, gap=4, colormap=None):
+    """A figure of cells in rows and columns, each with its caption (one or more lines) beneath in
+    a scalable font. rows: lists of uint8 RGB cells of any size, or None for a cell that does not
+    apply (drawn as a grey box saying so); every cell is scaled into one box, the first cell's
+    shape with its longer side `max_side`. captions: strings, same shape as rows. colormap: draw
+    a colour bar at the bottom (0 to each map's maximum). Returns a uint8 RGB image of
+    len(columns) * (box width + gap) - gap by len(rows) * (box height + caption + gap) - gap
+    (+ the bar) pixels."""
     from PIL import Image, ImageDraw, ImageFont
 
-    if not cells or len(cells) != len(captions):
-        raise ValueError(f"need one caption per cell. Received: {len(cells)} cells, {len(captions)} captions")
-    fitted = [_fit(cell, max_side) for cell in cells]
-    height, width = fitted[0].shape[:2]
-    font_size = max(11, min(22, width // 16))
+    if not rows or any(len(row) != len(rows[0]) for row in rows) or [len(r) for r in rows] != [len(c) for c in captions]:
+        raise ValueError("rows and captions must be equally long lists of equally long lists")
+    first = rows[0][0]
+    scale = max_side / max(first.shape[:2])
+    width, height = max(1, round(first.shape[1] * scale)), max(1, round(first.shape[0] * scale))
+    font_size = max(11, min(20, width // 14))
     font = ImageFont.load_default(size=font_size)
-    lines = max(caption.count("\n") + 1 for caption in captions)
+    lines = max(caption.count("\n") + 1 for row in captions for caption in row)
     strip = lines * (font_size + 4) + 6
-    canvas = Image.new("RGB", (len(cells) * width + (len(cells) - 1) * gap, height + strip), "white")
+    columns = len(rows[0])
+    bar = COLORBAR_HEIGHT if colormap else 0
+    canvas = Image.new("RGB", (columns * (width + gap) - gap, len(rows) * (height + strip + gap) - gap + bar), "white")
     draw = ImageDraw.Draw(canvas)
-    for k, (cell, caption) in enumerate(zip(fitted, captions)):
-        x = k * (width + gap)
-        canvas.paste(Image.fromarray(cell), (x, 0))
-        for row, text in enumerate(caption.split("\n")):
-            while len(text) > 1 and draw.textlength(text, font=font) > width - 6:
-                text = text[:-2] + "\u2026"  # shorten to fit the cell
-            draw.text((x + 3, height + 3 + row * (font_size + 4)), text, fill="black", font=font)
+    for r, (row, row_captions) in enumerate(zip(rows, captions)):
+        y = r * (height + strip + gap)
+        for k, (cell, caption) in enumerate(zip(row, row_captions)):
+            x = k * (width + gap)
+            if cell is None:
+                draw.rectangle((x, y, x + width - 1, y + height - 1), fill=(225, 225, 225))
+                draw.text((x + width // 2, y + height // 2), "not applicable", fill=(90, 90, 90), font=font,
+                          anchor="mm")
+            else:
+                canvas.paste(Image.fromarray(_fit_into(cell, width, height)), (x, y))
+            for line, text in enumerate(caption.split("\n")):
+                while len(text) > 1 and draw.textlength(text, font=font) > width - 6:
+                    text = text[:-2] + "\u2026"  # shorten to fit the cell
+                draw.text((x + 3, y + height + 3 + line * (font_size + 4)), text, fill="black", font=font)
+    if colormap:
+        _colorbar(draw, canvas, colormap, font, canvas.height - bar)
     return np.asarray(canvas)
+
+
+def _colorbar(draw, canvas, colormap, font, top):
+    from PIL import Image
+
+    length = max(64, min(canvas.width - 240, 512))
+    ramp = colorize(np.tile(np.linspace(0.0, 1.0, length, dtype=np.float32), (12, 1)), colormap)
+    canvas.paste(Image.fromarray(ramp), (30, top + 4))
+    draw.text((4, top + 3), "0", fill="black", font=font)
+    draw.text((36 + length, top + 3), "each map's maximum", fill="black", font=font)
+
+
+def panel(cells, captions, max_side=384, gap=4, colormap=None):
+    """One row of cells with captions: grid([cells], [captions])."""
+    return grid([list(cells)], [list(captions)], max_side=max_side, gap=gap, colormap=colormap)

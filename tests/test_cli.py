@@ -26,7 +26,7 @@ def test_help_and_models_do_not_import_tensorflow():
         "import sys",
         "from gradcam_cli.cli import main",
         "for args in (['--help'], ['models'], ['gradcam', '--help'], ['layers', '--help'], ['cam', '--help'],",
-        "             ['guided', '--help'], ['eval', '--help']):",
+        "             ['guided', '--help'], ['eval', '--help'], ['dilated', '--help'], ['compare', '--help']):",
         "    try:",
         "        main(args, standalone_mode=False)",
         "    except SystemExit:",
@@ -39,7 +39,8 @@ def test_help_and_models_do_not_import_tensorflow():
 
 @pytest.mark.parametrize("args", [["--help"], ["gradcam", "--help"], ["models", "--help"],
                                   ["layers", "--help"], ["cam", "--help"], ["guided", "--help"],
-                                  ["eval", "--help"], ["--version"]])
+                                  ["eval", "--help"], ["dilated", "--help"], ["compare", "--help"],
+                                  ["--version"]])
 def test_installed_script_help(args):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr

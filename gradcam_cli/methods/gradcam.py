@@ -17,3 +17,12 @@ def gradcam_weights(activations, gradients, pool="mean"):
     if pool == "max":
         return gradients.max(axis=(1, 2))
     raise ValueError(f"pool must be 'mean' or 'max'. Received: pool={pool!r}")
+
+
+def strongest_channel(channel_weights):
+    """Seed 001's variant: keep only each image's channel with the largest weight (weight 1),
+    so the map is that channel's activation map. (B, K) -> (B, K) one-hot."""
+    channel_weights = np.asarray(channel_weights, dtype=np.float32)
+    one_hot = np.zeros_like(channel_weights)
+    one_hot[np.arange(len(channel_weights)), channel_weights.argmax(axis=1)] = 1.0
+    return one_hot

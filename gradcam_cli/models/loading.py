@@ -318,11 +318,26 @@ def dilated_copy(loaded, mode, target_path):
     suffix = "a trous" if mode == "exact" else "seed 000's dilated copy"
     converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels)
     converted.reference = loaded
+    return converted, dilated_target(converted, target_path)
+
+
+def dilated_target(converted, target_path):
+    """The path, in a dilated copy, of the original's layer `target_path` (copies keep leaf names)."""
     name = target_path[-1]
     if not any(info.path == (name,) and info.spatial for info in converted.layers):
         raise UsageProblem(f"layer {graph.path_name(target_path)!r} has no counterpart in {converted.name} "
                            "(seed mode removes the poolings); choose a convolution")
-    return converted, (name,)
+    return (name,)
+
+
+# What one batch of a dilated copy may hold in activations; batches are cut to fit. Batching
+# does not make dense VGG16 faster on CPU, and one image holds 1.1 GB.
+DILATED_MEMORY_BUDGET = 2 * 2**30
+
+
+def fitting_batch(loaded, requested):
+    """The largest batch size up to `requested` whose activations fit DILATED_MEMORY_BUDGET."""
+    return max(1, min(int(requested), int(DILATED_MEMORY_BUDGET // activation_bytes(loaded))))
 
 
 def activation_bytes(loaded):

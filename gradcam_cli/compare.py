@@ -1,0 +1,293 @@
+"""Side-by-side figures (`gradcam compare`, `gradcam dilated --compare`): the seeds' comparisons.
+
+A figure has one row per model and one column per cell: a method at a layer (`--methods`,
+`--layers`) or one of seed 001's Grad-CAM variants (`--variants`); with several images in one
+figure (`--grid`) each image adds its rows. Every cell of a row explains the same class: the
+one asked for, else the row's model's top-1 prediction. Each map comes from the code of its own
+command (pipeline.compute_maps), so a Grad-CAM cell is the `gradcam` command's map; maps are
+normalised to their maximum and coloured with one colormap, gradient cells are drawn as the
+`guided` command draws them. A cell that does not apply to a model (CAM on VGG16, a layer the
+model lacks, a dilated copy of a ResNet) is drawn as such, with the reason in the JSON record.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gradcam_cli import maps, outputs, render
+from gradcam_cli.errors import ImageError, UsageProblem
+from gradcam_cli.evaluation import annotated_object, rank_correlation, single_figures
+from gradcam_cli.images import load_rgb
+from gradcam_cli.methods import METHODS, context_for
+from gradcam_cli.methods.guided import saliency
+from gradcam_cli.models.graph import path_name
+from gradcam_cli import pipeline
+
+# compare's names -> (methods.METHODS key, what the cell shows: the map, the input gradient, or
+# the gradient times the map)
+COMPARE_METHODS = {
+    "gradcam": ("gradcam", "map"),
+    "cam": ("cam", "map"),
+    "guided": ("guided", "gradient"),
+    "guided-gradcam": ("guided", "product"),
+    "deconvnet": ("deconvnet", "gradient"),
+    "dilated": ("dilated", "map"),
+    "dilated-seed": ("dilated-seed", "map"),
+}
+DEFAULT_METHODS = ("gradcam", "cam", "guided", "guided-gradcam", "dilated")
+VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
+MASK_SUFFIX = ".mask.png"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A column: a compare method at a layer (None: the model's default), or a Grad-CAM variant."""
+
+    method: str
+    layer: str = None
+    variant: str = None
+
+    @property
+    def title(self):
+        return self.variant or self.method
+
+
+def columns(methods, layers=(), variants=()):
+    """The cells, method by method then variant by variant, each at every layer."""
+    layers = list(layers) or [None]
+    return ([Cell(m, layer) for m in methods for layer in layers]
+            + [Cell("gradcam", layer, v) for v in variants for layer in layers])
+
+
+@dataclass
+class Ready:
+    """A cell made ready for one model: what computes it, or why it does not apply."""
+
+    cell: Cell
+    loaded: object = None
+    engine: object = None
+    method: str = None
+    context: object = None
+    reason: str = None
+
+    @property
+    def shows(self):
+        return COMPARE_METHODS[self.cell.method][1]
+
+
+def _ready(loaded, cell, batch_size, engines, copies):
+    from gradcam_cli.engine import Engine
+    from gradcam_cli.models.loading import dilated_copy, dilated_target, fitting_batch
+
+    method = COMPARE_METHODS[cell.method][0]
+    target = loaded.target_layer(cell.layer)
+    context = context_for(method, loaded, target, pool="max" if cell.variant == "pool-max" else "mean")
+    network = METHODS[method].network
+    model = loaded
+    if network:
+        if network not in copies:
+            copies[network] = dilated_copy(loaded, network, target)[0]
+        model = copies[network]
+        target = dilated_target(model, target)
+        batch_size = fitting_batch(model, batch_size)
+    key = (id(model), target)
+    if key not in engines:
+        engines[key] = Engine(model, target, batch_size)
+    return Ready(cell, model, engines[key], method, context)
+
+
+def ready_cells(loaded, cells, batch_size):
+    """Each cell made ready for `loaded`, or marked not applicable with the reason."""
+    engines, copies, ready = {}, {}, []
+    for cell in cells:
+        try:
+            ready.append(_ready(loaded, cell, batch_size, engines, copies))
+        except (UsageProblem, ValueError) as error:
+            reason = error.format_message() if isinstance(error, UsageProblem) else str(error)
+            ready.append(Ready(cell, reason=reason))
+    return ready
+
+
+def applies(loaded, method):
+    """Whether a compare method applies to `loaded` at its default layer."""
+    return ready_cells(loaded, [Cell(method)], 1)[0].reason is None
+
+
+@dataclass
+class Row:
+    """A model and its ready cells, and the class its row explains (None: its top-1)."""
+
+    loaded: object
+    ready: list
+    class_index: int = None
+
+    @property
+    def batch_size(self):
+        return min([r.engine.batch_size for r in self.ready if r.engine is not None] or [1])
+
+
+@dataclass
+class Figure:
+    cells: list = field(default_factory=list)  # rows of uint8 images (None: not applicable)
+    captions: list = field(default_factory=list)
+
+
+def _mask_for(path, shape):
+    """The object mask NAME.mask.png beside an image, as an evaluation object; None if absent."""
+    mask_path = path.with_name(path.name.rsplit(".", 1)[0] + MASK_SUFFIX)
+    if not mask_path.is_file():
+        return None
+    mask = load_rgb(mask_path).max(axis=2)
+    if mask.shape != shape[:2] or not mask.any():
+        return None
+    return annotated_object(mask)
+
+
+def _cell_image(ready, computed, i, rgb, box, options):
+    """Image i's cell: (uint8 picture, normalised map at the image's size, map statistics)."""
+    if ready.shows == "map":
+        relu_later = ready.cell.variant == "relu-after-resize"
+        small = computed.weighted_sums[i] if relu_later else computed.small_maps[i]
+        heat, normalised, empty = pipeline.full_map(small, box, rgb.shape, relu_after_resize=relu_later)
+        picture = render.overlay(rgb, render.colorize(normalised, options.colormap), options.alpha)
+        return picture, normalised, maps.statistics(np.maximum(small, 0), normalised, empty)
+    array = computed.input_gradients[i] if ready.shows == "gradient" else computed.guided(i)
+    shown = maps.resize_into_box(render.gradient_image(array), box, rgb.shape, fill=0.5)
+    normalised, empty = maps.normalise(maps.resize_into_box(saliency(array), box, rgb.shape))
+    rms = float(np.sqrt(np.mean(np.square(array))))
+    return render.to_uint8(shown), normalised, {"empty": bool(empty), "gradient_rms": rms,
+                                                "resolution": [int(array.shape[1]), int(array.shape[0])]}
+
+
+def explain_rows(rows, batch, options):
+    """Every row's cells for a batch of (source, rgb): per image a list of (row record, images,
+    captions). Cells of one row share the row's class."""
+    rgbs = [rgb for _, rgb in batch]
+    per_image = [[] for _ in batch]
+    for row in rows:
+        loaded = row.loaded
+        inputs, boxes = pipeline.prepare(loaded, rgbs, options.crop)
+        if row.class_index is None:
+            codes = np.argmax(pipeline.predict(loaded, inputs), axis=1)
+        else:
+            codes = np.full(len(batch), row.class_index)
+        computed = []
+        for ready in row.ready:
+            if ready.reason is not None:
+                computed.append(None)
+                continue
+            computed.append(pipeline.compute_maps(ready.loaded, ready.engine, inputs, codes, ready.method,
+                                                  ready.context, strongest=ready.cell.variant == "argmax-channel"))
+        for i, (source, rgb) in enumerate(batch):
+            class_index = int(codes[i])
+            mask = _mask_for(source.path, rgb.shape)
+            record = {"model": loaded.name, "class": class_index, "label": loaded.label(class_index), "cells": []}
+            images, captions, normalised_maps = [rgb], [f"{loaded.name}\n{loaded.label(class_index)}"], []
+            for ready, result in zip(row.ready, computed):
+                entry = {"method": ready.cell.method, "layer": ready.cell.layer, "variant": ready.cell.variant}
+                if result is None:
+                    entry.update(applicable=False, reason=ready.reason)
+                    images.append(None)
+                    captions.append(f"{ready.cell.title}\n{_short(ready.reason)}")
+                    normalised_maps.append(None)
+                else:
+                    picture, normalised, stats = _cell_image(ready, result, i, rgb, boxes[i], options)
+                    layer = path_name(ready.engine.target_path)
+                    score = float(result.scores[i, class_index])
+                    probability = float(result.probabilities[i, class_index])
+                    entry.update(applicable=True, layer=layer, model=ready.loaded.name, score=round(score, 6),
+                                 probability=round(probability, 6), stats=stats)
+                    if mask is not None:
+                        entry["eval"] = single_figures(normalised, mask)
+                    images.append(picture)
+                    resolution = "x".join(str(n) for n in reversed(stats["resolution"]))
+                    captions.append(f"{ready.cell.title}, {layer} ({resolution})\n"
+                                    f"{ready.loaded.label(class_index)} {score:.2f} (p {probability:.3f})")
+                    normalised_maps.append(normalised)
+                record["cells"].append(entry)
+            record["rank_correlation"] = _correlations(row.ready, normalised_maps)
+            per_image[i].append((record, images, captions))
+    return per_image
+
+
+def _short(reason, length=60):
+    reason = reason.split(": ")[-1] if len(reason) > length else reason
+    return reason if len(reason) <= length else reason[: length - 1] + "\u2026"
+
+
+def _correlations(ready, normalised_maps):
+    """Spearman's rank correlation between each pair of applicable cells' maps."""
+    pairs = []
+    for a in range(len(ready)):
+        for b in range(a + 1, len(ready)):
+            if normalised_maps[a] is None or normalised_maps[b] is None:
+                continue
+            rho = rank_correlation(normalised_maps[a], normalised_maps[b])
+            pairs.append({"a": _name(ready[a].cell), "b": _name(ready[b].cell),
+                          "rho": None if np.isnan(rho) else round(rho, 4)})
+    return pairs
+
+
+def _name(cell):
+    return cell.title + (f"@{cell.layer}" if cell.layer else "")
+
+
+@dataclass
+class Options:
+    output_dir: Path
+    tag: str = ""  # file names: NAME[.tag].compare.png
+    grid: bool = False  # one figure for all images
+    colormap: str = "jet"
+    alpha: float = 0.4
+    crop: bool = False
+
+
+def _figure_path(options, name):
+    return Path(options.output_dir) / ".".join(part for part in (name, options.tag, "compare", "png") if part)
+
+
+def run(rows, sources, options, on_result, on_failure, progress=None):
+    """Write the figures; returns a pipeline.Report. on_result(record) per image done."""
+    report = pipeline.Report()
+    batch_size = min(row.batch_size for row in rows)
+    grid = Figure()
+    pending = []  # with --grid: records waiting for the figure to be written
+    for start in range(0, len(sources), batch_size):
+        batch = []
+        for source in sources[start : start + batch_size]:
+            try:
+                batch.append((source, load_rgb(source.path)))
+            except ImageError as error:
+                report.failed.append((source, str(error)))
+                on_failure(source, str(error))
+        if batch:
+            for (source, rgb), rows_done in zip(batch, explain_rows(rows, batch, options)):
+                record = {"input": str(source.path), "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                          "rows": [r for r, _, _ in rows_done]}
+                figure = Figure([images for _, images, _ in rows_done], [captions for _, _, captions in rows_done])
+                if options.grid:
+                    grid.cells += figure.cells
+                    grid.captions += figure.captions
+                    pending.append((source, record))
+                    continue
+                _write(figure, _figure_path(options, source.name), options, [(source, record)], report,
+                       on_result, on_failure)
+        if progress is not None:
+            progress(min(batch_size, len(sources) - start))
+    if options.grid and pending:
+        _write(grid, _figure_path(options, "grid"), options, pending, report, on_result, on_failure)
+    return report
+
+
+def _write(figure, path, options, done, report, on_result, on_failure):
+    try:
+        outputs.write_png(path, render.grid(figure.cells, figure.captions, colormap=options.colormap))
+    except OSError as error:
+        for source, _ in done:
+            pipeline.write_failed(report, source, error, on_failure)
+        return
+    for source, record in done:
+        record["outputs"] = {"compare": str(path)}
+        report.done += 1
+        on_result(record)
