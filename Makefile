@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test test-fast demo demo-models clean
+.PHONY: install test test-fast bench demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies and the test tools)
 install:
@@ -11,6 +11,10 @@ install:
 ## test: the one test command (what .ci/run runs)
 test:
 	$(PYTHON) -m pytest -q
+
+## bench: throughput against the bare step, tf-keras-vis when installed, memory, start-up time (~30 min on 2 cores)
+bench:
+	$(PYTHON) benchmarks/bench.py
 
 ## test-fast: the suite without the large keras.applications builds
 test-fast:

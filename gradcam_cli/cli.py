@@ -82,6 +82,17 @@ def _parse_save(ctx, param, value):
     return kinds
 
 
+def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
+    from gradcam_cli.inputs import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error))
+
+
 def _parse_weights(ctx, param, value):
     if value is None:
         return None
@@ -155,6 +166,15 @@ def method_options(function):
                      help="Write one JSON object per image to stdout: predictions, target class and "
                           "score, layer, output paths, map statistics."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
+        click.option("--shard", callback=_parse_shard, metavar="K/N",
+                     help="Process only shard K of N (1-based): a fixed share of the images chosen by "
+                          "their names, so N jobs (a SLURM or Kubernetes job array) split a folder with "
+                          "no coordination."),
+        click.option("--skip-existing", is_flag=True,
+                     help="Skip images whose outputs all exist (resume an interrupted run; files are "
+                          "written atomically, so an existing one is complete)."),
+        click.option("--jit", is_flag=True, help="Compile the gradient step with XLA (faster on GPUs; "
+                                                 "a slower first batch)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -212,12 +232,14 @@ class _Console:
 
 def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
                verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
-               as_json, quiet, pool="mean", compare=False):
+               as_json, quiet, shard, skip_existing, jit, pool="mean", compare=False):
     """What every method command does: collect inputs, load, explain, report, exit status."""
-    from gradcam_cli.inputs import collect
+    from gradcam_cli.inputs import collect, shard as shard_of
 
     _setup_logging(verbose, quiet)
     collected = collect(images, stdin=click.get_text_stream("stdin"))
+    if shard is not None:
+        collected.sources = shard_of(collected.sources, *shard)
     for argument in collected.missing:
         click.echo(f"error: {argument}: no such file or folder", err=True)
     if collected.skipped and not quiet:
@@ -227,6 +249,10 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
     if not collected.sources:
         if collected.missing:
             sys.exit(1)
+        if shard is not None:
+            if not quiet:
+                click.echo(f"shard {shard[0]}/{shard[1]} has no images", err=True)
+            sys.exit(0)
         raise UsageProblem("no images found in " + ", ".join(images))
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
@@ -276,10 +302,15 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
     elif METHODS[method].network:
         loaded, target_path, batch_size = _dilated(loaded, method, target_path, batch_size, quiet)
         reference = loaded.reference
-    engine = Engine(loaded, target_path, batch_size=batch_size)
+    engine = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
     options = pipeline.Options(output_dir=Path(output_dir), method=method,
                                classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
                                alpha=alpha, crop=crop, reference=reference)
+    sources = collected.sources
+    if skip_existing and not compare:
+        sources = [s for s in sources if not all(p.is_file() for p in pipeline.expected_outputs(s, options))]
+        if len(sources) < len(collected.sources) and not quiet:
+            click.echo(f"skipped {len(collected.sources) - len(sources)} image(s) whose outputs exist", err=True)
 
     def on_result(record):
         if as_json:
@@ -298,15 +329,14 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
                 f"warning: {source.path}: the map for class {class_index_} ({loaded.label(class_index_)}) "
                 f"is zero everywhere: no positive evidence at {path_name(target_path)}", err=True)
 
-    console = _Console(len(collected.sources), quiet, as_json)
+    console = _Console(len(sources), quiet, as_json)
     try:
         if rows:
             figure_options = comparing.Options(Path(output_dir), tag="dilated", colormap=colormap.lower(),
                                                alpha=alpha, crop=crop)
-            report = comparing.run(rows, collected.sources, figure_options, on_result, console.failure,
-                                   console.update)
+            report = comparing.run(rows, sources, figure_options, on_result, console.failure, console.update)
         else:
-            report = pipeline.run(loaded, engine, collected.sources, options, context, on_result, console.failure,
+            report = pipeline.run(loaded, engine, sources, options, context, on_result, console.failure,
                                   on_empty, progress=console.update)
     finally:
         console.close()

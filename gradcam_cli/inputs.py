@@ -8,6 +8,7 @@ file name when it was given directly, so that a folder tree is mirrored.
 
 import glob
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,3 +110,21 @@ def _disambiguate(sources):
             unique.append(Source(s.path, s.name + suffix))
         result = unique
     return result
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N) with 1 <= K <= N; ValueError quoting the text otherwise."""
+    try:
+        k, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"expected K/N, such as 2/8. Received: {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"expected K/N with 1 <= K <= N. Received: {text!r}")
+    return k, n
+
+
+def shard(sources, k, n):
+    """The sources of shard k of n (1-based): a deterministic share chosen by a checksum of each
+    source's output name, so N jobs given the same arguments split the work with no coordination,
+    whatever order they list the files in, and adding files does not move the others."""
+    return [s for s in sources if zlib.crc32(s.name.encode("utf-8")) % n == k - 1]

@@ -64,32 +64,92 @@ def _predictions(loaded, probabilities, count=5):
     ]
 
 
-def _load(sources, report, on_failure):
-    """Decode a batch's images; failures are reported and dropped."""
-    loaded = []
+def _decode(sources):
+    """Decode a batch's images: [(source, rgb)] and [(source, reason)] for those that failed."""
+    decoded, failed = [], []
     for source in sources:
         try:
-            loaded.append((source, load_rgb(source.path)))
+            decoded.append((source, load_rgb(source.path)))
         except ImageError as error:
-            report.failed.append((source, str(error)))
-            on_failure(source, str(error))
-    return loaded
+            failed.append((source, str(error)))
+    return decoded, failed
+
+
+def _read(loaded, sources, crop):
+    """Reader threads' work: decode and prepare a batch (OpenCV and Pillow release the GIL)."""
+    decoded, failed = _decode(sources)
+    prepared = prepare(loaded, [rgb for _, rgb in decoded], crop) if decoded else (None, [])
+    return decoded, failed, prepared
+
+
+# Batches decoded ahead of the model, and batches rendered behind it: memory stays bounded by
+# these, however many images a folder holds.
+READ_AHEAD = 2
+WRITE_BEHIND = 2
 
 
 def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None):
     """Explain every source; returns a Report. Callbacks: on_result(record) per image done,
-    on_failure(source, reason) per image failed, on_empty(source, class) per all-zero map."""
+    on_failure(source, reason) per image failed, on_empty(source, class) per all-zero map; all
+    called from this thread, in input order.
+
+    A stream: reader threads decode and prepare the next batches while the model works on this
+    one, and writer threads colour, encode and write the previous ones (bounded queues)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
     report = Report()
     layer = path_name(engine.target_path)
     plan = targets(options)
-    for start in range(0, len(sources), engine.batch_size):
-        batch = _load(sources[start : start + engine.batch_size], report, on_failure)
-        if batch:
-            _explain_batch(loaded, engine, batch, options, context, plan, layer, report, on_result, on_failure,
-                           on_empty)
+    batches = [sources[start : start + engine.batch_size] for start in range(0, len(sources), engine.batch_size)]
+    reads, writes = deque(), deque()
+
+    def finish(future, count):
+        for event in future.result():
+            kind, source, value = event
+            if kind == "result":
+                report.done += 1
+                on_result(value)
+            elif kind == "empty":
+                report.empty_maps += 1
+                on_empty(source, value)
+            elif kind == "unreadable":
+                report.failed.append((source, value))
+                on_failure(source, value)
+            else:
+                write_failed(report, source, value, on_failure)
         if progress is not None:
-            progress(min(engine.batch_size, len(sources) - start))
+            progress(count)
+
+    with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="gradcam-read") as readers, \
+            ThreadPoolExecutor(WRITE_BEHIND, thread_name_prefix="gradcam-write") as writers:
+        for batch in batches[:READ_AHEAD]:
+            reads.append(readers.submit(_read, loaded, batch, options.crop))
+        for index, batch in enumerate(batches):
+            decoded, failed, (inputs, boxes) = reads.popleft().result()
+            if index + READ_AHEAD < len(batches):
+                reads.append(readers.submit(_read, loaded, batches[index + READ_AHEAD], options.crop))
+            computed = _compute_batch(loaded, engine, inputs, len(decoded), options, context, plan) if decoded else None
+            writes.append((writers.submit(_render_batch, loaded, batch, decoded, failed, boxes, computed, options,
+                                          context, layer), len(batch)))
+            while len(writes) > WRITE_BEHIND:
+                finish(*writes.popleft())
+        while writes:
+            finish(*writes.popleft())
     return report
+
+
+def expected_outputs(source, options):
+    """Every file a run with `options` writes for `source` (to skip sources already done)."""
+    paths = []
+    for target in targets(options):
+        for kind in options.save:
+            paths.append(outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag))
+            if kind == "raw" and METHODS[options.method].backprop:
+                for name in ("gradient", "gradcam"):
+                    paths.append(outputs.output_path(options.output_dir, source.name, options.method, name,
+                                                     target.tag, "npy"))
+    return paths
 
 
 def prepare(loaded, rgbs, crop=False):
@@ -163,51 +223,70 @@ def predict(loaded, inputs):
     return loaded.head.probabilities(ops.convert_to_numpy(run_graph(loaded.model, inputs, rewrite)))
 
 
-def _explain_batch(loaded, engine, batch, options, context, plan, layer, report, on_result, on_failure,
-                   on_empty):
-    inputs, boxes = prepare(loaded, [rgb for _, rgb in batch], options.crop)
+@dataclass
+class Computed:
+    """One batch's maps: per target (Target, MapBatch), and the compute seconds per image."""
+
+    per_target: list
+    seconds: float
+    reference: np.ndarray = None  # the reference model's probabilities (dilated copies)
+
+
+def _compute_batch(loaded, engine, inputs, count, options, context, plan):
     started = time.perf_counter()
     per_target = [
-        (target, compute_maps(loaded, engine, inputs, np.full(len(batch), target.code), options.method, context))
+        (target, compute_maps(loaded, engine, inputs, np.full(count, target.code), options.method, context))
         for target in plan
     ]
-    seconds = (time.perf_counter() - started) / len(batch)
-    probabilities = per_target[0][1].probabilities
+    seconds = (time.perf_counter() - started) / count
     reference = None if options.reference is None else predict(options.reference, inputs)
+    return Computed(per_target, seconds, reference)
+
+
+def _render_batch(loaded, sources, batch, unreadable, boxes, computed, options, context, layer):
+    """Writer threads' work: every image's files and record. Returns events for the main thread in
+    the order of `sources`: ("result", source, record), ("empty", source, class), ("failed",
+    source, OSError) for a write error, ("unreadable", source, reason) for a decoding error."""
+    events = {id(source): [("unreadable", source, reason)] for source, reason in unreadable}
     for i, (source, rgb) in enumerate(batch):
-        try:
-            record = {
-                "input": str(source.path),
-                "model": loaded.name,
-                "method": options.method,
-                "layer": layer,
-                "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
-                "predictions": _predictions(loaded, probabilities[i]),
-                "maps": [],
-                "seconds": round(seconds, 4),  # computing the maps, per image (batch time / batch size)
-            }
-            if reference is not None:
-                record["reference_model"] = options.reference.name
-                record["reference_predictions"] = _predictions(options.reference, reference[i])
-            if context.relus is not None:
-                record["backprop"] = context.relus.as_record(METHODS[options.method].backprop)
-            for target, result in per_target:
-                class_index = int(result.classes[i])
-                entry = _render_one(loaded, source, rgb, boxes[i], result.small_maps[i], class_index,
-                                    float(result.scores[i, class_index]), float(probabilities[i, class_index]),
-                                    target, options)
-                if result.input_gradients is not None:
-                    entry.update(_render_gradients(source, rgb, boxes[i], result.input_gradients[i],
-                                                   result.guided(i), target, options, entry["outputs"]))
-                if entry["stats"]["empty"]:
-                    report.empty_maps += 1
-                    on_empty(source, entry["class"])
-                record["maps"].append(entry)
-        except OSError as error:
-            write_failed(report, source, error, on_failure)
-            continue
-        report.done += 1
-        on_result(record)
+        events[id(source)] = _render_image(loaded, source, rgb, boxes[i], i, computed, options, context, layer)
+    return [event for source in sources for event in events[id(source)]]
+
+
+def _render_image(loaded, source, rgb, box, i, computed, options, context, layer):
+    """Image i's files and record, as events (see _render_batch)."""
+    probabilities = computed.per_target[0][1].probabilities
+    record = {
+        "input": str(source.path),
+        "model": loaded.name,
+        "method": options.method,
+        "layer": layer,
+        "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+        "predictions": _predictions(loaded, probabilities[i]),
+        "maps": [],
+        "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
+    }
+    if computed.reference is not None:
+        record["reference_model"] = options.reference.name
+        record["reference_predictions"] = _predictions(options.reference, computed.reference[i])
+    if context.relus is not None:
+        record["backprop"] = context.relus.as_record(METHODS[options.method].backprop)
+    empties = []
+    try:
+        for target, result in computed.per_target:
+            class_index = int(result.classes[i])
+            entry = _render_one(loaded, source, rgb, box, result.small_maps[i], class_index,
+                                float(result.scores[i, class_index]), float(probabilities[i, class_index]),
+                                target, options)
+            if result.input_gradients is not None:
+                entry.update(_render_gradients(source, rgb, box, result.input_gradients[i], result.guided(i),
+                                               target, options, entry["outputs"]))
+            if entry["stats"]["empty"]:
+                empties.append(("empty", source, entry["class"]))
+            record["maps"].append(entry)
+    except OSError as error:
+        return [("failed", source, error)]
+    return empties + [("result", source, record)]
 
 
 def write_failed(report, source, error, on_failure):
