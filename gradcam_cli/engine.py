@@ -44,7 +44,7 @@ class Engine:
         self.target_path = tuple(target_path)
         self.batch_size = int(batch_size)
         self._jit = jit
-        self._step = backends.load().activation_gradients(self._forward, jit=jit)
+        self._step = backends.load().activation_gradients(self._forward, jit=jit, variables=loaded.model.variables)
         self._input_steps = {}  # backprop mode -> compiled step
 
     def _logits_rewrite(self, path, layer):
@@ -74,7 +74,8 @@ class Engine:
                 return logits if logits is not None else relus(path, layer)
 
             forward = lambda images, targets: self._objective(images, targets, rewrite)
-            self._input_steps[mode] = backends.load().input_gradients(forward, jit=self._jit)
+            self._input_steps[mode] = backends.load().input_gradients(forward, jit=self._jit,
+                                                                      variables=self.loaded.model.variables)
         return self._input_steps[mode]
 
     def _objective(self, images, targets, rewrite):

@@ -2,13 +2,15 @@
 
 Everything else (methods, engine, models) uses keras.ops and numpy. A backend module provides:
 
-    activation_gradients(forward) -> step(images, targets) -> (activations, gradients, aux)
+    activation_gradients(forward, jit, variables) -> step(images, targets) -> (activations, gradients, aux)
 
 where `forward(images, targets, tap)` runs the model, passes the target layer's output
 through `tap` and returns (objective per sample, aux dict). The step returns the tapped
 activations, d(sum of objectives)/d(activations), and aux, as backend tensors.
 
-    input_gradients(forward) -> step(images, targets) -> (gradients, aux)
+    input_gradients(forward, jit, variables) -> step(images, targets) -> (gradients, aux)
+
+`variables` are the model's: backends that trace stateless functions (JAX) pass their values in.
 
 where `forward(images, targets)` returns (objective per sample, aux dict); the step returns
 d(sum of objectives)/d(images) and aux. Custom gradients (guided ReLUs) are written with
@@ -22,8 +24,10 @@ def load():
     name = keras.backend.backend()
     if name == "tensorflow":
         from gradcam_cli.backend import tensorflow as module
+    elif name == "jax":
+        from gradcam_cli.backend import jax as module
     else:
         raise NotImplementedError(
-            f"the {name!r} Keras backend is not supported yet; set KERAS_BACKEND=tensorflow"
+            f"the {name!r} Keras backend is not supported; set KERAS_BACKEND=tensorflow or jax"
         )
     return module

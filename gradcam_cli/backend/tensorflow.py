@@ -1,9 +1,10 @@
-"""Gradients on the TensorFlow backend: one GradientTape per batch, compiled with tf.function."""
+"""Gradients on the TensorFlow backend: one GradientTape per batch, compiled with tf.function.
+The variables are read by the traced function itself, so `variables` is not needed here."""
 
 import tensorflow as tf
 
 
-def activation_gradients(forward, jit=False):
+def activation_gradients(forward, jit=False, variables=()):
     @tf.function(jit_compile=jit, reduce_retracing=True)
     def step(images, targets):
         tapped = []
@@ -27,7 +28,7 @@ def activation_gradients(forward, jit=False):
     return step
 
 
-def input_gradients(forward, jit=False):
+def input_gradients(forward, jit=False, variables=()):
     @tf.function(jit_compile=jit, reduce_retracing=True)
     def step(images, targets):
         images = tf.convert_to_tensor(images)
