@@ -230,14 +230,15 @@ class _Console:
             self.bar.close()
 
 
-def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
-               verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
-               as_json, quiet, shard, skip_existing, jit, pool="mean", compare=False):
-    """What every method command does: collect inputs, load, explain, report, exit status."""
+def _collect(images, quiet, shard=None, exclude=None):
+    """IMAGE arguments expanded (inputs.collect), less those `exclude(path)` names, then shard
+    K/N of them; missing arguments and skipped non-images reported on stderr. Exits 1 when
+    nothing is left and an argument was missing, 0 for an empty shard; UsageProblem otherwise."""
     from gradcam_cli.inputs import collect, shard as shard_of
 
-    _setup_logging(verbose, quiet)
     collected = collect(images, stdin=click.get_text_stream("stdin"))
+    if exclude is not None:
+        collected.sources = [s for s in collected.sources if not exclude(s.path)]
     if shard is not None:
         collected.sources = shard_of(collected.sources, *shard)
     for argument in collected.missing:
@@ -254,6 +255,15 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
                 click.echo(f"shard {shard[0]}/{shard[1]} has no images", err=True)
             sys.exit(0)
         raise UsageProblem("no images found in " + ", ".join(images))
+    return collected
+
+
+def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
+               verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
+               as_json, quiet, shard, skip_existing, jit, pool="mean", compare=False):
+    """What every method command does: collect inputs, load, explain, report, exit status."""
+    _setup_logging(verbose, quiet)
+    collected = _collect(images, quiet, shard=shard)
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
     kinds = METHODS[method].kinds
@@ -299,16 +309,21 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
             if item.reason is not None:
                 raise UsageProblem(f"{item.cell.method}: {item.reason}")
         rows = [comparing.Row(loaded, ready, class_indices[0] if class_indices else None)]
-    elif METHODS[method].network:
-        loaded, target_path, batch_size = _dilated(loaded, method, target_path, batch_size, quiet)
-        reference = loaded.reference
-    engine = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
-    options = pipeline.Options(output_dir=Path(output_dir), method=method,
-                               classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
-                               alpha=alpha, crop=crop, reference=reference)
+        figure_options = comparing.Options(Path(output_dir), tag="dilated", colormap=colormap.lower(),
+                                           alpha=alpha, crop=crop)
+        done = lambda source: [comparing.figure_path(figure_options, source.name)]
+    else:
+        if METHODS[method].network:
+            loaded, target_path, batch_size = _dilated(loaded, method, target_path, batch_size, quiet)
+            reference = loaded.reference
+        engine = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
+        options = pipeline.Options(output_dir=Path(output_dir), method=method,
+                                   classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
+                                   alpha=alpha, crop=crop, reference=reference)
+        done = lambda source: pipeline.expected_outputs(source, options)
     sources = collected.sources
-    if skip_existing and not compare:
-        sources = [s for s in sources if not all(p.is_file() for p in pipeline.expected_outputs(s, options))]
+    if skip_existing:
+        sources = [s for s in sources if not all(p.is_file() for p in done(s))]
         if len(sources) < len(collected.sources) and not quiet:
             click.echo(f"skipped {len(collected.sources) - len(sources)} image(s) whose outputs exist", err=True)
 
@@ -332,8 +347,6 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
     console = _Console(len(sources), quiet, as_json)
     try:
         if rows:
-            figure_options = comparing.Options(Path(output_dir), tag="dilated", colormap=colormap.lower(),
-                                               alpha=alpha, crop=crop)
             report = comparing.run(rows, sources, figure_options, on_result, console.failure, console.update)
         else:
             report = pipeline.run(loaded, engine, sources, options, context, on_result, console.failure,
@@ -533,7 +546,6 @@ def compare_command(images, model, weights, preprocess, input_size, labels, trus
       gradcam compare photos/ --models vgg16,resnet50 --methods gradcam,cam --grid
     """
     from gradcam_cli._keras import import_keras
-    from gradcam_cli.inputs import collect
 
     _setup_logging(verbose, quiet)
     import_keras(device=device, verbose=verbose)  # before compare's imports load TensorFlow: quietly
@@ -548,14 +560,10 @@ def compare_command(images, model, weights, preprocess, input_size, labels, trus
         if name not in comparing.VARIANTS:
             raise click.BadParameter(f"choose from {', '.join(comparing.VARIANTS)}. Received: {name!r}",
                                      param_hint="--variants")
-    collected = collect(images, stdin=click.get_text_stream("stdin"))
-    sources = [s for s in collected.sources if not s.path.name.endswith(comparing.MASK_SUFFIX)]
-    for argument in collected.missing:
-        click.echo(f"error: {argument}: no such file or folder", err=True)
-    if not sources:
-        if collected.missing:
-            sys.exit(1)
-        raise UsageProblem("no images found in " + ", ".join(images))
+    from gradcam_cli.evaluation import is_mask
+
+    collected = _collect(images, quiet, exclude=is_mask)
+    sources = collected.sources
     from gradcam_cli.models.labels import class_index
 
     loaded_models = [_load(name, weights, preprocess, input_size, labels, trust_model, device, verbose)
@@ -622,37 +630,27 @@ def layers_command(model, weights, preprocess, input_size, labels, trust_model, 
         click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")
 
 
-MASK_SUFFIX = ".mask.png"
-
-
 def _annotated_inputs(images, quiet):
     """Images with a mask beside them (NAME.ext and NAME.mask.png), as (rgbs, objects, paths)."""
     from gradcam_cli.errors import ImageError
-    from gradcam_cli.evaluation import annotated_object
+    from gradcam_cli.evaluation import is_mask, read_mask
     from gradcam_cli.images import load_rgb
     from gradcam_cli.inputs import collect
 
     collected = collect(images, stdin=click.get_text_stream("stdin"))
     rgbs, objects, paths, unusable = [], [], [], 0
     for source in collected.sources:
-        if source.path.name.endswith(MASK_SUFFIX):
+        if is_mask(source.path):
             continue
-        mask_path = source.path.with_name(source.path.name.rsplit(".", 1)[0] + MASK_SUFFIX)
         try:
-            if not mask_path.is_file():
-                raise ImageError(f"no mask {mask_path.name} beside it")
-            rgb, mask = load_rgb(source.path), load_rgb(mask_path).max(axis=2)
-            if mask.shape != rgb.shape[:2]:
-                raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the image {rgb.shape[1]}x{rgb.shape[0]}")
-            if not mask.any():
-                raise ImageError("the mask is empty")
+            rgb = load_rgb(source.path)
+            objects.append(read_mask(source.path, rgb.shape))
         except ImageError as error:
             unusable += 1
             if not quiet:
                 click.echo(f"skipped {source.path}: {error}", err=True)
             continue
         rgbs.append(rgb)
-        objects.append(annotated_object(mask))
         paths.append(str(source.path))
     if not rgbs:
         raise UsageProblem("no image with a usable mask (NAME.ext beside NAME.mask.png) in " + ", ".join(images))

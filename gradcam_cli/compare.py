@@ -17,10 +17,8 @@ import numpy as np
 
 from gradcam_cli import maps, outputs, render
 from gradcam_cli.errors import ImageError, UsageProblem
-from gradcam_cli.evaluation import annotated_object, rank_correlation, single_figures
-from gradcam_cli.images import load_rgb
+from gradcam_cli.evaluation import rank_correlation, read_mask, single_figures
 from gradcam_cli.methods import METHODS, context_for
-from gradcam_cli.methods.guided import saliency
 from gradcam_cli.models.graph import path_name
 from gradcam_cli import pipeline
 
@@ -37,7 +35,6 @@ COMPARE_METHODS = {
 }
 DEFAULT_METHODS = ("gradcam", "cam", "guided", "guided-gradcam", "dilated")
 VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
-MASK_SUFFIX = ".mask.png"
 
 
 @dataclass(frozen=True)
@@ -134,14 +131,11 @@ class Figure:
 
 
 def _mask_for(path, shape):
-    """The object mask NAME.mask.png beside an image, as an evaluation object; None if absent."""
-    mask_path = path.with_name(path.name.rsplit(".", 1)[0] + MASK_SUFFIX)
-    if not mask_path.is_file():
+    """The object of the mask beside an image (evaluation.read_mask), or None if it has none."""
+    try:
+        return read_mask(path, shape)
+    except ImageError:
         return None
-    mask = load_rgb(mask_path).max(axis=2)
-    if mask.shape != shape[:2] or not mask.any():
-        return None
-    return annotated_object(mask)
 
 
 def _cell_image(ready, computed, i, rgb, box, options):
@@ -153,11 +147,8 @@ def _cell_image(ready, computed, i, rgb, box, options):
         picture = render.overlay(rgb, render.colorize(normalised, options.colormap), options.alpha)
         return picture, normalised, maps.statistics(np.maximum(small, 0), normalised, empty)
     array = computed.input_gradients[i] if ready.shows == "gradient" else computed.guided(i)
-    shown = maps.resize_into_box(render.gradient_image(array), box, rgb.shape, fill=0.5)
-    normalised, empty = maps.normalise(maps.resize_into_box(saliency(array), box, rgb.shape))
-    rms = float(np.sqrt(np.mean(np.square(array))))
-    return render.to_uint8(shown), normalised, {"empty": bool(empty), "gradient_rms": rms,
-                                                "resolution": [int(array.shape[1]), int(array.shape[0])]}
+    normalised, _ = pipeline.saliency_map(array, box, rgb.shape)
+    return pipeline.gradient_picture(array, box, rgb.shape), normalised, pipeline.gradient_stats(array)
 
 
 def explain_rows(rows, batch, options):
@@ -243,7 +234,7 @@ class Options:
     crop: bool = False
 
 
-def _figure_path(options, name):
+def figure_path(options, name):
     return Path(options.output_dir) / ".".join(part for part in (name, options.tag, "compare", "png") if part)
 
 
@@ -254,13 +245,10 @@ def run(rows, sources, options, on_result, on_failure, progress=None):
     grid = Figure()
     pending = []  # with --grid: records waiting for the figure to be written
     for start in range(0, len(sources), batch_size):
-        batch = []
-        for source in sources[start : start + batch_size]:
-            try:
-                batch.append((source, load_rgb(source.path)))
-            except ImageError as error:
-                report.failed.append((source, str(error)))
-                on_failure(source, str(error))
+        batch, unreadable = pipeline.decode(sources[start : start + batch_size])
+        for source, reason in unreadable:
+            report.failed.append((source, reason))
+            on_failure(source, reason)
         if batch:
             for (source, rgb), rows_done in zip(batch, explain_rows(rows, batch, options)):
                 record = {"input": str(source.path), "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
@@ -271,12 +259,12 @@ def run(rows, sources, options, on_result, on_failure, progress=None):
                     grid.captions += figure.captions
                     pending.append((source, record))
                     continue
-                _write(figure, _figure_path(options, source.name), options, [(source, record)], report,
+                _write(figure, figure_path(options, source.name), options, [(source, record)], report,
                        on_result, on_failure)
         if progress is not None:
             progress(min(batch_size, len(sources) - start))
     if options.grid and pending:
-        _write(grid, _figure_path(options, "grid"), options, pending, report, on_result, on_failure)
+        _write(grid, figure_path(options, "grid"), options, pending, report, on_result, on_failure)
     return report
 
 

@@ -206,6 +206,30 @@ def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean",
     return report
 
 
+MASK_SUFFIX = ".mask.png"  # an image's object mask: NAME.mask.png beside NAME.ext
+
+
+def is_mask(path):
+    return path.name.endswith(MASK_SUFFIX)
+
+
+def read_mask(image_path, shape):
+    """The object in the mask beside `image_path` (non-zero pixels), for an image of `shape`.
+    ImageError when there is none, or it does not fit the image, or it is empty."""
+    from gradcam_cli.errors import ImageError
+    from gradcam_cli.images import load_rgb
+
+    mask_path = image_path.with_name(image_path.name.rsplit(".", 1)[0] + MASK_SUFFIX)
+    if not mask_path.is_file():
+        raise ImageError(f"no mask {mask_path.name} beside it")
+    mask = load_rgb(mask_path).max(axis=2)
+    if mask.shape != tuple(shape[:2]):
+        raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the image {shape[1]}x{shape[0]}")
+    if not mask.any():
+        raise ImageError("the mask is empty")
+    return annotated_object(mask)
+
+
 def annotated_object(mask):
     """A SceneObject from a user's mask (any non-zero pixel is the object)."""
     from gradcam_cli.synthetic import SceneObject

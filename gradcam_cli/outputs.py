@@ -46,6 +46,7 @@ def _write_atomic(path, data):
 
 
 def write_png(path, rgb):
+    """Write an RGB (or 2-D greyscale) uint8 image as PNG; returns the path as a string."""
     import cv2  # here, not at the top: the CLI reads KINDS at start-up
 
     pixels = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # 2-D: greyscale
@@ -53,6 +54,7 @@ def write_png(path, rgb):
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
     _write_atomic(path, encoded.tobytes())
+    return str(path)
 
 
 def write_npy(path, array):
@@ -61,6 +63,7 @@ def write_npy(path, array):
     buffer = BytesIO()
     np.save(buffer, np.asarray(array, dtype=np.float32))
     _write_atomic(path, buffer.getvalue())
+    return str(path)
 
 
 def json_line(record):

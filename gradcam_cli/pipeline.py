@@ -64,7 +64,7 @@ def _predictions(loaded, probabilities, count=5):
     ]
 
 
-def _decode(sources):
+def decode(sources):
     """Decode a batch's images: [(source, rgb)] and [(source, reason)] for those that failed."""
     decoded, failed = [], []
     for source in sources:
@@ -77,7 +77,7 @@ def _decode(sources):
 
 def _read(loaded, sources, crop):
     """Reader threads' work: decode and prepare a batch (OpenCV and Pillow release the GIL)."""
-    decoded, failed = _decode(sources)
+    decoded, failed = decode(sources)
     prepared = prepare(loaded, [rgb for _, rgb in decoded], crop) if decoded else (None, [])
     return decoded, failed, prepared
 
@@ -139,17 +139,22 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
     return report
 
 
+def output_paths(source, options, target):
+    """{kind: path} of every file a run with `options` writes for `source` and `target`: the
+    --save kinds, and with `raw` for backprop methods the two gradient arrays (gradient-raw,
+    gradcam-raw). The one place outputs are named."""
+    def path(kind, extension=None):
+        return outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag, extension)
+
+    paths = {kind: path(kind) for kind in options.save}
+    if "raw" in options.save and METHODS[options.method].backprop:
+        paths.update({f"{name}-raw": path(name, "npy") for name in ("gradient", "gradcam")})
+    return paths
+
+
 def expected_outputs(source, options):
     """Every file a run with `options` writes for `source` (to skip sources already done)."""
-    paths = []
-    for target in targets(options):
-        for kind in options.save:
-            paths.append(outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag))
-            if kind == "raw" and METHODS[options.method].backprop:
-                for name in ("gradient", "gradcam"):
-                    paths.append(outputs.output_path(options.output_dir, source.name, options.method, name,
-                                                     target.tag, "npy"))
-    return paths
+    return [path for target in targets(options) for path in output_paths(source, options, target).values()]
 
 
 def prepare(loaded, rgbs, crop=False):
@@ -199,7 +204,24 @@ def localization_map(computed, i, box, image_shape, method):
     Grad-CAM product."""
     if METHODS[method].backprop is None:
         return full_map(computed.small_maps[i], box, image_shape)[1]
-    return maps.normalise(maps.resize_into_box(saliency(computed.guided(i)), box, image_shape))[0]
+    return saliency_map(computed.guided(i), box, image_shape)[0]
+
+
+def saliency_map(gradient, box, image_shape):
+    """An (H, W, 3) gradient's saliency (largest magnitude over colours) at the image's
+    resolution, normalised to [0, 1]; and whether it is zero everywhere."""
+    return maps.normalise(maps.resize_into_box(saliency(gradient), box, image_shape))
+
+
+def gradient_picture(gradient, box, image_shape):
+    """A gradient (H, W[, 3]) drawn centred at mid-grey, resized onto the image: uint8."""
+    return render.to_uint8(maps.resize_into_box(render.gradient_image(gradient), box, image_shape, fill=0.5))
+
+
+def gradient_stats(gradient):
+    """What the JSON record says of an (H, W, 3) input gradient."""
+    rms = float(np.sqrt(np.mean(np.square(gradient))))
+    return {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}
 
 
 def full_map(small_map, box, image_shape, relu_after_resize=False):
@@ -275,12 +297,13 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
     try:
         for target, result in computed.per_target:
             class_index = int(result.classes[i])
-            entry = _render_one(loaded, source, rgb, box, result.small_maps[i], class_index,
+            paths = output_paths(source, options, target)
+            entry = _render_one(loaded, rgb, box, result.small_maps[i], class_index,
                                 float(result.scores[i, class_index]), float(probabilities[i, class_index]),
-                                target, options)
+                                paths, options)
             if result.input_gradients is not None:
-                entry.update(_render_gradients(source, rgb, box, result.input_gradients[i], result.guided(i),
-                                               target, options, entry["outputs"]))
+                entry["gradient"] = _render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
+                                                      paths, entry["outputs"])
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))
             record["maps"].append(entry)
@@ -295,51 +318,36 @@ def write_failed(report, source, error, on_failure):
     on_failure(source, reason)
 
 
-def _render_one(loaded, source, rgb, box, small_map, class_index, score, probability, target, options):
+def _render_one(loaded, rgb, box, small_map, class_index, score, probability, paths, options):
+    """The map's files (heatmap, overlay, raw: those in `paths`) and its JSON entry."""
     heat, normalised, empty = full_map(small_map, box, rgb.shape)
     written = {}
-
-    def path(kind):
-        return outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag)
-
-    if "heatmap" in options.save or "overlay" in options.save:
+    if "heatmap" in paths or "overlay" in paths:
         colored = render.colorize(normalised, options.colormap)
-        if "heatmap" in options.save:
-            written["heatmap"] = path("heatmap")
-            outputs.write_png(written["heatmap"], colored)
-        if "overlay" in options.save:
-            written["overlay"] = path("overlay")
-            outputs.write_png(written["overlay"], render.overlay(rgb, colored, options.alpha))
-    if "raw" in options.save:
-        written["raw"] = path("raw")
-        outputs.write_npy(written["raw"], heat)
+        if "heatmap" in paths:
+            written["heatmap"] = outputs.write_png(paths["heatmap"], colored)
+        if "overlay" in paths:
+            written["overlay"] = outputs.write_png(paths["overlay"], render.overlay(rgb, colored, options.alpha))
+    if "raw" in paths:
+        written["raw"] = outputs.write_npy(paths["raw"], heat)
     return {
         "class": class_index,
         "label": loaded.label(class_index),
         "score": round(score, 6),
         "probability": round(probability, 6),
-        "outputs": {kind: str(p) for kind, p in written.items()},
+        "outputs": written,
         "stats": maps.statistics(small_map, normalised, empty),
     }
 
 
-def _render_gradients(source, rgb, box, gradient, product, target, options, written):
-    """The input gradient and its product with the map, as images centred at mid-grey, colour
-    and greyscale, resized onto the image; with `raw`, both arrays as .npy at the model's input
-    size (H, W, 3), RGB. Adds to `written`; returns the JSON record's extra fields."""
-
-    def path(kind, extension=None):
-        return outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag, extension)
-
+def _render_gradients(rgb, box, gradient, product, paths, written):
+    """The input gradient and its product with the map (Guided Grad-CAM) as pictures, colour and
+    greyscale, and with `raw` both arrays at the model's input size (H, W, 3), RGB: the kinds in
+    `paths`, added to `written`. Returns the gradient's statistics for the JSON entry."""
     for name, array in (("gradient", gradient), ("gradcam", product)):
         for kind, image in ((name, array), (f"{name}-gray", render.gray(array))):
-            if kind in options.save:
-                shown = maps.resize_into_box(render.gradient_image(image), box, rgb.shape, fill=0.5)
-                written[kind] = path(kind)
-                outputs.write_png(written[kind], render.to_uint8(shown))
-        if "raw" in options.save:
-            written[f"{name}-raw"] = path(name, "npy")
-            outputs.write_npy(written[f"{name}-raw"], array)
-    rms = float(np.sqrt(np.mean(np.square(gradient))))
-    return {"outputs": {kind: str(p) for kind, p in written.items()},
-            "gradient": {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}}
+            if kind in paths:
+                written[kind] = outputs.write_png(paths[kind], gradient_picture(image, box, rgb.shape))
+        if f"{name}-raw" in paths:
+            written[f"{name}-raw"] = outputs.write_npy(paths[f"{name}-raw"], array)
+    return gradient_stats(gradient)

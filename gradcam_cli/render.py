@@ -120,8 +120,3 @@ def _colorbar(draw, canvas, colormap, font, top):
     canvas.paste(Image.fromarray(ramp), (30, top + 4))
     draw.text((4, top + 3), "0", fill="black", font=font)
     draw.text((36 + length, top + 3), "each map's maximum", fill="black", font=font)
-
-
-def panel(cells, captions, max_side=384, gap=4, colormap=None):
-    """One row of cells with captions: grid([cells], [captions])."""
-    return grid([list(cells)], [list(captions)], max_side=max_side, gap=gap, colormap=colormap)

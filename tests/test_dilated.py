@@ -193,6 +193,9 @@ def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     correlations = {(p["a"], p["b"]): p["rho"] for p in row["rank_correlation"]}
     exact = correlations[("gradcam@block4_conv2", "dilated@block4_conv2")]
     assert exact > 0.6 and exact > correlations[("gradcam@block4_conv2", "dilated-seed@block4_conv2")]
+    again = run_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing")
+    assert again.returncode == 0 and again.stdout == ""
+    assert "skipped 1 image(s) whose outputs exist" in again.stderr
 
 
 def test_dilated_refuses_residual_networks_in_one_line(tmp_path):

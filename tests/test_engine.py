@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import gap_model, nested_model, set_fixed_weights, tiny_model
+from conftest import gap_model, nested_model, tiny_model
 from gradcam_cli import maps
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods.gradcam import gradcam_weights

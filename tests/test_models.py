@@ -8,7 +8,7 @@ import pytest
 from conftest import gap_model, nested_model
 from gradcam_cli.errors import UsageProblem
 from gradcam_cli.models import graph, labels, loading, registry
-from gradcam_cli.models.preprocess import MODES, preprocess
+from gradcam_cli.models.preprocess import preprocess
 
 
 def test_imagenet_labels_are_keras_names():

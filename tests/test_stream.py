@@ -65,7 +65,8 @@ def test_shard_and_skip_existing_through_the_command(tmp_path, saved_models):
     out = tmp_path / "out"
     written = []
     for k in (1, 2, 3):
-        result = run_cli(folder, "--model", saved_models["gap"], "-o", out, "--shard", f"{k}/3", "-q")
+        result = run_cli(folder, "--model", saved_models["gap"], "-o", out, "--shard", f"{k}/3", "-q",
+                         *(["--jit"] if k == 1 else []))  # XLA-compiled through the command too
         assert result.returncode == 0, result.stderr
         written += result.stdout.split()
     assert sorted(written) == sorted(str(out / f"p{i}.png.gradcam.{kind}.png") for i in range(6)
