@@ -130,6 +130,14 @@ def model_options(function):
     return function
 
 
+_precision_option = click.option(
+    "--precision", type=click.Choice(["float32", "mixed-bfloat16"]), default="float32", show_default=True,
+    help="mixed-bfloat16: the convolutional layers compute in bfloat16 on float32 weights (about 2x "
+         "faster on GPUs with bfloat16 units, half the activation memory; usually slower on CPUs); "
+         "the classifier head and the maps stay float32. Grad-CAM maps then differ from float32 ones "
+         "by about 1% of their maximum, guided gradients by up to about 10%.")
+
+
 def method_options(function):
     """Options every method command shares."""
     options = [
@@ -175,6 +183,7 @@ def method_options(function):
                           "written atomically, so an existing one is complete)."),
         click.option("--jit", is_flag=True, help="Compile the gradient step with XLA (faster on GPUs; "
                                                  "a slower first batch)."),
+        _precision_option,
     ]
     for option in reversed(options):
         function = option(function)
@@ -187,14 +196,14 @@ def _setup_logging(verbose, quiet=False):
     log.setLevel(level)
 
 
-def _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose):
+def _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose, precision="float32"):
     from gradcam_cli._keras import import_keras
 
     import_keras(device=device, verbose=verbose)
     from gradcam_cli.models.loading import load
 
     return load(model, weights=weights, preprocess=preprocess, input_size=input_size,
-                labels_file=labels, trust=trust_model)
+                labels_file=labels, trust=trust_model, precision=precision)
 
 
 class _Console:
@@ -260,7 +269,7 @@ def _collect(images, quiet, shard=None, exclude=None):
 
 def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
                verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
-               as_json, quiet, shard, skip_existing, jit, pool="mean", compare=False):
+               as_json, quiet, shard, skip_existing, jit, precision, pool="mean", compare=False):
     """What every method command does: collect inputs, load, explain, report, exit status."""
     _setup_logging(verbose, quiet)
     collected = _collect(images, quiet, shard=shard)
@@ -272,7 +281,7 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
     elif any(kind not in kinds for kind in save):
         raise UsageProblem(f"--save {','.join(save)}: `{method}` writes {', '.join(kinds)}")
 
-    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
+    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose, precision)
     from gradcam_cli.models.labels import class_index
 
     class_indices = tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in classes))
@@ -529,9 +538,10 @@ def _names(value):
                    "pointing/energy/IoU figures when NAME.mask.png lies beside the image, and the rank "
                    "correlation between the cells' maps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
+@_precision_option
 def compare_command(images, model, weights, preprocess, input_size, labels, trust_model, device, verbose,
                     models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
-                    batch_size, as_json, quiet):
+                    batch_size, as_json, quiet, precision):
     """The seeds' comparisons as one figure per image: the image, then one cell per method (at
     each --layers layer) and per --variants variant, each an overlay (or, for guided and
     deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
@@ -566,7 +576,7 @@ def compare_command(images, model, weights, preprocess, input_size, labels, trus
     sources = collected.sources
     from gradcam_cli.models.labels import class_index
 
-    loaded_models = [_load(name, weights, preprocess, input_size, labels, trust_model, device, verbose)
+    loaded_models = [_load(name, weights, preprocess, input_size, labels, trust_model, device, verbose, precision)
                      for name in (_names(models) or [model])]
     if weights == "none" and not quiet:
         click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)

@@ -283,6 +283,7 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
         "model": loaded.name,
         "method": options.method,
         "layer": layer,
+        "precision": loaded.precision,
         "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
         "predictions": _predictions(loaded, probabilities[i]),
         "maps": [],

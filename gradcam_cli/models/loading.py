@@ -1,8 +1,10 @@
 """Loading models: keras.applications by name (with ImageNet weights through Keras's own
 download and cache) or a user's .keras / .h5 file, and describing what the engine needs.
 
-The user's model object is never modified: logits are read by calling the last layer
-differently during the engine's forward pass (heads.pre_activation).
+The user's model is never modified: logits are read by calling the last layer differently
+during the engine's forward pass (heads.pre_activation). The one change made to the model object
+in memory is on request: `--precision mixed-bfloat16` sets its layers' compute dtype
+(set_precision), and a file is never written back.
 """
 
 import contextlib
@@ -34,6 +36,7 @@ class LoadedModel:
     layers: list  # graph.LayerInfo for every layer, with output shapes at input_size
     spec: object = None  # the registry entry, for keras.applications models
     reference: object = None  # for a dilated copy (dilated_copy): the LoadedModel it was made from
+    precision: str = "float32"  # a PRECISIONS key (set_precision)
 
     @property
     def num_classes(self):
@@ -266,12 +269,17 @@ def describe(model, name, input_size, preprocess, class_names, spec=None):
     )
 
 
-def load(model_name, weights=None, preprocess=None, input_size=None, labels_file=None, trust=False):
+def load(model_name, weights=None, preprocess=None, input_size=None, labels_file=None, trust=False,
+         precision="float32"):
     """Load a model for explanation: a registry name or a model file path.
 
     weights: None (the default: ImageNet for registry models, the file's own for model files),
-    'imagenet', 'none', or a weights file path.
+    'imagenet', 'none', or a weights file path. precision: a PRECISIONS key (set_precision).
     """
+    return set_precision(_load(model_name, weights, preprocess, input_size, labels_file, trust), precision)
+
+
+def _load(model_name, weights, preprocess, input_size, labels_file, trust):
     spec = registry.find(model_name)
     class_names = labels_module.read_labels(labels_file) if labels_file else None
     if spec is not None:
@@ -318,7 +326,7 @@ def dilated_copy(loaded, mode, target_path):
     suffix = "a trous" if mode == "exact" else "seed 000's dilated copy"
     converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels)
     converted.reference = loaded
-    return converted, dilated_target(converted, target_path)
+    return set_precision(converted, loaded.precision), dilated_target(converted, target_path)
 
 
 def dilated_target(converted, target_path):
@@ -341,10 +349,34 @@ def fitting_batch(loaded, requested):
 
 
 def activation_bytes(loaded):
-    """Float32 bytes of one image's spatial activations: what a forward pass holds per image."""
+    """Bytes of one image's spatial activations: what a forward pass holds per image."""
     total = 0
     for info in loaded.layers:
-        if info.spatial:
+        if info.spatial and not graph.is_model(info.layer):
             height, width, channels = info.shape
-            total += height * width * channels
-    return 4 * total
+            total += height * width * channels * PRECISIONS[loaded.precision][1]
+    return total
+
+
+# --precision: name -> (Keras dtype policy of the convolutional trunk, bytes per activation)
+PRECISIONS = {"float32": ("float32", 4), "mixed-bfloat16": ("mixed_bfloat16", 2)}
+
+
+def set_precision(loaded, precision):
+    """Compute `loaded`'s convolutional trunk in `precision` and return `loaded`.
+
+    'mixed-bfloat16': every layer with a spatial output (convolutions, poolings, activations,
+    also inside nested models) computes in bfloat16 on its float32 weights, cast on use (Keras's
+    mixed_bfloat16 policy). The head (from the first non-spatial layer on: global pooling,
+    Flatten, Dense) stays float32, so class scores and their ranking keep full precision; the
+    engine returns activations and gradients as float32 either way.
+    """
+    if precision not in PRECISIONS:
+        raise UsageProblem(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+    if precision != loaded.precision:
+        policy = keras.DTypePolicy(PRECISIONS[precision][0])
+        for info in loaded.layers:
+            if info.spatial and not graph.is_model(info.layer):
+                info.layer.dtype_policy = policy
+        loaded.precision = precision
+    return loaded
