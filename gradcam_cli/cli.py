@@ -132,8 +132,8 @@ def model_options(function):
 
 _precision_option = click.option(
     "--precision", type=click.Choice(["float32", "mixed-bfloat16"]), default="float32", show_default=True,
-    help="mixed-bfloat16: the convolutional layers compute in bfloat16 on float32 weights (about 2x "
-         "faster on GPUs with bfloat16 units, half the activation memory; usually slower on CPUs); "
+    help="mixed-bfloat16: the convolutional layers compute in bfloat16 on float32 weights (faster on "
+         "GPUs with bfloat16 units, half the activation memory; usually slower on CPUs); "
          "the classifier head and the maps stay float32. Grad-CAM maps then differ from float32 ones "
          "by about 1% of their maximum, guided gradients by up to about 10%.")
 

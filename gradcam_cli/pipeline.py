@@ -4,6 +4,7 @@ Each batch is one forward pass and one gradient per target (top-1 by default). A
 concerns one image (unreadable file, write error) is recorded and the run goes on.
 """
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,21 +65,30 @@ def _predictions(loaded, probabilities, count=5):
     ]
 
 
-def decode(sources):
+def _each(function, items, workers=None):
+    """[function(item) for item in items], spread over the `workers` thread pool when given."""
+    return list(map(function, items) if workers is None else workers.map(function, items))
+
+
+def _load_one(source):
+    try:
+        return source, load_rgb(source.path), None
+    except ImageError as error:
+        return source, None, str(error)
+
+
+def decode(sources, workers=None):
     """Decode a batch's images: [(source, rgb)] and [(source, reason)] for those that failed."""
-    decoded, failed = [], []
-    for source in sources:
-        try:
-            decoded.append((source, load_rgb(source.path)))
-        except ImageError as error:
-            failed.append((source, str(error)))
-    return decoded, failed
+    loaded = _each(_load_one, sources, workers)
+    decoded = [(source, rgb) for source, rgb, reason in loaded if reason is None]
+    return decoded, [(source, reason) for source, _, reason in loaded if reason is not None]
 
 
-def _read(loaded, sources, crop):
-    """Reader threads' work: decode and prepare a batch (OpenCV and Pillow release the GIL)."""
-    decoded, failed = decode(sources)
-    prepared = prepare(loaded, [rgb for _, rgb in decoded], crop) if decoded else (None, [])
+def _read(loaded, sources, crop, workers=None):
+    """Reader threads' work: decode and prepare a batch, image by image on `workers` (OpenCV
+    and Pillow release the GIL while they decode and resize)."""
+    decoded, failed = decode(sources, workers)
+    prepared = prepare(loaded, [rgb for _, rgb in decoded], crop, workers) if decoded else (None, [])
     return decoded, failed, prepared
 
 
@@ -86,6 +96,9 @@ def _read(loaded, sources, crop):
 # these, however many images a folder holds.
 READ_AHEAD = 2
 WRITE_BEHIND = 2
+# Threads that decode, colour and encode the images of those batches, one image each: a fast
+# accelerator needs all the cores on I/O (PNG encoding alone takes ~10 ms for a 512x512 overlay).
+IMAGE_WORKERS = min(32, os.cpu_count() or 1)
 
 
 def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None):
@@ -121,17 +134,19 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
         if progress is not None:
             progress(count)
 
+    # Batch-level threads wait on the image-level pool, which waits on nothing: no deadlock.
     with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="gradcam-read") as readers, \
-            ThreadPoolExecutor(WRITE_BEHIND, thread_name_prefix="gradcam-write") as writers:
+            ThreadPoolExecutor(WRITE_BEHIND, thread_name_prefix="gradcam-write") as writers, \
+            ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="gradcam-image") as workers:
         for batch in batches[:READ_AHEAD]:
-            reads.append(readers.submit(_read, loaded, batch, options.crop))
+            reads.append(readers.submit(_read, loaded, batch, options.crop, workers))
         for index, batch in enumerate(batches):
             decoded, failed, (inputs, boxes) = reads.popleft().result()
             if index + READ_AHEAD < len(batches):
-                reads.append(readers.submit(_read, loaded, batches[index + READ_AHEAD], options.crop))
+                reads.append(readers.submit(_read, loaded, batches[index + READ_AHEAD], options.crop, workers))
             computed = _compute_batch(loaded, engine, inputs, len(decoded), options, context, plan) if decoded else None
             writes.append((writers.submit(_render_batch, loaded, batch, decoded, failed, boxes, computed, options,
-                                          context, layer), len(batch)))
+                                          context, layer, workers), len(batch)))
             while len(writes) > WRITE_BEHIND:
                 finish(*writes.popleft())
         while writes:
@@ -157,9 +172,9 @@ def expected_outputs(source, options):
     return [path for target in targets(options) for path in output_paths(source, options, target).values()]
 
 
-def prepare(loaded, rgbs, crop=False):
+def prepare(loaded, rgbs, crop=False, workers=None):
     """Images as the model sees them: a preprocessed batch, and the box each view covers."""
-    views = [model_view(rgb, loaded.input_size, crop=crop) for rgb in rgbs]
+    views = _each(lambda rgb: model_view(rgb, loaded.input_size, crop=crop), rgbs, workers)
     inputs = preprocess(np.stack([view for view, _ in views]), loaded.preprocess)
     return inputs, [box for _, box in views]
 
@@ -265,13 +280,16 @@ def _compute_batch(loaded, engine, inputs, count, options, context, plan):
     return Computed(per_target, seconds, reference)
 
 
-def _render_batch(loaded, sources, batch, unreadable, boxes, computed, options, context, layer):
-    """Writer threads' work: every image's files and record. Returns events for the main thread in
-    the order of `sources`: ("result", source, record), ("empty", source, class), ("failed",
-    source, OSError) for a write error, ("unreadable", source, reason) for a decoding error."""
+def _render_batch(loaded, sources, batch, unreadable, boxes, computed, options, context, layer, workers=None):
+    """Writer threads' work: every image's files and record, image by image on `workers`. Returns
+    events for the main thread in the order of `sources`: ("result", source, record), ("empty",
+    source, class), ("failed", source, OSError) for a write error, ("unreadable", source, reason)
+    for a decoding error."""
     events = {id(source): [("unreadable", source, reason)] for source, reason in unreadable}
-    for i, (source, rgb) in enumerate(batch):
-        events[id(source)] = _render_image(loaded, source, rgb, boxes[i], i, computed, options, context, layer)
+    rendered = _each(lambda item: _render_image(loaded, item[1][0], item[1][1], boxes[item[0]], item[0], computed,
+                                                options, context, layer), list(enumerate(batch)), workers)
+    for (source, _), image_events in zip(batch, rendered):
+        events[id(source)] = image_events
     return [event for source in sources for event in events[id(source)]]
 
 

@@ -2,6 +2,9 @@
 --skip-existing resumes, and XLA compilation gives the same numbers."""
 
 import random
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +17,27 @@ from gradcam_cli.methods import Context
 from gradcam_cli.models.loading import describe
 
 
-def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_path):
+@pytest.mark.parametrize("image_workers", [1, 4])
+def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_path, monkeypatch, image_workers):
     folder = tmp_path / "in"
     paths = [write_image(folder / f"img{i:02d}.png", (12 + i, 10), seed=i) for i in range(9)]
     (folder / "img04.png").write_bytes(b"not an image")
     sources = collect([str(folder)]).sources
+    # Images of a batch are decoded and rendered on a pool: make earlier ones finish last.
+    monkeypatch.setattr(pipeline, "IMAGE_WORKERS", image_workers)
+    threads, load_rgb, render_image = set(), pipeline.load_rgb, pipeline._render_image
+
+    def slow_load(path):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.02 * (9 - int(Path(path).stem[3:])))
+        return load_rgb(path)
+
+    def slow_render(loaded, source, rgb, box, i, *args):
+        time.sleep(0.05 * (2 - i))
+        return render_image(loaded, source, rgb, box, i, *args)
+
+    monkeypatch.setattr(pipeline, "load_rgb", slow_load)
+    monkeypatch.setattr(pipeline, "_render_image", slow_render)
     model = tiny_model(keras)
     loaded = describe(model, "tiny", (8, 8), "none", None)
     engine = Engine(loaded, ("target",), batch_size=2)
@@ -42,6 +61,9 @@ def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_p
         direct = pipeline.compute_maps(loaded, Engine(loaded, ("target",), 1), inputs, [top_rank(1)])
         np.testing.assert_allclose(raw, pipeline.full_map(direct.small_maps[0], boxes[0], rgb.shape)[0],
                                    rtol=1e-5, atol=1e-6)
+    pool = {name for name in threads if name.startswith("gradcam-image")}
+    # images decode side by side (those of one batch, and of the batches read ahead)
+    assert len(pool) == 1 if image_workers == 1 else 1 < len(pool) <= image_workers
 
 
 def test_shards_partition_the_inputs_whatever_their_order():
