@@ -5,9 +5,12 @@ alike), it times:
   floor      the bare compiled forward + gradient step on a prepared batch (Engine.run), no I/O
   pipeline   the full run on image files: decode, resize, the step, maps, colouring, PNG writing
   tf-keras-vis  tf_keras_vis.gradcam.Gradcam on the same batches, when that package is installed
-and prints images/s (medians), the per-round ratios, then the peak resident memory of the
-`gradcam` command for a small and a large folder, and the wall time of `gradcam --help` beside
-`python -c "import tensorflow"`. Models use weights=None: nothing is downloaded.
+and prints images/s (medians), the per-round ratios; then the bare step of the exact dilated
+VGG16 (`gradcam dilated`) in float32 and mixed bfloat16 (--precision), interleaved; the peak
+resident memory of the `gradcam` command for a small and a large folder; and the wall time of
+`gradcam --help` beside `python -c "import tensorflow"`. Models use weights=None: nothing is
+downloaded. Runs on either Keras backend (KERAS_BACKEND=jax on a machine without TensorFlow:
+the TensorFlow-only rows say so).
 """
 
 import argparse
@@ -36,13 +39,34 @@ def write_images(folder, count, size=256, seed=0):
     return sorted(folder.glob("*.jpg"))[:count]
 
 
-def load(name):
+def load(name, precision="float32"):
     from gradcam_cli._keras import import_keras
 
     import_keras()
     from gradcam_cli.models.loading import load as load_model
 
-    return load_model(name, weights="none")
+    return load_model(name, weights="none", precision=precision)
+
+
+def dilated_rates(batch_size, rounds):
+    """Images/s of the exact dilated VGG16's bare step (block5_conv3, top-1 class) in float32 and
+    mixed bfloat16, alternating round by round; returns {precision: [rate per round]}."""
+    import numpy as np
+
+    from gradcam_cli.engine import Engine
+    from gradcam_cli.models.loading import dilated_copy
+
+    engines = {}
+    for precision in ("float32", "mixed-bfloat16"):
+        loaded = load("vgg16", precision)
+        copy, target = dilated_copy(loaded, "exact", loaded.default_layer)
+        engines[precision] = Engine(copy, target, batch_size=batch_size)
+    batch = np.random.default_rng(0).uniform(-120, 150, (batch_size, 224, 224, 3)).astype("float32")
+    rates = {precision: [] for precision in engines}
+    for _ in range(rounds + 1):  # the first round traces and is not counted
+        for precision, engine in engines.items():
+            rates[precision].append(time_floor(None, engine, batch))
+    return {precision: values[1:] for precision, values in rates.items()}
 
 
 def time_floor(loaded, engine, batch):
@@ -68,6 +92,10 @@ def time_pipeline(loaded, engine, sources, out):
 
 
 def tf_keras_vis_runner(loaded):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
     try:
         from tf_keras_vis.gradcam import Gradcam
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
@@ -115,6 +143,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-images", default="200,2000", help="folder sizes for the memory check ('' to skip)")
     parser.add_argument("--memory-model", default="resnet50")
+    parser.add_argument("--dilated-batch", type=int, default=1,
+                        help="batch size for the dilated VGG16 rows (0 to skip; 8 on a GPU)")
+    parser.add_argument("--dilated-rounds", type=int, default=2)
     args = parser.parse_args()
 
     import numpy as np
@@ -123,12 +154,17 @@ def main():
     from gradcam_cli.engine import Engine
     from gradcam_cli.inputs import collect
 
+    import keras
+
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores, "
+          f"{pipeline.IMAGE_WORKERS} image threads", flush=True)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     largest = max(sizes) * args.batches
     files = write_images(work / "images", largest)
     print(f"{'model':<10} {'batch':>5} {'floor img/s':>12} {'pipeline img/s':>15} {'pipeline/floor':>15} "
           f"{'tf-keras-vis img/s':>19} {'pipeline/tfkv':>14}   per-round pipeline/floor")
+    tfkv_absent = "not installed" if keras.backend.backend() == "tensorflow" else "TensorFlow only"
     for name in args.models.split(","):
         loaded = load(name)
         tfkv = tf_keras_vis_runner(loaded)
@@ -151,9 +187,16 @@ def main():
             floor, run = statistics.median(floors), statistics.median(runs)
             other = statistics.median(others) if others else None
             print(f"{name:<10} {size:>5} {floor:>12.2f} {run:>15.2f} {statistics.median(ratios):>15.2f} "
-                  f"{(f'{other:.2f}' if other else 'not installed'):>19} "
+                  f"{(f'{other:.2f}' if other else tfkv_absent):>19} "
                   f"{(f'{run / other:.2f}' if other else '-'):>14}   " + " ".join(f"{r:.2f}" for r in ratios),
                   flush=True)
+    if args.dilated_batch:
+        rates = dilated_rates(args.dilated_batch, args.dilated_rounds)
+        single, mixed = (statistics.median(rates[p]) for p in ("float32", "mixed-bfloat16"))
+        ratios = [m / f for f, m in zip(rates["float32"], rates["mixed-bfloat16"])]
+        print(f"dilated exact VGG16, batch {args.dilated_batch}: float32 {single:.3f} img/s, mixed-bfloat16 "
+              f"{mixed:.3f} img/s, ratio {statistics.median(ratios):.2f} (per round "
+              + " ".join(f"{r:.2f}" for r in ratios) + ")", flush=True)
     counts = [int(c) for c in args.memory_images.split(",") if c]
     if counts:
         memory = {}
@@ -165,6 +208,11 @@ def main():
         if len(counts) > 1:
             print(f"ratio {counts[-1]} / {counts[0]} images: {memory[counts[-1]] / memory[counts[0]]:.3f}")
     help_time = median_wall(["gradcam", "--help"])
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        print(f"gradcam --help {help_time:.2f} s; import tensorflow: not installed")
+        return
     tf_time = median_wall([sys.executable, "-c", "import tensorflow"])
     print(f"gradcam --help {help_time:.2f} s, import tensorflow {tf_time:.2f} s, ratio {help_time / tf_time:.3f}")
 
