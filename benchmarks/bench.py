@@ -65,11 +65,11 @@ def dilated_rates(batch_size, rounds):
     rates = {precision: [] for precision in engines}
     for _ in range(rounds + 1):  # the first round traces and is not counted
         for precision, engine in engines.items():
-            rates[precision].append(time_floor(None, engine, batch))
+            rates[precision].append(time_floor(engine, batch))
     return {precision: values[1:] for precision, values in rates.items()}
 
 
-def time_floor(loaded, engine, batch):
+def time_floor(engine, batch):
     import numpy as np
 
     from gradcam_cli.engine import top_rank
@@ -173,13 +173,13 @@ def main():
             engine = Engine(loaded, loaded.default_layer, batch_size=size)
             rgbs = [pipeline.load_rgb(f) for f in files[:size]]
             batch, _ = pipeline.prepare(loaded, rgbs)
-            time_floor(loaded, engine, batch)  # trace once, outside the timings
+            time_floor(engine, batch)  # trace once, outside the timings
             time_pipeline(loaded, engine, sources[:size], work / "warm")
             if tfkv:
                 tfkv(np.asarray(batch))
             floors, runs, others = [], [], []
             for _ in range(args.rounds):
-                floors.append(statistics.median(time_floor(loaded, engine, batch) for _ in range(args.batches)))
+                floors.append(statistics.median(time_floor(engine, batch) for _ in range(args.batches)))
                 runs.append(time_pipeline(loaded, engine, sources, work / "out"))
                 if tfkv:
                     others.append(statistics.median(tfkv(np.asarray(batch)) for _ in range(args.batches)))

@@ -173,7 +173,8 @@ def explain_rows(rows, batch, options):
         for i, (source, rgb) in enumerate(batch):
             class_index = int(codes[i])
             mask = _mask_for(source.path, rgb.shape)
-            record = {"model": loaded.name, "class": class_index, "label": loaded.label(class_index), "cells": []}
+            record = {"model": loaded.name, "precision": loaded.precision, "class": class_index,
+                      "label": loaded.label(class_index), "cells": []}
             images, captions, normalised_maps = [rgb], [f"{loaded.name}\n{loaded.label(class_index)}"], []
             for ready, result in zip(row.ready, computed):
                 entry = {"method": ready.cell.method, "layer": ready.cell.layer, "variant": ready.cell.variant}

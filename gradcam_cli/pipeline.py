@@ -286,9 +286,11 @@ def _render_batch(loaded, sources, batch, unreadable, boxes, computed, options, 
     source, class), ("failed", source, OSError) for a write error, ("unreadable", source, reason)
     for a decoding error."""
     events = {id(source): [("unreadable", source, reason)] for source, reason in unreadable}
-    rendered = _each(lambda item: _render_image(loaded, item[1][0], item[1][1], boxes[item[0]], item[0], computed,
-                                                options, context, layer), list(enumerate(batch)), workers)
-    for (source, _), image_events in zip(batch, rendered):
+    def render(i):
+        source, rgb = batch[i]
+        return _render_image(loaded, source, rgb, boxes[i], i, computed, options, context, layer)
+
+    for (source, _), image_events in zip(batch, _each(render, range(len(batch)), workers)):
         events[id(source)] = image_events
     return [event for source in sources for event in events[id(source)]]
 

@@ -77,6 +77,9 @@ def test_nested_models_and_dilated_copies_take_the_precision(keras):
     assert [base.get_layer(n).compute_dtype for n in ("b_conv1", "b_pool", "b_conv2", "b_bn", "b_out")] == \
         ["bfloat16"] * 5
     assert loaded.model.get_layer("pred").compute_dtype == "float32"
+    # bytes by hand: 32x32x8 (conv1), 16x16x8 (pool), 16x16x16 x3 (conv2, bn, out); the nested
+    # model's own output is b_out's, not counted twice
+    assert loading.activation_bytes(loaded) == 2 * (32 * 32 * 8 + 16 * 16 * 8 + 3 * 16 * 16 * 16)
     images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     result = Engine(loaded, ("base", "b_out"), batch_size=2).run(images, np.full(2, top_rank(1)))
     assert result.activations.dtype == np.float32 and np.abs(result.gradients).max() > 0
@@ -108,3 +111,27 @@ def test_cli_precision_option(tmp_path):
     assert largest < 0.05 and correlation > 0.999
     bad = run_cli(image, "--model", "demo-vgg", "-o", tmp_path / "x", "--precision", "float16")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+    # compare: every cell, the dilated copy's too, at the row's precision
+    cells = {}
+    for precision in ("float32", "mixed-bfloat16"):
+        result = run_cli("compare", image, "--model", "demo-vgg", "-o", tmp_path / f"c{precision}", "--json",
+                         "--methods", "gradcam,dilated", "--precision", precision)
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout)["rows"][0]
+        assert record["precision"] == precision
+        cells[precision] = (record["class"], record["cells"])
+    assert cells["float32"][0] == cells["mixed-bfloat16"][0]  # the same class explained
+    assert [c["method"] for c in cells["float32"][1]] == ["gradcam", "dilated"]
+    for exact, approximate in zip(cells["float32"][1], cells["mixed-bfloat16"][1]):
+        assert exact["method"] == approximate["method"]
+        assert abs(exact["stats"]["raw_max"] - approximate["stats"]["raw_max"]) < 0.05 * exact["stats"]["raw_max"]
+        assert exact["stats"]["raw_max"] != approximate["stats"]["raw_max"]
+
+
+def test_the_command_offers_every_precision():
+    from gradcam_cli import cli
+
+    for command in (cli.gradcam_command, cli.compare_command):
+        option = next(p for p in command.params if p.name == "precision")
+        assert list(option.type.choices) == list(loading.PRECISIONS)

@@ -348,8 +348,14 @@ def fitting_batch(loaded, requested):
     return max(1, min(int(requested), int(DILATED_MEMORY_BUDGET // activation_bytes(loaded))))
 
 
+# --precision: name -> (Keras dtype policy of the convolutional trunk, bytes per activation).
+# cli.py spells the names out (it must not import Keras to build --help); a test ties them.
+PRECISIONS = {"float32": ("float32", 4), "mixed-bfloat16": ("mixed_bfloat16", 2)}
+
+
 def activation_bytes(loaded):
-    """Bytes of one image's spatial activations: what a forward pass holds per image."""
+    """Bytes of one image's spatial activations: what a forward pass holds per image (a nested
+    model's output is its last layer's, counted once)."""
     total = 0
     for info in loaded.layers:
         if info.spatial and not graph.is_model(info.layer):
@@ -357,9 +363,6 @@ def activation_bytes(loaded):
             total += height * width * channels * PRECISIONS[loaded.precision][1]
     return total
 
-
-# --precision: name -> (Keras dtype policy of the convolutional trunk, bytes per activation)
-PRECISIONS = {"float32": ("float32", 4), "mixed-bfloat16": ("mixed_bfloat16", 2)}
 
 
 def set_precision(loaded, precision):
