@@ -15,7 +15,7 @@ from gradcam_cli.errors import UsageProblem
 from gradcam_cli.methods import METHODS, POOLING
 from gradcam_cli.models import registry
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
-from gradcam_cli.outputs import KINDS
+from gradcam_cli.outputs import KINDS, MAP_KINDS
 
 log = logging.getLogger("gradcam_cli")
 
@@ -28,7 +28,8 @@ COLORMAP_NAMES = (
 
 
 class DefaultCommandGroup(click.Group):
-    """A group whose bare form `gradcam IMAGE... [options]` runs the default command."""
+    """A group whose bare form `gradcam IMAGE... [options]` runs the default command, and which
+    reports any unexpected exception in one line (the traceback only with --verbose), exit 1."""
 
     default_command = "gradcam"
 
@@ -36,6 +37,22 @@ class DefaultCommandGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            from gradcam_cli.errors import unexpected
+
+            if _STATE.verbose:
+                import traceback
+
+                traceback.print_exc()
+            hint = "" if _STATE.verbose else " (run with --verbose for details)"
+            click.echo(f"error: failed while {_STATE.activity}: {unexpected(error)}{hint}", err=True)
+            ctx.exit(1)
 
 
 @click.group(
@@ -67,19 +84,36 @@ def _parse_size(ctx, param, value):
         raise click.BadParameter(f"expected N or H,W (e.g. 224 or 224,320). Received: {value!r}")
     if len(parts) == 1:
         parts = parts * 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise click.BadParameter(f"expected N or H,W, each at least 8. Received: {value!r}")
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > MAX_INPUT_SIDE:
+        raise click.BadParameter(f"expected N or H,W, each from 8 to {MAX_INPUT_SIDE}. Received: {value!r}")
     return tuple(parts)
 
 
-def _parse_save(ctx, param, value):
-    if value is None:
-        return None  # the command's default (METHODS[...].default_save)
-    kinds = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise click.BadParameter(f"choose from {', '.join(KINDS)}, comma-separated. Received: {value!r}")
-    return kinds
+# The largest --input-size side (models/loading.py's MAX_INPUT_SIDE; a test ties the two): 8192 x
+# 8192 x 3 float32 is already 800 MB an image.
+MAX_INPUT_SIDE = 8192
+
+
+def _save_parser(kinds):
+    """A --save callback accepting the command's own kinds."""
+
+    def parse(ctx, param, value):
+        if value is None:
+            return None  # the command's default (METHODS[...].default_save)
+        chosen = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
+        if not chosen or any(k not in kinds for k in chosen):
+            raise UsageProblem(f"--save {value}: choose from {', '.join(kinds)}, comma-separated")
+        return chosen
+
+    return parse
+
+
+_MAP_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the float map before "
+                  "normalisation, as .npy (height, width) at the image's resolution). Default: heatmap,overlay.")
+_GUIDED_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the Grad-CAM map, as for "
+                     "`gradcam gradcam`), gradient and gradcam (the input gradient and Guided Grad-CAM "
+                     "images) and their -gray versions; raw also saves both as .npy (height, width, "
+                     "channels) at the model's input size. Default: every PNG kind.")
 
 
 def _parse_shard(ctx, param, value):
@@ -110,9 +144,11 @@ def model_options(function):
                           "~/.keras/models or $KERAS_HOME/models), none (random, for trying things "
                           "offline), or a weights file (.weights.h5 / .h5) to load into the model."),
         click.option("--preprocess", metavar="MODE",
-                     help=f"Input preprocessing for a model file: {', '.join(PREPROCESS_MODES)} "
-                          "(0..1 scaling), or a keras.applications name whose preprocess_input to use. "
-                          "Named models use their own. Default for files: none (raw 0..255 RGB)."),
+                     help=f"Input preprocessing: {', '.join(PREPROCESS_MODES)} (0..1 scaling), or a "
+                          "keras.applications name whose preprocess_input to use. Default: a named "
+                          "model's own; none (raw 0..255) for model files. Given for a named model, it "
+                          "replaces the model's own, with a warning. A 1-channel model is given the "
+                          "image's luminance (0..255), then this preprocessing (none, unit or tf)."),
         click.option("--input-size", callback=_parse_size, metavar="N|H,W",
                      help="Input size for a model file whose input shape is not fixed."),
         click.option("--labels", type=click.Path(dir_okay=False), metavar="FILE",
@@ -121,6 +157,15 @@ def model_options(function):
         click.option("--trust-model", is_flag=True,
                      help="Allow Lambda layers (arbitrary Python code) when loading a .keras file "
                           "you trust; Keras's safe mode refuses them otherwise."),
+        click.option("--import", "imports", multiple=True, metavar="MODULE|FILE.py",
+                     help="Import a Python module or file before the model loads, so that the custom "
+                          "layers it registers (keras.saving.register_keras_serializable) deserialize "
+                          "(repeatable). Importing runs that file's code: only import code you trust. "
+                          "Keras's safe mode stays on unless --trust-model."),
+        click.option("--output", "output", metavar="NAME|INDEX",
+                     help="For a model with several outputs: the classifier output to explain, by "
+                          "name (a layer name, or the key of a dict of outputs) or index. A model with "
+                          "several outputs is refused without it, listing them."),
         click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
                      show_default=True, help="Where to compute."),
         click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages."),
@@ -138,8 +183,13 @@ _precision_option = click.option(
          "by about 1% of their maximum, guided gradients by up to about 10%.")
 
 
-def method_options(function):
-    """Options every method command shares."""
+def method_options(guided=False):
+    """Options every method command shares (`guided`: the --save kinds of guided backpropagation)."""
+    return lambda function: _method_options(function, KINDS if guided else MAP_KINDS,
+                                            _GUIDED_SAVE_HELP if guided else _MAP_SAVE_HELP)
+
+
+def _method_options(function, save_kinds, save_help):
     options = [
         click.argument("images", nargs=-1, required=True, metavar="IMAGE..."),
         click.option("--layer", "-l", metavar="NAME",
@@ -153,14 +203,10 @@ def method_options(function):
                      help="One map for each of the image's k most likely classes."),
         click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",
                      show_default=True,
-                     help="Where outputs go, named <input name>.<method>.<kind>.png, folder trees "
-                          "mirrored."),
-        click.option("--save", callback=_parse_save, metavar="KIND,...",
-                     help="What to write, comma-separated: heatmap, overlay, raw (the float map before "
-                          "normalisation, as .npy at the image's resolution). `guided` adds gradient "
-                          "and gradcam (the input gradient and Guided Grad-CAM images) and their "
-                          "-gray versions; its raw also saves both as .npy at the model's input size. "
-                          "Default: heatmap,overlay; for `guided` every PNG kind."),
+                     help="Where outputs go, named <input name>.<method>[.classN|.topK].<kind>.png, "
+                          "folder trees mirrored (an explicit --class is always in the name). Files "
+                          "in this folder are not taken as inputs; neither are masks (NAME.mask.png)."),
+        click.option("--save", callback=_save_parser(save_kinds), metavar="KIND,...", help=save_help),
         click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False),
                      default="jet", show_default=True, help="OpenCV colormap for heatmaps."),
         click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
@@ -172,7 +218,10 @@ def method_options(function):
                      help="Images per forward/backward pass."),
         click.option("--json", "as_json", is_flag=True,
                      help="Write one JSON object per image to stdout: predictions, target class and "
-                          "score, layer, output paths, map statistics."),
+                          "score, layer, output, channels, output paths, map statistics; a failed "
+                          "image gets a record with an error field. Sizes and points are [width, "
+                          "height] and [x, y]; raw .npy arrays are (height, width). Numbers that are "
+                          "not finite are null."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
         click.option("--shard", callback=_parse_shard, metavar="K/N",
                      help="Process only shard K of N (1-based): a fixed share of the images chosen by "
@@ -190,20 +239,39 @@ def method_options(function):
     return model_options(function)
 
 
+class _State:
+    """What the command is doing, for the one-line report of an unexpected failure."""
+
+    activity = "running the command"
+    verbose = False
+
+
+_STATE = _State()
+
+
 def _setup_logging(verbose, quiet=False):
+    _STATE.verbose = verbose
     level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
     logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
     log.setLevel(level)
 
 
-def _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose, precision="float32"):
+def _load(model, weights=None, preprocess=None, input_size=None, labels=None, trust_model=False, device="auto",
+          verbose=False, precision="float32", imports=(), output=None, quiet=False):
+    """The model, loaded as the model options say; its warnings on stderr unless quiet."""
     from gradcam_cli._keras import import_keras
 
+    _STATE.activity = f"loading model {model}"
     import_keras(device=device, verbose=verbose)
     from gradcam_cli.models.loading import load
 
-    return load(model, weights=weights, preprocess=preprocess, input_size=input_size,
-                labels_file=labels, trust=trust_model, precision=precision)
+    loaded = load(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
+                  trust=trust_model, precision=precision, output=output, imports=imports)
+    if not quiet:
+        for warning in loaded.warnings:
+            click.echo(f"warning: {loaded.name}: {warning}", err=True)
+    _STATE.activity = f"explaining images with {loaded.name}"
+    return loaded
 
 
 class _Console:
@@ -226,38 +294,50 @@ class _Console:
         if self.bar is not None:
             self.bar.clear()
 
-    def failure(self, source, reason):
+    def failure(self, source, reason, record=None):
+        """One image (or argument) failed: a line on stderr; under --json its record (the one
+        given, else {"input", "error"}) on stdout."""
         from gradcam_cli.outputs import json_line
 
         self.clear()
-        click.echo(f"error: {source.path}: {reason}", err=True)
+        path = getattr(source, "path", source)
+        click.echo(f"error: {path}: {reason}", err=True)
         if self.as_json:
-            click.echo(json_line({"input": str(source.path), "error": reason}))
+            click.echo(json_line(record if record is not None else {"input": str(path), "error": reason}))
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
-def _collect(images, quiet, shard=None, exclude=None):
-    """IMAGE arguments expanded (inputs.collect), less those `exclude(path)` names, then shard
-    K/N of them; missing arguments and skipped non-images reported on stderr. Exits 1 when
-    nothing is left and an argument was missing, 0 for an empty shard; UsageProblem otherwise."""
+def _collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=None):
+    """IMAGE arguments expanded (inputs.collect: the files of `output_dir` and masks left out),
+    less those `exclude(path)` names, then shard K/N of them. Missing arguments and broken links
+    are errors (a line on stderr, a record under --json; `failures` counts them), skipped files
+    are counted on stderr. Exits 1 when nothing is left and something was missing, 0 for an
+    empty shard; UsageProblem otherwise."""
     from gradcam_cli.inputs import collect, shard as shard_of
 
-    collected = collect(images, stdin=click.get_text_stream("stdin"))
+    collected = collect(images, stdin=click.get_text_stream("stdin"), output_dir=output_dir)
     if exclude is not None:
         collected.sources = [s for s in collected.sources if not exclude(s.path)]
     if shard is not None:
         collected.sources = shard_of(collected.sources, *shard)
+    console = _Console(0, quiet=True, as_json=as_json)
     for argument in collected.missing:
-        click.echo(f"error: {argument}: no such file or folder", err=True)
-    if collected.skipped and not quiet:
-        click.echo(f"skipped {len(collected.skipped)} file(s) that are not images", err=True)
-        for path in collected.skipped:
-            log.info("skipped %s", path)
+        console.failure(argument, "no such file or folder")
+    for path in collected.broken:
+        console.failure(path, "broken symbolic link (its target does not exist)")
+    if not quiet:
+        for files, what in ((collected.skipped, "file(s) that are not images"),
+                            (collected.masks, "mask file(s) (NAME.mask.png)"),
+                            (collected.excluded, f"file(s) in the output folder {output_dir}")):
+            if files:
+                click.echo(f"skipped {len(files)} {what}", err=True)
+                for path in files:
+                    log.info("skipped %s", path)
     if not collected.sources:
-        if collected.missing:
+        if collected.failures:
             sys.exit(1)
         if shard is not None:
             if not quiet:
@@ -267,21 +347,29 @@ def _collect(images, quiet, shard=None, exclude=None):
     return collected
 
 
-def run_method(method, images, model, weights, preprocess, input_size, labels, trust_model, device,
-               verbose, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
-               as_json, quiet, shard, skip_existing, jit, precision, pool="mean", compare=False):
-    """What every method command does: collect inputs, load, explain, report, exit status."""
-    _setup_logging(verbose, quiet)
-    collected = _collect(images, quiet, shard=shard)
+def _writable(output_dir):
+    """Stop before any work (exit 2) when the output folder cannot be written."""
+    from gradcam_cli.outputs import check_writable
+
+    try:
+        check_writable(output_dir)
+    except OSError as error:
+        raise UsageProblem(f"cannot write to the output folder {output_dir}: {error.strerror or error}") from None
+
+
+def run_method(method, images, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
+               as_json, quiet, shard, skip_existing, jit, precision, pool="mean", compare=False, **model_options):
+    """What every method command does: collect inputs, load, explain, report, exit status.
+    model_options: those of `model_options`, for _load."""
+    _setup_logging(model_options["verbose"], quiet)
+    collected = _collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
-    kinds = METHODS[method].kinds
     if save is None:
         save = METHODS[method].default_save
-    elif any(kind not in kinds for kind in save):
-        raise UsageProblem(f"--save {','.join(save)}: `{method}` writes {', '.join(kinds)}")
-
-    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose, precision)
+    _writable(output_dir)
+    weights = model_options["weights"]
+    loaded = _load(precision=precision, quiet=quiet, **model_options)
     from gradcam_cli.models.labels import class_index
 
     class_indices = tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in classes))
@@ -318,7 +406,8 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
             if item.reason is not None:
                 raise UsageProblem(f"{item.cell.method}: {item.reason}")
         rows = [comparing.Row(loaded, ready, class_indices[0] if class_indices else None)]
-        figure_options = comparing.Options(Path(output_dir), tag="dilated", colormap=colormap.lower(),
+        tag = "dilated" + (f".class{class_indices[0]}" if class_indices else "")
+        figure_options = comparing.Options(Path(output_dir), tag=tag, colormap=colormap.lower(),
                                            alpha=alpha, crop=crop)
         done = lambda source: [comparing.figure_path(figure_options, source.name)]
     else:
@@ -362,7 +451,7 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
                                   on_empty, progress=console.update)
     finally:
         console.close()
-    failed = len(report.failed) + len(collected.missing)
+    failed = len(report.failed) + collected.failures
     if not quiet:
         empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
         click.echo(f"{report.done} image(s) explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
@@ -370,7 +459,7 @@ def run_method(method, images, model, weights, preprocess, input_size, labels, t
 
 
 @main.command("gradcam", short_help="Grad-CAM maps (also what a bare `gradcam IMAGE...` runs).")
-@method_options
+@method_options()
 @click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
               help="How gradients become channel weights: their spatial mean (Grad-CAM) or "
                    "maximum (seed 001's variant).")
@@ -385,7 +474,7 @@ def gradcam_command(**kwargs):
 
 
 @main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.")
-@method_options
+@method_options()
 def cam_command(**kwargs):
     """CAM (Zhou et al. 2016): the target layer's channels weighted by the classifier's kernel
     column for the class, summed, ReLU, upsampled onto the image. No gradients: it applies when
@@ -416,7 +505,8 @@ def _side_by_side(record, reference_name, name, rows=5):
     """Two models' top predictions for one image, side by side (seed 000's comparison)."""
     left, right = record["reference_predictions"], record["predictions"]
     width = max(len(reference_name), *(len(f"{p['label']} ({p['class']}) {p['probability']:.3f}") for p in left))
-    lines = [f"{record['input']}: top-{rows} predictions", f"  {reference_name:<{width}}  {name}"]
+    lines = [f"{record['input']}: top-{rows} predictions, {record['seconds']:.2f} s an image",
+             f"  {reference_name:<{width}}  {name}"]
     for a, b in zip(left[:rows], right[:rows]):
         cell = f"{a['label']} ({a['class']}) {a['probability']:.3f}"
         lines.append(f"  {cell:<{width}}  {b['label']} ({b['class']}) {b['probability']:.3f}")
@@ -435,7 +525,7 @@ def _describe_relus(relus, method):
 
 
 @main.command("guided", short_help="Guided backpropagation and Guided Grad-CAM (or deconvnet) images.")
-@method_options
+@method_options(guided=True)
 @click.option("--mode", type=click.Choice(["guided", "deconvnet"]), default="guided", show_default=True,
               help="How gradients pass back through ReLUs: guided backpropagation (only positive "
                    "gradients, only where the forward input was positive) or deconvnet (only "
@@ -467,7 +557,7 @@ def guided_command(mode, **kwargs):
 
 
 @main.command("dilated", short_help="Grad-CAM at full resolution on a dilated copy of VGG16/VGG19/demo-vgg.")
-@method_options
+@method_options()
 @click.option("--mode", type=click.Choice(["exact", "seed"]), default="exact", show_default=True,
               help="exact: the a trous network, which computes the original's predictions exactly; "
                    "seed: seed 000's dilated VGG16 (poolings removed), a different classifier.")
@@ -539,9 +629,8 @@ def _names(value):
                    "correlation between the cells' maps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
 @_precision_option
-def compare_command(images, model, weights, preprocess, input_size, labels, trust_model, device, verbose,
-                    models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
-                    batch_size, as_json, quiet, precision):
+def compare_command(images, models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
+                    batch_size, as_json, quiet, precision, **model_options):
     """The seeds' comparisons as one figure per image: the image, then one cell per method (at
     each --layers layer) and per --variants variant, each an overlay (or, for guided and
     deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
@@ -557,8 +646,8 @@ def compare_command(images, model, weights, preprocess, input_size, labels, trus
     """
     from gradcam_cli._keras import import_keras
 
-    _setup_logging(verbose, quiet)
-    import_keras(device=device, verbose=verbose)  # before compare's imports load TensorFlow: quietly
+    _setup_logging(model_options["verbose"], quiet)
+    import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
     from gradcam_cli import compare as comparing
 
     chosen_methods, chosen_variants = _names(methods), _names(variants)
@@ -572,24 +661,39 @@ def compare_command(images, model, weights, preprocess, input_size, labels, trus
                                      param_hint="--variants")
     from gradcam_cli.evaluation import is_mask
 
-    collected = _collect(images, quiet, exclude=is_mask)
+    collected = _collect(images, quiet, as_json, exclude=is_mask, output_dir=output_dir)
     sources = collected.sources
+    _writable(output_dir)
     from gradcam_cli.models.labels import class_index
 
-    loaded_models = [_load(name, weights, preprocess, input_size, labels, trust_model, device, verbose, precision)
-                     for name in (_names(models) or [model])]
-    if weights == "none" and not quiet:
+    names = _names(models) or [model_options.pop("model")]
+    model_options.pop("model", None)
+    loaded_models = [_load(name, precision=precision, quiet=quiet, **model_options) for name in names]
+    if model_options["weights"] == "none" and not quiet:
         click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)
     if not chosen_methods and not chosen_variants:
         chosen_methods = [m for m in comparing.DEFAULT_METHODS
                           if any(comparing.applies(loaded, m) for loaded in loaded_models)]
+    for layer in _names(layers):  # a layer that no row's model has is a typo, not a figure of grey cells
+        problems = []
+        for loaded in loaded_models:
+            try:
+                loaded.target_layer(layer)
+                break
+            except UsageProblem as problem:
+                problems.append(problem.format_message())
+        else:
+            raise click.BadParameter("; ".join(problems), param_hint="--layers")
     cells = comparing.columns(chosen_methods, _names(layers), chosen_variants)
     batch_size = min(batch_size, len(sources))
     rows = []
     for loaded in loaded_models:
-        index = None if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes)
+        index = None if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes,
+                                                            model=loaded.name if len(loaded_models) > 1 else None)
         rows.append(comparing.Row(loaded, comparing.ready_cells(loaded, cells, batch_size), index))
-    options = comparing.Options(Path(output_dir), grid=grid, colormap=colormap.lower(), alpha=alpha, crop=crop)
+    tag = f"class{rows[0].class_index}" if class_name is not None else ""
+    options = comparing.Options(Path(output_dir), tag=tag, grid=grid, colormap=colormap.lower(), alpha=alpha,
+                                crop=crop)
     from gradcam_cli.outputs import json_line
 
     console = _Console(len(sources), quiet, as_json)
@@ -601,7 +705,7 @@ def compare_command(images, model, weights, preprocess, input_size, labels, trus
         report = comparing.run(rows, sources, options, on_result, console.failure, console.update)
     finally:
         console.close()
-    failed = len(report.failed) + len(collected.missing)
+    failed = len(report.failed) + collected.failures
     if not quiet:
         click.echo(f"{report.done} image(s) compared, {failed} failed; figures in {output_dir}", err=True)
     sys.exit(1 if failed else 0)
@@ -612,9 +716,9 @@ def models_command():
     """List the known models: input size, default target layer, whether CAM applies (global
     average pooling + one linear classifier), preprocessing. demo-vgg and demo-gap are shipped
     in the package (trained on synthetic shapes): they need no download."""
-    rows = [("model", "input", "default layer", "CAM", "preprocess", "head")]
-    for spec in registry.MODELS.values():
-        rows.append((spec.name, f"{spec.input_size}x{spec.input_size}", spec.default_layer or "(auto)",
+    rows = [("model", "input", "channels", "default layer", "CAM", "preprocess", "head")]
+    for spec in registry.MODELS.values():  # every known model takes RGB; `gradcam layers` tells a file's
+        rows.append((spec.name, f"{spec.input_size}x{spec.input_size}", "rgb", spec.default_layer or "(auto)",
                      "yes" if spec.cam else "no", spec.preprocess, spec.head))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -624,14 +728,19 @@ def models_command():
 @main.command("layers")
 @model_options
 @click.option("--all", "show_all", is_flag=True, help="List every layer, not only those with a spatial output.")
-def layers_command(model, weights, preprocess, input_size, labels, trust_model, device, verbose, show_all):
+def layers_command(show_all, **model_options):
     """List the layers of a model that a map can target, with their output shapes; the default
-    target is marked with *. Named models are built without downloading weights."""
-    _setup_logging(verbose)
-    spec = registry.find(model)
-    if weights is None and spec is not None and spec.is_application:
-        weights = "none"  # layer names and shapes do not depend on the weights
-    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
+    target is marked with *. The first line says what the model is given: its input size and
+    channels (rgb, or luminance for a 1-channel model), preprocessing and output. Named models
+    are built without downloading weights."""
+    _setup_logging(model_options["verbose"])
+    spec = registry.find(model_options["model"])
+    if model_options["weights"] is None and spec is not None and spec.is_application:
+        model_options["weights"] = "none"  # layer names and shapes do not depend on the weights
+    loaded = _load(**model_options)
+    height, width = loaded.input_size
+    click.echo(f"# input {height}x{width}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
+               f"output {loaded.output.name}, {loaded.num_classes} classes")
     for info in loaded.layers:
         if not show_all and not info.spatial:
             continue
@@ -690,8 +799,8 @@ def _annotated_inputs(images, quiet):
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
-def eval_command(images, model, weights, preprocess, input_size, labels, trust_model, device, verbose, layer,
-                 class_name, methods, pool, count, pairs, seed, threshold, control, batch_size, as_json, quiet):
+def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, threshold, control, batch_size, as_json,
+                 quiet, **model_options):
     """Measure how well maps find the object.
 
     Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.synthetic:
@@ -712,7 +821,7 @@ def eval_command(images, model, weights, preprocess, input_size, labels, trust_m
     """
     from gradcam_cli.models.registry import DEMO_CLASSES
 
-    _setup_logging(verbose)
+    _setup_logging(model_options["verbose"])
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
@@ -720,7 +829,7 @@ def eval_command(images, model, weights, preprocess, input_size, labels, trust_m
     if class_name is not None and not images:
         raise UsageProblem("--class applies to IMAGE arguments; generated scenes use each object's class")
     annotated = _annotated_inputs(images, quiet) if images else None
-    loaded = _load(model, weights, preprocess, input_size, labels, trust_model, device, verbose)
+    loaded = _load(quiet=quiet, **model_options)
     if annotated is None and tuple(loaded.labels) != DEMO_CLASSES:
         raise UsageProblem(
             f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); "

@@ -144,7 +144,7 @@ def _cell_image(ready, computed, i, rgb, box, options):
         relu_later = ready.cell.variant == "relu-after-resize"
         small = computed.weighted_sums[i] if relu_later else computed.small_maps[i]
         heat, normalised, empty = pipeline.full_map(small, box, rgb.shape, relu_after_resize=relu_later)
-        picture = render.overlay(rgb, render.colorize(normalised, options.colormap), options.alpha)
+        picture = pipeline.map_overlay(rgb, render.colorize(normalised, options.colormap), box, options.alpha)
         return picture, normalised, maps.statistics(np.maximum(small, 0), normalised, empty)
     array = computed.input_gradients[i] if ready.shows == "gradient" else computed.guided(i)
     normalised, _ = pipeline.saliency_map(array, box, rgb.shape)
@@ -175,7 +175,10 @@ def explain_rows(rows, batch, options):
             mask = _mask_for(source.path, rgb.shape)
             record = {"model": loaded.name, "precision": loaded.precision, "class": class_index,
                       "label": loaded.label(class_index), "cells": []}
-            images, captions, normalised_maps = [rgb], [f"{loaded.name}\n{loaded.label(class_index)}"], []
+            heading = f"{loaded.name}\n{loaded.label(class_index)}"
+            if options.grid:  # rows of several images: say which image a row shows
+                heading = f"{source.name}\n{heading}"
+            images, captions, normalised_maps = [rgb], [heading], []
             for ready, result in zip(row.ready, computed):
                 entry = {"method": ready.cell.method, "layer": ready.cell.layer, "variant": ready.cell.variant}
                 if result is None:

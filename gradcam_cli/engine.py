@@ -20,7 +20,6 @@ import numpy as np
 from keras import ops
 
 from gradcam_cli import backend as backends
-from gradcam_cli.models.graph import run_graph
 from gradcam_cli.models.guided import relu_rewrite
 
 
@@ -47,18 +46,13 @@ class Engine:
         self._step = backends.load().activation_gradients(self._forward, jit=jit, variables=loaded.model.variables)
         self._input_steps = {}  # backprop mode -> compiled step
 
-    def _logits_rewrite(self, path, layer):
-        if path == self.loaded.final_path and self.loaded.logits_call is not None:
-            return self.loaded.logits_call
-        return None
-
     def _rewrite(self, tap):
         target = self.target_path
 
         def rewrite(path, layer):
             if path == target:
                 return lambda *args, **kwargs: tap(layer(*args, **kwargs))
-            return self._logits_rewrite(path, layer)
+            return self.loaded.logits_rewrite(path, layer)
 
         return rewrite
 
@@ -70,7 +64,7 @@ class Engine:
             relus = relu_rewrite(mode)
 
             def rewrite(path, layer):
-                logits = self._logits_rewrite(path, layer)
+                logits = self.loaded.logits_rewrite(path, layer)
                 return logits if logits is not None else relus(path, layer)
 
             forward = lambda images, targets: self._objective(images, targets, rewrite)
@@ -79,7 +73,7 @@ class Engine:
         return self._input_steps[mode]
 
     def _objective(self, images, targets, rewrite):
-        raw = run_graph(self.loaded.model, images, rewrite)
+        raw = self.loaded.forward(images, rewrite)
         scores = self.loaded.head.scores(raw)
         order = ops.argsort(-scores, axis=-1)
         rank = ops.maximum(-targets - 1, 0)
@@ -89,7 +83,7 @@ class Engine:
         return chosen, {"raw": raw, "classes": classes}
 
     def run(self, images, targets, backprop=None):
-        """Explain a batch: `images` (n <= batch_size, H, W, 3) preprocessed float32,
+        """Explain a batch: `images` (n <= batch_size, H, W, C) preprocessed float32,
         `targets` (n,) target codes; `backprop` None, 'guided' or 'deconvnet' for input
         gradients too. Returns a BatchResult for the n images."""
         count = len(images)

@@ -21,3 +21,10 @@ class UsageProblem(click.UsageError):
 
 class ImageError(Exception):
     """One input file could not be used (unreadable, corrupt, too large...)."""
+
+
+def unexpected(error):
+    """An unexpected exception in one line: its type and message."""
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from gradcam_cli.inputs import MASK_SUFFIX, is_mask  # noqa: F401 (eval and compare read it here)
 from gradcam_cli.maps import bounding_box
 
 # The pointing game's tolerance: 15 pixels at 224x224 (Zhang et al. 2016), scaled to the image.
@@ -206,11 +207,6 @@ def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean",
     return report
 
 
-MASK_SUFFIX = ".mask.png"  # an image's object mask: NAME.mask.png beside NAME.ext
-
-
-def is_mask(path):
-    return path.name.endswith(MASK_SUFFIX)
 
 
 def read_mask(image_path, shape):

@@ -122,3 +122,15 @@ def model_view(rgb, size, crop=False):
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     resized = cv2.resize(region, (target_w, target_h), interpolation=interpolation)  # (w, h)!
     return resized.astype(np.float32), box
+
+
+# Luma weights of ITU-R BT.601, as Pillow's "L" mode and OpenCV's RGB2GRAY use them. They sum
+# to 1, so a grey image's luminance is its grey value.
+LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def luminance(views):
+    """(..., 3) float RGB in 0..255 -> (..., 1) luminance in 0..255: what a model of
+    single-channel images is given, before its preprocessing."""
+    views = np.asarray(views, dtype=np.float32)
+    return np.ascontiguousarray((views @ LUMINANCE_WEIGHTS)[..., None], dtype=np.float32)

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+MASK_SUFFIX = ".mask.png"  # an image's object mask: NAME.mask.png beside NAME.ext (eval, compare)
+
+
+def is_mask(path):
+    return Path(path).name.endswith(MASK_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,14 @@ class Collected:
     sources: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # files in folders that are not images
     missing: list = field(default_factory=list)  # arguments that name nothing
+    broken: list = field(default_factory=list)  # symbolic links to nothing, found in folders or named
+    masks: list = field(default_factory=list)  # NAME.mask.png files in folders (not inputs)
+    excluded: list = field(default_factory=list)  # files in the output folder (earlier outputs)
+
+    @property
+    def failures(self):
+        """Arguments and links that name no file: each is a failed input."""
+        return len(self.missing) + len(self.broken)
 
 
 def _read_stdin_arguments(stdin):
@@ -36,7 +49,7 @@ def _expand(argument):
     """An argument as (root, [paths]); root is the folder names are taken relative to."""
     path = Path(argument)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink())
         return path, files
     if path.exists():
         return path.parent, [path]
@@ -49,8 +62,34 @@ def _expand(argument):
     return None, None
 
 
-def collect(arguments, stdin=None):
-    """Expand IMAGE arguments into a `Collected` (sources, skipped non-images, missing)."""
+def _inside(path, folder):
+    try:
+        Path(os.path.realpath(path)).relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _earlier_output(path, root, output_dir):
+    """Whether `path`, found in the folder `root`, is an output of an earlier run: any file in
+    the output folder when that lies inside `root`; when the output folder is `root` itself (or
+    holds it), only files named as outputs are."""
+    if output_dir is None or not _inside(path, output_dir):
+        return False
+    if root is not None and not _inside(root, output_dir):
+        return True
+    from gradcam_cli.outputs import is_output_name
+
+    return is_output_name(Path(path).name)
+
+
+def collect(arguments, stdin=None, output_dir=None, masks=False):
+    """Expand IMAGE arguments into a `Collected` (sources, skipped non-images, missing, broken
+    links). In folders and globs, masks (NAME.mask.png) are set aside unless `masks`, and the
+    files of `output_dir` (a run's own outputs) are left out, so a second run does not explain
+    the first one's pictures."""
+    if output_dir is not None:
+        output_dir = Path(os.path.realpath(output_dir))
     collected = Collected()
     expanded = []
     for argument in arguments:
@@ -63,12 +102,27 @@ def collect(arguments, stdin=None):
 
     seen = set()
     for argument in expanded:
+        if Path(argument).is_symlink() and not Path(argument).exists():
+            collected.broken.append(Path(argument))
+            continue
         root, files = _expand(argument)
         if files is None or (not files and not Path(argument).is_dir()):
             collected.missing.append(argument)
             continue
         named_directly = Path(argument).is_file()
         for path in files:
+            if not named_directly:
+                if path.is_symlink() and not path.exists():
+                    collected.broken.append(path)
+                    continue
+                if not path.is_file():
+                    continue
+                if _earlier_output(path, root, output_dir):
+                    collected.excluded.append(path)
+                    continue
+                if not masks and is_mask(path):
+                    collected.masks.append(path)
+                    continue
             # A file named directly is always tried (the decoder gives the real reason if it is
             # not an image); in folders and globs, other files are skipped and counted.
             if not named_directly and path.suffix.lower() not in IMAGE_SUFFIXES:

@@ -19,6 +19,16 @@ GRADIENT_KINDS = ("gradient", "gradient-gray", "gradcam", "gradcam-gray")
 KINDS = MAP_KINDS + GRADIENT_KINDS
 
 
+def is_output_name(name):
+    """Whether a file name has the shape of this tool's outputs (NAME.METHOD[.TAG].KIND.png|npy,
+    NAME[.TAG].compare.png)."""
+    parts = str(name).split(".")
+    if len(parts) < 4 or parts[-1] not in ("png", "npy"):
+        return False
+    kind = parts[-2]
+    return kind == "compare" or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
+
+
 def _file_mode():
     umask = os.umask(0)
     os.umask(umask)
@@ -29,6 +39,27 @@ def output_path(output_dir, source_name, method, kind, tag=None, extension=None)
     extension = extension or ("npy" if kind == "raw" else "png")
     parts = [source_name, method] + ([tag] if tag else []) + [kind, extension]
     return Path(output_dir) / ".".join(parts)
+
+
+def check_writable(folder):
+    """Check that files can be written in `folder` (made with its parents if missing): OSError
+    when not. The folders made for the check are removed again; writing the outputs makes them.
+    Run before any work, so that a run does not compute every map, then fail to write each one."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(20, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".gradcam-probe-", suffix=".part")
+        os.close(handle)
+        os.unlink(probe)
+    finally:
+        for path in made:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                pass
 
 
 def _write_atomic(path, data):
@@ -49,6 +80,8 @@ def write_png(path, rgb):
     """Write an RGB (or 2-D greyscale) uint8 image as PNG; returns the path as a string."""
     import cv2  # here, not at the top: the CLI reads KINDS at start-up
 
+    if rgb.ndim == 3 and rgb.shape[2] == 1:
+        rgb = rgb[:, :, 0]
     pixels = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # 2-D: greyscale
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
@@ -66,5 +99,17 @@ def write_npy(path, array):
     return str(path)
 
 
+def _finite(value):
+    """`value` with every float that is not finite replaced by None (JSON has no inf or NaN)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def json_line(record):
-    return json.dumps(record, ensure_ascii=False, allow_nan=False)
+    """One JSON line; inf and NaN become null, so the line is always valid JSON."""
+    return json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)

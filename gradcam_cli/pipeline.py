@@ -4,6 +4,7 @@ Each batch is one forward pass and one gradient per target (top-1 by default). A
 concerns one image (unreadable file, write error) is recorded and the run goes on.
 """
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,13 +14,15 @@ import numpy as np
 
 from gradcam_cli import maps, outputs, render
 from gradcam_cli.engine import top_rank
-from gradcam_cli.errors import ImageError
-from gradcam_cli.images import load_rgb, model_view
+from gradcam_cli.errors import ImageError, unexpected
+from gradcam_cli.images import load_rgb, luminance, model_view
 from gradcam_cli.methods import METHODS, Context
 from gradcam_cli.methods.gradcam import strongest_channel
 from gradcam_cli.methods.guided import guided_gradcam, saliency
 from gradcam_cli.models.graph import path_name
 from gradcam_cli.models.preprocess import preprocess, pullback
+
+log = logging.getLogger("gradcam_cli")
 
 
 @dataclass
@@ -49,9 +52,8 @@ class Target:
 
 
 def targets(options):
-    if options.classes:
-        several = len(options.classes) > 1
-        return [Target(c, f"class{c}" if several else None) for c in options.classes]
+    if options.classes:  # always in the name: a run for another class must not overwrite or skip it
+        return [Target(c, f"class{c}") for c in options.classes]
     if options.top_k == 1:
         return [Target(top_rank(1), None)]
     return [Target(top_rank(r), f"top{r}") for r in range(1, options.top_k + 1)]
@@ -60,9 +62,15 @@ def targets(options):
 def _predictions(loaded, probabilities, count=5):
     order = np.argsort(-probabilities)[:count]
     return [
-        {"class": int(i), "label": loaded.label(int(i)), "probability": round(float(probabilities[i]), 6)}
+        {"class": int(i), "label": loaded.label(int(i)), "probability": _rounded(probabilities[i])}
         for i in order
     ]
+
+
+def _rounded(value, digits=6):
+    """A float for a JSON record, or None when it is not finite (JSON has no inf or NaN)."""
+    value = float(value)
+    return round(value, digits) if np.isfinite(value) else None
 
 
 def _each(function, items, workers=None):
@@ -75,6 +83,9 @@ def _load_one(source):
         return source, load_rgb(source.path), None
     except ImageError as error:
         return source, None, str(error)
+    except Exception as error:  # a decoder's own failure (cv2.error, MemoryError...) is this file's
+        return source, None, f"cannot decode: {unexpected(error)}"
+
 
 
 def decode(sources, workers=None):
@@ -103,7 +114,8 @@ IMAGE_WORKERS = min(32, os.cpu_count() or 1)
 
 def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None):
     """Explain every source; returns a Report. Callbacks: on_result(record) per image done,
-    on_failure(source, reason) per image failed, on_empty(source, class) per all-zero map; all
+    on_failure(source, reason[, record]) per image failed (with the image's record when one was
+    made: a model output that is not finite), on_empty(source, class) per all-zero map; all
     called from this thread, in input order.
 
     A stream: reader threads decode and prepare the next batches while the model works on this
@@ -129,6 +141,9 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
             elif kind == "unreadable":
                 report.failed.append((source, value))
                 on_failure(source, value)
+            elif kind == "rejected":  # a record to report, but a failure
+                report.failed.append((source, value[0]))
+                on_failure(source, value[0], value[1])
             else:
                 write_failed(report, source, value, on_failure)
         if progress is not None:
@@ -144,7 +159,11 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
             decoded, failed, (inputs, boxes) = reads.popleft().result()
             if index + READ_AHEAD < len(batches):
                 reads.append(readers.submit(_read, loaded, batches[index + READ_AHEAD], options.crop, workers))
-            computed = _compute_batch(loaded, engine, inputs, len(decoded), options, context, plan) if decoded else None
+            computed = None
+            if decoded:
+                computed, kept, reasons = _compute_pinned(loaded, engine, inputs, options, context, plan)
+                failed = failed + [(decoded[i][0], reason) for i, reason in reasons]
+                decoded, boxes = [decoded[i] for i in kept], [boxes[i] for i in kept]
             writes.append((writers.submit(_render_batch, loaded, batch, decoded, failed, boxes, computed, options,
                                           context, layer, workers), len(batch)))
             while len(writes) > WRITE_BEHIND:
@@ -173,9 +192,13 @@ def expected_outputs(source, options):
 
 
 def prepare(loaded, rgbs, crop=False, workers=None):
-    """Images as the model sees them: a preprocessed batch, and the box each view covers."""
+    """Images as the model sees them: a preprocessed batch, and the box each view covers. A
+    1-channel model gets each view's luminance (images.luminance), then its preprocessing."""
     views = _each(lambda rgb: model_view(rgb, loaded.input_size, crop=crop), rgbs, workers)
-    inputs = preprocess(np.stack([view for view, _ in views]), loaded.preprocess)
+    batch = np.stack([view for view, _ in views])
+    if loaded.channels == 1:
+        batch = luminance(batch)
+    inputs = preprocess(batch, loaded.preprocess)
     return inputs, [box for _, box in views]
 
 
@@ -229,14 +252,24 @@ def saliency_map(gradient, box, image_shape):
 
 
 def gradient_picture(gradient, box, image_shape):
-    """A gradient (H, W[, 3]) drawn centred at mid-grey, resized onto the image: uint8."""
-    return render.to_uint8(maps.resize_into_box(render.gradient_image(gradient), box, image_shape, fill=0.5))
+    """A gradient (H, W[, C]) drawn centred at mid-grey, resized onto the image: uint8, RGB for
+    a colour gradient (a 1-channel model's gradient drawn in grey), 2-D for a 2-D one."""
+    picture = render.to_uint8(maps.resize_into_box(render.gradient_image(gradient), box, image_shape, fill=0.5))
+    if picture.ndim == 3 and picture.shape[2] == 1:
+        picture = np.repeat(picture, 3, axis=2)
+    return picture
 
 
 def gradient_stats(gradient):
     """What the JSON record says of an (H, W, 3) input gradient."""
     rms = float(np.sqrt(np.mean(np.square(gradient))))
     return {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}
+
+
+def map_overlay(rgb, colored, box, alpha):
+    """The coloured map blended onto the image inside the model's view `box`; outside it (what a
+    centre crop cut away, where there is no map) the image is left as it is."""
+    return render.outside_box(render.overlay(rgb, colored, alpha), rgb, box)
 
 
 def full_map(small_map, box, image_shape, relu_after_resize=False):
@@ -254,10 +287,7 @@ def predict(loaded, inputs):
     """Class probabilities of `loaded`'s model for a prepared batch (one forward pass, no gradient)."""
     from keras import ops
 
-    from gradcam_cli.models.graph import run_graph
-
-    rewrite = lambda path, layer: loaded.logits_call if path == loaded.final_path else None
-    return loaded.head.probabilities(ops.convert_to_numpy(run_graph(loaded.model, inputs, rewrite)))
+    return loaded.head.probabilities(ops.convert_to_numpy(loaded.forward(inputs, loaded.logits_rewrite)))
 
 
 @dataclass
@@ -267,6 +297,42 @@ class Computed:
     per_target: list
     seconds: float
     reference: np.ndarray = None  # the reference model's probabilities (dilated copies)
+
+
+def _compute_pinned(loaded, engine, inputs, options, context, plan):
+    """_compute_batch, and when it fails, image by image, so that a failure is pinned to the
+    image that causes it and the others go on. Returns (Computed of the images kept or None,
+    their indices, [(index, reason)] of the others)."""
+    count = len(inputs)
+    try:
+        return _compute_batch(loaded, engine, inputs, count, options, context, plan), list(range(count)), []
+    except Exception as error:
+        if count == 1:
+            log.info("computing the maps failed", exc_info=True)
+            return None, [], [(0, f"cannot compute the maps: {unexpected(error)}")]
+    singles, kept, reasons = [], [], []
+    for i in range(count):
+        computed, _, failed = _compute_pinned(loaded, engine, inputs[i : i + 1], options, context, plan)
+        if failed:
+            reasons.append((i, failed[0][1]))
+        else:
+            singles.append(computed)
+            kept.append(i)
+    return (_concatenate(singles) if singles else None), kept, reasons
+
+
+def _concatenate(parts):
+    """Single-image Computed results joined into one batch's."""
+    per_target = []
+    for k, (target, first) in enumerate(parts[0].per_target):
+        joined = {}
+        for name in MapBatch.__dataclass_fields__:
+            values = [part.per_target[k][1].__dict__[name] for part in parts]
+            joined[name] = None if values[0] is None else np.concatenate(values)
+        per_target.append((target, MapBatch(**joined)))
+    references = [part.reference for part in parts]
+    reference = None if references[0] is None else np.concatenate(references)
+    return Computed(per_target, float(np.mean([part.seconds for part in parts])), reference)
 
 
 def _compute_batch(loaded, engine, inputs, count, options, context, plan):
@@ -304,16 +370,27 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
         "method": options.method,
         "layer": layer,
         "precision": loaded.precision,
-        "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+        "output": loaded.output.name,
+        "channels": loaded.colour,
+        "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],  # [width, height], as every [x, y] here
         "predictions": _predictions(loaded, probabilities[i]),
         "maps": [],
         "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
     }
+    if loaded.warnings:
+        record["warnings"] = list(loaded.warnings)
     if computed.reference is not None:
         record["reference_model"] = options.reference.name
         record["reference_predictions"] = _predictions(options.reference, computed.reference[i])
     if context.relus is not None:
         record["backprop"] = context.relus.as_record(METHODS[options.method].backprop)
+    scores = computed.per_target[0][1].scores[i]
+    if not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum())
+        reason = (f"the model's output is not finite ({bad} of {scores.size} class scores are inf or NaN): "
+                  "no map written")
+        record.update(error=reason, warning="non-finite model output; such numbers are null here")
+        return [("rejected", source, (reason, record))]
     empties = []
     try:
         for target, result in computed.per_target:
@@ -330,6 +407,9 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
             record["maps"].append(entry)
     except OSError as error:
         return [("failed", source, error)]
+    except Exception as error:  # this image's rendering failed: the others go on
+        log.info("rendering %s failed", source.path, exc_info=True)
+        return [("unreadable", source, f"cannot render the outputs: {unexpected(error)}")]
     return empties + [("result", source, record)]
 
 
@@ -346,9 +426,9 @@ def _render_one(loaded, rgb, box, small_map, class_index, score, probability, pa
     if "heatmap" in paths or "overlay" in paths:
         colored = render.colorize(normalised, options.colormap)
         if "heatmap" in paths:
-            written["heatmap"] = outputs.write_png(paths["heatmap"], colored)
+            written["heatmap"] = outputs.write_png(paths["heatmap"], render.outside_box(colored, rgb, box))
         if "overlay" in paths:
-            written["overlay"] = outputs.write_png(paths["overlay"], render.overlay(rgb, colored, options.alpha))
+            written["overlay"] = outputs.write_png(paths["overlay"], map_overlay(rgb, colored, box, options.alpha))
     if "raw" in paths:
         written["raw"] = outputs.write_npy(paths["raw"], heat)
     return {

@@ -29,6 +29,17 @@ def overlay(rgb, heat_rgb, alpha=0.4):
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
+def outside_box(picture, rgb, box):
+    """`picture` inside the box (x0, y0, x1, y1) and the original image `rgb` outside it."""
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = box
+    if (x0, y0, x1, y1) == (0, 0, width, height):
+        return picture
+    result = rgb.copy()
+    result[y0:y1, x0:x1] = picture[y0:y1, x0:x1]
+    return result
+
+
 # Gradient images: 0.1 of the image's range per standard deviation, so +-5 standard deviations
 # span black to white (the convention of Keras's and pytorch-grad-cam's deprocess_image).
 GRADIENT_SPREAD = 0.1

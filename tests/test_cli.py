@@ -148,7 +148,7 @@ def test_top_k_and_class_names(tmp_path, saved_models):
     named = run_cli(image, "--model", saved_models["gap"], "--labels", labels, "-c", "banana",
                     "-o", tmp_path / "n", "--json")
     assert json.loads(named.stdout)["maps"][0]["class"] == 1
-    assert (tmp_path / "n" / "y.png.gradcam.overlay.png").is_file()
+    assert (tmp_path / "n" / "y.png.gradcam.class1.overlay.png").is_file()  # an explicit class is named
 
 
 def test_nested_keras_and_legacy_h5_models(tmp_path, saved_models):
@@ -236,8 +236,8 @@ def test_empty_map_is_flagged_and_rendered_without_heat(tmp_path, keras):
     assert record["maps"][0]["stats"]["empty"] is True and record["maps"][0]["stats"]["peak"] is None
     assert "is zero everywhere" in result.stderr
     assert "1 image(s) explained, 0 failed, 1 map(s) zero everywhere" in result.stderr
-    assert np.load(tmp_path / "o" / "e.png.gradcam.raw.npy").max() == 0
-    heatmap = np.asarray(Image.open(tmp_path / "o" / "e.png.gradcam.heatmap.png"))
+    assert np.load(tmp_path / "o" / "e.png.gradcam.class0.raw.npy").max() == 0
+    heatmap = np.asarray(Image.open(tmp_path / "o" / "e.png.gradcam.class0.heatmap.png"))
     assert (heatmap == render.colorize(np.zeros((1, 1), np.float32))[0, 0]).all()
 
 

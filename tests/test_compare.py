@@ -39,7 +39,9 @@ def test_grid_size_follows_rows_and_columns_and_inapplicable_cells_are_drawn(tmp
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 2 and {r["outputs"]["compare"] for r in records} == {str(tmp_path / "out" / "grid.compare.png")}
     figure = np.asarray(Image.open(records[0]["outputs"]["compare"]))
-    assert figure.shape == expected_size(rows=4, columns=3) + (3,)  # 2 images x 2 models; input + 2 cells
+    # 2 images x 2 models; input + 2 cells; a grid row's first caption names its image (3 lines)
+    assert figure.shape == expected_size(rows=4, columns=3, lines=3) + (3,)
+    assert [r["input"] for r in records] == [str(p) for p in images]
     vgg_cam = records[0]["rows"][0]["cells"][1]
     assert vgg_cam["applicable"] is False and "GlobalAveragePooling2D" in vgg_cam["reason"]
     assert records[0]["rows"][1]["cells"][1]["applicable"] is True  # demo-gap's head is GAP + Dense

@@ -309,5 +309,5 @@ def test_guided_says_which_activations_it_leaves_alone(tmp_path, keras):
     assert result.returncode == 0, result.stderr
     assert "modifies the model's 1 ReLU layer(s) only; these keep their plain gradient: silu x1" in result.stderr
     wrong = run_cli("gradcam", image, "--model", path, "-o", tmp_path / "out", "--save", "heatmap,gradient")
-    assert wrong.returncode == 2 and "`gradcam` writes heatmap, overlay, raw" in wrong.stderr
+    assert wrong.returncode == 2 and "choose from heatmap, overlay, raw, comma-separated" in wrong.stderr
     assert "Traceback" not in wrong.stderr and len(wrong.stderr.strip().splitlines()) <= 3

@@ -94,6 +94,10 @@ def context_for(method, loaded, target_path, pool="mean"):
     kernel = relus = None
     if METHODS[method].needs_classifier:
         kernel, _ = cam_classifier(loaded.layers, target_path)
+        if loaded.head.kind == "binary":  # one sigmoid unit: class 0's score is -z, so its column is -w
+            import numpy as np
+
+            kernel = np.concatenate([-kernel, kernel], axis=1)
     if METHODS[method].backprop:
         relus = census(loaded.layers, loaded.final_path)
     return Context(pool=pool, classifier_kernel=kernel, relus=relus)

@@ -132,30 +132,139 @@ def get_layer(model, path):
     return layer
 
 
-def final_layer_path(model):
-    """The path of the layer that produces the model's (single) output."""
+@dataclass(frozen=True)
+class Output:
+    """One of a model's outputs: its index in the flat output list, its name (the key of a
+    dict-valued output, else the producing layer's name), the producing layer's name, its shape."""
+
+    index: int
+    name: str
+    layer_name: str
+    shape: tuple
+
+    def describe(self):
+        dims = "x".join("?" if d is None else str(d) for d in self.shape[1:])
+        return f"{self.index}: {self.name} ({dims})"
+
+
+def model_outputs(model):
+    """The model's outputs, in the order of keras.tree.flatten (the order `run_graph` returns
+    them in, once flattened)."""
     if isinstance(model, keras.Sequential):
         last = _children(model)[-1]
-    else:
-        outputs = model.outputs
+        return [Output(0, last.name, last.name, tuple(model.output_shape))]
+    structure = model.output
+    names = sorted(structure) if isinstance(structure, dict) else None  # tree.flatten sorts keys
+    result = []
+    for index, tensor in enumerate(model.outputs):
+        layer_name = tensor._keras_history[0].name
+        name = names[index] if names is not None else layer_name
+        result.append(Output(index, name, layer_name, tuple(tensor.shape)))
+    return result
+
+
+def select_output(model, wanted):
+    """The Output called or numbered `wanted` (a name, a dict key, or an index, as str or int).
+    None picks the only output. ValueError listing the outputs otherwise."""
+    outputs = model_outputs(model)
+    listing = ", ".join(output.describe() for output in outputs)
+    if wanted is None:
         if len(outputs) != 1:
-            raise ValueError(f"the model has {len(outputs)} outputs; a single classifier output is needed")
-        last = outputs[0]._keras_history[0]
-    if is_model(last):
-        return (last.name,) + final_layer_path(last)
-    return (last.name,)
+            raise ValueError(f"the model has {len(outputs)} outputs ({listing}); choose the classifier "
+                             "output to explain")
+        return outputs[0]
+    text = str(wanted).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(outputs):
+            raise ValueError(f"output {index} is out of range: the model's outputs are {listing}")
+        return outputs[index]
+    matches = [o for o in outputs if text in (o.name, o.layer_name)]
+    if len(matches) != 1:
+        raise ValueError(f"no output {text!r}: the model's outputs are {listing}")
+    return matches[0]
+
+
+def flat_output(outputs, index):
+    """Output `index` of what run_graph returned (a tensor, list or dict)."""
+    if index is None:
+        return outputs
+    flat = keras.tree.flatten(outputs)
+    return flat[index]
+
+
+def output_chain(model, output=None, prefix=()):
+    """The layers that end the chosen output (None: the only one), from the last one backwards
+    while each takes a single input: [(path, layer), ...]. A nested model is entered (its last
+    layer first). Stops before a layer with several inputs or at the model's input."""
+    if output is None:
+        output = select_output(model, None)
+    if isinstance(model, keras.Sequential):
+        steps = [(layer, None) for layer in reversed(_children(model))]
+    else:
+        steps = _single_input_steps(model.outputs[output.index])
+    chain = []
+    for layer, _ in steps:
+        path = prefix + (layer.name,)
+        if is_model(layer):
+            chain.extend(output_chain(layer, None, path))
+        else:
+            chain.append((path, layer))
+    return chain
+
+
+def _single_input_steps(tensor):
+    """(layer, node) producing `tensor`, then the producer of that layer's single input, and so
+    on (Keras's tensor history), until an input layer or a layer with several inputs."""
+    steps = []
+    while True:
+        layer, node_index, _ = tensor._keras_history
+        if isinstance(layer, keras.layers.InputLayer):
+            return steps
+        steps.append((layer, node_index))
+        inputs = layer._inbound_nodes[node_index].input_tensors
+        if len(inputs) != 1:
+            return steps
+        tensor = inputs[0]
+
+
+def final_layer_path(model, output=None):
+    """The path of the layer that produces the chosen output (None: the only one)."""
+    return output_chain(model, output)[0][0]
+
+
+_TRAINING_ARGUMENT = {}
+
+
+def takes_training(layer):
+    """Whether `layer.call` takes a `training` argument (by its signature, cached per class)."""
+    kind = type(layer)
+    if kind not in _TRAINING_ARGUMENT:
+        import inspect
+
+        try:
+            _TRAINING_ARGUMENT[kind] = "training" in inspect.signature(layer.call).parameters
+        except (TypeError, ValueError):
+            _TRAINING_ARGUMENT[kind] = False
+    return _TRAINING_ARGUMENT[kind]
 
 
 def run_graph(model, inputs, rewrite, prefix=()):
     """Call `model` on `inputs` layer by layer, descending into nested models.
 
     `rewrite(path, layer)` returns None to call the layer as usual, or a callable taking the
-    layer's call arguments that is used instead. Layers run in inference mode (their default
-    outside fit), so BatchNormalization uses its moving statistics and Dropout is the identity.
+    layer's call arguments that is used instead. Every layer runs in inference mode, as in
+    `model.predict`: `training=False` is passed to each layer whose call takes it (Keras's
+    augmentation layers, RandomFlip, RandomRotation..., default to training=True when called
+    outside fit), so augmentation is off, Dropout and noise are the identity and
+    BatchNormalization uses its moving statistics. A layer passes the flag on to the layers it
+    calls itself (Keras's call context). Returns the model's outputs in its own structure.
     """
 
     def call(layer, args, kwargs):
         path = prefix + (layer.name,)
+        if takes_training(layer):
+            kwargs = dict(kwargs, training=False)
         replacement = rewrite(path, layer)
         if replacement is not None:
             return replacement(*args, **kwargs)

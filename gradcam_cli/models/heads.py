@@ -42,6 +42,10 @@ class Head:
     def probabilities(self, raw):
         """(B, C) probabilities from the pre-activation output; numpy."""
         raw = np.asarray(raw, dtype=np.float64)
+        with np.errstate(all="ignore"):  # a model's inf or NaN output stays NaN, reported per image
+            return self._probabilities(raw)
+
+    def _probabilities(self, raw):
         if self.kind == "softmax":
             shifted = raw - raw.max(axis=-1, keepdims=True)
             e = np.exp(shifted)
@@ -52,6 +56,58 @@ class Head:
             p = 1.0 / (1.0 + np.exp(-raw[:, :1]))
             return np.concatenate([1.0 - p, p], axis=-1)
         return raw
+
+
+def _squashes(layer):
+    return type(layer).__name__ == "Softmax" or _activation_name(layer) in _SQUASHING
+
+
+# Layers that may follow the classifier's softmax: it is then still removed (the logits pass
+# through them unchanged, or only reshaped): a float32 linear Activation after a mixed-precision
+# Dense(softmax), a Reshape or Flatten, dropout and noise (the identity at inference).
+_AFTER_SOFTMAX = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                  "Flatten", "Reshape", "Identity")
+
+
+def _identity_or_shape(layer):
+    kind = type(layer).__name__
+    return kind in _AFTER_SOFTMAX or (kind == "Activation" and _activation_name(layer) in (None, "linear"))
+
+
+@dataclass(frozen=True)
+class LogitLayer:
+    """Where the class scores are read: the layer whose call is replaced (`path`), and a
+    warning when a softmax or sigmoid lies in the head but cannot be removed."""
+
+    path: tuple
+    layer: object
+    warning: str = None
+
+
+def logit_layer(chain, spatial):
+    """Find the classifier's softmax or sigmoid in the output `chain` (graph.output_chain: the
+    output's layers from the last one backwards), followed only by identity or shape layers.
+    That layer's call is the one to replace. Without one, the output layer itself (its output is
+    taken as the scores); if a softmax or sigmoid lies further back in the head (before the
+    first `spatial(path)` layer) behind another layer, say that it cannot be removed."""
+    position = len(chain)
+    for position, (path, layer) in enumerate(chain):
+        if _squashes(layer):
+            return LogitLayer(path, layer)
+        if not _identity_or_shape(layer):
+            break
+    output_path, output_layer = chain[0]
+    for index in range(position + 1, len(chain)):
+        path, layer = chain[index]
+        if spatial(path):
+            break
+        if _squashes(layer):
+            kind = "softmax" if type(layer).__name__ == "Softmax" else _activation_name(layer)
+            after = ", ".join(f"{type(l).__name__} {p[-1]!r}" for p, l in reversed(chain[:index]))
+            warning = (f"the {kind} of layer {path[-1]!r} is followed by {after}, so it cannot be removed: "
+                       f"class scores are read after the {kind}, where gradients saturate")
+            return LogitLayer(output_path, output_layer, warning)
+    return LogitLayer(output_path, output_layer)
 
 
 def describe_head(final_layer, units):

@@ -46,7 +46,11 @@ def _labels_from_json(data, path):
         except ValueError:
             raise UsageProblem(f"labels file {path}: JSON object keys must be class indices") from None
         if sorted(indexed) != list(range(len(indexed))):
-            raise UsageProblem(f"labels file {path}: class indices must run 0..{len(indexed) - 1}")
+            missing = sorted(set(range(max(indexed) + 1)) - set(indexed)) if indexed and min(indexed) >= 0 else []
+            listed = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+            detail = f"index {listed} missing" if missing else f"found {min(indexed)} among them"
+            raise UsageProblem(f"labels file {path}: the keys must be the class indices 0, 1, 2, ... without "
+                               f"gaps; {detail}")
         # Keras's own format is {"0": ["n01440764", "tench"], ...}: take the name.
         return tuple(
             str(indexed[i][-1] if isinstance(indexed[i], list) else indexed[i])
@@ -55,25 +59,27 @@ def _labels_from_json(data, path):
     raise UsageProblem(f"labels file {path}: expected a JSON list or object")
 
 
-def class_index(spec, labels, num_classes):
-    """Resolve a --class value (an index or a class name) to an index; UsageProblem if neither."""
+def class_index(spec, labels, num_classes, model=None):
+    """Resolve a --class value (an index or a class name) to an index; UsageProblem if neither.
+    `model`: the model's name, for the message."""
     spec = str(spec).strip()
+    the_model = f"model {model}" if model else "the model"
     if spec.lstrip("-").isdigit():
         index = int(spec)
         if not 0 <= index < num_classes:
             raise UsageProblem(
-                f"--class {index} is out of range: the model has {num_classes} classes "
+                f"--class {index} is out of range: {the_model} has {num_classes} classes "
                 f"(0..{num_classes - 1})"
             )
         return index
     if not labels:
-        raise UsageProblem(f"--class {spec!r}: the model has no class names; give an index or --labels FILE")
+        raise UsageProblem(f"--class {spec!r}: {the_model} has no class names; give an index or --labels FILE")
     wanted = spec.lower().replace(" ", "_")
     matches = [i for i, name in enumerate(labels) if name.lower().replace(" ", "_") == wanted]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise UsageProblem(f"--class {spec!r} names several classes {matches}: give the index")
+        raise UsageProblem(f"--class {spec!r} names several classes of {the_model} {matches}: give the index")
     near = [name for name in labels if wanted in name.lower()][:8]
     hint = f"; similar: {', '.join(near)}" if near else ""
-    raise UsageProblem(f"--class {spec!r} is not a class name of this model{hint}")
+    raise UsageProblem(f"--class {spec!r} is not a class name of {the_model}{hint}")

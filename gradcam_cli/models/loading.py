@@ -37,10 +37,29 @@ class LoadedModel:
     spec: object = None  # the registry entry, for keras.applications models
     reference: object = None  # for a dilated copy (dilated_copy): the LoadedModel it was made from
     precision: str = "float32"  # a PRECISIONS key (set_precision)
+    channels: int = 3  # the model's input channels: 3 (RGB) or 1 (the image's luminance)
+    output: object = None  # the graph.Output explained (the model's only one, or the one chosen)
+    warnings: tuple = ()  # what a user should know about how the scores are read
 
     @property
     def num_classes(self):
         return self.head.num_classes
+
+    @property
+    def colour(self):
+        """The channel layout the model is given: 'rgb', or 'luminance' for 1-channel models."""
+        return "luminance" if self.channels == 1 else "rgb"
+
+    def logits_rewrite(self, path, layer):
+        """A run_graph rewrite that reads the chosen output before its softmax/sigmoid."""
+        if path == self.final_path and self.logits_call is not None:
+            return self.logits_call
+        return None
+
+    def forward(self, inputs, rewrite):
+        """The chosen output of the model on a preprocessed batch, called layer by layer with
+        `rewrite` (graph.run_graph)."""
+        return graph.flat_output(graph.run_graph(self.model, inputs, rewrite), self.output.index)
 
     @property
     def target_layers(self):
@@ -178,6 +197,13 @@ def load_model_file(path, trust=False):
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as error:
         text = _one_line(error)
+        unknown = unknown_classes(error, path)
+        if unknown:
+            raise UsageProblem(
+                f"cannot load model {path}: it uses {', '.join(unknown)}, which Keras does not know; "
+                "pass --import with the module or .py file that defines and registers "
+                f"{'it' if len(unknown) == 1 else 'them'} (keras.saving.register_keras_serializable)"
+            ) from None
         if "Lambda" in text or "safe_mode" in text:
             raise UsageProblem(
                 f"{path} contains a Lambda layer, which Keras will not load in safe mode; "
@@ -192,20 +218,97 @@ def load_model_file(path, trust=False):
         raise UsageProblem(f"cannot load model {path}: {text}") from None
 
 
-def _input_size(model, requested):
+# The largest input side accepted for a model whose input size is free: 8192 x 8192 x 3 float32
+# is already 800 MB an image.
+MAX_INPUT_SIDE = 8192
+
+
+_UNKNOWN_CLASS = (r"Could not locate class '([^']+)'", r"Could not locate function '([^']+)'",
+                  r"Unknown (?:layer|object|class|activation|function)[a-z ]*: '([^']+)'")
+
+
+def unknown_classes(error, path):
+    """The custom classes a failed load could not find, as 'Name (module mod)' where the file
+    says, else []: from Keras's message (its wording differs between .keras and .h5)."""
+    text = " ".join(str(error).split())
+    names = []
+    for pattern in _UNKNOWN_CLASS:
+        names += [name for name in re.findall(pattern, text) if name not in names]
+    if not names:
+        return []
+    modules = _class_modules(path)
+    described = []
+    for name in names:
+        module = modules.get(name) or modules.get(name.split(">")[-1])
+        described.append(f"class {name.split('>')[-1]!r}" + (f" (module {module})" if module else ""))
+    return described
+
+
+def _class_modules(path):
+    """{class or registered name: module} for the non-Keras classes in a .keras file's config."""
+    import json
+    import zipfile
+
+    found = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            module = node.get("module")
+            if isinstance(node.get("class_name"), str) and isinstance(module, str) and not module.startswith("keras"):
+                found[node["class_name"]] = module
+                if isinstance(node.get("registered_name"), str):
+                    found[node["registered_name"]] = module
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            walk(json.loads(archive.read("config.json")))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass
+    return found
+
+
+def _input_shape(model):
     shape = model.input_shape
     if isinstance(shape, list):
         if len(shape) != 1:
             raise UsageProblem(f"the model has {len(shape)} inputs; an image classifier with one is needed")
         shape = shape[0]
-    if len(shape) != 4 or shape[-1] not in (1, 3, None):
-        raise UsageProblem(f"the model's input shape {shape} is not (height, width, 3) images")
+    if len(shape) != 4:
+        raise UsageProblem(f"the model's input shape {shape} is not (height, width, channels) images")
+    return shape
+
+
+def input_channels(model):
+    """The model's input channels: 3 for RGB (and a free channel count), 1 for single-channel
+    images; other counts are kept here (tests drive the engine with them) and refused for images
+    by `check_image_channels`."""
+    return _input_shape(model)[-1] or 3
+
+
+def check_image_channels(loaded):
+    """UsageProblem unless an image can give `loaded` its input: 3 channels (RGB) or 1 (luminance)."""
+    if loaded.channels not in (1, 3):
+        raise UsageProblem(f"{loaded.name} takes {loaded.channels}-channel inputs; an image gives 1 (luminance) "
+                           "or 3 (RGB)")
+    return loaded
+
+
+def _input_size(model, requested):
+    shape = _input_shape(model)
     height, width = shape[1], shape[2]
     if requested is not None:
         if height is not None and (height, width) != tuple(requested):
             raise UsageProblem(
                 f"--input-size {requested[0]}x{requested[1]}: the model takes {height}x{width} inputs"
             )
+        if max(requested) > MAX_INPUT_SIDE:
+            raise UsageProblem(f"--input-size {requested[0]}x{requested[1]}: each side must be at most "
+                               f"{MAX_INPUT_SIDE}")
         return tuple(requested)
     if height is None or width is None:
         raise UsageProblem("the model's input size is not fixed: give --input-size H,W (or N)")
@@ -227,30 +330,42 @@ def _resolve_preprocess(value, default):
     raise UsageProblem(f"unknown --preprocess {value!r}; choose from {choices}")
 
 
-def describe(model, name, input_size, preprocess, class_names, spec=None):
-    """Gather what the engine needs about `model` into a LoadedModel."""
+# Per-colour preprocessing that a single-channel input cannot take.
+_COLOUR_MODES = ("caffe", "torch")
+
+
+def describe(model, name, input_size, preprocess, class_names, spec=None, output=None, warnings=()):
+    """Gather what the engine needs about `model` into a LoadedModel. `output`: the name or
+    index of the output to explain (None: the model's only one)."""
     try:
         graph.ensure_built(model)
-        final_path = graph.final_layer_path(model)
+        chosen = graph.select_output(model, output)
+        chain = graph.output_chain(model, chosen)
     except ValueError as error:
-        raise UsageProblem(f"{name}: {error}") from None
-    final_layer = graph.get_layer(model, final_path)
-    out_shape = model.output_shape
+        hint = "; pick one with --output NAME|INDEX" if "outputs" in str(error) else ""
+        raise UsageProblem(f"{name}: {error}{hint}") from None
+    channels = input_channels(model)
+    if channels == 1 and preprocess in _COLOUR_MODES:
+        raise UsageProblem(f"{name} takes 1-channel images: {preprocess} preprocessing works per colour; "
+                           "use none, unit or tf")
+    out_shape = chosen.shape
     if len(out_shape) != 2:
         raise UsageProblem(f"{name}: the output shape {out_shape} is not (batch, classes)")
-    head = heads.describe_head(final_layer, out_shape[-1])
     try:
-        logits_call = heads.pre_activation(final_layer)
+        layers = graph.describe_layers(model, input_size, channels)
+    except Exception as error:  # a layer whose shape cannot be inferred symbolically
+        raise UsageProblem(f"{name}: cannot infer layer shapes: {_one_line(error)}") from None
+    spatial = {info.path for info in layers if info.spatial}
+    found = heads.logit_layer(chain, lambda path: path in spatial)
+    head = heads.describe_head(found.layer, out_shape[-1])
+    try:
+        logits_call = heads.pre_activation(found.layer)
     except ValueError as error:
         raise UsageProblem(f"{name}: {error}") from None
     if class_names and len(class_names) != head.num_classes:
         raise UsageProblem(
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
-    try:
-        layers = graph.describe_layers(model, input_size)
-    except Exception as error:  # a layer whose shape cannot be inferred symbolically
-        raise UsageProblem(f"{name}: cannot infer layer shapes: {_one_line(error)}") from None
     default_layer = graph.default_target_layer(layers)
     if default_layer is None:
         raise UsageProblem(f"{name}: no layer with a spatial (height, width, channels) output")
@@ -261,25 +376,33 @@ def describe(model, name, input_size, preprocess, class_names, spec=None):
         preprocess=preprocess,
         labels=tuple(class_names or ()),
         head=head,
-        final_path=final_path,
+        final_path=found.path,
         logits_call=logits_call,
         default_layer=default_layer,
         layers=layers,
         spec=spec,
+        channels=channels,
+        output=chosen,
+        warnings=tuple(warnings) + ((found.warning,) if found.warning else ()),
     )
 
 
 def load(model_name, weights=None, preprocess=None, input_size=None, labels_file=None, trust=False,
-         precision="float32"):
+         precision="float32", output=None, imports=()):
     """Load a model for explanation: a registry name or a model file path.
 
     weights: None (the default: ImageNet for registry models, the file's own for model files),
     'imagenet', 'none', or a weights file path. precision: a PRECISIONS key (set_precision).
+    output: the name or index of the output to explain, for models with several. imports:
+    modules or .py files to import first, so that the custom classes they register load.
     """
-    return set_precision(_load(model_name, weights, preprocess, input_size, labels_file, trust), precision)
+    for item in imports:
+        import_user_code(item)
+    loaded = _load(model_name, weights, preprocess, input_size, labels_file, trust, output)
+    return set_precision(check_image_channels(loaded), precision)
 
 
-def _load(model_name, weights, preprocess, input_size, labels_file, trust):
+def _load(model_name, weights, preprocess, input_size, labels_file, trust, output):
     spec = registry.find(model_name)
     class_names = labels_module.read_labels(labels_file) if labels_file else None
     if spec is not None:
@@ -291,7 +414,11 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust):
         model = build_registered(spec, weights)
         size = (spec.input_size, spec.input_size)
         names = class_names or spec.labels or labels_module.imagenet_labels()
-        return describe(model, spec.name, size, _resolve_preprocess(preprocess, spec.preprocess), names, spec)
+        chosen = _resolve_preprocess(preprocess, spec.preprocess)
+        notes = []
+        if chosen != spec.preprocess:
+            notes.append(f"--preprocess {chosen} replaces {spec.name}'s own preprocessing ({spec.preprocess})")
+        return describe(model, spec.name, size, chosen, names, spec, output=output, warnings=notes)
 
     path = Path(model_name)
     if not path.exists() and not re.search(r"[/\\.]", model_name):
@@ -308,10 +435,52 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust):
     size = _input_size(model, input_size)
     if weights is not None:
         _load_weights(model, Path(weights))
-    out_units = model.output_shape[-1] if len(model.output_shape) == 2 else None
-    if class_names is None and out_units == 1000:
+    try:
+        out_shape = graph.select_output(model, output).shape
+    except ValueError:
+        out_shape = ()  # describe() says what is wrong
+    if class_names is None and len(out_shape) == 2 and out_shape[-1] == 1000:
         class_names = labels_module.imagenet_labels()  # a saved ImageNet classifier
-    return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names)
+    return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names, output=output)
+
+
+def import_user_code(item):
+    """Import a module by name ('mypackage.layers') or a Python file ('layers.py'), so that the
+    Keras classes it registers (keras.saving.register_keras_serializable) can be deserialized.
+    Importing runs the module's code. UsageProblem in one line when it cannot be imported."""
+    import importlib
+    import importlib.util
+
+    text = str(item)
+    path = Path(text)
+    try:
+        if text.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise UsageProblem(f"cannot import {text}: no such file")
+            name = path.stem
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None:
+                raise UsageProblem(f"cannot import {text}: not a Python file")
+            module = importlib.util.module_from_spec(spec)
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)  # as `python FILE` does: its sibling modules import
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
+            return module
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # `--import mylayers` finds ./mylayers.py
+        return importlib.import_module(text)
+    except UsageProblem:
+        raise
+    except ModuleNotFoundError as error:
+        raise UsageProblem(f"cannot import {text}: {error}") from None
+    except Exception as error:  # the user's module failed while running: say how, in one line
+        raise UsageProblem(f"cannot import {text}: {type(error).__name__}: {_one_line(error)}") from None
 
 
 def dilated_copy(loaded, mode, target_path):
@@ -324,7 +493,8 @@ def dilated_copy(loaded, mode, target_path):
     except NotConvertible as error:
         raise UsageProblem(f"{loaded.name}: {error}") from None
     suffix = "a trous" if mode == "exact" else "seed 000's dilated copy"
-    converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels)
+    converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
+                         warnings=loaded.warnings)
     converted.reference = loaded
     return set_precision(converted, loaded.precision), dilated_target(converted, target_path)
 
