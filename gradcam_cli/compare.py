@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gradcam_cli import maps, outputs, render
-from gradcam_cli.errors import ImageError, UsageProblem
+from gradcam_cli.errors import ImageError, UsageProblem, unexpected
 from gradcam_cli.evaluation import rank_correlation, read_mask, single_figures
 from gradcam_cli.methods import METHODS, context_for
 from gradcam_cli.models.graph import path_name
@@ -254,7 +254,8 @@ def run(rows, sources, options, on_result, on_failure, progress=None):
             report.failed.append((source, reason))
             on_failure(source, reason)
         if batch:
-            for (source, rgb), rows_done in zip(batch, explain_rows(rows, batch, options)):
+            batch, explained = _explain_pinned(rows, batch, options, report, on_failure)
+            for (source, rgb), rows_done in zip(batch, explained):
                 record = {"input": str(source.path), "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
                           "rows": [r for r, _, _ in rows_done]}
                 figure = Figure([images for _, images, _ in rows_done], [captions for _, _, captions in rows_done])
@@ -270,6 +271,25 @@ def run(rows, sources, options, on_result, on_failure, progress=None):
     if options.grid and pending:
         _write(grid, figure_path(options, "grid"), options, pending, report, on_result, on_failure)
     return report
+
+
+def _explain_pinned(rows, batch, options, report, on_failure):
+    """explain_rows, and when it fails, image by image: an image whose cells cannot be computed
+    is reported and the others go on. Returns the batch's images kept and their rows."""
+    try:
+        return batch, explain_rows(rows, batch, options)
+    except Exception as error:
+        if len(batch) == 1:
+            reason = f"cannot compute the maps: {unexpected(error)}"
+            report.failed.append((batch[0][0], reason))
+            on_failure(batch[0][0], reason)
+            return [], []
+    kept, explained = [], []
+    for item in batch:
+        done, rows_done = _explain_pinned(rows, [item], options, report, on_failure)
+        kept += done
+        explained += rows_done
+    return kept, explained
 
 
 def _write(figure, path, options, done, report, on_result, on_failure):

@@ -173,7 +173,7 @@ def test_nested_keras_and_legacy_h5_models(tmp_path, saved_models):
     (["--class", "boxer"], "the model has no class names"),
     (["--top-k", "4"], "--top-k 4: the model has 3 classes"),
     (["--weights", "WEIGHTS"], "cannot load weights file"),
-    (["--save", "heatmap,pdf"], "Invalid value for '--save'"),
+    (["--save", "heatmap,pdf"], "--save heatmap,pdf: choose from heatmap, overlay, raw, comma-separated"),
     (["--colormap", "nope"], "Invalid value for '--colormap'"),
 ])
 def test_usage_errors_exit_2_in_one_line(tmp_path, saved_models, extra, message):

@@ -172,6 +172,7 @@ def test_dilated_command_writes_full_resolution_maps_and_both_predictions(tmp_pa
     assert seed.returncode == 0, seed.stderr
     assert seed.stdout.split() == [str(out / f"scene3.png.dilated-seed.{kind}.png") for kind in ("heatmap", "overlay")]
     assert "top-5 predictions" in seed.stderr and "demo-vgg (seed 000's dilated copy)" in seed.stderr
+    assert re.search(r"top-5 predictions, \d+\.\d\d s an image", seed.stderr)  # the per-image seconds
 
 
 def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):

@@ -35,17 +35,22 @@ def records(result):
 
 # --- inference mode --------------------------------------------------------------------------
 
-def _augmented(keras, with_noise_layers=True, seed=3):
+def _augmented(keras, with_noise_layers=True, seed=3, nested=False):
     """RandomFlip, RandomRotation, RandomZoom, GaussianNoise and Dropout around a small CNN; the
-    same weights with `with_noise_layers=False` give the model without them."""
+    same weights with `with_noise_layers=False` give the model without them. `nested`: the
+    augmentation as a Sequential inside the model, as keras.io's "Image classification from
+    scratch" builds it."""
     layers = keras.layers
     inputs = keras.Input((24, 24, 3))
     x = inputs
     if with_noise_layers:
-        x = layers.RandomFlip("horizontal", seed=1)(x)
-        x = layers.RandomRotation(0.2, seed=2)(x)
-        x = layers.RandomZoom(0.3, seed=3)(x)
-        x = layers.GaussianNoise(1.0)(x)
+        augmentation = [layers.RandomFlip("horizontal", seed=1), layers.RandomRotation(0.2, seed=2),
+                        layers.RandomZoom(0.3, seed=3), layers.GaussianNoise(1.0)]
+        if nested:
+            x = keras.Sequential(augmentation, name="augmentation")(x)
+        else:
+            for layer in augmentation:
+                x = layer(x)
     x = layers.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(x)
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
@@ -66,8 +71,9 @@ def _augmented(keras, with_noise_layers=True, seed=3):
     return model
 
 
-def test_augmentation_dropout_and_noise_layers_run_in_inference_mode(keras):
-    model = _augmented(keras)
+@pytest.mark.parametrize("nested", [False, True])
+def test_augmentation_dropout_and_noise_layers_run_in_inference_mode(keras, nested):
+    model = _augmented(keras, nested=nested)
     plain = _augmented(keras, with_noise_layers=False)  # same weights, no random layers
     images = np.random.default_rng(0).uniform(0, 255, (3, 24, 24, 3)).astype("float32")
     runs = []
@@ -516,3 +522,22 @@ def test_the_cli_size_limit_is_the_loaders(keras):
 
     assert cli.MAX_INPUT_SIDE == loading.MAX_INPUT_SIDE
 
+
+
+def test_compare_pins_a_failure_to_its_image(tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    write_image(folder / "a.png", (20, 20), seed=1)
+    Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(folder / "white.png")
+    real = pipeline.compute_maps
+
+    def fails_on_white(loaded, engine, inputs, *args, **kwargs):
+        if (np.asarray(inputs) >= 0.999).all(axis=(1, 2, 3)).any():
+            raise FloatingPointError("a white image")
+        return real(loaded, engine, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compute_maps", fails_on_white)
+    result = invoke("compare", folder, "--model", "demo-gap", "--methods", "gradcam", "-o", tmp_path / "o")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "white.png" in errors[0] and "a white image" in errors[0]
+    assert (tmp_path / "o" / "a.png.compare.png").is_file() and "1 image(s) compared, 1 failed" in result.stderr

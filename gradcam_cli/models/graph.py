@@ -170,8 +170,7 @@ def select_output(model, wanted):
     listing = ", ".join(output.describe() for output in outputs)
     if wanted is None:
         if len(outputs) != 1:
-            raise ValueError(f"the model has {len(outputs)} outputs ({listing}); choose the classifier "
-                             "output to explain")
+            raise ValueError(f"the model has {len(outputs)} outputs ({listing})")
         return outputs[0]
     text = str(wanted).strip()
     if text.lstrip("-").isdigit():

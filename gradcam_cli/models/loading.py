@@ -342,7 +342,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         chosen = graph.select_output(model, output)
         chain = graph.output_chain(model, chosen)
     except ValueError as error:
-        hint = "; pick one with --output NAME|INDEX" if "outputs" in str(error) else ""
+        hint = "; choose the classifier output to explain with --output NAME|INDEX" if "outputs" in str(error) else ""
         raise UsageProblem(f"{name}: {error}{hint}") from None
     channels = input_channels(model)
     if channels == 1 and preprocess in _COLOUR_MODES:
