@@ -400,7 +400,7 @@ def run_method(method, images, layer, classes, top_k, output_dir, save, colormap
         from gradcam_cli import compare as comparing
 
         layer_name = path_name(target_path)
-        cells = comparing.columns(["gradcam", "dilated-seed", "dilated"], [layer_name])
+        cells = comparing.columns(["gradcam", "dilated-no-pooling", "dilated"], [layer_name])
         ready = comparing.ready_cells(loaded, cells, batch_size)
         for item in ready:
             if item.reason is not None:
@@ -462,7 +462,7 @@ def run_method(method, images, layer, classes, top_k, output_dir, save, colormap
 @method_options()
 @click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
               help="How gradients become channel weights: their spatial mean (Grad-CAM) or "
-                   "maximum (seed 001's variant).")
+                   "maximum (a variant: the strongest gradient of each channel).")
 def gradcam_command(**kwargs):
     """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
     pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
@@ -502,7 +502,7 @@ def _dilated(loaded, method, target_path, batch_size, quiet):
 
 
 def _side_by_side(record, reference_name, name, rows=5):
-    """Two models' top predictions for one image, side by side (seed 000's comparison)."""
+    """Two models' top predictions for one image, side by side."""
     left, right = record["reference_predictions"], record["predictions"]
     width = max(len(reference_name), *(len(f"{p['label']} ({p['class']}) {p['probability']:.3f}") for p in left))
     lines = [f"{record['input']}: top-{rows} predictions, {record['seconds']:.2f} s an image",
@@ -558,14 +558,15 @@ def guided_command(mode, **kwargs):
 
 @main.command("dilated", short_help="Grad-CAM at full resolution on a dilated copy of VGG16/VGG19/demo-vgg.")
 @method_options()
-@click.option("--mode", type=click.Choice(["exact", "seed"]), default="exact", show_default=True,
+@click.option("--mode", type=click.Choice(["exact", "no-pooling"]), default="exact", show_default=True,
               help="exact: the a trous network, which computes the original's predictions exactly; "
-                   "seed: seed 000's dilated VGG16 (poolings removed), a different classifier.")
+                   "no-pooling: the poolings removed and the convolutions dilated instead, a different "
+                   "classifier.")
 @click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
               help="Grad-CAM's channel pooling.")
 @click.option("--compare", is_flag=True,
               help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
-                   "Grad-CAM, the seed-mode map and the exact map side by side, for the same class.")
+                   "Grad-CAM, the no-pooling map and the exact map side by side, for the same class.")
 def dilated_command(mode, compare, **kwargs):
     """Grad-CAM on a dilated copy of a plain convolutional network (VGG16, VGG19, demo-vgg, or a
     model file of stride-1 convolutions, non-overlapping pooling, Flatten or global pooling and a
@@ -573,15 +574,16 @@ def dilated_command(mode, compare, **kwargs):
     block5_conv3 instead of 14x14.
 
     \b
-    --mode exact  each pooling becomes a stride-1 pooling over a dilated window ("a trous") and the
-                  convolutions after it are dilated; the classifier reads the last map every 32
-                  pixels. Same predictions as the original, and the original's block5_conv3 on every
-                  16th pixel: a full-resolution map of the original classifier.
-    --mode seed   seed 000's dilated VGG16: poolings removed, convolutions dilated
-                  1,1,2,2,4,4,4,8,8,8,16,16,16, MaxPooling2D(32) before Flatten. Same weights, but
-                  its predictions degrade and its map shows a grid pattern.
+    --mode exact       each pooling becomes a stride-1 pooling over a dilated window ("a
+                       trous") and the convolutions after it are dilated; the classifier reads
+                       the last map every 32 pixels. Same predictions as the original, and the
+                       original's block5_conv3 on every 16th pixel: a full-resolution map of
+                       the original classifier.
+    --mode no-pooling  poolings removed, convolutions dilated 1,1,2,2,4,4,4,8,8,8,16,16,16,
+                       MaxPooling2D(32) before Flatten (the "dilated VGG16" often tried). Same
+                       weights, but its predictions degrade and its map shows a grid pattern.
 
-    Outputs are named NAME.dilated.KIND.png (exact) or NAME.dilated-seed.KIND.png. Both models'
+    Outputs are named NAME.dilated.KIND.png (exact) or NAME.dilated-no-pooling.KIND.png. Both models'
     top-5 predictions are printed side by side on stderr (in --json: predictions and
     reference_predictions), with the seconds each image took. The dilated VGG16 costs about 50
     VGG16 passes (some 12 s an image on 2 CPU cores); the batch size is cut so that a batch's
@@ -590,7 +592,7 @@ def dilated_command(mode, compare, **kwargs):
     IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
-    run_method("dilated" if mode == "exact" else "dilated-seed", compare=compare, **kwargs)
+    run_method("dilated" if mode == "exact" else "dilated-no-pooling", compare=compare, **kwargs)
 
 
 def _names(value):
@@ -603,12 +605,12 @@ def _names(value):
 @click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
 @click.option("--methods", metavar="M1,M2,...",
               help="Columns, from: gradcam, cam, guided (guided backpropagation), guided-gradcam, deconvnet, "
-                   "dilated, dilated-seed. Default: gradcam, cam, guided, guided-gradcam and dilated, those "
+                   "dilated, dilated-no-pooling. Default: gradcam, cam, guided, guided-gradcam and dilated, those "
                    "that apply to some row's model; none when --variants is given.")
 @click.option("--layers", metavar="L1,L2,...", help="One column per layer for each method (default: each model's "
                                                    "default layer).")
 @click.option("--variants", metavar="V1,V2,...",
-              help="Seed 001's Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
+              help="Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
                    "strongest gradient of each channel), argmax-channel (only the channel with the largest "
                    "weight), relu-after-resize (the ReLU applied after upsampling).")
 @click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
@@ -631,7 +633,7 @@ def _names(value):
 @_precision_option
 def compare_command(images, models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
                     batch_size, as_json, quiet, precision, **model_options):
-    """The seeds' comparisons as one figure per image: the image, then one cell per method (at
+    """Maps side by side, one figure per image: the image, then one cell per method (at
     each --layers layer) and per --variants variant, each an overlay (or, for guided and
     deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
     score and probability; one row per --models model. Every cell of a row explains the same

@@ -1,7 +1,7 @@
-"""Side-by-side figures (`gradcam compare`, `gradcam dilated --compare`): the seeds' comparisons.
+"""Side-by-side figures (`gradcam compare`, `gradcam dilated --compare`): maps side by side.
 
 A figure has one row per model and one column per cell: a method at a layer (`--methods`,
-`--layers`) or one of seed 001's Grad-CAM variants (`--variants`); with several images in one
+`--layers`) or one of the Grad-CAM variants (`--variants`); with several images in one
 figure (`--grid`) each image adds its rows. Every cell of a row explains the same class: the
 one asked for, else the row's model's top-1 prediction. Each map comes from the code of its own
 command (pipeline.compute_maps), so a Grad-CAM cell is the `gradcam` command's map; maps are
@@ -31,7 +31,7 @@ COMPARE_METHODS = {
     "guided-gradcam": ("guided", "product"),
     "deconvnet": ("deconvnet", "gradient"),
     "dilated": ("dilated", "map"),
-    "dilated-seed": ("dilated-seed", "map"),
+    "dilated-no-pooling": ("dilated-no-pooling", "map"),
 }
 DEFAULT_METHODS = ("gradcam", "cam", "guided", "guided-gradcam", "dilated")
 VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")

@@ -1,5 +1,5 @@
 """From channel weights to a map at the image's resolution: weighted sum, ReLU, upsampling,
-normalisation and statistics. ReLU comes before upsampling: seed 001 shows that resizing
+normalisation and statistics. ReLU comes before upsampling: resizing
 first smears a negative value into its positive neighbours."""
 
 import cv2

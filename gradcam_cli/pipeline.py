@@ -275,7 +275,7 @@ def map_overlay(rgb, colored, box, alpha):
 def full_map(small_map, box, image_shape, relu_after_resize=False):
     """The map at the image's resolution: (raw heat, normalised to [0, 1], empty flag).
     relu_after_resize: `small_map` is the weighted sum before its ReLU, applied after upsampling
-    (seed 001's comparison; a negative value then bleeds into its neighbours)."""
+    (a variant, for comparison: a negative value then bleeds into its neighbours)."""
     heat = maps.upsample(small_map, box, image_shape)
     if relu_after_resize:
         heat = maps.relu(heat)

@@ -53,7 +53,7 @@ def gap_model(keras, classes=3, activation="softmax", size=32, seed=1, name="gap
 
 
 def nested_model(keras, seed=2, size=32):
-    """Seed 004's shape: Sequential([base model, GlobalAveragePooling2D, Dense(2, softmax)])."""
+    """The fine-tuning shape: Sequential([base model, GlobalAveragePooling2D, Dense(2, softmax)])."""
     layers = keras.layers
     base_in = keras.Input((size, size, 3))
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="b_conv1")(base_in)

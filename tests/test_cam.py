@@ -82,7 +82,7 @@ def test_cam_command(tmp_path):
 
 
 def test_cam_on_a_fine_tuned_mobilenetv2_saved_as_h5(keras, tmp_path):
-    """Seed 004's pattern with MobileNetV2: Sequential([base, GAP, Dropout, Dense(3)]) in a .h5."""
+    """The fine-tuning pattern with MobileNetV2: Sequential([base, GAP, Dropout, Dense(3)]) in a .h5."""
     base = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 3))
     model = keras.Sequential([keras.Input((96, 96, 3)), base, keras.layers.GlobalAveragePooling2D(name="gap"),
                               keras.layers.Dropout(0.2), keras.layers.Dense(3, activation="softmax", name="pred")])

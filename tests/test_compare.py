@@ -1,5 +1,5 @@
 """`gradcam compare`: figure geometry, captions, not-applicable cells, agreement with the method
-commands, rank correlations, masks, and seed 001's variants."""
+commands, rank correlations, masks, and the Grad-CAM variants."""
 
 import json
 
@@ -114,7 +114,7 @@ def test_strongest_channel_and_relu_after_resize_by_hand():
     before, _, _ = full_map(maps.relu(small), (0, 0, 12, 12), (12, 12))
     after, _, _ = full_map(small, (0, 0, 12, 12), (12, 12), relu_after_resize=True)
     assert np.all(after <= before + 1e-6) and after.min() == 0.0
-    # seed 001: with the ReLU after resizing, the negative point wipes out its neighbours
+    # with the ReLU after resizing, the negative point wipes out its neighbours
     assert (after == 0).sum() >= 16 and (before == 0).sum() <= 4 and before.min() < 0.5
 
 

@@ -1,5 +1,5 @@
-"""Dilated copies: the a trous network computes the original exactly, seed 000's copy has the
-seed's architecture, conversions refuse what they cannot convert, and the command's outputs."""
+"""Dilated copies: the a trous network computes the original exactly, the no-pooling copy has
+the expected architecture, conversions refuse what they cannot convert, and the command's outputs."""
 
 import json
 import re
@@ -98,7 +98,7 @@ def test_exact_copy_of_vgg16_with_a_weights_file(keras, tmp_path):
 def test_seed_copy_of_vgg16_has_the_seeds_architecture(keras):
     vgg = keras.applications.VGG16(weights=None)
     before = [layer.get_config() for layer in vgg.layers]
-    seed = dilated(vgg, "seed")
+    seed = dilated(vgg, "no-pooling")
     convs = [layer for layer in seed.layers if type(layer).__name__ == "Conv2D"]
     assert [layer.dilation_rate[0] for layer in convs] == [1, 1, 2, 2, 4, 4, 4, 8, 8, 8, 16, 16, 16]
     assert all(tuple(layer.output.shape[1:3]) == (224, 224) for layer in convs)
@@ -168,10 +168,10 @@ def test_dilated_command_writes_full_resolution_maps_and_both_predictions(tmp_pa
     assert entry["stats"]["resolution"] == [64, 64]
     assert np.load(entry["outputs"]["raw"]).shape == (64, 64)
     assert entry["outputs"]["heatmap"] == str(out / "scene3.png.dilated.heatmap.png")
-    seed = run_cli("dilated", image, "--model", "demo-vgg", "-o", out, "--mode", "seed")
+    seed = run_cli("dilated", image, "--model", "demo-vgg", "-o", out, "--mode", "no-pooling")
     assert seed.returncode == 0, seed.stderr
-    assert seed.stdout.split() == [str(out / f"scene3.png.dilated-seed.{kind}.png") for kind in ("heatmap", "overlay")]
-    assert "top-5 predictions" in seed.stderr and "demo-vgg (seed 000's dilated copy)" in seed.stderr
+    assert seed.stdout.split() == [str(out / f"scene3.png.dilated-no-pooling.{kind}.png") for kind in ("heatmap", "overlay")]
+    assert "top-5 predictions" in seed.stderr and "demo-vgg (no pooling)" in seed.stderr
     assert re.search(r"top-5 predictions, \d+\.\d\d s an image", seed.stderr)  # the per-image seconds
 
 
@@ -184,16 +184,16 @@ def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     record = json.loads(result.stdout)
     row = record["rows"][0]
     cells = row["cells"]
-    assert [c["method"] for c in cells] == ["gradcam", "dilated-seed", "dilated"]
+    assert [c["method"] for c in cells] == ["gradcam", "dilated-no-pooling", "dilated"]
     assert [c["stats"]["resolution"] for c in cells] == [[8, 8], [64, 64], [64, 64]]
     assert all(c["applicable"] for c in cells) and row["label"] == synthetic.CLASS_NAMES[row["class"]]
     assert record["outputs"]["compare"] == str(tmp_path / "out" / "wide.png.dilated.compare.png")
     figure = np.asarray(Image.open(record["outputs"]["compare"]))
     assert figure.shape[1] == 4 * 320 + 3 * 4  # the input + 3 maps, each scaled to 320 wide
-    # the exact map agrees with the original's far more than the seed copy's does
+    # the exact map agrees with the original's far more than the no-pooling copy's does
     correlations = {(p["a"], p["b"]): p["rho"] for p in row["rank_correlation"]}
     exact = correlations[("gradcam@block4_conv2", "dilated@block4_conv2")]
-    assert exact > 0.6 and exact > correlations[("gradcam@block4_conv2", "dilated-seed@block4_conv2")]
+    assert exact > 0.6 and exact > correlations[("gradcam@block4_conv2", "dilated-no-pooling@block4_conv2")]
     again = run_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing")
     assert again.returncode == 0 and again.stdout == ""
     assert "skipped 1 image(s) whose outputs exist" in again.stderr
@@ -220,7 +220,7 @@ def test_batch_size_is_cut_to_the_activation_budget(demo_vgg, monkeypatch):
     assert cli._dilated(demo_vgg, "dilated", ("block4_conv2",), 8, quiet=True)[2] == 3
     assert cli._dilated(demo_vgg, "dilated", ("block4_conv2",), 2, quiet=True)[2] == 2
     monkeypatch.setattr(loading, "DILATED_MEMORY_BUDGET", 1)
-    assert cli._dilated(demo_vgg, "dilated-seed", ("block4_conv2",), 8, quiet=True)[2] == 1
+    assert cli._dilated(demo_vgg, "dilated-no-pooling", ("block4_conv2",), 8, quiet=True)[2] == 1
 
 
 def test_vgg19_converts_with_the_same_rule(keras):

@@ -100,7 +100,7 @@ def test_gap_dense_gradcam_is_cam_up_to_1_over_hw(keras):
 
 
 def test_nested_base_model_gradients_by_hand(keras):
-    """Seed 004's Sequential([base, GAP, Dense]): target inside the nested base, before its BN."""
+    """A fine-tuned Sequential([base, GAP, Dense]): target inside the nested base, before its BN."""
     model = nested_model(keras)
     loaded = describe(model, "nested", (32, 32), "none", None)
     assert loaded.default_layer == ("base", "b_out")

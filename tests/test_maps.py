@@ -6,7 +6,7 @@ from gradcam_cli import maps, render
 
 
 def test_relu_before_resize_keeps_a_negative_spike_from_smearing():
-    """Seed 001's experiment: one large negative value; resizing first spreads it to neighbours."""
+    """One large negative value; resizing first spreads it to neighbours."""
     cam = np.ones((4, 4), dtype=np.float32)
     cam[1, 2] = -1000.0
     relu_first = maps.upsample(maps.relu(cam[None])[0], (0, 0, 32, 32), (32, 32))

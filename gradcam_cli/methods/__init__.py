@@ -22,7 +22,7 @@ class Method:
     summary: str
     needs_classifier: bool = False  # CAM: the GAP + linear head's kernel (heads.cam_classifier)
     backprop: str = None  # 'guided' or 'deconvnet': input gradients through modified ReLUs
-    network: str = None  # 'exact' or 'seed': computed on a dilated copy of the model (models/dilated.py)
+    network: str = None  # 'exact' or 'no-pooling': computed on a dilated copy of the model (models/dilated.py)
 
     @property
     def kinds(self):
@@ -75,11 +75,11 @@ METHODS = {
         "Grad-CAM on the exact (a trous) dilated copy: the original classifier at full resolution",
         network="exact",
     ),
-    "dilated-seed": Method(
-        "dilated-seed",
+    "dilated-no-pooling": Method(
+        "dilated-no-pooling",
         _gradcam,
-        "Grad-CAM on seed 000's dilated copy (poolings removed; a different classifier)",
-        network="seed",
+        "Grad-CAM on the no-pooling dilated copy (poolings removed; a different classifier)",
+        network="no-pooling",
     ),
 }
 

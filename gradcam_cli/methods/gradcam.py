@@ -8,7 +8,7 @@ def gradcam_weights(activations, gradients, pool="mean"):
     """Channel weights alpha_k^c = (1/Z) sum_ij dy^c / dA^k_ij (Eq. 1), shape (B, K).
 
     Pooled per sample over the spatial axes only: keras-io's example pools over axis=(0, 1, 2),
-    which mixes the images of a batch. `pool="max"` is seed 001's variant (the strongest
+    which mixes the images of a batch. `pool="max"` is a variant (the strongest
     gradient of each channel instead of the mean).
     """
     gradients = np.asarray(gradients, dtype=np.float32)
@@ -20,7 +20,7 @@ def gradcam_weights(activations, gradients, pool="mean"):
 
 
 def strongest_channel(channel_weights):
-    """Seed 001's variant: keep only each image's channel with the largest weight (weight 1),
+    """A variant: keep only each image's channel with the largest weight (weight 1),
     so the map is that channel's activation map. (B, K) -> (B, K) one-hot."""
     channel_weights = np.asarray(channel_weights, dtype=np.float32)
     one_hot = np.zeros_like(channel_weights)

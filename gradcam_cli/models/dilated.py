@@ -4,7 +4,7 @@ VGG16's block5_conv3 is 14x14 for a 224x224 input because four poolings come bef
 `dilated(model, mode)` builds a new network from the same weights whose convolutional layers
 keep the full resolution:
 
-- mode "seed" (seed 000's dilated VGG16): the poolings are removed, every convolution after the
+- mode "no-pooling" (the "dilated VGG16" often tried): the poolings are removed, every convolution after the
   n-th pooling is dilated by the product of the pool sizes before it (1,1,2,2,4,4,4,8,8,8,16,16,16
   for VGG16), and a MaxPooling2D(pool_size=32) before Flatten brings the 224x224 map back to the
   7x7 grid the classifier expects. Same parameters, but a different function: its predictions
@@ -27,7 +27,7 @@ import keras
 
 from gradcam_cli.models.layers import ATrousPooling2D, GridSubsample
 
-MODES = ("exact", "seed")
+MODES = ("exact", "no-pooling")
 _ELEMENTWISE = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization",
                 "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
                 "Rescaling", "Normalization")
@@ -126,7 +126,7 @@ def dilated(model, mode="exact"):
             if dilation != (1, 1):
                 if mode == "exact":
                     pairs.append((None, GridSubsample(dilation, name="grid")))
-                elif kind == "Flatten":  # seed 000's MaxPooling2D(pool_size=32)
+                elif kind == "Flatten":  # MaxPooling2D(pool_size=32) in place of the five poolings
                     pairs.append((None, keras.layers.MaxPooling2D(dilation, name="dilated_pool")))
             pairs.append((layer, _clone(layer)))
             spatial = False

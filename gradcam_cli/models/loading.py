@@ -484,7 +484,7 @@ def import_user_code(item):
 
 
 def dilated_copy(loaded, mode, target_path):
-    """`loaded`'s model converted by models.dilated (mode 'exact' or 'seed') as a LoadedModel, and
+    """`loaded`'s model converted by models.dilated (mode 'exact' or 'no-pooling') as a LoadedModel, and
     the path of `target_path`'s layer in it. UsageProblem when the model or layer cannot be."""
     from gradcam_cli.models.dilated import NotConvertible, dilated
 
@@ -492,7 +492,7 @@ def dilated_copy(loaded, mode, target_path):
         model = dilated(loaded.model, mode)
     except NotConvertible as error:
         raise UsageProblem(f"{loaded.name}: {error}") from None
-    suffix = "a trous" if mode == "exact" else "seed 000's dilated copy"
+    suffix = "a trous" if mode == "exact" else "no pooling"
     converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
                          warnings=loaded.warnings)
     converted.reference = loaded
@@ -504,7 +504,7 @@ def dilated_target(converted, target_path):
     name = target_path[-1]
     if not any(info.path == (name,) and info.spatial for info in converted.layers):
         raise UsageProblem(f"layer {graph.path_name(target_path)!r} has no counterpart in {converted.name} "
-                           "(seed mode removes the poolings); choose a convolution")
+                           "(the no-pooling mode removes the poolings); choose a convolution")
     return (name,)
 
 
