@@ -55,9 +55,9 @@ def import_keras(device="auto", verbose=False):
     import keras
 
     if device == "gpu" and not gpu_available(keras):
-        from gradcam_cli.errors import UsageProblem
+        from gradcam_cli.errors import GradcamError
 
-        raise UsageProblem(
+        raise GradcamError(
             f"--device gpu: no GPU is visible to the {keras.backend.backend()} backend "
             "(use --device cpu or auto)"
         )

@@ -11,7 +11,17 @@ from pathlib import Path
 import click
 
 from gradcam_cli import __version__
-from gradcam_cli.errors import UsageProblem
+from gradcam_cli.errors import GradcamError
+
+
+class UsageProblem(click.UsageError):
+    """A usage error in one line (exit status 2), without the usage block Click prints: the
+    message already says what to do. The library's GradcamErrors reach the user as these."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
 from gradcam_cli.methods import METHODS, POOLING
 from gradcam_cli.models import registry
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
@@ -43,6 +53,8 @@ class DefaultCommandGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except GradcamError as error:  # the library's own: a usage error, before any image
+            raise UsageProblem(str(error)) from None
         except Exception as error:
             from gradcam_cli.errors import unexpected
 
@@ -682,8 +694,8 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
             try:
                 loaded.target_layer(layer)
                 break
-            except UsageProblem as problem:
-                problems.append(problem.format_message())
+            except GradcamError as problem:
+                problems.append(str(problem))
         else:
             raise click.BadParameter("; ".join(problems), param_hint="--layers")
     cells = comparing.columns(chosen_methods, _names(layers), chosen_variants)

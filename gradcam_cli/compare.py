@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gradcam_cli import maps, outputs, render
-from gradcam_cli.errors import ImageError, UsageProblem, unexpected
+from gradcam_cli.errors import ImageError, unexpected
 from gradcam_cli.evaluation import rank_correlation, read_mask, single_figures
 from gradcam_cli.methods import METHODS, context_for
 from gradcam_cli.models.graph import path_name
@@ -100,8 +100,8 @@ def ready_cells(loaded, cells, batch_size):
     for cell in cells:
         try:
             ready.append(_ready(loaded, cell, batch_size, engines, copies))
-        except (UsageProblem, ValueError) as error:
-            reason = error.format_message() if isinstance(error, UsageProblem) else str(error)
+        except ValueError as error:  # GradcamError, or a method's refusal
+            reason = str(error)
             ready.append(Ready(cell, reason=reason))
     return ready
 

@@ -1,25 +1,27 @@
-"""The two kinds of failure the tool reports.
-
-A `UsageProblem` ends the run before any image is processed (exit status 2, one line, no
-traceback). An `ImageError` concerns one input: it is reported in one line and the rest of the
-batch goes on (exit status 1 at the end).
+"""The library's errors: one family, `GradcamError` (a ValueError), whose messages say what is
+wrong. The command line turns them into one line and exit status 2 (before any image is
+processed) or, for an `ImageError`, a line for that image while the rest of the run goes on.
 """
 
-import click
+
+class GradcamError(ValueError):
+    """Something the library was asked cannot be done: the message says what and why."""
 
 
-class UsageProblem(click.UsageError):
-    """A user's mistake or an unusable set-up: unknown model, missing layer, bad weights file..."""
-
-    exit_code = 2
-
-    def show(self, file=None):
-        # One line, like click.ClickException, without the usage block that UsageError prints:
-        # the message already says what to do.
-        click.echo(f"Error: {self.format_message()}", err=True)
+class ModelError(GradcamError):
+    """A model that cannot be loaded or explained as asked: unknown name, unreadable file,
+    unknown custom class, several outputs and none chosen, an input images cannot give..."""
 
 
-class ImageError(Exception):
+class LayerError(GradcamError):
+    """A target layer that does not exist or cannot be explained."""
+
+
+class ClassError(GradcamError):
+    """A class (index or name) the model does not have, or class names that do not fit it."""
+
+
+class ImageError(GradcamError):
     """One input file could not be used (unreadable, corrupt, too large...)."""
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import gap_model, nested_model
-from gradcam_cli.errors import UsageProblem
+from gradcam_cli.errors import GradcamError
 from gradcam_cli.models import graph, labels, loading, registry
 from gradcam_cli.models.preprocess import preprocess
 
@@ -29,7 +29,7 @@ def test_class_index_accepts_indices_and_names(spec, expected):
     ("boxerx", "not a class name"), ("dog", "not a class name"),
 ])
 def test_class_index_errors(spec, message):
-    with pytest.raises(UsageProblem, match=message):
+    with pytest.raises(GradcamError, match=message):
         labels.class_index(spec, labels.imagenet_labels(), 1000)
 
 
@@ -41,9 +41,9 @@ def test_label_files(tmp_path):
     (tmp_path / "k.json").write_text(json.dumps({"0": ["n1", "cat"], "1": ["n2", "dog"]}))
     assert labels.read_labels(tmp_path / "k.json") == ("cat", "dog")
     (tmp_path / "bad.json").write_text("{oops")
-    with pytest.raises(UsageProblem, match="not valid JSON"):
+    with pytest.raises(GradcamError, match="not valid JSON"):
         labels.read_labels(tmp_path / "bad.json")
-    with pytest.raises(UsageProblem, match="cannot read"):
+    with pytest.raises(GradcamError, match="cannot read"):
         labels.read_labels(tmp_path / "absent.txt")
 
 
@@ -66,7 +66,7 @@ def test_registry_lookup_is_case_insensitive():
 
 
 def test_unknown_model_is_a_usage_problem(keras):
-    with pytest.raises(UsageProblem, match="unknown model 'alexnet'"):
+    with pytest.raises(GradcamError, match="unknown model 'alexnet'"):
         loading.load("alexnet")
 
 
@@ -102,9 +102,9 @@ def test_imagenet_weights_come_from_keras_cache(keras, tmp_path, monkeypatch):
 def test_offline_imagenet_failure_names_the_file_and_the_way_out(keras, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
     spec = registry.find("mobilenetv3small")
-    with pytest.raises(UsageProblem) as info:
+    with pytest.raises(GradcamError) as info:
         loading.load("mobilenetv3small")
-    message = str(info.value.message)
+    message = str(info.value)
     assert spec.weights_file in message and str(tmp_path / "empty" / "models") in message
     assert "--weights PATH" in message and "\n" not in message
 
@@ -116,9 +116,9 @@ def test_weights_path_and_unreadable_weights(keras, tmp_path):
     for got, want in zip(loaded.model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(got, want)
     (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
-    with pytest.raises(UsageProblem, match="cannot load weights file"):
+    with pytest.raises(GradcamError, match="cannot load weights file"):
         loading.load("mobilenetv3small", weights=str(tmp_path / "junk.weights.h5"))
-    with pytest.raises(UsageProblem, match="does not exist"):
+    with pytest.raises(GradcamError, match="does not exist"):
         loading.load("mobilenetv3small", weights=str(tmp_path / "absent.h5"))
 
 
@@ -142,7 +142,7 @@ def test_lambda_layer_needs_trust(keras, tmp_path):
     x = layers.Conv2D(4, 3, name="conv")(x)
     out = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
     keras.Model(inputs, out).save(tmp_path / "lam.keras")
-    with pytest.raises(UsageProblem, match="--trust-model"):
+    with pytest.raises(GradcamError, match="--trust-model"):
         loading.load(str(tmp_path / "lam.keras"))
     loaded = loading.load(str(tmp_path / "lam.keras"), trust=True)
     assert loaded.default_layer == ("conv",)
@@ -154,7 +154,7 @@ def test_free_input_size_needs_input_size(keras, tmp_path):
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     out = layers.Dense(3)(layers.GlobalAveragePooling2D()(x))
     keras.Model(inputs, out).save(tmp_path / "free.keras")
-    with pytest.raises(UsageProblem, match="--input-size"):
+    with pytest.raises(GradcamError, match="--input-size"):
         loading.load(str(tmp_path / "free.keras"))
     loaded = loading.load(str(tmp_path / "free.keras"), input_size=(24, 40))
     assert loaded.input_size == (24, 40)
@@ -168,7 +168,7 @@ def test_free_input_size_needs_input_size(keras, tmp_path):
 def test_labels_must_match_the_number_of_classes(keras, tmp_path):
     gap_model(keras).save(tmp_path / "g.keras")
     (tmp_path / "two.txt").write_text("a\nb\n")
-    with pytest.raises(UsageProblem, match="2 class names were given for a model with 3 classes"):
+    with pytest.raises(GradcamError, match="2 class names were given for a model with 3 classes"):
         loading.load(str(tmp_path / "g.keras"), labels_file=str(tmp_path / "two.txt"))
 
 
@@ -181,7 +181,7 @@ def test_bad_model_files(keras, tmp_path, problem, content, message):
     path = tmp_path / ("m.onnx" if problem == "suffix" else "m.keras")
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(UsageProblem, match=message):
+    with pytest.raises(GradcamError, match=message):
         loading.load(str(path))
 
 
@@ -190,9 +190,9 @@ def test_target_layer_paths_and_errors(keras):
     assert loaded.target_layer("b_conv2") == ("base", "b_conv2")
     assert loaded.target_layer("base/b_conv2") == ("base", "b_conv2")
     assert loaded.target_layer(None) == ("base", "b_out")
-    with pytest.raises(UsageProblem, match="no layer 'block9' in nested; layers with a spatial output: .*base/b_conv2"):
+    with pytest.raises(GradcamError, match="no layer 'block9' in nested; layers with a spatial output: .*base/b_conv2"):
         loaded.target_layer("block9")
-    with pytest.raises(UsageProblem, match="output shape \\(2,\\)"):
+    with pytest.raises(GradcamError, match="output shape \\(2,\\)"):
         loaded.target_layer("pred")
     shapes = {info.name: info.shape for info in loaded.layers}
     assert shapes["base"] == (16, 16, 16) and shapes["base/b_pool"] == (16, 16, 8) and shapes["gap"] == (16,)

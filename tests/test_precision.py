@@ -9,7 +9,7 @@ import pytest
 from conftest import nested_model, run_cli
 from gradcam_cli import pipeline, synthetic
 from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.errors import UsageProblem
+from gradcam_cli.errors import GradcamError
 from gradcam_cli.models import loading
 
 
@@ -45,7 +45,7 @@ def test_trunk_computes_in_bfloat16_and_the_head_in_float32(keras):
     # activations are held at 2 bytes, so a dilated batch fits twice the images
     plain = loading.load("demo-vgg")
     assert loading.activation_bytes(plain) == 2 * loading.activation_bytes(loaded)
-    with pytest.raises(UsageProblem, match="unknown precision"):
+    with pytest.raises(GradcamError, match="unknown precision"):
         loading.set_precision(plain, "float16")
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from gradcam_cli.errors import UsageProblem
+from gradcam_cli.errors import ClassError
 
 
 @lru_cache(maxsize=1)
@@ -27,12 +27,12 @@ def read_labels(path):
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise UsageProblem(f"cannot read labels file {path}: {error.strerror or error}") from None
+        raise ClassError(f"cannot read labels file {path}: {error.strerror or error}") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise UsageProblem(f"labels file {path} is not valid JSON: {error}") from None
+            raise ClassError(f"labels file {path} is not valid JSON: {error}") from None
         return _labels_from_json(data, path)
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
@@ -44,42 +44,42 @@ def _labels_from_json(data, path):
         try:
             indexed = {int(key): value for key, value in data.items()}
         except ValueError:
-            raise UsageProblem(f"labels file {path}: JSON object keys must be class indices") from None
+            raise ClassError(f"labels file {path}: JSON object keys must be class indices") from None
         if sorted(indexed) != list(range(len(indexed))):
             missing = sorted(set(range(max(indexed) + 1)) - set(indexed)) if indexed and min(indexed) >= 0 else []
             listed = ", ".join(str(i) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
             detail = f"index {listed} missing" if missing else f"found {min(indexed)} among them"
-            raise UsageProblem(f"labels file {path}: the keys must be the class indices 0, 1, 2, ... without "
+            raise ClassError(f"labels file {path}: the keys must be the class indices 0, 1, 2, ... without "
                                f"gaps; {detail}")
         # Keras's own format is {"0": ["n01440764", "tench"], ...}: take the name.
         return tuple(
             str(indexed[i][-1] if isinstance(indexed[i], list) else indexed[i])
             for i in range(len(indexed))
         )
-    raise UsageProblem(f"labels file {path}: expected a JSON list or object")
+    raise ClassError(f"labels file {path}: expected a JSON list or object")
 
 
 def class_index(spec, labels, num_classes, model=None):
-    """Resolve a --class value (an index or a class name) to an index; UsageProblem if neither.
+    """Resolve a --class value (an index or a class name) to an index; ClassError if neither.
     `model`: the model's name, for the message."""
     spec = str(spec).strip()
     the_model = f"model {model}" if model else "the model"
     if spec.lstrip("-").isdigit():
         index = int(spec)
         if not 0 <= index < num_classes:
-            raise UsageProblem(
+            raise ClassError(
                 f"--class {index} is out of range: {the_model} has {num_classes} classes "
                 f"(0..{num_classes - 1})"
             )
         return index
     if not labels:
-        raise UsageProblem(f"--class {spec!r}: {the_model} has no class names; give an index or --labels FILE")
+        raise ClassError(f"--class {spec!r}: {the_model} has no class names; give an index or --labels FILE")
     wanted = spec.lower().replace(" ", "_")
     matches = [i for i, name in enumerate(labels) if name.lower().replace(" ", "_") == wanted]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise UsageProblem(f"--class {spec!r} names several classes of {the_model} {matches}: give the index")
+        raise ClassError(f"--class {spec!r} names several classes of {the_model} {matches}: give the index")
     near = [name for name in labels if wanted in name.lower()][:8]
     hint = f"; similar: {', '.join(near)}" if near else ""
-    raise UsageProblem(f"--class {spec!r} is not a class name of {the_model}{hint}")
+    raise ClassError(f"--class {spec!r} is not a class name of {the_model}{hint}")

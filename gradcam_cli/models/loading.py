@@ -17,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-from gradcam_cli.errors import UsageProblem
+from gradcam_cli.errors import LayerError, ModelError
 from gradcam_cli.models import graph, heads, labels as labels_module, registry
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 
@@ -67,7 +67,7 @@ class LoadedModel:
 
     def target_layer(self, name=None):
         """The path of the layer to explain: `name` ('block5_conv3', 'resnet50/conv5_block3_out')
-        or, when None, the default. UsageProblem, listing candidates, when it cannot be a target."""
+        or, when None, the default. LayerError, listing candidates, when it cannot be a target."""
         if name is None:
             return self.default_layer
         try:
@@ -76,10 +76,10 @@ class LoadedModel:
             candidates = [info.name for info in self.target_layers]
             shown = ", ".join(candidates[-12:])
             more = f" (and {len(candidates) - 12} more: see `gradcam layers`)" if len(candidates) > 12 else ""
-            raise UsageProblem(f"{error.args[0]} in {self.name}; layers with a spatial output: {shown}{more}") from None
+            raise LayerError(f"{error.args[0]} in {self.name}; layers with a spatial output: {shown}{more}") from None
         info = next(info for info in self.layers if info.path == path)
         if not info.spatial:
-            raise UsageProblem(
+            raise LayerError(
                 f"layer {info.name!r} has output shape {info.shape}; a class activation map needs a "
                 "(height, width, channels) layer"
             )
@@ -140,7 +140,7 @@ def build_application(spec, weights="imagenet"):
                 return constructor(weights="imagenet", **kwargs)
         except Exception as error:  # get_file raises bare Exception("URL fetch failure...")
             if "fetch failure" in str(error) or isinstance(error, OSError):
-                raise UsageProblem(_offline_message(spec, error)) from None
+                raise ModelError(_offline_message(spec, error)) from None
             raise
     model = constructor(weights=None, **kwargs)
     if weights not in (None, "none"):
@@ -159,7 +159,7 @@ def build_registered(spec, weights=None):
         with resources.as_file(resources.files("gradcam_cli").joinpath("data", spec.file)) as path:
             return load_model_file(path)
     if weights == "imagenet":
-        raise UsageProblem(f"{spec.name} is trained on synthetic scenes: --weights takes none or a PATH")
+        raise ModelError(f"{spec.name} is trained on synthetic scenes: --weights takes none or a PATH")
     from gradcam_cli.models import demo
 
     model = getattr(demo, spec.constructor)(input_size=spec.input_size, classes=len(spec.labels))
@@ -171,11 +171,11 @@ def build_registered(spec, weights=None):
 def _load_weights(model, path):
     path = Path(path)
     if not path.is_file():
-        raise UsageProblem(f"weights file {path} does not exist")
+        raise ModelError(f"weights file {path} does not exist")
     try:
         model.load_weights(str(path))
     except Exception as error:  # h5py, Keras and OS errors all mean the same to the user
-        raise UsageProblem(f"cannot load weights file {path}: {_one_line(error)}") from None
+        raise ModelError(f"cannot load weights file {path}: {_one_line(error)}") from None
 
 
 def load_model_file(path, trust=False):
@@ -186,10 +186,10 @@ def load_model_file(path, trust=False):
     """
     path = Path(path)
     if not path.exists():
-        raise UsageProblem(f"model file {path} does not exist")
+        raise ModelError(f"model file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".hdf5"):
-        raise UsageProblem(
+        raise ModelError(
             f"cannot load {path}: expected a .keras or .h5 model file "
             "(a TensorFlow SavedModel folder must first be re-saved with Keras 3 as .keras)"
         )
@@ -199,23 +199,23 @@ def load_model_file(path, trust=False):
         text = _one_line(error)
         unknown = unknown_classes(error, path)
         if unknown:
-            raise UsageProblem(
+            raise ModelError(
                 f"cannot load model {path}: it uses {', '.join(unknown)}, which Keras does not know; "
                 "pass --import with the module or .py file that defines and registers "
                 f"{'it' if len(unknown) == 1 else 'them'} (keras.saving.register_keras_serializable)"
             ) from None
         if "Lambda" in text or "safe_mode" in text:
-            raise UsageProblem(
+            raise ModelError(
                 f"{path} contains a Lambda layer, which Keras will not load in safe mode; "
                 "if you trust the file, pass --trust-model"
             ) from None
         if suffix != ".keras":
-            raise UsageProblem(
+            raise ModelError(
                 f"cannot load legacy model {path} with Keras {keras.__version__}: {text}. "
                 "Files saved by TF <= 2.15 may need re-saving: load them there and "
                 "model.save('model.keras')"
             ) from None
-        raise UsageProblem(f"cannot load model {path}: {text}") from None
+        raise ModelError(f"cannot load model {path}: {text}") from None
 
 
 # The largest input side accepted for a model whose input size is free: 8192 x 8192 x 3 float32
@@ -276,10 +276,10 @@ def _input_shape(model):
     shape = model.input_shape
     if isinstance(shape, list):
         if len(shape) != 1:
-            raise UsageProblem(f"the model has {len(shape)} inputs; an image classifier with one is needed")
+            raise ModelError(f"the model has {len(shape)} inputs; an image classifier with one is needed")
         shape = shape[0]
     if len(shape) != 4:
-        raise UsageProblem(f"the model's input shape {shape} is not (height, width, channels) images")
+        raise ModelError(f"the model's input shape {shape} is not (height, width, channels) images")
     return shape
 
 
@@ -291,9 +291,9 @@ def input_channels(model):
 
 
 def check_image_channels(loaded):
-    """UsageProblem unless an image can give `loaded` its input: 3 channels (RGB) or 1 (luminance)."""
+    """ModelError unless an image can give `loaded` its input: 3 channels (RGB) or 1 (luminance)."""
     if loaded.channels not in (1, 3):
-        raise UsageProblem(f"{loaded.name} takes {loaded.channels}-channel inputs; an image gives 1 (luminance) "
+        raise ModelError(f"{loaded.name} takes {loaded.channels}-channel inputs; an image gives 1 (luminance) "
                            "or 3 (RGB)")
     return loaded
 
@@ -303,15 +303,15 @@ def _input_size(model, requested):
     height, width = shape[1], shape[2]
     if requested is not None:
         if height is not None and (height, width) != tuple(requested):
-            raise UsageProblem(
+            raise ModelError(
                 f"--input-size {requested[0]}x{requested[1]}: the model takes {height}x{width} inputs"
             )
         if max(requested) > MAX_INPUT_SIDE:
-            raise UsageProblem(f"--input-size {requested[0]}x{requested[1]}: each side must be at most "
+            raise ModelError(f"--input-size {requested[0]}x{requested[1]}: each side must be at most "
                                f"{MAX_INPUT_SIDE}")
         return tuple(requested)
     if height is None or width is None:
-        raise UsageProblem("the model's input size is not fixed: give --input-size H,W (or N)")
+        raise ModelError("the model's input size is not fixed: give --input-size H,W (or N)")
     return (height, width)
 
 
@@ -327,7 +327,7 @@ def _resolve_preprocess(value, default):
     if spec is not None:
         return spec.preprocess
     choices = ", ".join(list(PREPROCESS_MODES) + ["a keras.applications model name"])
-    raise UsageProblem(f"unknown --preprocess {value!r}; choose from {choices}")
+    raise ModelError(f"unknown --preprocess {value!r}; choose from {choices}")
 
 
 # Per-colour preprocessing that a single-channel input cannot take.
@@ -343,32 +343,32 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         chain = graph.output_chain(model, chosen)
     except ValueError as error:
         hint = "; choose the classifier output to explain with --output NAME|INDEX" if "outputs" in str(error) else ""
-        raise UsageProblem(f"{name}: {error}{hint}") from None
+        raise ModelError(f"{name}: {error}{hint}") from None
     channels = input_channels(model)
     if channels == 1 and preprocess in _COLOUR_MODES:
-        raise UsageProblem(f"{name} takes 1-channel images: {preprocess} preprocessing works per colour; "
+        raise ModelError(f"{name} takes 1-channel images: {preprocess} preprocessing works per colour; "
                            "use none, unit or tf")
     out_shape = chosen.shape
     if len(out_shape) != 2:
-        raise UsageProblem(f"{name}: the output shape {out_shape} is not (batch, classes)")
+        raise ModelError(f"{name}: the output shape {out_shape} is not (batch, classes)")
     try:
         layers = graph.describe_layers(model, input_size, channels)
     except Exception as error:  # a layer whose shape cannot be inferred symbolically
-        raise UsageProblem(f"{name}: cannot infer layer shapes: {_one_line(error)}") from None
+        raise ModelError(f"{name}: cannot infer layer shapes: {_one_line(error)}") from None
     spatial = {info.path for info in layers if info.spatial}
     found = heads.logit_layer(chain, lambda path: path in spatial)
     head = heads.describe_head(found.layer, out_shape[-1])
     try:
         logits_call = heads.pre_activation(found.layer)
     except ValueError as error:
-        raise UsageProblem(f"{name}: {error}") from None
+        raise ModelError(f"{name}: {error}") from None
     if class_names and len(class_names) != head.num_classes:
-        raise UsageProblem(
+        raise ModelError(
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
     default_layer = graph.default_target_layer(layers)
     if default_layer is None:
-        raise UsageProblem(f"{name}: no layer with a spatial (height, width, channels) output")
+        raise ModelError(f"{name}: no layer with a spatial (height, width, channels) output")
     return LoadedModel(
         model=model,
         name=name,
@@ -407,7 +407,7 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
     class_names = labels_module.read_labels(labels_file) if labels_file else None
     if spec is not None:
         if input_size is not None and tuple(input_size) != (spec.input_size, spec.input_size):
-            raise UsageProblem(
+            raise ModelError(
                 f"{spec.name} takes {spec.input_size}x{spec.input_size} inputs; "
                 "--input-size is for model files whose input size is not fixed"
             )
@@ -422,12 +422,12 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
 
     path = Path(model_name)
     if not path.exists() and not re.search(r"[/\\.]", model_name):
-        raise UsageProblem(
+        raise ModelError(
             f"unknown model {model_name!r}: not a keras.applications name (see 'gradcam models') "
             "nor a model file"
         )
     if weights in ("imagenet", "none"):
-        raise UsageProblem(
+        raise ModelError(
             f"--weights {weights} is for keras.applications models; a model file brings its own "
             "(or give --weights PATH)"
         )
@@ -447,7 +447,7 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
 def import_user_code(item):
     """Import a module by name ('mypackage.layers') or a Python file ('layers.py'), so that the
     Keras classes it registers (keras.saving.register_keras_serializable) can be deserialized.
-    Importing runs the module's code. UsageProblem in one line when it cannot be imported."""
+    Importing runs the module's code. ModelError in one line when it cannot be imported."""
     import importlib
     import importlib.util
 
@@ -456,11 +456,11 @@ def import_user_code(item):
     try:
         if text.endswith(".py") or path.is_file():
             if not path.is_file():
-                raise UsageProblem(f"cannot import {text}: no such file")
+                raise ModelError(f"cannot import {text}: no such file")
             name = path.stem
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None:
-                raise UsageProblem(f"cannot import {text}: not a Python file")
+                raise ModelError(f"cannot import {text}: not a Python file")
             module = importlib.util.module_from_spec(spec)
             folder = str(path.resolve().parent)
             if folder not in sys.path:
@@ -475,23 +475,23 @@ def import_user_code(item):
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())  # `--import mylayers` finds ./mylayers.py
         return importlib.import_module(text)
-    except UsageProblem:
+    except ModelError:
         raise
     except ModuleNotFoundError as error:
-        raise UsageProblem(f"cannot import {text}: {error}") from None
+        raise ModelError(f"cannot import {text}: {error}") from None
     except Exception as error:  # the user's module failed while running: say how, in one line
-        raise UsageProblem(f"cannot import {text}: {type(error).__name__}: {_one_line(error)}") from None
+        raise ModelError(f"cannot import {text}: {type(error).__name__}: {_one_line(error)}") from None
 
 
 def dilated_copy(loaded, mode, target_path):
     """`loaded`'s model converted by models.dilated (mode 'exact' or 'no-pooling') as a LoadedModel, and
-    the path of `target_path`'s layer in it. UsageProblem when the model or layer cannot be."""
+    the path of `target_path`'s layer in it. ModelError when the model or layer cannot be."""
     from gradcam_cli.models.dilated import NotConvertible, dilated
 
     try:
         model = dilated(loaded.model, mode)
     except NotConvertible as error:
-        raise UsageProblem(f"{loaded.name}: {error}") from None
+        raise ModelError(f"{loaded.name}: {error}") from None
     suffix = "a trous" if mode == "exact" else "no pooling"
     converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
                          warnings=loaded.warnings)
@@ -503,7 +503,7 @@ def dilated_target(converted, target_path):
     """The path, in a dilated copy, of the original's layer `target_path` (copies keep leaf names)."""
     name = target_path[-1]
     if not any(info.path == (name,) and info.spatial for info in converted.layers):
-        raise UsageProblem(f"layer {graph.path_name(target_path)!r} has no counterpart in {converted.name} "
+        raise ModelError(f"layer {graph.path_name(target_path)!r} has no counterpart in {converted.name} "
                            "(the no-pooling mode removes the poolings); choose a convolution")
     return (name,)
 
@@ -545,7 +545,7 @@ def set_precision(loaded, precision):
     engine returns activations and gradients as float32 either way.
     """
     if precision not in PRECISIONS:
-        raise UsageProblem(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        raise ModelError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
     if precision != loaded.precision:
         policy = keras.DTypePolicy(PRECISIONS[precision][0])
         for info in loaded.layers:
