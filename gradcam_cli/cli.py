@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from gradcam_cli import __version__
-from gradcam_cli.errors import GradcamError
+from gradcam_cli.errors import GradcamError, LayerError
 
 
 class UsageProblem(click.UsageError):
@@ -392,22 +392,15 @@ def run_method(method, images, layer, classes, top_k, output_dir, save, colormap
         click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)
 
     from gradcam_cli import pipeline
-    from gradcam_cli.engine import Engine
+    from gradcam_cli.api import Explainer
     from gradcam_cli.models.graph import path_name
+    from gradcam_cli.models.loading import activation_bytes
     from gradcam_cli.outputs import json_line
 
     log.info("model %s, layer %s, input %sx%s, preprocess %s", loaded.name, path_name(target_path),
              *loaded.input_size, loaded.preprocess)
-    from gradcam_cli.methods import context_for
-
-    try:
-        context = context_for(method, loaded, target_path, pool)
-    except ValueError as error:
-        raise UsageProblem(f"{loaded.name}, layer {path_name(target_path)}: {error}: use `gradcam gradcam`")
-    if context.relus is not None and not quiet:
-        _describe_relus(context.relus, method)
-    reference = rows = None
     batch_size = min(batch_size, len(collected.sources))
+    reference = rows = None
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side
         from gradcam_cli import compare as comparing
 
@@ -423,10 +416,18 @@ def run_method(method, images, layer, classes, top_k, output_dir, save, colormap
                                            alpha=alpha, crop=crop)
         done = lambda source: [comparing.figure_path(figure_options, source.name)]
     else:
-        if METHODS[method].network:
-            loaded, target_path, batch_size = _dilated(loaded, method, target_path, batch_size, quiet)
-            reference = loaded.reference
-        engine = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
+        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit)
+        try:
+            ready = explainer.prepare_run(batch_size)
+        except LayerError as error:
+            hint = ": use `gradcam gradcam`" if METHODS[method].needs_classifier else ""
+            raise UsageProblem(f"{error}{hint}") from None
+        if ready.engine.batch_size < batch_size:
+            log.info("batch size %d -> %d: each image holds %.2f GB of activations at full resolution",
+                     batch_size, ready.engine.batch_size, activation_bytes(ready.loaded) / 1e9)
+        if ready.context.relus is not None and not quiet:
+            _describe_relus(ready.context.relus, method)
+        loaded, engine, context, reference = ready.loaded, ready.engine, ready.context, ready.reference
         options = pipeline.Options(output_dir=Path(output_dir), method=method,
                                    classes=class_indices, top_k=top_k, save=save, colormap=colormap.lower(),
                                    alpha=alpha, crop=crop, reference=reference)
@@ -498,19 +499,6 @@ def cam_command(**kwargs):
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
     run_method("cam", **kwargs)
-
-
-def _dilated(loaded, method, target_path, batch_size, quiet):
-    """The dilated copy of `loaded` for `method`, its target path and a batch size whose
-    activations fit loading.DILATED_MEMORY_BUDGET. The copy's `reference` is the original."""
-    from gradcam_cli.models.loading import activation_bytes, dilated_copy, fitting_batch
-
-    converted, target_path = dilated_copy(loaded, METHODS[method].network, target_path)
-    fits = fitting_batch(converted, batch_size)
-    if fits < batch_size:
-        log.info("batch size %d -> %d: each image holds %.2f GB of activations at full resolution",
-                 batch_size, fits, activation_bytes(converted) / 1e9)
-    return converted, target_path, fits
 
 
 def _side_by_side(record, reference_name, name, rows=5):
@@ -855,20 +843,18 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
     from gradcam_cli.engine import Engine, top_rank
     from gradcam_cli.models.labels import class_index
 
-    from gradcam_cli.methods import context_for
+    from gradcam_cli.api import Explainer
 
-    target_path = loaded.target_layer(layer)
+    readies = {}
     for method in chosen:
         try:
-            context_for(method, loaded, target_path, pool)
-        except ValueError as error:
-            raise UsageProblem(f"--methods {method}: {loaded.name}, layer {'/'.join(target_path)}: {error}")
-    engine = Engine(loaded, target_path, batch_size=batch_size)
-    engines = {}
-    for method in chosen:
-        if METHODS[method].network:
-            copy, copy_target, copy_batch = _dilated(loaded, method, target_path, batch_size, quiet)
-            engines[method] = Engine(copy, copy_target, copy_batch)
+            readies[method] = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool).prepare_run(batch_size)
+        except LayerError as error:
+            raise UsageProblem(f"--methods {method}: {error}") from None
+    target_path = loaded.target_layer(layer)
+    plain = [r for m, r in readies.items() if not METHODS[m].network]
+    engine = plain[0].engine if plain else Engine(loaded, target_path, batch_size=batch_size)
+    engines = {m: r.engine for m, r in readies.items() if METHODS[m].network}
     control = None if control == "none" else control
     if annotated is None:
         report = evaluation.evaluate(loaded, engine, chosen, count=count, pairs=pairs, seed=seed, pool=pool,

@@ -59,7 +59,8 @@ def targets(options):
     return [Target(top_rank(r), f"top{r}") for r in range(1, options.top_k + 1)]
 
 
-def _predictions(loaded, probabilities, count=5):
+def predictions(loaded, probabilities, count=5):
+    """The `count` most likely classes: [{class, label, probability}], most likely first."""
     order = np.argsort(-probabilities)[:count]
     return [
         {"class": int(i), "label": loaded.label(int(i)), "probability": _rounded(probabilities[i])}
@@ -373,7 +374,7 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
         "output": loaded.output.name,
         "channels": loaded.colour,
         "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],  # [width, height], as every [x, y] here
-        "predictions": _predictions(loaded, probabilities[i]),
+        "predictions": predictions(loaded, probabilities[i]),
         "maps": [],
         "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
     }
@@ -381,7 +382,7 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
         record["warnings"] = list(loaded.warnings)
     if computed.reference is not None:
         record["reference_model"] = options.reference.name
-        record["reference_predictions"] = _predictions(options.reference, computed.reference[i])
+        record["reference_predictions"] = predictions(options.reference, computed.reference[i])
     if context.relus is not None:
         record["backprop"] = context.relus.as_record(METHODS[options.method].backprop)
     scores = computed.per_target[0][1].scores[i]
@@ -396,11 +397,11 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
         for target, result in computed.per_target:
             class_index = int(result.classes[i])
             paths = output_paths(source, options, target)
-            entry = _render_one(loaded, rgb, box, result.small_maps[i], class_index,
+            entry = render_map(loaded.label(class_index), rgb, box, result.small_maps[i], class_index,
                                 float(result.scores[i, class_index]), float(probabilities[i, class_index]),
                                 paths, options)
             if result.input_gradients is not None:
-                entry["gradient"] = _render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
+                entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
                                                       paths, entry["outputs"])
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))
@@ -419,7 +420,7 @@ def write_failed(report, source, error, on_failure):
     on_failure(source, reason)
 
 
-def _render_one(loaded, rgb, box, small_map, class_index, score, probability, paths, options):
+def render_map(label, rgb, box, small_map, class_index, score, probability, paths, options):
     """The map's files (heatmap, overlay, raw: those in `paths`) and its JSON entry."""
     heat, normalised, empty = full_map(small_map, box, rgb.shape)
     written = {}
@@ -433,7 +434,7 @@ def _render_one(loaded, rgb, box, small_map, class_index, score, probability, pa
         written["raw"] = outputs.write_npy(paths["raw"], heat)
     return {
         "class": class_index,
-        "label": loaded.label(class_index),
+        "label": label,
         "score": round(score, 6),
         "probability": round(probability, 6),
         "outputs": written,
@@ -441,7 +442,7 @@ def _render_one(loaded, rgb, box, small_map, class_index, score, probability, pa
     }
 
 
-def _render_gradients(rgb, box, gradient, product, paths, written):
+def render_gradients(rgb, box, gradient, product, paths, written):
     """The input gradient and its product with the map (Guided Grad-CAM) as pictures, colour and
     greyscale, and with `raw` both arrays at the model's input size (H, W, 3), RGB: the kinds in
     `paths`, added to `written`. Returns the gradient's statistics for the JSON entry."""

@@ -208,7 +208,10 @@ def test_dilated_refuses_residual_networks_in_one_line(tmp_path):
 
 
 def test_batch_size_is_cut_to_the_activation_budget(demo_vgg, monkeypatch):
-    from gradcam_cli import cli
+    from gradcam_cli.api import Explainer
+
+    def fitted(method, requested):
+        return Explainer(demo_vgg, method, layer="block4_conv2").prepare_run(requested).engine.batch_size
 
     copy, _ = loading.dilated_copy(demo_vgg, "exact", demo_vgg.default_layer)
     by_hand = 4 * sum(int(np.prod(info.shape)) for info in copy.layers if info.spatial)
@@ -217,10 +220,10 @@ def test_batch_size_is_cut_to_the_activation_budget(demo_vgg, monkeypatch):
     # the 4x4x64 grid the classifier reads
     assert by_hand == 4 * (64 * 64 * 3 * (16 + 32 + 64 + 64) + 4 * 4 * 64)
     monkeypatch.setattr(loading, "DILATED_MEMORY_BUDGET", 3.5 * by_hand)
-    assert cli._dilated(demo_vgg, "dilated", ("block4_conv2",), 8, quiet=True)[2] == 3
-    assert cli._dilated(demo_vgg, "dilated", ("block4_conv2",), 2, quiet=True)[2] == 2
+    assert fitted("dilated", 8) == 3
+    assert fitted("dilated", 2) == 2
     monkeypatch.setattr(loading, "DILATED_MEMORY_BUDGET", 1)
-    assert cli._dilated(demo_vgg, "dilated-no-pooling", ("block4_conv2",), 8, quiet=True)[2] == 1
+    assert fitted("dilated-no-pooling", 8) == 1
 
 
 def test_vgg19_converts_with_the_same_rule(keras):
