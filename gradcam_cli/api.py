@@ -126,11 +126,12 @@ class Explainer:
     model: a LoadedModel (load_model), or a name or path loaded on first use with
     `load_options` (load_model's arguments). method: a methods.METHODS name. layer: the target
     layer (None: the model's default). pool: Grad-CAM's channel pooling ('mean' or 'max').
-    crop: centre-crop each image to the model's input instead of resizing it whole.
+    crop: centre-crop each image to the model's input instead of resizing it whole. max_masks:
+    for methods that score masked inputs, the number of highest-variance channels kept.
     """
 
     def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
-                 **load_options):
+                 max_masks=None, **load_options):
         from gradcam_cli.methods import METHODS, POOLING
 
         if method not in METHODS:
@@ -141,6 +142,7 @@ class Explainer:
             raise GradcamError(f"the batch size must be at least 1. Received: {batch_size}")
         self.model, self.method, self.layer = model, method, layer
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
+        self.max_masks = max_masks
         self.load_options = load_options
         self._ready = None
 
@@ -175,7 +177,7 @@ class Explainer:
             loaded = load_model(str(loaded), **self.load_options)
         target_path = loaded.target_layer(self.layer)
         try:
-            context = context_for(self.method, loaded, target_path, self.pool)
+            context = context_for(self.method, loaded, target_path, self.pool, self.max_masks)
         except GradcamError:
             raise
         except ValueError as error:

@@ -22,7 +22,7 @@ class UsageProblem(click.UsageError):
 
     def show(self, file=None):
         click.echo(f"Error: {self.format_message()}", err=True)
-from gradcam_cli.methods import METHODS, POOLING
+from gradcam_cli.methods import COMPARE_COLUMNS, METHODS, POOLING
 from gradcam_cli.models import registry
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 from gradcam_cli.outputs import KINDS, MAP_KINDS
@@ -370,7 +370,8 @@ def _writable(output_dir):
 
 
 def run_method(method, images, layer, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
-               as_json, quiet, shard, skip_existing, jit, precision, pool="mean", compare=False, **model_options):
+               as_json, quiet, shard, skip_existing, jit, precision, pool="mean", compare=False, max_masks=None,
+               **model_options):
     """What every method command does: collect inputs, load, explain, report, exit status.
     model_options: those of `model_options`, for _load."""
     _setup_logging(model_options["verbose"], quiet)
@@ -416,7 +417,8 @@ def run_method(method, images, layer, classes, top_k, output_dir, save, colormap
                                            alpha=alpha, crop=crop)
         done = lambda source: [comparing.figure_path(figure_options, source.name)]
     else:
-        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit)
+        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
+                              max_masks=max_masks)
         try:
             ready = explainer.prepare_run(batch_size)
         except LayerError as error:
@@ -471,19 +473,43 @@ def run_method(method, images, layer, classes, top_k, output_dir, save, colormap
     sys.exit(1 if failed else 0)
 
 
-@main.command("gradcam", short_help="Grad-CAM maps (also what a bare `gradcam IMAGE...` runs).")
+# The methods `gradcam --method` offers: every registered method that draws a map (guided and
+# deconvnet images have their own command and --save kinds).
+MAP_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None)
+
+
+@main.command("gradcam", short_help="Grad-CAM maps, or any map method (also what a bare `gradcam IMAGE...` runs).")
 @method_options()
+@click.option("--method", type=click.Choice(MAP_METHODS), default="gradcam", show_default=True,
+              help="The method (see `gradcam methods`); the other commands are presets of it.")
 @click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True,
               help="How gradients become channel weights: their spatial mean (Grad-CAM) or "
                    "maximum (a variant: the strongest gradient of each channel).")
-def gradcam_command(**kwargs):
+@click.option("--max-masks", type=click.IntRange(min=1), metavar="N",
+              help="For methods that score masked inputs (see `gradcam methods`): keep the N channels "
+                   "of highest variance. Default: all.")
+def gradcam_command(method, **kwargs):
     """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
     pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
+    --method chooses another method; `gradcam methods` lists them.
 
     IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
     """
-    run_method("gradcam", **kwargs)
+    run_method(method, **kwargs)
+
+
+@main.command("methods")
+def methods_command():
+    """List the methods: name, what each needs from the model, what its map is, and its paper.
+    Each runs with `gradcam gradcam --method NAME` (guided and deconvnet: `gradcam guided`), in
+    `compare --methods` and in `eval --methods`."""
+    rows = [("method", "needs", "map", "paper")]
+    rows += [(name, ",".join(m.needs), m.summary, m.paper) for name, m in METHODS.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, needs, summary, paper in rows:
+        click.echo(f"{name:<{widths[0]}}  {needs:<{widths[1]}}  {summary}  ({paper})" if name != "method"
+                   else f"{name:<{widths[0]}}  {needs:<{widths[1]}}  {summary} (paper)")
 
 
 @main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.")
@@ -604,9 +630,9 @@ def _names(value):
 @model_options
 @click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
 @click.option("--methods", metavar="M1,M2,...",
-              help="Columns, from: gradcam, cam, guided (guided backpropagation), guided-gradcam, deconvnet, "
-                   "dilated, dilated-no-pooling. Default: gradcam, cam, guided, guided-gradcam and dilated, those "
-                   "that apply to some row's model; none when --variants is given.")
+              help=f"Columns, from: {', '.join(COMPARE_COLUMNS)} (guided: the guided-backpropagation image; "
+                   "guided-gradcam: it times the Grad-CAM map). Default: gradcam, cam, guided, guided-gradcam and "
+                   "dilated, those that apply to some row's model; none when --variants is given.")
 @click.option("--layers", metavar="L1,L2,...", help="One column per layer for each method (default: each model's "
                                                    "default layer).")
 @click.option("--variants", metavar="V1,V2,...",

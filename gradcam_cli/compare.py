@@ -18,21 +18,11 @@ import numpy as np
 from gradcam_cli import maps, outputs, render
 from gradcam_cli.errors import ImageError, unexpected
 from gradcam_cli.evaluation import rank_correlation, read_mask, single_figures
-from gradcam_cli.methods import METHODS, context_for
+from gradcam_cli.methods import COMPARE_COLUMNS, METHODS, context_for
 from gradcam_cli.models.graph import path_name
 from gradcam_cli import pipeline
 
-# compare's names -> (methods.METHODS key, what the cell shows: the map, the input gradient, or
-# the gradient times the map)
-COMPARE_METHODS = {
-    "gradcam": ("gradcam", "map"),
-    "cam": ("cam", "map"),
-    "guided": ("guided", "gradient"),
-    "guided-gradcam": ("guided", "product"),
-    "deconvnet": ("deconvnet", "gradient"),
-    "dilated": ("dilated", "map"),
-    "dilated-no-pooling": ("dilated-no-pooling", "map"),
-}
+COMPARE_METHODS = COMPARE_COLUMNS
 DEFAULT_METHODS = ("gradcam", "cam", "guided", "guided-gradcam", "dilated")
 VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
 

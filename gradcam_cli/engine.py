@@ -30,11 +30,16 @@ def top_rank(rank):
 
 @dataclass
 class BatchResult:
+    """What a method reads: the engine's results for a batch, the batch itself, and the engine
+    (to score further inputs: `engine.scores`)."""
+
     activations: np.ndarray  # (B, h, w, K) float32
-    gradients: np.ndarray  # (B, h, w, K) float32
+    gradients: np.ndarray  # (B, h, w, K) float32, or None when not asked for
     raw_outputs: np.ndarray  # (B, units) pre-activation model outputs
     classes: np.ndarray  # (B,) the class each image was explained for
     input_gradients: np.ndarray = None  # (B, H, W, C) with `backprop`: d score / d input
+    inputs: np.ndarray = None  # (B, H, W, C) the preprocessed batch
+    engine: object = None
 
 
 class Engine:
@@ -45,6 +50,7 @@ class Engine:
         self._jit = jit
         self._step = backends.load().activation_gradients(self._forward, jit=jit, variables=loaded.model.variables)
         self._input_steps = {}  # backprop mode -> compiled step
+        self._forward_step = None  # made on first use (gradient-free methods, scoring)
 
     def _rewrite(self, tap):
         target = self.target_path
@@ -82,10 +88,7 @@ class Engine:
         chosen = ops.take_along_axis(scores, ops.expand_dims(classes, -1), axis=-1)[:, 0]
         return chosen, {"raw": raw, "classes": classes}
 
-    def run(self, images, targets, backprop=None):
-        """Explain a batch: `images` (n <= batch_size, H, W, C) preprocessed float32,
-        `targets` (n,) target codes; `backprop` None, 'guided' or 'deconvnet' for input
-        gradients too. Returns a BatchResult for the n images."""
+    def _padded(self, images, targets):
         count = len(images)
         if count == 0 or count > self.batch_size:
             raise ValueError(f"a batch holds 1..{self.batch_size} images. Received: {count}")
@@ -98,7 +101,48 @@ class Engine:
             pad = self.batch_size - count
             images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
             targets = np.concatenate([targets, np.repeat(targets[-1:], pad)])
-        activations, gradients, aux = self._step(images, targets)
+        return images, targets
+
+    def _forward_only(self, images, targets):
+        if self._forward_step is None:
+            self._forward_step = backends.load().forward(self._forward, jit=self._jit,
+                                                         variables=self.loaded.model.variables)
+        return self._forward_step(images, targets)
+
+    def scores(self, images):
+        """Class scores (before the softmax; the model's raw outputs for other heads) of any
+        number of preprocessed images (N, H, W, C): the forward pass alone, in chunks of the
+        engine's batch size (its compiled shape), no gradient. Returns (N, C) float32."""
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = np.asarray(images[start : start + self.batch_size])
+            padded, codes = self._padded(chunk, np.full(len(chunk), -1))
+            _, aux = self._forward_only(padded, codes)
+            raw = ops.convert_to_numpy(aux["raw"])[: len(chunk)].astype(np.float32)
+            chunks.append(np.asarray(self.loaded.head.scores(raw)))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.num_classes), np.float32)
+
+    def probabilities(self, images):
+        """Class probabilities (the model's softmax or sigmoid) of preprocessed images, as `scores`."""
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = np.asarray(images[start : start + self.batch_size])
+            padded, codes = self._padded(chunk, np.full(len(chunk), -1))
+            _, aux = self._forward_only(padded, codes)
+            chunks.append(self.loaded.head.probabilities(ops.convert_to_numpy(aux["raw"])[: len(chunk)]))
+        return np.concatenate(chunks).astype(np.float32)
+
+    def run(self, images, targets, backprop=None, gradients=True):
+        """Explain a batch: `images` (n <= batch_size, H, W, C) preprocessed float32,
+        `targets` (n,) target codes; `backprop` None, 'guided' or 'deconvnet' for input
+        gradients too; `gradients` False for the forward pass alone (no gradient computed:
+        the result's gradients are None). Returns a BatchResult for the n images."""
+        count = len(images)
+        images, targets = self._padded(images, targets)
+        if gradients or backprop is not None:
+            activations, gradients, aux = self._step(images, targets)
+        else:
+            (activations, aux), gradients = self._forward_only(images, targets), None
         classes = ops.convert_to_numpy(aux["classes"]).astype(np.int32)
         input_gradients = None
         if backprop is not None:
@@ -106,8 +150,10 @@ class Engine:
             input_gradients = ops.convert_to_numpy(input_gradients)[:count].astype(np.float32)
         return BatchResult(
             activations=ops.convert_to_numpy(activations)[:count].astype(np.float32),
-            gradients=ops.convert_to_numpy(gradients)[:count].astype(np.float32),
+            gradients=None if gradients is None else ops.convert_to_numpy(gradients)[:count].astype(np.float32),
             raw_outputs=ops.convert_to_numpy(aux["raw"])[:count].astype(np.float32),
             classes=classes[:count].astype(np.int64),
             input_gradients=input_gradients,
+            inputs=images[:count],
+            engine=self,
         )

@@ -219,14 +219,18 @@ class MapBatch:
 
 def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context(), strongest=False):
     """One forward pass and gradient for a prepared batch; `codes` gives each image's target
-    (a class index, or top_rank(r)); `context` from methods.context_for. `strongest`: seed
-    001's variant, the map of the channel with the largest weight alone."""
-    backprop = METHODS[method].backprop
-    result = engine.run(inputs, np.asarray(codes), backprop=backprop)
-    weights = METHODS[method].channel_weights(result, context)
-    if strongest:
-        weights = strongest_channel(weights)
-    weighted = maps.weighted_sum(result.activations, weights)
+    (a class index, or top_rank(r)); `context` from methods.context_for. `strongest`: a
+    variant for channel-weight methods, the map of the channel with the largest weight alone."""
+    chosen = METHODS[method]
+    backprop = chosen.backprop
+    result = engine.run(inputs, np.asarray(codes), backprop=backprop, gradients=chosen.gradients)
+    if chosen.channel_weights is not None:
+        weights = chosen.channel_weights(result, context)
+        if strongest:
+            weights = strongest_channel(weights)
+        weighted = maps.weighted_sum(result.activations, weights)
+    else:
+        weighted = np.asarray(chosen.spatial_map(result, context), dtype=np.float32)
     return MapBatch(
         small_maps=maps.relu(weighted),
         weighted_sums=weighted,

@@ -25,7 +25,7 @@ def test_help_and_models_do_not_import_tensorflow():
     result = python_cli(
         "import sys",
         "from gradcam_cli.cli import main",
-        "for args in (['--help'], ['models'], ['gradcam', '--help'], ['layers', '--help'], ['cam', '--help'],",
+        "for args in (['--help'], ['models'], ['methods'], ['gradcam', '--help'], ['layers', '--help'], ['cam', '--help'],",
         "             ['guided', '--help'], ['eval', '--help'], ['dilated', '--help'], ['compare', '--help']):",
         "    try:",
         "        main(args, standalone_mode=False)",
@@ -40,7 +40,7 @@ def test_help_and_models_do_not_import_tensorflow():
 @pytest.mark.parametrize("args", [["--help"], ["gradcam", "--help"], ["models", "--help"],
                                   ["layers", "--help"], ["cam", "--help"], ["guided", "--help"],
                                   ["eval", "--help"], ["dilated", "--help"], ["compare", "--help"],
-                                  ["--version"]])
+                                  ["methods", "--help"], ["--version"]])
 def test_installed_script_help(args):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
@@ -54,6 +54,17 @@ def test_gradcam_help_explains_the_options():
                    "--verbose", "--pool", "--crop", "--preprocess", "--input-size", "--labels",
                    "--trust-model"):
         assert option in text
+
+
+def test_methods_lists_every_registered_method():
+    from gradcam_cli.methods import METHODS
+
+    result = run_cli("methods")
+    assert result.returncode == 0
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert list(rows) == list(METHODS)
+    for name, method in METHODS.items():
+        assert ",".join(method.needs) in rows[name] and method.paper in rows[name]
 
 
 def test_models_lists_every_registry_model():

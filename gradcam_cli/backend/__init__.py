@@ -12,6 +12,10 @@ activations, d(sum of objectives)/d(activations), and aux, as backend tensors.
 
 `variables` are the model's: backends that trace stateless functions (JAX) pass their values in.
 
+    forward(forward, jit, variables) -> step(images, targets) -> (activations, aux)
+
+the same forward pass with no gradient at all (gradient-free methods, scoring extra inputs).
+
 where `forward(images, targets)` returns (objective per sample, aux dict); the step returns
 d(sum of objectives)/d(images) and aux. Custom gradients (guided ReLUs) are written with
 keras.ops.custom_gradient in the forward pass, so they need nothing here.

@@ -65,3 +65,28 @@ def input_gradients(forward, jit=False, variables=()):
         return gradient(jnp.asarray(images), _values(variables), jnp.asarray(targets))
 
     return step
+
+
+def forward(forward, jit=False, variables=()):
+    """The forward pass alone, compiled: (images, targets) -> (tapped activations, aux)."""
+    variables = list(variables)
+
+    def run(values, images, targets):
+        tapped = []
+
+        def tap(activations):
+            tapped.append(activations)
+            return activations
+
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            _, aux = forward(images, targets, tap)
+        if not tapped:
+            raise ValueError("the target layer was not reached by the forward pass")
+        return tapped[-1], aux
+
+    compiled = jax.jit(run)
+
+    def step(images, targets):
+        return compiled(_values(variables), jnp.asarray(images), jnp.asarray(targets))
+
+    return step

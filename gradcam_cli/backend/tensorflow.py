@@ -39,3 +39,23 @@ def input_gradients(forward, jit=False, variables=()):
         return tape.gradient(total, images), aux
 
     return step
+
+
+def forward(forward, jit=False, variables=()):
+    """The forward pass alone, compiled: (images, targets) -> (tapped activations, aux). No
+    tape: a method that needs no gradient never pays for one."""
+
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def step(images, targets):
+        tapped = []
+
+        def tap(activations):
+            tapped.append(activations)
+            return activations
+
+        _, aux = forward(images, targets, tap)
+        if not tapped:
+            raise ValueError("the target layer was not reached by the forward pass")
+        return tapped[-1], aux
+
+    return step
