@@ -109,28 +109,25 @@ class Engine:
                                                          variables=self.loaded.model.variables)
         return self._forward_step(images, targets)
 
-    def scores(self, images):
-        """Class scores (before the softmax; the model's raw outputs for other heads) of any
-        number of preprocessed images (N, H, W, C): the forward pass alone, in chunks of the
-        engine's batch size (its compiled shape), no gradient. Returns (N, C) float32."""
+    def raw_outputs(self, images):
+        """The model's pre-activation outputs for any number of preprocessed images (N, H, W, C):
+        the forward pass alone, in chunks of the engine's batch size (its compiled shape), no
+        gradient. Returns (N, units) float32."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
             chunk = np.asarray(images[start : start + self.batch_size])
             padded, codes = self._padded(chunk, np.full(len(chunk), -1))
             _, aux = self._forward_only(padded, codes)
-            raw = ops.convert_to_numpy(aux["raw"])[: len(chunk)].astype(np.float32)
-            chunks.append(np.asarray(self.loaded.head.scores(raw)))
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.num_classes), np.float32)
+            chunks.append(ops.convert_to_numpy(aux["raw"])[: len(chunk)].astype(np.float32))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.head.num_classes), np.float32)
+
+    def scores(self, images):
+        """Class scores (before the softmax) of preprocessed images, as `raw_outputs`: (N, C)."""
+        return np.asarray(self.loaded.head.scores(self.raw_outputs(images)), dtype=np.float32)
 
     def probabilities(self, images):
-        """Class probabilities (the model's softmax or sigmoid) of preprocessed images, as `scores`."""
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = np.asarray(images[start : start + self.batch_size])
-            padded, codes = self._padded(chunk, np.full(len(chunk), -1))
-            _, aux = self._forward_only(padded, codes)
-            chunks.append(self.loaded.head.probabilities(ops.convert_to_numpy(aux["raw"])[: len(chunk)]))
-        return np.concatenate(chunks).astype(np.float32)
+        """Class probabilities (the model's softmax or sigmoid) of preprocessed images: (N, C)."""
+        return self.loaded.head.probabilities(self.raw_outputs(images)).astype(np.float32)
 
     def run(self, images, targets, backprop=None, gradients=True):
         """Explain a batch: `images` (n <= batch_size, H, W, C) preprocessed float32,
