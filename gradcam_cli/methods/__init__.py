@@ -24,6 +24,8 @@ from typing import Callable
 
 from gradcam_cli.methods.cam import cam_weights
 from gradcam_cli.methods.gradcam import gradcam_weights
+from gradcam_cli.methods.gradcam_plus_plus import gradcam_plus_plus_weights
+from gradcam_cli.methods.layercam import layercam_map
 from gradcam_cli.outputs import GRADIENT_KINDS, MAP_KINDS
 
 # What a method may need from the engine.
@@ -96,6 +98,21 @@ METHODS = {
         "Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
         ("activations", "classifier"),
         channel_weights=lambda result, context: cam_weights(context.classifier_kernel, result.classes),
+    ),
+    "gradcam++": Method(
+        "gradcam++",
+        "Grad-CAM++: channel weights = positive gradients summed with closed-form pixel weights (alphas)",
+        "Chattopadhyay et al. 2018, Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep "
+        "Convolutional Networks",
+        _GRADIENT_NEEDS,
+        channel_weights=lambda result, context: gradcam_plus_plus_weights(result.activations, result.gradients),
+    ),
+    "layercam": Method(
+        "layercam",
+        "LayerCAM: each activation weighted by its own positive gradient, summed over channels",
+        "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
+        _GRADIENT_NEEDS,
+        spatial_map=lambda result, context: layercam_map(result.activations, result.gradients),
     ),
     "guided": Method(
         "guided",
