@@ -5,7 +5,8 @@ alike), it times:
   floor      the bare compiled forward + gradient step on a prepared batch (Engine.run), no I/O
   pipeline   the full run on image files: decode, resize, the step, maps, colouring, PNG writing
   tf-keras-vis  tf_keras_vis.gradcam.Gradcam on the same batches, when that package is installed
-and prints images/s (medians), the per-round ratios; then the bare step of the exact dilated
+and prints images/s (medians), the per-round ratios; before those, Grad-CAM++, LayerCAM and
+Score-CAM beside Grad-CAM on the same batch (--methods; Score-CAM in seconds per image); then the bare step of the exact dilated
 VGG16 (`gradcam dilated`) in float32 and mixed bfloat16 (--precision), interleaved; the peak
 resident memory of the `gradcam` command for a small and a large folder; and the wall time of
 `gradcam --help` beside `python -c "import tensorflow"`. Models use weights=None: nothing is
@@ -79,6 +80,51 @@ def time_floor(engine, batch):
     return len(batch) / (time.perf_counter() - started)
 
 
+def time_method(loaded, engine, batch, method, context):
+    """Images/s of one method's maps (pipeline.compute_maps: the engine's step and the method) on
+    a prepared batch."""
+    import numpy as np
+
+    from gradcam_cli.engine import top_rank
+    from gradcam_cli.pipeline import compute_maps
+
+    started = time.perf_counter()
+    compute_maps(loaded, engine, batch, np.full(len(batch), top_rank(1)), method, context)
+    return len(batch) / (time.perf_counter() - started)
+
+
+def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
+    """Each method's images/s beside Grad-CAM's, interleaved round by round, with the per-round
+    ratios of their times (method / Grad-CAM). Score-CAM-like methods (forward scores of
+    masked inputs) are timed once on one image, with `max_masks` channels (None: all)."""
+    import statistics as stats
+
+    from gradcam_cli.methods import METHODS, context_for
+
+    contexts = {m: context_for(m, loaded, engine.target_path, max_masks=max_masks) for m in ("gradcam", *methods)}
+    for m in contexts:
+        time_method(loaded, engine, batch[:1] if "forward-scores" in METHODS[m].needs else batch, m, contexts[m])
+    rates = {m: [] for m in contexts}
+    for _ in range(rounds):
+        for m in contexts:
+            if "forward-scores" in METHODS[m].needs:
+                if not rates[m]:
+                    rates[m].append(time_method(loaded, engine, batch[:1], m, contexts[m]))
+                continue
+            rates[m].append(statistics.median(time_method(loaded, engine, batch, m, contexts[m]) for _ in range(3)))
+    base = rates["gradcam"]
+    for m in methods:
+        if "forward-scores" in METHODS[m].needs:
+            masks = max_masks or loaded.layers[[i.path for i in loaded.layers].index(engine.target_path)].shape[-1]
+            print(f"{name:<10} {m}: {1 / rates[m][0]:.1f} s per image ({masks} masks, batch {len(batch)}); "
+                  f"Grad-CAM {1 / stats.median(base):.3f} s per image", flush=True)
+            continue
+        ratios = [g / r for g, r in zip(base, rates[m])]  # time ratio: method / Grad-CAM
+        print(f"{name:<10} {m}: {stats.median(rates[m]):.2f} img/s, Grad-CAM {stats.median(base):.2f} img/s, "
+              f"time ratio {stats.median(ratios):.2f} (per round " + " ".join(f"{r:.2f}" for r in ratios) + ")",
+              flush=True)
+
+
 def time_pipeline(loaded, engine, sources, out):
     from gradcam_cli import pipeline
     from gradcam_cli.methods import Context
@@ -86,7 +132,7 @@ def time_pipeline(loaded, engine, sources, out):
     options = pipeline.Options(output_dir=out, save=("overlay",))
     started = time.perf_counter()
     report = pipeline.run(loaded, engine, sources, options, Context(), lambda r: None,
-                          lambda s, reason: None, lambda s, c: None)
+                          lambda s, reason, record=None: None, lambda s, c: None)
     assert report.done == len(sources), report.failed
     return len(sources) / (time.perf_counter() - started)
 
@@ -146,6 +192,11 @@ def main():
     parser.add_argument("--dilated-batch", type=int, default=1,
                         help="batch size for the dilated VGG16 rows (0 to skip; 8 on a GPU)")
     parser.add_argument("--dilated-rounds", type=int, default=2)
+    parser.add_argument("--methods", default="gradcam++,layercam,scorecam",
+                        help="methods timed beside Grad-CAM on each model ('' to skip)")
+    parser.add_argument("--method-batch", type=int, default=16)
+    parser.add_argument("--max-masks", type=int, default=None, help="Score-CAM's masks (default: all channels)")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only the method, dilated, memory rows")
     args = parser.parse_args()
 
     import numpy as np
@@ -160,13 +211,20 @@ def main():
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores, "
           f"{pipeline.IMAGE_WORKERS} image threads", flush=True)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    largest = max(sizes) * args.batches
+    largest = max(max(sizes) * args.batches, args.method_batch)
     files = write_images(work / "images", largest)
     print(f"{'model':<10} {'batch':>5} {'floor img/s':>12} {'pipeline img/s':>15} {'pipeline/floor':>15} "
           f"{'tf-keras-vis img/s':>19} {'pipeline/tfkv':>14}   per-round pipeline/floor")
     tfkv_absent = "not installed" if keras.backend.backend() == "tensorflow" else "TensorFlow only"
+    methods = [m for m in args.methods.split(",") if m]
     for name in args.models.split(","):
         loaded = load(name)
+        if methods:
+            engine = Engine(loaded, loaded.default_layer, batch_size=args.method_batch)
+            rgbs = [pipeline.load_rgb(f) for f in files[: args.method_batch]]
+            method_rows(name, loaded, engine, pipeline.prepare(loaded, rgbs)[0], methods, args.rounds, args.max_masks)
+        if args.skip_pipeline:
+            continue
         tfkv = tf_keras_vis_runner(loaded)
         for size in sizes:
             sources = collect([str(f) for f in files[: size * args.batches]]).sources

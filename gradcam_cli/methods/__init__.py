@@ -26,6 +26,7 @@ from gradcam_cli.methods.cam import cam_weights
 from gradcam_cli.methods.gradcam import gradcam_weights
 from gradcam_cli.methods.gradcam_plus_plus import gradcam_plus_plus_weights
 from gradcam_cli.methods.layercam import layercam_map
+from gradcam_cli.methods.scorecam import scorecam_map
 from gradcam_cli.outputs import GRADIENT_KINDS, MAP_KINDS
 
 # What a method may need from the engine.
@@ -113,6 +114,14 @@ METHODS = {
         "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
         _GRADIENT_NEEDS,
         spatial_map=lambda result, context: layercam_map(result.activations, result.gradients),
+    ),
+    "scorecam": Method(
+        "scorecam",
+        "Score-CAM: channel weights = the class probability of the input masked by each upsampled, "
+        "min-max normalised channel, minus that of the zero input",
+        "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
+        ("activations", "forward-scores"),
+        spatial_map=scorecam_map,
     ),
     "guided": Method(
         "guided",
