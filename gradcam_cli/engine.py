@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from gradcam_cli import backend as backends
+from gradcam_cli.models import graph
 from gradcam_cli.models.guided import relu_rewrite
 
 
@@ -51,6 +52,8 @@ class Engine:
         self._step = backends.load().activation_gradients(self._forward, jit=jit, variables=loaded.model.variables)
         self._input_steps = {}  # backprop mode -> compiled step
         self._forward_step = None  # made on first use (gradient-free methods, scoring)
+        self._cut = None  # graph.Cut at the target, or the ValueError refusing it: first head step
+        self._head_step = None  # made on first use (head_scores)
 
     def _rewrite(self, tap):
         target = self.target_path
@@ -128,6 +131,59 @@ class Engine:
     def probabilities(self, images):
         """Class probabilities (the model's softmax or sigmoid) of preprocessed images: (N, C)."""
         return self.loaded.head.probabilities(self.raw_outputs(images)).astype(np.float32)
+
+    def _head_cut(self):
+        """The graph cut at the target layer, decided once; ValueError with the reason when the
+        graph cannot be cut there (raised again on every later use)."""
+        if self._cut is None:
+            try:
+                self._cut = graph.cut_above(self.loaded.model, self.target_path, self.loaded.output)
+            except ValueError as error:
+                self._cut = error
+        if isinstance(self._cut, ValueError):
+            raise ValueError(str(self._cut))
+        return self._cut
+
+    def _head_forward(self, activations, targets, tap):
+        """A forward step whose "images" are target activations: only the layers above the cut
+        run, with the logits rewrite, so `raw` is the model's pre-activation output."""
+        activations = tap(activations)
+        outputs = graph.run_above(self.loaded.model, self._cut, activations, self.loaded.logits_rewrite)
+        raw = graph.flat_output(outputs, self.loaded.output.index)
+        return ops.zeros((ops.shape(activations)[0],)), {"raw": raw}
+
+    def head_raw_outputs(self, activations):
+        """The model's pre-activation outputs computed from target-layer activations (N, h, w, K)
+        by the layers above the target alone (the layers below are not computed), in chunks of
+        the engine's batch size padded to its compiled shape, no gradient. Returns (N, units).
+        ValueError when the graph cannot be cut at the target (graph.cut_above) or the
+        activations do not have the target layer's shape."""
+        self._head_cut()
+        activations = np.asarray(activations, dtype=np.float32)
+        shape = next((info.shape for info in self.loaded.layers if info.path == self.target_path), None)
+        if activations.ndim != 4 or (shape is not None and tuple(activations.shape[1:]) != tuple(shape)):
+            raise ValueError(f"activations of layer {graph.path_name(self.target_path)!r} have shape (N, "
+                             f"{', '.join(map(str, shape or ('h', 'w', 'K')))}). Received: {activations.shape}")
+        if self._head_step is None:
+            self._head_step = backends.load().forward(self._head_forward, jit=self._jit,
+                                                      variables=self.loaded.model.variables)
+        chunks = []
+        for start in range(0, len(activations), self.batch_size):
+            chunk = activations[start : start + self.batch_size]
+            pad = self.batch_size - len(chunk)
+            padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
+            _, aux = self._head_step(padded, np.zeros(self.batch_size, np.int32))
+            chunks.append(ops.convert_to_numpy(aux["raw"])[: len(chunk)].astype(np.float32))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.head.num_classes), np.float32)
+
+    def head_scores(self, activations):
+        """Class scores (before the softmax, as `scores`) from target-layer activations
+        (N, h, w, K), e.g. with channels masked (Ablation-CAM): `head_raw_outputs`. (N, C)."""
+        return np.asarray(self.loaded.head.scores(self.head_raw_outputs(activations)), dtype=np.float32)
+
+    def head_probabilities(self, activations):
+        """Class probabilities (the model's softmax or sigmoid) from target-layer activations."""
+        return self.loaded.head.probabilities(self.head_raw_outputs(activations)).astype(np.float32)
 
     def run(self, images, targets, backprop=None, gradients=True):
         """Explain a batch: `images` (n <= batch_size, H, W, C) preprocessed float32,

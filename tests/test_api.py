@@ -114,5 +114,5 @@ def test_the_library_raises_its_own_errors(tmp_path, demo_gap):
         Explainer(demo_gap)([tmp_path / "missing.png"])
     with pytest.raises(ImageError, match="expected an \\(H, W, 3\\)"):
         Explainer(demo_gap)([np.zeros((4, 4, 4), np.uint8)])
-    with pytest.raises(GradcamError, match="unknown method 'gradcam\\+\\+'"):
-        Explainer(demo_gap, method="gradcam++")
+    with pytest.raises(GradcamError, match="unknown method 'ablation-cam'"):
+        Explainer(demo_gap, method="ablation-cam")

@@ -307,10 +307,10 @@ def test_a_failure_pinned_to_one_image_leaves_the_others_going(tmp_path, monkeyp
     Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(folder / "white.png")
     real_run = Engine.run
 
-    def fails_on_white(self, images, targets, backprop=None):
+    def fails_on_white(self, images, targets, backprop=None, gradients=True):
         if (np.asarray(images) >= 0.999).all(axis=(1, 2, 3)).any():  # demo-gap preprocesses to 0..1
             raise FloatingPointError("a white image")
-        return real_run(self, images, targets, backprop)
+        return real_run(self, images, targets, backprop, gradients)
 
     monkeypatch.setattr(Engine, "run", fails_on_white)
     result = invoke(folder, "--model", "demo-gap", "-o", tmp_path / "o", "-b", "4", "--json")

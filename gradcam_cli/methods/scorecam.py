@@ -56,10 +56,8 @@ a small model scores a whole batch in one call and ResNet50's 2048 masks of 224x
 groups of a few hundred; each call runs in the engine's compiled chunks.
 """
 
-import cv2
 import numpy as np
 
-from gradcam_cli import maps
 
 # The most bytes of masked inputs built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
@@ -74,11 +72,15 @@ def scorecam_map(result, context):
     weights = scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
                                max_masks=context.max_masks, budget_bytes=MASK_BUDGET_BYTES,
                                multiple=engine.batch_size)
-    return maps.weighted_sum(result.activations, weights)
+    from gradcam_cli.maps import weighted_sum  # maps loads OpenCV: not at start-up
+
+    return weighted_sum(result.activations, weights)
 
 
 def bilinear(channels, size):
     """(h, w, n) float32 -> (H, W, n) for `size` (H, W): cv2's bilinear, half-pixel centres."""
+    import cv2  # here: the registry imports this module, and `gradcam --help` must not load OpenCV
+
     height, width = size
     if channels.shape[:2] == (height, width):
         return channels.copy()

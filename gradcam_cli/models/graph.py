@@ -284,3 +284,142 @@ def run_graph(model, inputs, rewrite, prefix=()):
     if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
         return outputs[0]
     return outputs
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where a model is cut for a head step (`cut_above`): the target layer, the paths of the
+    layers above it (computed from its output; the layers of a nested model above it included)
+    and the paths of the nested models that hold the target (entered, not replaced)."""
+
+    target: tuple
+    above: frozenset
+    containers: frozenset
+
+
+def cut_above(model, target_path, output=None):
+    """The Cut of `model` at `target_path`: which layers lie above the target layer, for running
+    only them on given target activations (`run_above`). `output`: the graph.Output explained
+    (None: the model's only one).
+
+    The graph can be cut there when every layer above the target takes its inputs only from the
+    target's output or from other layers above it. A tensor from below crossing into the part
+    above (a skip connection from before the target to a layer after it) makes the head depend
+    on more than the target's activations: ValueError naming the layer above and what it reads.
+    So does an explained output that does not depend on the target, or a layer called both
+    below and above the target (a shared layer), which a per-layer rewrite cannot tell apart.
+    """
+    target_path = tuple(target_path)
+    ensure_built(model)
+    if output is None:
+        output = select_output(model, None)
+    above, reaches = _cut_level(model, target_path, (), target_path)
+    if not reaches[output.index]:
+        raise ValueError(f"the graph cannot be cut at {path_name(target_path)!r}: the model's output "
+                         f"{output.name!r} does not depend on it")
+    containers = frozenset(target_path[:depth] for depth in range(1, len(target_path)))
+    return Cut(target_path, frozenset(above), containers)
+
+
+def _refuse(target, reason):
+    raise ValueError(f"the graph cannot be cut at {path_name(target)!r}: {reason}")
+
+
+def _producer_name(tensor, prefix):
+    """How an error names what produced `tensor`: its layer's path, or the (nested) model's input."""
+    layer = tensor._keras_history[0]
+    if isinstance(layer, keras.layers.InputLayer):
+        return f"the input of {path_name(prefix)!r}" if prefix else "the model's input"
+    return repr(path_name(prefix + (layer.name,)))
+
+
+def _cut_level(model, rest, prefix, target):
+    """(paths above the target in `model`, for each of `model`'s outputs whether it is computed
+    from the target). `rest`: the target's path inside `model`; `prefix`: `model`'s path."""
+    children = {layer.name: layer for layer in _children(model)}
+    if rest[0] not in children:
+        raise ValueError(f"no layer {path_name(prefix + rest[:1])!r}")
+    holder = children[rest[0]]
+    above = set()
+    if len(rest) > 1:
+        if not is_model(holder):
+            raise ValueError(f"layer {path_name(prefix + rest[:1])!r} holds no layers")
+        above, inner_reaches = _cut_level(holder, rest[1:], prefix + rest[:1], target)
+    else:
+        inner_reaches = None  # every output of the target is the target's
+
+    if isinstance(model, keras.Sequential):
+        layers = _children(model)
+        index = [layer.name for layer in layers].index(rest[0])
+        if inner_reaches is not None and not all(inner_reaches):
+            return above, [False]
+        for layer in layers[index + 1 :]:
+            path = prefix + (layer.name,)
+            above.add(path)
+            if is_model(layer):
+                above.update(p for p, _ in iter_layers(layer, path))
+        return above, [True]
+
+    nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]]
+    holder_nodes = [node for node in nodes if node.operation is holder]
+    if len(holder_nodes) != 1:
+        _refuse(target, f"layer {path_name(prefix + rest[:1])!r} is called {len(holder_nodes)} times in "
+                        f"{path_name(prefix) or 'the model'!r}")
+    outputs = holder_nodes[0].output_tensors
+    reached = {id(t) for t, up in zip(outputs, inner_reaches or [True] * len(outputs)) if up}
+    below = set()
+    # _nodes_by_depth, deepest first: a node comes after the nodes whose outputs it reads.
+    for node in nodes:
+        if node is holder_nodes[0] or node.is_input or not node.operation:
+            continue
+        path = prefix + (node.operation.name,)
+        inputs = node.input_tensors
+        if not any(id(t) in reached for t in inputs):
+            below.add(path)
+            continue
+        for tensor in inputs:
+            if id(tensor) not in reached:
+                _refuse(target, f"layer {path_name(path)!r} above it also reads {_producer_name(tensor, prefix)}, "
+                                f"which is computed below it, not from its output")
+        reached.update(id(t) for t in node.output_tensors)
+        above.add(path)
+        if is_model(node.operation):
+            above.update(p for p, _ in iter_layers(node.operation, path))
+    shared = sorted(above & below)
+    if shared:
+        _refuse(target, f"layer {path_name(shared[0])!r} is called both below and above it")
+    return above, [id(t) in reached for t in model.outputs]
+
+
+def _placeholder_outputs(layer, placeholder):
+    """What a layer below the cut returns instead of computing: `placeholder` for each output
+    (Keras's graph runner pairs a node's outputs with what its call returned)."""
+    nodes = getattr(layer, "_inbound_nodes", None) or ()
+    count = len(nodes[0].output_tensors) if nodes else 1
+    return placeholder if count == 1 else [placeholder] * count
+
+
+def run_above(model, cut, activations, rewrite=None):
+    """The model's outputs computed from the target layer's `activations` by the layers above the
+    cut alone (`cut_above`), in run_graph's structure. `rewrite(path, layer)` as in run_graph,
+    applied to the layers above (the logits rewrite).
+
+    This is run_graph with the target's call replaced by `activations` and each layer below by a
+    scalar placeholder, fed a placeholder input: the layers below are never called (their
+    placeholders reach no layer above, which the cut guarantees), nested models holding the
+    target are entered, and everything above runs as in the full forward pass.
+    """
+    placeholder = keras.ops.zeros(())
+
+    def head(path, layer):
+        if path == cut.target:
+            return lambda *args, **kwargs: activations
+        if path in cut.containers:
+            return None
+        if path in cut.above:
+            return rewrite(path, layer) if rewrite is not None else None
+        return lambda *args, **kwargs: _placeholder_outputs(layer, placeholder)
+
+    count = 1 if isinstance(model, keras.Sequential) else len(model.inputs)
+    inputs = placeholder if count == 1 else [placeholder] * count
+    return run_graph(model, inputs, head)
