@@ -778,30 +778,18 @@ def layers_command(show_all, **model_options):
 
 
 def _annotated_inputs(images, quiet):
-    """Images with a mask beside them (NAME.ext and NAME.mask.png), as (rgbs, objects, paths)."""
-    from gradcam_cli.errors import ImageError
-    from gradcam_cli.evaluation import is_mask, read_mask
-    from gradcam_cli.images import load_rgb
+    """Images with a mask beside them (evaluation.annotated_inputs), the unusable ones reported."""
+    from gradcam_cli.evaluation import annotated_inputs
     from gradcam_cli.inputs import collect
 
     collected = collect(images, stdin=click.get_text_stream("stdin"))
-    rgbs, objects, paths, unusable = [], [], [], 0
-    for source in collected.sources:
-        if is_mask(source.path):
-            continue
-        try:
-            rgb = load_rgb(source.path)
-            objects.append(read_mask(source.path, rgb.shape))
-        except ImageError as error:
-            unusable += 1
-            if not quiet:
-                click.echo(f"skipped {source.path}: {error}", err=True)
-            continue
-        rgbs.append(rgb)
-        paths.append(str(source.path))
+    rgbs, objects, paths, unusable = annotated_inputs(collected.sources)
+    if not quiet:
+        for path, reason in unusable:
+            click.echo(f"skipped {path}: {reason}", err=True)
     if not rgbs:
         raise UsageProblem("no image with a usable mask (NAME.ext beside NAME.mask.png) in " + ", ".join(images))
-    return rgbs, objects, paths, unusable + len(collected.missing)
+    return rgbs, objects, paths, len(unusable) + collected.failures
 
 
 @main.command("eval")

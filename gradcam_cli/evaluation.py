@@ -226,6 +226,28 @@ def read_mask(image_path, shape):
     return annotated_object(mask)
 
 
+def annotated_inputs(sources):
+    """The images among `sources` (inputs.Source) with a mask beside them (NAME.mask.png):
+    (rgbs, objects, paths, [(path, reason)] of those that cannot be used). Masks themselves are
+    not inputs."""
+    from gradcam_cli.errors import ImageError
+    from gradcam_cli.images import load_rgb
+
+    rgbs, objects, paths, unusable = [], [], [], []
+    for source in sources:
+        if is_mask(source.path):
+            continue
+        try:
+            rgb = load_rgb(source.path)
+            objects.append(read_mask(source.path, rgb.shape))
+        except ImageError as error:
+            unusable.append((source.path, str(error)))
+            continue
+        rgbs.append(rgb)
+        paths.append(str(source.path))
+    return rgbs, objects, paths, unusable
+
+
 def annotated_object(mask):
     """A SceneObject from a user's mask (any non-zero pixel is the object)."""
     from gradcam_cli.synthetic import SceneObject
