@@ -29,6 +29,16 @@ def set_fixed_weights(model, seed=0, scale=0.5):
     return model
 
 
+def conv3x3_same(x, kernel, bias):
+    """A 'same'-padded 3x3 convolution by hand: (H, W, C) x (3, 3, C, K) + (K,) -> (H, W, K)."""
+    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    out = np.zeros(x.shape[:2] + (kernel.shape[3],))
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = np.tensordot(padded[i : i + 3, j : j + 3], kernel, axes=([0, 1, 2], [0, 1, 2])) + bias
+    return out
+
+
 def tiny_model(keras, softmax=True, seed=0):
     """8x8x3 -> Conv3x3(4, relu) 'target' -> Conv1x1(5, relu) 'post' -> Flatten -> Dense(3) 'pred'."""
     layers = keras.layers

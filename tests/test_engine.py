@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import gap_model, nested_model, tiny_model
+from conftest import conv3x3_same, gap_model, nested_model, tiny_model
 from gradcam_cli import maps
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods.gradcam import gradcam_weights
@@ -12,15 +12,6 @@ from gradcam_cli.models.loading import describe
 
 def loaded_for(model, size=8):
     return describe(model, model.name, (size, size), "none", None)
-
-
-def conv3x3_same(x, kernel, bias):
-    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    out = np.zeros(x.shape[:2] + (kernel.shape[3],))
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i, j] = np.tensordot(padded[i : i + 3, j : j + 3], kernel, axes=([0, 1, 2], [0, 1, 2])) + bias
-    return out
 
 
 def hand_gradcam_tiny(model, image, cls):

@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import gap_model, tiny_model
+from conftest import conv3x3_same, gap_model, tiny_model
 from gradcam_cli import maps, pipeline, synthetic
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods.gradcam_plus_plus import gradcam_plus_plus_alphas, gradcam_plus_plus_weights
@@ -88,15 +88,6 @@ def test_gap_dense_by_hand(keras):
         cam_positive = features[i].astype(np.float64) @ np.maximum(kernel[:, cls], 0) / (h * w)
         np.testing.assert_allclose(layercam, cam_positive, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(our_layercam[i], layercam, rtol=1e-5, atol=1e-5 * layercam.max())
-
-
-def conv3x3_same(x, kernel, bias):
-    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    out = np.zeros(x.shape[:2] + (kernel.shape[3],))
-    for i in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i, j] = np.tensordot(padded[i : i + 3, j : j + 3], kernel, axes=([0, 1, 2], [0, 1, 2])) + bias
-    return out
 
 
 def tiny_by_hand(model, image, cls):

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import gap_model, set_fixed_weights, write_image
+from conftest import conv3x3_same, gap_model, set_fixed_weights, write_image
 from gradcam_cli import pipeline
 from gradcam_cli.cli import main
 from gradcam_cli.engine import Engine, top_rank
@@ -114,17 +114,6 @@ def _gray_model(keras, seed=5):
     return set_fixed_weights(keras.Model(inputs, _gray_layers(keras, inputs), name="gray"), seed)
 
 
-def _conv_same(image, kernel, bias):
-    """A 'same' 3x3 convolution by hand: (H, W, C) x (3, 3, C, K) -> (H, W, K)."""
-    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)))
-    height, width = image.shape[:2]
-    out = np.zeros((height, width, kernel.shape[3]))
-    for y in range(height):
-        for x in range(width):
-            out[y, x] = np.tensordot(padded[y : y + 3, x : x + 3], kernel, axes=3) + bias
-    return out
-
-
 def test_one_channel_model_map_equals_a_hand_computation(tmp_path, keras):
     model = _gray_model(keras)
     path = tmp_path / "gray.keras"
@@ -138,7 +127,7 @@ def test_one_channel_model_map_equals_a_hand_computation(tmp_path, keras):
     rgb = np.asarray(Image.open(image), dtype=np.float64)
     luminance = (rgb @ [0.299, 0.587, 0.114])[..., None] / 255.0
     kernel, bias = model.get_layer("target").get_weights()
-    activations = np.maximum(_conv_same(luminance, kernel, bias), 0)
+    activations = np.maximum(conv3x3_same(luminance, kernel, bias), 0)
     dense, dense_bias = model.get_layer("pred").get_weights()
     # GAP + Dense on the logit: the gradient of class 1 is W[:, 1] / (h w) at every position
     expected = np.maximum(activations @ (dense[:, 1] / 64.0), 0)
