@@ -61,7 +61,6 @@ class Explanation:
     tag: str = None  # the file-name tag: 'class3', 'top2', or None for the one top-1 map
     input_gradient: np.ndarray = None  # (H', W', C) at the model's input size, backprop methods
     box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
-    model_name: str = ""
 
     @property
     def map(self):
@@ -114,9 +113,8 @@ class _Ready:
     """What an Explainer builds on first use: the model it computes with, engine, context."""
 
     loaded: object
-    engine: object
+    engine: object  # its target_path is the layer explained (in the dilated copy, for those)
     context: object
-    target_path: tuple
     reference: object = None  # the original model, when `loaded` is its dilated copy
 
 
@@ -190,7 +188,7 @@ class Explainer:
             loaded, target_path = dilated_copy(loaded, network, target_path)
             batch_size = fitting_batch(loaded, batch_size)
         engine = Engine(loaded, target_path, batch_size=batch_size, jit=self.jit)
-        return _Ready(loaded, engine, context, target_path, reference)
+        return _Ready(loaded, engine, context, reference)
 
     def __call__(self, images, classes=None, top_k=1, names=None):
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,
@@ -255,6 +253,6 @@ def _explanation(loaded, computed, i, rgb, source, name, box, target, method, la
         image=rgb, small_map=computed.small_maps[i], class_index=class_index, label=loaded.label(class_index),
         score=float(computed.scores[i, class_index]), probability=float(computed.probabilities[i, class_index]),
         predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
-        name=name, tag=target.tag, box=box, model_name=loaded.name,
+        name=name, tag=target.tag, box=box,
         input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
     )

@@ -680,8 +680,8 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
 
     chosen_methods, chosen_variants = _names(methods), _names(variants)
     for name in chosen_methods:
-        if name not in comparing.COMPARE_METHODS:
-            raise click.BadParameter(f"choose from {', '.join(comparing.COMPARE_METHODS)}. Received: {name!r}",
+        if name not in COMPARE_COLUMNS:
+            raise click.BadParameter(f"choose from {', '.join(COMPARE_COLUMNS)}. Received: {name!r}",
                                      param_hint="--methods")
     for name in chosen_variants:
         if name not in comparing.VARIANTS:

@@ -22,7 +22,6 @@ from gradcam_cli.methods import COMPARE_COLUMNS, METHODS, context_for
 from gradcam_cli.models.graph import path_name
 from gradcam_cli import pipeline
 
-COMPARE_METHODS = COMPARE_COLUMNS
 DEFAULT_METHODS = ("gradcam", "cam", "guided", "guided-gradcam", "dilated")
 VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
 
@@ -60,14 +59,14 @@ class Ready:
 
     @property
     def shows(self):
-        return COMPARE_METHODS[self.cell.method][1]
+        return COMPARE_COLUMNS[self.cell.method][1]
 
 
 def _ready(loaded, cell, batch_size, engines, copies):
     from gradcam_cli.engine import Engine
     from gradcam_cli.models.loading import dilated_copy, dilated_target, fitting_batch
 
-    method = COMPARE_METHODS[cell.method][0]
+    method = COMPARE_COLUMNS[cell.method][0]
     target = loaded.target_layer(cell.layer)
     context = context_for(method, loaded, target, pool="max" if cell.variant == "pool-max" else "mean")
     network = METHODS[method].network

@@ -16,22 +16,31 @@ def _values(variables):
     return [variable.value for variable in variables]
 
 
+def _tapped_call(forward, variables, values, images, targets, delta=None):
+    """forward(images, targets, tap) under the variables' `values`, the target layer's output
+    passed through the tap (plus `delta`, whose gradient is the activations' gradient).
+    Returns (objective, aux, tapped activations)."""
+    tapped = []
+
+    def tap(activations):
+        if delta is not None:
+            activations = activations + delta
+        tapped.append(activations)
+        return activations
+
+    with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        scores, aux = forward(images, targets, tap)
+    if not tapped:
+        raise ValueError("the target layer was not reached by the forward pass")
+    return scores, aux, tapped[-1]
+
+
 def activation_gradients(forward, jit=False, variables=()):
     variables = list(variables)
 
     def objective(delta, values, images, targets):
-        tapped = []
-
-        def tap(activations):
-            activations = activations + delta
-            tapped.append(activations)
-            return activations
-
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            scores, aux = forward(images, targets, tap)
-        if not tapped:
-            raise ValueError("the target layer was not reached by the forward pass")
-        return jnp.sum(scores), (tapped[-1], aux)
+        scores, aux, activations = _tapped_call(forward, variables, values, images, targets, delta)
+        return jnp.sum(scores), (activations, aux)
 
     gradient = jax.jit(jax.grad(objective, has_aux=True))
     shapes = {}
@@ -72,17 +81,8 @@ def forward(forward, jit=False, variables=()):
     variables = list(variables)
 
     def run(values, images, targets):
-        tapped = []
-
-        def tap(activations):
-            tapped.append(activations)
-            return activations
-
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            _, aux = forward(images, targets, tap)
-        if not tapped:
-            raise ValueError("the target layer was not reached by the forward pass")
-        return tapped[-1], aux
+        _, aux, activations = _tapped_call(forward, variables, values, images, targets)
+        return activations, aux
 
     compiled = jax.jit(run)
 
