@@ -95,33 +95,45 @@ def time_method(loaded, engine, batch, method, context):
 
 def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
     """Each method's images/s beside Grad-CAM's, interleaved round by round, with the per-round
-    ratios of their times (method / Grad-CAM). Score-CAM-like methods (forward scores of
-    masked inputs) are timed once on one image, with `max_masks` channels (None: all)."""
+    ratios of their times (method / Grad-CAM). Score-CAM-like methods (forward scores of masked
+    inputs) are timed once on one image, with `max_masks` channels (None: all); methods that
+    take many input gradients per image (SmoothGrad, Integrated Gradients) once on the batch,
+    beside the round's Grad-CAM."""
     import statistics as stats
 
     from gradcam_cli.methods import METHODS, context_for
 
     contexts = {m: context_for(m, loaded, engine.target_path, max_masks=max_masks) for m in ("gradcam", *methods)}
-    for m in contexts:  # trace each step once, outside the timings (a few masks are enough)
-        if "forward-scores" in METHODS[m].needs:
+    single = lambda m: "forward-scores" in METHODS[m].needs
+    once = lambda m: "plain-input-gradients" in METHODS[m].needs
+    for m in contexts:  # trace each step once, outside the timings (a few masks or images are enough)
+        if single(m):
             few = context_for(m, loaded, engine.target_path, max_masks=len(batch))
             time_method(loaded, engine, batch[:1], m, few)
+        elif once(m):
+            time_method(loaded, engine, batch[:1], m, contexts[m])
         else:
             time_method(loaded, engine, batch, m, contexts[m])
     rates = {m: [] for m in contexts}
+    paired = {}  # a once-timed method -> the Grad-CAM rate measured just before it
     for _ in range(rounds):
         for m in contexts:
-            if "forward-scores" in METHODS[m].needs:
+            if single(m) or once(m):
                 if not rates[m]:
-                    rates[m].append(time_method(loaded, engine, batch[:1], m, contexts[m]))
+                    paired[m] = time_method(loaded, engine, batch, "gradcam", contexts["gradcam"])
+                    rates[m].append(time_method(loaded, engine, batch[:1] if single(m) else batch, m, contexts[m]))
                 continue
             rates[m].append(statistics.median(time_method(loaded, engine, batch, m, contexts[m]) for _ in range(3)))
     base = rates["gradcam"]
     for m in methods:
-        if "forward-scores" in METHODS[m].needs:
+        if single(m):
             masks = max_masks or loaded.layers[[i.path for i in loaded.layers].index(engine.target_path)].shape[-1]
             print(f"{name:<10} {m}: {1 / rates[m][0]:.1f} s per image ({masks} masks, batch {len(batch)}); "
-                  f"Grad-CAM {1 / stats.median(base):.3f} s per image", flush=True)
+                  f"Grad-CAM {1 / paired[m]:.3f} s per image", flush=True)
+            continue
+        if once(m):
+            print(f"{name:<10} {m}: {rates[m][0]:.3f} img/s, Grad-CAM {paired[m]:.2f} img/s, time ratio "
+                  f"{paired[m] / rates[m][0]:.1f} (one round)", flush=True)
             continue
         ratios = [g / r for g, r in zip(base, rates[m])]  # time ratio: method / Grad-CAM
         print(f"{name:<10} {m}: {stats.median(rates[m]):.2f} img/s, Grad-CAM {stats.median(base):.2f} img/s, "
@@ -196,8 +208,9 @@ def main():
     parser.add_argument("--dilated-batch", type=int, default=1,
                         help="batch size for the dilated VGG16 rows (0 to skip; 8 on a GPU)")
     parser.add_argument("--dilated-rounds", type=int, default=2)
-    parser.add_argument("--methods", default="gradcam++,layercam,scorecam",
-                        help="methods timed beside Grad-CAM on each model ('' to skip)")
+    parser.add_argument("--methods", default="every",
+                        help="methods timed beside Grad-CAM on each model, comma-separated; 'every' for every "
+                             "map method on the original network ('' to skip)")
     parser.add_argument("--method-batch", type=int, default=16)
     parser.add_argument("--max-masks", type=int, default=None, help="Score-CAM's masks (default: all channels)")
     parser.add_argument("--skip-pipeline", action="store_true", help="only the method, dilated, memory rows")
@@ -220,7 +233,13 @@ def main():
     print(f"{'model':<10} {'batch':>5} {'floor img/s':>12} {'pipeline img/s':>15} {'pipeline/floor':>15} "
           f"{'tf-keras-vis img/s':>19} {'pipeline/tfkv':>14}   per-round pipeline/floor")
     tfkv_absent = "not installed" if keras.backend.backend() == "tensorflow" else "TensorFlow only"
-    methods = [m for m in args.methods.split(",") if m]
+    if args.methods == "every":
+        from gradcam_cli.methods import METHODS
+
+        methods = [m for m, spec in METHODS.items()
+                   if m != "gradcam" and spec.backprop is None and spec.network is None and not spec.needs_classifier]
+    else:
+        methods = [m for m in args.methods.split(",") if m]
     for name in args.models.split(","):
         loaded = load(name)
         if methods:

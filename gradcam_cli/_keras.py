@@ -55,12 +55,10 @@ def import_keras(device="auto", verbose=False):
     import keras
 
     if device == "gpu" and not gpu_available(keras):
-        from gradcam_cli.errors import GradcamError
+        from gradcam_cli.errors import GradcamError, argument
 
-        raise GradcamError(
-            f"--device gpu: no GPU is visible to the {keras.backend.backend()} backend "
-            "(use --device cpu or auto)"
-        )
+        cpu = argument("device", "'cpu'", "cpu")
+        raise GradcamError(f"no GPU is visible to the {keras.backend.backend()} backend: compute on the CPU ({cpu})")
     return keras
 
 

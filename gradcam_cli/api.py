@@ -14,8 +14,8 @@ picklable arguments until its first call, which loads the model in the process t
 a Ray or Dask worker can receive one and build its own. Errors are `gradcam_cli.errors`'s
 GradcamError family (ValueErrors), whose messages say what is wrong.
 
-The command line runs the same steps (`Explainer.prepare_run` gives the pipeline its engine and
-context) through a streamed pipeline that writes files as it goes.
+The command line, `compare` and `eval` run the same Explainer: `write` streams a folder through
+the pipeline, writing files as it goes; `compute` gives the maps of a prepared batch.
 """
 
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError
+from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError, argument
 
 
 def load_model(model, weights=None, preprocess=None, input_size=None, labels=None, trust=False,
@@ -61,6 +61,7 @@ class Explanation:
     tag: str = None  # the file-name tag: 'class3', 'top2', or None for the one top-1 map
     input_gradient: np.ndarray = None  # (H', W', C) at the model's input size, backprop methods
     box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
+    network: str = None  # 'exact' or 'no-pooling' when computed on a dilated copy
 
     @property
     def map(self):
@@ -95,7 +96,7 @@ class Explanation:
 
         options = pipeline.Options(output_dir=Path(output_dir), method=self.method,
                                    save=tuple(save or METHODS[self.method].default_save),
-                                   colormap=colormap.lower(), alpha=alpha)
+                                   colormap=colormap.lower(), alpha=alpha, name=output_name(self.method, self.network))
         paths = pipeline.output_paths(Source(Path(self.source or self.name), self.name), options,
                                       pipeline.Target(0, self.tag))
         entry = pipeline.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
@@ -109,13 +110,38 @@ class Explanation:
 
 
 @dataclass
-class _Ready:
-    """What an Explainer builds on first use: the model it computes with, engine, context."""
+class Prepared:
+    """What an Explainer builds on first use: the model it computes with, engines, context."""
 
     loaded: object
-    engine: object  # its target_path is the layer explained (in the dilated copy, for those)
+    engines: list  # one per target layer; their target_path is the layer (in the dilated copy, for those)
     context: object
     reference: object = None  # the original model, when `loaded` is its dilated copy
+    warnings: list = None  # what the method says of this model (FullGrad without biases)
+
+    @property
+    def engine(self):
+        """The first layer's engine (the only one, unless several layers are averaged)."""
+        return self.engines[0]
+
+    @property
+    def layer(self):
+        """The layer (or layers, joined by +) the maps are of."""
+        from gradcam_cli.models.graph import path_name
+
+        return "+".join(path_name(engine.target_path) for engine in self.engines)
+
+
+NETWORKS = ("exact", "no-pooling")
+
+
+def output_name(method, network=None):
+    """The name in output files: the method's, or for a method on a dilated copy
+    dilated[-no-pooling]-METHOD (Grad-CAM's: the methods dilated and dilated-no-pooling)."""
+    if network is None:
+        return method
+    base = "dilated" if network == "exact" else "dilated-no-pooling"
+    return base if method == "gradcam" else f"{base}-{method}"
 
 
 class Explainer:
@@ -123,13 +149,19 @@ class Explainer:
 
     model: a LoadedModel (load_model), or a name or path loaded on first use with
     `load_options` (load_model's arguments). method: a methods.METHODS name. layer: the target
-    layer (None: the model's default). pool: Grad-CAM's channel pooling ('mean' or 'max').
-    crop: centre-crop each image to the model's input instead of resizing it whole. max_masks:
-    for methods that score masked inputs, the number of highest-variance channels kept.
+    layer (None: the model's default), or a list of layers whose maps are averaged (each
+    normalised and upsampled to the input size: smoothing.py). pool: Grad-CAM's channel pooling
+    ('mean' or 'max'). crop: centre-crop each image to the model's input instead of resizing it
+    whole. max_masks: for methods that score masked or ablated channels, how many are scored.
+    aug_smooth: average each map over flipped and zoomed views (smoothing.py). eigen_smooth:
+    the first principal component of the map's channel terms instead of their sum. network:
+    'exact' or 'no-pooling' to compute `method` on a dilated copy of the model (full-resolution
+    maps; the methods dilated and dilated-no-pooling are Grad-CAM on them).
     """
 
     def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
-                 max_masks=None, **load_options):
+                 max_masks=None, aug_smooth=False, eigen_smooth=False, network=None, finer_alpha=1.0, finer_compare=3,
+                 samples=None, noise=0.15, steps=32, **load_options):
         from gradcam_cli.methods import METHODS, POOLING
 
         if method not in METHODS:
@@ -138,9 +170,33 @@ class Explainer:
             raise GradcamError(f"unknown pooling {pool!r}; choose from {', '.join(POOLING)}")
         if int(batch_size) < 1:
             raise GradcamError(f"the batch size must be at least 1. Received: {batch_size}")
+        if network is not None and network not in NETWORKS:
+            raise GradcamError(f"unknown network {network!r}; choose from {', '.join(NETWORKS)}")
+        if network is not None and METHODS[method].network is not None:
+            raise GradcamError(f"{method} is computed on a dilated copy already; give gradcam with network={network!r}")
+        if network is not None and METHODS[method].backprop is not None:
+            raise GradcamError(f"{method} draws input gradients, which a dilated copy does not change")
+        if eigen_smooth and not METHODS[method].smoothable:
+            raise GradcamError(f"eigen smoothing takes the principal component of a map's channel terms; {method}'s "
+                               "map is not a sum over channels")
+        layers = [layer] if layer is None or isinstance(layer, str) else list(layer)
+        if not layers:
+            raise LayerError("give a layer, a list of layers, or None for the model's default")
         self.model, self.method, self.layer = model, method, layer
+        self.layers = tuple(dict.fromkeys(layers))
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
-        self.max_masks = max_masks
+        self.max_masks, self.aug_smooth, self.eigen_smooth = max_masks, bool(aug_smooth), bool(eigen_smooth)
+        self.network = network
+        self.method_options = dict(finer_alpha=float(finer_alpha), finer_compare=int(finer_compare),
+                                   samples=None if samples is None else int(samples), noise=float(noise),
+                                   steps=int(steps))
+        for name in ("finer_compare", "steps"):
+            if self.method_options[name] < 1:
+                raise GradcamError(f"{argument(name)} must be at least 1. Received: {self.method_options[name]}")
+        if samples is not None and int(samples) < 1:
+            raise GradcamError(f"{argument('samples')} must be at least 1. Received: {samples}")
+        if not np.isfinite(self.method_options["noise"]) or self.method_options["noise"] < 0:
+            raise GradcamError(f"{argument('noise')} must be a non-negative fraction of the input range. Received: {noise}")
         self.load_options = load_options
         self._ready = None
 
@@ -156,39 +212,169 @@ class Explainer:
         """The model explained (for dilated methods, its dilated copy)."""
         return self._prepare().loaded
 
+    @property
+    def name(self):
+        """What the outputs are named after: the method, and the dilated copy it runs on."""
+        smoothing = ("-aug-smooth" if self.aug_smooth else "") + ("-eigen-smooth" if self.eigen_smooth else "")
+        if self.method_options["samples"] and self.method in ("guided", "deconvnet"):
+            smoothing += "-smoothgrad"
+        return output_name(self.method, self.network) + smoothing
+
     def _prepare(self):
+        return self.build()
+
+    def build(self, shared=None):
+        """Load the model if needed and build what computing maps takes, once: an engine per
+        target layer (on the dilated copy for dilated methods, its batch cut to fit memory)
+        and the method's context. Returns them as a Prepared. `shared`: a dict that Explainers
+        of one model pass to share the model, dilated copies and engines (one engine per
+        network, layer and batch size). GradcamError when the method does not apply."""
         if self._ready is None:
-            self._ready = self.prepare_run(self.batch_size)
+            self._ready = self._build({} if shared is None else shared)
         return self._ready
 
-    def prepare_run(self, batch_size):
-        """Load the model if needed and build what computing maps takes: the engine for the
-        target layer (on the dilated copy for dilated methods, its batch cut to fit memory)
-        and the method's context. GradcamError when the method does not apply."""
+    def _build(self, shared):
         from gradcam_cli.engine import Engine
         from gradcam_cli.methods import METHODS, context_for
         from gradcam_cli.models.graph import path_name
-        from gradcam_cli.models.loading import dilated_copy, fitting_batch
+        from gradcam_cli.models.loading import dilated_copy, dilated_target, fitting_batch
 
+        batch_size = self.batch_size
         loaded = self.model
         if isinstance(loaded, (str, Path)):
-            loaded = load_model(str(loaded), **self.load_options)
-        target_path = loaded.target_layer(self.layer)
+            key = ("model", str(loaded), tuple(sorted(self.load_options.items())))
+            if key not in shared:
+                shared[key] = load_model(str(loaded), **self.load_options)
+            loaded = shared[key]
+        target_paths = [loaded.target_layer(layer) for layer in self.layers]
         try:
-            context = context_for(self.method, loaded, target_path, self.pool, self.max_masks)
+            context = context_for(self.method, loaded, target_paths[0], self.pool, self.max_masks, **self.method_options)
+            for target_path in target_paths[1:]:
+                context_for(self.method, loaded, target_path, self.pool, self.max_masks, **self.method_options)
         except GradcamError:
             raise
         except ValueError as error:
             raise LayerError(f"{self.method} does not apply to {loaded.name} at layer "
-                             f"{path_name(target_path)}: {error}") from None
+                             f"{path_name(target_paths[0])}: {error}") from None
         reference = None
-        network = METHODS[self.method].network
+        network = self.network or METHODS[self.method].network
         if network:
             reference = loaded
-            loaded, target_path = dilated_copy(loaded, network, target_path)
+            key = ("copy", id(loaded), network)
+            if key not in shared:
+                shared[key] = dilated_copy(loaded, network, target_paths[0])[0]
+            loaded = shared[key]
+            target_paths = [dilated_target(loaded, target_path) for target_path in target_paths]
             batch_size = fitting_batch(loaded, batch_size)
-        engine = Engine(loaded, target_path, batch_size=batch_size, jit=self.jit)
-        return _Ready(loaded, engine, context, reference)
+        engines = []
+        for target_path in target_paths:
+            key = ("engine", id(loaded), tuple(target_path), batch_size, self.jit)
+            if key not in shared:
+                shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=self.jit)
+            engines.append(shared[key])
+        warnings = []
+        if self.method == "fullgrad":
+            from gradcam_cli.methods.fullgrad import bias_warning
+
+            warnings = [w for w in [bias_warning(loaded)] if w]
+        return Prepared(loaded, engines, context, reference, warnings)
+
+    def class_indices(self, classes):
+        """Class indices of `classes` (indices or class names, one or several), duplicates
+        dropped; ClassError for one the model does not have."""
+        from gradcam_cli.models.labels import class_index
+
+        loaded = self.model if not isinstance(self.model, (str, Path)) else self._prepare().loaded
+        wanted = [classes] if isinstance(classes, (int, str)) else list(classes or ())
+        return tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in wanted))
+
+    def compute(self, inputs, codes, strongest=False):
+        """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
+        index, or engine.top_rank(r)): a pipeline.MapBatch, smoothed and averaged over layers
+        as the Explainer says. `strongest`: for channel-weight methods, the map of the channel
+        with the largest weight alone (a variant)."""
+        from gradcam_cli import pipeline, smoothing
+
+        ready = self._prepare()
+        codes = np.asarray(codes)
+
+        def one_layer(engine):
+            compute = lambda batch, batch_codes: pipeline.compute_maps(
+                ready.loaded, engine, batch, batch_codes, self.method, ready.context, strongest=strongest,
+                eigen_smooth=self.eigen_smooth)
+            return smoothing.augmentation_smoothed(compute, inputs, codes) if self.aug_smooth else compute(inputs, codes)
+
+        first = one_layer(ready.engines[0])
+        if len(ready.engines) == 1:
+            return first
+        codes = first.classes  # every layer explains the class the first one chose
+        return smoothing.layers_averaged([first] + [one_layer(engine) for engine in ready.engines[1:]],
+                                         ready.loaded.input_size)
+
+    def prepare(self, rgbs):
+        """Decoded RGB images as the model sees them: (preprocessed batch, boxes)."""
+        from gradcam_cli import pipeline
+
+        return pipeline.prepare(self._prepare().loaded, rgbs, self.crop)
+
+    def file_options(self, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
+        """What `write` writes, as pipeline.Options: files named as the command names them."""
+        from gradcam_cli import pipeline
+        from gradcam_cli.methods import METHODS
+
+        ready = self._prepare()
+        indices = self.class_indices(classes)
+        if not indices and not 1 <= int(top_k) <= ready.loaded.num_classes:
+            raise ClassError(f"{argument('top_k', str(top_k))}: {ready.loaded.name} has {ready.loaded.num_classes} "
+                             "classes")
+        if indices and int(top_k) != 1:
+            raise ClassError(f"give classes or {argument('top_k')}, not both")
+        return pipeline.Options(output_dir=Path(output_dir), method=self.method, classes=indices, top_k=int(top_k),
+                                save=tuple(save or METHODS[self.method].default_save), colormap=colormap.lower(),
+                                alpha=alpha, crop=self.crop, reference=ready.reference, name=self.name,
+                                details=self.details())
+
+    def details(self):
+        """What a record says of how its maps were made, beyond method and layer."""
+        out = {}
+        if self.network is not None:
+            out["network"] = f"dilated ({self.network})"
+        if self.aug_smooth:
+            out["aug_smooth"] = True
+        if self.eigen_smooth:
+            out["eigen_smooth"] = True
+        if self.max_masks is not None:
+            out["max_masks"] = self.max_masks
+        options = self.method_options
+        if self.method == "finercam":
+            out.update(finer_alpha=options["finer_alpha"], finer_compare=options["finer_compare"])
+        if self.method == "smoothgrad" or (options["samples"] and self.method in ("guided", "deconvnet")):
+            from gradcam_cli.methods.input_attribution import DEFAULT_SAMPLES
+
+            out.update(smoothgrad_samples=options["samples"] or DEFAULT_SAMPLES, smoothgrad_noise=options["noise"])
+        warnings = self._prepare().warnings
+        if warnings:
+            out["method_warnings"] = list(warnings)
+        return out
+
+    def pending(self, sources, options):
+        """The inputs.Sources whose outputs under `options` do not all exist yet (resuming)."""
+        from gradcam_cli import pipeline
+
+        return pipeline.pending(sources, lambda source: pipeline.expected_outputs(source, options))
+
+    def write(self, sources, options, on_result=None, on_failure=None, on_empty=None, progress=None):
+        """Explain inputs.Sources (files) and write their outputs as the command does, streaming:
+        decoding, computing and writing overlap. on_result(record) per image done,
+        on_failure(source, reason) per image that failed (the others go on),
+        on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch.
+        Returns a pipeline.Report."""
+        from gradcam_cli import pipeline
+
+        ready = self._prepare()
+        return pipeline.run(ready.loaded, ready.engine, sources, options, ready.context, on_result or _ignore,
+                            on_failure or _ignore, on_empty or _ignore, progress=progress, compute=self.compute,
+                            layer=ready.layer)
 
     def __call__(self, images, classes=None, top_k=1, names=None):
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,
@@ -196,32 +382,27 @@ class Explainer:
         likely classes; in input order. `names`: the output names for arrays (default
         imageN.png). ImageError naming the file for an image that cannot be read."""
         from gradcam_cli import pipeline
-        from gradcam_cli.models.graph import path_name
-        from gradcam_cli.models.labels import class_index
 
         ready = self._prepare()
         loaded = ready.loaded
         items = list(images) if not isinstance(images, (str, Path, np.ndarray)) else [images]
-        wanted = [classes] if isinstance(classes, (int, str)) else list(classes or ())
-        indices = tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in wanted))
-        if not indices and not 1 <= top_k <= loaded.num_classes:
-            raise ClassError(f"top_k must be 1..{loaded.num_classes} for {loaded.name}. Received: {top_k}")
-        plan = pipeline.targets(pipeline.Options(output_dir=Path("."), classes=indices, top_k=top_k))
-        layer = path_name(ready.engine.target_path)
+        plan = pipeline.targets(self.file_options(".", classes, top_k))
+        layer = ready.layer
         explanations = []
         for start in range(0, len(items), ready.engine.batch_size):
             chunk = items[start : start + ready.engine.batch_size]
             decoded = [_decode(item, start + i, names) for i, item in enumerate(chunk)]
-            inputs, boxes = pipeline.prepare(loaded, [rgb for rgb, _, _ in decoded], self.crop)
-            per_target = [(target, pipeline.compute_maps(loaded, ready.engine, inputs,
-                                                         np.full(len(chunk), target.code), self.method,
-                                                         ready.context))
-                          for target in plan]
+            inputs, boxes = self.prepare([rgb for rgb, _, _ in decoded])
+            per_target = [(target, self.compute(inputs, np.full(len(chunk), target.code))) for target in plan]
             for i, (rgb, source, name) in enumerate(decoded):
                 for target, computed in per_target:
                     explanations.append(_explanation(loaded, computed, i, rgb, source, name, boxes[i], target,
-                                                     self.method, layer))
+                                                     self.method, layer, self.network))
         return explanations
+
+
+def _ignore(*args):
+    return None
 
 
 def _decode(item, index, names):
@@ -245,7 +426,7 @@ def _decode(item, index, names):
     return rgb, str(path), names[index] if names is not None else path.name
 
 
-def _explanation(loaded, computed, i, rgb, source, name, box, target, method, layer):
+def _explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None):
     from gradcam_cli.pipeline import predictions
 
     class_index = int(computed.classes[i])
@@ -253,6 +434,6 @@ def _explanation(loaded, computed, i, rgb, source, name, box, target, method, la
         image=rgb, small_map=computed.small_maps[i], class_index=class_index, label=loaded.label(class_index),
         score=float(computed.scores[i, class_index]), probability=float(computed.probabilities[i, class_index]),
         predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
-        name=name, tag=target.tag, box=box,
+        name=name, tag=target.tag, box=box, network=network,
         input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
     )

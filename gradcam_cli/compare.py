@@ -18,7 +18,7 @@ import numpy as np
 from gradcam_cli import maps, outputs, render
 from gradcam_cli.errors import ImageError, unexpected
 from gradcam_cli.evaluation import rank_correlation, read_mask, single_figures
-from gradcam_cli.methods import COMPARE_COLUMNS, METHODS, context_for
+from gradcam_cli.methods import COMPARE_COLUMNS
 from gradcam_cli.models.graph import path_name
 from gradcam_cli import pipeline
 
@@ -56,43 +56,82 @@ class Ready:
     method: str = None
     context: object = None
     reason: str = None
+    explainer: object = None
 
     @property
     def shows(self):
         return COMPARE_COLUMNS[self.cell.method][1]
 
 
-def _ready(loaded, cell, batch_size, engines, copies):
-    from gradcam_cli.engine import Engine
-    from gradcam_cli.models.loading import dilated_copy, dilated_target, fitting_batch
+def _ready(loaded, cell, batch_size, shared):
+    from gradcam_cli.api import Explainer
 
     method = COMPARE_COLUMNS[cell.method][0]
-    target = loaded.target_layer(cell.layer)
-    context = context_for(method, loaded, target, pool="max" if cell.variant == "pool-max" else "mean")
-    network = METHODS[method].network
-    model = loaded
-    if network:
-        if network not in copies:
-            copies[network] = dilated_copy(loaded, network, target)[0]
-        model = copies[network]
-        target = dilated_target(model, target)
-        batch_size = fitting_batch(model, batch_size)
-    key = (id(model), target)
-    if key not in engines:
-        engines[key] = Engine(model, target, batch_size)
-    return Ready(cell, model, engines[key], method, context)
+    explainer = Explainer(loaded, method, layer=cell.layer, batch_size=batch_size,
+                          pool="max" if cell.variant == "pool-max" else "mean")
+    built = explainer.build(shared)
+    return Ready(cell, built.loaded, built.engine, method, built.context, explainer=explainer)
 
 
 def ready_cells(loaded, cells, batch_size):
-    """Each cell made ready for `loaded`, or marked not applicable with the reason."""
-    engines, copies, ready = {}, {}, []
+    """Each cell made ready for `loaded` (one Explainer each, sharing engines and dilated
+    copies), or marked not applicable with the reason."""
+    shared, ready = {}, []
     for cell in cells:
         try:
-            ready.append(_ready(loaded, cell, batch_size, engines, copies))
+            ready.append(_ready(loaded, cell, batch_size, shared))
         except ValueError as error:  # GradcamError, or a method's refusal
-            reason = str(error)
-            ready.append(Ready(cell, reason=reason))
+            ready.append(Ready(cell, reason=str(error)))
     return ready
+
+
+def rows_for(models, methods=(), layers=(), variants=(), class_name=None, batch_size=8):
+    """The rows of a figure: one per LoadedModel of `models`, its cells (`columns`) made ready.
+    No methods and no variants: DEFAULT_METHODS, those that apply to some model. A layer no
+    model has is a LayerError (a typo, not a figure of grey cells); `class_name` (an index or
+    a class name: each row explains it) a ClassError for a model that lacks it."""
+    from gradcam_cli.errors import GradcamError, LayerError
+    from gradcam_cli.models.labels import class_index
+
+    methods = list(methods)
+    if not methods and not variants:
+        methods = [m for m in DEFAULT_METHODS if any(applies(loaded, m) for loaded in models)]
+    for layer in layers:
+        problems = []
+        for loaded in models:
+            try:
+                loaded.target_layer(layer)
+                break
+            except GradcamError as problem:
+                problems.append(problem.args[0])
+        else:
+            raise LayerError("; ".join(problems))
+    cells = columns(methods, layers, variants)
+    rows = []
+    for loaded in models:
+        index = None if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes,
+                                                            model=loaded.name if len(models) > 1 else None)
+        rows.append(Row(loaded, ready_cells(loaded, cells, batch_size), index))
+    return rows
+
+
+def dilated_rows(loaded, layer, class_index, batch_size):
+    """The row `gradcam dilated --compare` draws: the original's Grad-CAM, then both dilated
+    copies', at `layer` of the original (None: its default). GradcamError naming the cell when
+    one does not apply."""
+    from gradcam_cli.errors import LayerError
+
+    cells = columns(["gradcam", "dilated-no-pooling", "dilated"], [path_name(loaded.target_layer(layer))])
+    ready = ready_cells(loaded, cells, batch_size)
+    for item in ready:
+        if item.reason is not None:
+            raise LayerError(f"{item.cell.method}: {item.reason}")
+    return [Row(loaded, ready, class_index)]
+
+
+def pending(sources, options):
+    """The sources whose figure does not exist yet (resuming)."""
+    return pipeline.pending(sources, lambda source: [figure_path(options, source.name)])
 
 
 def applies(loaded, method):
@@ -157,8 +196,7 @@ def explain_rows(rows, batch, options):
             if ready.reason is not None:
                 computed.append(None)
                 continue
-            computed.append(pipeline.compute_maps(ready.loaded, ready.engine, inputs, codes, ready.method,
-                                                  ready.context, strongest=ready.cell.variant == "argmax-channel"))
+            computed.append(ready.explainer.compute(inputs, codes, strongest=ready.cell.variant == "argmax-channel"))
         for i, (source, rgb) in enumerate(batch):
             class_index = int(codes[i])
             mask = _mask_for(source.path, rgb.shape)

@@ -1,19 +1,42 @@
 """The forward pass and gradients for a batch; owns compilation and batching.
 
-One `Engine` per (model, target layer). Its compiled step takes a fixed-size batch (the last
-batch is padded, so nothing is traced twice) and a target per image, and returns the target
-layer's activations, the gradients of each image's class score with respect to them, the
-model's pre-activation outputs and the class each image was explained for.
+One `Engine` per (model, target layer). Its compiled steps take a fixed-size batch (the last
+batch is padded, so nothing is traced twice) and a target per image, and return the target
+layer's activations, the gradients of each image's objective with respect to them, the
+model's pre-activation outputs and the class each image was explained for. Each step is built
+on first use and compiled once per input shape; `traces` counts how often each step's forward
+pass was traced (abstract evaluations included), so a test can see that nothing is retraced.
 
 Targets: an index >= 0 is that class; -1 is the image's top-1 class, -2 its second, ...
 so top-k maps and explicit classes share one compiled step.
 
-`run(..., backprop="guided"|"deconvnet")` also returns the gradient of each image's class score
-with respect to the (preprocessed) input image, back-propagated through the model's ReLUs the
-guided or deconvnet way (models/guided.py): a second compiled step, made on first use, with
-the classes the first step chose.
+The objective: by default each image's class score (before the softmax, `head.scores`).
+`run(..., objective=o)` differentiates `o(scores, classes) -> (values (B,), extras)` instead, a
+hashable callable written in keras.ops (one compiled step per objective): Finer-CAM's
+comparison with similar classes (methods/finercam.py), Shapley-CAM's ReST
+(methods/shapleycam.py). `extras` come back with the results: "compared" (B, n) classes goes
+to BatchResult.compared.
+
+`run(..., backprop="plain"|"guided"|"deconvnet")` also returns the gradient of each image's
+objective with respect to the (preprocessed) input image: plain, or back-propagated through the
+model's ReLUs the guided or deconvnet way (models/guided.py): a second compiled step, made on
+first use, with the classes the first step chose. `input_gradients` gives the same for any
+number of inputs in compiled chunks (SmoothGrad, Integrated Gradients).
+
+`run(..., hessian=True)` also returns H A, the Hessian of the objective with respect to the
+target activations applied to them (Shapley-CAM), from one compiled second-order step.
+
+`layer_gradients` differentiates with respect to the input and to the outputs of any layers
+(their pre-activation outputs: FullGrad's bias-gradients).
+
+Scoring (`raw_outputs`, `scores`, `probabilities`) runs the forward pass alone in chunks sized
+so that one chunk's activations fit `memory_budget` bytes (`scoring_chunk`), and the head step
+(`head_raw_outputs`) likewise (`head_chunk`). Both use at most two compiled shapes: full chunks,
+and the engine's batch size for what is left (padded), so that scoring three images does not
+pay for a chunk of hundreds.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +44,17 @@ from keras import ops
 
 from gradcam_cli import backend as backends
 from gradcam_cli.models import graph
-from gradcam_cli.models.guided import relu_rewrite
+from gradcam_cli.models.guided import _without_activation, relu_rewrite
+
+# What one scoring chunk's activations may take (Engine's memory_budget), and the most images a
+# chunk holds however small they are (a chunk is padded to its size: a tiny model must not pad
+# 3 images to a million).
+MEMORY_BUDGET = 2**30
+MAX_SCORING_CHUNK = 256
+# A head-step row's layers above the target are counted at this many times the row's own
+# activations (a pooling and a dense layer are far less; a few convolutions about that).
+HEAD_BYTES_FACTOR = 4
+INPUT_MODES = ("plain", "guided", "deconvnet")
 
 
 def top_rank(rank):
@@ -38,22 +71,54 @@ class BatchResult:
     gradients: np.ndarray  # (B, h, w, K) float32, or None when not asked for
     raw_outputs: np.ndarray  # (B, units) pre-activation model outputs
     classes: np.ndarray  # (B,) the class each image was explained for
-    input_gradients: np.ndarray = None  # (B, H, W, C) with `backprop`: d score / d input
+    input_gradients: np.ndarray = None  # (B, H, W, C) with `backprop`: d objective / d input
     inputs: np.ndarray = None  # (B, H, W, C) the preprocessed batch
     engine: object = None
+    hessian_products: np.ndarray = None  # (B, h, w, K) with `hessian`: H A at the target layer
+    compared: np.ndarray = None  # (B, n) the classes an objective compared with (Finer-CAM)
+
+
+@dataclass
+class LayerGradients:
+    """`Engine.layer_gradients`' results for a batch of n images."""
+
+    input_gradients: np.ndarray  # (n, H, W, C) d objective / d input
+    layers: list  # [(path, (n, ...) d objective / d the layer's output)], in call order
+    classes: np.ndarray  # (n,)
+    raw_outputs: np.ndarray  # (n, units)
+
+
+def _numpy(tensor, count):
+    return ops.convert_to_numpy(tensor)[:count].astype(np.float32)
 
 
 class Engine:
-    def __init__(self, loaded, target_path, batch_size, jit=False):
+    def __init__(self, loaded, target_path, batch_size, jit=False, memory_budget=MEMORY_BUDGET):
         self.loaded = loaded
         self.target_path = tuple(target_path)
         self.batch_size = int(batch_size)
+        if int(memory_budget) < 1:
+            raise ValueError(f"memory_budget must be a positive number of bytes. Received: {memory_budget!r}")
+        self.memory_budget = int(memory_budget)
         self._jit = jit
-        self._step = backends.load().activation_gradients(self._forward, jit=jit, variables=loaded.model.variables)
-        self._input_steps = {}  # backprop mode -> compiled step
-        self._forward_step = None  # made on first use (gradient-free methods, scoring)
+        self._steps = {}  # key -> compiled step, made on first use
+        self._tap_orders = {}  # layer_gradients' step key -> the path of each tap
+        self.traces = Counter()  # step kind -> times its forward pass was traced
         self._cut = None  # graph.Cut at the target, or the ValueError refusing it: first head step
-        self._head_step = None  # made on first use (head_scores)
+
+    # -- compiled steps ------------------------------------------------------------------------
+
+    def _compiled(self, key, builder, forward):
+        """The step `key`, built once by `backend.builder(forward)`; its traces are counted
+        under key[0]."""
+        if key not in self._steps:
+            def counted(*args):
+                self.traces[key[0]] += 1
+                return forward(*args)
+
+            build = getattr(backends.load(), builder)
+            self._steps[key] = build(counted, jit=self._jit, variables=self.loaded.model.variables)
+        return self._steps[key]
 
     def _rewrite(self, tap):
         target = self.target_path
@@ -65,64 +130,95 @@ class Engine:
 
         return rewrite
 
-    def _forward(self, images, targets, tap):
-        return self._objective(images, targets, self._rewrite(tap))
+    def _tapped(self, objective):
+        return lambda images, targets, tap: self._objective(images, targets, self._rewrite(tap), objective)
 
-    def _input_step(self, mode):
-        if mode not in self._input_steps:
-            relus = relu_rewrite(mode)
+    def _gradient_step(self, objective=None):
+        return self._compiled(("gradients", objective), "activation_gradients", self._tapped(objective))
 
-            def rewrite(path, layer):
-                logits = self.loaded.logits_rewrite(path, layer)
-                return logits if logits is not None else relus(path, layer)
+    def _hessian_step(self, objective=None):
+        return self._compiled(("hessian", objective), "activation_hessian", self._tapped(objective))
 
-            forward = lambda images, targets: self._objective(images, targets, rewrite)
-            self._input_steps[mode] = backends.load().input_gradients(forward, jit=self._jit,
-                                                                      variables=self.loaded.model.variables)
-        return self._input_steps[mode]
+    def _forward_only(self, images, targets, objective=None):
+        """The forward pass alone at the batch size: (activations, aux)."""
+        return self._compiled(("forward", objective), "forward", self._tapped(objective))(images, targets)
 
-    def _objective(self, images, targets, rewrite):
+    def _input_step(self, mode, objective=None):
+        if mode not in INPUT_MODES:
+            raise ValueError(f"backprop must be one of {', '.join(INPUT_MODES)}. Received: backprop={mode!r}")
+        relus = relu_rewrite(mode) if mode != "plain" else (lambda path, layer: None)
+
+        def rewrite(path, layer):
+            logits = self.loaded.logits_rewrite(path, layer)
+            return logits if logits is not None else relus(path, layer)
+
+        forward = lambda images, targets: self._objective(images, targets, rewrite, objective)
+        return self._compiled(("input", mode, objective), "input_gradients", forward)
+
+    def _objective(self, images, targets, rewrite, objective=None):
         raw = self.loaded.forward(images, rewrite)
         scores = self.loaded.head.scores(raw)
         order = ops.argsort(-scores, axis=-1)
         rank = ops.maximum(-targets - 1, 0)
         ranked = ops.take_along_axis(order, ops.expand_dims(rank, -1), axis=-1)[:, 0]
         classes = ops.where(targets >= 0, targets, ops.cast(ranked, targets.dtype))
-        chosen = ops.take_along_axis(scores, ops.expand_dims(classes, -1), axis=-1)[:, 0]
-        return chosen, {"raw": raw, "classes": classes}
+        if objective is None:
+            values, extras = ops.take_along_axis(scores, ops.expand_dims(classes, -1), axis=-1)[:, 0], {}
+        else:
+            values, extras = objective(scores, classes)
+        return values, {"raw": raw, "classes": classes, "objective": values, **extras}
 
-    def _padded(self, images, targets):
+    # -- batches -------------------------------------------------------------------------------
+
+    def _padded(self, images, targets, size=None):
+        size = self.batch_size if size is None else size
         count = len(images)
-        if count == 0 or count > self.batch_size:
-            raise ValueError(f"a batch holds 1..{self.batch_size} images. Received: {count}")
+        if count == 0 or count > size:
+            raise ValueError(f"a batch holds 1..{size} images. Received: {count}")
         images = np.asarray(images, dtype=np.float32)
         targets = np.asarray(targets, dtype=np.int32)
         classes = self.loaded.num_classes
         if (targets >= classes).any() or (targets < -classes).any():
             raise ValueError(f"targets must be class indices below {classes} or top ranks. Received: {targets}")
-        if count < self.batch_size:  # pad, so that every call has the traced shape
-            pad = self.batch_size - count
+        if count < size:  # pad, so that every call has the traced shape
+            pad = size - count
             images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
             targets = np.concatenate([targets, np.repeat(targets[-1:], pad)])
         return images, targets
 
-    def _forward_only(self, images, targets):
-        if self._forward_step is None:
-            self._forward_step = backends.load().forward(self._forward, jit=self._jit,
-                                                         variables=self.loaded.model.variables)
-        return self._forward_step(images, targets)
+    def _in_chunks(self, step, rows, chunk):
+        """aux["raw"] of step(padded rows, targets) over any number of rows (N, ...): full chunks
+        of `chunk` rows, then the rest in batches of the engine's batch size (the last padded):
+        two compiled shapes at most. Returns (N, units) float32."""
+        rows = np.asarray(rows, dtype=np.float32)
+        chunks, start = [], 0
+        while start < len(rows):
+            size = chunk if len(rows) - start >= chunk else min(self.batch_size, chunk)
+            part = rows[start : start + size]
+            pad = size - len(part)
+            padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
+            _, aux = step(padded, np.full(size, -1, np.int32))
+            chunks.append(_numpy(aux["raw"], len(part)))
+            start += len(part)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.head.num_classes), np.float32)
+
+    @property
+    def scoring_chunk(self):
+        """Images per scoring call: as many as the memory budget holds activations for
+        (models.loading.activation_bytes: one image's), at least 1, at most MAX_SCORING_CHUNK."""
+        from gradcam_cli.models.loading import activation_bytes
+
+        per_image = max(1, activation_bytes(self.loaded))
+        return int(max(1, min(self.memory_budget // per_image, MAX_SCORING_CHUNK)))
 
     def raw_outputs(self, images):
         """The model's pre-activation outputs for any number of preprocessed images (N, H, W, C):
-        the forward pass alone, in chunks of the engine's batch size (its compiled shape), no
-        gradient. Returns (N, units) float32."""
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = np.asarray(images[start : start + self.batch_size])
-            padded, codes = self._padded(chunk, np.full(len(chunk), -1))
-            _, aux = self._forward_only(padded, codes)
-            chunks.append(ops.convert_to_numpy(aux["raw"])[: len(chunk)].astype(np.float32))
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.head.num_classes), np.float32)
+        the forward pass alone, in chunks of `scoring_chunk` images (the rest in batches of the
+        batch size), no gradient. Returns (N, units) float32."""
+        images = np.asarray(images, dtype=np.float32)
+        classes = self.loaded.num_classes
+        step = self._compiled(("scores",), "forward", self._tapped(None))
+        return self._in_chunks(step, images, self.scoring_chunk) if len(images) else np.zeros((0, classes), np.float32)
 
     def scores(self, images):
         """Class scores (before the softmax) of preprocessed images, as `raw_outputs`: (N, C)."""
@@ -131,6 +227,28 @@ class Engine:
     def probabilities(self, images):
         """Class probabilities (the model's softmax or sigmoid) of preprocessed images: (N, C)."""
         return self.loaded.head.probabilities(self.raw_outputs(images)).astype(np.float32)
+
+    def input_gradients(self, images, targets, backprop="plain", objective=None):
+        """d objective / d input for any number of preprocessed images (N, H, W, C) with one
+        target code each, in chunks of the batch size (the last padded): `backprop` 'plain' (the
+        true gradient), 'guided' or 'deconvnet'. Returns (gradients (N, H, W, C), objective
+        values (N,)), float32. Pass explicit classes for perturbed copies of an image: a top-rank
+        code is resolved on each copy."""
+        images = np.asarray(images, dtype=np.float32)
+        targets = np.broadcast_to(np.asarray(targets, dtype=np.int32), (len(images),))
+        step = self._input_step(backprop, objective)
+        gradients, values = [], []
+        for start in range(0, len(images), self.batch_size):
+            chunk, codes = images[start : start + self.batch_size], targets[start : start + self.batch_size]
+            padded, codes = self._padded(chunk, codes)
+            grads, aux = step(padded, codes)
+            gradients.append(_numpy(grads, len(chunk)))
+            values.append(_numpy(aux["objective"], len(chunk)))
+        if not gradients:
+            return np.zeros(images.shape, np.float32), np.zeros((0,), np.float32)
+        return np.concatenate(gradients), np.concatenate(values)
+
+    # -- the head above the target ---------------------------------------------------------------
 
     def _head_cut(self):
         """The graph cut at the target layer, decided once; ValueError with the reason when the
@@ -155,7 +273,7 @@ class Engine:
     def head_raw_outputs(self, activations):
         """The model's pre-activation outputs computed from target-layer activations (N, h, w, K)
         by the layers above the target alone (the layers below are not computed), in chunks of
-        the engine's batch size padded to its compiled shape, no gradient. Returns (N, units).
+        `head_chunk` rows (the rest in batches of the batch size), no gradient. Returns (N, units).
         ValueError when the graph cannot be cut at the target (graph.cut_above) or the
         activations do not have the target layer's shape."""
         self._head_cut()
@@ -164,17 +282,17 @@ class Engine:
         if activations.ndim != 4 or (shape is not None and tuple(activations.shape[1:]) != tuple(shape)):
             raise ValueError(f"activations of layer {graph.path_name(self.target_path)!r} have shape (N, "
                              f"{', '.join(map(str, shape or ('h', 'w', 'K')))}). Received: {activations.shape}")
-        if self._head_step is None:
-            self._head_step = backends.load().forward(self._head_forward, jit=self._jit,
-                                                      variables=self.loaded.model.variables)
-        chunks = []
-        for start in range(0, len(activations), self.batch_size):
-            chunk = activations[start : start + self.batch_size]
-            pad = self.batch_size - len(chunk)
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
-            _, aux = self._head_step(padded, np.zeros(self.batch_size, np.int32))
-            chunks.append(ops.convert_to_numpy(aux["raw"])[: len(chunk)].astype(np.float32))
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.head.num_classes), np.float32)
+        step = self._compiled(("head",), "forward", self._head_forward)
+        return self._in_chunks(step, activations, self.head_chunk)
+
+    @property
+    def head_chunk(self):
+        """Rows per head-step call: as many as the memory budget holds, counting a row's layers
+        above the target at HEAD_BYTES_FACTOR times its activations (at least 1, at most
+        MAX_SCORING_CHUNK): Ablation-CAM's thousands of ablated copies in a few calls."""
+        shape = next((info.shape for info in self.loaded.layers if info.path == self.target_path), None)
+        per_row = 4 * HEAD_BYTES_FACTOR * int(np.prod(shape)) if shape else self.memory_budget
+        return int(max(1, min(self.memory_budget // max(1, per_row), MAX_SCORING_CHUNK)))
 
     def head_scores(self, activations):
         """Class scores (before the softmax, as `scores`) from target-layer activations
@@ -185,28 +303,97 @@ class Engine:
         """Class probabilities (the model's softmax or sigmoid) from target-layer activations."""
         return self.loaded.head.probabilities(self.head_raw_outputs(activations)).astype(np.float32)
 
-    def run(self, images, targets, backprop=None, gradients=True):
+    # -- gradients at any layers -----------------------------------------------------------------
+
+    def _layer_rewrite(self, paths, tap, pre_activation):
+        """A rewrite passing the outputs of the layers at `paths` through `tap` (before a fused
+        activation with `pre_activation`; the classifier's logits for the output layer)."""
+        wanted, views = frozenset(paths), {}
+
+        def rewrite(path, layer):
+            logits = self.loaded.logits_rewrite(path, layer)
+            if path not in wanted:
+                return logits
+            if logits is not None:  # the output layer: its logits are its pre-activation output
+                return lambda *args, **kwargs: tap(path, logits(*args, **kwargs))
+            activation = getattr(layer, "activation", None)
+            if pre_activation and activation is not None and getattr(activation, "__name__", None) != "linear":
+                if path not in views:
+                    views[path] = _without_activation(layer)
+                view = views[path]
+                return lambda *args, **kwargs: activation(tap(path, view(*args, **kwargs)))
+            return lambda *args, **kwargs: tap(path, layer(*args, **kwargs))
+
+        return rewrite
+
+    def layer_gradients(self, images, targets, paths, pre_activation=True, objective=None):
+        """d objective / d input and d objective / d the output of each layer at `paths` (a
+        layer of a nested model by its full path), for a batch (n <= batch_size) of preprocessed
+        images; with `pre_activation`, a layer's output before its fused activation (z = W x + b
+        of a Conv2D(activation='relu')). One compiled step per set of paths. Returns
+        LayerGradients; a layer called twice appears twice, in call order."""
+        paths = tuple(dict.fromkeys(tuple(path) for path in paths))
+        known = {info.path: info.layer for info in self.loaded.layers}
+        for path in paths:
+            if path not in known:
+                raise ValueError(f"no layer {graph.path_name(path)!r} in {self.loaded.name}")
+            if graph.is_model(known[path]):
+                raise ValueError(f"{graph.path_name(path)!r} is a nested model: name one of its layers")
+        key = ("layers", paths, bool(pre_activation), objective)
+        order = self._tap_orders.setdefault(key, [])  # each tap's path, in call order (every trace alike)
+
+        def forward(images, targets, tap):
+            del order[:]
+
+            def tapped(path, tensor):
+                order.append(path)
+                return tap(tensor)
+
+            return self._objective(images, targets, self._layer_rewrite(paths, tapped, pre_activation), objective)
+
+        step = self._compiled(key, "tapped_gradients", forward)
+        count = len(images)
+        padded, codes = self._padded(images, targets)
+        input_gradients, gradients, aux = step(padded, codes)
+        return LayerGradients(
+            input_gradients=_numpy(input_gradients, count),
+            layers=[(path, _numpy(g, count)) for path, g in zip(list(order), gradients)],
+            classes=ops.convert_to_numpy(aux["classes"])[:count].astype(np.int64),
+            raw_outputs=_numpy(aux["raw"], count),
+        )
+
+    # -- a batch ---------------------------------------------------------------------------------
+
+    def run(self, images, targets, backprop=None, gradients=True, objective=None, hessian=False):
         """Explain a batch: `images` (n <= batch_size, H, W, C) preprocessed float32,
-        `targets` (n,) target codes; `backprop` None, 'guided' or 'deconvnet' for input
+        `targets` (n,) target codes; `backprop` None, 'plain', 'guided' or 'deconvnet' for input
         gradients too; `gradients` False for the forward pass alone (no gradient computed:
-        the result's gradients are None). Returns a BatchResult for the n images."""
+        the result's gradients are None); `objective` what is differentiated (None: the class
+        score; see the module's docstring); `hessian` True for the Hessian-vector product H A
+        at the target layer too (Shapley-CAM). Returns a BatchResult for the n images."""
         count = len(images)
         images, targets = self._padded(images, targets)
-        if gradients or backprop is not None:
-            activations, gradients, aux = self._step(images, targets)
+        products = None
+        if hessian:
+            activations, gradients, products, aux = self._hessian_step(objective)(images, targets)
+        elif gradients or backprop is not None:
+            activations, gradients, aux = self._gradient_step(objective)(images, targets)
         else:
-            (activations, aux), gradients = self._forward_only(images, targets), None
+            (activations, aux), gradients = self._forward_only(images, targets, objective), None
         classes = ops.convert_to_numpy(aux["classes"]).astype(np.int32)
         input_gradients = None
         if backprop is not None:
-            input_gradients, _ = self._input_step(backprop)(images, classes)
-            input_gradients = ops.convert_to_numpy(input_gradients)[:count].astype(np.float32)
+            input_gradients, _ = self._input_step(backprop, objective)(images, classes)
+            input_gradients = _numpy(input_gradients, count)
+        compared = aux.get("compared")
         return BatchResult(
-            activations=ops.convert_to_numpy(activations)[:count].astype(np.float32),
-            gradients=None if gradients is None else ops.convert_to_numpy(gradients)[:count].astype(np.float32),
-            raw_outputs=ops.convert_to_numpy(aux["raw"])[:count].astype(np.float32),
+            activations=_numpy(activations, count),
+            gradients=None if gradients is None else _numpy(gradients, count),
+            raw_outputs=_numpy(aux["raw"], count),
             classes=classes[:count].astype(np.int64),
             input_gradients=input_gradients,
             inputs=images[:count],
             engine=self,
+            hessian_products=None if products is None else _numpy(products, count),
+            compared=None if compared is None else ops.convert_to_numpy(compared)[:count].astype(np.int64),
         )

@@ -1,11 +1,41 @@
 """The library's errors: one family, `GradcamError` (a ValueError), whose messages say what is
 wrong. The command line turns them into one line and exit status 2 (before any image is
 processed) or, for an `ImageError`, a line for that image while the rest of the run goes on.
+
+A message that tells the caller what to pass names the argument with `argument(name, value)`:
+`str(error)` spells it as the Python API takes it (`input_size=(H, W)`), and
+`error.worded(spell)` lets the command line spell it as its option (`--input-size H,W`).
 """
+
+import re
+
+# A token in a message: \x1f name \x1e python value \x1e command-line value \x1f.
+_TOKEN = re.compile("\x1f([^\x1e\x1f]*)\x1e([^\x1e\x1f]*)\x1e([^\x1e\x1f]*)\x1f")
+
+
+def argument(name, python=None, command=None):
+    """An argument named in a message: `name` as the API's keyword ('input_size'), the value
+    as Python writes it ('(H, W)', "'none'", 'True'; None: the name alone) and as the command
+    line does ('H,W'; default: the Python value unquoted)."""
+    if command is None and python is not None:
+        command = python.strip("'\"")
+    return f"\x1f{name}\x1e{python or ''}\x1e{command or ''}\x1f"
+
+
+def python_spelling(name, python, command):
+    return f"{name}={python}" if python else name
 
 
 class GradcamError(ValueError):
     """Something the library was asked cannot be done: the message says what and why."""
+
+    def __str__(self):
+        return self.worded(python_spelling)
+
+    def worded(self, spell):
+        """The message with each argument() token spelled by spell(name, python, command)."""
+        text = super().__str__()
+        return _TOKEN.sub(lambda m: spell(m.group(1), m.group(2), m.group(3)), text)
 
 
 class ModelError(GradcamError):

@@ -133,21 +133,36 @@ def _in_batches(items, size):
         yield items[start : start + size]
 
 
-def _maps_for(engine, images, codes, method, pool):
-    """Normalised maps at each image's resolution for the given target codes, and each image's
-    top-1 class (read from the same forward pass's scores). The model is the engine's."""
-    from gradcam_cli.methods import context_for
-    from gradcam_cli.pipeline import compute_maps, localization_map, prepare
+def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean"):
+    """{method: api.Explainer} for `loaded` at `layer`, sharing engines and dilated copies.
+    GradcamError (LayerError) naming the method when one does not apply."""
+    from gradcam_cli.api import Explainer
+    from gradcam_cli.errors import LayerError
 
-    loaded = engine.loaded
-    context = context_for(method, loaded, engine.target_path, pool)
+    shared, explainers = {}, {}
+    for method in methods:
+        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool)
+        try:
+            explainer.build(shared)
+        except LayerError as error:
+            raise LayerError(f"{method}: {error.args[0]}") from None
+        explainers[method] = explainer
+    return explainers
+
+
+def _maps_for(explainer, images, codes):
+    """Normalised maps at each image's resolution for the given target codes, and each image's
+    top-1 class (read from the same forward pass's scores)."""
+    from gradcam_cli.pipeline import localization_map
+
+    size = explainer.build().engine.batch_size
     normalised, predicted = [], []
-    for batch, batch_codes in zip(_in_batches(images, engine.batch_size), _in_batches(list(codes), engine.batch_size)):
-        inputs, boxes = prepare(loaded, batch)
-        computed = compute_maps(loaded, engine, inputs, np.asarray(batch_codes), method, context)
+    for batch, batch_codes in zip(_in_batches(images, size), _in_batches(list(codes), size)):
+        inputs, boxes = explainer.prepare(batch)
+        computed = explainer.compute(inputs, batch_codes)
         predicted.extend(int(c) for c in np.argmax(computed.scores, axis=1))
         for i, rgb in enumerate(batch):
-            normalised.append(localization_map(computed, i, boxes[i], rgb.shape, method))
+            normalised.append(localization_map(computed, i, boxes[i], rgb.shape, explainer.method))
     return normalised, predicted
 
 
@@ -163,43 +178,47 @@ def _chance(images, objects, threshold, pairs):
     return summary
 
 
-def _score_singles(engine, images, objects, codes, method, pool, threshold, shuffled):
+def _score_singles(explainer, images, objects, codes, threshold, shuffled):
     """Scores of one method on one-object images, and the images' top-1 classes."""
     scores = Scores.empty()
-    maps_, predicted = _maps_for(engine, images, codes, method, pool)
+    maps_, predicted = _maps_for(explainer, images, codes)
     for i, normalised in enumerate(maps_):
         scores.add_single(normalised, objects[(i + 1) % len(objects) if shuffled else i], threshold)
     return scores, predicted
 
 
-def evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, pool="mean", threshold=0.5, control=None,
-             engines=None):
+def _model(explainers):
+    """The model the explainers explain (the original, for dilated copies)."""
+    built = next(iter(explainers.values())).build()
+    return built.reference or built.loaded
+
+
+def evaluate(explainers, count=200, pairs=100, seed=1, threshold=0.5, control=None):
     """Localization figures of each method on `count` generated one-object scenes (each explained
     for its object's class) and `pairs` two-object scenes (class discrimination).
 
-    control: None, or 'shuffled' (each map is scored against another scene's object: a negative
-    control that must score near chance). engines: {method: Engine} for methods computed on
-    another network (the dilated copies); the others use `engine`. Each method's figures include
-    the top-1 accuracy of its network; `accuracy` is the first method's.
+    explainers: {method: api.Explainer} of one model (explainers_for). control: None, or
+    'shuffled' (each map is scored against another scene's object: a negative control that
+    must score near chance). Each method's figures include the top-1 accuracy of its network
+    (a dilated copy's own); `accuracy` is the first method's.
     """
     from gradcam_cli import synthetic
 
-    size = loaded.input_size[0]
+    size = _model(explainers).input_size[0]
     scenes = [synthetic.generate(i, seed, size) for i in range(count)]
     two = [synthetic.generate(i, seed, size, two_objects=True) for i in range(pairs)]
     images = [scene.image for scene in scenes]
     objects = [scene.objects[0] for scene in scenes]
     shuffled = control == "shuffled"
     report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control, "methods": {}}
-    for method in methods:
-        method_engine = (engines or {}).get(method, engine)
-        scores, predicted = _score_singles(method_engine, images, objects, [o.class_index for o in objects],
-                                           method, pool, threshold, shuffled)
+    for method, explainer in explainers.items():
+        scores, predicted = _score_singles(explainer, images, objects, [o.class_index for o in objects], threshold,
+                                           shuffled)
         accuracy = float(np.mean([p == o.class_index for p, o in zip(predicted, objects)]))
         report.setdefault("accuracy", accuracy)
         for first, second in ((0, 1), (1, 0)) if pairs else ():
             codes = [s.objects[first].class_index for s in two]
-            for i, normalised in enumerate(_maps_for(method_engine, [s.image for s in two], codes, method, pool)[0]):
+            for i, normalised in enumerate(_maps_for(explainer, [s.image for s in two], codes)[0]):
                 j = (i + 1) % pairs if shuffled else i
                 scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
         report["methods"][method] = {**scores.summary(), "accuracy": accuracy}
@@ -257,16 +276,15 @@ def annotated_object(mask):
     return SceneObject(-1, mask, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
 
 
-def evaluate_annotated(loaded, engine, methods, images, objects, class_code, pool="mean", threshold=0.5,
-                       control=None, engines=None):
+def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, control=None):
     """The same figures on users' images with object masks (no two-object discrimination).
     class_code: a class index for every image, or top_rank(1) for each image's prediction."""
     codes = [class_code] * len(images)
     report = {"images": len(images), "control": control, "methods": {}}
-    for method in methods:
+    for method, explainer in explainers.items():
         predicted_key = "predicted" if "predicted" not in report else f"predicted_{method}"
-        scores, report[predicted_key] = _score_singles((engines or {}).get(method, engine), images, objects, codes,
-                                                       method, pool, threshold, control == "shuffled")
+        scores, report[predicted_key] = _score_singles(explainer, images, objects, codes, threshold,
+                                                       control == "shuffled")
         report["methods"][method] = {**scores.summary(), "accuracy": None}
     report["chance"] = _chance(images, objects, threshold, pairs=0)
     return report

@@ -83,11 +83,12 @@ def _earlier_output(path, root, output_dir):
     return is_output_name(Path(path).name)
 
 
-def collect(arguments, stdin=None, output_dir=None, masks=False):
+def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, shard=None):
     """Expand IMAGE arguments into a `Collected` (sources, skipped non-images, missing, broken
     links). In folders and globs, masks (NAME.mask.png) are set aside unless `masks`, and the
     files of `output_dir` (a run's own outputs) are left out, so a second run does not explain
-    the first one's pictures."""
+    the first one's pictures. Then the sources `exclude(path)` names are dropped, and `shard`
+    (K, N) keeps shard K of N."""
     if output_dir is not None:
         output_dir = Path(os.path.realpath(output_dir))
     collected = Collected()
@@ -135,6 +136,10 @@ def collect(arguments, stdin=None, output_dir=None, masks=False):
             name = path.relative_to(root).as_posix() if root is not None else path.name
             collected.sources.append(Source(path=path, name=name))
     collected.sources = _disambiguate(collected.sources)
+    if exclude is not None:
+        collected.sources = [s for s in collected.sources if not exclude(s.path)]
+    if shard is not None:
+        collected.sources = in_shard(collected.sources, *shard)
     return collected
 
 
@@ -177,7 +182,7 @@ def parse_shard(text):
     return k, n
 
 
-def shard(sources, k, n):
+def in_shard(sources, k, n):
     """The sources of shard k of n (1-based): a deterministic share chosen by a checksum of each
     source's output name, so N jobs given the same arguments split the work with no coordination,
     whatever order they list the files in, and adding files does not move the others."""

@@ -14,11 +14,12 @@ import numpy as np
 
 from gradcam_cli import maps, outputs, render
 from gradcam_cli.engine import top_rank
-from gradcam_cli.errors import ImageError, unexpected
+from gradcam_cli.errors import GradcamError, ImageError, unexpected
 from gradcam_cli.images import load_rgb, luminance, model_view
 from gradcam_cli.methods import METHODS, Context
 from gradcam_cli.methods.gradcam import strongest_channel
 from gradcam_cli.methods.guided import guided_gradcam, saliency
+from gradcam_cli.methods.pca import eigen_smooth as smooth
 from gradcam_cli.models.graph import path_name
 from gradcam_cli.models.preprocess import preprocess, pullback
 
@@ -36,6 +37,8 @@ class Options:
     alpha: float = 0.4
     crop: bool = False
     reference: object = None  # a LoadedModel whose predictions are reported beside (dilated copies)
+    name: str = None  # what output files are named after (default: the method; api.output_name)
+    details: dict = field(default_factory=dict)  # how the maps were made, for the records (api.Explainer.details)
 
 
 @dataclass
@@ -113,8 +116,12 @@ WRITE_BEHIND = 2
 IMAGE_WORKERS = min(32, os.cpu_count() or 1)
 
 
-def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None):
-    """Explain every source; returns a Report. Callbacks: on_result(record) per image done,
+def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None, compute=None,
+        layer=None):
+    """Explain every source; returns a Report. `compute(inputs, codes)` -> MapBatch computes a
+    batch's maps (default: compute_maps with `engine`; api.Explainer.compute smooths and
+    averages layers), `layer` names the layer(s) in the records (default: the engine's).
+    Callbacks: on_result(record) per image done,
     on_failure(source, reason[, record]) per image failed (with the image's record when one was
     made: a model output that is not finite), on_empty(source, class) per all-zero map; all
     called from this thread, in input order.
@@ -125,7 +132,9 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
     from concurrent.futures import ThreadPoolExecutor
 
     report = Report()
-    layer = path_name(engine.target_path)
+    layer = layer or path_name(engine.target_path)
+    if compute is None:
+        compute = lambda inputs, codes: compute_maps(loaded, engine, inputs, codes, options.method, context)
     plan = targets(options)
     batches = [sources[start : start + engine.batch_size] for start in range(0, len(sources), engine.batch_size)]
     reads, writes = deque(), deque()
@@ -162,7 +171,7 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
                 reads.append(readers.submit(_read, loaded, batches[index + READ_AHEAD], options.crop, workers))
             computed = None
             if decoded:
-                computed, kept, reasons = _compute_pinned(loaded, engine, inputs, options, context, plan)
+                computed, kept, reasons = _compute_pinned(compute, inputs, options, plan)
                 failed = failed + [(decoded[i][0], reason) for i, reason in reasons]
                 decoded, boxes = [decoded[i] for i in kept], [boxes[i] for i in kept]
             writes.append((writers.submit(_render_batch, loaded, batch, decoded, failed, boxes, computed, options,
@@ -179,12 +188,19 @@ def output_paths(source, options, target):
     --save kinds, and with `raw` for backprop methods the two gradient arrays (gradient-raw,
     gradcam-raw). The one place outputs are named."""
     def path(kind, extension=None):
-        return outputs.output_path(options.output_dir, source.name, options.method, kind, target.tag, extension)
+        return outputs.output_path(options.output_dir, source.name, options.name or options.method, kind, target.tag,
+                                   extension)
 
     paths = {kind: path(kind) for kind in options.save}
     if "raw" in options.save and METHODS[options.method].backprop:
         paths.update({f"{name}-raw": path(name, "npy") for name in ("gradient", "gradcam")})
     return paths
+
+
+def pending(sources, expected):
+    """The sources for which some path of `expected(source)` is not a file yet: what a resumed
+    run still has to do (outputs are written atomically, so an existing file is complete)."""
+    return [source for source in sources if not all(Path(p).is_file() for p in expected(source))]
 
 
 def expected_outputs(source, options):
@@ -211,26 +227,53 @@ class MapBatch:
     probabilities: np.ndarray  # (B, C)
     input_gradients: np.ndarray = None  # (B, H, W, 3) d score / d RGB input, for backprop methods
     weighted_sums: np.ndarray = None  # (B, h, w): sum_k w_k A_k before the ReLU
+    details: list = None  # per image, what its record says of the map (Finer-CAM's compared classes...)
 
     def guided(self, i):
         """Image i's input gradient times its map (Guided Grad-CAM), at the model's input size."""
         return guided_gradcam(self.input_gradients[i], self.small_maps[i])
 
 
-def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context(), strongest=False):
+def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context(), strongest=False,
+                 eigen_smooth=False):
     """One forward pass and gradient for a prepared batch; `codes` gives each image's target
     (a class index, or top_rank(r)); `context` from methods.context_for. `strongest`: a
-    variant for channel-weight methods, the map of the channel with the largest weight alone."""
+    variant for channel-weight methods, the map of the channel with the largest weight alone.
+    `eigen_smooth`: the first principal component of the channels' parts of the map instead of
+    their sum (methods/pca.py); GradcamError for a method whose map is no such sum."""
     chosen = METHODS[method]
+    if eigen_smooth and not chosen.smoothable:
+        raise GradcamError(f"eigen smoothing takes the principal component of a map's channel terms; {method}'s "
+                           "map is not a sum over channels")
     backprop = chosen.backprop
-    result = engine.run(inputs, np.asarray(codes), backprop=backprop, gradients=chosen.gradients)
+    objective = chosen.objective(context) if chosen.objective is not None else None
+    result = engine.run(inputs, np.asarray(codes), backprop=backprop, gradients=chosen.gradients, objective=objective,
+                        hessian=chosen.hessian)
+    if backprop is not None and context.samples:  # `guided --smoothgrad N`: those gradients, smoothed
+        from gradcam_cli.methods.input_attribution import smoothgrad
+
+        result.input_gradients = smoothgrad(engine, result.inputs, result.classes, context.samples, context.noise,
+                                            backprop=backprop)
+    details = None
     if chosen.channel_weights is not None:
         weights = chosen.channel_weights(result, context)
         if strongest:
             weights = strongest_channel(weights)
-        weighted = maps.weighted_sum(result.activations, weights)
+        if eigen_smooth:
+            weighted = smooth(result.activations * np.asarray(weights, np.float32)[:, None, None, :])
+        else:
+            weighted = maps.weighted_sum(result.activations, weights)
+    elif chosen.contributions is not None:
+        parts = np.asarray(chosen.contributions(result, context), dtype=np.float32)
+        weighted = smooth(parts) if eigen_smooth else parts.sum(axis=3)
     else:
-        weighted = np.asarray(chosen.spatial_map(result, context), dtype=np.float32)
+        weighted = chosen.spatial_map(result, context)
+        if isinstance(weighted, tuple):  # (map, per-image details for the records)
+            weighted, details = weighted
+        weighted = np.asarray(weighted, dtype=np.float32)
+    if result.compared is not None:
+        details = [dict(d, compared_classes=[int(c) for c in row]) for d, row in
+                   zip(details or [{}] * len(result.compared), result.compared)]
     return MapBatch(
         small_maps=maps.relu(weighted),
         weighted_sums=weighted,
@@ -238,6 +281,7 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
         scores=np.asarray(loaded.head.scores(result.raw_outputs)),
         probabilities=loaded.head.probabilities(result.raw_outputs),
         input_gradients=None if backprop is None else pullback(result.input_gradients, loaded.preprocess),
+        details=details,
     )
 
 
@@ -304,20 +348,20 @@ class Computed:
     reference: np.ndarray = None  # the reference model's probabilities (dilated copies)
 
 
-def _compute_pinned(loaded, engine, inputs, options, context, plan):
+def _compute_pinned(compute, inputs, options, plan):
     """_compute_batch, and when it fails, image by image, so that a failure is pinned to the
     image that causes it and the others go on. Returns (Computed of the images kept or None,
     their indices, [(index, reason)] of the others)."""
     count = len(inputs)
     try:
-        return _compute_batch(loaded, engine, inputs, count, options, context, plan), list(range(count)), []
+        return _compute_batch(compute, inputs, count, options, plan), list(range(count)), []
     except Exception as error:
         if count == 1:
             log.info("computing the maps failed", exc_info=True)
             return None, [], [(0, f"cannot compute the maps: {unexpected(error)}")]
     singles, kept, reasons = [], [], []
     for i in range(count):
-        computed, _, failed = _compute_pinned(loaded, engine, inputs[i : i + 1], options, context, plan)
+        computed, _, failed = _compute_pinned(compute, inputs[i : i + 1], options, plan)
         if failed:
             reasons.append((i, failed[0][1]))
         else:
@@ -333,19 +377,17 @@ def _concatenate(parts):
         joined = {}
         for name in MapBatch.__dataclass_fields__:
             values = [part.per_target[k][1].__dict__[name] for part in parts]
-            joined[name] = None if values[0] is None else np.concatenate(values)
+            joined[name] = (None if values[0] is None else sum(values, []) if isinstance(values[0], list)
+                            else np.concatenate(values))
         per_target.append((target, MapBatch(**joined)))
     references = [part.reference for part in parts]
     reference = None if references[0] is None else np.concatenate(references)
     return Computed(per_target, float(np.mean([part.seconds for part in parts])), reference)
 
 
-def _compute_batch(loaded, engine, inputs, count, options, context, plan):
+def _compute_batch(compute, inputs, count, options, plan):
     started = time.perf_counter()
-    per_target = [
-        (target, compute_maps(loaded, engine, inputs, np.full(count, target.code), options.method, context))
-        for target in plan
-    ]
+    per_target = [(target, compute(inputs, np.full(count, target.code))) for target in plan]
     seconds = (time.perf_counter() - started) / count
     reference = None if options.reference is None else predict(options.reference, inputs)
     return Computed(per_target, seconds, reference)
@@ -374,6 +416,7 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
         "model": loaded.name,
         "method": options.method,
         "layer": layer,
+        **options.details,
         "precision": loaded.precision,
         "output": loaded.output.name,
         "channels": loaded.colour,
@@ -404,6 +447,8 @@ def _render_image(loaded, source, rgb, box, i, computed, options, context, layer
             entry = render_map(loaded.label(class_index), rgb, box, result.small_maps[i], class_index,
                                 float(result.scores[i, class_index]), float(probabilities[i, class_index]),
                                 paths, options)
+            if result.details is not None:
+                entry.update(result.details[i])
             if result.input_gradients is not None:
                 entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
                                                       paths, entry["outputs"])

@@ -39,15 +39,38 @@ def conv3x3_same(x, kernel, bias):
     return out
 
 
-def tiny_model(keras, softmax=True, seed=0):
-    """8x8x3 -> Conv3x3(4, relu) 'target' -> Conv1x1(5, relu) 'post' -> Flatten -> Dense(3) 'pred'."""
+def conv3x3_same_transpose(upstream, kernel):
+    """The input gradient of conv3x3_same: (H, W, K) upstream, (3, 3, C, K) kernel -> (H, W, C)."""
+    height, width = upstream.shape[:2]
+    padded = np.zeros((height + 2, width + 2, kernel.shape[2]))
+    for i in range(height):
+        for j in range(width):
+            padded[i : i + 3, j : j + 3] += np.tensordot(kernel, upstream[i, j], axes=([3], [0]))
+    return padded[1:-1, 1:-1]
+
+
+def counting(engine, name):
+    """Wrap the engine's method `name` (probabilities, head_scores...): the row counts of its
+    calls land in the list returned."""
+    calls, original = [], getattr(engine, name)
+
+    def counted(rows):
+        calls.append(len(rows))
+        return original(rows)
+
+    setattr(engine, name, counted)
+    return calls
+
+
+def tiny_model(keras, softmax=True, seed=0, classes=3, name="tiny"):
+    """8x8x3 -> Conv3x3(4, relu) 'target' -> Conv1x1(5, relu) 'post' -> Flatten -> Dense(classes) 'pred'."""
     layers = keras.layers
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, padding="same", activation="relu", name="target")(inputs)
     x = layers.Conv2D(5, 1, activation="relu", name="post")(x)
     x = layers.Flatten(name="flatten")(x)
-    outputs = layers.Dense(3, activation="softmax" if softmax else None, name="pred")(x)
-    return set_fixed_weights(keras.Model(inputs, outputs, name="tiny"), seed)
+    outputs = layers.Dense(classes, activation="softmax" if softmax else None, name="pred")(x)
+    return set_fixed_weights(keras.Model(inputs, outputs, name=name), seed)
 
 
 def gap_model(keras, classes=3, activation="softmax", size=32, seed=1, name="gapnet"):
@@ -101,6 +124,27 @@ def run_cli(*args, cwd=None, stdin=None, env=None):
     full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must silence TensorFlow by itself
     return subprocess.run(["gradcam", *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           input=stdin, env=full_env, timeout=600)
+
+
+def invoke_cli(*args, cwd=None, stdin=None, env=None):
+    """The command in-process, through Click's test runner (no interpreter start, TensorFlow
+    already imported): a subprocess.CompletedProcess-like result with returncode, stdout,
+    stderr. Use run_cli where the separate process is the point (the console script, what
+    TensorFlow prints to the real stderr, a fresh interpreter)."""
+    from click.testing import CliRunner
+
+    from gradcam_cli.cli import main
+
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, [str(a) for a in args], input=stdin, env=env)
+    finally:
+        os.chdir(previous)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["gradcam", *map(str, args)], result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.fixture

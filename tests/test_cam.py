@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import gap_model, nested_model, run_cli, write_image
+from conftest import gap_model, invoke_cli, nested_model, run_cli, write_image
 from gradcam_cli import maps
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods.cam import cam_weights
@@ -68,15 +68,15 @@ def test_gradcam_equals_cam_over_hw(keras, name):
 
 def test_cam_command(tmp_path):
     image = write_image(tmp_path / "s.png", (96, 64), seed=3)
-    result = run_cli("cam", image, "--model", "demo-gap", "-o", tmp_path / "o", "--json")
+    result = invoke_cli("cam", image, "--model", "demo-gap", "-o", tmp_path / "o", "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["method"] == "cam" and record["layer"] == "block3_conv2"
     assert record["maps"][0]["outputs"]["overlay"] == str(tmp_path / "o" / "s.png.cam.overlay.png")
-    refused = run_cli("cam", image, "--model", "demo-vgg", "-o", tmp_path / "v")
+    refused = invoke_cli("cam", image, "--model", "demo-vgg", "-o", tmp_path / "v")
     assert refused.returncode == 2 and "use `gradcam gradcam`" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "v").exists()
-    eval_refused = run_cli("eval", "--model", "demo-vgg", "--methods", "cam", "-n", "4", "--pairs", "0")
+    eval_refused = invoke_cli("eval", "--model", "demo-vgg", "--methods", "cam", "-n", "4", "--pairs", "0")
     assert eval_refused.returncode == 2 and "--methods cam" in eval_refused.stderr
     assert run_cli("cam", "--help").returncode == 0
 
@@ -88,7 +88,7 @@ def test_cam_on_a_fine_tuned_mobilenetv2_saved_as_h5(keras, tmp_path):
                               keras.layers.Dropout(0.2), keras.layers.Dense(3, activation="softmax", name="pred")])
     model.save(tmp_path / "finetuned.h5")
     image = write_image(tmp_path / "p.png", (120, 100), seed=4)
-    result = run_cli("cam", image, "--model", tmp_path / "finetuned.h5", "--preprocess", "mobilenetv2",
+    result = invoke_cli("cam", image, "--model", tmp_path / "finetuned.h5", "--preprocess", "mobilenetv2",
                      "-o", tmp_path / "o", "--json", "--save", "raw")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)

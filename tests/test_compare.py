@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import invoke_cli
 from gradcam_cli import maps, render, synthetic
 from gradcam_cli.evaluation import rank_correlation
 from gradcam_cli.methods.gradcam import strongest_channel
@@ -33,7 +33,7 @@ def expected_size(rows, columns, box=320, lines=2, gap=4, bar=render.COLORBAR_HE
 
 def test_grid_size_follows_rows_and_columns_and_inapplicable_cells_are_drawn(tmp_path):
     images = scene_files(tmp_path / "in")
-    result = run_cli("compare", *images, "--models", "demo-vgg,demo-gap", "--methods", "gradcam,cam",
+    result = invoke_cli("compare", *images, "--models", "demo-vgg,demo-gap", "--methods", "gradcam,cam",
                      "--grid", "-o", tmp_path / "out", "--json")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -56,13 +56,13 @@ def test_grid_size_follows_rows_and_columns_and_inapplicable_cells_are_drawn(tmp
 
 def test_gradcam_cell_is_the_gradcam_commands_map_and_cam_correlates_perfectly(tmp_path):
     image = scene_files(tmp_path / "in", count=1)[0]
-    compare = run_cli("compare", image, "--model", "demo-gap", "-o", tmp_path / "c", "--json")
+    compare = invoke_cli("compare", image, "--model", "demo-gap", "-o", tmp_path / "c", "--json")
     assert compare.returncode == 0, compare.stderr
     record = json.loads(compare.stdout)
     cells = {cell["method"]: cell for cell in record["rows"][0]["cells"]}
     # the default columns: the methods that apply to demo-gap (a plain chain, so dilated too)
     assert list(cells) == ["gradcam", "cam", "guided", "guided-gradcam", "dilated"]
-    single = run_cli(image, "--model", "demo-gap", "-o", tmp_path / "g", "--json")
+    single = invoke_cli(image, "--model", "demo-gap", "-o", tmp_path / "g", "--json")
     assert single.returncode == 0, single.stderr
     mapped = json.loads(single.stdout)["maps"][0]
     assert cells["gradcam"]["stats"] == mapped["stats"]
@@ -80,7 +80,7 @@ def test_masks_beside_images_give_eval_figures_and_are_not_inputs(tmp_path):
     scene = synthetic.generate(2, seed=1)
     Image.fromarray(scene.image).save(folder / "shape.png")
     Image.fromarray((scene.objects[0].mask * 255).astype(np.uint8)).save(folder / "shape.mask.png")
-    result = run_cli("compare", folder, "--model", "demo-gap", "--methods", "gradcam", "-o", tmp_path / "out",
+    result = invoke_cli("compare", folder, "--model", "demo-gap", "--methods", "gradcam", "-o", tmp_path / "out",
                      "--json")
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -92,7 +92,7 @@ def test_masks_beside_images_give_eval_figures_and_are_not_inputs(tmp_path):
 
 def test_variants_columns_and_bad_names(tmp_path):
     image = scene_files(tmp_path / "in", count=1)[0]
-    result = run_cli("compare", image, "--model", "demo-vgg", "--variants", "pool-mean,pool-max,argmax-channel,"
+    result = invoke_cli("compare", image, "--model", "demo-vgg", "--variants", "pool-mean,pool-max,argmax-channel,"
                      "relu-after-resize", "--layers", "block3_conv2,block4_conv2", "-o", tmp_path / "out", "--json")
     assert result.returncode == 0, result.stderr
     cells = json.loads(result.stdout)["rows"][0]["cells"]
@@ -103,7 +103,7 @@ def test_variants_columns_and_bad_names(tmp_path):
     figure = np.asarray(Image.open(json.loads(result.stdout)["outputs"]["compare"]))
     assert figure.shape[:2] == expected_size(rows=1, columns=9)
     for args, message in ((["--methods", "gradcam,bogus"], "--methods"), (["--variants", "pool-min"], "--variants")):
-        bad = run_cli("compare", image, "--model", "demo-vgg", "-o", tmp_path / "out", *args)
+        bad = invoke_cli("compare", image, "--model", "demo-vgg", "-o", tmp_path / "out", *args)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
 
 

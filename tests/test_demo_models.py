@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import invoke_cli
 from gradcam_cli import evaluation, synthetic
-from gradcam_cli.engine import Engine
 from gradcam_cli.models import demo, loading, registry
 
 DEMOS = ("demo-gap", "demo-vgg")
@@ -68,16 +67,12 @@ FLOORS = {  # measured on seed 1, 200 + 100 scenes: gap 0.98/0.487/0.517/0.540/1
 def reports(demos):
     out = {}
     for name, loaded in demos.items():
-        engine = Engine(loaded, loaded.default_layer, batch_size=50)
         methods = ["gradcam", "guided", "deconvnet"] + (["cam"] if registry.find(name).cam else [])
-        engines = {}
         if name == "demo-vgg":  # a plain VGG: its dilated copies too
-            for method, mode in (("dilated", "exact"), ("dilated-no-pooling", "no-pooling")):
-                copy, target = loading.dilated_copy(loaded, mode, loaded.default_layer)
-                engines[method] = Engine(copy, target, batch_size=50)
-                methods.append(method)
-        out[name] = evaluation.evaluate(loaded, engine, methods, count=200, pairs=100, seed=1, engines=engines)
-        out[name + "/shuffled"] = evaluation.evaluate(loaded, engine, ["gradcam"], count=200, pairs=100,
+            methods += ["dilated", "dilated-no-pooling"]
+        explainers = evaluation.explainers_for(loaded, methods, batch_size=50)
+        out[name] = evaluation.evaluate(explainers, count=200, pairs=100, seed=1)
+        out[name + "/shuffled"] = evaluation.evaluate({"gradcam": explainers["gradcam"]}, count=200, pairs=100,
                                                       seed=1, control="shuffled")
     return out
 
@@ -149,8 +144,8 @@ def test_shuffled_maps_score_near_chance(reports, name):
 @pytest.mark.parametrize("name", DEMOS)
 def test_untrained_copy_scores_far_below_the_trained_model(keras, reports, name):
     untrained = loading.load(name, weights="none")
-    engine = Engine(untrained, untrained.default_layer, batch_size=50)
-    report = evaluation.evaluate(untrained, engine, ["gradcam", "guided"], count=100, pairs=50, seed=1)
+    report = evaluation.evaluate(evaluation.explainers_for(untrained, ["gradcam", "guided"], batch_size=50), count=100,
+                                 pairs=50, seed=1)
     trained = reports[name]["methods"]["gradcam"]
     assert report["accuracy"] < 0.5
     assert report["methods"]["gradcam"]["discrimination"] < trained["discrimination"] - 0.2
@@ -167,7 +162,7 @@ def test_cli_on_the_synthetic_samples_finds_each_shape(tmp_path):
     folder = Path(__file__).resolve().parents[1] / "sample_images"
     singles = {"square": 0, "cross": 1, "circle": 2, "triangle": 3}
     paths = [folder / f"synthetic_{name}.png" for name in singles]
-    result = run_cli(*paths, "--model", "demo-gap", "-o", tmp_path / "o", "--json")
+    result = invoke_cli(*paths, "--model", "demo-gap", "-o", tmp_path / "o", "--json")
     assert result.returncode == 0, result.stderr
     for line in result.stdout.splitlines():
         record = json.loads(line)
@@ -188,15 +183,15 @@ def _point(x, y, size=192):
 
 
 def test_eval_command_json_and_wrong_model(tmp_path, saved_models):
-    result = run_cli("eval", "--model", "demo-gap", "-n", "40", "--pairs", "20", "--json")
+    result = invoke_cli("eval", "--model", "demo-gap", "-n", "40", "--pairs", "20", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["model"] == "demo-gap" and report["layer"] == "block3_conv2" and report["scenes"] == 40
     assert set(report["methods"]["gradcam"]) == {"pointing", "energy_in_box", "box_iou", "localized_iou50",
                                                  "discrimination", "accuracy"}
-    table = run_cli("eval", "--model", "demo-vgg", "-n", "20", "--pairs", "10")
+    table = invoke_cli("eval", "--model", "demo-vgg", "-n", "20", "--pairs", "10")
     assert table.returncode == 0 and "chance" in table.stdout and "gradcam" in table.stdout
-    wrong = run_cli("eval", "--model", saved_models["gap"])
+    wrong = invoke_cli("eval", "--model", saved_models["gap"])
     assert wrong.returncode == 2 and "does not classify the generated scenes" in wrong.stderr
 
 
@@ -209,7 +204,7 @@ def test_eval_on_a_folder_of_images_with_masks(tmp_path):
         Image.fromarray(enlarge(scene.image)).save(folder / f"s{i}.png")
         Image.fromarray((enlarge(scene.objects[0].mask) * 255).astype(np.uint8)).save(folder / f"s{i}.mask.png")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "unannotated.png")
-    result = run_cli("eval", folder, "--model", "demo-gap", "--json")
+    result = invoke_cli("eval", folder, "--model", "demo-gap", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["images"] == 8 and report["skipped"] == 1 and "unannotated.png" in result.stderr
@@ -217,5 +212,5 @@ def test_eval_on_a_folder_of_images_with_masks(tmp_path):
     figures, chance = report["methods"]["gradcam"], report["chance"]
     assert figures["pointing"] >= 0.75 and figures["energy_in_box"] > chance["energy_in_box"] + 0.15
     assert figures["discrimination"] is None and chance["discrimination"] is None
-    none = run_cli("eval", tmp_path / "annotated" / "unannotated.png", "--model", "demo-gap")
+    none = invoke_cli("eval", tmp_path / "annotated" / "unannotated.png", "--model", "demo-gap")
     assert none.returncode == 2 and "no image with a usable mask" in none.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, set_fixed_weights
+from conftest import invoke_cli, set_fixed_weights
 from gradcam_cli import maps, synthetic
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods.gradcam import gradcam_weights
@@ -157,7 +157,7 @@ def scene_file(folder, index=0):
 def test_dilated_command_writes_full_resolution_maps_and_both_predictions(tmp_path):
     image = scene_file(tmp_path / "in", 3)
     out = tmp_path / "out"
-    exact = run_cli("dilated", image, "--model", "demo-vgg", "-o", out, "--save", "heatmap,raw", "--json")
+    exact = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", out, "--save", "heatmap,raw", "--json")
     assert exact.returncode == 0, exact.stderr
     record = json.loads(exact.stdout)
     assert record["method"] == "dilated" and record["model"] == "demo-vgg (a trous)"
@@ -168,7 +168,7 @@ def test_dilated_command_writes_full_resolution_maps_and_both_predictions(tmp_pa
     assert entry["stats"]["resolution"] == [64, 64]
     assert np.load(entry["outputs"]["raw"]).shape == (64, 64)
     assert entry["outputs"]["heatmap"] == str(out / "scene3.png.dilated.heatmap.png")
-    seed = run_cli("dilated", image, "--model", "demo-vgg", "-o", out, "--mode", "no-pooling")
+    seed = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", out, "--mode", "no-pooling")
     assert seed.returncode == 0, seed.stderr
     assert seed.stdout.split() == [str(out / f"scene3.png.dilated-no-pooling.{kind}.png") for kind in ("heatmap", "overlay")]
     assert "top-5 predictions" in seed.stderr and "demo-vgg (no pooling)" in seed.stderr
@@ -179,7 +179,7 @@ def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     image = tmp_path / "in" / "wide.png"
     image.parent.mkdir()
     Image.fromarray(np.repeat(synthetic.generate(5, seed=1).image, 2, axis=1)).save(image)  # 128x64
-    result = run_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--json")
+    result = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     row = record["rows"][0]
@@ -194,14 +194,14 @@ def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     correlations = {(p["a"], p["b"]): p["rho"] for p in row["rank_correlation"]}
     exact = correlations[("gradcam@block4_conv2", "dilated@block4_conv2")]
     assert exact > 0.6 and exact > correlations[("gradcam@block4_conv2", "dilated-no-pooling@block4_conv2")]
-    again = run_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing")
+    again = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing")
     assert again.returncode == 0 and again.stdout == ""
     assert "skipped 1 image(s) whose outputs exist" in again.stderr
 
 
 def test_dilated_refuses_residual_networks_in_one_line(tmp_path):
     image = scene_file(tmp_path / "in")
-    result = run_cli("dilated", image, "--model", "resnet50", "--weights", "none", "-o", tmp_path / "out")
+    result = invoke_cli("dilated", image, "--model", "resnet50", "--weights", "none", "-o", tmp_path / "out")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "the network branches" in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("Error")]) == 1
@@ -211,7 +211,7 @@ def test_batch_size_is_cut_to_the_activation_budget(demo_vgg, monkeypatch):
     from gradcam_cli.api import Explainer
 
     def fitted(method, requested):
-        return Explainer(demo_vgg, method, layer="block4_conv2").prepare_run(requested).engine.batch_size
+        return Explainer(demo_vgg, method, layer="block4_conv2", batch_size=requested).build().engine.batch_size
 
     copy, _ = loading.dilated_copy(demo_vgg, "exact", demo_vgg.default_layer)
     by_hand = 4 * sum(int(np.prod(info.shape)) for info in copy.layers if info.spatial)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, set_fixed_weights
+from conftest import conv3x3_same_transpose, invoke_cli, set_fixed_weights
 from gradcam_cli import maps, render, synthetic
 from gradcam_cli.engine import Engine
 from gradcam_cli.methods.guided import guided_gradcam, saliency
@@ -43,16 +43,6 @@ def conv_same(x, kernel, bias):
     return out
 
 
-def conv_same_backward(grad_out, kernel):
-    """d(conv_same)/d(input) applied to grad_out: each output's gradient spread over its window."""
-    height, width = grad_out.shape[:2]
-    padded = np.zeros((height + 2, width + 2, kernel.shape[2]))
-    for i in range(height):
-        for j in range(width):
-            padded[i : i + 3, j : j + 3] += np.tensordot(kernel, grad_out[i, j], axes=([3], [0]))
-    return padded[1:-1, 1:-1]
-
-
 def backward_relu(grad, pre, mode, top=np.inf):
     passes = (pre > 0) & (pre < top)  # the forward derivative of min(max(z, 0), top)
     if mode == "plain":
@@ -75,12 +65,12 @@ def hand_input_gradient(model, image, cls, mode):
     z3 = flat @ w3 + b3
     g_z3 = backward_relu(w4[:, cls], z3, mode)
     g_z2 = backward_relu((w3 @ g_z3).reshape(z2.shape), z2, mode, top=6.0)
-    g_pooled = conv_same_backward(g_z2, k2)
+    g_pooled = conv3x3_same_transpose(g_z2, k2)
     g_windows = np.zeros(windows.shape)
     np.put_along_axis(g_windows, switch[..., None], g_pooled[..., None], axis=-1)
     g_y1 = g_windows.reshape(3, 3, 3, 2, 2).transpose(0, 3, 1, 4, 2).reshape(y1.shape)
     g_z1 = backward_relu(g_y1, z1, mode)
-    return conv_same_backward(g_z1, k1), (z1, z2, z3)
+    return conv3x3_same_transpose(g_z1, k1), (z1, z2, z3)
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +241,7 @@ def scene_file(folder, index=0, seed=1):
 def test_guided_command_writes_each_kind_consistently(tmp_path):
     image = scene_file(tmp_path / "in")
     out = tmp_path / "out"
-    result = run_cli("guided", image, "--model", "demo-gap", "-o", out, "--json",
+    result = invoke_cli("guided", image, "--model", "demo-gap", "-o", out, "--json",
                      "--save", "gradient,gradient-gray,gradcam,gradcam-gray,heatmap,raw")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
@@ -285,7 +275,7 @@ def test_deconvnet_mode_names_its_outputs_and_resizes_onto_the_image(tmp_path):
     image = tmp_path / "wide.png"
     Image.fromarray(np.repeat(synthetic.generate(2, seed=1).image, 2, axis=1)).save(image)  # 128x64
     out = tmp_path / "out"
-    result = run_cli("guided", image, "--model", "demo-vgg", "--mode", "deconvnet", "-o", out, "-q")
+    result = invoke_cli("guided", image, "--model", "demo-vgg", "--mode", "deconvnet", "-o", out, "-q")
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(f"wide.png.deconvnet.{kind}.png" for kind in
@@ -305,9 +295,9 @@ def test_guided_says_which_activations_it_leaves_alone(tmp_path, keras):
     path = tmp_path / "mixed.keras"
     set_fixed_weights(keras.Model(inputs, outputs), 3).save(path)
     image = scene_file(tmp_path / "in")
-    result = run_cli("guided", image, "--model", path, "-o", tmp_path / "out", "--layer", "conv")
+    result = invoke_cli("guided", image, "--model", path, "-o", tmp_path / "out", "--layer", "conv")
     assert result.returncode == 0, result.stderr
     assert "modifies the model's 1 ReLU layer(s) only; these keep their plain gradient: silu x1" in result.stderr
-    wrong = run_cli("gradcam", image, "--model", path, "-o", tmp_path / "out", "--save", "heatmap,gradient")
+    wrong = invoke_cli("gradcam", image, "--model", path, "-o", tmp_path / "out", "--save", "heatmap,gradient")
     assert wrong.returncode == 2 and "choose from heatmap, overlay, raw, comma-separated" in wrong.stderr
     assert "Traceback" not in wrong.stderr and len(wrong.stderr.strip().splitlines()) <= 3

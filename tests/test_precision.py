@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import nested_model, run_cli
+from conftest import invoke_cli, nested_model
 from gradcam_cli import pipeline, synthetic
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.errors import GradcamError
@@ -101,7 +101,7 @@ def test_cli_precision_option(tmp_path):
     Image.fromarray(scenes(64, 1)[0]).save(image)
     outputs = {}
     for precision in ("float32", "mixed-bfloat16"):
-        result = run_cli(image, "--model", "demo-vgg", "-o", tmp_path / precision, "--json", "--save", "raw",
+        result = invoke_cli(image, "--model", "demo-vgg", "-o", tmp_path / precision, "--json", "--save", "raw",
                          "--precision", precision)
         assert result.returncode == 0, result.stderr
         record = json.loads(result.stdout)
@@ -109,13 +109,13 @@ def test_cli_precision_option(tmp_path):
         outputs[precision] = np.load(record["maps"][0]["outputs"]["raw"])
     largest, correlation = agreement(outputs["float32"], outputs["mixed-bfloat16"])
     assert largest < 0.05 and correlation > 0.999
-    bad = run_cli(image, "--model", "demo-vgg", "-o", tmp_path / "x", "--precision", "float16")
+    bad = invoke_cli(image, "--model", "demo-vgg", "-o", tmp_path / "x", "--precision", "float16")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
     # compare: every cell, the dilated copy's too, at the row's precision
     cells = {}
     for precision in ("float32", "mixed-bfloat16"):
-        result = run_cli("compare", image, "--model", "demo-vgg", "-o", tmp_path / f"c{precision}", "--json",
+        result = invoke_cli("compare", image, "--model", "demo-vgg", "-o", tmp_path / f"c{precision}", "--json",
                          "--methods", "gradcam,dilated", "--precision", precision)
         assert result.returncode == 0, result.stderr
         record = json.loads(result.stdout)["rows"][0]

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import gap_model
+from conftest import counting, gap_model
 from gradcam_cli import maps, pipeline, synthetic
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods import Context
@@ -32,18 +32,6 @@ def _bilinear_matrix(small, large):
         matrix[x, x0] += 1 - (source - x0)
         matrix[x, x1] += source - x0
     return matrix
-
-
-def _counting(engine):
-    """Wrap engine.probabilities: the sizes of the calls Score-CAM makes land in the list returned."""
-    calls, probabilities = [], engine.probabilities
-
-    def counted(images):
-        calls.append(len(images))
-        return probabilities(images)
-
-    engine.probabilities = counted
-    return calls
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +79,7 @@ def test_constant_channels_get_zero_masks_and_are_not_scored(tiny):
     activations[1, :, :, 5] = 2.5  # a constant non-zero one: min-max gives 0/0, a zero mask
     kept = scorecam.kept_channels(activations)
     assert not kept[0, 3] and not kept[1, 5] and kept.sum() > 20
-    calls = _counting(engine)
+    calls = counting(engine, "probabilities")
     weights = scorecam.scorecam_weights(activations, result.inputs, result.classes, engine.probabilities)
     assert sum(calls) == 1 + kept.sum()  # the baseline, then one masked input per non-constant channel
     assert (weights[~kept] == 0).all() and (weights[kept] != 0).all()
@@ -198,7 +186,7 @@ def test_max_masks_scores_only_n_masks(keras):
     result = engine.run(inputs, np.full(3, top_rank(1)), gradients=False)
     full = scorecam.scorecam_map(result, Context())
     weights = scorecam.scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities)
-    calls = _counting(engine)
+    calls = counting(engine, "probabilities")
     n = 6
     kept = scorecam.scorecam_map(result, Context(max_masks=n))
     assert calls == [1 + 3 * n]  # the baseline and n masks per image, in one call
@@ -227,7 +215,7 @@ def test_masks_go_in_groups_within_the_budget(tiny, monkeypatch):
     engine = Engine(loaded, ("conv2",), batch_size=3)
     result = engine.run(images, np.array([0, 1, 2]), gradients=False)
     whole = scorecam.scorecam_map(result, Context())
-    calls = _counting(engine)
+    calls = counting(engine, "probabilities")
     input_bytes = images[0].nbytes
     monkeypatch.setattr(scorecam, "MASK_BUDGET_BYTES", 7 * input_bytes)  # 7 inputs: groups of 6, the batch size x 2
     grouped = scorecam.scorecam_map(result, Context())

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_model, write_image
+from conftest import invoke_cli, tiny_model, write_image
 from gradcam_cli import pipeline
 from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.inputs import Source, collect, parse_shard, shard
+from gradcam_cli.inputs import Source, collect, in_shard, parse_shard
 from gradcam_cli.methods import Context
 from gradcam_cli.models.loading import describe
 
@@ -68,12 +68,12 @@ def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_p
 
 def test_shards_partition_the_inputs_whatever_their_order():
     sources = [Source(path=None, name=f"dir{i % 7}/photo_{i}.jpg") for i in range(500)]
-    parts = [shard(sources, k, 4) for k in range(1, 5)]
+    parts = [in_shard(sources, k, 4) for k in range(1, 5)]
     assert sorted(s.name for part in parts for s in part) == sorted(s.name for s in sources)
     assert all(60 < len(part) < 190 for part in parts)  # a fair share each
     shuffled = sources[:]
     random.Random(3).shuffle(shuffled)
-    assert {s.name for s in shard(shuffled, 2, 4)} == {s.name for s in parts[1]}
+    assert {s.name for s in in_shard(shuffled, 2, 4)} == {s.name for s in parts[1]}
     assert parse_shard("2/8") == (2, 8)
     for bad in ("0/4", "5/4", "x", "1/2/3", ""):
         with pytest.raises(ValueError, match="Received"):
@@ -87,18 +87,18 @@ def test_shard_and_skip_existing_through_the_command(tmp_path, saved_models):
     out = tmp_path / "out"
     written = []
     for k in (1, 2, 3):
-        result = run_cli(folder, "--model", saved_models["gap"], "-o", out, "--shard", f"{k}/3", "-q",
+        result = invoke_cli(folder, "--model", saved_models["gap"], "-o", out, "--shard", f"{k}/3", "-q",
                          *(["--jit"] if k == 1 else []))  # XLA-compiled through the command too
         assert result.returncode == 0, result.stderr
         written += result.stdout.split()
     assert sorted(written) == sorted(str(out / f"p{i}.png.gradcam.{kind}.png") for i in range(6)
                                      for kind in ("heatmap", "overlay"))
     (out / "p3.png.gradcam.overlay.png").unlink()  # as if interrupted before this file
-    again = run_cli(folder, "--model", saved_models["gap"], "-o", out, "--skip-existing")
+    again = invoke_cli(folder, "--model", saved_models["gap"], "-o", out, "--skip-existing")
     assert again.returncode == 0, again.stderr
     assert again.stdout.split() == [str(out / "p3.png.gradcam.heatmap.png"), str(out / "p3.png.gradcam.overlay.png")]
     assert "skipped 5 image(s) whose outputs exist" in again.stderr
-    bad = run_cli(folder, "--model", saved_models["gap"], "--shard", "4/3")
+    bad = invoke_cli(folder, "--model", saved_models["gap"], "--shard", "4/3")
     assert bad.returncode == 2 and "1 <= K <= N" in bad.stderr
 
 

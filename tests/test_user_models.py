@@ -296,10 +296,10 @@ def test_a_failure_pinned_to_one_image_leaves_the_others_going(tmp_path, monkeyp
     Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(folder / "white.png")
     real_run = Engine.run
 
-    def fails_on_white(self, images, targets, backprop=None, gradients=True):
+    def fails_on_white(self, images, targets, **options):
         if (np.asarray(images) >= 0.999).all(axis=(1, 2, 3)).any():  # demo-gap preprocesses to 0..1
             raise FloatingPointError("a white image")
-        return real_run(self, images, targets, backprop, gradients)
+        return real_run(self, images, targets, **options)
 
     monkeypatch.setattr(Engine, "run", fails_on_white)
     result = invoke(folder, "--model", "demo-gap", "-o", tmp_path / "o", "-b", "4", "--json")
@@ -400,7 +400,7 @@ def test_preprocess_on_a_named_model_is_honoured_with_a_warning(tmp_path):
     image = write_image(tmp_path / "i.png", (64, 64))
     result = invoke(image, "--model", "demo-gap", "--preprocess", "caffe", "-o", tmp_path / "o", "--json")
     assert result.exit_code == 0
-    assert "--preprocess caffe replaces demo-gap's own preprocessing (unit)" in result.stderr
+    assert "preprocessing caffe replaces demo-gap's own (unit)" in result.stderr
     assert records(result)[0]["warnings"]
     own = invoke(image, "--model", "demo-gap", "--preprocess", "unit", "-o", tmp_path / "o", "--json")
     assert "warning" not in own.stderr and "warnings" not in records(own)[0]

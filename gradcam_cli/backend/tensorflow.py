@@ -1,7 +1,18 @@
-"""Gradients on the TensorFlow backend: one GradientTape per batch, compiled with tf.function.
-The variables are read by the traced function itself, so `variables` is not needed here."""
+"""Gradients on the TensorFlow backend: one GradientTape per batch (two, nested, for the
+Hessian-vector product), compiled with tf.function. The variables are read by the traced
+function itself, so `variables` is not needed here."""
 
 import tensorflow as tf
+
+
+def _or_zeros(gradient, like):
+    return tf.zeros_like(like) if gradient is None else gradient
+
+
+def _last(tapped):
+    if not tapped:
+        raise ValueError("the target layer was not reached by the forward pass")
+    return tapped[-1]
 
 
 def activation_gradients(forward, jit=False, variables=()):
@@ -17,13 +28,33 @@ def activation_gradients(forward, jit=False, variables=()):
 
             objective, aux = forward(images, targets, tap)
             total = tf.reduce_sum(objective)
-        if not tapped:
-            raise ValueError("the target layer was not reached by the forward pass")
-        activations = tapped[-1]
-        gradients = tape.gradient(total, activations)
-        if gradients is None:  # the class score does not depend on this layer
-            gradients = tf.zeros_like(activations)
-        return activations, gradients, aux
+        activations = _last(tapped)
+        # None when the class score does not depend on this layer
+        return activations, _or_zeros(tape.gradient(total, activations), activations), aux
+
+    return step
+
+
+def activation_hessian(forward, jit=False, variables=()):
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def step(images, targets):
+        tapped = []
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+
+                def tap(activations):
+                    outer.watch(activations)
+                    inner.watch(activations)
+                    tapped.append(activations)
+                    return activations
+
+                objective, aux = forward(images, targets, tap)
+                total = tf.reduce_sum(objective)
+            activations = _last(tapped)
+            gradients = _or_zeros(inner.gradient(total, activations), activations)
+        # d/dA (g . v) with v = A a constant upstream gradient: H A (the Hessian is symmetric)
+        products = outer.gradient(gradients, activations, output_gradients=tf.stop_gradient(activations))
+        return activations, gradients, _or_zeros(products, activations), aux
 
     return step
 
@@ -41,6 +72,28 @@ def input_gradients(forward, jit=False, variables=()):
     return step
 
 
+def tapped_gradients(forward, jit=False, variables=()):
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def step(images, targets):
+        images = tf.convert_to_tensor(images)
+        tapped = []
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+
+            def tap(tensor):
+                tape.watch(tensor)
+                tapped.append(tensor)
+                return tensor
+
+            objective, aux = forward(images, targets, tap)
+            total = tf.reduce_sum(objective)
+        gradients = tape.gradient(total, [images] + tapped)
+        gradients = [_or_zeros(g, t) for g, t in zip(gradients, [images] + tapped)]
+        return gradients[0], gradients[1:], aux
+
+    return step
+
+
 def forward(forward, jit=False, variables=()):
     """The forward pass alone, compiled: (images, targets) -> (tapped activations, aux). No
     tape: a method that needs no gradient never pays for one."""
@@ -54,8 +107,6 @@ def forward(forward, jit=False, variables=()):
             return activations
 
         _, aux = forward(images, targets, tap)
-        if not tapped:
-            raise ValueError("the target layer was not reached by the forward pass")
-        return tapped[-1], aux
+        return _last(tapped), aux
 
     return step

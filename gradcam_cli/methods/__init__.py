@@ -6,7 +6,14 @@ below. The entry says what the method needs (NEEDS) and how it makes its map:
 
 - the Grad-CAM family gives `channel_weights(result, context) -> (B, K)`, and the map is
   sum_k w_k A_k (maps.weighted_sum);
-- any other method gives `spatial_map(result, context) -> (B, h, w)`;
+- a method whose map is a sum over channels of element-wise terms (LayerCAM, HiResCAM) gives
+  `contributions(result, context) -> (B, h, w, K)`, and the map is their channel sum;
+- any other method gives `spatial_map(result, context) -> (B, h, w)` (`principal=True` when that
+  map is a first principal component already);
+
+Eigen smoothing (pytorch-grad-cam's eigen_smooth) replaces the channel sum of w_k A_k or of the
+contributions by its first principal component (methods/pca.py); a principal-component map is
+left as it is, and a method with a map of another kind refuses it.
 
 both before the final ReLU, which the pipeline applies (with resizing and normalising).
 `result` is the engine's engine.BatchResult: the target layer's activations, their gradients
@@ -22,11 +29,24 @@ Adding a method: write its module and its tests, and add one entry to METHODS.
 from dataclasses import dataclass
 from typing import Callable
 
+from gradcam_cli.methods.ablationcam import ablationcam_channel_weights
 from gradcam_cli.methods.cam import cam_weights
+from gradcam_cli.methods.eigencam import eigencam_map
+from gradcam_cli.methods.eigengradcam import eigengradcam_map
+from gradcam_cli.methods.fem import fem_contributions
+from gradcam_cli.methods.finercam import FinerObjective, finercam_weights
+from gradcam_cli.methods.fullgrad import fullgrad_map
 from gradcam_cli.methods.gradcam import gradcam_weights
+from gradcam_cli.methods.gradcam_elementwise import gradcam_elementwise_contributions
 from gradcam_cli.methods.gradcam_plus_plus import gradcam_plus_plus_weights
-from gradcam_cli.methods.layercam import layercam_map
-from gradcam_cli.methods.scorecam import scorecam_map
+from gradcam_cli.methods.hirescam import hirescam_contributions
+from gradcam_cli.methods.input_attribution import integrated_gradients_method_map, smoothgrad_method_map
+from gradcam_cli.methods.kpcacam import kpcacam_map
+from gradcam_cli.methods.layercam import layercam_contributions
+from gradcam_cli.methods.randomcam import randomcam_weights
+from gradcam_cli.methods.scorecam import scorecam_channel_weights
+from gradcam_cli.methods.shapleycam import ReST, shapleycam_channel_weights
+from gradcam_cli.methods.xgradcam import xgradcam_weights
 from gradcam_cli.outputs import GRADIENT_KINDS, MAP_KINDS
 
 # What a method may need from the engine.
@@ -35,8 +55,12 @@ NEEDS = {
     "gradients": "the class score's gradients at the target layer",
     "input-gradients": "input gradients through modified ReLUs",
     "forward-scores": "class scores of further inputs (forward passes, no gradient)",
+    "head-scores": "class scores of modified target-layer activations (the layers above the target only)",
     "classifier": "the linear classifier after global average pooling",
     "dilated-copy": "a dilated copy of the model",
+    "hessian": "the Hessian-vector product H A of the class score at the target layer",
+    "plain-input-gradients": "input gradients of the class score (of further inputs too)",
+    "bias-gradients": "gradients at the output of every layer with a bias",
 }
 
 
@@ -47,9 +71,20 @@ class Method:
     paper: str  # author(s), year and title
     needs: tuple  # keys of NEEDS
     channel_weights: Callable = None  # (batch result, context) -> (B, K): the Grad-CAM family
+    contributions: Callable = None  # (batch result, context) -> (B, h, w, K): each channel's part of the map
     spatial_map: Callable = None  # (batch result, context) -> (B, h, w): any other method
+    principal: bool = False  # the map is already a first principal component (eigen smoothing changes nothing)
+    objective: Callable = None  # context -> engine objective differentiated instead of the class score
+    hessian: bool = False  # the engine also computes H A at the target (Shapley-CAM)
+    pixel: bool = False  # the map is at the model's input resolution, not the target layer's
     backprop: str = None  # 'guided' or 'deconvnet': input gradients through modified ReLUs
     network: str = None  # 'exact' or 'no-pooling': computed on a dilated copy of the model (models/dilated.py)
+
+    @property
+    def smoothable(self):
+        """Whether eigen smoothing applies: the map is a sum over channels (or already a
+        principal component)."""
+        return self.channel_weights is not None or self.contributions is not None or self.principal
 
     @property
     def needs_classifier(self):
@@ -75,7 +110,13 @@ class Context:
     pool: str = "mean"
     classifier_kernel: object = None  # (K, C) for CAM
     relus: object = None  # models.guided.Census for backprop methods
-    max_masks: int = None  # Score-CAM: keep the channels of highest variance (None: all)
+    max_masks: int = None  # Score-CAM: the channels of highest variance scored; Ablation-CAM: those ablated (None: all)
+    finer_alpha: float = 1.0  # Finer-CAM: the weight of the compared classes' scores
+    finer_compare: int = 3  # Finer-CAM: how many nearest-scoring classes are compared
+    samples: int = None  # SmoothGrad: noisy copies per image (None: the method's default; guided: no smoothing)
+    noise: float = 0.15  # SmoothGrad: the noise's standard deviation, a fraction of the input's range
+    steps: int = 32  # Integrated Gradients: the path's intervals
+
 
 
 def _gradcam(result, context):
@@ -84,6 +125,7 @@ def _gradcam(result, context):
 
 _GRADCAM_PAPER = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization"
 _GRADIENT_NEEDS = ("activations", "gradients")
+_PYTORCH_GRAD_CAM = "Gildenblat and contributors 2021, PyTorch library for CAM methods (pytorch-grad-cam)"
 
 METHODS = {
     "gradcam": Method(
@@ -113,7 +155,7 @@ METHODS = {
         "LayerCAM: each activation weighted by its own positive gradient, summed over channels",
         "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
         _GRADIENT_NEEDS,
-        spatial_map=lambda result, context: layercam_map(result.activations, result.gradients),
+        contributions=lambda result, context: layercam_contributions(result.activations, result.gradients),
     ),
     "scorecam": Method(
         "scorecam",
@@ -121,7 +163,121 @@ METHODS = {
         "min-max normalised channel, minus that of the zero input",
         "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
         ("activations", "forward-scores"),
-        spatial_map=scorecam_map,
+        channel_weights=scorecam_channel_weights,
+    ),
+    "ablationcam": Method(
+        "ablationcam",
+        "Ablation-CAM: channel weights = the relative drop of the class score when the channel is set to 0, "
+        "scored by the layers above the target alone",
+        "Desai and Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep Convolutional Network via "
+        "Gradient-free Localization",
+        ("activations", "head-scores"),
+        channel_weights=ablationcam_channel_weights,
+    ),
+    "xgradcam": Method(
+        "xgradcam",
+        "XGrad-CAM: channel weights = gradients averaged with the channel's normalised activations as pixel weights",
+        "Fu et al. 2020, Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs",
+        _GRADIENT_NEEDS,
+        channel_weights=lambda result, context: xgradcam_weights(result.activations, result.gradients),
+    ),
+    "hirescam": Method(
+        "hirescam",
+        "HiResCAM: gradients times activations, element by element, summed over channels (no pooling)",
+        "Draelos and Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional "
+        "neural networks",
+        _GRADIENT_NEEDS,
+        contributions=lambda result, context: hirescam_contributions(result.activations, result.gradients),
+    ),
+    "gradcam-elementwise": Method(
+        "gradcam-elementwise",
+        "element-wise Grad-CAM: the positive part of gradients times activations, summed over channels",
+        _PYTORCH_GRAD_CAM + ", GradCAMElementWise",
+        _GRADIENT_NEEDS,
+        contributions=lambda result, context: gradcam_elementwise_contributions(result.activations, result.gradients),
+    ),
+    "eigengradcam": Method(
+        "eigengradcam",
+        "Eigen-Grad-CAM: the first principal component of gradients times activations",
+        _PYTORCH_GRAD_CAM + ", EigenGradCAM",
+        _GRADIENT_NEEDS,
+        spatial_map=lambda result, context: eigengradcam_map(result.activations, result.gradients),
+        principal=True,
+    ),
+    "eigencam": Method(
+        "eigencam",
+        "Eigen-CAM: the first principal component of the activations (gradient-free, class-agnostic)",
+        "Muhammad and Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
+        ("activations",),
+        spatial_map=lambda result, context: eigencam_map(result.activations),
+        principal=True,
+    ),
+    "kpcacam": Method(
+        "kpcacam",
+        "KPCA-CAM: the first kernel (RBF) principal component of the activations (gradient-free, class-agnostic)",
+        "Karmani et al. 2024, KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA",
+        ("activations",),
+        spatial_map=lambda result, context: kpcacam_map(result.activations),
+        principal=True,
+    ),
+    "fem": Method(
+        "fem",
+        "FEM: each channel's responses above mean + 2 std, weighted by the channel's mean (gradient-free)",
+        "Fuad et al. 2020, Features Understanding in 3D CNNs for Actions Recognition in Video",
+        ("activations",),
+        contributions=lambda result, context: fem_contributions(result.activations),
+    ),
+    "randomcam": Method(
+        "randomcam",
+        "Random-CAM: channel weights uniform in [-1, 1], fixed per channel count (a baseline)",
+        _PYTORCH_GRAD_CAM + ", RandomCAM",
+        ("activations",),
+        channel_weights=lambda result, context: randomcam_weights(result.activations),
+    ),
+    "finercam": Method(
+        "finercam",
+        "Finer-CAM: Grad-CAM of the class score minus alpha x the scores of its nearest-scoring classes "
+        "(softmax-weighted)",
+        "Zhang et al. 2025, Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation",
+        _GRADIENT_NEEDS,
+        channel_weights=finercam_weights,
+        objective=lambda context: FinerObjective(context.finer_alpha, context.finer_compare),
+    ),
+    "shapleycam": Method(
+        "shapleycam",
+        "Shapley-CAM: channel weights = spatial mean of (gradient - 1/2 Hessian x activations) of the "
+        "ReST utility",
+        "Cai et al. 2025, CAMs as Shapley Value-based Explainers",
+        _GRADIENT_NEEDS + ("hessian",),
+        channel_weights=shapleycam_channel_weights,
+        objective=lambda context: ReST(),
+        hessian=True,
+    ),
+    "fullgrad": Method(
+        "fullgrad",
+        "FullGrad: |input gradient x input| plus every conv/BN layer's |bias gradient|, each normalised, "
+        "at the input's resolution",
+        "Srinivas and Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
+        ("plain-input-gradients", "bias-gradients"),
+        spatial_map=fullgrad_map,
+        pixel=True,
+    ),
+    "smoothgrad": Method(
+        "smoothgrad",
+        "SmoothGrad: the input gradient's largest colour magnitude, averaged over noisy copies",
+        "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise",
+        ("plain-input-gradients",),
+        spatial_map=smoothgrad_method_map,
+        pixel=True,
+    ),
+    "integrated-gradients": Method(
+        "integrated-gradients",
+        "Integrated Gradients: input gradients along the straight path from a zero input, times the "
+        "difference, summed over colours",
+        "Sundararajan et al. 2017, Axiomatic Attribution for Deep Networks",
+        ("plain-input-gradients",),
+        spatial_map=integrated_gradients_method_map,
+        pixel=True,
     ),
     "guided": Method(
         "guided",
@@ -169,8 +325,9 @@ COMPARE_COLUMNS = {
 POOLING = ("mean", "max")
 
 
-def context_for(method, loaded, target_path, pool="mean", max_masks=None):
-    """What `method` needs beyond the engine's results; ValueError when it does not apply."""
+def context_for(method, loaded, target_path, pool="mean", max_masks=None, **options):
+    """What `method` needs beyond the engine's results; ValueError when it does not apply.
+    options: Context's method options (finer_alpha, finer_compare, samples, noise, steps)."""
     from gradcam_cli.models.guided import census
     from gradcam_cli.models.heads import cam_classifier
 
@@ -183,4 +340,4 @@ def context_for(method, loaded, target_path, pool="mean", max_masks=None):
             kernel = np.concatenate([-kernel, kernel], axis=1)
     if METHODS[method].backprop:
         relus = census(loaded.layers, loaded.final_path)
-    return Context(pool=pool, classifier_kernel=kernel, relus=relus, max_masks=max_masks)
+    return Context(pool=pool, classifier_kernel=kernel, relus=relus, max_masks=max_masks, **options)

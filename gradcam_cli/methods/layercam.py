@@ -22,3 +22,10 @@ def layercam_map(activations, gradients):
     activations = np.asarray(activations, dtype=np.float32)
     gradients = np.asarray(gradients, dtype=np.float32)
     return np.einsum("bhwk,bhwk->bhw", activations, np.maximum(gradients, 0.0))
+
+
+def layercam_contributions(activations, gradients):
+    """Each channel's part of the map, relu(dS / dA^k_ij) A^k_ij: (B, h, w, K) float32 (their
+    channel sum is layercam_map; eigen smoothing takes their first principal component)."""
+    activations = np.asarray(activations, dtype=np.float32)
+    return activations * np.maximum(np.asarray(gradients, dtype=np.float32), 0.0)

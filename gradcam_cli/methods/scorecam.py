@@ -65,16 +65,20 @@ MASK_BUDGET_BYTES = 256 * 2**20
 _CV2_CHANNELS = 128
 
 
+def scorecam_channel_weights(result, context):
+    """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
+    `context.max_masks`: the channels kept per image (None: all)."""
+    engine = result.engine
+    return scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
+                            max_masks=context.max_masks, budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size)
+
+
 def scorecam_map(result, context):
     """The Score-CAM map sum_k w_k A_k of each image of an engine.BatchResult, before the ReLU:
-    (B, h, w) float32. `context.max_masks`: the channels kept per image (None: all)."""
-    engine = result.engine
-    weights = scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
-                               max_masks=context.max_masks, budget_bytes=MASK_BUDGET_BYTES,
-                               multiple=engine.batch_size)
+    (B, h, w) float32."""
     from gradcam_cli.maps import weighted_sum  # maps loads OpenCV: not at start-up
 
-    return weighted_sum(result.activations, weights)
+    return weighted_sum(result.activations, scorecam_channel_weights(result, context))
 
 
 def bilinear(channels, size):

@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from gradcam_cli.errors import ClassError
+from gradcam_cli.errors import ClassError, argument
 
 
 @lru_cache(maxsize=1)
@@ -59,8 +59,11 @@ def _labels_from_json(data, path):
     raise ClassError(f"labels file {path}: expected a JSON list or object")
 
 
+_LABELS = argument("labels", "'FILE'", "FILE")  # named in a message
+
+
 def class_index(spec, labels, num_classes, model=None):
-    """Resolve a --class value (an index or a class name) to an index; ClassError if neither.
+    """Resolve a class (an index or a class name) to an index; ClassError if neither.
     `model`: the model's name, for the message."""
     spec = str(spec).strip()
     the_model = f"model {model}" if model else "the model"
@@ -68,18 +71,19 @@ def class_index(spec, labels, num_classes, model=None):
         index = int(spec)
         if not 0 <= index < num_classes:
             raise ClassError(
-                f"--class {index} is out of range: {the_model} has {num_classes} classes "
+                f"class {index} is out of range: {the_model} has {num_classes} classes "
                 f"(0..{num_classes - 1})"
             )
         return index
     if not labels:
-        raise ClassError(f"--class {spec!r}: {the_model} has no class names; give an index or --labels FILE")
+        raise ClassError(f"class {spec!r}: {the_model} has no class names; give an index, or the class names "
+                         f"({_LABELS})")
     wanted = spec.lower().replace(" ", "_")
     matches = [i for i, name in enumerate(labels) if name.lower().replace(" ", "_") == wanted]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise ClassError(f"--class {spec!r} names several classes of {the_model} {matches}: give the index")
+        raise ClassError(f"class {spec!r} names several classes of {the_model} {matches}: give the index")
     near = [name for name in labels if wanted in name.lower()][:8]
     hint = f"; similar: {', '.join(near)}" if near else ""
-    raise ClassError(f"--class {spec!r} is not a class name of {the_model}{hint}")
+    raise ClassError(f"class {spec!r} is not a class name of {the_model}{hint}")

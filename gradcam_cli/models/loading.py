@@ -17,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-from gradcam_cli.errors import LayerError, ModelError
+from gradcam_cli.errors import argument, LayerError, ModelError
 from gradcam_cli.models import graph, heads, labels as labels_module, registry
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 
@@ -93,6 +93,12 @@ def keras_home():
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
+# Arguments the messages name (errors.argument: spelled as the API or the command line takes them).
+_WEIGHTS_FILE = argument("weights", "'PATH'", "PATH")
+_RANDOM_WEIGHTS = argument("weights", "'none'", "none")
+_IMPORTS = argument("imports", "['MODULE']", "MODULE|FILE.py")
+_OUTPUT = argument("output", "'NAME' or INDEX", "NAME|INDEX")
+
 def cached_weights_path(spec):
     """Where Keras's get_file keeps (or would download) the model's ImageNet weights."""
     return keras_home() / "models" / spec.weights_file
@@ -103,7 +109,8 @@ def _offline_message(spec, error):
     return (
         f"cannot download ImageNet weights for {spec.name} ({spec.weights_file}): "
         f"{_one_line(error)}. Without a network, put that file at {path} "
-        f"(or set KERAS_HOME), or pass --weights PATH, or --weights none for random weights"
+        f"(or set KERAS_HOME), or give a weights file ({_WEIGHTS_FILE}) or random weights "
+        f"({_RANDOM_WEIGHTS})"
     )
 
 
@@ -159,7 +166,8 @@ def build_registered(spec, weights=None):
         with resources.as_file(resources.files("gradcam_cli").joinpath("data", spec.file)) as path:
             return load_model_file(path)
     if weights == "imagenet":
-        raise ModelError(f"{spec.name} is trained on synthetic scenes: --weights takes none or a PATH")
+        raise ModelError(f"{spec.name} is trained on synthetic scenes and has no ImageNet weights: use its own "
+                         f"(the default), random weights ({_RANDOM_WEIGHTS}) or a weights file ({_WEIGHTS_FILE})")
     from gradcam_cli.models import demo
 
     model = getattr(demo, spec.constructor)(input_size=spec.input_size, classes=len(spec.labels))
@@ -201,13 +209,14 @@ def load_model_file(path, trust=False):
         if unknown:
             raise ModelError(
                 f"cannot load model {path}: it uses {', '.join(unknown)}, which Keras does not know; "
-                "pass --import with the module or .py file that defines and registers "
-                f"{'it' if len(unknown) == 1 else 'them'} (keras.saving.register_keras_serializable)"
+                "import the module or .py file that defines and registers "
+                f"{'it' if len(unknown) == 1 else 'them'} (keras.saving.register_keras_serializable) first "
+                f"({_IMPORTS})"
             ) from None
         if "Lambda" in text or "safe_mode" in text:
             raise ModelError(
                 f"{path} contains a Lambda layer, which Keras will not load in safe mode; "
-                "if you trust the file, pass --trust-model"
+                f"if you trust the file, allow it ({argument('trust', 'True', '')})"
             ) from None
         if suffix != ".keras":
             raise ModelError(
@@ -304,14 +313,14 @@ def _input_size(model, requested):
     if requested is not None:
         if height is not None and (height, width) != tuple(requested):
             raise ModelError(
-                f"--input-size {requested[0]}x{requested[1]}: the model takes {height}x{width} inputs"
+                f"input size {requested[0]}x{requested[1]}: the model takes {height}x{width} inputs"
             )
         if max(requested) > MAX_INPUT_SIDE:
-            raise ModelError(f"--input-size {requested[0]}x{requested[1]}: each side must be at most "
+            raise ModelError(f"input size {requested[0]}x{requested[1]}: each side must be at most "
                                f"{MAX_INPUT_SIDE}")
         return tuple(requested)
     if height is None or width is None:
-        raise ModelError("the model's input size is not fixed: give --input-size H,W (or N)")
+        raise ModelError(f"the model's input size is not fixed: give it ({argument('input_size', '(H, W)', 'H,W')})")
     return (height, width)
 
 
@@ -327,7 +336,7 @@ def _resolve_preprocess(value, default):
     if spec is not None:
         return spec.preprocess
     choices = ", ".join(list(PREPROCESS_MODES) + ["a keras.applications model name"])
-    raise ModelError(f"unknown --preprocess {value!r}; choose from {choices}")
+    raise ModelError(f"unknown preprocessing {value!r}; choose from {choices}")
 
 
 # Per-colour preprocessing that a single-channel input cannot take.
@@ -342,7 +351,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         chosen = graph.select_output(model, output)
         chain = graph.output_chain(model, chosen)
     except ValueError as error:
-        hint = "; choose the classifier output to explain with --output NAME|INDEX" if "outputs" in str(error) else ""
+        hint = f"; choose the classifier output to explain ({_OUTPUT})" if "outputs" in str(error) else ""
         raise ModelError(f"{name}: {error}{hint}") from None
     channels = input_channels(model)
     if channels == 1 and preprocess in _COLOUR_MODES:
@@ -409,7 +418,7 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         if input_size is not None and tuple(input_size) != (spec.input_size, spec.input_size):
             raise ModelError(
                 f"{spec.name} takes {spec.input_size}x{spec.input_size} inputs; "
-                "--input-size is for model files whose input size is not fixed"
+                f"{argument('input_size')} is for model files whose input size is not fixed"
             )
         model = build_registered(spec, weights)
         size = (spec.input_size, spec.input_size)
@@ -417,7 +426,7 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         chosen = _resolve_preprocess(preprocess, spec.preprocess)
         notes = []
         if chosen != spec.preprocess:
-            notes.append(f"--preprocess {chosen} replaces {spec.name}'s own preprocessing ({spec.preprocess})")
+            notes.append(f"preprocessing {chosen} replaces {spec.name}'s own ({spec.preprocess})")
         return describe(model, spec.name, size, chosen, names, spec, output=output, warnings=notes)
 
     path = Path(model_name)
@@ -428,8 +437,8 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         )
     if weights in ("imagenet", "none"):
         raise ModelError(
-            f"--weights {weights} is for keras.applications models; a model file brings its own "
-            "(or give --weights PATH)"
+            f"{argument('weights', repr(weights))} is for keras.applications models; a model file brings its own "
+            f"(or give a weights file, {_WEIGHTS_FILE})"
         )
     model = load_model_file(path, trust=trust)
     size = _input_size(model, input_size)

@@ -1,0 +1,227 @@
+"""The group, and what every command shares: one-line errors, logging, loading the model with
+its warnings, the progress console, collecting inputs."""
+
+import logging
+import sys
+
+import click
+
+from gradcam_cli import __version__
+from gradcam_cli.errors import GradcamError
+
+log = logging.getLogger("gradcam_cli")
+
+# How the command line spells the library's arguments (errors.argument) in its messages.
+FLAGS = {"input_size": "--input-size", "weights": "--weights", "imports": "--import", "trust": "--trust-model",
+         "output": "--output", "labels": "--labels", "device": "--device", "preprocess": "--preprocess",
+         "top_k": "--top-k", "classes": "--class", "layer": "--layer", "batch_size": "--batch-size",
+         "max_masks": "--max-masks", "method": "--method"}
+
+
+def _spell(name, python, command):
+    return f"{FLAGS.get(name, '--' + name.replace('_', '-'))} {command}".strip()
+
+
+def worded(error):
+    """A library error's message as the command line says it (its options for the arguments)."""
+    return error.worded(_spell) if isinstance(error, GradcamError) else str(error)
+
+
+class UsageProblem(click.UsageError):
+    """A usage error in one line (exit status 2), without the usage block Click prints: the
+    message already says what to do. The library's GradcamErrors reach the user as these."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+class _State:
+    """What the command is doing, for the one-line report of an unexpected failure."""
+
+    activity = "running the command"
+    verbose = False
+
+
+STATE = _State()
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose bare form `gradcam IMAGE... [options]` runs the default command, and which
+    reports any unexpected exception in one line (the traceback only with --verbose), exit 1."""
+
+    default_command = "gradcam"
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        STATE.activity, STATE.verbose = "running the command", False
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except GradcamError as error:  # the library's own: a usage error, before any image
+            raise UsageProblem(worded(error)) from None
+        except Exception as error:
+            from gradcam_cli.errors import unexpected
+
+            if STATE.verbose:
+                import traceback
+
+                traceback.print_exc()
+            hint = "" if STATE.verbose else " (run with --verbose for details)"
+            click.echo(f"error: failed while {STATE.activity}: {unexpected(error)}{hint}", err=True)
+            ctx.exit(1)
+
+
+@click.group(
+    cls=DefaultCommandGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="gradcam")
+def main():
+    """Show where a Keras image classifier looks: class activation maps as PNG heatmaps and
+    overlays.
+
+    \b
+      gradcam cat.jpg --model vgg16 --layer block5_conv3
+      gradcam photos/ --model resnet50 -o out/ --json > results.jsonl
+      find . -name '*.png' | gradcam - --model my_model.keras --preprocess unit
+
+    A bare `gradcam IMAGE...` runs `gradcam gradcam IMAGE...`. Run `gradcam COMMAND --help` for
+    a command's options, `gradcam methods` for the methods, `gradcam models` for the known models.
+    """
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the sys.stderr of the moment (a command run in-process, as Click's test
+    runner does, swaps it), not the one of the first call."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def setup_logging(verbose, quiet=False):
+    STATE.verbose = verbose
+    level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(level)
+
+
+def load(model, weights=None, preprocess=None, input_size=None, labels=None, trust_model=False, device="auto",
+         verbose=False, precision="float32", imports=(), output=None, quiet=False, maps=True):
+    """The model, loaded as the model options say; its warnings on stderr unless quiet (and,
+    when it is loaded to draw `maps`, that random weights show nothing)."""
+    from gradcam_cli._keras import import_keras
+
+    STATE.activity = f"loading model {model}"
+    import_keras(device=device, verbose=verbose)
+    from gradcam_cli.models.loading import load as load_model
+
+    loaded = load_model(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
+                        trust=trust_model, precision=precision, output=output, imports=imports)
+    if not quiet:
+        for warning in loaded.warnings:
+            click.echo(f"warning: {loaded.name}: {warning}", err=True)
+        if weights == "none" and maps:
+            click.echo("warning: random weights (--weights none): the maps show nothing meaningful", err=True)
+    STATE.activity = f"explaining images with {loaded.name}"
+    return loaded
+
+
+class Console:
+    """The progress bar (on a terminal, unless quiet) and per-image error lines on stderr, with an
+    error record on stdout under --json."""
+
+    def __init__(self, total, quiet, as_json):
+        self.as_json = as_json
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr, leave=False)
+
+    @property
+    def update(self):
+        return self.bar.update if self.bar is not None else None
+
+    def clear(self):
+        if self.bar is not None:
+            self.bar.clear()
+
+    def failure(self, source, reason, record=None):
+        """One image (or argument) failed: a line on stderr; under --json its record (the one
+        given, else {"input", "error"}) on stdout."""
+        from gradcam_cli.outputs import json_line
+
+        self.clear()
+        path = getattr(source, "path", source)
+        click.echo(f"error: {path}: {reason}", err=True)
+        if self.as_json:
+            click.echo(json_line(record if record is not None else {"input": str(path), "error": reason}))
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=None):
+    """IMAGE arguments expanded (inputs.collect: the files of `output_dir`, masks and those
+    `exclude(path)` names left out, then shard K/N), reported: missing arguments and broken
+    links are errors (a line on stderr, a record under --json; `failures` counts them),
+    skipped files are counted on stderr. Exits 1 when nothing is left and something was
+    missing, 0 for an empty shard; UsageProblem otherwise."""
+    from gradcam_cli.inputs import collect as collect_inputs
+
+    collected = collect_inputs(images, stdin=click.get_text_stream("stdin"), output_dir=output_dir, exclude=exclude,
+                               shard=shard)
+    console = Console(0, quiet=True, as_json=as_json)
+    for argument in collected.missing:
+        console.failure(argument, "no such file or folder")
+    for path in collected.broken:
+        console.failure(path, "broken symbolic link (its target does not exist)")
+    if not quiet:
+        for files, what in ((collected.skipped, "file(s) that are not images"),
+                            (collected.masks, "mask file(s) (NAME.mask.png)"),
+                            (collected.excluded, f"file(s) in the output folder {output_dir}")):
+            if files:
+                click.echo(f"skipped {len(files)} {what}", err=True)
+                for path in files:
+                    log.info("skipped %s", path)
+    if not collected.sources:
+        if collected.failures:
+            sys.exit(1)
+        if shard is not None:
+            if not quiet:
+                click.echo(f"shard {shard[0]}/{shard[1]} has no images", err=True)
+            sys.exit(0)
+        raise UsageProblem("no images found in " + ", ".join(images))
+    return collected
+
+
+def writable(output_dir):
+    """Stop before any work (exit 2) when the output folder cannot be written."""
+    from gradcam_cli.outputs import check_writable
+
+    try:
+        check_writable(output_dir)
+    except OSError as error:
+        raise UsageProblem(f"cannot write to the output folder {output_dir}: {error.strerror or error}") from None
+
+
+def names(value):
+    """A comma-separated option's values."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]

@@ -1,0 +1,270 @@
+"""The method commands (`gradcam`, `cam`, `guided`, `dilated`) and `gradcam methods`: parse,
+call the API (api.Explainer), report."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from gradcam_cli.cli.base import Console, UsageProblem, collect, load, log, main, setup_logging, worded, writable
+from gradcam_cli.cli.options import max_masks_option, method_options, pool_option
+from gradcam_cli.errors import LayerError
+from gradcam_cli.methods import METHODS
+
+
+def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
+               as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
+               compare=False, max_masks=None, network=None, finer_alpha=1.0, finer_compare=3, samples=None,
+               noise=0.15, steps=32, **model_options):
+    """What every method command does: collect inputs, load, explain, report, exit status.
+    model_options: those of `model_options`, for base.load."""
+    setup_logging(model_options["verbose"], quiet)
+    collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
+    if classes and top_k != 1:
+        raise UsageProblem("give --class or --top-k, not both")
+    writable(output_dir)
+    loaded = load(precision=precision, quiet=quiet, **model_options)
+    batch_size = min(batch_size, len(collected.sources))
+    from gradcam_cli.api import Explainer
+    from gradcam_cli.outputs import json_line
+
+    layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
+    explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
+                          max_masks=max_masks, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network,
+                          finer_alpha=finer_alpha, finer_compare=finer_compare, samples=samples, noise=noise, steps=steps)
+    class_indices = explainer.class_indices(classes)
+    if compare:  # the original's Grad-CAM, then both dilated copies', side by side
+        from gradcam_cli import compare as comparing
+
+        if len(layers) > 1 or aug_smooth or eigen_smooth:
+            raise UsageProblem("--compare draws one layer's plain maps: drop the extra --layer and the smoothing")
+        rows = comparing.dilated_rows(loaded, layer, class_indices[0] if class_indices else None, batch_size)
+        tag = "dilated" + (f".class{class_indices[0]}" if class_indices else "")
+        options = comparing.Options(Path(output_dir), tag=tag, colormap=colormap.lower(), alpha=alpha, crop=crop)
+        sources = comparing.pending(collected.sources, options) if skip_existing else collected.sources
+        reference = None
+    else:
+        try:
+            built = explainer.build()
+        except LayerError as error:
+            hint = ": use `gradcam gradcam`" if METHODS[method].needs_classifier else ""
+            raise UsageProblem(f"{worded(error)}{hint}") from None
+        if built.engine.batch_size < batch_size:
+            from gradcam_cli.models.loading import activation_bytes
+
+            log.info("batch size %d -> %d: each image holds %.2f GB of activations at full resolution",
+                     batch_size, built.engine.batch_size, activation_bytes(built.loaded) / 1e9)
+        if built.context.relus is not None and not quiet:
+            _describe_relus(built.context.relus, method)
+        for warning in built.warnings if not quiet else ():
+            click.echo(f"warning: {method}: {warning}", err=True)
+        log.info("model %s, layer %s, input %sx%s, preprocess %s", loaded.name, built.layer, *loaded.input_size,
+                 loaded.preprocess)
+        options = explainer.file_options(output_dir, classes=class_indices, top_k=top_k, save=save,
+                                         colormap=colormap, alpha=alpha)
+        sources = explainer.pending(collected.sources, options) if skip_existing else collected.sources
+        reference, layer_name = built.reference, built.layer
+    if len(sources) < len(collected.sources) and not quiet:
+        click.echo(f"skipped {len(collected.sources) - len(sources)} image(s) whose outputs exist", err=True)
+
+    def on_result(record):
+        if as_json:
+            click.echo(json_line(record))
+            return
+        for entry in record.get("maps", [record]):  # compare records carry their figure's path
+            for written in entry["outputs"].values():
+                click.echo(written)
+        if reference is not None and not quiet:
+            console.clear()
+            click.echo(_side_by_side(record, reference.name, explainer.build().loaded.name), err=True)
+
+    def on_empty(source, class_index_):
+        if not quiet:
+            click.echo(f"warning: {source.path}: the map for class {class_index_} ({loaded.label(class_index_)}) "
+                       f"is zero everywhere: no positive evidence at {layer_name}", err=True)
+
+    console = Console(len(sources), quiet, as_json)
+    try:
+        if compare:
+            report = comparing.run(rows, sources, options, on_result, console.failure, console.update)
+        else:
+            report = explainer.write(sources, options, on_result, console.failure, on_empty, console.update)
+    finally:
+        console.close()
+    failed = len(report.failed) + collected.failures
+    if not quiet:
+        empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
+        click.echo(f"{report.done} image(s) explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+MAP_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None)
+# Those `dilated --method` computes on a dilated copy (the dilated methods are Grad-CAM on one).
+DILATABLE = tuple(name for name in MAP_METHODS if METHODS[name].network is None)
+
+
+@main.command("gradcam", short_help="Grad-CAM maps, or any map method (also what a bare `gradcam IMAGE...` runs).")
+@method_options()
+@click.option("--method", type=click.Choice(MAP_METHODS), default="gradcam", show_default=True,
+              help="The method (see `gradcam methods`); the other commands are presets of it.")
+@pool_option("How gradients become channel weights: their spatial mean (Grad-CAM) or maximum (a "
+             "variant: the strongest gradient of each channel).")
+@max_masks_option
+@click.option("--finer-alpha", type=float, default=1.0, show_default=True,
+              help="finercam: how much of the compared classes' scores is subtracted from the class's.")
+@click.option("--finer-compare", type=click.IntRange(min=1), default=3, show_default=True,
+              help="finercam: how many classes, those scored nearest to the class, it is compared with "
+                   "(listed in --json as compared_classes).")
+@click.option("--steps", type=click.IntRange(min=1), default=32, show_default=True,
+              help="integrated-gradients: intervals of the path from a zero input (the completeness "
+                   "residual is in --json).")
+@click.option("--samples", type=click.IntRange(min=1), metavar="N",
+              help="smoothgrad: noisy copies per image. Default: 50.")
+@click.option("--noise", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
+              help="smoothgrad: the noise's standard deviation, as a fraction of the input's range.")
+def gradcam_command(method, **kwargs):
+    """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
+    pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
+    --method chooses another method; `gradcam methods` lists them.
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method(method, **kwargs)
+
+
+@main.command("methods")
+def methods_command():
+    """List the methods: name, what each needs from the model, what its map is, and its paper.
+    Each runs with `gradcam gradcam --method NAME` (guided and deconvnet: `gradcam guided`), in
+    `compare --methods` and in `eval --methods`."""
+    rows = [("method", "needs", "map", "paper")]
+    rows += [(name, ",".join(m.needs), m.summary, m.paper) for name, m in METHODS.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for name, needs, summary, paper in rows:
+        click.echo(f"{name:<{widths[0]}}  {needs:<{widths[1]}}  {summary}  ({paper})" if name != "method"
+                   else f"{name:<{widths[0]}}  {needs:<{widths[1]}}  {summary} (paper)")
+
+
+@main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.")
+@method_options()
+def cam_command(**kwargs):
+    """CAM (Zhou et al. 2016): the target layer's channels weighted by the classifier's kernel
+    column for the class, summed, ReLU, upsampled onto the image. No gradients: it applies when
+    the target layer feeds GlobalAveragePooling2D and one Dense (or 1x1 Conv) classifier, as in
+    ResNet, MobileNet, DenseNet, EfficientNet, Inception, Xception and demo-gap (see
+    `gradcam models`); other heads are refused, pointing to `gradcam gradcam`.
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method("cam", **kwargs)
+
+
+def _side_by_side(record, reference_name, name, rows=5):
+    """Two models' top predictions for one image, side by side."""
+    left, right = record["reference_predictions"], record["predictions"]
+    width = max(len(reference_name), *(len(f"{p['label']} ({p['class']}) {p['probability']:.3f}") for p in left))
+    lines = [f"{record['input']}: top-{rows} predictions, {record['seconds']:.2f} s an image",
+             f"  {reference_name:<{width}}  {name}"]
+    for a, b in zip(left[:rows], right[:rows]):
+        cell = f"{a['label']} ({a['class']}) {a['probability']:.3f}"
+        lines.append(f"  {cell:<{width}}  {b['label']} ({b['class']}) {b['probability']:.3f}")
+    return "\n".join(lines)
+
+
+def _describe_relus(relus, method):
+    """Say which activations the guided pass changes, and which it leaves with their gradient."""
+    log.info("%s: %d ReLU layer(s) modified", method, len(relus.relu_paths))
+    if not relus.relu_paths:
+        click.echo(f"warning: the model has no ReLU: {method} here is the plain input gradient "
+                   f"(activations: {relus.describe_others() or 'none'})", err=True)
+    elif relus.others:
+        click.echo(f"warning: {method} modifies the model's {len(relus.relu_paths)} ReLU layer(s) only; "
+                   f"these keep their plain gradient: {relus.describe_others()}", err=True)
+
+
+@main.command("guided", short_help="Guided backpropagation and Guided Grad-CAM (or deconvnet) images.")
+@method_options(guided=True)
+@click.option("--mode", type=click.Choice(["guided", "deconvnet"]), default="guided", show_default=True,
+              help="How gradients pass back through ReLUs: guided backpropagation (only positive "
+                   "gradients, only where the forward input was positive) or deconvnet (only "
+                   "positive gradients, wherever the input was).")
+@pool_option("Grad-CAM's channel pooling, for the map the gradient is multiplied by.")
+@click.option("--smoothgrad", "samples", type=click.IntRange(min=1), metavar="N",
+              help="SmoothGrad (Smilkov et al. 2017): average the gradient over N noisy copies of the "
+                   "image (outputs named NAME.MODE-smoothgrad.KIND.png).")
+@click.option("--noise", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
+              help="With --smoothgrad: the noise's standard deviation, as a fraction of the input's range.")
+def guided_command(mode, **kwargs):
+    """Guided backpropagation (Springenberg et al. 2015) or deconvnet (Zeiler & Fergus 2014):
+    the gradient of the class score (before softmax) with respect to the input image, passed
+    back through every ReLU (fused activation='relu'/'relu6', ReLU and Activation layers) the
+    chosen way; and Guided Grad-CAM (Selvaraju et al. 2017): that gradient times the upsampled
+    Grad-CAM map of --layer.
+
+    \b
+    Writes, per image and class (OUTDIR/NAME.MODE.KIND.png):
+      gradient, gradient-gray   the input gradient, colour and greyscale
+      gradcam, gradcam-gray     Guided Grad-CAM: the gradient times the Grad-CAM map
+      heatmap, overlay          the Grad-CAM map, as `gradcam gradcam` writes it
+
+    Gradient images are centred at mid-grey (no gradient), 0.1 per standard deviation, at the
+    model's input size resized onto the image. Other activations (swish, gelu, sigmoid gates)
+    keep their plain gradient; a warning lists them. Caveat (Adebayo et al. 2018): guided
+    backpropagation looks much the same for a model with random weights; Grad-CAM does not.
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    run_method(mode, **kwargs)
+
+
+@main.command("dilated", short_help="Grad-CAM at full resolution on a dilated copy of VGG16/VGG19/demo-vgg.")
+@method_options()
+@click.option("--mode", type=click.Choice(["exact", "no-pooling"]), default="exact", show_default=True,
+              help="exact: the a trous network, which computes the original's predictions exactly; "
+                   "no-pooling: the poolings removed and the convolutions dilated instead, a different "
+                   "classifier.")
+@click.option("--method", type=click.Choice(DILATABLE), default="gradcam", show_default=True,
+              help="The map method to compute on the dilated copy (see `gradcam methods`): a full-"
+                   "resolution map for any of them.")
+@pool_option()
+@max_masks_option
+@click.option("--compare", is_flag=True,
+              help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
+                   "Grad-CAM, the no-pooling map and the exact map side by side, for the same class.")
+def dilated_command(mode, method, compare, **kwargs):
+    """Grad-CAM (or --method) on a dilated copy of a plain convolutional network (VGG16, VGG19, demo-vgg, or a
+    model file of stride-1 convolutions, non-overlapping pooling, Flatten or global pooling and a
+    dense head), whose target layer keeps the input's resolution: a 224x224 map for VGG16's
+    block5_conv3 instead of 14x14.
+
+    \b
+    --mode exact       each pooling becomes a stride-1 pooling over a dilated window ("a
+                       trous") and the convolutions after it are dilated; the classifier reads
+                       the last map every 32 pixels. Same predictions as the original, and the
+                       original's block5_conv3 on every 16th pixel: a full-resolution map of
+                       the original classifier.
+    --mode no-pooling  poolings removed, convolutions dilated 1,1,2,2,4,4,4,8,8,8,16,16,16,
+                       MaxPooling2D(32) before Flatten (the "dilated VGG16" often tried). Same
+                       weights, but its predictions degrade and its map shows a grid pattern.
+
+    Outputs are named NAME.dilated.KIND.png (exact) or NAME.dilated-no-pooling.KIND.png, with
+    --method M NAME.dilated-M.KIND.png or NAME.dilated-no-pooling-M.KIND.png. Both models'
+    top-5 predictions are printed side by side on stderr (in --json: predictions and
+    reference_predictions), with the seconds each image took. The dilated VGG16 costs about 50
+    VGG16 passes (some 12 s an image on 2 CPU cores); the batch size is cut so that a batch's
+    activations stay within 2 GB (one image at a time for VGG16).
+
+    IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
+    Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+    """
+    if method == "gradcam":
+        run_method("dilated" if mode == "exact" else "dilated-no-pooling", compare=compare, **kwargs)
+    elif compare:
+        raise UsageProblem("--compare draws Grad-CAM's maps: drop --method")
+    else:
+        run_method(method, network=mode, **kwargs)
+
+

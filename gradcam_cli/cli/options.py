@@ -1,0 +1,201 @@
+"""The options the commands share, and their parsers. Pure data and Click: no Keras here, so
+`--help` stays instant."""
+
+import click
+
+from gradcam_cli.cli.base import UsageProblem
+from gradcam_cli.methods import POOLING
+from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
+from gradcam_cli.outputs import KINDS, MAP_KINDS
+
+# The OpenCV colormap names, listed without importing cv2 at start-up.
+COLORMAP_NAMES = (
+    "autumn", "bone", "cividis", "cool", "deepgreen", "hot", "hsv", "inferno", "jet", "magma",
+    "ocean", "parula", "pink", "plasma", "rainbow", "spring", "summer", "turbo", "twilight",
+    "twilight_shifted", "viridis", "winter",
+)
+
+
+def _parse_size(ctx, param, value):
+    if value is None:
+        return None
+    text = value.lower().replace("x", ",")
+    try:
+        parts = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected N or H,W (e.g. 224 or 224,320). Received: {value!r}")
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > MAX_INPUT_SIDE:
+        raise click.BadParameter(f"expected N or H,W, each from 8 to {MAX_INPUT_SIDE}. Received: {value!r}")
+    return tuple(parts)
+
+
+# The largest --input-size side (models/loading.py's MAX_INPUT_SIDE; a test ties the two): 8192 x
+# 8192 x 3 float32 is already 800 MB an image.
+MAX_INPUT_SIDE = 8192
+
+
+def _save_parser(kinds):
+    """A --save callback accepting the command's own kinds."""
+
+    def parse(ctx, param, value):
+        if value is None:
+            return None  # the command's default (METHODS[...].default_save)
+        chosen = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
+        if not chosen or any(k not in kinds for k in chosen):
+            raise UsageProblem(f"--save {value}: choose from {', '.join(kinds)}, comma-separated")
+        return chosen
+
+    return parse
+
+
+_MAP_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the float map before "
+                  "normalisation, as .npy (height, width) at the image's resolution). Default: heatmap,overlay.")
+_GUIDED_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the Grad-CAM map, as for "
+                     "`gradcam gradcam`), gradient and gradcam (the input gradient and Guided Grad-CAM "
+                     "images) and their -gray versions; raw also saves both as .npy (height, width, "
+                     "channels) at the model's input size. Default: every PNG kind.")
+
+
+def _parse_shard(ctx, param, value):
+    if value is None:
+        return None
+    from gradcam_cli.inputs import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error))
+
+
+def _parse_weights(ctx, param, value):
+    if value is None:
+        return None
+    return value.lower() if value.lower() in ("imagenet", "none") else value
+
+
+def model_options(function):
+    """Options that choose and load a model (shared by the method commands and `layers`)."""
+    options = [
+        click.option("--model", "-m", default="vgg16", show_default=True,
+                     help="A keras.applications model name (case-insensitive; see `gradcam models`) "
+                          "or a path to a .keras / .h5 model file."),
+        click.option("--weights", "-w", callback=_parse_weights, metavar="imagenet|none|PATH",
+                     help="ImageNet weights (the default for named models; downloaded once into "
+                          "~/.keras/models or $KERAS_HOME/models), none (random, for trying things "
+                          "offline), or a weights file (.weights.h5 / .h5) to load into the model."),
+        click.option("--preprocess", metavar="MODE",
+                     help=f"Input preprocessing: {', '.join(PREPROCESS_MODES)} (0..1 scaling), or a "
+                          "keras.applications name whose preprocess_input to use. Default: a named "
+                          "model's own; none (raw 0..255) for model files. Given for a named model, it "
+                          "replaces the model's own, with a warning. A 1-channel model is given the "
+                          "image's luminance (0..255), then this preprocessing (none, unit or tf)."),
+        click.option("--input-size", callback=_parse_size, metavar="N|H,W",
+                     help="Input size for a model file whose input shape is not fixed."),
+        click.option("--labels", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Class names for a model file: a text file (one per line) or JSON "
+                          "(a list, or {index: name}). 1000-class files default to ImageNet's."),
+        click.option("--trust-model", is_flag=True,
+                     help="Allow Lambda layers (arbitrary Python code) when loading a .keras file "
+                          "you trust; Keras's safe mode refuses them otherwise."),
+        click.option("--import", "imports", multiple=True, metavar="MODULE|FILE.py",
+                     help="Import a Python module or file before the model loads, so that the custom "
+                          "layers it registers (keras.saving.register_keras_serializable) deserialize "
+                          "(repeatable). Importing runs that file's code: only import code you trust. "
+                          "Keras's safe mode stays on unless --trust-model."),
+        click.option("--output", "output", metavar="NAME|INDEX",
+                     help="For a model with several outputs: the classifier output to explain, by "
+                          "name (a layer name, or the key of a dict of outputs) or index. A model with "
+                          "several outputs is refused without it, listing them."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+                     show_default=True, help="Where to compute."),
+        click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+precision_option = click.option(
+    "--precision", type=click.Choice(["float32", "mixed-bfloat16"]), default="float32", show_default=True,
+    help="mixed-bfloat16: the convolutional layers compute in bfloat16 on float32 weights (faster on "
+         "GPUs with bfloat16 units, half the activation memory; usually slower on CPUs); "
+         "the classifier head and the maps stay float32. Grad-CAM maps then differ from float32 ones "
+         "by about 1% of their maximum, guided gradients by up to about 10%.")
+
+
+def method_options(guided=False):
+    """Options every method command shares (`guided`: the --save kinds of guided backpropagation)."""
+    return lambda function: _method_options(function, KINDS if guided else MAP_KINDS,
+                                            _GUIDED_SAVE_HELP if guided else _MAP_SAVE_HELP)
+
+
+def _method_options(function, save_kinds, save_help):
+    options = [
+        click.argument("images", nargs=-1, required=True, metavar="IMAGE..."),
+        click.option("--layer", "-l", "layers", multiple=True, metavar="NAME",
+                     help="Target layer (see `gradcam layers --model M`). Default: the model's last "
+                          "convolutional feature layer, found automatically, also inside nested "
+                          "models ('resnet50/conv5_block3_out'). Repeat it to average several layers' "
+                          "maps (each normalised and upsampled to the input size)."),
+        click.option("--class", "-c", "classes", multiple=True, metavar="INDEX|NAME",
+                     help="Class to explain: an index or a class name such as boxer (repeatable). "
+                          "Default: each image's top-1 prediction."),
+        click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="One map for each of the image's k most likely classes."),
+        click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",
+                     show_default=True,
+                     help="Where outputs go, named <input name>.<method>[.classN|.topK].<kind>.png, "
+                          "folder trees mirrored (an explicit --class is always in the name). Files "
+                          "in this folder are not taken as inputs; neither are masks (NAME.mask.png)."),
+        click.option("--save", callback=_save_parser(save_kinds), metavar="KIND,...", help=save_help),
+        click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False),
+                     default="jet", show_default=True, help="OpenCV colormap for heatmaps."),
+        click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+                     help="Heatmap opacity in the overlay."),
+        click.option("--crop", is_flag=True,
+                     help="Resize the shorter side then centre-crop to the model's input (the "
+                          "ImageNet evaluation transform) instead of resizing the whole image."),
+        click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Images per forward/backward pass."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Write one JSON object per image to stdout: predictions, target class and "
+                          "score, layer, output, channels, output paths, map statistics; a failed "
+                          "image gets a record with an error field. Sizes and points are [width, "
+                          "height] and [x, y]; raw .npy arrays are (height, width). Numbers that are "
+                          "not finite are null."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
+        click.option("--shard", callback=_parse_shard, metavar="K/N",
+                     help="Process only shard K of N (1-based): a fixed share of the images chosen by "
+                          "their names, so N jobs (a SLURM or Kubernetes job array) split a folder with "
+                          "no coordination."),
+        click.option("--skip-existing", is_flag=True,
+                     help="Skip images whose outputs all exist (resume an interrupted run; files are "
+                          "written atomically, so an existing one is complete)."),
+        click.option("--aug-smooth", is_flag=True,
+                     help="Average each map over six views of the image (flipped or not, zoomed 0.9, 1.0, "
+                          "1.1 about the centre), each mapped back: smoother maps, six times the work."),
+        click.option("--eigen-smooth", is_flag=True,
+                     help="The first principal component of the map's channel terms instead of their sum "
+                          "(less noise; for methods whose map is a sum over channels)."),
+        click.option("--jit", is_flag=True, help="Compile the gradient step with XLA (faster on GPUs; "
+                                                 "a slower first batch)."),
+        precision_option,
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return model_options(function)
+
+
+
+
+def pool_option(help_text="Grad-CAM's channel pooling."):
+    return click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True, help=help_text)
+
+
+max_masks_option = click.option(
+    "--max-masks", type=click.IntRange(min=1), metavar="N",
+    help="For methods that score masked inputs or ablated channels (scorecam, ablationcam): score only "
+         "N channels per image (Score-CAM: those of highest variance; Ablation-CAM: of largest L1 norm). "
+         "Default: all.")

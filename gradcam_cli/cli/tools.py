@@ -1,0 +1,252 @@
+"""The other commands: `compare`, `models`, `layers` and `eval`."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
+from gradcam_cli.cli.options import COLORMAP_NAMES, model_options, pool_option, precision_option
+from gradcam_cli.errors import LayerError
+from gradcam_cli.methods import COMPARE_COLUMNS, METHODS
+from gradcam_cli.models import registry
+
+
+@main.command("compare", short_help="Maps side by side: methods, layers, variants, models.")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@model_options
+@click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
+@click.option("--methods", metavar="M1,M2,...",
+              help=f"Columns, from: {', '.join(COMPARE_COLUMNS)} (guided: the guided-backpropagation image; "
+                   "guided-gradcam: it times the Grad-CAM map). Default: gradcam, cam, guided, guided-gradcam and "
+                   "dilated, those that apply to some row's model; none when --variants is given.")
+@click.option("--layers", metavar="L1,L2,...", help="One column per layer for each method (default: each model's "
+                                                   "default layer).")
+@click.option("--variants", metavar="V1,V2,...",
+              help="Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
+                   "strongest gradient of each channel), argmax-channel (only the channel with the largest "
+                   "weight), relu-after-resize (the ReLU applied after upsampling).")
+@click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
+              help="The class every cell explains (default: each row's top-1 prediction).")
+@click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
+                                           "image and model.")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
+              help="Where figures go: OUTDIR/NAME.compare.png.")
+@click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False), default="jet",
+              show_default=True)
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+              help="Heatmap opacity in the overlays.")
+@click.option("--crop", is_flag=True, help="Centre-crop to the model's input (see `gradcam gradcam --help`).")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per image: per row and cell the class, score, map statistics, the "
+                   "pointing/energy/IoU figures when NAME.mask.png lies beside the image, and the rank "
+                   "correlation between the cells' maps.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
+@precision_option
+def compare_command(images, models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
+                    batch_size, as_json, quiet, precision, **model_options):
+    """Maps side by side, one figure per image: the image, then one cell per method (at
+    each --layers layer) and per --variants variant, each an overlay (or, for guided and
+    deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
+    score and probability; one row per --models model. Every cell of a row explains the same
+    class. Maps are each normalised to their maximum and share one colormap (bar at the bottom).
+    A cell that does not apply to a model is drawn as "not applicable".
+
+    \b
+      gradcam compare cat.jpg --model vgg16
+      gradcam compare cat.jpg --model vgg16 --layers block4_conv3,block5_conv3
+      gradcam compare cat.jpg --model vgg16 --variants pool-mean,pool-max,argmax-channel,relu-after-resize
+      gradcam compare photos/ --models vgg16,resnet50 --methods gradcam,cam --grid
+    """
+    from gradcam_cli._keras import import_keras
+
+    setup_logging(model_options["verbose"], quiet)
+    import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
+    from gradcam_cli import compare as comparing
+
+    chosen_methods, chosen_variants = names(methods), names(variants)
+    for name in chosen_methods:
+        if name not in COMPARE_COLUMNS:
+            raise click.BadParameter(f"choose from {', '.join(COMPARE_COLUMNS)}. Received: {name!r}",
+                                     param_hint="--methods")
+    for name in chosen_variants:
+        if name not in comparing.VARIANTS:
+            raise click.BadParameter(f"choose from {', '.join(comparing.VARIANTS)}. Received: {name!r}",
+                                     param_hint="--variants")
+    from gradcam_cli.evaluation import is_mask
+
+    collected = collect(images, quiet, as_json, exclude=is_mask, output_dir=output_dir)
+    sources = collected.sources
+    writable(output_dir)
+    model_names = names(models) or [model_options.pop("model")]
+    model_options.pop("model", None)
+    loaded_models = [load(name, precision=precision, quiet=quiet, **model_options) for name in model_names]
+    try:
+        rows = comparing.rows_for(loaded_models, chosen_methods, names(layers), chosen_variants, class_name,
+                                  min(batch_size, len(sources)))
+    except LayerError as error:
+        raise click.BadParameter(worded(error), param_hint="--layers") from None
+    tag = f"class{rows[0].class_index}" if class_name is not None else ""
+    options = comparing.Options(Path(output_dir), tag=tag, grid=grid, colormap=colormap.lower(), alpha=alpha,
+                                crop=crop)
+    from gradcam_cli.outputs import json_line
+
+    console = Console(len(sources), quiet, as_json)
+
+    def on_result(record):
+        click.echo(json_line(record) if as_json else record["outputs"]["compare"])
+
+    try:
+        report = comparing.run(rows, sources, options, on_result, console.failure, console.update)
+    finally:
+        console.close()
+    failed = len(report.failed) + collected.failures
+    if not quiet:
+        click.echo(f"{report.done} image(s) compared, {failed} failed; figures in {output_dir}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command("models")
+def models_command():
+    """List the known models: input size, default target layer, whether CAM applies (global
+    average pooling + one linear classifier), preprocessing. demo-vgg and demo-gap are shipped
+    in the package (trained on synthetic shapes): they need no download."""
+    rows = [("model", "input", "channels", "default layer", "CAM", "preprocess", "head")]
+    for spec in registry.MODELS.values():  # every known model takes RGB; `gradcam layers` tells a file's
+        rows.append((spec.name, f"{spec.input_size}x{spec.input_size}", "rgb", spec.default_layer or "(auto)",
+                     "yes" if spec.cam else "no", spec.preprocess, spec.head))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@main.command("layers")
+@model_options
+@click.option("--all", "show_all", is_flag=True, help="List every layer, not only those with a spatial output.")
+def layers_command(show_all, **model_options):
+    """List the layers of a model that a map can target, with their output shapes; the default
+    target is marked with *. The first line says what the model is given: its input size and
+    channels (rgb, or luminance for a 1-channel model), preprocessing and output. Named models
+    are built without downloading weights."""
+    setup_logging(model_options["verbose"])
+    spec = registry.find(model_options["model"])
+    if model_options["weights"] is None and spec is not None and spec.is_application:
+        model_options["weights"] = "none"  # layer names and shapes do not depend on the weights
+    loaded = load(**model_options, maps=False)
+    height, width = loaded.input_size
+    click.echo(f"# input {height}x{width}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
+               f"output {loaded.output.name}, {loaded.num_classes} classes")
+    for info in loaded.layers:
+        if not show_all and not info.spatial:
+            continue
+        mark = "*" if info.path == loaded.default_layer else " "
+        shape_text = "x".join(str(d) for d in info.shape) if info.shape else "?"
+        click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")
+
+
+def _annotated_inputs(images, quiet):
+    """Images with a mask beside them (evaluation.annotated_inputs), the unusable ones reported."""
+    from gradcam_cli.evaluation import annotated_inputs
+    from gradcam_cli.inputs import collect
+
+    collected = collect(images, stdin=click.get_text_stream("stdin"))
+    rgbs, objects, paths, unusable = annotated_inputs(collected.sources)
+    if not quiet:
+        for path, reason in unusable:
+            click.echo(f"skipped {path}: {reason}", err=True)
+    if not rgbs:
+        raise UsageProblem("no image with a usable mask (NAME.ext beside NAME.mask.png) in " + ", ".join(images))
+    return rgbs, objects, paths, len(unusable) + collected.failures
+
+
+@main.command("eval")
+@click.argument("images", nargs=-1, metavar="[IMAGE...]")
+@model_options
+@click.option("--layer", "-l", metavar="NAME", help="Target layer (default: the model's default).")
+@click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
+              help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
+@click.option("--methods", default="gradcam", show_default=True,
+              help=f"Comma-separated methods to measure: {', '.join(METHODS)}.")
+@pool_option()
+@click.option("--count", "-n", type=click.IntRange(min=2), default=200, show_default=True,
+              help="One-object scenes to generate.")
+@click.option("--pairs", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Two-object scenes (objects of two classes) for class discrimination.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Scene set (the demo models trained on seed 0; seed 1 is their held-out set).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
+              help="Map threshold (fraction of its maximum) for the box.")
+@click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
+              help="shuffled: score each map against another image's object (a negative control).")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
+def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, threshold, control, batch_size, as_json,
+                 quiet, **model_options):
+    """Measure how well maps find the object.
+
+    Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.synthetic:
+    circles, squares, triangles, crosses on cluttered backgrounds), each explained for its
+    object's class; needs a model of those four classes, such as demo-gap or demo-vgg.
+
+    With IMAGE arguments (files, folders, -): on your images, each with its object's mask beside
+    it as NAME.mask.png (non-zero = object, same size as the image).
+
+    \b
+    pointing        the map's maximum lies on the object (15 px tolerance at 224, scaled)
+    energy in box   the share of the map's mass inside the object's box
+    box IoU         the box around the largest region >= threshold vs the object's box
+    IoU>=0.5        the share of images localized in the ILSVRC sense
+    discrimination  on two-object scenes: the map for A's class puts more mass on A than on B
+    The chance row scores a uniform map (a centre point for pointing; a coin toss for
+    discrimination).
+    """
+    from gradcam_cli.models.registry import DEMO_CLASSES
+
+    setup_logging(model_options["verbose"])
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(METHODS)}. Received: {methods!r}", param_hint="--methods")
+    if class_name is not None and not images:
+        raise UsageProblem("--class applies to IMAGE arguments; generated scenes use each object's class")
+    annotated = _annotated_inputs(images, quiet) if images else None
+    loaded = load(quiet=quiet, **model_options)
+    if annotated is None and tuple(loaded.labels) != DEMO_CLASSES:
+        raise UsageProblem(
+            f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); "
+            "use demo-gap or demo-vgg, a model trained on gradcam_cli.synthetic with those --labels, "
+            "or give images with masks")
+    if annotated is None and loaded.input_size[0] != loaded.input_size[1]:
+        raise UsageProblem("generated scenes are square: the model's input must be too")
+    from gradcam_cli import evaluation
+    from gradcam_cli.engine import top_rank
+    from gradcam_cli.models.graph import path_name
+
+    try:
+        explainers = evaluation.explainers_for(loaded, chosen, layer=layer, batch_size=batch_size, pool=pool)
+    except LayerError as error:
+        raise UsageProblem(f"--methods {worded(error)}") from None
+    target_path = loaded.target_layer(layer)
+    control = None if control == "none" else control
+    if annotated is None:
+        report = evaluation.evaluate(explainers, count=count, pairs=pairs, seed=seed, threshold=threshold,
+                                     control=control)
+        heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
+                   f"classification accuracy {report['accuracy']:.3f}")
+    else:
+        rgbs, objects, paths, skipped = annotated
+        code = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
+        report = evaluation.evaluate_annotated(explainers, rgbs, objects, code, threshold=threshold, control=control)
+        report.update(inputs=paths, skipped=skipped)
+        heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
+    report.update(model=loaded.name, layer=path_name(target_path), threshold=threshold)
+    if as_json:
+        from gradcam_cli.outputs import json_line
+
+        click.echo(json_line(report))
+        return
+    click.echo(f"{loaded.name}, layer {report['layer']}: {heading}"
+               + (", maps shuffled across images (negative control)" if control else ""))
+    click.echo(evaluation.format_table(report))

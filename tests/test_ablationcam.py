@@ -1,0 +1,247 @@
+"""Ablation-CAM (methods/ablationcam.py): the closed form on a GAP + Dense head, a hand-run
+nonlinear head, the head step alone, memory groups and batches, max_masks, the |y_c| rule and
+y_c = 0, and the refusal of a graph that cannot be cut at the target."""
+
+import numpy as np
+import pytest
+
+from conftest import counting, gap_model, set_fixed_weights, tiny_model
+from gradcam_cli import maps
+from gradcam_cli.engine import Engine, top_rank
+from gradcam_cli.methods import Context
+from gradcam_cli.methods import ablationcam
+from gradcam_cli.models import loading
+
+
+def _loaded(model, size):
+    return loading.describe(model, model.name, (size, size), "none", None)
+
+
+def _images(count, size, seed=3):
+    return np.random.default_rng(seed).uniform(0, 1, (count, size, size, 3)).astype(np.float32)
+
+
+def _close(ours, expected, tolerance=1e-5):
+    scale = np.abs(expected).max()
+    assert scale > 0
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=tolerance * scale)
+
+
+@pytest.fixture(scope="module")
+def gap(keras):
+    """gap_model: 32x32x3 -> conv1 -> pool -> conv2 (16x16x16, the target) -> GAP -> Dense(3)."""
+    model = gap_model(keras)
+    return model, _loaded(model, 32), _images(3, 32)
+
+
+def test_equals_the_closed_form_on_a_gap_dense_head(gap):
+    """GAP + Dense: y_c^k = y_c - W[k, c] mean(A_k), so w_k = W[k, c] mean(A_k) / |y_c|; and the same
+    from a numpy loop that zeroes each channel and runs the head by hand."""
+    model, loaded, images = gap
+    result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), gradients=False)
+    assert result.gradients is None  # gradient-free
+    ours = ablationcam.ablationcam_map(result, Context())
+    assert ours.shape == (3, 16, 16) and ours.dtype == np.float32
+
+    kernel, bias = [w.astype(np.float64) for w in model.get_layer("pred").get_weights()]
+    activations = result.activations.astype(np.float64)
+    means = activations.mean(axis=(1, 2))  # (B, K)
+    scores = means @ kernel + bias
+    closed, looped = np.zeros_like(ours, dtype=np.float64), np.zeros_like(ours, dtype=np.float64)
+    for i, c in enumerate(result.classes):
+        y = scores[i, c]
+        closed[i] = np.tensordot(activations[i], kernel[:, c] * means[i] / abs(y), axes=([2], [0]))
+        weights = np.zeros(activations.shape[-1])
+        for k in range(activations.shape[-1]):
+            ablated = activations[i].copy()
+            ablated[:, :, k] = 0
+            weights[k] = (y - (ablated.mean(axis=(0, 1)) @ kernel[:, c] + bias[c])) / abs(y)
+        looped[i] = np.tensordot(activations[i], weights, axes=([2], [0]))
+    assert result.classes[:2].tolist() == [2, 0]
+    assert (scores[np.arange(3), result.classes] != 0).all()
+    np.testing.assert_allclose(looped, closed, rtol=0, atol=1e-10 * np.abs(closed).max())
+    for i in range(3):  # each image against its own scale: the classes' scores differ a lot
+        _close(ours[i], closed[i])
+
+
+def test_equals_a_hand_run_nonlinear_head(keras):
+    """tiny_model at 'target': Conv1x1 + ReLU -> Flatten -> Dense above it, run by hand in numpy
+    for each ablated channel; also against keras running the head as a model of its own."""
+    model = tiny_model(keras)
+    loaded = _loaded(model, 8)
+    images = _images(3, 8, seed=7)
+    result = Engine(loaded, ("target",), batch_size=2).run(images[:2], np.array([1, top_rank(1)]), gradients=False)
+    ours = ablationcam.ablationcam_map(result, Context())
+    post_kernel, post_bias = [w.astype(np.float64) for w in model.get_layer("post").get_weights()]
+    pred_kernel, pred_bias = [w.astype(np.float64) for w in model.get_layer("pred").get_weights()]
+
+    def head(activations):  # (h, w, K) -> (C,) logits
+        post = np.maximum(activations @ post_kernel[0, 0] + post_bias, 0)
+        return post.reshape(-1) @ pred_kernel + pred_bias
+
+    logits = keras.Model(model.get_layer("post").input, model.get_layer("pred").output)  # softmax: log gives logits
+    activations = result.activations.astype(np.float64)
+    expected = np.zeros((2, 8, 8))
+    for i, c in enumerate(result.classes):
+        y = head(activations[i])[c]
+        probabilities = logits.predict(result.activations[i : i + 1], verbose=0)[0]
+        np.testing.assert_allclose(np.log(probabilities) - np.log(probabilities).mean(),
+                                   head(activations[i]) - head(activations[i]).mean(), atol=1e-5)
+        weights = np.zeros(4)
+        for k in range(4):
+            ablated = activations[i].copy()
+            ablated[:, :, k] = 0
+            weights[k] = (y - head(ablated)[c]) / abs(y)
+        assert (weights != 0).sum() >= 2
+        expected[i] = np.tensordot(activations[i], weights, axes=([2], [0]))
+    for i in range(2):
+        _close(ours[i], expected[i])
+
+
+def test_only_the_head_step_runs_after_the_forward_pass(gap):
+    _, loaded, images = gap
+    engine = Engine(loaded, ("conv2",), batch_size=3)
+    result = engine.run(images, np.full(3, top_rank(1)), gradients=False)
+    calls = counting(engine, "head_scores")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the whole network was run again")
+
+    engine.raw_outputs = engine.run = engine._forward_only = refuse
+    ablationcam.ablationcam_map(result, Context())
+    assert sum(calls) == 3 * (1 + 16)  # per image: its unmodified activations, then each channel ablated
+
+
+def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeypatch):
+    _, loaded, images = gap
+    engine = Engine(loaded, ("conv2",), batch_size=3)
+    result = engine.run(images, np.array([0, 1, 2]), gradients=False)
+    whole = ablationcam.ablationcam_map(result, Context())
+    calls = counting(engine, "head_scores")
+    row_bytes = result.activations[0].nbytes
+    monkeypatch.setattr(ablationcam, "MASK_BUDGET_BYTES", 7 * row_bytes)  # 7 rows: groups of 6, the batch size x 2
+    grouped = ablationcam.ablationcam_map(result, Context())
+    assert len(calls) == 9 and sum(calls) == 3 * 17 and all(size == 6 for size in calls[:-1])
+    np.testing.assert_allclose(grouped, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
+    monkeypatch.setattr(ablationcam, "MASK_BUDGET_BYTES", 1)  # less than a row: one row at a time
+    calls.clear()
+    single = ablationcam.ablationcam_map(result, Context())
+    assert calls == [1] * (3 * 17)
+    np.testing.assert_allclose(single, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
+    monkeypatch.undo()
+
+    alone_engine = Engine(loaded, ("conv2",), batch_size=1)
+    for i in range(3):
+        alone = ablationcam.ablationcam_map(alone_engine.run(images[i : i + 1], [i], gradients=False), Context())
+        np.testing.assert_allclose(alone[0], whole[i], rtol=0, atol=1e-5 * np.abs(whole[i]).max())
+    np.testing.assert_array_equal(ablationcam.ablationcam_map(result, Context()), whole)  # deterministic
+
+
+def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
+    _, loaded, images = gap
+    tinted = images * np.array([[1, 0.1, 0.1], [0.1, 1, 0.1], [0.1, 0.1, 1]], np.float32)[:, None, None, :]
+    engine = Engine(loaded, ("conv2",), batch_size=3)
+    result = engine.run(tinted, np.full(3, top_rank(1)), gradients=False)  # one colour each: other channels
+    full_weights = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
+    calls = counting(engine, "head_scores")
+    n = 5
+    kept = ablationcam.ablationcam_map(result, Context(max_masks=n))
+    assert sum(calls) == 3 * (1 + n)
+    norms = np.abs(result.activations).sum(axis=(1, 2))
+    top = np.zeros_like(full_weights)
+    for i in range(3):
+        top[i, np.argsort(-norms[i])[:n]] = 1
+    assert len({tuple(np.flatnonzero(row)) for row in top}) == 3  # each image its own channels
+    expected = maps.weighted_sum(result.activations, full_weights * top)
+    np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+    full = ablationcam.ablationcam_map(result, Context())
+    assert not np.allclose(kept, full)
+    np.testing.assert_array_equal(ablationcam.ablationcam_map(result, Context(max_masks=16)), full)  # N = K: all
+    np.testing.assert_array_equal(ablationcam.ablationcam_map(result, Context(max_masks=99)), full)
+
+
+def test_max_masks_ties_go_to_the_lower_channel():
+    activations = np.ones((1, 2, 2, 4), np.float32)
+    activations[0, :, :, 2] = -3.0  # the largest L1 norm, though negative
+    assert ablationcam.ablated_channels(activations, 2).tolist() == [[True, False, True, False]]
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
+def test_max_masks_refuses_what_is_not_a_channel_count(bad):
+    with pytest.raises(ValueError, match=f"Received: max_masks={bad!r}"):
+        ablationcam.ablated_channels(np.ones((1, 4, 4, 3), np.float32), bad)
+
+
+def _gap_dense_head(kernel, bias=0.0):
+    """A head by hand: (N, h, w, K) -> (N, C) = mean over space @ kernel + bias, recording row counts."""
+    calls = []
+
+    def head_scores(activations):
+        calls.append(len(activations))
+        return np.asarray(activations, np.float64).mean(axis=(1, 2)) @ kernel + bias
+
+    return head_scores, calls
+
+
+def test_a_zero_score_divides_by_the_floor_and_a_negative_one_keeps_the_sign():
+    """Channel means (1, 1, 2) and a zero channel; class 0 scores 1 - 1 = 0 exactly, class 1
+    scores -1 + 0.5 - 2 = -2.5 (a class scored below 0), class 2 scores 2 + 2 = 4."""
+    activations = np.zeros((1, 2, 2, 4), np.float32)
+    activations[0, :, :, 0], activations[0, :, :, 1], activations[0, :, :, 2] = 1.0, 1.0, 2.0
+    kernel = np.array([[1.0, -1.0, 2.0], [-1.0, 0.5, 0.0], [0.0, -1.0, 1.0], [5.0, 5.0, 5.0]])
+    head_scores, calls = _gap_dense_head(kernel)
+    weights = np.concatenate([ablationcam.ablation_weights(activations, [c], head_scores) for c in range(3)])
+    # drops y_c - y_c^k = kernel[k, c] * mean(A_k); the all-zero channel 3 is not ablated: weight 0
+    drops = kernel[:3] * np.array([1.0, 1.0, 2.0])[:, None]
+    np.testing.assert_allclose(weights[0, :3], drops[:, 0] / ablationcam.SCORE_FLOOR, rtol=1e-6)
+    np.testing.assert_allclose(weights[1, :3], drops[:, 1] / 2.5, rtol=1e-6)
+    np.testing.assert_allclose(weights[2, :3], drops[:, 2] / 4.0, rtol=1e-6)
+    assert (weights[:, 3] == 0).all() and np.isfinite(weights).all()
+    assert calls == [4, 4, 4]  # the unmodified row and 3 ablated ones, per class
+    assert weights[1, 0] < 0 < weights[1, 1]  # |y_c|: the channel supporting class 1 keeps a positive weight
+
+
+def test_class_0_of_a_binary_model_gets_the_negated_map(keras):
+    """One sigmoid unit: class 0 scores -z, so its drops and its weights are class 1's negated (|y_c|
+    is the same). Divided by the signed y_c, the two classes would get the same map."""
+    model = gap_model(keras, classes=1, activation="sigmoid", seed=4)
+    loaded = _loaded(model, 32)
+    assert loaded.head.kind == "binary"
+    engine = Engine(loaded, ("conv2",), batch_size=2)
+    images = _images(2, 32, seed=9)
+    one = ablationcam.ablationcam_map(engine.run(images, [1, 1], gradients=False), Context())
+    zero = ablationcam.ablationcam_map(engine.run(images, [0, 0], gradients=False), Context())
+    np.testing.assert_allclose(zero, -one, rtol=0, atol=1e-6 * np.abs(one).max())
+
+
+def test_an_image_of_all_zero_activations_is_not_scored(gap):
+    _, loaded, images = gap
+    engine = Engine(loaded, ("conv2",), batch_size=3)
+    result = engine.run(images[:2], np.array([0, 1]), gradients=False)
+    result.activations[1] = 0.0
+    result.activations[0, :, :, 4] = 0.0
+    calls = counting(engine, "head_scores")
+    weights = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
+    assert sum(calls) == 1 + 15  # image 0: unmodified and 15 channels; image 1: nothing
+    assert (weights[1] == 0).all() and weights[0, 4] == 0
+    assert ablationcam.ablationcam_map(result, Context())[1].max() == 0
+
+
+def _rejoining_model(keras):
+    """input -> conv1 -> conv2 -> rejoin = conv2 + conv1 -> gap -> pred: conv1 crosses a cut at conv2."""
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inputs)
+    y = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2")(x)
+    z = layers.GlobalAveragePooling2D(name="gap")(layers.Add(name="rejoin")([y, x]))
+    outputs = layers.Dense(3, activation="softmax", name="pred")(z)
+    return set_fixed_weights(keras.Model(inputs, outputs, name="rejoining"), seed=4, scale=0.4)
+
+
+def test_a_graph_that_cannot_be_cut_at_the_target_is_refused(keras):
+    engine = Engine(_loaded(_rejoining_model(keras), 8), ("conv2",), batch_size=2)
+    result = engine.run(_images(2, 8), np.full(2, top_rank(1)), gradients=False)
+    message = ("Ablation-CAM scores ablated activations with the layers above the target alone: the graph "
+               "cannot be cut at 'conv2': layer 'rejoin' above it also reads 'conv1'")
+    with pytest.raises(ValueError, match=message):
+        ablationcam.ablationcam_map(result, Context())
