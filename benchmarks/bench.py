@@ -141,14 +141,11 @@ def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
               flush=True)
 
 
-def time_pipeline(loaded, engine, sources, out):
-    from gradcam_cli import pipeline
-    from gradcam_cli.methods import Context
-
-    options = pipeline.Options(output_dir=out, save=("overlay",))
+def time_pipeline(explainer, sources, out):
+    """Images/s of what the command runs: api.Explainer.write, streaming overlays to files."""
+    options = explainer.file_options(out, save=("overlay",))
     started = time.perf_counter()
-    report = pipeline.run(loaded, engine, sources, options, Context(), lambda r: None,
-                          lambda s, reason, record=None: None, lambda s, c: None)
+    report = explainer.write(sources, options)
     assert report.done == len(sources), report.failed
     return len(sources) / (time.perf_counter() - started)
 
@@ -219,6 +216,7 @@ def main():
     import numpy as np
 
     from gradcam_cli import pipeline
+    from gradcam_cli.api import Explainer
     from gradcam_cli.engine import Engine
     from gradcam_cli.inputs import collect
 
@@ -251,17 +249,18 @@ def main():
         tfkv = tf_keras_vis_runner(loaded)
         for size in sizes:
             sources = collect([str(f) for f in files[: size * args.batches]]).sources
-            engine = Engine(loaded, loaded.default_layer, batch_size=size)
+            explainer = Explainer(loaded, "gradcam", batch_size=size)
+            engine = explainer.build().engine  # the floor times the very step the pipeline runs
             rgbs = [pipeline.load_rgb(f) for f in files[:size]]
             batch, _ = pipeline.prepare(loaded, rgbs)
             time_floor(engine, batch)  # trace once, outside the timings
-            time_pipeline(loaded, engine, sources[:size], work / "warm")
+            time_pipeline(explainer, sources[:size], work / "warm")
             if tfkv:
                 tfkv(np.asarray(batch))
             floors, runs, others = [], [], []
             for _ in range(args.rounds):
                 floors.append(statistics.median(time_floor(engine, batch) for _ in range(args.batches)))
-                runs.append(time_pipeline(loaded, engine, sources, work / "out"))
+                runs.append(time_pipeline(explainer, sources, work / "out"))
                 if tfkv:
                     others.append(statistics.median(tfkv(np.asarray(batch)) for _ in range(args.batches)))
             ratios = [r / f for r, f in zip(runs, floors)]

@@ -105,6 +105,7 @@ class Engine:
         self._tap_orders = {}  # layer_gradients' step key -> the path of each tap
         self.traces = Counter()  # step kind -> times its forward pass was traced
         self._cut = None  # graph.Cut at the target, or the ValueError refusing it: first head step
+        self._pooling = None  # _channel_pooling's answer, once asked
 
     # -- compiled steps ------------------------------------------------------------------------
 
@@ -293,6 +294,72 @@ class Engine:
         shape = next((info.shape for info in self.loaded.layers if info.path == self.target_path), None)
         per_row = 4 * HEAD_BYTES_FACTOR * int(np.prod(shape)) if shape else self.memory_budget
         return int(max(1, min(self.memory_budget // max(1, per_row), MAX_SCORING_CHUNK)))
+
+    def _channel_pooling(self):
+        """(layer, Cut at it) when the one layer right above the target is a global pooling (the
+        GlobalAveragePooling2D + Dense heads of ResNet, MobileNet, DenseNet...), else None. Such a
+        pooling works channel by channel and maps 0 to 0, so setting a channel of its input to 0
+        is setting that channel of its output to 0: ablated rows can be built after it, (R, K)
+        instead of (R, h, w, K), and exactly the same scores come out."""
+        if self._pooling is None:
+            self._pooling = False
+            cut = self._head_cut()
+            infos = self.loaded.layers
+            index = [info.path for info in infos].index(self.target_path)
+            following = [info for info in infos[index + 1 :] if not graph.is_model(info.layer)][:1]
+            if following and type(following[0].layer).__name__ in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+                pooling = following[0]
+                try:
+                    above = graph.cut_above(self.loaded.model, pooling.path, self.loaded.output)
+                except ValueError:
+                    above = None
+                between = set(cut.above) - set(above.above) - {pooling.path} if above is not None else {None}
+                if above is not None and not between:
+                    self._pooling = (pooling.layer, above)
+        return self._pooling or None
+
+    def _head_ablated_forward(self, activations, codes, tap, cut=None):
+        """The head step of rows built inside the step: row r is the activations of image
+        codes[r] // (K + 1) with channel codes[r] % (K + 1) - 1 set to 0 (-1: none). `cut`: where
+        the rows enter (default: at the target; a global pooling's Cut for pooled rows)."""
+        channels = int(activations.shape[-1])
+        owners, ablated = codes // (channels + 1), codes % (channels + 1) - 1
+        keep = 1.0 - ops.one_hot(ablated, channels, dtype=activations.dtype)  # -1: all ones
+        shape = (-1,) + (1,) * (len(activations.shape) - 2) + (channels,)
+        rows = tap(ops.take(activations, owners, axis=0) * ops.reshape(keep, shape))
+        outputs = graph.run_above(self.loaded.model, cut or self._cut, rows, self.loaded.logits_rewrite)
+        return ops.zeros((ops.shape(rows)[0],)), {"raw": graph.flat_output(outputs, self.loaded.output.index)}
+
+    def head_scores_ablated(self, activations, images, channels):
+        """Class scores (before the softmax) of rows of target-layer activations with one channel
+        set to 0: row r is activations[images[r]] with channel channels[r] zeroed (-1: none).
+        The copies are made inside the compiled head step (no host copies), in chunks of
+        `head_chunk` rows over groups of batch-size images. Returns (R, C) float32."""
+        self._head_cut()
+        activations = np.asarray(activations, dtype=np.float32)
+        images, channels = np.asarray(images, dtype=np.int64), np.asarray(channels, dtype=np.int64)
+        pooling = self._channel_pooling()
+        if pooling is not None:  # ablate after the pooling: the same scores, h w times less to copy
+            layer, cut = pooling
+            activations = _numpy(layer(activations), len(activations))
+            forward = lambda rows, codes, tap: self._head_ablated_forward(rows, codes, tap, cut)
+            step = self._compiled(("head-ablated", "pooled"), "forward", forward)
+        else:
+            step = self._compiled(("head-ablated",), "forward", self._head_ablated_forward)
+        size, rows, K = self.batch_size, self.head_chunk, activations.shape[-1]
+        out = np.zeros((len(images), self.loaded.head.num_classes), np.float32)
+        for first in range(0, len(activations), size):
+            group = activations[first : first + size]
+            padded = np.concatenate([group, np.repeat(group[-1:], size - len(group), axis=0)]) if len(group) < size else group
+            picked = np.flatnonzero((images >= first) & (images < first + size))
+            for start in range(0, len(picked), rows):
+                part = picked[start : start + rows]
+                codes = (images[part] - first) * (K + 1) + channels[part] + 1
+                codes = np.concatenate([codes, np.repeat(codes[-1:], rows - len(part))]).astype(np.int32)
+                _, aux = step(padded, codes)
+                raw = _numpy(aux["raw"], len(part))
+                out[part] = np.asarray(self.loaded.head.scores(raw), dtype=np.float32)
+        return out
 
     def head_scores(self, activations):
         """Class scores (before the softmax, as `scores`) from target-layer activations

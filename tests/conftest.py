@@ -50,13 +50,13 @@ def conv3x3_same_transpose(upstream, kernel):
 
 
 def counting(engine, name):
-    """Wrap the engine's method `name` (probabilities, head_scores...): the row counts of its
-    calls land in the list returned."""
+    """Wrap the engine's method `name` (probabilities, head_scores, head_scores_ablated...): the
+    row counts of its calls (the length of the last argument) land in the list returned."""
     calls, original = [], getattr(engine, name)
 
-    def counted(rows):
-        calls.append(len(rows))
-        return original(rows)
+    def counted(*args):
+        calls.append(len(args[-1]))
+        return original(*args)
 
     setattr(engine, name, counted)
     return calls
@@ -172,3 +172,14 @@ def saved_models(tmp_path_factory, keras):
 def python_cli(*code):
     return subprocess.run([sys.executable, "-c", "\n".join(code)], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, **OFFLINE_ENV))
+
+
+def run_on_jax(module, function):
+    """Run tests/MODULE.py's FUNCTION(keras) in a fresh interpreter on the JAX backend."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    code = (f"import sys; sys.path.insert(0, {tests!r}); import keras; from {module} import {function}; "
+            f"{function}(keras); print(keras.backend.backend(), 'ok')")
+    env = dict(os.environ, **OFFLINE_ENV, KERAS_BACKEND="jax")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax ok" in result.stdout

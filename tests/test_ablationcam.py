@@ -2,10 +2,12 @@
 nonlinear head, the head step alone, memory groups and batches, max_masks, the |y_c| rule and
 y_c = 0, and the refusal of a graph that cannot be cut at the target."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
-from conftest import counting, gap_model, set_fixed_weights, tiny_model
+from conftest import counting, gap_model, run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli import maps
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods import Context
@@ -102,14 +104,46 @@ def test_only_the_head_step_runs_after_the_forward_pass(gap):
     _, loaded, images = gap
     engine = Engine(loaded, ("conv2",), batch_size=3)
     result = engine.run(images, np.full(3, top_rank(1)), gradients=False)
-    calls = counting(engine, "head_scores")
+    calls = counting(engine, "head_scores_ablated")
 
     def refuse(*args, **kwargs):
         raise AssertionError("the whole network was run again")
 
-    engine.raw_outputs = engine.run = engine._forward_only = refuse
+    engine.raw_outputs = engine.run = engine._forward_only = engine.head_scores = refuse
     ablationcam.ablationcam_map(result, Context())
     assert sum(calls) == 3 * (1 + 16)  # per image: its unmodified activations, then each channel ablated
+
+
+def test_rows_built_in_the_step_and_after_a_global_pooling_equal_the_copies(gap, keras):
+    """The engine's routes (ablated rows built inside the head step; after a global pooling,
+    pooled rows) give the scores of ablated copies built by hand and scored by head_scores."""
+    model, loaded, images = gap
+    engine = Engine(loaded, ("conv2",), batch_size=3)
+    assert engine._channel_pooling() is not None  # conv2 -> gap -> pred
+    result = engine.run(images, np.array([0, 1, 2]), gradients=False)
+    copies = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
+    pooled = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores,
+                                          ablated_scores=engine.head_scores_ablated)
+    np.testing.assert_allclose(pooled, copies, rtol=1e-5, atol=1e-6 * np.abs(copies).max())
+    # a head that does not start with a global pooling: rows built inside the step
+    tiny = _loaded(tiny_model(keras, softmax=False), 8)
+    tiny_engine = Engine(tiny, ("target",), batch_size=2)
+    assert tiny_engine._channel_pooling() is None
+    x = np.random.default_rng(5).uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    tiny_result = tiny_engine.run(x, np.array([0, 2]), gradients=False)
+    by_copies = ablationcam.ablation_weights(tiny_result.activations, tiny_result.classes, tiny_engine.head_scores)
+    in_step = ablationcam.ablation_weights(tiny_result.activations, tiny_result.classes, tiny_engine.head_scores,
+                                           ablated_scores=tiny_engine.head_scores_ablated)
+    np.testing.assert_allclose(in_step, by_copies, rtol=1e-5, atol=1e-6 * np.abs(by_copies).max())
+    # row chunks of the memory budget do not change the scores (chunks of 1 row here)
+    small = Engine(tiny, ("target",), batch_size=2, memory_budget=1)
+    calls = counting(small, "head_scores_ablated")
+    assert small.head_chunk == 1
+    small_result = small.run(x, np.array([0, 2]), gradients=False)
+    chunked = ablationcam.ablationcam_channel_weights(small_result, Context())
+    np.testing.assert_allclose(chunked, in_step, rtol=1e-5, atol=1e-6 * np.abs(in_step).max())
+    rows = ablationcam.ablated_channels(small_result.activations).sum(axis=1) + 1  # per image: itself, its channels
+    assert calls == [int(rows.sum())] and small.traces["head-ablated"] == 1
 
 
 def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeypatch):
@@ -117,18 +151,18 @@ def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeyp
     engine = Engine(loaded, ("conv2",), batch_size=3)
     result = engine.run(images, np.array([0, 1, 2]), gradients=False)
     whole = ablationcam.ablationcam_map(result, Context())
+    weights = lambda **kwargs: ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores,
+                                                            multiple=engine.batch_size, **kwargs)
     calls = counting(engine, "head_scores")
     row_bytes = result.activations[0].nbytes
-    monkeypatch.setattr(ablationcam, "MASK_BUDGET_BYTES", 7 * row_bytes)  # 7 rows: groups of 6, the batch size x 2
-    grouped = ablationcam.ablationcam_map(result, Context())
+    grouped = weights(budget_bytes=7 * row_bytes)  # 7 rows: groups of 6, the batch size x 2
     assert len(calls) == 9 and sum(calls) == 3 * 17 and all(size == 6 for size in calls[:-1])
-    np.testing.assert_allclose(grouped, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
-    monkeypatch.setattr(ablationcam, "MASK_BUDGET_BYTES", 1)  # less than a row: one row at a time
+    np.testing.assert_allclose(maps.weighted_sum(result.activations, grouped), whole, rtol=0,
+                               atol=1e-5 * np.abs(whole).max())
     calls.clear()
-    single = ablationcam.ablationcam_map(result, Context())
+    single = weights(budget_bytes=1)  # less than a row: one row at a time
     assert calls == [1] * (3 * 17)
-    np.testing.assert_allclose(single, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
-    monkeypatch.undo()
+    np.testing.assert_allclose(single, grouped, rtol=1e-6, atol=1e-7)
 
     alone_engine = Engine(loaded, ("conv2",), batch_size=1)
     for i in range(3):
@@ -143,7 +177,7 @@ def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     engine = Engine(loaded, ("conv2",), batch_size=3)
     result = engine.run(tinted, np.full(3, top_rank(1)), gradients=False)  # one colour each: other channels
     full_weights = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
-    calls = counting(engine, "head_scores")
+    calls = counting(engine, "head_scores_ablated")
     n = 5
     kept = ablationcam.ablationcam_map(result, Context(max_masks=n))
     assert sum(calls) == 3 * (1 + n)
@@ -245,3 +279,19 @@ def test_a_graph_that_cannot_be_cut_at_the_target_is_refused(keras):
                "cannot be cut at 'conv2': layer 'rejoin' above it also reads 'conv1'")
     with pytest.raises(ValueError, match=message):
         ablationcam.ablationcam_map(result, Context())
+
+
+def check_routes(keras):
+    """The engine's two ablation routes against copies scored by head_scores (both backends)."""
+    for model, size, target in ((gap_model(keras), 32, ("conv2",)), (tiny_model(keras, softmax=False), 8, ("target",))):
+        engine = Engine(_loaded(model, size), target, batch_size=2)
+        x = np.random.default_rng(6).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
+        result = engine.run(x, np.array([0, 1]), gradients=False)
+        copies = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
+        routed = ablationcam.ablationcam_channel_weights(result, Context())
+        np.testing.assert_allclose(routed, copies, rtol=1e-5, atol=1e-6 * np.abs(copies).max())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_the_ablation_routes_on_the_jax_backend():
+    run_on_jax("test_ablationcam", "check_routes")

@@ -3,14 +3,11 @@ gradient of the softmax-weighted score difference, the Grad-CAM rule on it; on T
 in a subprocess, on JAX."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import OFFLINE_ENV, tiny_model
+from conftest import run_on_jax, tiny_model
 from gradcam_cli.engine import Engine, top_rank
 from gradcam_cli.methods.finercam import FinerObjective, finercam_weights
 from gradcam_cli.models.loading import describe
@@ -121,16 +118,6 @@ def test_a_batch_equals_its_images_one_by_one(keras):
         one = single.run(x[i : i + 1], np.array([-1]), objective=FinerObjective())
         np.testing.assert_array_equal(one.compared[0], batched.compared[i])
         np.testing.assert_allclose(one.gradients[0], batched.gradients[i], rtol=1e-5, atol=1e-7)
-
-
-def run_on_jax(module, function):
-    tests = os.path.dirname(os.path.abspath(__file__))
-    code = (f"import sys; sys.path.insert(0, {tests!r}); import keras; from {module} import {function}; "
-            f"{function}(keras); print(keras.backend.backend(), 'ok')")
-    env = dict(os.environ, **OFFLINE_ENV, KERAS_BACKEND="jax")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "jax ok" in result.stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")

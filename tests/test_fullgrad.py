@@ -8,11 +8,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import conv3x3_same, conv3x3_same_transpose, gap_model, nested_model, set_fixed_weights, tiny_model
+from conftest import conv3x3_same, conv3x3_same_transpose, gap_model, nested_model, run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.engine import Engine
 from gradcam_cli.methods import fullgrad
 from gradcam_cli.models.loading import describe
-from test_finercam import run_on_jax
 
 
 def loaded_for(model, size):

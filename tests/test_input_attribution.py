@@ -7,11 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import set_fixed_weights, tiny_model
+from conftest import run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.engine import Engine
 from gradcam_cli.methods import input_attribution as attribution
 from gradcam_cli.models.loading import activation_bytes, describe
-from test_finercam import run_on_jax
 from conftest import conv3x3_same_transpose
 from test_fullgrad import hand_tiny
 

@@ -8,12 +8,11 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import conv3x3_same, gap_model, set_fixed_weights
+from conftest import conv3x3_same, gap_model, run_on_jax, set_fixed_weights
 from gradcam_cli.engine import Engine
 from gradcam_cli.methods.gradcam import gradcam_weights
 from gradcam_cli.methods.shapleycam import ReST, shapleycam_channel_weights, shapleycam_weights
 from gradcam_cli.models.loading import describe
-from test_finercam import run_on_jax
 
 
 def smooth_model(keras, seed=5):

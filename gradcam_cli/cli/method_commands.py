@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, log, main, setup_logging, worded, writable
-from gradcam_cli.cli.options import max_masks_option, method_options, pool_option
+from gradcam_cli.cli.options import method_options, method_parameters, pool_option
 from gradcam_cli.errors import LayerError
 from gradcam_cli.methods import METHODS
 
@@ -109,19 +109,7 @@ DILATABLE = tuple(name for name in MAP_METHODS if METHODS[name].network is None)
               help="The method (see `gradcam methods`); the other commands are presets of it.")
 @pool_option("How gradients become channel weights: their spatial mean (Grad-CAM) or maximum (a "
              "variant: the strongest gradient of each channel).")
-@max_masks_option
-@click.option("--finer-alpha", type=float, default=1.0, show_default=True,
-              help="finercam: how much of the compared classes' scores is subtracted from the class's.")
-@click.option("--finer-compare", type=click.IntRange(min=1), default=3, show_default=True,
-              help="finercam: how many classes, those scored nearest to the class, it is compared with "
-                   "(listed in --json as compared_classes).")
-@click.option("--steps", type=click.IntRange(min=1), default=32, show_default=True,
-              help="integrated-gradients: intervals of the path from a zero input (the completeness "
-                   "residual is in --json).")
-@click.option("--samples", type=click.IntRange(min=1), metavar="N",
-              help="smoothgrad: noisy copies per image. Default: 50.")
-@click.option("--noise", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
-              help="smoothgrad: the noise's standard deviation, as a fraction of the input's range.")
+@method_parameters
 def gradcam_command(method, **kwargs):
     """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
     pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
@@ -230,7 +218,7 @@ def guided_command(mode, **kwargs):
               help="The map method to compute on the dilated copy (see `gradcam methods`): a full-"
                    "resolution map for any of them.")
 @pool_option()
-@max_masks_option
+@method_parameters
 @click.option("--compare", is_flag=True,
               help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
                    "Grad-CAM, the no-pooling map and the exact map side by side, for the same class.")

@@ -199,3 +199,26 @@ max_masks_option = click.option(
     help="For methods that score masked inputs or ablated channels (scorecam, ablationcam): score only "
          "N channels per image (Score-CAM: those of highest variance; Ablation-CAM: of largest L1 norm). "
          "Default: all.")
+
+
+def method_parameters(function):
+    """The methods' own options (--max-masks, --finer-alpha, --finer-compare, --steps, --samples,
+    --noise), for the commands that take any map method."""
+    options = [
+        max_masks_option,
+        click.option("--finer-alpha", type=float, default=1.0, show_default=True,
+                     help="finercam: how much of the compared classes' scores is subtracted from the class's."),
+        click.option("--finer-compare", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="finercam: how many classes, those scored nearest to the class, it is compared with "
+                          "(listed in --json as compared_classes)."),
+        click.option("--steps", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="integrated-gradients: intervals of the path from a zero input (the completeness "
+                          "residual is in --json)."),
+        click.option("--samples", type=click.IntRange(min=1), metavar="N",
+                     help="smoothgrad: noisy copies per image. Default: 50."),
+        click.option("--noise", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
+                     help="smoothgrad: the noise's standard deviation, as a fraction of the input's range."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
