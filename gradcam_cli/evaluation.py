@@ -5,6 +5,7 @@ A map is a float array in [0, 1] at the image's resolution; an object has a mask
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -245,10 +246,64 @@ def read_mask(image_path, shape):
     return annotated_object(mask)
 
 
-def annotated_inputs(sources):
-    """The images among `sources` (inputs.Source) with a mask beside them (NAME.mask.png):
-    (rgbs, objects, paths, [(path, reason)] of those that cannot be used). Masks themselves are
-    not inputs."""
+def read_boxes(path):
+    """Object boxes from a COCO-style JSON file: {file name: [(x0, y0, x1, y1), ...]}, from its
+    "images" (id, file_name) and "annotations" (image_id, bbox [x, y, width, height], in pixels).
+    A file name matches an input by its name or its path's end. GradcamError for a file that
+    cannot be read or is not of that shape."""
+    import json
+
+    from gradcam_cli.errors import GradcamError
+
+    try:
+        data = json.loads(Path(path).read_text())
+        names = {image["id"]: str(image["file_name"]) for image in data["images"]}
+        boxes = {name: [] for name in names.values()}
+        for annotation in data["annotations"]:
+            x, y, width, height = (float(v) for v in annotation["bbox"])
+            if width <= 0 or height <= 0:
+                raise ValueError(f"annotation {annotation.get('id', '?')}: an empty bbox {annotation['bbox']}")
+            boxes[names[annotation["image_id"]]].append((x, y, x + width, y + height))
+    except OSError as error:
+        raise GradcamError(f"cannot read the boxes file {path}: {error.strerror or error}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise GradcamError(f"boxes file {path}: not COCO-style JSON (images with id and file_name, annotations "
+                           f"with image_id and bbox [x, y, width, height]): {type(error).__name__}: {error}") from None
+    return boxes
+
+
+def _boxes_for(image_path, boxes):
+    """The boxes of `image_path` in read_boxes' dict (matched by the longest file name that ends
+    its path), or None."""
+    text = Path(image_path).as_posix()
+    matches = [name for name in boxes if text == name or text.endswith("/" + name.lstrip("./"))]
+    return boxes[max(matches, key=len)] if matches else None
+
+
+def boxes_object(image_path, shape, boxes):
+    """The object of an image from its boxes (read_boxes): the union of the boxes as its mask,
+    the smallest box around them all as its box. ImageError when the file names none, or a box
+    lies outside the image."""
+    from gradcam_cli.errors import ImageError
+
+    found = _boxes_for(image_path, boxes)
+    if not found:
+        raise ImageError("no box for it in the boxes file")
+    height, width = shape[:2]
+    mask = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in found:
+        if x0 < 0 or y0 < 0 or x1 > width + 0.5 or y1 > height + 0.5:
+            raise ImageError(f"box {[round(v, 1) for v in (x0, y0, x1 - x0, y1 - y0)]} lies outside the "
+                             f"{width}x{height} image")
+        mask[int(round(y0)) : max(int(round(y1)), int(round(y0)) + 1),
+             int(round(x0)) : max(int(round(x1)), int(round(x0)) + 1)] = True
+    return annotated_object(mask)
+
+
+def annotated_inputs(sources, boxes=None):
+    """The images among `sources` (inputs.Source) with a mask beside them (NAME.mask.png), or,
+    given `boxes` (read_boxes), with boxes in that file: (rgbs, objects, paths, [(path, reason)]
+    of those that cannot be used). Masks themselves are not inputs."""
     from gradcam_cli.errors import ImageError
     from gradcam_cli.images import load_rgb
 
@@ -258,7 +313,8 @@ def annotated_inputs(sources):
             continue
         try:
             rgb = load_rgb(source.path)
-            objects.append(read_mask(source.path, rgb.shape))
+            objects.append(read_mask(source.path, rgb.shape) if boxes is None
+                           else boxes_object(source.path, rgb.shape, boxes))
         except ImageError as error:
             unusable.append((source.path, str(error)))
             continue
@@ -288,6 +344,49 @@ def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, c
         report["methods"][method] = {**scores.summary(), "accuracy": None}
     report["chance"] = _chance(images, objects, threshold, pairs=0)
     return report
+
+
+# Short names a gate (`--fail-under`) may use for a figure.
+ALIASES = {"energy": "energy_in_box", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50"}
+
+
+def parse_thresholds(text):
+    """'pointing=0.8,insertion=0.5' -> {figure: threshold}; GradcamError for a malformed item."""
+    from gradcam_cli.errors import GradcamError
+
+    thresholds = {}
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        try:
+            thresholds[ALIASES.get(name.strip(), name.strip())] = float(value)
+        except ValueError:
+            raise GradcamError(f"expected FIGURE=NUMBER, comma-separated (e.g. pointing=0.8). Received: {item!r}") from None
+    if not thresholds:
+        raise GradcamError("give at least one FIGURE=NUMBER (e.g. pointing=0.8)")
+    return thresholds
+
+
+def shortfalls(report, thresholds):
+    """What fell short of `thresholds` ({figure: lowest acceptable value}) in an evaluate report:
+    one line per method and figure, 'METHOD: FIGURE VALUE < THRESHOLD' (or 'not measured').
+    GradcamError for a figure no method reports."""
+    from gradcam_cli.errors import GradcamError
+
+    known = sorted({key for figures in report["methods"].values() for key in figures})
+    unknown = [name for name in thresholds if name not in known]
+    if unknown:
+        raise GradcamError(f"no figure {', '.join(map(repr, unknown))} to gate on; the figures are {', '.join(known)}")
+    lines = []
+    for method, figures in report["methods"].items():
+        for name, threshold in thresholds.items():
+            value = figures.get(name)
+            if value is None:
+                lines.append(f"{method}: {name} not measured (needed >= {threshold:g})")
+            elif value < threshold:
+                lines.append(f"{method}: {name} {value:.3f} < {threshold:g}")
+    return lines
 
 
 COLUMNS = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("box_iou", "box IoU"),

@@ -7,7 +7,7 @@ import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
 from gradcam_cli.cli.options import COLORMAP_NAMES, model_options, pool_option, precision_option
-from gradcam_cli.errors import LayerError
+from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.methods import COMPARE_COLUMNS, METHODS
 from gradcam_cli.models import registry
 
@@ -145,19 +145,34 @@ def layers_command(show_all, **model_options):
         click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")
 
 
-def _annotated_inputs(images, quiet):
-    """Images with a mask beside them (evaluation.annotated_inputs), the unusable ones reported."""
-    from gradcam_cli.evaluation import annotated_inputs
+def _annotated_inputs(images, quiet, boxes_file=None):
+    """Images with a mask beside them, or boxes in `boxes_file` (evaluation.annotated_inputs),
+    each unusable one reported in a line."""
+    from gradcam_cli.evaluation import annotated_inputs, read_boxes
     from gradcam_cli.inputs import collect
 
+    boxes = None if boxes_file is None else read_boxes(boxes_file)
     collected = collect(images, stdin=click.get_text_stream("stdin"))
-    rgbs, objects, paths, unusable = annotated_inputs(collected.sources)
+    rgbs, objects, paths, unusable = annotated_inputs(collected.sources, boxes)
     if not quiet:
         for path, reason in unusable:
             click.echo(f"skipped {path}: {reason}", err=True)
     if not rgbs:
-        raise UsageProblem("no image with a usable mask (NAME.ext beside NAME.mask.png) in " + ", ".join(images))
+        where = f"with boxes in {boxes_file}" if boxes_file else "with a usable mask (NAME.ext beside NAME.mask.png)"
+        raise UsageProblem(f"no image {where} in " + ", ".join(images))
     return rgbs, objects, paths, len(unusable) + collected.failures
+
+
+def _parse_thresholds(ctx, param, value):
+    if value is None:
+        return None
+    from gradcam_cli.evaluation import parse_thresholds
+    from gradcam_cli.errors import GradcamError
+
+    try:
+        return parse_thresholds(value)
+    except GradcamError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @main.command("eval")
@@ -180,10 +195,17 @@ def _annotated_inputs(images, quiet):
 @click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
               help="shuffled: score each map against another image's object (a negative control).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="With IMAGE arguments: the objects' boxes from a COCO-style JSON file (images: id, file_name; "
+                   "annotations: image_id, bbox [x, y, width, height]) instead of NAME.mask.png files; an "
+                   "image's boxes together are its object.")
+@click.option("--fail-under", "fail_under", callback=_parse_thresholds, metavar="FIGURE=N,...",
+              help="Exit 1, with one line per figure that fell short, when a method's figure is below N "
+                   "(e.g. pointing=0.8,energy_in_box=0.3): a gate for a model's CI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
-def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, threshold, control, batch_size, as_json,
-                 quiet, **model_options):
+def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, threshold, control, batch_size,
+                 boxes_file, fail_under, as_json, quiet, **model_options):
     """Measure how well maps find the object.
 
     Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.synthetic:
@@ -211,7 +233,9 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
         raise click.BadParameter(f"choose from {', '.join(METHODS)}. Received: {methods!r}", param_hint="--methods")
     if class_name is not None and not images:
         raise UsageProblem("--class applies to IMAGE arguments; generated scenes use each object's class")
-    annotated = _annotated_inputs(images, quiet) if images else None
+    if boxes_file is not None and not images:
+        raise UsageProblem("--boxes applies to IMAGE arguments; generated scenes bring their own objects")
+    annotated = _annotated_inputs(images, quiet, boxes_file) if images else None
     loaded = load(quiet=quiet, **model_options)
     if annotated is None and tuple(loaded.labels) != DEMO_CLASSES:
         raise UsageProblem(
@@ -242,11 +266,21 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
         report.update(inputs=paths, skipped=skipped)
         heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
     report.update(model=loaded.name, layer=path_name(target_path), threshold=threshold)
+    failed = []
+    if fail_under is not None:
+        try:
+            failed = evaluation.shortfalls(report, fail_under)
+        except GradcamError as error:
+            raise UsageProblem(f"--fail-under: {worded(error)}") from None
+        report["failed"] = failed
     if as_json:
         from gradcam_cli.outputs import json_line
 
         click.echo(json_line(report))
-        return
-    click.echo(f"{loaded.name}, layer {report['layer']}: {heading}"
-               + (", maps shuffled across images (negative control)" if control else ""))
-    click.echo(evaluation.format_table(report))
+    else:
+        click.echo(f"{loaded.name}, layer {report['layer']}: {heading}"
+                   + (", maps shuffled across images (negative control)" if control else ""))
+        click.echo(evaluation.format_table(report))
+    for line in failed:
+        click.echo(f"fail: {line}", err=True)
+    sys.exit(1 if failed else 0)
