@@ -298,18 +298,20 @@ class Explainer:
         ready = self._prepare()
         codes = np.asarray(codes)
 
-        def one_layer(engine):
+        def one_layer(engine, layer_codes):
             compute = lambda batch, batch_codes: pipeline.compute_maps(
                 ready.loaded, engine, batch, batch_codes, self.method, ready.context, strongest=strongest,
                 eigen_smooth=self.eigen_smooth)
-            return smoothing.augmentation_smoothed(compute, inputs, codes) if self.aug_smooth else compute(inputs, codes)
+            if self.aug_smooth:
+                return smoothing.augmentation_smoothed(compute, inputs, layer_codes)
+            return compute(inputs, layer_codes)
 
-        first = one_layer(ready.engines[0])
+        first = one_layer(ready.engines[0], codes)
         if len(ready.engines) == 1:
             return first
-        codes = first.classes  # every layer explains the class the first one chose
-        return smoothing.layers_averaged([first] + [one_layer(engine) for engine in ready.engines[1:]],
-                                         ready.loaded.input_size)
+        # every other layer explains the class the first one chose
+        others = [one_layer(engine, first.classes) for engine in ready.engines[1:]]
+        return smoothing.layers_averaged([first] + others, ready.loaded.input_size)
 
     def prepare(self, rgbs):
         """Decoded RGB images as the model sees them: (preprocessed batch, boxes)."""
