@@ -5,8 +5,9 @@ alike), it times:
   floor      the bare compiled forward + gradient step on a prepared batch (Engine.run), no I/O
   pipeline   the full run on image files: decode, resize, the step, maps, colouring, PNG writing
   tf-keras-vis  tf_keras_vis.gradcam.Gradcam on the same batches, when that package is installed
-and prints images/s (medians), the per-round ratios; before those, Grad-CAM++, LayerCAM and
-Score-CAM beside Grad-CAM on the same batch (--methods; Score-CAM in seconds per image); then the bare step of the exact dilated
+and prints images/s (medians), the per-round ratios; before those, every map method beside
+Grad-CAM on the same batch (--methods; Score-CAM in seconds per image); deletion and
+insertion beside one Grad-CAM (--faithfulness-models); then the bare step of the exact dilated
 VGG16 (`gradcam dilated`) in float32 and mixed bfloat16 (--precision), interleaved; the peak
 resident memory of the `gradcam` command for a small and a large folder; and the wall time of
 `gradcam --help` beside `python -c "import tensorflow"`. Models use weights=None: nothing is
@@ -141,6 +142,46 @@ def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
               flush=True)
 
 
+def faithfulness_row(name, loaded, files, batch_size, steps=20, rounds=2):
+    """Deletion + insertion (`steps` steps, every step of the batch through the forward step)
+    beside one Grad-CAM of the same batch, round by round: seconds and their ratio."""
+    import statistics as stats
+
+    import numpy as np
+
+    from gradcam_cli import faithfulness
+    from gradcam_cli.api import Explainer
+    from gradcam_cli.images import load_rgb, model_view
+    from gradcam_cli.models.preprocess import preprocess
+
+    explainer = Explainer(loaded, "gradcam", batch_size=batch_size)
+    engine = explainer.build().engine
+    rgbs = [load_rgb(f) for f in files[:batch_size]]
+    inputs, _ = explainer.prepare(rgbs)
+    views = np.stack([model_view(rgb, loaded.input_size)[0] for rgb in rgbs])
+    probabilities = lambda rgb: engine.probabilities(preprocess(rgb, loaded.preprocess))
+    codes = np.full(len(rgbs), -1)
+
+    def both(maps, classes):
+        faithfulness.deletion_curves(views, maps, classes, probabilities, steps=steps)
+        faithfulness.insertion_curves(views, maps, classes, probabilities, steps=steps)
+
+    computed = explainer.compute(inputs, codes)  # trace both steps once, outside the timings
+    both(computed.small_maps, computed.classes)
+    gradcam, curves = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        computed = explainer.compute(inputs, codes)
+        gradcam.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        both(computed.small_maps, computed.classes)
+        curves.append(time.perf_counter() - started)
+    ratios = [c / g for c, g in zip(curves, gradcam)]
+    print(f"{name:<10} deletion+insertion ({steps} steps, batch {batch_size}): {stats.median(curves):.1f} s, "
+          f"Grad-CAM {stats.median(gradcam):.2f} s, ratio {stats.median(ratios):.1f} (per round "
+          + " ".join(f"{r:.1f}" for r in ratios) + ")", flush=True)
+
+
 def time_pipeline(explainer, sources, out):
     """Images/s of what the command runs: api.Explainer.write, streaming overlays to files."""
     options = explainer.file_options(out, save=("overlay",))
@@ -211,6 +252,8 @@ def main():
     parser.add_argument("--method-batch", type=int, default=16)
     parser.add_argument("--max-masks", type=int, default=None, help="Score-CAM's masks (default: all channels)")
     parser.add_argument("--skip-pipeline", action="store_true", help="only the method, dilated, memory rows")
+    parser.add_argument("--faithfulness-models", default="resnet50",
+                        help="models whose deletion+insertion is timed beside Grad-CAM ('' to skip)")
     args = parser.parse_args()
 
     import numpy as np
@@ -238,6 +281,8 @@ def main():
                    if m != "gradcam" and spec.backprop is None and spec.network is None and not spec.needs_classifier]
     else:
         methods = [m for m in args.methods.split(",") if m]
+    for name in [m for m in args.faithfulness_models.split(",") if m]:
+        faithfulness_row(name, load(name), files, args.method_batch)
     for name in args.models.split(","):
         loaded = load(name)
         if methods:
