@@ -347,7 +347,9 @@ def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, c
 
 
 # Short names a gate (`--fail-under`) may use for a figure.
-ALIASES = {"energy": "energy_in_box", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50"}
+ALIASES = {"energy": "energy_in_box", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50",
+           "insertion": "insertion_auc", "deletion": "deletion_auc", "drop": "average_drop_percent",
+           "increase": "increase_in_confidence_percent"}
 
 
 def parse_thresholds(text):
@@ -374,10 +376,13 @@ def shortfalls(report, thresholds):
     GradcamError for a figure no method reports."""
     from gradcam_cli.errors import GradcamError
 
-    known = sorted({key for figures in report["methods"].values() for key in figures})
+    known = sorted({key for figures in report["methods"].values() for key, value in figures.items()
+                    if key != "images" and (value is None or isinstance(value, (int, float)))})  # not curves
     unknown = [name for name in thresholds if name not in known]
     if unknown:
-        raise GradcamError(f"no figure {', '.join(map(repr, unknown))} to gate on; the figures are {', '.join(known)}")
+        spelled = [next((f"{alias!r} ({name})" for alias, full in ALIASES.items() if full == name), repr(name))
+                   for name in unknown]
+        raise GradcamError(f"no figure {', '.join(spelled)} to gate on; the figures are {', '.join(known)}")
     lines = []
     for method, figures in report["methods"].items():
         for name, threshold in thresholds.items():

@@ -74,6 +74,7 @@ import cv2
 import numpy as np
 
 from gradcam_cli.errors import ClassError, GradcamError, LayerError, argument
+from gradcam_cli.render import LINE_COLOURS as COLOURS, SWATCH  # noqa: F401 (the figure's, render.line_plot)
 
 ORIGINAL = "original"
 REINIT = ("initializer", "normal")
@@ -475,80 +476,20 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
 
 # -- the figure --------------------------------------------------------------------------------
 
-# Line colours (RGB), one per method in order; the legend shows each as a filled swatch.
-COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-SWATCH = (24, 12)  # the legend's colour swatches, width x height in pixels
-
-
 def render_curves(result, metric="spearman", height=420):
     """The randomisation curves as a uint8 RGB image: x = the cascade's steps ('original' first),
-    y = the mean `metric` over the images in [-1, 1], one coloured line per method, a legend.
-    Lines and markers drawn with OpenCV (no anti-aliasing: each method's colour appears exactly),
-    text with Pillow's default font, as render.grid does."""
-    from PIL import Image, ImageDraw, ImageFont
+    y = the mean `metric` over the images in [-1, 1], one coloured line per method, a legend
+    (render.line_plot)."""
+    from gradcam_cli.render import line_plot
 
     if metric not in result.metrics:
         raise GradcamError(f"{metric!r} was not computed; the result has {', '.join(result.metrics)}")
-    font = ImageFont.load_default(size=13)
     steps = [step.name for step in result.steps]
-    title = f"{result.model}: cascading randomisation, {METRIC_TITLES[metric]}"
-    caption = "re-initialised from the output layer down to (cumulative)"
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    label_room = 14 + int(max(measure.textlength(name, font=font) for name in steps)) + 22  # labels upwards, caption
-    legend_width = 46 + int(max(measure.textlength(method, font=font) for method in result.methods))
-    left, top, right = 56, 34, 20 + legend_width
-    plot_width = max(320, 44 * (len(steps) - 1))
-    width = max(left + plot_width + right, left + int(measure.textlength(title, font=font)) + 12)
-    total_height = height + label_room
-    bottom = height - 10
-    canvas = np.full((total_height, width, 3), 255, dtype=np.uint8)
-
-    def y_of(value):
-        return int(round(top + (1.0 - value) / 2.0 * (bottom - top)))
-
-    def x_of(k):
-        return int(round(left + (k * plot_width / max(1, len(steps) - 1))))
-
-    for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
-        shade = (150, 150, 150) if tick == 0.0 else (225, 225, 225)
-        cv2.line(canvas, (left, y_of(tick)), (left + plot_width, y_of(tick)), shade, 1)
-    for k in range(len(steps)):
-        cv2.line(canvas, (x_of(k), bottom), (x_of(k), bottom + 4), (0, 0, 0), 1)
-    cv2.rectangle(canvas, (left, top), (left + plot_width, bottom), (0, 0, 0), 1)
-    for method, colour in zip(result.methods, _colours(len(result.methods))):
-        points = [(x_of(k), y_of(float(np.clip(p.figures[metric][0], -1, 1))))
-                  if np.isfinite(p.figures[metric][0]) else None for k, p in enumerate(result.curves[method])]
-        for a, b in zip(points, points[1:]):
-            if a is not None and b is not None:
-                cv2.line(canvas, a, b, colour, 2, cv2.LINE_8)
-        for point in points:
-            if point is not None:
-                cv2.circle(canvas, point, 4, colour, -1, cv2.LINE_8)
-    legend_x = left + plot_width + 16
-    for k, colour in enumerate(_colours(len(result.methods))):
-        y = top + 8 + 22 * k
-        cv2.rectangle(canvas, (legend_x, y), (legend_x + SWATCH[0] - 1, y + SWATCH[1] - 1), colour, -1)
-
-    picture = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(picture)
-    draw.text((left, 8), title, fill="black", font=font)
-    draw.text((left + plot_width // 2, total_height - 6), caption, fill="black", font=font, anchor="ms")
-    for tick in (-1.0, -0.5, 0.0, 0.5, 1.0):
-        draw.text((left - 6, y_of(tick)), f"{tick:g}", fill="black", font=font, anchor="rm")
-    for k, name in enumerate(steps):
-        label = Image.new("RGB", (int(draw.textlength(name, font=font)) + 4, 16), "white")
-        ImageDraw.Draw(label).text((2, 1), name, fill="black", font=font)
-        label = label.rotate(90, expand=True)
-        picture.paste(label, (x_of(k) - label.width // 2, bottom + 8))
-    for k, method in enumerate(result.methods):
-        draw.text((legend_x + SWATCH[0] + 6, top + 8 + 22 * k + SWATCH[1] // 2), method, fill="black", font=font,
-                  anchor="lm")
-    return np.asarray(picture)
-
-
-def _colours(count):
-    return [COLOURS[k % len(COLOURS)] for k in range(count)]
+    series = {method: (range(len(steps)), [p.figures[metric][0] for p in result.curves[method]])
+              for method in result.methods}
+    return line_plot(series, (-1.0, 1.0), f"{result.model}: cascading randomisation, {METRIC_TITLES[metric]}",
+                     "re-initialised from the output layer down to (cumulative)", x_labels=steps,
+                     y_ticks=(-1.0, -0.5, 0.0, 0.5, 1.0), height=height)
 
 
 def write_curves(result, path, metric="spearman"):

@@ -175,6 +175,51 @@ def _parse_thresholds(ctx, param, value):
         raise click.BadParameter(str(error)) from None
 
 
+def _plain_inputs(images, quiet, output_dir=None):
+    """Decoded images of the IMAGE arguments (no masks needed): (rgbs, paths, failures), each
+    image that cannot be read reported in a line."""
+    from gradcam_cli.errors import ImageError
+    from gradcam_cli.images import load_rgb
+    from gradcam_cli.inputs import collect
+
+    collected = collect(images, stdin=click.get_text_stream("stdin"), output_dir=output_dir)
+    rgbs, paths, failures = [], [], collected.failures
+    for argument in collected.missing + collected.broken:
+        click.echo(f"error: {argument}: no such file or folder (or a broken link)", err=True)
+    for source in collected.sources:
+        try:
+            rgbs.append(load_rgb(source.path))
+        except ImageError as error:
+            failures += 1
+            click.echo(f"error: {source.path}: {error}", err=True)
+            continue
+        paths.append(str(source.path))
+    if not rgbs:
+        raise UsageProblem("no images found in " + ", ".join(images))
+    return rgbs, paths, failures
+
+
+MEASURES = ("localization", "deletion", "confidence", "road", "randomisation")
+RANDOMISATION_SCENES = 20  # the generated scenes the randomisation test takes at most
+
+
+def _measures(ctx, param, value):
+    chosen = tuple(dict.fromkeys(names(value)))
+    unknown = [m for m in chosen if m not in MEASURES]
+    if unknown or not chosen:
+        raise UsageProblem(f"--measures: choose from {', '.join(MEASURES)}. Received: {value!r}")
+    return chosen
+
+
+def _randomisation_views(methods):
+    """The sanity.VIEWS names for the chosen methods: guided (and deconvnet) as the Guided
+    Grad-CAM product and the guided backpropagation gradient alone."""
+    views = []
+    for method in methods:
+        views += [f"{method}-gradcam", f"{method}-backprop"] if method in ("guided", "deconvnet") else [method]
+    return tuple(dict.fromkeys(views))
+
+
 @main.command("eval")
 @click.argument("images", nargs=-1, metavar="[IMAGE...]")
 @model_options
@@ -183,9 +228,13 @@ def _parse_thresholds(ctx, param, value):
               help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
 @click.option("--methods", default="gradcam", show_default=True,
               help=f"Comma-separated methods to measure: {', '.join(METHODS)}.")
+@click.option("--measures", callback=_measures, default="localization", show_default=True, metavar="M1,M2,...",
+              help=f"What to measure, from: {', '.join(MEASURES)}. Only localization needs masks or boxes "
+                   "with IMAGE arguments.")
 @pool_option()
 @click.option("--count", "-n", type=click.IntRange(min=2), default=200, show_default=True,
-              help="One-object scenes to generate.")
+              help="One-object scenes to generate (randomisation takes the first "
+                   f"{RANDOMISATION_SCENES} at most).")
 @click.option("--pairs", type=click.IntRange(min=0), default=100, show_default=True,
               help="Two-object scenes (objects of two classes) for class discrimination.")
 @click.option("--seed", type=int, default=1, show_default=True,
@@ -194,6 +243,14 @@ def _parse_thresholds(ctx, param, value):
               help="Map threshold (fraction of its maximum) for the box.")
 @click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
               help="shuffled: score each map against another image's object (a negative control).")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Deletion and insertion: equal steps from no pixel to all.")
+@click.option("--baseline", type=click.Choice(["zero", "blur", "mean"]), default="zero", show_default=True,
+              help="What deleted pixels become: black, the blurred image, its mean colour (insertion always "
+                   "starts from the blur). The choice changes which method ranks first (Hedstrom et al. 2023, "
+                   "Quantus): compare methods under one baseline, beside the uniform and random maps.")
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
+              help="Where the figures go: eval.curves.png (deletion) and eval.randomisation.png.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="With IMAGE arguments: the objects' boxes from a COCO-style JSON file (images: id, file_name; "
@@ -201,21 +258,23 @@ def _parse_thresholds(ctx, param, value):
                    "image's boxes together are its object.")
 @click.option("--fail-under", "fail_under", callback=_parse_thresholds, metavar="FIGURE=N,...",
               help="Exit 1, with one line per figure that fell short, when a method's figure is below N "
-                   "(e.g. pointing=0.8,energy_in_box=0.3): a gate for a model's CI.")
+                   "(e.g. pointing=0.8,energy_in_box=0.3,insertion=0.5): a gate for a model's CI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
-def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, threshold, control, batch_size,
-                 boxes_file, fail_under, as_json, quiet, **model_options):
-    """Measure how well maps find the object.
+def eval_command(images, layer, class_name, methods, measures, pool, count, pairs, seed, threshold, control, steps,
+                 baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, **model_options):
+    """Measure how well maps find the object, and how faithful they are to the model.
 
     Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.synthetic:
     circles, squares, triangles, crosses on cluttered backgrounds), each explained for its
     object's class; needs a model of those four classes, such as demo-gap or demo-vgg.
 
-    With IMAGE arguments (files, folders, -): on your images, each with its object's mask beside
-    it as NAME.mask.png (non-zero = object, same size as the image).
+    With IMAGE arguments (files, folders, -): on your images; localization needs each object's
+    mask beside its image as NAME.mask.png (non-zero = object, same size as the image) or --boxes;
+    the other measures need no mask.
 
     \b
+    localization:
     pointing        the map's maximum lies on the object (15 px tolerance at 224, scaled)
     energy in box   the share of the map's mass inside the object's box
     box IoU         the box around the largest region >= threshold vs the object's box
@@ -223,6 +282,14 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
     discrimination  on two-object scenes: the map for A's class puts more mass on A than on B
     The chance row scores a uniform map (a centre point for pointing; a coin toss for
     discrimination).
+    \b
+    deletion        deletion AUC (RISE; lower is better) and insertion AUC (higher is better)
+    confidence      Grad-CAM++'s average drop % (lower is better), increase in confidence %
+    road            ROAD: the probability with the most (MoRF, lower is better) or least (LeRF)
+                    relevant 10..90% of pixels imputed
+    Beside them, baselines: a uniform map, a random map and randomcam.
+    randomisation   Adebayo et al.'s cascading randomisation: the maps' rank correlation with
+                    the trained model's as weights are re-initialised from the top (low is good)
     """
     from gradcam_cli.models.registry import DEMO_CLASSES
 
@@ -235,16 +302,24 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
         raise UsageProblem("--class applies to IMAGE arguments; generated scenes use each object's class")
     if boxes_file is not None and not images:
         raise UsageProblem("--boxes applies to IMAGE arguments; generated scenes bring their own objects")
-    annotated = _annotated_inputs(images, quiet, boxes_file) if images else None
+    faithful = tuple(m for m in measures if m in ("deletion", "confidence", "road"))
+    figures_out = "deletion" in measures or "randomisation" in measures
+    if figures_out:
+        writable(output_dir)
+    annotated = plain = None
+    if images and "localization" in measures:
+        annotated = _annotated_inputs(images, quiet, boxes_file)
+    elif images:
+        plain = _plain_inputs(images, quiet, output_dir if figures_out else None)
     loaded = load(quiet=quiet, **model_options)
-    if annotated is None and tuple(loaded.labels) != DEMO_CLASSES:
+    if not images and tuple(loaded.labels) != DEMO_CLASSES:
         raise UsageProblem(
             f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); "
             "use demo-gap or demo-vgg, a model trained on gradcam_cli.synthetic with those --labels, "
-            "or give images with masks")
-    if annotated is None and loaded.input_size[0] != loaded.input_size[1]:
+            "or give images" + (" with masks" if "localization" in measures else ""))
+    if not images and loaded.input_size[0] != loaded.input_size[1]:
         raise UsageProblem("generated scenes are square: the model's input must be too")
-    from gradcam_cli import evaluation
+    from gradcam_cli import evaluation, synthetic
     from gradcam_cli.engine import top_rank
     from gradcam_cli.models.graph import path_name
 
@@ -254,18 +329,61 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
         raise UsageProblem(f"--methods {worded(error)}") from None
     target_path = loaded.target_layer(layer)
     control = None if control == "none" else control
-    if annotated is None:
-        report = evaluation.evaluate(explainers, count=count, pairs=pairs, seed=seed, threshold=threshold,
-                                     control=control)
-        heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
-                   f"classification accuracy {report['accuracy']:.3f}")
+    # The images every measure but localization runs on, and the class each explains.
+    if images:
+        rgbs, paths, skipped = (annotated[0], annotated[2], annotated[3]) if annotated else plain
+        codes = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
+        report = {"images": len(rgbs), "inputs": paths, "skipped": skipped, "methods": {m: {} for m in chosen}}
+        heading = f"{len(rgbs)} image(s)" + (f", {skipped} skipped" if skipped else "")
     else:
-        rgbs, objects, paths, skipped = annotated
-        code = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
-        report = evaluation.evaluate_annotated(explainers, rgbs, objects, code, threshold=threshold, control=control)
-        report.update(inputs=paths, skipped=skipped)
-        heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
-    report.update(model=loaded.name, layer=path_name(target_path), threshold=threshold)
+        scenes = [synthetic.generate(i, seed, loaded.input_size[0]) for i in range(count)]
+        rgbs, codes = [s.image for s in scenes], [s.objects[0].class_index for s in scenes]
+        report = {"scenes": count, "seed": seed, "methods": {m: {} for m in chosen}}
+        heading = f"{count} scenes (seed {seed})"
+    if "localization" in measures:
+        if annotated is None:
+            report = evaluation.evaluate(explainers, count=count, pairs=pairs, seed=seed, threshold=threshold,
+                                         control=control)
+            heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
+                       f"classification accuracy {report['accuracy']:.3f}")
+        else:
+            objects = annotated[1]
+            report = evaluation.evaluate_annotated(explainers, rgbs, objects, codes, threshold=threshold,
+                                                   control=control)
+            report.update(inputs=paths, skipped=skipped)
+            heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
+        report["threshold"] = threshold
+    report.update(model=loaded.name, layer=path_name(target_path), measures=list(measures))
+    outputs, tables = {}, []
+    if faithful:
+        from gradcam_cli import eval_faithfulness
+
+        faith = eval_faithfulness.faithfulness_report(explainers, rgbs, codes, faithful, steps=steps,
+                                                      baseline=baseline, seed=0)
+        for method, figures in faith.pop("methods").items():
+            report["methods"][method].update(figures)
+        report["faithfulness"] = faith
+        tables.append(f"faithfulness ({', '.join(faithful)}; deletion to {baseline}, {steps} steps):\n"
+                      + eval_faithfulness.format_table({**faith, "methods": {m: report["methods"][m]
+                                                                             for m in chosen}}))
+        if "deletion" in faithful:
+            outputs["curves"] = eval_faithfulness.write_curves({**faith, "methods": report["methods"]},
+                                                               Path(output_dir) / "eval.curves.png", loaded.name)
+    if "randomisation" in measures:
+        from gradcam_cli import sanity
+
+        views = _randomisation_views(chosen)
+        taken = rgbs if images else rgbs[:RANDOMISATION_SCENES]
+        result = sanity.cascading_randomisation(loaded, taken, views, layer=layer,
+                                                classes=None if images and class_name is None else
+                                                (codes if images else codes[: len(taken)]),
+                                                batch_size=batch_size)
+        report["randomisation"] = result.as_record()
+        tables.append(f"cascading randomisation ({len(taken)} image(s); Spearman rank correlation with the trained "
+                      f"model's maps, lower is better):\n" + result.table())
+        outputs["randomisation"] = sanity.write_curves(result, Path(output_dir) / "eval.randomisation.png")
+    if outputs:
+        report["outputs"] = outputs
     failed = []
     if fail_under is not None:
         try:
@@ -273,14 +391,21 @@ def eval_command(images, layer, class_name, methods, pool, count, pairs, seed, t
         except GradcamError as error:
             raise UsageProblem(f"--fail-under: {worded(error)}") from None
         report["failed"] = failed
+    if not quiet:
+        for path in outputs.values():
+            click.echo(f"wrote {path}", err=True)
     if as_json:
         from gradcam_cli.outputs import json_line
 
         click.echo(json_line(report))
     else:
         click.echo(f"{loaded.name}, layer {report['layer']}: {heading}"
-                   + (", maps shuffled across images (negative control)" if control else ""))
-        click.echo(evaluation.format_table(report))
+                   + (", maps shuffled across images (negative control)" if control and "localization" in measures
+                      else ""))
+        if "localization" in measures:
+            click.echo(evaluation.format_table(report))
+        for table in tables:
+            click.echo(table)
     for line in failed:
         click.echo(f"fail: {line}", err=True)
     sys.exit(1 if failed else 0)
