@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import conv3x3_same, invoke_cli, tiny_model, write_image
-from gradcam_cli import Explainer, maps, pipeline, smoothing
+from gradcam_cli import Explainer, maps, pipeline, smoothing, synthetic
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.methods import METHODS
 from gradcam_cli.methods.pca import eigen_smooth
@@ -202,3 +202,19 @@ def test_the_command_names_smoothed_and_dilated_outputs_apart(tmp_path):
     assert record["maps"][0]["stats"]["resolution"] == [64, 64]  # full resolution, not block4's 8x8
     refused = invoke_cli("dilated", image, "--model", "demo-vgg", "--method", "layercam", "--compare", "-o", out)
     assert refused.returncode == 2 and "drop --method" in refused.stderr
+
+
+@pytest.mark.parametrize("method", [m for m, spec in METHODS.items()
+                                    if spec.backprop is None and spec.network is None and m != "cam"])
+def test_every_map_method_runs_on_the_exact_dilated_copy(method):
+    """`dilated --method NAME` for every map method (CAM aside: VGG heads are not GAP + Dense):
+    full-resolution maps, finite and non-negative, explaining the original's class."""
+    from gradcam_cli import load_model
+
+    model = load_model("demo-vgg")
+    scene = synthetic.generate(3, 1, 64)
+    on_copy = Explainer(model, method, batch_size=1, network="exact", max_masks=8, samples=2, steps=2)([scene.image])[0]
+    plain = Explainer(model, "gradcam", batch_size=1)([scene.image])[0]
+    assert on_copy.small_map.shape == (64, 64)  # block4_conv2 is 8x8 on the original
+    assert np.isfinite(on_copy.small_map).all() and on_copy.small_map.min() >= 0
+    assert on_copy.class_index == plain.class_index  # the exact copy predicts what the original does
