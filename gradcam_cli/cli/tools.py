@@ -284,7 +284,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
     discrimination).
     \b
     deletion        deletion AUC (RISE; lower is better) and insertion AUC (higher is better)
-    confidence      Grad-CAM++'s average drop % (lower is better), increase in confidence %
+    confidence      average drop % (lower is better) and increase in confidence % (Grad-CAM++ paper)
     road            ROAD: the probability with the most (MoRF, lower is better) or least (LeRF)
                     relevant 10..90% of pixels imputed
     Beside them, baselines: a uniform map, a random map and randomcam.
