@@ -1,16 +1,24 @@
 """gradcam-cli: class activation maps for Keras image classifiers, from the command line and
-from Python (`from gradcam_cli import load_model, Explainer`; see gradcam_cli.api)."""
+from Python (`from gradcam_cli import load_model, Explainer`; see gradcam_cli.api), with the
+measures of `gradcam eval` as functions: `measure_faithfulness(model, images, maps)`
+(gradcam_cli.eval_faithfulness), `randomisation_check(model, images, methods)`
+(gradcam_cli.sanity) and `assess(model, methods, measures)` (gradcam_cli.assessment)."""
 
 __version__ = "0.1.0"
 
-__all__ = ["Explainer", "Explanation", "load_model", "__version__"]
+__all__ = ["Explainer", "Explanation", "load_model", "measure_faithfulness", "randomisation_check", "assess",
+           "__version__"]
+_LAZY = {"Explainer": ("api", "Explainer"), "Explanation": ("api", "Explanation"), "load_model": ("api", "load_model"),
+         "measure_faithfulness": ("eval_faithfulness", "measure_faithfulness"),
+         "randomisation_check": ("sanity", "cascading_randomisation"), "assess": ("assessment", "assess")}
 
 
 def __getattr__(name):
     # The API is imported on first use, so `gradcam --help` (which imports this package) stays
     # free of numpy, Keras and TensorFlow.
-    if name in ("Explainer", "Explanation", "load_model"):
-        from gradcam_cli import api
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f"gradcam_cli.{module}"), attribute)
     raise AttributeError(f"module 'gradcam_cli' has no attribute {name!r}")

@@ -25,21 +25,101 @@ CURVES = ("fractions", "deletion_curve", "insertion_curve", "road_percentages", 
 def _judge(explainers):
     """(the LoadedModel that judges, its probabilities callable on RGB views (N, H, W, 3) 0..255,
     its batch size): the original model's engine where an explainer has one, else a new one."""
+    built = [explainer.build() for explainer in explainers.values()]
+    model = built[0].reference or built[0].loaded
+    engine = next((b.engine for b in built if b.reference is None and b.loaded is model), None)
+    probabilities, engine = scorer(model, built[0].engine.batch_size, engine)
+    return model, probabilities, engine.batch_size
+
+
+def scorer(loaded, batch_size=16, engine=None):
+    """(probabilities, engine): the callable faithfulness.py takes for `loaded` (a LoadedModel),
+    RGB views (N, H, W, 3) 0..255 -> (N, C) class probabilities through the model's own
+    preprocessing and `engine`'s compiled forward step (a new Engine when None)."""
     from gradcam_cli.engine import Engine
     from gradcam_cli.images import luminance
     from gradcam_cli.models.preprocess import preprocess
 
-    built = [explainer.build() for explainer in explainers.values()]
-    model = built[0].reference or built[0].loaded
-    engine = next((b.engine for b in built if b.reference is None and b.loaded is model), None)
     if engine is None:
-        engine = Engine(model, model.target_layer(None), batch_size=built[0].engine.batch_size)
+        engine = Engine(loaded, loaded.target_layer(None), batch_size=batch_size)
 
     def probabilities(rgb):
-        views = luminance(rgb) if model.channels == 1 else np.asarray(rgb, dtype=np.float32)
-        return engine.probabilities(preprocess(views, model.preprocess))
+        views = luminance(rgb) if loaded.channels == 1 else np.asarray(rgb, dtype=np.float32)
+        return engine.probabilities(preprocess(views, loaded.preprocess))
 
-    return model, probabilities, engine.batch_size
+    return probabilities, engine
+
+
+def loaded_model(model):
+    """A LoadedModel from what the API's functions take: a LoadedModel (api.load_model), a
+    model name or file path (loaded with default options), or an api.Explainer (its model; the
+    original for one on a dilated copy)."""
+    from pathlib import Path
+
+    from gradcam_cli.api import Explainer, load_model
+
+    if isinstance(model, (str, Path)):
+        return load_model(str(model))
+    if isinstance(model, Explainer):
+        built = model.build()
+        return built.reference or built.loaded
+    if not hasattr(model, "target_layer"):
+        raise GradcamError("give a model name or path, a model from gradcam_cli.load_model, or an Explainer. "
+                           f"Received: {type(model).__name__}")
+    return model
+
+
+def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEPS, baseline="zero", road=True,
+                         seed=0, crop=None, batch_size=16, name="map"):
+    """Faithfulness of your own maps, one per image: [faithfulness.Faithfulness] in input order
+    (deletion and insertion curves and AUCs, the masked probability for Average Drop and
+    Increase in Confidence, ROAD's MoRF and LeRF curves unless `road` is False);
+    faithfulness.summary(results) averages them as `gradcam eval` reports.
+
+    model: a model name or path, a LoadedModel (gradcam_cli.load_model) or an Explainer (its
+    model judges). images: paths or (H, W, 3) / (H, W) uint8 RGB arrays. maps: arrays (h, w) at
+    any resolution, covering the image as the model sees it (the whole image; with `crop` its
+    centre crop), or api.Explanation objects (their small_map, at the target layer's
+    resolution over the model's view). classes: one index or name for all, one per image, or
+    None: the Explanations' classes, else each image's top-1 class. crop: None takes it from
+    the Explanations' boxes (False for arrays). steps, baseline, seed: as
+    faithfulness.evaluate. Scored at the model's input size, `batch_size` images a call."""
+    from gradcam_cli.api import _decode
+    from gradcam_cli.images import model_view
+
+    loaded = loaded_model(model)
+    items = [images] if isinstance(images, (str, np.ndarray)) else list(images)
+    maps = list(maps)
+    if len(maps) != len(items):
+        raise GradcamError(f"give one map per image: {len(items)} image(s), {len(maps)} map(s)")
+    rgbs = [_decode(item, i, None)[0] for i, item in enumerate(items)]
+    explained = [getattr(m, "small_map", None) is not None for m in maps]
+    if crop is None:
+        crop = any(e and tuple(m.box) != (0, 0, rgb.shape[1], rgb.shape[0])
+                   for e, m, rgb in zip(explained, maps, rgbs))
+    if classes is None:
+        classes = [m.class_index if e else None for e, m in zip(explained, maps)]
+    arrays = [np.asarray(m.small_map if e else m, dtype=np.float32) for e, m in zip(explained, maps)]
+    probabilities, engine = scorer(loaded, batch_size)
+    views = np.stack([model_view(rgb, loaded.input_size, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
+    codes = _codes(loaded, classes, len(rgbs))
+    return F.evaluate(views, arrays, _classes(views, codes, probabilities, engine.batch_size), probabilities,
+                      method=name, steps=steps, baseline=baseline, road=road, seed=seed)
+
+
+def _codes(loaded, classes, count):
+    """Per-image class codes: an index for a class given (index or name), engine.top_rank(1) for
+    None (the image's top-1)."""
+    from gradcam_cli.engine import top_rank
+    from gradcam_cli.models.labels import class_index
+
+    single = classes is None or isinstance(classes, (str, int, np.integer))
+    chosen = [classes] * count if single else list(classes)
+    if len(chosen) != count:
+        raise GradcamError(f"give one class for all images or one per image: {count} image(s), {len(chosen)} "
+                           "classes")
+    return np.asarray([top_rank(1) if c is None else class_index(c, loaded.labels, loaded.num_classes,
+                                                                 model=loaded.name) for c in chosen], dtype=np.int64)
 
 
 def _with_randomcam(explainers):

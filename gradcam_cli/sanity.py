@@ -403,7 +403,7 @@ def _check(methods, metrics, reinit, batch_size, side):
 def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None, classes=None, batch_size=16,
                             seed=0, reinit="initializer", max_steps=None, metrics=METRICS, side=COMPARED_SIDE):
     """Adebayo et al.'s cascading randomisation test of `methods` (VIEWS names) on `loaded` (a
-    LoadedModel, left unchanged) for `images` (RGB uint8 arrays or paths): a Randomisation.
+    LoadedModel, a model name or path, or an Explainer's model; left unchanged) for `images` (RGB uint8 arrays or paths): a Randomisation.
 
     layer: the map methods' target layer (None: the model's default). classes: the class to
     explain, one for all images or one per image (indices or names); None: each image's top-1
@@ -415,6 +415,9 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
     from gradcam_cli.engine import Engine
     from gradcam_cli.models.graph import path_name
 
+    from gradcam_cli.eval_faithfulness import loaded_model
+
+    loaded = loaded_model(loaded)
     methods, metrics = _check(methods, metrics, reinit, batch_size, side)
     rgbs = [_rgb(item, k) for k, item in enumerate(images)]
     if not rgbs:

@@ -118,4 +118,4 @@ def test_fail_under_gates_the_exit_status(scenes):
     unknown = invoke_cli("eval", folder, "--model", "demo-gap", "--fail-under", "insertion=0.5")
     assert unknown.returncode == 2 and "no figure 'insertion'" in unknown.stderr
     refused = invoke_cli("eval", "--model", "demo-gap", "--boxes", folder / "boxes.json")
-    assert refused.returncode == 2 and "--boxes applies to IMAGE arguments" in refused.stderr
+    assert refused.returncode == 2 and "--boxes applies to your images" in refused.stderr

@@ -15,7 +15,7 @@ log = logging.getLogger("gradcam_cli")
 FLAGS = {"input_size": "--input-size", "weights": "--weights", "imports": "--import", "trust": "--trust-model",
          "output": "--output", "labels": "--labels", "device": "--device", "preprocess": "--preprocess",
          "top_k": "--top-k", "classes": "--class", "layer": "--layer", "batch_size": "--batch-size",
-         "max_masks": "--max-masks", "method": "--method"}
+         "max_masks": "--max-masks", "method": "--method", "class_name": "--class"}
 
 
 def _spell(name, python, command):

@@ -7,6 +7,7 @@ import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
 from gradcam_cli.cli.options import COLORMAP_NAMES, model_options, pool_option, precision_option
+from gradcam_cli.assessment import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.methods import COMPARE_COLUMNS, METHODS
 from gradcam_cli.models import registry
@@ -145,24 +146,6 @@ def layers_command(show_all, **model_options):
         click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")
 
 
-def _annotated_inputs(images, quiet, boxes_file=None):
-    """Images with a mask beside them, or boxes in `boxes_file` (evaluation.annotated_inputs),
-    each unusable one reported in a line."""
-    from gradcam_cli.evaluation import annotated_inputs, read_boxes
-    from gradcam_cli.inputs import collect
-
-    boxes = None if boxes_file is None else read_boxes(boxes_file)
-    collected = collect(images, stdin=click.get_text_stream("stdin"))
-    rgbs, objects, paths, unusable = annotated_inputs(collected.sources, boxes)
-    if not quiet:
-        for path, reason in unusable:
-            click.echo(f"skipped {path}: {reason}", err=True)
-    if not rgbs:
-        where = f"with boxes in {boxes_file}" if boxes_file else "with a usable mask (NAME.ext beside NAME.mask.png)"
-        raise UsageProblem(f"no image {where} in " + ", ".join(images))
-    return rgbs, objects, paths, len(unusable) + collected.failures
-
-
 def _parse_thresholds(ctx, param, value):
     if value is None:
         return None
@@ -175,49 +158,12 @@ def _parse_thresholds(ctx, param, value):
         raise click.BadParameter(str(error)) from None
 
 
-def _plain_inputs(images, quiet, output_dir=None):
-    """Decoded images of the IMAGE arguments (no masks needed): (rgbs, paths, failures), each
-    image that cannot be read reported in a line."""
-    from gradcam_cli.errors import ImageError
-    from gradcam_cli.images import load_rgb
-    from gradcam_cli.inputs import collect
-
-    collected = collect(images, stdin=click.get_text_stream("stdin"), output_dir=output_dir)
-    rgbs, paths, failures = [], [], collected.failures
-    for argument in collected.missing + collected.broken:
-        click.echo(f"error: {argument}: no such file or folder (or a broken link)", err=True)
-    for source in collected.sources:
-        try:
-            rgbs.append(load_rgb(source.path))
-        except ImageError as error:
-            failures += 1
-            click.echo(f"error: {source.path}: {error}", err=True)
-            continue
-        paths.append(str(source.path))
-    if not rgbs:
-        raise UsageProblem("no images found in " + ", ".join(images))
-    return rgbs, paths, failures
-
-
-MEASURES = ("localization", "deletion", "confidence", "road", "randomisation")
-RANDOMISATION_SCENES = 20  # the generated scenes the randomisation test takes at most
-
-
 def _measures(ctx, param, value):
     chosen = tuple(dict.fromkeys(names(value)))
     unknown = [m for m in chosen if m not in MEASURES]
     if unknown or not chosen:
         raise UsageProblem(f"--measures: choose from {', '.join(MEASURES)}. Received: {value!r}")
     return chosen
-
-
-def _randomisation_views(methods):
-    """The sanity.VIEWS names for the chosen methods: guided (and deconvnet) as the Guided
-    Grad-CAM product and the guided backpropagation gradient alone."""
-    views = []
-    for method in methods:
-        views += [f"{method}-gradcam", f"{method}-backprop"] if method in ("guided", "deconvnet") else [method]
-    return tuple(dict.fromkeys(views))
 
 
 @main.command("eval")
@@ -291,121 +237,46 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
     randomisation   Adebayo et al.'s cascading randomisation: the maps' rank correlation with
                     the trained model's as weights are re-initialised from the top (low is good)
     """
-    from gradcam_cli.models.registry import DEMO_CLASSES
-
     setup_logging(model_options["verbose"])
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(METHODS)}. Received: {methods!r}", param_hint="--methods")
-    if class_name is not None and not images:
-        raise UsageProblem("--class applies to IMAGE arguments; generated scenes use each object's class")
-    if boxes_file is not None and not images:
-        raise UsageProblem("--boxes applies to IMAGE arguments; generated scenes bring their own objects")
-    faithful = tuple(m for m in measures if m in ("deletion", "confidence", "road"))
+    from gradcam_cli import assessment
+
     figures_out = "deletion" in measures or "randomisation" in measures
     if figures_out:
         writable(output_dir)
-    annotated = plain = None
-    if images and "localization" in measures:
-        annotated = _annotated_inputs(images, quiet, boxes_file)
-    elif images:
-        plain = _plain_inputs(images, quiet, output_dir if figures_out else None)
+    inputs = None
+    if images:
+        try:
+            inputs = assessment.read_images(images, objects="localization" in measures, boxes_file=boxes_file,
+                                            stdin=click.get_text_stream("stdin"),
+                                            output_dir=output_dir if figures_out else None)
+        except GradcamError as error:
+            raise UsageProblem(worded(error)) from None
+        for path, reason in inputs.problems if not quiet else ():
+            click.echo(f"skipped {path}: {reason}", err=True)
     loaded = load(quiet=quiet, **model_options)
-    if not images and tuple(loaded.labels) != DEMO_CLASSES:
-        raise UsageProblem(
-            f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); "
-            "use demo-gap or demo-vgg, a model trained on gradcam_cli.synthetic with those --labels, "
-            "or give images" + (" with masks" if "localization" in measures else ""))
-    if not images and loaded.input_size[0] != loaded.input_size[1]:
-        raise UsageProblem("generated scenes are square: the model's input must be too")
-    from gradcam_cli import evaluation, synthetic
-    from gradcam_cli.engine import top_rank
-    from gradcam_cli.models.graph import path_name
-
     try:
-        explainers = evaluation.explainers_for(loaded, chosen, layer=layer, batch_size=batch_size, pool=pool)
+        result = assessment.assess(loaded, chosen, measures, images=inputs, layer=layer, class_name=class_name,
+                                   count=count, pairs=pairs, seed=seed, threshold=threshold,
+                                   control=None if control == "none" else control, steps=steps, baseline=baseline,
+                                   output_dir=output_dir if figures_out else None, batch_size=batch_size, pool=pool,
+                                   fail_under=fail_under, boxes_file=boxes_file)
     except LayerError as error:
         raise UsageProblem(f"--methods {worded(error)}") from None
-    target_path = loaded.target_layer(layer)
-    control = None if control == "none" else control
-    # The images every measure but localization runs on, and the class each explains.
-    if images:
-        rgbs, paths, skipped = (annotated[0], annotated[2], annotated[3]) if annotated else plain
-        codes = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
-        report = {"images": len(rgbs), "inputs": paths, "skipped": skipped, "methods": {m: {} for m in chosen}}
-        heading = f"{len(rgbs)} image(s)" + (f", {skipped} skipped" if skipped else "")
-    else:
-        scenes = [synthetic.generate(i, seed, loaded.input_size[0]) for i in range(count)]
-        rgbs, codes = [s.image for s in scenes], [s.objects[0].class_index for s in scenes]
-        report = {"scenes": count, "seed": seed, "methods": {m: {} for m in chosen}}
-        heading = f"{count} scenes (seed {seed})"
-    if "localization" in measures:
-        if annotated is None:
-            report = evaluation.evaluate(explainers, count=count, pairs=pairs, seed=seed, threshold=threshold,
-                                         control=control)
-            heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
-                       f"classification accuracy {report['accuracy']:.3f}")
-        else:
-            objects = annotated[1]
-            report = evaluation.evaluate_annotated(explainers, rgbs, objects, codes, threshold=threshold,
-                                                   control=control)
-            report.update(inputs=paths, skipped=skipped)
-            heading = f"{len(rgbs)} annotated image(s)" + (f", {skipped} skipped" if skipped else "")
-        report["threshold"] = threshold
-    report.update(model=loaded.name, layer=path_name(target_path), measures=list(measures))
-    outputs, tables = {}, []
-    if faithful:
-        from gradcam_cli import eval_faithfulness
-
-        faith = eval_faithfulness.faithfulness_report(explainers, rgbs, codes, faithful, steps=steps,
-                                                      baseline=baseline, seed=0)
-        for method, figures in faith.pop("methods").items():
-            report["methods"][method].update(figures)
-        report["faithfulness"] = faith
-        tables.append(f"faithfulness ({', '.join(faithful)}; deletion to {baseline}, {steps} steps):\n"
-                      + eval_faithfulness.format_table({**faith, "methods": {m: report["methods"][m]
-                                                                             for m in chosen}}))
-        if "deletion" in faithful:
-            outputs["curves"] = eval_faithfulness.write_curves({**faith, "methods": report["methods"]},
-                                                               Path(output_dir) / "eval.curves.png", loaded.name)
-    if "randomisation" in measures:
-        from gradcam_cli import sanity
-
-        views = _randomisation_views(chosen)
-        taken = rgbs if images else rgbs[:RANDOMISATION_SCENES]
-        result = sanity.cascading_randomisation(loaded, taken, views, layer=layer,
-                                                classes=None if images and class_name is None else
-                                                (codes if images else codes[: len(taken)]),
-                                                batch_size=batch_size)
-        report["randomisation"] = result.as_record()
-        tables.append(f"cascading randomisation ({len(taken)} image(s); Spearman rank correlation with the trained "
-                      f"model's maps, lower is better):\n" + result.table())
-        outputs["randomisation"] = sanity.write_curves(result, Path(output_dir) / "eval.randomisation.png")
-    if outputs:
-        report["outputs"] = outputs
-    failed = []
-    if fail_under is not None:
-        try:
-            failed = evaluation.shortfalls(report, fail_under)
-        except GradcamError as error:
-            raise UsageProblem(f"--fail-under: {worded(error)}") from None
-        report["failed"] = failed
+    except GradcamError as error:
+        raise UsageProblem(worded(error)) from None
     if not quiet:
-        for path in outputs.values():
+        for path in result.outputs.values():
             click.echo(f"wrote {path}", err=True)
     if as_json:
         from gradcam_cli.outputs import json_line
 
-        click.echo(json_line(report))
+        click.echo(json_line(result.report))
     else:
-        click.echo(f"{loaded.name}, layer {report['layer']}: {heading}"
-                   + (", maps shuffled across images (negative control)" if control and "localization" in measures
-                      else ""))
-        if "localization" in measures:
-            click.echo(evaluation.format_table(report))
-        for table in tables:
-            click.echo(table)
-    for line in failed:
+        click.echo(result.text())
+    for line in result.failed:
         click.echo(f"fail: {line}", err=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if result.failed else 0)
