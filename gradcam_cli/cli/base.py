@@ -66,6 +66,9 @@ class DefaultCommandGroup(click.Group):
             raise
         except GradcamError as error:  # the library's own: a usage error, before any image
             raise UsageProblem(worded(error)) from None
+        except BrokenPipeError:  # the reader went away (`gradcam ... --json | head`): stop quietly,
+            _close_stdout()  # as a command killed by SIGPIPE does (a shell sees status 141)
+            ctx.exit(141)
         except Exception as error:
             from gradcam_cli.errors import unexpected
 
@@ -76,6 +79,17 @@ class DefaultCommandGroup(click.Group):
             hint = "" if STATE.verbose else " (run with --verbose for details)"
             click.echo(f"error: failed while {STATE.activity}: {unexpected(error)}{hint}", err=True)
             ctx.exit(1)
+
+
+def _close_stdout():
+    """Point stdout at /dev/null, so that flushing it at exit does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (Click's test runner)
+        pass
 
 
 @click.group(
