@@ -221,7 +221,8 @@ def _faithfulness(report, explainers, rgbs, codes, measures, steps, baseline, ou
     if "deletion" in measures and output_dir is not None:
         outputs["curves"] = eval_faithfulness.write_curves({**faith, "methods": report["methods"]},
                                                            Path(output_dir) / "eval.curves.png", model_name)
-    return (f"faithfulness ({', '.join(measures)}; deletion to {baseline}, {steps} steps):\n"
+    how = f"; deletion to {baseline}, {steps} steps" if "deletion" in measures else ""
+    return (f"faithfulness ({', '.join(measures)}{how}):\n"
             + eval_faithfulness.format_table({**faith, "methods": {m: report["methods"][m] for m in explainers}}))
 
 

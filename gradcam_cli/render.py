@@ -139,10 +139,48 @@ def _colorbar(draw, canvas, colormap, font, top):
 LINE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                 (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 SWATCH = (24, 12)  # the legend's colour swatches, width x height in pixels
+# Past the tenth series the colours repeat, so lines get a dash pattern (on, off pixels) instead:
+# solid for the first ten, then dashed, then dotted, then dashed again...
+DASHES = (None, (9, 5), (1, 5))
 
 
 def line_colours(count):
     return [LINE_COLOURS[k % len(LINE_COLOURS)] for k in range(count)]
+
+
+def line_dashes(count):
+    """Each series' dash pattern: None (solid) for the first ten, then DASHES in turn."""
+    return [DASHES[0] if k < len(LINE_COLOURS) else DASHES[1 + (k // len(LINE_COLOURS) - 1) % (len(DASHES) - 1)]
+            for k in range(count)]
+
+
+def _polyline(canvas, points, colour, dash, thickness=2):
+    """Segments between consecutive points (None breaks the line), solid or with `dash` (on,
+    off) running on across the segments."""
+    travelled = 0.0
+    for a, b in zip(points, points[1:]):
+        if a is None or b is None:
+            travelled = 0.0
+            continue
+        if dash is None:
+            cv2.line(canvas, a, b, colour, thickness, cv2.LINE_8)
+            continue
+        length = float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        on, off = dash
+        position = 0.0
+        while position < length:
+            phase = (travelled + position) % (on + off)
+            run = (on - phase) if phase < on else (on + off - phase)
+            end = min(length, position + run)
+            if phase < on:  # OpenCV's thick line reaches a pixel past each end: the dash ends sooner
+                stop = max(position, end - (thickness - 1))
+                start_point = (int(round(a[0] + (b[0] - a[0]) * position / length)),
+                               int(round(a[1] + (b[1] - a[1]) * position / length)))
+                end_point = (int(round(a[0] + (b[0] - a[0]) * stop / length)),
+                             int(round(a[1] + (b[1] - a[1]) * stop / length)))
+                cv2.line(canvas, start_point, end_point, colour, thickness, cv2.LINE_8)
+            position = end if end > position else length
+        travelled += length
 
 
 def line_plot(series, y_range, title, x_caption, x_labels=None, x_range=(0.0, 1.0), y_ticks=None, y_caption=None,
@@ -175,7 +213,9 @@ def line_plot(series, y_range, title, x_caption, x_labels=None, x_range=(0.0, 1.
     legend_width = (46 + int(max(measure.textlength(name, font=font) for name in names))) if legend and names else 20
     left, top, right = 56, 34, 20 + legend_width
     width = max(left + plot_width + right, left + int(measure.textlength(title, font=font)) + 12)
-    total_height = height + label_room
+    caption_y = height + label_room - 6
+    # Taller than the plot when the legend needs the room: every series is named.
+    total_height = max(height + label_room, top + 8 + 22 * len(names) + 8 if legend else 0)
     bottom = height - 10
     canvas = np.full((total_height, width, 3), 255, dtype=np.uint8)
 
@@ -191,26 +231,28 @@ def line_plot(series, y_range, title, x_caption, x_labels=None, x_range=(0.0, 1.
     for x, _ in ticks:
         cv2.line(canvas, (x_of(x), bottom), (x_of(x), bottom + 4), (0, 0, 0), 1)
     cv2.rectangle(canvas, (left, top), (left + plot_width, bottom), (0, 0, 0), 1)
-    colours = line_colours(len(names))
-    for name, colour in zip(names, colours):
+    colours, dashes = line_colours(len(names)), line_dashes(len(names))
+    for name, colour, dash in zip(names, colours, dashes):
         xs, ys = series[name]
         points = [(x_of(float(x)), y_of(float(np.clip(y, low, high)))) if np.isfinite(y) else None
                   for x, y in zip(xs, ys)]
-        for a, b in zip(points, points[1:]):
-            if a is not None and b is not None:
-                cv2.line(canvas, a, b, colour, 2, cv2.LINE_8)
+        _polyline(canvas, points, colour, dash)
         for point in points if markers else ():
             if point is not None:
                 cv2.circle(canvas, point, 4, colour, -1, cv2.LINE_8)
     legend_x = left + plot_width + 16
-    for k, colour in enumerate(colours if legend else ()):
+    for k, (colour, dash) in enumerate(zip(colours, dashes) if legend else ()):
         y = top + 8 + 22 * k
-        cv2.rectangle(canvas, (legend_x, y), (legend_x + SWATCH[0] - 1, y + SWATCH[1] - 1), colour, -1)
+        if dash is None:
+            cv2.rectangle(canvas, (legend_x, y), (legend_x + SWATCH[0] - 1, y + SWATCH[1] - 1), colour, -1)
+        else:  # the line's own pattern, thick
+            middle = y + SWATCH[1] // 2
+            _polyline(canvas, [(legend_x, middle), (legend_x + SWATCH[0] - 1, middle)], colour, dash, thickness=4)
 
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
     draw.text((left, 8), title, fill="black", font=font)
-    draw.text((left + plot_width // 2, total_height - 6), x_caption, fill="black", font=font, anchor="ms")
+    draw.text((left + plot_width // 2, caption_y), x_caption, fill="black", font=font, anchor="ms")
     for tick in y_ticks:
         draw.text((left - 6, y_of(tick)), f"{tick:g}", fill="black", font=font, anchor="rm")
     if y_caption:

@@ -154,3 +154,28 @@ def test_the_commands_measures_are_the_librarys():
     from gradcam_cli.cli import tools
 
     assert tools.MEASURES is assessment.MEASURES
+
+
+def test_the_readmes_faithfulness_example_runs_as_written(model):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from conftest import OFFLINE_ENV
+
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- faithfulness-example -->\n```python\n(.*?)```", text, re.S)
+    assert match, "the README's faithfulness example is missing"
+    result = subprocess.run([sys.executable, "-c", match.group(1)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, **OFFLINE_ENV))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    deletion, insertion, morf = (float(v) for v in lines[0].split())
+    scenes = [str(ROOT / "sample_images" / name) for name in ("synthetic_circle.png", "synthetic_cross.png")]
+    expected = gradcam_cli.measure_faithfulness(model, scenes, gradcam_cli.Explainer(model, "gradcam")(scenes))[0]
+    assert (deletion, insertion) == pytest.approx((expected.deletion_auc, expected.insertion_auc), abs=1e-6)
+    assert morf == pytest.approx(expected.road_morf.mean(), abs=1e-6)
+    assert "'deletion_auc'" in lines[1] and "guided-backprop" in result.stdout
+    assert any(line.startswith("faithfulness (road") for line in lines)
+    assert any(line.startswith("layercam ") for line in lines)

@@ -1,0 +1,212 @@
+"""From records to the page's data: an entry per image (its maps, files and predictions), the
+failures, the compare figures and the eval tables.
+
+Paths in records are relative to the folder the run started from (`base_dir`, default: the
+current folder) unless absolute. The page refers to originals, heatmaps, overlays and figures
+where they lie, by paths relative to the report folder (URL-quoted); only thumbnails are
+written into the report.
+"""
+
+import math
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+TOP_PREDICTIONS = 5
+# The picture a map's thumbnail is made from, the first that exists (else the original image).
+THUMBNAIL_KINDS = ("overlay", "heatmap", "gradcam", "gradient", "gradcam-gray", "gradient-gray")
+# Keys of an image's record that have their own place on the page; other scalars go to "details".
+_PLACED = {"input", "model", "method", "layer", "image_size", "predictions", "maps", "warnings", "seconds"}
+RUN_KEYS = ("model", "method", "layer", "details")
+_FIGURE_TITLES = {"curves": "deletion and insertion curves", "randomisation": "cascading randomisation"}
+
+
+def number(value, digits=4):
+    """A float rounded to `digits` significant digits (None when not finite); other values as they are."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else None
+    return value
+
+
+def compact(value):
+    """`value` (dicts, lists, numbers) with every float rounded by number()."""
+    if isinstance(value, dict):
+        return {str(key): compact(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [compact(item) for item in value]
+    return number(value)
+
+
+class Files:
+    """Where the files a record names are, and how the page refers to them."""
+
+    def __init__(self, base_dir, report_dir):
+        self.base = Path(os.path.abspath(base_dir or os.getcwd()))
+        self.report = Path(os.path.abspath(report_dir))
+
+    def find(self, recorded):
+        """The file a record names (a path string), or None when there is none."""
+        if not isinstance(recorded, str) or not recorded:
+            return None
+        try:
+            path = Path(recorded) if os.path.isabs(recorded) else self.base / recorded
+            return path if path.is_file() else None
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            return None
+
+    def href(self, path):
+        return quote(os.path.relpath(path, self.report).replace(os.sep, "/"), safe="/")
+
+
+def image_entry(record, files):
+    """A method command's record as the page's entry, and each map's thumbnail source (a path
+    or None)."""
+    original = files.find(record["input"])
+    entry = {
+        "name": str(record["input"]),
+        "src": files.href(original) if original else None,
+        "model": str(record.get("model", "")),
+        "method": str(record.get("method", "")),
+        "layer": str(record.get("layer", "")),
+        "size": compact(record.get("image_size")),
+        "seconds": number(record.get("seconds")),
+        "predictions": [[p.get("class"), str(p.get("label", "")), number(p.get("probability"))]
+                        for p in record.get("predictions") or [] if isinstance(p, dict)][:TOP_PREDICTIONS],
+        "details": {key: number(value) for key, value in record.items()
+                    if key not in _PLACED and isinstance(value, (str, int, float, bool))},
+        "warnings": [str(warning) for warning in record.get("warnings") or []],
+        "notes": [] if original else [f"original image missing: {record['input']}"],
+        "maps": [],
+    }
+    sources = []
+    for item in record["maps"]:
+        if isinstance(item, dict):
+            entry_map, source = map_entry(item, files)
+            entry["maps"].append(entry_map)
+            sources.append(source or original)
+    return entry, sources
+
+
+def map_entry(record, files):
+    """One map's entry and the picture its thumbnail is made from (None: none of its files exists)."""
+    entry = {"class": record.get("class"), "label": str(record.get("label", "")),
+             "score": number(record.get("score")), "probability": number(record.get("probability")),
+             "stats": compact(record.get("stats") or {}), "files": {}, "missing": [], "thumb": None}
+    if isinstance(record.get("gradient"), dict):
+        entry["gradient"] = compact(record["gradient"])
+    found = {}
+    for kind, recorded in (record.get("outputs") or {}).items():
+        if not str(recorded).endswith(".png"):  # raw .npy arrays are not pictures
+            continue
+        path = files.find(recorded)
+        if path is None:
+            entry["missing"].append(str(kind))
+        else:
+            found[kind] = path
+            entry["files"][str(kind)] = files.href(path)
+    source = next((found[kind] for kind in THUMBNAIL_KINDS if kind in found), None)
+    return entry, source or next(iter(found.values()), None)
+
+
+def share_runs(images):
+    """The fields every image of a run has alike (model, method, layer, details), moved from
+    the image entries into a list of runs that each entry names by index ("run"): a tenth
+    of the page's weight."""
+    runs, index = [], {}
+    for entry in images:
+        run = {key: entry.pop(key) for key in RUN_KEYS}
+        key = repr(sorted(run.items()))  # details: str, int, float or bool values
+        if key not in index:
+            index[key] = len(runs)
+            runs.append(run)
+        entry["run"] = index[key]
+    return runs
+
+
+def failure_entry(record):
+    return {"name": str(record["input"]), "reason": str(record["error"])}
+
+
+def compare_entries(records, files):
+    """`gradcam compare` records grouped by figure (with --grid, several images share one)."""
+    groups = {}
+    for record in records:
+        figure = (record.get("outputs") or {}).get("compare")
+        groups.setdefault(str(figure) if figure else None, []).append(record)
+    entries = []
+    for figure, members in groups.items():
+        path = files.find(figure)
+        entries.append({
+            "figure": files.href(path) if path else None,
+            "note": None if path else f"figure missing: {figure}" if figure else "no figure in the records",
+            "images": [{"name": str(r["input"]),
+                        "rows": [_compare_row(row) for row in r["rows"] if isinstance(row, dict)]} for r in members],
+        })
+    return entries
+
+
+def _compare_row(row):
+    cells = []
+    for cell in row.get("cells") or []:
+        heading = " ".join(str(cell[key]) for key in ("method", "layer", "variant") if cell.get(key))
+        cells.append({"heading": heading, "applicable": cell.get("applicable", True) is not False,
+                      "score": number(cell.get("score")), "probability": number(cell.get("probability"))})
+    return {"model": str(row.get("model", "")), "class": row.get("class"), "label": str(row.get("label", "")),
+            "cells": cells}
+
+
+def eval_entry(record, files):
+    """`gradcam eval --json`'s report as tables (the command's own columns) and its figures."""
+    from gradcam_cli import eval_faithfulness, evaluation  # their tables' columns (no Keras in either)
+
+    methods = {str(name): figures for name, figures in record["methods"].items() if isinstance(figures, dict)}
+    if "scenes" in record:
+        what = f"{record['scenes']} generated scenes (seed {record.get('seed')})"
+    else:
+        what = f"{record.get('images')} image(s)"
+    tables = []
+    if "localization" in record.get("measures", ()):
+        chance = [("chance", record["chance"])] if isinstance(record.get("chance"), dict) else []
+        tables.append(_table("localization", evaluation.COLUMNS, list(methods.items()) + chance))
+    faith = record.get("faithfulness")
+    if isinstance(faith, dict):
+        baselines = [(f"{name} (baseline)", figures) for name, figures in (faith.get("baselines") or {}).items()]
+        title = f"faithfulness (deletion to {faith.get('baseline')}, {faith.get('steps')} steps)"
+        tables.append(_table(title, eval_faithfulness.COLUMNS, list(methods.items()) + baselines))
+    if isinstance(record.get("randomisation"), dict):
+        tables.append(_randomisation_table(record["randomisation"]))
+    figures = []
+    for key, recorded in (record.get("outputs") or {}).items():
+        path = files.find(recorded)
+        figures.append({"title": _FIGURE_TITLES.get(key, str(key)), "src": files.href(path) if path else None,
+                        "note": None if path else f"figure missing: {recorded}"})
+    return {"title": f"{record.get('model')}, layer {record.get('layer')}: {what}", "tables": tables,
+            "figures": figures}
+
+
+def _cell(key, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-" if value is None else str(value)
+    return f"{value:.1f}" if key.endswith("percent") else f"{value:.3f}"
+
+
+def _table(title, columns, rows):
+    """A table of `rows` ((name, figures) pairs) for the `columns` ((key, title) pairs) that some row has."""
+    shown = [(key, heading) for key, heading in columns if any(figures.get(key) is not None for _, figures in rows)]
+    return {"title": title, "columns": ["method"] + [heading for _, heading in shown],
+            "rows": [[name] + [_cell(key, figures.get(key)) for key, _ in shown] for name, figures in rows]}
+
+
+def _randomisation_table(result):
+    """Spearman rank correlation with the trained model's maps, per randomisation step and method."""
+    methods = {str(name): points for name, points in (result.get("methods") or {}).items() if isinstance(points, list)}
+    steps = [str(step.get("name")) for step in result.get("steps") or [] if isinstance(step, dict)]
+    rows = []
+    for k, step in enumerate(steps):
+        cells = []
+        for points in methods.values():
+            point = points[k] if k < len(points) and isinstance(points[k], dict) else {}
+            cells.append(_cell("spearman", (point.get("spearman") or {}).get("mean")))
+        rows.append([step] + cells)
+    return {"title": "cascading randomisation (Spearman rank correlation with the trained model's maps, lower is "
+                     "better)", "columns": ["step"] + list(methods), "rows": rows}
