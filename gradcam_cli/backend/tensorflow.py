@@ -9,6 +9,19 @@ def _or_zeros(gradient, like):
     return tf.zeros_like(like) if gradient is None else gradient
 
 
+def _tap_into(tapped, *tapes):
+    """The `tap` forward() calls on the tensors it exposes: each is recorded in `tapped` and
+    watched by `tapes`."""
+
+    def tap(tensor):
+        for tape in tapes:
+            tape.watch(tensor)
+        tapped.append(tensor)
+        return tensor
+
+    return tap
+
+
 def _last(tapped):
     if not tapped:
         raise ValueError("the target layer was not reached by the forward pass")
@@ -20,13 +33,7 @@ def activation_gradients(forward, jit=False, variables=()):
     def step(images, targets):
         tapped = []
         with tf.GradientTape() as tape:
-
-            def tap(activations):
-                tape.watch(activations)
-                tapped.append(activations)
-                return activations
-
-            objective, aux = forward(images, targets, tap)
+            objective, aux = forward(images, targets, _tap_into(tapped, tape))
             total = tf.reduce_sum(objective)
         activations = _last(tapped)
         # None when the class score does not depend on this layer
@@ -41,14 +48,7 @@ def activation_hessian(forward, jit=False, variables=()):
         tapped = []
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
-
-                def tap(activations):
-                    outer.watch(activations)
-                    inner.watch(activations)
-                    tapped.append(activations)
-                    return activations
-
-                objective, aux = forward(images, targets, tap)
+                objective, aux = forward(images, targets, _tap_into(tapped, outer, inner))
                 total = tf.reduce_sum(objective)
             activations = _last(tapped)
             gradients = _or_zeros(inner.gradient(total, activations), activations)
@@ -79,13 +79,7 @@ def tapped_gradients(forward, jit=False, variables=()):
         tapped = []
         with tf.GradientTape() as tape:
             tape.watch(images)
-
-            def tap(tensor):
-                tape.watch(tensor)
-                tapped.append(tensor)
-                return tensor
-
-            objective, aux = forward(images, targets, tap)
+            objective, aux = forward(images, targets, _tap_into(tapped, tape))
             total = tf.reduce_sum(objective)
         gradients = tape.gradient(total, [images] + tapped)
         gradients = [_or_zeros(g, t) for g, t in zip(gradients, [images] + tapped)]
@@ -101,12 +95,7 @@ def forward(forward, jit=False, variables=()):
     @tf.function(jit_compile=jit, reduce_retracing=True)
     def step(images, targets):
         tapped = []
-
-        def tap(activations):
-            tapped.append(activations)
-            return activations
-
-        _, aux = forward(images, targets, tap)
+        _, aux = forward(images, targets, _tap_into(tapped))
         return _last(tapped), aux
 
     return step
