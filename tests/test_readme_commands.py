@@ -1,7 +1,10 @@
 """Every `gradcam` command line of the README that runs offline, run as written (in-process, the
 output folder moved into tmp_path), and the README's methods table against the registry. Lines
 marked as needing the internet, a GPU or jax, pipelines, and the "Your own models" block (run by
-test_readme_examples.py with the model files it needs) are left out."""
+test_readme_examples.py with the model files it needs) are left out. `eval` lines run on fewer
+generated scenes than written (-n 4, --pairs 2 at most): the same options and methods, in
+seconds instead of minutes. The report pair (a run's --json into results.jsonl, then `gradcam
+report results.jsonl`) runs in sequence."""
 
 import re
 import shlex
@@ -27,6 +30,8 @@ def offline_commands():
             continue
         if any(placeholder in code for placeholder in ("IMAGE...", "MODEL ", "photos/", "$(")):
             continue  # a synopsis, or a job-array template
+        if code.startswith("gradcam report "):
+            continue  # reads the run before it: test_the_readme_report_pair_runs
         commands.append(line)
     return commands
 
@@ -45,11 +50,52 @@ def test_readme_command_runs_as_written(line, tmp_path):
     if ">" in words:  # a redirection of standard output: the test reads it instead
         words = words[: words.index(">")]
     words = [str(tmp_path / word[len("out/"):]) if word.startswith("out/") else word for word in words]
+    if words[0] == "eval":
+        words = _fewer_scenes(words)
     if "-o" not in words and "--output-dir" not in words and words[0] not in ("models", "methods", "layers", "eval"):
         words += ["-o", str(tmp_path / "gradcam_out")]
     result = invoke_cli(*words, cwd=REPO)
     assert result.returncode == 0, f"{line}\n{result.stderr}"
     assert "Traceback" not in result.stderr
+
+
+def _fewer_scenes(words, most={"-n": 4, "--count": 4, "--pairs": 2}):
+    words = list(words)
+    for k, word in enumerate(words[:-1]):
+        if word in most:
+            words[k + 1] = str(min(int(words[k + 1]), most[word]))
+    if not any(word in ("-n", "--count") for word in words):
+        words += ["-n", "4"]
+    if "--pairs" not in words:
+        words += ["--pairs", "2"]
+    return words
+
+
+def test_fewer_scenes_keeps_every_other_word():
+    assert _fewer_scenes(["eval", "--model", "demo-gap", "-n", "50", "--pairs", "0"]) == [
+        "eval", "--model", "demo-gap", "-n", "4", "--pairs", "0"]
+    assert _fewer_scenes(["eval", "--model", "demo-vgg"]) == ["eval", "--model", "demo-vgg", "-n", "4", "--pairs", "2"]
+
+
+def test_the_readme_report_pair_runs(tmp_path):
+    import json
+
+    run = next(c for c in re.findall(r"^    (gradcam [^\n]*> results\.jsonl)$", README, re.M))
+    report = next(c for c in re.findall(r"^    (gradcam report results\.jsonl[^\n]*)$", README, re.M))
+    words = [str(tmp_path / w[len("out/"):]) if w.startswith("out/") else w
+             for w in shlex.split(run, comments=True)[1:]]
+    result = invoke_cli(*words[: words.index(">")], cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "results.jsonl").write_text(result.stdout)
+    maps = sum(len(json.loads(line)["maps"]) for line in result.stdout.splitlines())
+    words = [str(tmp_path / w[len("report/"):] if w.startswith("report/") else w)
+             for w in shlex.split(report, comments=True)[1:]]
+    words = [str(tmp_path / "results.jsonl") if w == "results.jsonl" else w for w in words]
+    written = invoke_cli(*words, cwd=REPO)
+    assert written.returncode == 0, written.stderr
+    index = Path(written.stdout.strip())
+    assert index.name == "index.html" and index.parent == tmp_path
+    assert maps >= 10 and len(list((tmp_path / "thumbs").iterdir())) == maps
 
 
 def test_the_methods_table_lists_every_method():
