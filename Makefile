@@ -3,10 +3,10 @@ PIP ?= $(PYTHON) -m pip
 
 .PHONY: install test test-fast bench demo demo-models clean
 
-## install: the one set-up command (the package, its dependencies and the test tools)
+## install: the one set-up command (the package, its dependencies, the test tools and Ray for the --ray tests)
 install:
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,ray]"
 
 ## test: the one test command (what .ci/run runs)
 test:

@@ -365,18 +365,20 @@ class Explainer:
 
         return pipeline.pending(sources, lambda source: pipeline.expected_outputs(source, options))
 
-    def write(self, sources, options, on_result=None, on_failure=None, on_empty=None, progress=None):
+    def write(self, sources, options, on_result=None, on_failure=None, on_empty=None, progress=None,
+              image_workers=None):
         """Explain inputs.Sources (files) and write their outputs as the command does, streaming:
         decoding, computing and writing overlap. on_result(record) per image done,
         on_failure(source, reason) per image that failed (the others go on),
-        on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch.
+        on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch;
+        image_workers: the threads that decode and encode (default: one per core).
         Returns a pipeline.Report."""
         from gradcam_cli import pipeline
 
         ready = self._prepare()
         return pipeline.run(ready.loaded, ready.engine, sources, options, ready.context, on_result or _ignore,
                             on_failure or _ignore, on_empty or _ignore, progress=progress, compute=self.compute,
-                            layer=ready.layer)
+                            layer=ready.layer, image_workers=image_workers)
 
     def __call__(self, images, classes=None, top_k=1, names=None):
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,

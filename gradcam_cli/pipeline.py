@@ -117,10 +117,12 @@ IMAGE_WORKERS = min(32, os.cpu_count() or 1)
 
 
 def run(loaded, engine, sources, options, context, on_result, on_failure, on_empty, progress=None, compute=None,
-        layer=None):
+        layer=None, image_workers=None):
     """Explain every source; returns a Report. `compute(inputs, codes)` -> MapBatch computes a
     batch's maps (default: compute_maps with `engine`; api.Explainer.compute smooths and
-    averages layers), `layer` names the layer(s) in the records (default: the engine's).
+    averages layers), `layer` names the layer(s) in the records (default: the engine's),
+    `image_workers` the threads that decode and encode images (default IMAGE_WORKERS; a Ray
+    worker given one core uses one).
     Callbacks: on_result(record) per image done,
     on_failure(source, reason[, record]) per image failed (with the image's record when one was
     made: a model output that is not finite), on_empty(source, class) per all-zero map; all
@@ -162,7 +164,7 @@ def run(loaded, engine, sources, options, context, on_result, on_failure, on_emp
     # Batch-level threads wait on the image-level pool, which waits on nothing: no deadlock.
     with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="gradcam-read") as readers, \
             ThreadPoolExecutor(WRITE_BEHIND, thread_name_prefix="gradcam-write") as writers, \
-            ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="gradcam-image") as workers:
+            ThreadPoolExecutor(image_workers or IMAGE_WORKERS, thread_name_prefix="gradcam-image") as workers:
         for batch in batches[:READ_AHEAD]:
             reads.append(readers.submit(_read, loaded, batch, options.crop, workers))
         for index, batch in enumerate(batches):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from gradcam_cli.cli.base import Console, UsageProblem, collect, load, log, main, setup_logging, worded, writable
+from gradcam_cli.cli.base import (STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded,
+                                  writable)
 from gradcam_cli.cli.options import method_options, method_parameters, pool_option
 from gradcam_cli.errors import LayerError
 from gradcam_cli.methods import METHODS
@@ -15,23 +16,35 @@ from gradcam_cli.methods import METHODS
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
                compare=False, max_masks=None, network=None, finer_alpha=1.0, finer_compare=3, samples=None,
-               noise=0.15, steps=32, **model_options):
-    """What every method command does: collect inputs, load, explain, report, exit status.
-    model_options: those of `model_options`, for base.load."""
+               noise=0.15, steps=32, ray_address=None, workers=None, report_dir=None, **model_options):
+    """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
+    with `ray_address`), report, exit status. model_options: those of `model_options`, for base.load."""
     setup_logging(model_options["verbose"], quiet)
     collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
+    if workers is not None and ray_address is None:
+        raise UsageProblem("--workers is the number of Ray workers: give --ray auto|local|ADDRESS too")
+    if ray_address is not None:
+        if compare:
+            raise UsageProblem("--compare runs on this machine: drop --ray")
+        from gradcam_cli.ray import import_ray
+
+        import_ray()  # a missing Ray is said before the model loads
     writable(output_dir)
+    if report_dir is not None:
+        writable(report_dir)
     loaded = load(precision=precision, quiet=quiet, **model_options)
     batch_size = min(batch_size, len(collected.sources))
     from gradcam_cli.api import Explainer
     from gradcam_cli.outputs import json_line
 
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
-    explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
-                          max_masks=max_masks, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network,
-                          finer_alpha=finer_alpha, finer_compare=finer_compare, samples=samples, noise=noise, steps=steps)
+    explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit, max_masks=max_masks,
+                               aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network,
+                               finer_alpha=finer_alpha, finer_compare=finer_compare, samples=samples, noise=noise,
+                               steps=steps)
+    explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side
         from gradcam_cli import compare as comparing
@@ -67,7 +80,20 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     if len(sources) < len(collected.sources) and not quiet:
         click.echo(f"skipped {len(collected.sources) - len(sources)} image(s) whose outputs exist", err=True)
 
+    # Under --report, every record (failures too, missing arguments first), for the page.
+    kept = None if report_dir is None else [{"input": str(argument), "error": "no such file or folder"}
+                                            for argument in collected.missing] + \
+        [{"input": str(path), "error": "broken symbolic link (its target does not exist)"} for path in collected.broken]
+
+    def on_failure(source, reason, record=None):
+        if kept is not None:
+            kept.append(record if record is not None else {"input": str(getattr(source, "path", source)),
+                                                           "error": reason})
+        console.failure(source, reason, record)
+
     def on_result(record):
+        if kept is not None:
+            kept.append(record)
         if as_json:
             click.echo(json_line(record))
             return
@@ -86,16 +112,54 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     console = Console(len(sources), quiet, as_json)
     try:
         if compare:
-            report = comparing.run(rows, sources, options, on_result, console.failure, console.update)
+            report = comparing.run(rows, sources, options, on_result, on_failure, console.update)
+        elif ray_address is not None:
+            arguments = dict(model=model_options["model"], method=method, output_dir=output_dir, classes=class_indices,
+                             top_k=top_k, save=save, colormap=colormap, alpha=alpha, precision=precision,
+                             **explainer_arguments, **_load_options(model_options))
+            report = _on_ray(ray_address, workers, sources, arguments, built.engine.batch_size, quiet,
+                             model_options["verbose"], on_result, on_failure, console.update, on_empty)
         else:
-            report = explainer.write(sources, options, on_result, console.failure, on_empty, console.update)
+            report = explainer.write(sources, options, on_result, on_failure, on_empty, console.update)
     finally:
         console.close()
     failed = len(report.failed) + collected.failures
+    if kept is not None:
+        _write_report(kept, report_dir, quiet)
     if not quiet:
         empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
         click.echo(f"{report.done} image(s) explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _write_report(records, report_dir, quiet):
+    """The run's HTML report (gradcam_cli.report), its path on stderr."""
+    from gradcam_cli.report import write_report
+
+    written = write_report(records, report_dir)
+    if not quiet:
+        click.echo(f"report: {written.index} ({written.maps} map(s), {written.failures} failure(s))", err=True)
+
+
+def _load_options(model_options):
+    """The command's model options as api.load_model takes them (for Ray workers to load the model)."""
+    names = {"weights": "weights", "preprocess": "preprocess", "input_size": "input_size", "labels": "labels",
+             "trust_model": "trust", "output": "output", "imports": "imports", "device": "device"}
+    return {api: model_options[option] for option, api in names.items()}
+
+
+def _on_ray(address, workers, sources, arguments, batch_size, quiet, verbose, on_result, on_failure, progress,
+            on_empty):
+    """The run on a Ray cluster (gradcam_cli.ray.run), its notes on stderr unless quiet."""
+    from gradcam_cli import ray as on_ray
+
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    if arguments["weights"] == "none":
+        say("warning: with --weights none each Ray worker draws its own random weights")
+    STATE.activity = f"running on the Ray cluster {address}"
+    return on_ray.run(sources, arguments, address, workers=workers, batch_size=batch_size, on_result=on_result,
+                      on_failure=on_failure, on_empty=on_empty, progress=progress, say=say,
+                      verbose=verbose)
 
 
 MAP_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None)

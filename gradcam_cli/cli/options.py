@@ -173,6 +173,18 @@ def _method_options(function, save_kinds, save_help):
         click.option("--skip-existing", is_flag=True,
                      help="Skip images whose outputs all exist (resume an interrupted run; files are "
                           "written atomically, so an existing one is complete)."),
+        click.option("--report", "report_dir", type=click.Path(file_okay=False), metavar="DIR",
+                     help="Also write an HTML report of the run into DIR (DIR/index.html, thumbnails in "
+                          "DIR/thumbs): the maps sortable and filterable, failures with their reasons; "
+                          "as `gradcam report` writes from --json lines."),
+        click.option("--ray", "ray_address", metavar="auto|local|ADDRESS",
+                     help="Run on a Ray cluster (pip install 'gradcam-cli[ray]'): auto, the one this machine "
+                          "belongs to (RAY_ADDRESS, or `ray start`); local, one started here; or the head's "
+                          "ADDRESS (HOST:PORT). The same files and output lines, in input order. The images "
+                          "and the output folder must be on storage every node shares (checked first)."),
+        click.option("--workers", type=click.IntRange(min=1), metavar="N",
+                     help="With --ray: how many workers, one core each, each holding the model (about 1 GB "
+                          "for a small one). Default: one per core of the cluster."),
         click.option("--aug-smooth", is_flag=True,
                      help="Average each map over six views of the image (flipped or not, zoomed 0.9, 1.0, "
                           "1.1 about the centre), each mapped back: smoother maps, six times the work."),
