@@ -178,7 +178,8 @@ def run(sources, arguments, address="auto", workers=None, threads=1, batch_size=
     try:
         nodes = _worker_nodes(ray)
         cpus = sum(node["Resources"].get("CPU", 0) for node in nodes)
-        workers = _worker_count(workers, threads, cpus)
+        # No more workers than batches: an idle one would cost its start-up and memory for nothing.
+        workers = min(_worker_count(workers, threads, cpus), -(-len(sources) // batch_size))
         if arguments.get("output_dir") is not None:
             check_shared(arguments["output_dir"], [os.path.abspath(s.path) for s in sources[:1]], nodes)
             say(f"ray: output folder {arguments['output_dir']} is shared by the cluster's {len(nodes)} node(s)")

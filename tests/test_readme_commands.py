@@ -2,7 +2,7 @@
 output folder moved into tmp_path), and the README's methods table against the registry. Lines
 marked as needing the internet, a GPU or jax, pipelines, and the "Your own models" block (run by
 test_readme_examples.py with the model files it needs) are left out. `eval` lines run on fewer
-generated scenes than written (-n 4, --pairs 2 at most): the same options and methods, in
+generated scenes than written (-n 2, --pairs 1 at most): the same options and methods, in
 seconds instead of minutes. The report pair (a run's --json into results.jsonl, then `gradcam
 report results.jsonl`) runs in sequence."""
 
@@ -59,22 +59,22 @@ def test_readme_command_runs_as_written(line, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def _fewer_scenes(words, most={"-n": 4, "--count": 4, "--pairs": 2}):
+def _fewer_scenes(words, most={"-n": 2, "--count": 2, "--pairs": 1}):
     words = list(words)
     for k, word in enumerate(words[:-1]):
         if word in most:
             words[k + 1] = str(min(int(words[k + 1]), most[word]))
     if not any(word in ("-n", "--count") for word in words):
-        words += ["-n", "4"]
+        words += ["-n", "2"]
     if "--pairs" not in words:
-        words += ["--pairs", "2"]
+        words += ["--pairs", "1"]
     return words
 
 
 def test_fewer_scenes_keeps_every_other_word():
     assert _fewer_scenes(["eval", "--model", "demo-gap", "-n", "50", "--pairs", "0"]) == [
-        "eval", "--model", "demo-gap", "-n", "4", "--pairs", "0"]
-    assert _fewer_scenes(["eval", "--model", "demo-vgg"]) == ["eval", "--model", "demo-vgg", "-n", "4", "--pairs", "2"]
+        "eval", "--model", "demo-gap", "-n", "2", "--pairs", "0"]
+    assert _fewer_scenes(["eval", "--model", "demo-vgg"]) == ["eval", "--model", "demo-vgg", "-n", "2", "--pairs", "1"]
 
 
 def test_the_readme_report_pair_runs(tmp_path):
