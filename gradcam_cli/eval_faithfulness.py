@@ -8,6 +8,8 @@ views). Maps are scored at the model's input view (faithfulness.view_maps resize
 the model the explainers explain (the original, for dilated copies) as the judge.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from gradcam_cli import faithfulness as F
@@ -54,8 +56,6 @@ def loaded_model(model):
     """A LoadedModel from what the API's functions take: a LoadedModel (api.load_model), a
     model name or file path (loaded with default options), or an api.Explainer (its model; the
     original for one on a dilated copy)."""
-    from pathlib import Path
-
     from gradcam_cli.api import Explainer, load_model
 
     if isinstance(model, (str, Path)):
@@ -87,8 +87,12 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
     from gradcam_cli.api import _decode
     from gradcam_cli.images import model_view
 
+    from gradcam_cli.api import Explainer
+
     loaded = loaded_model(model)
-    items = [images] if isinstance(images, (str, np.ndarray)) else list(images)
+    built = model.build() if isinstance(model, Explainer) else None
+    engine = built.engine if built is not None and built.reference is None else None  # its compiled step
+    items = [images] if isinstance(images, (str, Path, np.ndarray)) else list(images)
     maps = list(maps)
     if len(maps) != len(items):
         raise GradcamError(f"give one map per image: {len(items)} image(s), {len(maps)} map(s)")
@@ -100,24 +104,26 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
     if classes is None:
         classes = [m.class_index if e else None for e, m in zip(explained, maps)]
     arrays = [np.asarray(m.small_map if e else m, dtype=np.float32) for e, m in zip(explained, maps)]
-    probabilities, engine = scorer(loaded, batch_size)
+    probabilities, engine = scorer(loaded, batch_size, engine)
     views = np.stack([model_view(rgb, loaded.input_size, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
-    codes = _codes(loaded, classes, len(rgbs))
+    codes = class_codes(loaded, classes, len(rgbs))
     return F.evaluate(views, arrays, _classes(views, codes, probabilities, engine.batch_size), probabilities,
                       method=name, steps=steps, baseline=baseline, road=road, seed=seed)
 
 
-def _codes(loaded, classes, count):
-    """Per-image class codes: an index for a class given (index or name), engine.top_rank(1) for
-    None (the image's top-1)."""
+def class_codes(loaded, classes, count):
+    """Per-image class codes for `count` images: an index for each class given (an index or a
+    name; one for all images or one per image), engine.top_rank(1) (negative: the image's top-1)
+    for None. ClassError for a class the model does not have or a list of the wrong length."""
     from gradcam_cli.engine import top_rank
+    from gradcam_cli.errors import ClassError, argument
     from gradcam_cli.models.labels import class_index
 
     single = classes is None or isinstance(classes, (str, int, np.integer))
     chosen = [classes] * count if single else list(classes)
     if len(chosen) != count:
-        raise GradcamError(f"give one class for all images or one per image: {count} image(s), {len(chosen)} "
-                           "classes")
+        raise ClassError(f"{argument('classes')}: one class for all images or one per image ({count}). Received: "
+                         f"{len(chosen)}")
     return np.asarray([top_rank(1) if c is None else class_index(c, loaded.labels, loaded.num_classes,
                                                                  model=loaded.name) for c in chosen], dtype=np.int64)
 
@@ -287,8 +293,6 @@ def render_curves(report, model_name="", height=420):
 
 def write_curves(report, path, model_name=""):
     """render_curves written as a PNG at `path`; returns the path as a string."""
-    from pathlib import Path
-
     from gradcam_cli import outputs
 
     return outputs.write_png(Path(path), render_curves(report, model_name))

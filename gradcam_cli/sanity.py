@@ -370,16 +370,6 @@ def _rgb(item, index):
         raise ImageError(f"{item}: {error}") from None
 
 
-def _class_codes(loaded, classes, count):
-    from gradcam_cli.models.labels import class_index
-
-    wanted = [classes] * count if isinstance(classes, (int, np.integer, str)) else list(classes)
-    if len(wanted) != count:
-        raise ClassError(f"{argument('classes')}: one class for all images or one per image ({count}). Received: "
-                         f"{len(wanted)}")
-    return np.array([class_index(c, loaded.labels, loaded.num_classes, model=loaded.name) for c in wanted])
-
-
 def _check(methods, metrics, reinit, batch_size, side):
     methods = tuple(dict.fromkeys([methods] if isinstance(methods, str) else methods))
     if not methods:
@@ -406,8 +396,8 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
     LoadedModel, a model name or path, or an Explainer's model; left unchanged) for `images` (RGB uint8 arrays or paths): a Randomisation.
 
     layer: the map methods' target layer (None: the model's default). classes: the class to
-    explain, one for all images or one per image (indices or names); None: each image's top-1
-    class on the original model. seed and reinit: how weights are redrawn; max_steps: group the
+    explain, one for all images or one per image (indices or names; None, for all or in the
+    list: the image's top-1 class on the original model, kept through every step). seed and reinit: how weights are redrawn; max_steps: group the
     layers into that many steps; metrics: METRICS to compute ('spearman' always); side: maps are
     compared on at most side x side pixels. See the module's docstring for every choice."""
     from gradcam_cli import pipeline
@@ -415,7 +405,7 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
     from gradcam_cli.engine import Engine
     from gradcam_cli.models.graph import path_name
 
-    from gradcam_cli.eval_faithfulness import loaded_model
+    from gradcam_cli.eval_faithfulness import class_codes, loaded_model
 
     loaded = loaded_model(loaded)
     methods, metrics = _check(methods, metrics, reinit, batch_size, side)
@@ -430,10 +420,10 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
     size = int(batch_size)
     batches = [pipeline.prepare(copy, rgbs[start : start + size]) for start in range(0, len(rgbs), size)]
     shapes = [rgb.shape for rgb in rgbs]
-    if classes is None:
-        codes = np.concatenate([np.argmax(pipeline.predict(copy, inputs), axis=1) for inputs, _ in batches])
-    else:
-        codes = _class_codes(copy, classes, len(rgbs))
+    codes = class_codes(copy, classes, len(rgbs))
+    if (codes < 0).any():  # the top-1 class of the trained model, kept through every step
+        top1 = np.concatenate([np.argmax(pipeline.predict(copy, inputs), axis=1) for inputs, _ in batches])
+        codes = np.where(codes < 0, top1, codes)
     per_method = {}
     for view in methods:
         per_method.setdefault(VIEWS[view][0], []).append(view)

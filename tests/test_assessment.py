@@ -179,3 +179,26 @@ def test_the_readmes_faithfulness_example_runs_as_written(model):
     assert "'deletion_auc'" in lines[1] and "guided-backprop" in result.stdout
     assert any(line.startswith("faithfulness (road") for line in lines)
     assert any(line.startswith("layercam ") for line in lines)
+
+
+def test_an_explainers_own_engine_scores_its_maps(model, explained, monkeypatch):
+    from gradcam_cli import engine as engines
+
+    explainer, explanations = explained
+    expected = gradcam_cli.measure_faithfulness(model, SCENES, explanations, steps=4, road=False)
+    built = []
+    original = engines.Engine.__init__
+    monkeypatch.setattr(engines.Engine, "__init__", lambda self, *a, **k: (built.append(1), original(self, *a, **k)))
+    again = gradcam_cli.measure_faithfulness(explainer, SCENES, explanations, steps=4, road=False)
+    assert built == []  # no new engine: the explainer's compiled step judges
+    for a, b in zip(expected, again):
+        np.testing.assert_allclose(b.deletion_curve, a.deletion_curve, atol=1e-7)
+
+
+def test_randomisation_keeps_the_trained_models_top1_for_a_none_in_the_list(model):
+    explanations = gradcam_cli.Explainer(model, "gradcam")(SCENES[:2])
+    mixed = gradcam_cli.randomisation_check(model, SCENES[:2], ["gradcam"], classes=[None, 2], max_steps=2)
+    assert mixed.classes == (explanations[0].class_index, 2)
+    by_hand = gradcam_cli.randomisation_check(model, SCENES[:2], ["gradcam"],
+                                              classes=[explanations[0].class_index, 2], max_steps=2)
+    assert mixed.table() == by_hand.table()
