@@ -42,7 +42,7 @@ def write_images(folder, count, size=256, seed=0):
 
 
 def load(name, precision="float32"):
-    from gradcam_cli._keras import import_keras
+    from gradcam_cli.explain.runtime import import_keras
 
     import_keras()
     from gradcam_cli.models.loading import load as load_model
@@ -55,7 +55,7 @@ def dilated_rates(batch_size, rounds):
     mixed bfloat16, alternating round by round; returns {precision: [rate per round]}."""
     import numpy as np
 
-    from gradcam_cli.engine import Engine
+    from gradcam_cli.explain.engine import Engine
     from gradcam_cli.models.loading import dilated_copy
 
     engines = {}
@@ -74,7 +74,7 @@ def dilated_rates(batch_size, rounds):
 def time_floor(engine, batch):
     import numpy as np
 
-    from gradcam_cli.engine import top_rank
+    from gradcam_cli.explain.engine import top_rank
 
     started = time.perf_counter()
     engine.run(batch, np.full(len(batch), top_rank(1)))
@@ -82,12 +82,12 @@ def time_floor(engine, batch):
 
 
 def time_method(loaded, engine, batch, method, context):
-    """Images/s of one method's maps (pipeline.compute_maps: the engine's step and the method) on
+    """Images/s of one method's maps (compute_maps: the engine's step and the method) on
     a prepared batch."""
     import numpy as np
 
-    from gradcam_cli.engine import top_rank
-    from gradcam_cli.pipeline import compute_maps
+    from gradcam_cli.explain.engine import top_rank
+    from gradcam_cli.explain.compute import compute_maps
 
     started = time.perf_counter()
     compute_maps(loaded, engine, batch, np.full(len(batch), top_rank(1)), method, context)
@@ -102,7 +102,7 @@ def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
     beside the round's Grad-CAM."""
     import statistics as stats
 
-    from gradcam_cli.methods import METHODS, context_for
+    from gradcam_cli.explain.methods import METHODS, context_for
 
     contexts = {m: context_for(m, loaded, engine.target_path, max_masks=max_masks) for m in ("gradcam", *methods)}
     single = lambda m: "forward-scores" in METHODS[m].needs
@@ -149,9 +149,9 @@ def faithfulness_row(name, loaded, files, batch_size, steps=20, rounds=2):
 
     import numpy as np
 
-    from gradcam_cli import faithfulness
+    from gradcam_cli.evaluate import faithfulness
     from gradcam_cli.api import Explainer
-    from gradcam_cli.images import load_rgb, model_view
+    from gradcam_cli.files.images import load_rgb, model_view
     from gradcam_cli.models.preprocess import preprocess
 
     explainer = Explainer(loaded, "gradcam", batch_size=batch_size)
@@ -258,16 +258,17 @@ def main():
 
     import numpy as np
 
-    from gradcam_cli import pipeline
     from gradcam_cli.api import Explainer
-    from gradcam_cli.engine import Engine
-    from gradcam_cli.inputs import collect
+    from gradcam_cli.files.images import load_rgb, prepare
+    from gradcam_cli.files.stream import IMAGE_WORKERS
+    from gradcam_cli.explain.engine import Engine
+    from gradcam_cli.files.inputs import collect
 
     import keras
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores, "
-          f"{pipeline.IMAGE_WORKERS} image threads", flush=True)
+          f"{IMAGE_WORKERS} image threads", flush=True)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     largest = max(max(sizes) * args.batches, args.method_batch)
     files = write_images(work / "images", largest)
@@ -275,7 +276,7 @@ def main():
           f"{'tf-keras-vis img/s':>19} {'pipeline/tfkv':>14}   per-round pipeline/floor")
     tfkv_absent = "not installed" if keras.backend.backend() == "tensorflow" else "TensorFlow only"
     if args.methods == "every":
-        from gradcam_cli.methods import METHODS
+        from gradcam_cli.explain.methods import METHODS
 
         methods = [m for m, spec in METHODS.items()
                    if m != "gradcam" and spec.backprop is None and spec.network is None and not spec.needs_classifier]
@@ -287,8 +288,8 @@ def main():
         loaded = load(name)
         if methods:
             engine = Engine(loaded, loaded.default_layer, batch_size=args.method_batch)
-            rgbs = [pipeline.load_rgb(f) for f in files[: args.method_batch]]
-            method_rows(name, loaded, engine, pipeline.prepare(loaded, rgbs)[0], methods, args.rounds, args.max_masks)
+            rgbs = [load_rgb(f) for f in files[: args.method_batch]]
+            method_rows(name, loaded, engine, prepare(loaded, rgbs)[0], methods, args.rounds, args.max_masks)
         if args.skip_pipeline:
             continue
         tfkv = tf_keras_vis_runner(loaded)
@@ -296,8 +297,8 @@ def main():
             sources = collect([str(f) for f in files[: size * args.batches]]).sources
             explainer = Explainer(loaded, "gradcam", batch_size=size)
             engine = explainer.build().engine  # the floor times the very step the pipeline runs
-            rgbs = [pipeline.load_rgb(f) for f in files[:size]]
-            batch, _ = pipeline.prepare(loaded, rgbs)
+            rgbs = [load_rgb(f) for f in files[:size]]
+            batch, _ = prepare(loaded, rgbs)
             time_floor(engine, batch)  # trace once, outside the timings
             time_pipeline(explainer, sources[:size], work / "warm")
             if tfkv:

@@ -2,14 +2,14 @@
 
 On copies of the synthetic sample scenes, with a local Ray cluster bound to 127.0.0.1 (as many
 CPUs as the machine has), it prints:
-  start-up   seconds until one worker (a Ray actor of gradcam_cli.ray.Explain), then as many as
+  start-up   seconds until one worker (a Ray actor of gradcam_cli.distributed.Explain), then as many as
              the largest --workers at once, have loaded the model, and a worker's resident
              memory then and after a batch (its peak)
   local      images/s of one process here, TensorFlow's default threads: overall, the command
              `gradcam` on --images images from start to end (TensorFlow's start, the model's
              loading and its first, compiling batch included), and steady, api.Explainer.write
              on three times as many once the model is loaded and compiled
-  ray        images/s of gradcam_cli.ray.run (what `gradcam --ray` does) for each --workers
+  ray        images/s of gradcam_cli.distributed.cluster.run (what `gradcam --ray` does) for each --workers
              setting (of --threads threads each): overall, a run of --images images from start
              to end (workers' start-up included), and steady, from runs of --images and three
              times as many: 2 * images / the difference of their times (start-up cancels out)
@@ -52,7 +52,7 @@ def resident_mb(pid, field="VmRSS"):
 def start_up(ray, arguments, batch, count=1):
     """(seconds until `count` workers started at once hold the model, the first one's RSS then,
     its peak RSS after one batch), in MB."""
-    from gradcam_cli.ray import Explain
+    from gradcam_cli.distributed import Explain
 
     worker = ray.remote(num_cpus=1)(Explain)
     started = time.perf_counter()
@@ -93,8 +93,8 @@ def local_steady_rate(sources, arguments, output_dir):
 
 
 def ray_seconds(sources, arguments, workers, threads):
-    """Seconds gradcam_cli.ray.run takes over `sources`, start to end."""
-    from gradcam_cli import ray as on_ray
+    """Seconds gradcam_cli.distributed.cluster.run takes over `sources`, start to end."""
+    from gradcam_cli.distributed import cluster as on_ray
 
     shutil.rmtree(arguments["output_dir"], ignore_errors=True)
     started = time.perf_counter()
@@ -115,8 +115,8 @@ def main():
     import numpy as np
     import ray
 
-    from gradcam_cli._keras import import_keras
-    from gradcam_cli.inputs import collect
+    from gradcam_cli.explain.runtime import import_keras
+    from gradcam_cli.files.inputs import collect
     from gradcam_cli.models import registry
 
     spec = registry.find(args.model)

@@ -25,11 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def write_scenes(folder, count, size):
     import cv2
 
-    from gradcam_cli import synthetic
+    from gradcam_cli.evaluate import scenes
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        scene = synthetic.generate(i, seed=2, size=size)
+        scene = scenes.generate(i, seed=2, size=size)
         cv2.imwrite(str(folder / f"scene{i:05d}.jpg"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, 90])
 

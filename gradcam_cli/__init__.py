@@ -1,16 +1,18 @@
 """gradcam-cli: class activation maps for Keras image classifiers, from the command line and
 from Python (`from gradcam_cli import load_model, Explainer`; see gradcam_cli.api), with the
 measures of `gradcam eval` as functions: `measure_faithfulness(model, images, maps)`
-(gradcam_cli.eval_faithfulness), `randomisation_check(model, images, methods)`
-(gradcam_cli.sanity) and `assess(model, methods, measures)` (gradcam_cli.assessment)."""
+(gradcam_cli.evaluate.faithfulness_report), `randomisation_check(model, images, methods)`
+(gradcam_cli.evaluate.randomisation) and `assess(model, methods, measures)`
+(gradcam_cli.evaluate.assess). The rooms inside: README.md's "The package"."""
 
 __version__ = "0.1.0"
 
 __all__ = ["Explainer", "Explanation", "load_model", "measure_faithfulness", "randomisation_check", "assess",
            "__version__"]
 _LAZY = {"Explainer": ("api", "Explainer"), "Explanation": ("api", "Explanation"), "load_model": ("api", "load_model"),
-         "measure_faithfulness": ("eval_faithfulness", "measure_faithfulness"),
-         "randomisation_check": ("sanity", "cascading_randomisation"), "assess": ("assessment", "assess")}
+         "measure_faithfulness": ("evaluate.faithfulness_report", "measure_faithfulness"),
+         "randomisation_check": ("evaluate.randomisation", "cascading_randomisation"),
+         "assess": ("evaluate.assess", "assess")}
 
 
 def __getattr__(name):

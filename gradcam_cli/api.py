@@ -34,7 +34,7 @@ def load_model(model, weights=None, preprocess=None, input_size=None, labels=Non
     keras.applications name. labels: a class-names file. output: the output to explain, by
     name or index, for models with several. imports: modules or .py files to import first (they
     run), for custom layers. Returns a models.loading.LoadedModel."""
-    from gradcam_cli._keras import import_keras
+    from gradcam_cli.explain.runtime import import_keras
 
     import_keras(device=device)
     from gradcam_cli.models.loading import load
@@ -66,7 +66,7 @@ class Explanation:
     @property
     def map(self):
         """The map at the image's resolution, normalised to [0, 1] (zero everywhere if empty)."""
-        from gradcam_cli.pipeline import full_map
+        from gradcam_cli.explain.maps import full_map
 
         return full_map(self.small_map, self.box, self.image.shape)[1]
 
@@ -76,36 +76,36 @@ class Explanation:
 
     def heatmap(self, colormap="jet"):
         """The map in `colormap` as an (H, W, 3) uint8 RGB array."""
-        from gradcam_cli import render
+        from gradcam_cli.files import render
 
         return render.outside_box(render.colorize(self.map, colormap), self.image, self.box)
 
     def overlay(self, colormap="jet", alpha=0.4):
         """The coloured map blended onto the image: an (H, W, 3) uint8 RGB array."""
-        from gradcam_cli import render
-        from gradcam_cli.pipeline import map_overlay
+        from gradcam_cli.files import render
 
-        return map_overlay(self.image, render.colorize(self.map, colormap), self.box, alpha)
+        return render.map_overlay(self.image, render.colorize(self.map, colormap), self.box, alpha)
 
     def save(self, output_dir, save=None, colormap="jet", alpha=0.4):
         """Write this map's files as the command does (OUTDIR/NAME.METHOD[.TAG].KIND.png):
         `save` kinds (default: the method's, as the command's --save). Returns {kind: path}."""
-        from gradcam_cli import pipeline
-        from gradcam_cli.inputs import Source
-        from gradcam_cli.methods import METHODS
+        from gradcam_cli.explain.methods import METHODS
+        from gradcam_cli.files import writing
+        from gradcam_cli.files.inputs import Source
 
-        options = pipeline.Options(output_dir=Path(output_dir), method=self.method,
-                                   save=tuple(save or METHODS[self.method].default_save),
-                                   colormap=colormap.lower(), alpha=alpha, name=output_name(self.method, self.network))
-        paths = pipeline.output_paths(Source(Path(self.source or self.name), self.name), options,
-                                      pipeline.Target(0, self.tag))
-        entry = pipeline.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
-                                    self.score, self.probability, paths, options)
+        method = METHODS[self.method]
+        options = writing.Options(output_dir=Path(output_dir), method=self.method,
+                                  save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
+                                  name=output_name(self.method, self.network), gradients=method.backprop is not None)
+        paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
+                                     writing.Target(0, self.tag))
+        entry = writing.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
+                                   self.score, self.probability, paths, options)
         if self.input_gradient is not None:
-            from gradcam_cli.methods.guided import guided_gradcam
+            from gradcam_cli.explain.methods.guided import guided_gradcam
 
-            pipeline.render_gradients(self.image, self.box, self.input_gradient,
-                                      guided_gradcam(self.input_gradient, self.small_map), paths, entry["outputs"])
+            writing.render_gradients(self.image, self.box, self.input_gradient,
+                                     guided_gradcam(self.input_gradient, self.small_map), paths, entry["outputs"])
         return entry["outputs"]
 
 
@@ -118,6 +118,7 @@ class Prepared:
     context: object
     reference: object = None  # the original model, when `loaded` is its dilated copy
     warnings: list = None  # what the method says of this model (FullGrad without biases)
+    shared: dict = None  # what Explainers of this model share (Explainer.build's `shared`)
 
     @property
     def engine(self):
@@ -162,7 +163,7 @@ class Explainer:
     def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
                  max_masks=None, aug_smooth=False, eigen_smooth=False, network=None, finer_alpha=1.0, finer_compare=3,
                  samples=None, noise=0.15, steps=32, **load_options):
-        from gradcam_cli.methods import METHODS, POOLING
+        from gradcam_cli.explain.methods import METHODS, POOLING
 
         if method not in METHODS:
             raise GradcamError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -210,7 +211,7 @@ class Explainer:
     @property
     def loaded(self):
         """The model explained (for dilated methods, its dilated copy)."""
-        return self._prepare().loaded
+        return self.build().loaded
 
     @property
     def name(self):
@@ -219,9 +220,6 @@ class Explainer:
         if self.method_options["samples"] and self.method in ("guided", "deconvnet"):
             smoothing += "-smoothgrad"
         return output_name(self.method, self.network) + smoothing
-
-    def _prepare(self):
-        return self.build()
 
     def build(self, shared=None):
         """Load the model if needed and build what computing maps takes, once: an engine per
@@ -234,8 +232,7 @@ class Explainer:
         return self._ready
 
     def _build(self, shared):
-        from gradcam_cli.engine import Engine
-        from gradcam_cli.methods import METHODS, context_for
+        from gradcam_cli.explain.methods import METHODS, context_for
         from gradcam_cli.models.graph import path_name
         from gradcam_cli.models.loading import dilated_copy, dilated_target, fitting_batch
 
@@ -266,40 +263,45 @@ class Explainer:
             loaded = shared[key]
             target_paths = [dilated_target(loaded, target_path) for target_path in target_paths]
             batch_size = fitting_batch(loaded, batch_size)
-        engines = []
-        for target_path in target_paths:
-            key = ("engine", id(loaded), tuple(target_path), batch_size, self.jit)
-            if key not in shared:
-                shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=self.jit)
-            engines.append(shared[key])
+        engines = [_engine(shared, loaded, target_path, batch_size, self.jit) for target_path in target_paths]
         warnings = []
         if self.method == "fullgrad":
-            from gradcam_cli.methods.fullgrad import bias_warning
+            from gradcam_cli.explain.methods.fullgrad import bias_warning
 
             warnings = [w for w in [bias_warning(loaded)] if w]
-        return Prepared(loaded, engines, context, reference, warnings)
+        return Prepared(loaded, engines, context, reference, warnings, shared)
+
+    def with_method(self, method, **options):
+        """An Explainer of another method on this one's model, layer, batch size and compilation,
+        sharing what this one built (the model, dilated copies, engines): `options` are its own."""
+        ready = self.build()
+        other = Explainer(ready.reference or ready.loaded, method, layer=self.layer, batch_size=self.batch_size,
+                          jit=self.jit, crop=self.crop, **options)
+        other.build(ready.shared)
+        return other
 
     def class_indices(self, classes):
         """Class indices of `classes` (indices or class names, one or several), duplicates
         dropped; ClassError for one the model does not have."""
         from gradcam_cli.models.labels import class_index
 
-        loaded = self.model if not isinstance(self.model, (str, Path)) else self._prepare().loaded
+        loaded = self.model if not isinstance(self.model, (str, Path)) else self.build().loaded
         wanted = [classes] if isinstance(classes, (int, str)) else list(classes or ())
         return tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in wanted))
 
     def compute(self, inputs, codes, strongest=False):
         """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
-        index, or engine.top_rank(r)): a pipeline.MapBatch, smoothed and averaged over layers
-        as the Explainer says. `strongest`: for channel-weight methods, the map of the channel
-        with the largest weight alone (a variant)."""
-        from gradcam_cli import pipeline, smoothing
+        index, or engine.top_rank(r)): an explain.compute.MapBatch, smoothed and averaged over
+        layers as the Explainer says. `strongest`: for channel-weight methods, the map of the
+        channel with the largest weight alone (a variant)."""
+        from gradcam_cli.explain import smoothing
+        from gradcam_cli.explain.compute import compute_maps
 
-        ready = self._prepare()
+        ready = self.build()
         codes = np.asarray(codes)
 
         def one_layer(engine, layer_codes):
-            compute = lambda batch, batch_codes: pipeline.compute_maps(
+            compute = lambda batch, batch_codes: compute_maps(
                 ready.loaded, engine, batch, batch_codes, self.method, ready.context, strongest=strongest,
                 eigen_smooth=self.eigen_smooth)
             if self.aug_smooth:
@@ -315,29 +317,65 @@ class Explainer:
 
     def prepare(self, rgbs):
         """Decoded RGB images as the model sees them: (preprocessed batch, boxes)."""
-        from gradcam_cli import pipeline
+        from gradcam_cli.files.images import prepare
 
-        return pipeline.prepare(self._prepare().loaded, rgbs, self.crop)
+        return prepare(self.build().loaded, rgbs, self.crop)
+
+    @property
+    def scoring_engine(self):
+        """The compiled forward step of the model judged: the original model (for an Explainer
+        on a dilated copy, the model it was made from)."""
+        ready = self.build()
+        if ready.reference is None:
+            return ready.engine
+        return _engine(ready.shared, ready.reference, ready.reference.target_layer(None), self.batch_size, self.jit)
+
+    def probabilities(self, inputs):
+        """Class probabilities of preprocessed inputs (N, H, W, C) by the original model, through
+        its compiled forward step (the one scoring route: faithfulness, compare, the top-1 of the
+        randomisation test). (N, C) float32."""
+        return self.scoring_engine.probabilities(inputs)
+
+    def maps(self, images, classes=None, strongest=False):
+        """Maps for these images and classes, in batches of the engine's batch size: an ImageMaps.
+        images: decoded RGB arrays (H, W, 3) uint8 or paths. classes: None (each image's top-1),
+        one class (an index or a name) for all, or one per image (None in the list: that image's
+        top-1; a negative code: engine.top_rank). `strongest`: as compute."""
+        ready = self.build()
+        rgbs = [_decode(item, i, None)[0] for i, item in enumerate(_items(images))]
+        codes = class_codes(ready.reference or ready.loaded, classes, len(rgbs))
+        size = ready.engine.batch_size
+        batches, boxes = [], []
+        for start in range(0, len(rgbs), size):
+            inputs, batch_boxes = self.prepare(rgbs[start : start + size])
+            batches.append(self.compute(inputs, codes[start : start + size], strongest=strongest))
+            boxes += batch_boxes
+        from gradcam_cli.explain.compute import MapBatch
+
+        return ImageMaps(MapBatch.joined(batches) if batches else None, rgbs, boxes)
 
     def file_options(self, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
-        """What `write` writes, as pipeline.Options: files named as the command names them."""
-        from gradcam_cli import pipeline
-        from gradcam_cli.methods import METHODS
+        """What `write` writes, as files.writing.Options: files named as the command names them."""
+        from gradcam_cli.explain.methods import METHODS
+        from gradcam_cli.files.writing import Options
 
-        ready = self._prepare()
+        ready = self.build()
         indices = self.class_indices(classes)
         if not indices and not 1 <= int(top_k) <= ready.loaded.num_classes:
             raise ClassError(f"{argument('top_k', str(top_k))}: {ready.loaded.name} has {ready.loaded.num_classes} "
                              "classes")
         if indices and int(top_k) != 1:
             raise ClassError(f"give classes or {argument('top_k')}, not both")
-        return pipeline.Options(output_dir=Path(output_dir), method=self.method, classes=indices, top_k=int(top_k),
-                                save=tuple(save or METHODS[self.method].default_save), colormap=colormap.lower(),
-                                alpha=alpha, crop=self.crop, reference=ready.reference, name=self.name,
-                                details=self.details())
+        method = METHODS[self.method]
+        return Options(output_dir=Path(output_dir), method=self.method, classes=indices, top_k=int(top_k),
+                       save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
+                       crop=self.crop, reference=ready.reference, name=self.name, details=self.details(),
+                       gradients=method.backprop is not None)
 
     def details(self):
         """What a record says of how its maps were made, beyond method and layer."""
+        from gradcam_cli.explain.methods import METHODS
+
         out = {}
         if self.network is not None:
             out["network"] = f"dilated ({self.network})"
@@ -351,47 +389,97 @@ class Explainer:
         if self.method == "finercam":
             out.update(finer_alpha=options["finer_alpha"], finer_compare=options["finer_compare"])
         if self.method == "smoothgrad" or (options["samples"] and self.method in ("guided", "deconvnet")):
-            from gradcam_cli.methods.input_attribution import DEFAULT_SAMPLES
+            from gradcam_cli.explain.methods.input_attribution import DEFAULT_SAMPLES
 
             out.update(smoothgrad_samples=options["samples"] or DEFAULT_SAMPLES, smoothgrad_noise=options["noise"])
-        warnings = self._prepare().warnings
-        if warnings:
-            out["method_warnings"] = list(warnings)
+        ready = self.build()
+        if ready.warnings:
+            out["method_warnings"] = list(ready.warnings)
+        if ready.context.relus is not None:
+            out["backprop"] = ready.context.relus.as_record(METHODS[self.method].backprop)
         return out
 
     def pending(self, sources, options):
         """The inputs.Sources whose outputs under `options` do not all exist yet (resuming)."""
-        from gradcam_cli import pipeline
+        from gradcam_cli.files import writing
 
-        return pipeline.pending(sources, lambda source: pipeline.expected_outputs(source, options))
+        return writing.pending(sources, lambda source: writing.expected_outputs(source, options))
+
+    def stream(self, sources, options, image_workers=None):
+        """Explain inputs.Sources (files) and write their outputs as the command does, streaming:
+        decoding, computing and writing overlap (files.stream). Yields events in input order:
+        ("result", source, record) per image done, ("empty", source, class) per map zero
+        everywhere, ("unreadable", source, reason) and ("rejected", source, (reason, record))
+        per image that failed, ("failed", source, OSError) per image whose files could not be
+        written, ("batch", None, n) after each batch of n sources. image_workers: the threads
+        that decode and encode (default: one per core)."""
+        from gradcam_cli.files import stream, writing
+
+        ready = self.build()
+        plan = writing.targets(options)
+        with stream.Stream(ready.loaded, options, ready.layer, image_workers) as run:
+            for batch in run.read(sources, ready.engine.batch_size):
+                computed = None
+                if batch.decoded:
+                    done, reasons = stream.retry_alone(lambda rows: self._computed(batch.inputs[rows], plan, options),
+                                                       len(batch.decoded))
+                    kept = [i for rows, _ in done for i in rows]
+                    computed = writing.Computed.joined([c for _, c in done]) if done else None
+                    batch = batch.keep(kept, reasons)
+                yield from run.write(batch, computed)
+            yield from run.drain()
+
+    def _computed(self, inputs, plan, options):
+        """A batch's maps for every target of `plan`, timed, with the reference model's
+        probabilities for a dilated copy: a files.writing.Computed."""
+        import time
+
+        from gradcam_cli.files.writing import Computed
+
+        started = time.perf_counter()
+        per_target = [(target, self.compute(inputs, np.full(len(inputs), target.code))) for target in plan]
+        seconds = (time.perf_counter() - started) / len(inputs)
+        return Computed(per_target, seconds, None if options.reference is None else self.probabilities(inputs))
 
     def write(self, sources, options, on_result=None, on_failure=None, on_empty=None, progress=None,
               image_workers=None):
-        """Explain inputs.Sources (files) and write their outputs as the command does, streaming:
-        decoding, computing and writing overlap. on_result(record) per image done,
-        on_failure(source, reason) per image that failed (the others go on),
-        on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch;
-        image_workers: the threads that decode and encode (default: one per core).
-        Returns a pipeline.Report."""
-        from gradcam_cli import pipeline
+        """`stream`, with a callback per event: on_result(record) per image done,
+        on_failure(source, reason[, record]) per image that failed (the others go on),
+        on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch.
+        Returns a files.writing.Report."""
+        from gradcam_cli.files.writing import Report, write_failed
 
-        ready = self._prepare()
-        return pipeline.run(ready.loaded, ready.engine, sources, options, ready.context, on_result or _ignore,
-                            on_failure or _ignore, on_empty or _ignore, progress=progress, compute=self.compute,
-                            layer=ready.layer, image_workers=image_workers)
+        report = Report()
+        on_result, on_failure, on_empty = on_result or _ignore, on_failure or _ignore, on_empty or _ignore
+        for kind, source, value in self.stream(sources, options, image_workers):
+            if kind == "result":
+                report.done += 1
+                on_result(value)
+            elif kind == "empty":
+                report.empty_maps += 1
+                on_empty(source, value)
+            elif kind == "unreadable":
+                report.failed.append((source, value))
+                on_failure(source, value)
+            elif kind == "rejected":  # a record to report, but a failure
+                report.failed.append((source, value[0]))
+                on_failure(source, value[0], value[1])
+            elif kind == "failed":
+                write_failed(report, source, value, on_failure)
+            elif progress is not None:
+                progress(value)
+        return report
 
     def __call__(self, images, classes=None, top_k=1, names=None):
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,
         one per class of `classes` (indices or class names), else one per its `top_k` most
         likely classes; in input order. `names`: the output names for arrays (default
         imageN.png). ImageError naming the file for an image that cannot be read."""
-        from gradcam_cli import pipeline
+        from gradcam_cli.files.writing import targets
 
-        ready = self._prepare()
-        loaded = ready.loaded
-        items = list(images) if not isinstance(images, (str, Path, np.ndarray)) else [images]
-        plan = pipeline.targets(self.file_options(".", classes, top_k))
-        layer = ready.layer
+        ready = self.build()
+        items = _items(images)
+        plan = targets(self.file_options(".", classes, top_k))
         explanations = []
         for start in range(0, len(items), ready.engine.batch_size):
             chunk = items[start : start + ready.engine.batch_size]
@@ -400,9 +488,81 @@ class Explainer:
             per_target = [(target, self.compute(inputs, np.full(len(chunk), target.code))) for target in plan]
             for i, (rgb, source, name) in enumerate(decoded):
                 for target, computed in per_target:
-                    explanations.append(_explanation(loaded, computed, i, rgb, source, name, boxes[i], target,
-                                                     self.method, layer, self.network))
+                    explanations.append(_explanation(ready.loaded, computed, i, rgb, source, name, boxes[i], target,
+                                                     self.method, ready.layer, self.network))
         return explanations
+
+
+@dataclass
+class ImageMaps:
+    """Explainer.maps' answer: the maps of every image (an explain.compute.MapBatch over all of
+    them, in order), the images and the part of each the model saw."""
+
+    batch: object
+    images: list  # (H, W, 3) uint8 RGB
+    boxes: list  # (x0, y0, x1, y1) per image
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def classes(self):
+        return self.batch.classes
+
+    def on_image(self, i):
+        """Image i's map at its resolution, normalised to [0, 1] (MapBatch.on_image)."""
+        return self.batch.on_image(i, self.boxes[i], self.images[i].shape)
+
+    def at_input(self, i):
+        """Image i's map over the model's view, not normalised (MapBatch.at_input)."""
+        return self.batch.at_input(i)
+
+
+def _engine(shared, loaded, target_path, batch_size, jit):
+    """The engine of `loaded` at `target_path`, one per model, layer, batch size and compilation
+    in `shared`."""
+    from gradcam_cli.explain.engine import Engine
+
+    key = ("engine", id(loaded), tuple(target_path), batch_size, jit)
+    if key not in shared:
+        shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
+    return shared[key]
+
+
+def _items(images):
+    return list(images) if not isinstance(images, (str, Path, np.ndarray)) else [images]
+
+
+def class_codes(loaded, classes, count):
+    """Per-image target codes for `count` images: the class given (an index or a name; one for
+    all images or one per image), or the top-1 code for None. ClassError for a class the model
+    does not have or a list of the wrong length."""
+    from gradcam_cli.explain.engine import top_rank
+    from gradcam_cli.models.labels import class_index
+
+    single = classes is None or isinstance(classes, (str, int, np.integer))
+    chosen = [classes] * count if single else list(classes)
+    if len(chosen) != count:
+        raise ClassError(f"{argument('classes')}: one class for all images or one per image ({count}). Received: "
+                         f"{len(chosen)}")
+    codes = [top_rank(1) if c is None else int(c) if isinstance(c, (int, np.integer)) and c < 0
+             else class_index(c, loaded.labels, loaded.num_classes, model=loaded.name) for c in chosen]
+    return np.asarray(codes, dtype=np.int64)
+
+
+def loaded_model(model):
+    """A LoadedModel from what the API's functions take: a LoadedModel (load_model), a model
+    name or file path (loaded with default options), or an Explainer (its model; the original
+    for one on a dilated copy)."""
+    if isinstance(model, (str, Path)):
+        return load_model(str(model))
+    if isinstance(model, Explainer):
+        built = model.build()
+        return built.reference or built.loaded
+    if not hasattr(model, "target_layer"):
+        raise GradcamError("give a model name or path, a model from gradcam_cli.load_model, or an Explainer. "
+                           f"Received: {type(model).__name__}")
+    return model
 
 
 def _ignore(*args):
@@ -411,7 +571,7 @@ def _ignore(*args):
 
 def _decode(item, index, names):
     """(rgb, source path or None, output name) of one input."""
-    from gradcam_cli.images import load_rgb
+    from gradcam_cli.files.images import load_rgb
 
     if isinstance(item, np.ndarray):
         array = np.asarray(item)
@@ -431,7 +591,7 @@ def _decode(item, index, names):
 
 
 def _explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None):
-    from gradcam_cli.pipeline import predictions
+    from gradcam_cli.files.writing import predictions
 
     class_index = int(computed.classes[i])
     return Explanation(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli._keras import import_keras
+from gradcam_cli.explain.runtime import import_keras
 
 keras = import_keras(device="cpu")
 

@@ -18,7 +18,7 @@ os.environ.update(OFFLINE_ENV)
 
 @pytest.fixture(scope="session")
 def keras():
-    from gradcam_cli._keras import import_keras
+    from gradcam_cli.explain.runtime import import_keras
 
     return import_keras()
 
@@ -50,7 +50,7 @@ def conv3x3_same_transpose(upstream, kernel):
 
 
 def counting(engine, name):
-    """Wrap the engine's method `name` (probabilities, head_scores, head_scores_ablated...): the
+    """Wrap the engine's method `name` (probabilities, upper_scores, upper_scores_ablated...): the
     row counts of its calls (the length of the last argument) land in the list returned."""
     calls, original = [], getattr(engine, name)
 
@@ -183,3 +183,19 @@ def run_on_jax(module, function):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "jax ok" in result.stdout
+
+
+def channel_map(channel_weights, result, context):
+    """sum_k w_k A_k of each image of an engine.BatchResult for a registry rule giving channel
+    weights (Score-CAM's, Ablation-CAM's), before the ReLU: (B, h, w)."""
+    from gradcam_cli.explain.maps import weighted_sum
+
+    return weighted_sum(result.activations, channel_weights(result, context))
+
+
+def probabilities(loaded, inputs):
+    """Class probabilities of prepared inputs through the one compiled scoring route (an engine's
+    forward step at the model's default layer)."""
+    from gradcam_cli.explain.engine import Engine
+
+    return Engine(loaded, loaded.target_layer(None), batch_size=len(inputs)).probabilities(inputs)

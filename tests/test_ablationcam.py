@@ -1,5 +1,5 @@
 """Ablation-CAM (methods/ablationcam.py): the closed form on a GAP + Dense head, a hand-run
-nonlinear head, the head step alone, memory groups and batches, max_masks, the |y_c| rule and
+nonlinear head, the upper-graph step alone, memory groups and batches, max_masks, the |y_c| rule and
 y_c = 0, and the refusal of a graph that cannot be cut at the target."""
 
 import importlib.util
@@ -7,11 +7,11 @@ import importlib.util
 import numpy as np
 import pytest
 
-from conftest import counting, gap_model, run_on_jax, set_fixed_weights, tiny_model
-from gradcam_cli import maps
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.methods import Context
-from gradcam_cli.methods import ablationcam
+from conftest import channel_map, counting, gap_model, run_on_jax, set_fixed_weights, tiny_model
+from gradcam_cli.explain import maps
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.methods import Context
+from gradcam_cli.explain.methods import ablationcam
 from gradcam_cli.models import loading
 
 
@@ -40,9 +40,9 @@ def test_equals_the_closed_form_on_a_gap_dense_head(gap):
     """GAP + Dense: y_c^k = y_c - W[k, c] mean(A_k), so w_k = W[k, c] mean(A_k) / |y_c|; and the same
     from a numpy loop that zeroes each channel and runs the head by hand."""
     model, loaded, images = gap
-    result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), gradients=False)
+    result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), needs=("activations",))
     assert result.gradients is None  # gradient-free
-    ours = ablationcam.ablationcam_map(result, Context())
+    ours = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
     assert ours.shape == (3, 16, 16) and ours.dtype == np.float32
 
     kernel, bias = [w.astype(np.float64) for w in model.get_layer("pred").get_weights()]
@@ -72,8 +72,8 @@ def test_equals_a_hand_run_nonlinear_head(keras):
     model = tiny_model(keras)
     loaded = _loaded(model, 8)
     images = _images(3, 8, seed=7)
-    result = Engine(loaded, ("target",), batch_size=2).run(images[:2], np.array([1, top_rank(1)]), gradients=False)
-    ours = ablationcam.ablationcam_map(result, Context())
+    result = Engine(loaded, ("target",), batch_size=2).run(images[:2], np.array([1, top_rank(1)]), needs=("activations",))
+    ours = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
     post_kernel, post_bias = [w.astype(np.float64) for w in model.get_layer("post").get_weights()]
     pred_kernel, pred_bias = [w.astype(np.float64) for w in model.get_layer("pred").get_weights()]
 
@@ -100,60 +100,60 @@ def test_equals_a_hand_run_nonlinear_head(keras):
         _close(ours[i], expected[i])
 
 
-def test_only_the_head_step_runs_after_the_forward_pass(gap):
+def test_only_the_upper_graph_step_runs_after_the_forward_pass(gap):
     _, loaded, images = gap
     engine = Engine(loaded, ("conv2",), batch_size=3)
-    result = engine.run(images, np.full(3, top_rank(1)), gradients=False)
-    calls = counting(engine, "head_scores_ablated")
+    result = engine.run(images, np.full(3, top_rank(1)), needs=("activations",))
+    calls = counting(engine, "upper_scores_ablated")
 
     def refuse(*args, **kwargs):
         raise AssertionError("the whole network was run again")
 
-    engine.raw_outputs = engine.run = engine._forward_only = engine.head_scores = refuse
-    ablationcam.ablationcam_map(result, Context())
+    engine.raw_outputs = engine.run = engine._forward_only = engine.upper_scores = refuse
+    channel_map(ablationcam.ablationcam_channel_weights, result, Context())
     assert sum(calls) == 3 * (1 + 16)  # per image: its unmodified activations, then each channel ablated
 
 
 def test_rows_built_in_the_step_and_after_a_global_pooling_equal_the_copies(gap, keras):
-    """The engine's routes (ablated rows built inside the head step; after a global pooling,
-    pooled rows) give the scores of ablated copies built by hand and scored by head_scores."""
+    """The engine's routes (ablated rows built inside the upper-graph step; after a global pooling,
+    pooled rows) give the scores of ablated copies built by hand and scored by upper_scores."""
     model, loaded, images = gap
     engine = Engine(loaded, ("conv2",), batch_size=3)
     assert engine._channel_pooling() is not None  # conv2 -> gap -> pred
-    result = engine.run(images, np.array([0, 1, 2]), gradients=False)
-    copies = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
-    pooled = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores,
-                                          ablated_scores=engine.head_scores_ablated)
+    result = engine.run(images, np.array([0, 1, 2]), needs=("activations",))
+    copies = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
+    pooled = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores,
+                                          ablated_scores=engine.upper_scores_ablated)
     np.testing.assert_allclose(pooled, copies, rtol=1e-5, atol=1e-6 * np.abs(copies).max())
     # a head that does not start with a global pooling: rows built inside the step
     tiny = _loaded(tiny_model(keras, softmax=False), 8)
     tiny_engine = Engine(tiny, ("target",), batch_size=2)
     assert tiny_engine._channel_pooling() is None
     x = np.random.default_rng(5).uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
-    tiny_result = tiny_engine.run(x, np.array([0, 2]), gradients=False)
-    by_copies = ablationcam.ablation_weights(tiny_result.activations, tiny_result.classes, tiny_engine.head_scores)
-    in_step = ablationcam.ablation_weights(tiny_result.activations, tiny_result.classes, tiny_engine.head_scores,
-                                           ablated_scores=tiny_engine.head_scores_ablated)
+    tiny_result = tiny_engine.run(x, np.array([0, 2]), needs=("activations",))
+    by_copies = ablationcam.ablation_weights(tiny_result.activations, tiny_result.classes, tiny_engine.upper_scores)
+    in_step = ablationcam.ablation_weights(tiny_result.activations, tiny_result.classes, tiny_engine.upper_scores,
+                                           ablated_scores=tiny_engine.upper_scores_ablated)
     np.testing.assert_allclose(in_step, by_copies, rtol=1e-5, atol=1e-6 * np.abs(by_copies).max())
     # row chunks of the memory budget do not change the scores (chunks of 1 row here)
     small = Engine(tiny, ("target",), batch_size=2, memory_budget=1)
-    calls = counting(small, "head_scores_ablated")
-    assert small.head_chunk == 1
-    small_result = small.run(x, np.array([0, 2]), gradients=False)
+    calls = counting(small, "upper_scores_ablated")
+    assert small.upper_chunk == 1
+    small_result = small.run(x, np.array([0, 2]), needs=("activations",))
     chunked = ablationcam.ablationcam_channel_weights(small_result, Context())
     np.testing.assert_allclose(chunked, in_step, rtol=1e-5, atol=1e-6 * np.abs(in_step).max())
     rows = ablationcam.ablated_channels(small_result.activations).sum(axis=1) + 1  # per image: itself, its channels
-    assert calls == [int(rows.sum())] and small.traces["head-ablated"] == 1
+    assert calls == [int(rows.sum())] and small.traces["upper-ablated"] == 1
 
 
 def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeypatch):
     _, loaded, images = gap
     engine = Engine(loaded, ("conv2",), batch_size=3)
-    result = engine.run(images, np.array([0, 1, 2]), gradients=False)
-    whole = ablationcam.ablationcam_map(result, Context())
-    weights = lambda **kwargs: ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores,
+    result = engine.run(images, np.array([0, 1, 2]), needs=("activations",))
+    whole = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    weights = lambda **kwargs: ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores,
                                                             multiple=engine.batch_size, **kwargs)
-    calls = counting(engine, "head_scores")
+    calls = counting(engine, "upper_scores")
     row_bytes = result.activations[0].nbytes
     grouped = weights(budget_bytes=7 * row_bytes)  # 7 rows: groups of 6, the batch size x 2
     assert len(calls) == 9 and sum(calls) == 3 * 17 and all(size == 6 for size in calls[:-1])
@@ -166,20 +166,20 @@ def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeyp
 
     alone_engine = Engine(loaded, ("conv2",), batch_size=1)
     for i in range(3):
-        alone = ablationcam.ablationcam_map(alone_engine.run(images[i : i + 1], [i], gradients=False), Context())
+        alone = channel_map(ablationcam.ablationcam_channel_weights, alone_engine.run(images[i : i + 1], [i], needs=("activations",)), Context())
         np.testing.assert_allclose(alone[0], whole[i], rtol=0, atol=1e-5 * np.abs(whole[i]).max())
-    np.testing.assert_array_equal(ablationcam.ablationcam_map(result, Context()), whole)  # deterministic
+    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context()), whole)  # deterministic
 
 
 def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     _, loaded, images = gap
     tinted = images * np.array([[1, 0.1, 0.1], [0.1, 1, 0.1], [0.1, 0.1, 1]], np.float32)[:, None, None, :]
     engine = Engine(loaded, ("conv2",), batch_size=3)
-    result = engine.run(tinted, np.full(3, top_rank(1)), gradients=False)  # one colour each: other channels
-    full_weights = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
-    calls = counting(engine, "head_scores_ablated")
+    result = engine.run(tinted, np.full(3, top_rank(1)), needs=("activations",))  # one colour each: other channels
+    full_weights = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
+    calls = counting(engine, "upper_scores_ablated")
     n = 5
-    kept = ablationcam.ablationcam_map(result, Context(max_masks=n))
+    kept = channel_map(ablationcam.ablationcam_channel_weights, result, Context(max_masks=n))
     assert sum(calls) == 3 * (1 + n)
     norms = np.abs(result.activations).sum(axis=(1, 2))
     top = np.zeros_like(full_weights)
@@ -188,10 +188,10 @@ def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     assert len({tuple(np.flatnonzero(row)) for row in top}) == 3  # each image its own channels
     expected = maps.weighted_sum(result.activations, full_weights * top)
     np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
-    full = ablationcam.ablationcam_map(result, Context())
+    full = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
     assert not np.allclose(kept, full)
-    np.testing.assert_array_equal(ablationcam.ablationcam_map(result, Context(max_masks=16)), full)  # N = K: all
-    np.testing.assert_array_equal(ablationcam.ablationcam_map(result, Context(max_masks=99)), full)
+    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(max_masks=16)), full)  # N = K: all
+    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(max_masks=99)), full)
 
 
 def test_max_masks_ties_go_to_the_lower_channel():
@@ -210,11 +210,11 @@ def _gap_dense_head(kernel, bias=0.0):
     """A head by hand: (N, h, w, K) -> (N, C) = mean over space @ kernel + bias, recording row counts."""
     calls = []
 
-    def head_scores(activations):
+    def upper_scores(activations):
         calls.append(len(activations))
         return np.asarray(activations, np.float64).mean(axis=(1, 2)) @ kernel + bias
 
-    return head_scores, calls
+    return upper_scores, calls
 
 
 def test_a_zero_score_divides_by_the_floor_and_a_negative_one_keeps_the_sign():
@@ -223,8 +223,8 @@ def test_a_zero_score_divides_by_the_floor_and_a_negative_one_keeps_the_sign():
     activations = np.zeros((1, 2, 2, 4), np.float32)
     activations[0, :, :, 0], activations[0, :, :, 1], activations[0, :, :, 2] = 1.0, 1.0, 2.0
     kernel = np.array([[1.0, -1.0, 2.0], [-1.0, 0.5, 0.0], [0.0, -1.0, 1.0], [5.0, 5.0, 5.0]])
-    head_scores, calls = _gap_dense_head(kernel)
-    weights = np.concatenate([ablationcam.ablation_weights(activations, [c], head_scores) for c in range(3)])
+    upper_scores, calls = _gap_dense_head(kernel)
+    weights = np.concatenate([ablationcam.ablation_weights(activations, [c], upper_scores) for c in range(3)])
     # drops y_c - y_c^k = kernel[k, c] * mean(A_k); the all-zero channel 3 is not ablated: weight 0
     drops = kernel[:3] * np.array([1.0, 1.0, 2.0])[:, None]
     np.testing.assert_allclose(weights[0, :3], drops[:, 0] / ablationcam.SCORE_FLOOR, rtol=1e-6)
@@ -243,22 +243,22 @@ def test_class_0_of_a_binary_model_gets_the_negated_map(keras):
     assert loaded.head.kind == "binary"
     engine = Engine(loaded, ("conv2",), batch_size=2)
     images = _images(2, 32, seed=9)
-    one = ablationcam.ablationcam_map(engine.run(images, [1, 1], gradients=False), Context())
-    zero = ablationcam.ablationcam_map(engine.run(images, [0, 0], gradients=False), Context())
+    one = channel_map(ablationcam.ablationcam_channel_weights, engine.run(images, [1, 1], needs=("activations",)), Context())
+    zero = channel_map(ablationcam.ablationcam_channel_weights, engine.run(images, [0, 0], needs=("activations",)), Context())
     np.testing.assert_allclose(zero, -one, rtol=0, atol=1e-6 * np.abs(one).max())
 
 
 def test_an_image_of_all_zero_activations_is_not_scored(gap):
     _, loaded, images = gap
     engine = Engine(loaded, ("conv2",), batch_size=3)
-    result = engine.run(images[:2], np.array([0, 1]), gradients=False)
+    result = engine.run(images[:2], np.array([0, 1]), needs=("activations",))
     result.activations[1] = 0.0
     result.activations[0, :, :, 4] = 0.0
-    calls = counting(engine, "head_scores")
-    weights = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
+    calls = counting(engine, "upper_scores")
+    weights = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
     assert sum(calls) == 1 + 15  # image 0: unmodified and 15 channels; image 1: nothing
     assert (weights[1] == 0).all() and weights[0, 4] == 0
-    assert ablationcam.ablationcam_map(result, Context())[1].max() == 0
+    assert channel_map(ablationcam.ablationcam_channel_weights, result, Context())[1].max() == 0
 
 
 def _rejoining_model(keras):
@@ -274,20 +274,20 @@ def _rejoining_model(keras):
 
 def test_a_graph_that_cannot_be_cut_at_the_target_is_refused(keras):
     engine = Engine(_loaded(_rejoining_model(keras), 8), ("conv2",), batch_size=2)
-    result = engine.run(_images(2, 8), np.full(2, top_rank(1)), gradients=False)
+    result = engine.run(_images(2, 8), np.full(2, top_rank(1)), needs=("activations",))
     message = ("Ablation-CAM scores ablated activations with the layers above the target alone: the graph "
                "cannot be cut at 'conv2': layer 'rejoin' above it also reads 'conv1'")
     with pytest.raises(ValueError, match=message):
-        ablationcam.ablationcam_map(result, Context())
+        channel_map(ablationcam.ablationcam_channel_weights, result, Context())
 
 
 def check_routes(keras):
-    """The engine's two ablation routes against copies scored by head_scores (both backends)."""
+    """The engine's two ablation routes against copies scored by upper_scores (both backends)."""
     for model, size, target in ((gap_model(keras), 32, ("conv2",)), (tiny_model(keras, softmax=False), 8, ("target",))):
         engine = Engine(_loaded(model, size), target, batch_size=2)
         x = np.random.default_rng(6).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
-        result = engine.run(x, np.array([0, 1]), gradients=False)
-        copies = ablationcam.ablation_weights(result.activations, result.classes, engine.head_scores)
+        result = engine.run(x, np.array([0, 1]), needs=("activations",))
+        copies = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
         routed = ablationcam.ablationcam_channel_weights(result, Context())
         np.testing.assert_allclose(routed, copies, rtol=1e-5, atol=1e-6 * np.abs(copies).max())
 

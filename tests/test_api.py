@@ -116,3 +116,57 @@ def test_the_library_raises_its_own_errors(tmp_path, demo_gap):
         Explainer(demo_gap)([np.zeros((4, 4, 4), np.uint8)])
     with pytest.raises(GradcamError, match="unknown method 'ablation-cam'"):
         Explainer(demo_gap, method="ablation-cam")
+
+
+def test_maps_of_images_and_classes_are_the_batch_computation(demo_gap):
+    """Explainer.maps, the one call evaluation, compare and the randomisation check use: the maps
+    of prepared batches, each image's class as asked (None: its top-1), at the image's size."""
+    from gradcam_cli.explain.maps import full_map
+
+    rgbs = [np.asarray(Image.open(SAMPLES / name).convert("RGB")) for name in
+            ("synthetic_square.png", "synthetic_circle.png", "synthetic_two_circle_triangle.png")]
+    explainer = Explainer(demo_gap, "gradcam", batch_size=2)  # two batches: 2 + 1
+    found = explainer.maps(rgbs, [None, 3, "triangle"])
+    inputs, boxes = explainer.prepare(rgbs)
+    top1 = int(np.argmax(explainer.probabilities(inputs[:1])[0]))
+    direct = Explainer(demo_gap, "gradcam", batch_size=3).compute(inputs, np.array([top1, 3, 2]))
+    assert list(found.classes) == [top1, 3, 2] and len(found) == 3
+    np.testing.assert_allclose(found.batch.small_maps, direct.small_maps, rtol=1e-5, atol=1e-6)
+    for i, rgb in enumerate(rgbs):
+        np.testing.assert_allclose(found.on_image(i), full_map(direct.small_maps[i], boxes[i], rgb.shape)[1],
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(found.at_input(i), found.batch.small_maps[i])
+    # one class for all images, by name; a wrong one is the library's error
+    assert list(explainer.maps(rgbs, "circle").classes) == [0, 0, 0]
+    with pytest.raises(ClassError, match="one per image"):
+        explainer.maps(rgbs, [0, 1])
+
+
+def test_probabilities_are_the_models_and_a_sibling_shares_the_engine(demo_gap):
+    explainer = Explainer(demo_gap, "gradcam", batch_size=2)
+    inputs, _ = explainer.prepare([np.asarray(Image.open(SAMPLES / "synthetic_cross.png").convert("RGB"))])
+    expected = demo_gap.model.predict(inputs, verbose=0)
+    np.testing.assert_allclose(explainer.probabilities(inputs), expected, rtol=1e-5, atol=1e-6)
+    sibling = explainer.with_method("randomcam")
+    assert sibling.method == "randomcam" and sibling.build().engine is explainer.build().engine
+    # on a dilated copy, the original model scores
+    dilated = Explainer(load_model("demo-vgg"), "dilated", batch_size=1)
+    assert dilated.build().reference is not None
+    vgg_inputs, _ = dilated.prepare([np.asarray(Image.open(SAMPLES / "synthetic_cross.png").convert("RGB"))])
+    np.testing.assert_allclose(dilated.probabilities(vgg_inputs),
+                               dilated.build().reference.model.predict(vgg_inputs, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_stream_yields_events_in_input_order(tmp_path, demo_gap):
+    from gradcam_cli.files.inputs import collect
+
+    folder = tmp_path / "in"
+    for i in range(3):
+        write_image(folder / f"p{i}.png", (20, 20), seed=i)
+    (folder / "p1.png").write_bytes(b"broken")
+    explainer = Explainer(demo_gap, "gradcam", batch_size=2)
+    events = list(explainer.stream(collect([str(folder)]).sources, explainer.file_options(tmp_path / "out")))
+    kinds = [(kind, Path(source.path).name if source else value) for kind, source, value in events]
+    assert kinds == [("result", "p0.png"), ("unreadable", "p1.png"), ("batch", 2), ("result", "p2.png"), ("batch", 1)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"p{i}.png.gradcam.{kind}.png" for i in (0, 2) for kind in ("heatmap", "overlay"))

@@ -1,4 +1,4 @@
-"""`gradcam eval` as library calls: assessment.assess (the command's whole run), read_images,
+"""`gradcam eval` as library calls: assess.assess (the command's whole run), read_images,
 and the API's measure_faithfulness and randomisation_check, each checked against the command
 or the lower-level functions it is built from."""
 
@@ -11,7 +11,9 @@ import pytest
 
 import gradcam_cli
 from conftest import invoke_cli
-from gradcam_cli import assessment, eval_faithfulness, faithfulness as F
+from gradcam_cli.evaluate import assess
+from gradcam_cli.evaluate import faithfulness_report
+from gradcam_cli.evaluate import faithfulness as F
 from gradcam_cli.errors import GradcamError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +36,7 @@ def test_measure_faithfulness_of_explanations_equals_the_commands_report(model, 
     results = gradcam_cli.measure_faithfulness(model, SCENES, explanations, steps=8, name="gradcam")
     assert [r.class_index for r in results] == [e.class_index for e in explanations]
     mine = F.summary(results)["gradcam"]
-    report = eval_faithfulness.faithfulness_report({"gradcam": explainer}, [e.image for e in explanations],
+    report = faithfulness_report.faithfulness_report({"gradcam": explainer}, [e.image for e in explanations],
                                                    [e.class_index for e in explanations], steps=8)
     theirs = report["methods"]["gradcam"]
     for figure in ("deletion_auc", "insertion_auc", "average_drop_percent", "increase_in_confidence_percent"):
@@ -103,7 +105,7 @@ def test_randomisation_check_takes_a_name_and_leaves_the_model(model):
 
 
 def test_assess_is_what_the_command_prints(model, tmp_path):
-    result = assessment.assess(model, ["gradcam", "randomcam"], ["localization", "deletion"], count=6, pairs=2,
+    result = assess.assess(model, ["gradcam", "randomcam"], ["localization", "deletion"], count=6, pairs=2,
                                steps=5, output_dir=tmp_path / "lib", fail_under={"pointing": 0.99})
     command = invoke_cli("eval", "--model", "demo-gap", "--methods", "gradcam,randomcam", "--measures",
                          "localization,deletion", "-n", "6", "--pairs", "2", "--steps", "5", "-o", tmp_path / "cli",
@@ -127,33 +129,33 @@ def test_read_images_reports_what_it_leaves_out(tmp_path):
     for path in SCENES[:2]:
         shutil.copy(path, folder)
     (folder / "broken.png").write_bytes(b"not a picture")
-    read = assessment.read_images([str(folder), str(tmp_path / "absent.png")])
+    read = assess.read_images([str(folder), str(tmp_path / "absent.png")])
     assert len(read.rgbs) == 2 and read.objects is None and read.failures == 2
     reasons = dict(read.problems)
     assert "no such file" in reasons[str(tmp_path / "absent.png")]
     assert str(folder / "broken.png") in reasons
     with pytest.raises(GradcamError, match="with a usable mask"):
-        assessment.read_images([str(folder)], objects=True)  # no NAME.mask.png beside them
+        assess.read_images([str(folder)], objects=True)  # no NAME.mask.png beside them
     with pytest.raises(GradcamError, match="that can be read"):
-        assessment.read_images([str(folder / "broken.png")])
+        assess.read_images([str(folder / "broken.png")])
 
 
 def test_assess_refuses_what_cannot_be_measured(model):
-    images = assessment.EvalImages([np.zeros((64, 64, 3), np.uint8)], ["a.png"])
+    images = assess.EvalImages([np.zeros((64, 64, 3), np.uint8)], ["a.png"])
     with pytest.raises(GradcamError, match="localization needs each image's object"):
-        assessment.assess(model, ["gradcam"], ["localization"], images=images)
+        assess.assess(model, ["gradcam"], ["localization"], images=images)
     with pytest.raises(GradcamError, match="class_name applies to your images"):
-        assessment.assess(model, ["gradcam"], ["deletion"], class_name="circle")
+        assess.assess(model, ["gradcam"], ["deletion"], class_name="circle")
     with pytest.raises(GradcamError, match="measures: choose from"):
-        assessment.assess(model, ["gradcam"], ["pointing"], images=images)
+        assess.assess(model, ["gradcam"], ["pointing"], images=images)
     with pytest.raises(GradcamError, match="fail_under: no figure 'road_combined'"):
-        assessment.assess(model, ["gradcam"], ["deletion"], images=images, steps=2, fail_under={"road_combined": 1})
+        assess.assess(model, ["gradcam"], ["deletion"], images=images, steps=2, fail_under={"road_combined": 1})
 
 
 def test_the_commands_measures_are_the_librarys():
     from gradcam_cli.cli import tools
 
-    assert tools.MEASURES is assessment.MEASURES
+    assert tools.MEASURES is assess.MEASURES
 
 
 def test_the_readmes_faithfulness_example_runs_as_written(model):
@@ -182,7 +184,7 @@ def test_the_readmes_faithfulness_example_runs_as_written(model):
 
 
 def test_an_explainers_own_engine_scores_its_maps(model, explained, monkeypatch):
-    from gradcam_cli import engine as engines
+    from gradcam_cli.explain import engine as engines
 
     explainer, explanations = explained
     expected = gradcam_cli.measure_faithfulness(model, SCENES, explanations, steps=4, road=False)

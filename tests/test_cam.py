@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import gap_model, invoke_cli, nested_model, run_cli, write_image
-from gradcam_cli import maps
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.methods.cam import cam_weights
-from gradcam_cli.methods.gradcam import gradcam_weights
+from gradcam_cli.explain import maps
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.methods.cam import cam_weights
+from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.models import heads, loading
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import gap_model, invoke_cli, python_cli, run_cli, write_image
-from gradcam_cli import render
+from gradcam_cli.files import render
 from gradcam_cli.cli import main
 from gradcam_cli.models import registry
 
@@ -58,7 +58,7 @@ def test_gradcam_help_explains_the_options():
 
 
 def test_methods_lists_every_registered_method():
-    from gradcam_cli.methods import METHODS
+    from gradcam_cli.explain.methods import METHODS
 
     result = invoke_cli("methods")
     assert result.returncode == 0
@@ -270,7 +270,7 @@ def test_weights_path_and_imagenet_class_name_on_a_registry_model(tmp_path, kera
     ImageNet names (offline)."""
     from gradcam_cli.models import loading
     from gradcam_cli.models.preprocess import preprocess
-    from gradcam_cli.images import load_rgb, model_view
+    from gradcam_cli.files.images import load_rgb, model_view
 
     model = loading.build_application(registry.find("mobilenetv3small"), "none")
     rng = np.random.default_rng(12)

@@ -8,17 +8,19 @@ import pytest
 from PIL import Image
 
 from conftest import invoke_cli
-from gradcam_cli import maps, render, synthetic
-from gradcam_cli.evaluation import rank_correlation
-from gradcam_cli.methods.gradcam import strongest_channel
-from gradcam_cli.pipeline import full_map
+from gradcam_cli.explain import maps
+from gradcam_cli.files import render
+from gradcam_cli.evaluate import scenes
+from gradcam_cli.evaluate.localization import rank_correlation
+from gradcam_cli.explain.methods.gradcam import strongest_channel
+from gradcam_cli.explain.maps import full_map
 
 
 def scene_files(folder, count=2, seed=1):
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        scene = synthetic.generate(i, seed=seed)
+        scene = scenes.generate(i, seed=seed)
         path = folder / f"scene{i}.png"
         Image.fromarray(scene.image).save(path)
         paths.append(path)
@@ -77,7 +79,7 @@ def test_gradcam_cell_is_the_gradcam_commands_map_and_cam_correlates_perfectly(t
 def test_masks_beside_images_give_eval_figures_and_are_not_inputs(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    scene = synthetic.generate(2, seed=1)
+    scene = scenes.generate(2, seed=1)
     Image.fromarray(scene.image).save(folder / "shape.png")
     Image.fromarray((scene.objects[0].mask * 255).astype(np.uint8)).save(folder / "shape.mask.png")
     result = invoke_cli("compare", folder, "--model", "demo-gap", "--methods", "gradcam", "-o", tmp_path / "out",

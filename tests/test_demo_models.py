@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import invoke_cli
-from gradcam_cli import evaluation, synthetic
+from gradcam_cli.evaluate import localization
+from gradcam_cli.evaluate import scenes
 from gradcam_cli.models import demo, loading, registry
 
 DEMOS = ("demo-gap", "demo-vgg")
@@ -40,7 +41,7 @@ def test_fold_batch_norm_computes_the_same_function(keras):
 def test_demo_model_is_small_plain_and_accurate(demos, keras, name):
     loaded = demos[name]
     spec = registry.find(name)
-    assert loaded.labels == synthetic.CLASS_NAMES and loaded.input_size == (64, 64)
+    assert loaded.labels == scenes.CLASS_NAMES and loaded.input_size == (64, 64)
     assert loaded.default_layer == ((spec.default_layer,)) and loaded.preprocess == "unit"
     assert {"demo-gap": (16, 16, 64), "demo-vgg": (8, 8, 64)}[name] == next(
         info.shape for info in loaded.layers if info.path == loaded.default_layer)
@@ -49,7 +50,7 @@ def test_demo_model_is_small_plain_and_accurate(demos, keras, name):
 
     with resources.as_file(resources.files("gradcam_cli").joinpath("data", spec.file)) as path:
         assert path.stat().st_size < 3_000_000
-    images, labels = synthetic.dataset(400, seed=1)
+    images, labels = scenes.dataset(400, seed=1)
     predicted = loaded.model.predict(images.astype("float32") / 255.0, verbose=0).argmax(axis=1)
     assert (predicted == labels).mean() >= 0.97
 
@@ -70,9 +71,9 @@ def reports(demos):
         methods = ["gradcam", "guided", "deconvnet"] + (["cam"] if registry.find(name).cam else [])
         if name == "demo-vgg":  # a plain VGG: its dilated copies too
             methods += ["dilated", "dilated-no-pooling"]
-        explainers = evaluation.explainers_for(loaded, methods, batch_size=50)
-        out[name] = evaluation.evaluate(explainers, count=200, pairs=100, seed=1)
-        out[name + "/shuffled"] = evaluation.evaluate({"gradcam": explainers["gradcam"]}, count=200, pairs=100,
+        explainers = localization.explainers_for(loaded, methods, batch_size=50)
+        out[name] = localization.evaluate(explainers, count=200, pairs=100, seed=1)
+        out[name + "/shuffled"] = localization.evaluate({"gradcam": explainers["gradcam"]}, count=200, pairs=100,
                                                       seed=1, control="shuffled")
     return out
 
@@ -144,7 +145,7 @@ def test_shuffled_maps_score_near_chance(reports, name):
 @pytest.mark.parametrize("name", DEMOS)
 def test_untrained_copy_scores_far_below_the_trained_model(keras, reports, name):
     untrained = loading.load(name, weights="none")
-    report = evaluation.evaluate(evaluation.explainers_for(untrained, ["gradcam", "guided"], batch_size=50), count=100,
+    report = localization.evaluate(localization.explainers_for(untrained, ["gradcam", "guided"], batch_size=50), count=100,
                                  pairs=50, seed=1)
     trained = reports[name]["methods"]["gradcam"]
     assert report["accuracy"] < 0.5
@@ -167,13 +168,13 @@ def test_cli_on_the_synthetic_samples_finds_each_shape(tmp_path):
     for line in result.stdout.splitlines():
         record = json.loads(line)
         shape = Path(record["input"]).stem.split("_")[1]
-        scene = synthetic.generate(singles[shape], seed=1)
+        scene = scenes.generate(singles[shape], seed=1)
         enlarge = lambda a: np.repeat(np.repeat(a, 3, axis=0), 3, axis=1)  # how the samples were saved
         assert np.array_equal(np.asarray(Image.open(record["input"]).convert("RGB")), enlarge(scene.image))
         assert record["predictions"][0]["label"] == shape
         x, y = record["maps"][0]["stats"]["peak"]
         mask = enlarge(scene.objects[0].mask)
-        assert evaluation.pointing_hit(_point(x, y), mask, evaluation.tolerance_for((192, 192)))
+        assert localization.pointing_hit(_point(x, y), mask, localization.tolerance_for((192, 192)))
 
 
 def _point(x, y, size=192):
@@ -199,7 +200,7 @@ def test_eval_on_a_folder_of_images_with_masks(tmp_path):
     folder = tmp_path / "annotated"
     folder.mkdir()
     for i in range(8):
-        scene = synthetic.generate(i, seed=9)
+        scene = scenes.generate(i, seed=9)
         enlarge = lambda a: np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)
         Image.fromarray(enlarge(scene.image)).save(folder / f"s{i}.png")
         Image.fromarray((enlarge(scene.objects[0].mask) * 255).astype(np.uint8)).save(folder / f"s{i}.mask.png")

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke_cli, set_fixed_weights
-from gradcam_cli import maps, synthetic
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.methods.gradcam import gradcam_weights
+from conftest import invoke_cli, probabilities, set_fixed_weights
+from gradcam_cli.explain import maps
+from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.models import loading
 from gradcam_cli.models.dilated import NotConvertible, dilated
 from gradcam_cli.models.layers import ATrousPooling2D, GridSubsample
-from gradcam_cli.pipeline import predict
 
 
 def feature(model, name, images):
@@ -52,7 +52,7 @@ def demo_vgg(keras):
 
 @pytest.fixture(scope="module")
 def scenes():
-    return np.stack([synthetic.generate(i, seed=1).image for i in range(6)]).astype(np.float32) / 255.0
+    return np.stack([scene_maker.generate(i, seed=1).image for i in range(6)]).astype(np.float32) / 255.0
 
 
 def test_exact_copy_of_demo_vgg_computes_the_original(demo_vgg, scenes):
@@ -89,7 +89,7 @@ def test_exact_copy_of_vgg16_with_a_weights_file(keras, tmp_path):
     copy, target = loading.dilated_copy(original, "exact", original.default_layer)
     assert target == ("block5_conv3",) and copy.default_layer != ("grid",)
     image = np.random.default_rng(2).uniform(-120, 130, (1, 224, 224, 3)).astype(np.float32)
-    np.testing.assert_allclose(predict(copy, image), predict(original, image), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(probabilities(copy, image), probabilities(original, image), rtol=1e-5, atol=1e-9)
     coarse, dense = feature(original.model, "block5_conv3", image), feature(copy.model, "block5_conv3", image)
     assert dense.shape == (1, 224, 224, 512) and np.abs(coarse).max() > 0
     np.testing.assert_allclose(dense[:, ::16, ::16], coarse, rtol=1e-4, atol=1e-5 * np.abs(coarse).max())
@@ -150,7 +150,7 @@ def test_nested_plain_model_converts_exactly(keras):
 def scene_file(folder, index=0):
     path = folder / f"scene{index}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(synthetic.generate(index, seed=1).image).save(path)
+    Image.fromarray(scene_maker.generate(index, seed=1).image).save(path)
     return path
 
 
@@ -178,7 +178,7 @@ def test_dilated_command_writes_full_resolution_maps_and_both_predictions(tmp_pa
 def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     image = tmp_path / "in" / "wide.png"
     image.parent.mkdir()
-    Image.fromarray(np.repeat(synthetic.generate(5, seed=1).image, 2, axis=1)).save(image)  # 128x64
+    Image.fromarray(np.repeat(scene_maker.generate(5, seed=1).image, 2, axis=1)).save(image)  # 128x64
     result = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--json")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
@@ -186,7 +186,7 @@ def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     cells = row["cells"]
     assert [c["method"] for c in cells] == ["gradcam", "dilated-no-pooling", "dilated"]
     assert [c["stats"]["resolution"] for c in cells] == [[8, 8], [64, 64], [64, 64]]
-    assert all(c["applicable"] for c in cells) and row["label"] == synthetic.CLASS_NAMES[row["class"]]
+    assert all(c["applicable"] for c in cells) and row["label"] == scene_maker.CLASS_NAMES[row["class"]]
     assert record["outputs"]["compare"] == str(tmp_path / "out" / "wide.png.dilated.compare.png")
     figure = np.asarray(Image.open(record["outputs"]["compare"]))
     assert figure.shape[1] == 4 * 320 + 3 * 4  # the input + 3 maps, each scaled to 320 wide

@@ -8,8 +8,10 @@ import pytest
 from PIL import Image
 
 from conftest import invoke_cli
-from gradcam_cli import eval_faithfulness, evaluation, synthetic
-from gradcam_cli import faithfulness as F
+from gradcam_cli.evaluate import faithfulness_report
+from gradcam_cli.evaluate import localization
+from gradcam_cli.evaluate import scenes
+from gradcam_cli.evaluate import faithfulness as F
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +22,13 @@ def gap(keras):
 
 
 def test_the_report_equals_faithfulness_evaluate_on_the_same_maps(gap):
-    from gradcam_cli.images import model_view
+    from gradcam_cli.files.images import model_view
     from gradcam_cli.models.preprocess import preprocess
 
-    rgbs = [synthetic.generate(i, 1, 64).image for i in range(4)]
-    classes = [synthetic.generate(i, 1, 64).objects[0].class_index for i in range(4)]
-    explainers = evaluation.explainers_for(gap, ["gradcam"], batch_size=8)
-    report = eval_faithfulness.faithfulness_report(explainers, rgbs, classes, steps=5, seed=0)
+    rgbs = [scenes.generate(i, 1, 64).image for i in range(4)]
+    classes = [scenes.generate(i, 1, 64).objects[0].class_index for i in range(4)]
+    explainers = localization.explainers_for(gap, ["gradcam"], batch_size=8)
+    report = faithfulness_report.faithfulness_report(explainers, rgbs, classes, steps=5, seed=0)
     # by hand: the views, the maps (small_maps), the model's probabilities, faithfulness.evaluate
     explainer = explainers["gradcam"]
     engine = explainer.build().engine
@@ -45,7 +47,7 @@ def test_the_report_equals_faithfulness_evaluate_on_the_same_maps(gap):
     assert set(report["baselines"]) == {"uniform", "random", "randomcam"}
     uniform = report["baselines"]["uniform"]
     assert uniform["average_drop_percent"] == 0.0 and uniform["increase_in_confidence_percent"] == 0.0  # X o 1 = X
-    table = eval_faithfulness.format_table(report)
+    table = faithfulness_report.format_table(report)
     assert "randomcam (baseline)" in table and "ROAD MoRF" in table
 
 
@@ -54,7 +56,7 @@ def folder(tmp_path_factory):
     """Three generated scenes as files, no masks."""
     path = tmp_path_factory.mktemp("plain")
     for i in range(3):
-        Image.fromarray(synthetic.generate(i, 1, 64).image).save(path / f"s{i}.png")
+        Image.fromarray(scenes.generate(i, 1, 64).image).save(path / f"s{i}.png")
     return path
 
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import invoke_cli
-from gradcam_cli import evaluation, synthetic
+from gradcam_cli.evaluate import annotations, gate, localization
+from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.errors import GradcamError, ImageError
 
 
@@ -25,20 +26,20 @@ def coco(tmp_path, entries):
 
 def test_boxes_are_read_and_make_an_object_by_hand(tmp_path):
     path = coco(tmp_path, [("a.png", [[2, 3, 4, 2], [10, 1, 2, 2]]), ("sub/b.png", [])])
-    boxes = evaluation.read_boxes(path)
+    boxes = annotations.read_boxes(path)
     assert boxes == {"a.png": [(2.0, 3.0, 6.0, 5.0), (10.0, 1.0, 12.0, 3.0)], "sub/b.png": []}
-    obj = evaluation.boxes_object(tmp_path / "in" / "a.png", (8, 16, 3), boxes)
+    obj = annotations.boxes_object(tmp_path / "in" / "a.png", (8, 16, 3), boxes)
     expected = np.zeros((8, 16), bool)
     expected[3:5, 2:6] = True
     expected[1:3, 10:12] = True
     np.testing.assert_array_equal(obj.mask, expected)
     assert obj.box == (2, 1, 12, 5)  # around both boxes
     with pytest.raises(ImageError, match="no box for it"):
-        evaluation.boxes_object(tmp_path / "sub" / "b.png", (8, 16, 3), boxes)  # listed, but no box
+        annotations.boxes_object(tmp_path / "sub" / "b.png", (8, 16, 3), boxes)  # listed, but no box
     with pytest.raises(ImageError, match="no box for it"):
-        evaluation.boxes_object(tmp_path / "c.png", (8, 16, 3), boxes)
+        annotations.boxes_object(tmp_path / "c.png", (8, 16, 3), boxes)
     with pytest.raises(ImageError, match="outside the 4x4 image"):
-        evaluation.boxes_object(tmp_path / "a.png", (4, 4, 3), boxes)
+        annotations.boxes_object(tmp_path / "a.png", (4, 4, 3), boxes)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -51,24 +52,24 @@ def test_bad_boxes_files_are_refused_in_one_line(tmp_path, text, message):
     path = tmp_path / "boxes.json"
     path.write_text(text)
     with pytest.raises(GradcamError, match=message) as info:
-        evaluation.read_boxes(path)
+        annotations.read_boxes(path)
     assert "\n" not in str(info.value)
 
 
 def test_thresholds_and_shortfalls_by_hand():
-    assert evaluation.parse_thresholds("pointing=0.8, energy=0.3,iou50=0.1") == {
+    assert gate.parse_thresholds("pointing=0.8, energy=0.3,iou50=0.1") == {
         "pointing": 0.8, "energy_in_box": 0.3, "localized_iou50": 0.1}
     report = {"methods": {"gradcam": {"pointing": 0.9, "energy_in_box": 0.2, "discrimination": None},
                           "guided": {"pointing": 0.7, "energy_in_box": 0.5, "discrimination": None}}}
-    assert evaluation.shortfalls(report, {"pointing": 0.8, "energy_in_box": 0.3}) == [
+    assert gate.shortfalls(report, {"pointing": 0.8, "energy_in_box": 0.3}) == [
         "gradcam: energy_in_box 0.200 < 0.3", "guided: pointing 0.700 < 0.8"]
-    assert evaluation.shortfalls(report, {"discrimination": 0.5}) == [
+    assert gate.shortfalls(report, {"discrimination": 0.5}) == [
         "gradcam: discrimination not measured (needed >= 0.5)", "guided: discrimination not measured (needed >= 0.5)"]
     with pytest.raises(GradcamError, match="no figure 'insertion'"):
-        evaluation.shortfalls(report, {"insertion": 0.5})
+        gate.shortfalls(report, {"insertion": 0.5})
     for bad in ("pointing", "pointing=high", ""):
         with pytest.raises(GradcamError, match="FIGURE=NUMBER"):
-            evaluation.parse_thresholds(bad)
+            gate.parse_thresholds(bad)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def scenes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scenes")
     entries = []
     for i in range(4):
-        scene = synthetic.generate(i, 1, 64)
+        scene = scene_maker.generate(i, 1, 64)
         Image.fromarray(scene.image).save(folder / f"s{i}.png")
         x0, y0, x1, y1 = scene.objects[0].box
         if i == 2:

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from gradcam_cli import evaluation, maps
+from gradcam_cli.evaluate import localization
+from gradcam_cli.explain import maps
 
 
 def test_bounding_box_keeps_the_largest_region_above_threshold():
@@ -27,29 +28,29 @@ def test_pointing_with_tolerance():
     mask[30:34, 30:34] = True
     heat = np.zeros((64, 64), dtype=np.float32)
     heat[31, 31] = 1
-    assert evaluation.pointing_hit(heat, mask, 0)
+    assert localization.pointing_hit(heat, mask, 0)
     heat[:] = 0
     heat[31, 37] = 1  # 4 pixels right of the object's last column
-    assert evaluation.pointing_hit(heat, mask, 4.3) and not evaluation.pointing_hit(heat, mask, 3.0)
-    assert not evaluation.pointing_hit(np.zeros((64, 64), np.float32), mask, 100)
-    assert abs(evaluation.tolerance_for((224, 224)) - 15) < 1e-9 and abs(evaluation.tolerance_for((64, 64)) - 15 * 64 / 224) < 1e-9
+    assert localization.pointing_hit(heat, mask, 4.3) and not localization.pointing_hit(heat, mask, 3.0)
+    assert not localization.pointing_hit(np.zeros((64, 64), np.float32), mask, 100)
+    assert abs(localization.tolerance_for((224, 224)) - 15) < 1e-9 and abs(localization.tolerance_for((64, 64)) - 15 * 64 / 224) < 1e-9
 
 
 def test_energy_and_iou_by_hand():
     heat = np.zeros((10, 10), dtype=np.float32)
     heat[0:2, 0:2] = 1.0  # mass 4
     heat[8, 8] = 4.0  # mass 4
-    assert evaluation.energy_in_box(heat, (0, 0, 2, 2)) == 0.5
-    assert evaluation.energy_in_box(np.zeros((3, 3)), (0, 0, 1, 1)) == 0.0
-    assert evaluation.box_iou((0, 0, 2, 2), (1, 1, 3, 3)) == 1 / 7
-    assert evaluation.box_iou((0, 0, 2, 2), (2, 2, 4, 4)) == 0.0
-    assert evaluation.box_iou(None, (0, 0, 1, 1)) == 0.0
+    assert localization.energy_in_box(heat, (0, 0, 2, 2)) == 0.5
+    assert localization.energy_in_box(np.zeros((3, 3)), (0, 0, 1, 1)) == 0.0
+    assert localization.box_iou((0, 0, 2, 2), (1, 1, 3, 3)) == 1 / 7
+    assert localization.box_iou((0, 0, 2, 2), (2, 2, 4, 4)) == 0.0
+    assert localization.box_iou(None, (0, 0, 1, 1)) == 0.0
 
 
 def test_scores_summary_and_chance_maps():
-    uniform, centre = evaluation.chance_maps((8, 8))
+    uniform, centre = localization.chance_maps((8, 8))
     assert uniform.min() == uniform.max() == 1 and centre.sum() == 1 and centre[4, 4] == 1
     assert maps.bounding_box(uniform) == (0, 0, 8, 8)
-    scores = evaluation.Scores([True, False], [0.5, 0.25], [0.6, 0.4], [True, True, False, True])
+    scores = localization.Scores([True, False], [0.5, 0.25], [0.6, 0.4], [True, True, False, True])
     assert scores.summary() == {"pointing": 0.5, "energy_in_box": 0.375, "box_iou": 0.5,
                                 "localized_iou50": 0.5, "discrimination": 0.75}

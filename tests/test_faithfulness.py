@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import counting
-from gradcam_cli import faithfulness as F
+from gradcam_cli.evaluate import faithfulness as F
+from gradcam_cli.evaluate import road
 from gradcam_cli.errors import GradcamError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
@@ -227,7 +228,7 @@ def hand_imputation(view, removed):
 def test_road_imputation_equals_the_hand_solved_system_on_a_4x4_image():
     view = np.random.default_rng(0).uniform(0, 255, (4, 4, 3))
     removed = np.array([[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1]], bool)
-    imputed = F.linear_imputation(view, removed).astype(np.float64)
+    imputed = road.linear_imputation(view, removed).astype(np.float64)
     expected = hand_imputation(view, removed)
     np.testing.assert_allclose(imputed, expected, atol=1e-6 * 255, rtol=0)  # float32 out: 1e-6 of the range
     np.testing.assert_array_equal(imputed[~removed], view[~removed].astype(np.float32))
@@ -235,7 +236,7 @@ def test_road_imputation_equals_the_hand_solved_system_on_a_4x4_image():
     # (0, 1), (1, 0) at 1/6 and (1, 1) at 1/12, renormalised by 1/6 + 1/6 + 1/12
     corner = (expected[0, 1] / 6 + expected[1, 0] / 6 + expected[1, 1] / 12) / (5 / 12)
     np.testing.assert_allclose(expected[0, 0], corner, rtol=1e-12)
-    solved = F._solve_region(view, removed)  # float64, before the float32 output
+    solved = road._solve_region(view, removed)  # float64, before the float32 output
     np.testing.assert_allclose(solved, expected, atol=1e-9, rtol=0)
 
 
@@ -248,17 +249,17 @@ def test_road_imputation_of_large_and_small_regions_and_empty_rows(shape):
     removed[:, 0] = False
     removed[shape[0] - 2] = True  # a full row
     removed[shape[0] - 4] = False  # an empty one
-    np.testing.assert_allclose(F.linear_imputation(view, removed), hand_imputation(view, removed), atol=1e-3)
+    np.testing.assert_allclose(road.linear_imputation(view, removed), hand_imputation(view, removed), atol=1e-3)
     with pytest.raises(GradcamError, match="at least one kept pixel"):
-        F.linear_imputation(view, np.ones(shape, bool))
+        road.linear_imputation(view, np.ones(shape, bool))
 
 
 def test_road_noise_is_documented_and_seeded_per_view():
     view = np.random.default_rng(1).uniform(0, 255, (6, 5, 3))
     removed = np.zeros((6, 5), bool)
     removed[2:4, 1:4] = True
-    plain = F.linear_imputation(view, removed)
-    noisy = F.linear_imputation(view, removed, noise=2.55, rng=np.random.default_rng(5))
+    plain = road.linear_imputation(view, removed)
+    noisy = road.linear_imputation(view, removed, noise=2.55, rng=np.random.default_rng(5))
     expected = plain[removed] + 2.55 * np.random.default_rng(5).standard_normal((6, 5, 3))[removed]
     np.testing.assert_allclose(noisy[removed], expected, rtol=1e-5)
     np.testing.assert_array_equal(noisy[~removed], plain[~removed])
@@ -268,7 +269,7 @@ def test_road_noise_is_documented_and_seeded_per_view():
     rows = F.road_views(view, single_map, percentages=(30,), seed=7)
     digest = zlib.crc32(view.astype(np.float32).tobytes())
     removed = F._ranks(single_map) < 9  # 30 % of 30 pixels, the most relevant
-    by_hand = F.linear_imputation(view.astype(np.float32), removed, F.ROAD_NOISE,
+    by_hand = road.linear_imputation(view.astype(np.float32), removed, F.ROAD_NOISE,
                                   np.random.default_rng([7, digest, 30, 1]))
     np.testing.assert_array_equal(rows[0], by_hand)
 
@@ -366,7 +367,7 @@ def test_with_the_engine_of_a_real_model(keras):
     """The callable as the CLI builds it: preprocess the RGB views, score with the engine's
     compiled, chunked forward step; Y equals the probability the map's batch reported."""
     from gradcam_cli import Explainer, load_model
-    from gradcam_cli.images import load_rgb, model_view
+    from gradcam_cli.files.images import load_rgb, model_view
     from gradcam_cli.models.preprocess import preprocess
 
     loaded = load_model("demo-gap")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import run_on_jax, tiny_model
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.methods.finercam import FinerObjective, finercam_weights
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.methods.finercam import FinerObjective, finercam_weights
 from gradcam_cli.models.loading import describe
 
 CLASSES = 6

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import conv3x3_same, conv3x3_same_transpose, gap_model, nested_model, run_on_jax, set_fixed_weights, tiny_model
-from gradcam_cli.engine import Engine
-from gradcam_cli.methods import fullgrad
+from gradcam_cli.explain.engine import Engine
+from gradcam_cli.explain.methods import fullgrad
 from gradcam_cli.models.loading import describe
 
 
@@ -51,7 +51,7 @@ def check_tiny_fullgrad(keras):
     engine = Engine(loaded_for(model, 8), ("target",), batch_size=3)
     x = images(3, 8)
     before = model.predict(x, verbose=0)
-    result = engine.run(x, np.array([0, 2, -1]), gradients=False)
+    result = engine.run(x, np.array([0, 2, -1]), needs=("activations",))
     maps = fullgrad.fullgrad_map(result)
     assert maps.shape == (3, 8, 8)
     for i in range(3):
@@ -93,7 +93,7 @@ def check_completeness(keras):
             total += sum(float((g[i].astype(np.float64) * bias[path]).sum()) for path, g in computed.layers)
             score = engine.scores(x[i : i + 1])[0, computed.classes[i]]
             np.testing.assert_allclose(total, score, rtol=1e-4, atol=1e-4)
-        result = engine.run(x, np.array([-1, 1]), gradients=False)
+        result = engine.run(x, np.array([-1, 1]), needs=("activations",))
         maps = fullgrad.fullgrad_map(result)
         assert maps.shape == (2, size, size) and np.isfinite(maps).all() and maps.min() == 0.0 and maps.max() > 0
 
@@ -116,7 +116,7 @@ def test_bias_terms_of_a_nested_model_with_batch_normalisation(keras):
 def test_the_resized_layer_term_by_hand(keras):
     """gap_model's conv2 (16x16, under max pooling) goes onto the 32x32 input: its gradient
     before the ReLU is W_kc / (h w) where z2 > 0, and its term is bilinearly resized."""
-    from gradcam_cli.methods.scorecam import bilinear
+    from gradcam_cli.explain.methods.scorecam import bilinear
 
     model = gap_model(keras)
     engine = Engine(loaded_for(model, 32), ("conv2",), batch_size=2)
@@ -155,7 +155,7 @@ def check_without_biases(keras):
     assert fullgrad.bias_warning(loaded) == fullgrad.NO_BIAS_WARNING
     engine = Engine(loaded, ("target",), batch_size=2)
     x = images(2, 8)
-    result = engine.run(x, np.array([0, 1]), gradients=False)
+    result = engine.run(x, np.array([0, 1]), needs=("activations",))
     gradients, scores = engine.input_gradients(x, result.classes)
     np.testing.assert_allclose((gradients * x).sum(axis=(1, 2, 3)), scores, rtol=1e-5, atol=1e-6)  # homogeneous
     expected = np.stack([psi_sum(np.abs(gradients[i] * x[i])) for i in range(2)])

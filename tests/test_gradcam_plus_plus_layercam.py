@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import conv3x3_same, gap_model, tiny_model
-from gradcam_cli import maps, pipeline, synthetic
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.methods.gradcam_plus_plus import gradcam_plus_plus_alphas, gradcam_plus_plus_weights
-from gradcam_cli.methods.layercam import layercam_map
+from gradcam_cli.explain import maps
+from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_alphas, gradcam_plus_plus_weights
+from gradcam_cli.explain.methods.layercam import layercam_contributions
 from gradcam_cli.models import loading
+from gradcam_cli.files.images import prepare
 
 needs_tf_keras_vis = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
                                         reason="tf-keras-vis is not installed")
@@ -56,7 +58,7 @@ def ours(result):
     """Both methods' maps the pipeline's way: weighted sum or spatial map, then the ReLU."""
     weights = gradcam_plus_plus_weights(result.activations, result.gradients)
     return (maps.relu(maps.weighted_sum(result.activations, weights)),
-            maps.relu(layercam_map(result.activations, result.gradients)))
+            maps.relu(layercam_contributions(result.activations, result.gradients).sum(axis=3)))
 
 
 def test_gap_dense_by_hand(keras):
@@ -144,9 +146,9 @@ def test_zero_denominators_give_zero_alphas_and_no_eps():
 
 def scene_batch(loaded):
     """Three synthetic scenes, each of a different class, as one prepared batch."""
-    scenes = [synthetic.generate(i, 1, size=loaded.input_size[0]) for i in range(3)]
+    scenes = [scene_maker.generate(i, 1, size=loaded.input_size[0]) for i in range(3)]
     assert len({scene.objects[0].class_index for scene in scenes}) == 3
-    return pipeline.prepare(loaded, [scene.image for scene in scenes])[0]
+    return prepare(loaded, [scene.image for scene in scenes])[0]
 
 
 def tf_keras_vis_equivalent(result, loaded):

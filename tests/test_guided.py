@@ -8,9 +8,12 @@ import pytest
 from PIL import Image
 
 from conftest import conv3x3_same_transpose, invoke_cli, set_fixed_weights
-from gradcam_cli import maps, render, synthetic
-from gradcam_cli.engine import Engine
-from gradcam_cli.methods.guided import guided_gradcam, saliency
+from gradcam_cli.explain import maps
+from gradcam_cli.files import render
+from gradcam_cli.evaluate import scenes
+from gradcam_cli.explain.engine import Engine
+from gradcam_cli.explain.maps import saliency
+from gradcam_cli.explain.methods.guided import guided_gradcam
 from gradcam_cli.models import guided
 from gradcam_cli.models.loading import describe
 from gradcam_cli.models.preprocess import MODES, preprocess, pullback
@@ -234,7 +237,7 @@ def scene_file(folder, index=0, seed=1):
     """A generated scene at the demo models' input size (64x64), so image and model sizes agree."""
     path = folder / f"scene{index}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(synthetic.generate(index, seed=seed).image).save(path)
+    Image.fromarray(scenes.generate(index, seed=seed).image).save(path)
     return path
 
 
@@ -265,7 +268,7 @@ def test_guided_command_writes_each_kind_consistently(tmp_path):
     np.testing.assert_array_equal(colour, render.to_uint8(render.gradient_image(gradient)))
     np.testing.assert_array_equal(grey, render.to_uint8(render.gradient_image(gradient.mean(axis=-1))))
     # the explained class is the object's, and its saliency peaks on the object
-    scene = synthetic.generate(0, seed=1)
+    scene = scenes.generate(0, seed=1)
     assert entry["class"] == scene.objects[0].class_index
     y, x = np.unravel_index(np.argmax(saliency(product)), (64, 64))
     assert scene.objects[0].mask[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4].any()
@@ -273,7 +276,7 @@ def test_guided_command_writes_each_kind_consistently(tmp_path):
 
 def test_deconvnet_mode_names_its_outputs_and_resizes_onto_the_image(tmp_path):
     image = tmp_path / "wide.png"
-    Image.fromarray(np.repeat(synthetic.generate(2, seed=1).image, 2, axis=1)).save(image)  # 128x64
+    Image.fromarray(np.repeat(scenes.generate(2, seed=1).image, 2, axis=1)).save(image)  # 128x64
     out = tmp_path / "out"
     result = invoke_cli("guided", image, "--model", "demo-vgg", "--mode", "deconvnet", "-o", out, "-q")
     assert result.returncode == 0, result.stderr

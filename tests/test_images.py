@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import write_image
 from gradcam_cli.errors import ImageError
-from gradcam_cli.images import load_rgb, model_view
+from gradcam_cli.files.images import load_rgb, model_view
 
 
 @pytest.mark.parametrize("suffix,kwargs", [

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import run_on_jax, set_fixed_weights, tiny_model
-from gradcam_cli.engine import Engine
-from gradcam_cli.methods import input_attribution as attribution
+from gradcam_cli.explain.engine import Engine
+from gradcam_cli.explain.methods import input_attribution as attribution
 from gradcam_cli.models.loading import activation_bytes, describe
 from conftest import conv3x3_same_transpose
 from test_fullgrad import hand_tiny
@@ -133,7 +133,7 @@ def test_integrated_gradients_completeness_improves_with_steps(keras):
     assert errors[0] > errors[1] > errors[2] > errors[3]
     assert errors[3] < 1e-3 * np.abs(scores).max()
     # the map: attributions summed over colours, so map.sum() - residual = S(x) - S(x')
-    result = engine.run(x, classes, gradients=False)
+    result = engine.run(x, classes, needs=("activations",))
     heat = attribution.integrated_gradients_map(result, steps=64)
     np.testing.assert_allclose(heat.sum(axis=(1, 2)) - residuals, scores, rtol=1e-4, atol=1e-5)
     assert attribution.smoothgrad_map(result, samples=2).shape == (2, 8, 8)

@@ -3,8 +3,8 @@
 import io
 
 from conftest import write_image
-from gradcam_cli.inputs import collect
-from gradcam_cli.outputs import output_path
+from gradcam_cli.files.inputs import collect
+from gradcam_cli.files.outputs import output_path
 
 
 def test_folder_is_recursive_and_mirrors_the_tree(tmp_path):

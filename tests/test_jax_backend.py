@@ -43,7 +43,7 @@ EVERY_METHOD = """
 import sys, numpy as np
 from PIL import Image
 from gradcam_cli import Explainer, load_model
-from gradcam_cli.methods import METHODS
+from gradcam_cli.explain.methods import METHODS
 models = [load_model("demo-gap"), load_model("demo-vgg")]  # CAM needs demo-gap's head, dilated copies demo-vgg
 images = [np.asarray(Image.open(p).convert("RGB")) for p in sys.argv[2:]]
 maps = {}
@@ -70,7 +70,7 @@ def test_every_method_gives_the_same_maps_on_jax(tmp_path):
                                 capture_output=True, text=True, env=env, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
         arrays[backend] = np.load(tmp_path / f"{backend}.npz")
-    from gradcam_cli.methods import METHODS
+    from gradcam_cli.explain.methods import METHODS
 
     assert sorted(arrays["jax"].files) == sorted(arrays["tensorflow"].files)
     assert {key.split("/")[0] for key in arrays["jax"].files} == set(METHODS)

@@ -4,7 +4,7 @@ lines look alike."""
 
 import numpy as np
 
-from gradcam_cli import render
+from gradcam_cli.files import render
 
 
 def _flat_series(count):

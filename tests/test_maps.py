@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from gradcam_cli import maps, render
+from gradcam_cli.explain import maps
+from gradcam_cli.files import render
 
 
 def test_relu_before_resize_keeps_a_negative_spike_from_smearing():

@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import invoke_cli, set_fixed_weights, write_image
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.errors import GradcamError
-from gradcam_cli.methods.input_attribution import integrated_gradients, smoothgrad
+from gradcam_cli.explain.methods.input_attribution import integrated_gradients, smoothgrad
 from gradcam_cli.models.preprocess import pullback
 
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from conftest import conv3x3_same, gap_model, tiny_model
-from gradcam_cli import pipeline
-from gradcam_cli.engine import Engine
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.errors import LayerError
-from gradcam_cli.methods import METHODS
-from gradcam_cli.methods.eigencam import eigencam_map
-from gradcam_cli.methods.fem import fem_map
-from gradcam_cli.methods.kpcacam import kpcacam_map
-from gradcam_cli.methods.pca import eigen_smooth, first_principal_component
-from gradcam_cli.methods.randomcam import randomcam_weights
+from gradcam_cli.explain.methods import METHODS
+from gradcam_cli.explain.methods.eigencam import eigencam_map
+from gradcam_cli.explain.methods.fem import fem_contributions
+from gradcam_cli.explain.methods.kpcacam import kpcacam_map
+from gradcam_cli.explain.methods.pca import eigen_smooth, first_principal_component
+from gradcam_cli.explain.methods.randomcam import randomcam_weights
 from gradcam_cli.models import loading
+from gradcam_cli.explain.compute import compute_maps
 
 GRADIENT_METHODS = ("xgradcam", "hirescam", "gradcam-elementwise", "eigengradcam")
 GRADIENT_FREE = ("eigencam", "kpcacam", "fem", "randomcam")
@@ -144,12 +144,12 @@ def _close(ours, expected):
 
 @pytest.mark.parametrize("method", GRADIENT_METHODS + GRADIENT_FREE)
 def test_map_by_hand_on_the_tiny_model(tiny, method):
-    """The registry entry through pipeline.compute_maps (the pipeline's ReLU included) against the
+    """The registry entry through compute_maps (the pipeline's ReLU included) against the
     hand map of the hand activations and gradients, for every class."""
     model, images, loaded, engine, _ = tiny
     lowest, highest = np.inf, -np.inf
     for cls in range(3):
-        computed = pipeline.compute_maps(loaded, engine, images, np.full(3, cls), method=method)
+        computed = compute_maps(loaded, engine, images, np.full(3, cls), method=method)
         assert (computed.classes == cls).all()
         for i in range(3):
             a, g = tiny_by_hand(model, images[i], cls)
@@ -182,16 +182,16 @@ def test_gradient_free_methods_compute_no_gradient(tiny, method, monkeypatch):
 
     def forward_only(*args, **kwargs):
         result = run(*args, **kwargs)
-        calls.append((kwargs.get("gradients", True), kwargs.get("backprop"), result.gradients))
+        calls.append(("gradients" in kwargs.get("needs", ("gradients",)), kwargs.get("backprop"), result.gradients))
         return result
 
     monkeypatch.setattr(engine, "run", forward_only)
-    computed = pipeline.compute_maps(loaded, engine, images, np.full(3, 2), method=method)
+    computed = compute_maps(loaded, engine, images, np.full(3, 2), method=method)
     assert [(asked, backprop) for asked, backprop, _ in calls] == [(False, None)]
     assert calls[0][2] is None
     assert np.isfinite(computed.small_maps).all() and np.abs(computed.weighted_sums).max() > 0
     # class-agnostic: another class gives the same map
-    other = pipeline.compute_maps(loaded, engine, images, np.full(3, 0), method=method)
+    other = compute_maps(loaded, engine, images, np.full(3, 0), method=method)
     np.testing.assert_array_equal(other.small_maps, computed.small_maps)
 
 
@@ -212,7 +212,7 @@ def test_gap_dense_hirescam_is_cam_and_xgradcam_is_gradcam(keras):
     kernel = model.get_layer("pred").get_weights()[0].astype(np.float64)
     h, w = features.shape[1:3]
     codes = np.array([0, 2])
-    hires = pipeline.compute_maps(loaded, engine, images, codes, method="hirescam").weighted_sums
+    hires = compute_maps(loaded, engine, images, codes, method="hirescam").weighted_sums
     result = engine.run(images, codes)
     weights = METHODS["xgradcam"].channel_weights(result, None)
     for i, cls in enumerate(codes):
@@ -312,7 +312,7 @@ def test_fem_exact_on_a_spike():
     a = np.zeros((1, 4, 4, 2))
     a[0, 1, 2, 0] = 10.0
     a[0, :, :, 1] = 3.0
-    result = fem_map(a)[0]
+    result = fem_contributions(a).sum(axis=3)[0]
     expected = np.zeros((4, 4))
     expected[1, 2] = 0.625
     np.testing.assert_allclose(result, expected, rtol=1e-7)
@@ -325,9 +325,9 @@ def test_randomcam_is_deterministic_and_the_same_for_every_image(tiny):
     assert (np.abs(weights) <= 1).all() and (weights > 0).any() and (weights < 0).any()
     np.testing.assert_array_equal(weights, randomcam_weights(np.ones((3, 5, 5, 4))))
     assert randomcam_weights(np.zeros((1, 2, 2, 5)))[0, :4].tolist() != weights[0].tolist()
-    batch = pipeline.compute_maps(loaded, engine, images, np.full(3, 0), method="randomcam")
-    again = pipeline.compute_maps(loaded, engine, images, np.full(3, 0), method="randomcam")
+    batch = compute_maps(loaded, engine, images, np.full(3, 0), method="randomcam")
+    again = compute_maps(loaded, engine, images, np.full(3, 0), method="randomcam")
     np.testing.assert_array_equal(batch.weighted_sums, again.weighted_sums)
     for i in range(3):
-        alone = pipeline.compute_maps(loaded, single, images[i : i + 1], np.array([0]), method="randomcam")
+        alone = compute_maps(loaded, single, images[i : i + 1], np.array([0]), method="randomcam")
         np.testing.assert_allclose(alone.weighted_sums[0], batch.weighted_sums[i], rtol=1e-5, atol=1e-6)

@@ -164,7 +164,7 @@ def test_free_input_size_needs_input_size(keras, tmp_path):
     loaded = loading.load(str(tmp_path / "free.keras"), input_size=(24, 40))
     assert loaded.input_size == (24, 40)
     assert [i.shape for i in loaded.layers if i.path == loaded.default_layer] == [(24, 40, 4)]
-    from gradcam_cli.engine import Engine
+    from gradcam_cli.explain.engine import Engine
 
     result = Engine(loaded, loaded.default_layer, batch_size=1).run(np.ones((1, 24, 40, 3), "float32"), np.array([0]))
     assert result.activations.shape == (1, 24, 40, 4)

@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 
 from conftest import invoke_cli, nested_model
-from gradcam_cli import pipeline, synthetic
-from gradcam_cli.engine import Engine, top_rank
+from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain.engine import Engine, top_rank
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.models import loading
+from gradcam_cli.explain.compute import compute_maps
+from gradcam_cli.files.images import prepare
 
 
 def scenes(size, count=4, seed=11):
-    return [synthetic.generate(i, seed, size=size).image for i in range(count)]
+    return [scene_maker.generate(i, seed, size=size).image for i in range(count)]
 
 
 def agreement(exact, approximate):
@@ -27,9 +29,9 @@ def agreement(exact, approximate):
 
 def maps_at(precision, method="gradcam", count=4):
     loaded = loading.load("demo-vgg", precision=precision)
-    inputs, _ = pipeline.prepare(loaded, scenes(loaded.input_size[0], count))
+    inputs, _ = prepare(loaded, scenes(loaded.input_size[0], count))
     engine = Engine(loaded, loaded.default_layer, batch_size=count)
-    return loaded, pipeline.compute_maps(loaded, engine, inputs, np.full(count, top_rank(1)), method=method)
+    return loaded, compute_maps(loaded, engine, inputs, np.full(count, top_rank(1)), method=method)
 
 
 def test_trunk_computes_in_bfloat16_and_the_head_in_float32(keras):

@@ -22,8 +22,8 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 from conftest import invoke_cli, python_cli, run_cli  # noqa: E402
-from gradcam_cli import ray as on_ray  # noqa: E402
-from gradcam_cli.inputs import collect  # noqa: E402
+from gradcam_cli.distributed import cluster as on_ray  # noqa: E402
+from gradcam_cli.files.inputs import collect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCENES = sorted((REPO / "sample_images").glob("synthetic_*.png"))
@@ -83,7 +83,7 @@ def test_the_api_explains_a_batch_as_the_command_does_without_files(folder, refe
     import cv2
     import numpy as np
 
-    from gradcam_cli.ray import Explain
+    from gradcam_cli.distributed import Explain
 
     out, lines = reference
     opencv_threads = cv2.getNumThreads()
@@ -106,7 +106,7 @@ def test_the_api_explains_a_batch_as_the_command_does_without_files(folder, refe
 
 
 def test_map_batches_writes_the_commands_files_byte_for_byte(cluster, folder, reference, tmp_path):
-    from gradcam_cli.ray import Explain
+    from gradcam_cli.distributed import Explain
 
     out, lines = reference
     sources = collect([str(folder)], output_dir=tmp_path).sources
@@ -124,7 +124,7 @@ def test_map_batches_writes_the_commands_files_byte_for_byte(cluster, folder, re
 def test_a_worker_sets_its_threads_before_tensorflow_starts(cluster, folder, reference, tmp_path):
     import numpy as np
 
-    from gradcam_cli.ray import Explain
+    from gradcam_cli.distributed import Explain
 
     worker = ray.remote(num_cpus=1)(Explain).remote(model="demo-gap", output_dir=str(tmp_path), batch_size=BATCH)
 
@@ -194,7 +194,7 @@ def map_worker_pids():
 
 
 def run_killing_a_worker(folder, out, retries):
-    """gradcam_cli.ray.run on `folder` three times over, SIGKILLing one of its two workers when the
+    """gradcam_cli.distributed.cluster.run on `folder` three times over, SIGKILLing one of its two workers when the
     first record arrives (batches are still queued on both); returns (records, failures, killed)."""
     many = out.parent / f"many-{retries}"
     for copy in range(3):
@@ -257,7 +257,7 @@ def test_workers_that_cannot_build_the_model_stop_the_job_with_their_error(clust
 
 
 def test_what_killed_writers_leave_is_removed(tmp_path):
-    from gradcam_cli.inputs import Source
+    from gradcam_cli.files.inputs import Source
 
     (tmp_path / "sub").mkdir()
     left = [".a.png.gradcam.heatmap.png.k2j_x9aq.part", "sub/.b.jpg.guided.top2.gradient-gray.png.00000000.part"]

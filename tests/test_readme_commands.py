@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import invoke_cli
-from gradcam_cli.methods import METHODS
+from gradcam_cli.explain.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

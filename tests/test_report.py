@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import OFFLINE_ENV, invoke_cli, run_cli
-from gradcam_cli import outputs
+from gradcam_cli.files import outputs
 from gradcam_cli.report import ReportError, Written, kind_of, read_results, write_report
 from gradcam_cli.report.page import embed_json
 

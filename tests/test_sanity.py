@@ -1,4 +1,4 @@
-"""The cascading model-parameter randomisation test (gradcam_cli/sanity.py): steps by hand, the
+"""The cascading model-parameter randomisation test (gradcam_cli/randomisation.py): steps by hand, the
 copy and the re-initialisation against Keras's own initializers, rho = 1 at the original model,
 the drop of Grad-CAM's rho, the user's model untouched, determinism, batching, the figure, bad
 arguments, and the measurement on demo-vgg (Adebayo et al. 2018's finding)."""
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import gap_model, nested_model, tiny_model
-from gradcam_cli import pipeline, sanity
+from conftest import gap_model, nested_model, probabilities, tiny_model
+from gradcam_cli.evaluate import randomisation
+from gradcam_cli.files import render
 from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError
+from gradcam_cli.files.images import prepare
 
 
 def _loaded(keras, model, size):
@@ -38,7 +40,7 @@ def nested(keras):
 @pytest.fixture(scope="module")
 def gap_result(gap):
     methods = ("gradcam", "cam", "guided-backprop", "guided-gradcam")
-    return sanity.cascading_randomisation(gap, _images(5, 32), methods=methods, batch_size=5, seed=0)
+    return randomisation.cascading_randomisation(gap, _images(5, 32), methods=methods, batch_size=5, seed=0)
 
 
 def _weights(loaded):
@@ -50,16 +52,16 @@ def _weights(loaded):
 
 def test_steps_are_the_weighted_layers_from_the_output_down(keras):
     tiny = _loaded(keras, tiny_model(keras), 8)  # target (conv), post (conv), flatten, pred (dense)
-    assert sanity.cascade_steps(tiny) == [sanity.Step("original"), sanity.Step("pred", ("pred",)),
-                                          sanity.Step("post", ("post",)), sanity.Step("target", ("target",))]
+    assert randomisation.cascade_steps(tiny) == [randomisation.Step("original"), randomisation.Step("pred", ("pred",)),
+                                          randomisation.Step("post", ("post",)), randomisation.Step("target", ("target",))]
     # grouped: 3 layers in 2 steps, the larger group at the top, each named after its lowest layer
-    assert sanity.cascade_steps(tiny, max_steps=2) == [sanity.Step("original"), sanity.Step("post", ("pred", "post")),
-                                                       sanity.Step("target", ("target",))]
-    assert sanity.cascade_steps(tiny, max_steps=9) == sanity.cascade_steps(tiny)
+    assert randomisation.cascade_steps(tiny, max_steps=2) == [randomisation.Step("original"), randomisation.Step("post", ("pred", "post")),
+                                                       randomisation.Step("target", ("target",))]
+    assert randomisation.cascade_steps(tiny, max_steps=9) == randomisation.cascade_steps(tiny)
 
 
 def test_steps_enter_a_nested_model_and_include_batch_norm(nested):
-    names = [step.name for step in sanity.cascade_steps(nested)]
+    names = [step.name for step in randomisation.cascade_steps(nested)]
     assert names == ["original", "pred", "base/b_bn", "base/b_conv2", "base/b_conv1"]  # no pooling, no GAP
 
 
@@ -69,7 +71,7 @@ def test_steps_enter_a_nested_model_and_include_batch_norm(nested):
 def test_the_copy_of_a_nested_model_is_separate_and_computes_the_same_maps(keras, nested):
     from gradcam_cli.api import Explainer
 
-    copy = sanity.model_copy(nested)
+    copy = randomisation.model_copy(nested)
     originals = {id(v) for v in nested.model.variables}
     assert copy.model is not nested.model and not any(id(v) in originals for v in copy.model.variables)
     assert copy.default_layer == nested.default_layer == ("base", "b_out")
@@ -86,30 +88,30 @@ def test_the_copy_of_a_nested_model_is_separate_and_computes_the_same_maps(keras
 
 
 def test_reinitialise_draws_with_the_layers_own_initializers(keras, nested):
-    copy = sanity.model_copy(nested)
+    copy = randomisation.model_copy(nested)
     base = copy.model.get_layer("base")
     conv, bn = base.get_layer("b_conv2"), base.get_layer("b_bn")
     mean, variance = (np.array(v) for v in (bn.moving_mean, bn.moving_variance))
-    sanity.reinitialise(conv, position=1, seed=7)
-    expected = keras.initializers.GlorotUniform(seed=sanity._seed(7, 1, 0))((3, 3, 8, 16))
+    randomisation.reinitialise(conv, position=1, seed=7)
+    expected = keras.initializers.GlorotUniform(seed=randomisation._seed(7, 1, 0))((3, 3, 8, 16))
     np.testing.assert_array_equal(np.array(conv.kernel), np.array(expected))
     np.testing.assert_array_equal(np.array(conv.bias), np.zeros(16))  # bias_initializer: zeros
-    sanity.reinitialise(bn, position=2, seed=7)
+    randomisation.reinitialise(bn, position=2, seed=7)
     np.testing.assert_array_equal(np.array(bn.gamma), np.ones(16))
     np.testing.assert_array_equal(np.array(bn.beta), np.zeros(16))
     # the running statistics are not learned weights: kept
     np.testing.assert_array_equal(np.array(bn.moving_mean), mean)
     np.testing.assert_array_equal(np.array(bn.moving_variance), variance)
-    assert [w.name for w in sanity.learned_weights(bn)] == ["gamma", "beta"]
+    assert [w.name for w in randomisation.learned_weights(bn)] == ["gamma", "beta"]
 
 
 def test_normal_reinitialisation_keeps_each_tensors_scale(keras, nested):
-    copy = sanity.model_copy(nested)
+    copy = randomisation.model_copy(nested)
     dense = copy.model.get_layer("pred")
     trained = np.array(dense.kernel)
-    sanity.reinitialise(dense, position=4, seed=3, reinit="normal")
+    randomisation.reinitialise(dense, position=4, seed=3, reinit="normal")
     drawn = np.array(dense.kernel)
-    rng = np.random.default_rng(sanity._seed(3, 4, 0))
+    rng = np.random.default_rng(randomisation._seed(3, 4, 0))
     np.testing.assert_array_equal(drawn, rng.normal(0, np.sqrt(np.mean(trained.astype(np.float64) ** 2)),
                                                     trained.shape).astype(np.float32))
 
@@ -122,12 +124,12 @@ def test_the_users_model_is_untouched(keras, nested):
     explainer = Explainer(nested, "gradcam", batch_size=3)
     inputs, _ = explainer.prepare(images)
     maps_before = explainer.compute(inputs, [0, 1, 0]).small_maps
-    result = sanity.cascading_randomisation(nested, images, batch_size=2)
+    result = randomisation.cascading_randomisation(nested, images, batch_size=2)
     after = nested.model.get_weights()
     assert len(after) == len(before) and all(np.array_equal(a, b) for a, b in zip(before, after))
     np.testing.assert_array_equal(Explainer(nested, "gradcam", batch_size=3).compute(inputs, [0, 1, 0]).small_maps,
                                   maps_before)
-    assert [p.step for p in result.curves["gradcam"]] == [s.name for s in sanity.cascade_steps(nested)]
+    assert [p.step for p in result.curves["gradcam"]] == [s.name for s in randomisation.cascade_steps(nested)]
 
 
 # -- the figures -------------------------------------------------------------------------------
@@ -150,23 +152,23 @@ def test_grad_cams_rho_drops_when_the_weights_are_randomised(gap_result):
 
 def test_the_class_is_the_original_models_prediction(gap, gap_result):
     images = _images(5, 32)
-    inputs, _ = pipeline.prepare(gap, images)
-    assert gap_result.classes == tuple(int(c) for c in np.argmax(pipeline.predict(gap, inputs), axis=1))
-    given = sanity.cascading_randomisation(gap, images, methods="gradcam", classes=2, batch_size=5, metrics="spearman")
+    inputs, _ = prepare(gap, images)
+    assert gap_result.classes == tuple(int(c) for c in np.argmax(probabilities(gap, inputs), axis=1))
+    given = randomisation.cascading_randomisation(gap, images, methods="gradcam", classes=2, batch_size=5, metrics="spearman")
     assert given.classes == (2,) * 5 and given.metrics == ("spearman",)
 
 
 def test_a_fixed_seed_gives_the_same_results_and_another_seed_others(gap, gap_result):
     images = _images(5, 32)
-    again = sanity.cascading_randomisation(gap, images, methods=gap_result.methods, batch_size=5, seed=0)
-    other = sanity.cascading_randomisation(gap, images, methods=("gradcam",), batch_size=5, seed=1)
+    again = randomisation.cascading_randomisation(gap, images, methods=gap_result.methods, batch_size=5, seed=0)
+    other = randomisation.cascading_randomisation(gap, images, methods=("gradcam",), batch_size=5, seed=1)
     for method in gap_result.methods:
         assert [p.figures for p in again.curves[method]] == [p.figures for p in gap_result.curves[method]]
     assert [p.rhos for p in other.curves["gradcam"][1:]] != [p.rhos for p in gap_result.curves["gradcam"][1:]]
 
 
 def test_batching_does_not_change_the_figures(gap, gap_result):
-    single = sanity.cascading_randomisation(gap, _images(5, 32), methods=gap_result.methods, batch_size=2, seed=0)
+    single = randomisation.cascading_randomisation(gap, _images(5, 32), methods=gap_result.methods, batch_size=2, seed=0)
     for method in gap_result.methods:
         for a, b in zip(single.curves[method], gap_result.curves[method]):
             for metric in gap_result.metrics:
@@ -174,14 +176,14 @@ def test_batching_does_not_change_the_figures(gap, gap_result):
 
 
 def test_grouped_steps_reach_the_same_random_model(gap, gap_result):
-    grouped = sanity.cascading_randomisation(gap, _images(5, 32), methods=("gradcam",), batch_size=5, max_steps=2)
+    grouped = randomisation.cascading_randomisation(gap, _images(5, 32), methods=("gradcam",), batch_size=5, max_steps=2)
     assert [s.layers for s in grouped.steps] == [(), ("pred", "conv2"), ("conv1",)]
     assert grouped.curves["gradcam"][1].rhos == gap_result.curves["gradcam"][2].rhos
     assert grouped.curves["gradcam"][-1].rhos == gap_result.curves["gradcam"][-1].rhos
 
 
 def test_engines_are_built_once_for_the_whole_cascade(gap, monkeypatch):
-    from gradcam_cli import engine
+    from gradcam_cli.explain import engine
 
     built, original = [], engine.Engine.__init__
 
@@ -190,18 +192,18 @@ def test_engines_are_built_once_for_the_whole_cascade(gap, monkeypatch):
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(engine.Engine, "__init__", counted)
-    sanity.cascading_randomisation(gap, _images(3, 32), methods=("gradcam", "guided-backprop"), batch_size=3)
+    randomisation.cascading_randomisation(gap, _images(3, 32), methods=("gradcam", "guided-backprop"), batch_size=3)
     assert len(built) == 1  # one engine: Grad-CAM and guided share it, over all four steps
 
 
 def test_spearman_and_ssim_by_hand():
     ramp = np.tile(np.arange(8, dtype=np.float32), (8, 1)) / 7
-    assert sanity._spearman(ramp, ramp) == 1.0 and sanity._spearman(1 - ramp, ramp) == -1.0
-    assert sanity._spearman(np.zeros((8, 8)), ramp) == 0.0  # the map lost its ranking
-    assert np.isnan(sanity._spearman(ramp, np.zeros((8, 8))))  # nothing to compare with
-    assert sanity.structural_similarity(ramp, ramp) == pytest.approx(1.0, abs=1e-12)
-    assert sanity.structural_similarity(ramp, 1 - ramp) < 0
-    point = sanity.Point("x", 0.5, (0.5, float("nan")))
+    assert randomisation._spearman(ramp, ramp) == 1.0 and randomisation._spearman(1 - ramp, ramp) == -1.0
+    assert randomisation._spearman(np.zeros((8, 8)), ramp) == 0.0  # the map lost its ranking
+    assert np.isnan(randomisation._spearman(ramp, np.zeros((8, 8))))  # nothing to compare with
+    assert randomisation.structural_similarity(ramp, ramp) == pytest.approx(1.0, abs=1e-12)
+    assert randomisation.structural_similarity(ramp, 1 - ramp) < 0
+    point = randomisation.Point("x", 0.5, (0.5, float("nan")))
     assert point.undefined == 1
 
 
@@ -220,27 +222,27 @@ def test_the_table_and_the_record(gap_result):
 
 def _hand_made(curves):
     """A Randomisation of three steps with the given mean rhos per method (one image each)."""
-    steps = [sanity.Step("original"), sanity.Step("pred", ("pred",)), sanity.Step("conv1", ("conv1",))]
-    points = {m: [sanity.Point(s.name, r, (r,), {"spearman": (r, (r,))}) for s, r in zip(steps, rhos)]
+    steps = [randomisation.Step("original"), randomisation.Step("pred", ("pred",)), randomisation.Step("conv1", ("conv1",))]
+    points = {m: [randomisation.Point(s.name, r, (r,), {"spearman": (r, (r,))}) for s, r in zip(steps, rhos)]
               for m, rhos in curves.items()}
-    return sanity.Randomisation("hand", tuple(curves), steps, (0,), points, ("spearman",), "initializer", 0, "conv1")
+    return randomisation.Randomisation("hand", tuple(curves), steps, (0,), points, ("spearman",), "initializer", 0, "conv1")
 
 
 def test_the_curves_picture_has_every_methods_colour(tmp_path, gap_result):
     result = _hand_made({"gradcam": (1.0, 0.2, -0.5), "guided-backprop": (1.0, 0.9, 0.7),
                          "guided-gradcam": (1.0, float("nan"), 0.1)})  # NaN: no point, the line breaks
-    path = sanity.write_curves(result, tmp_path / "curves.png")
+    path = randomisation.write_curves(result, tmp_path / "curves.png")
     picture = np.asarray(Image.open(path).convert("RGB"))
-    assert picture.shape == sanity.render_curves(result).shape
+    assert picture.shape == randomisation.render_curves(result).shape
     assert picture.shape[1] >= 56 + 320 and picture.shape[0] > 420 and picture.shape[2] == 3
-    swatch = sanity.SWATCH[0] * sanity.SWATCH[1]
-    counts = [int(np.all(picture == np.array(colour, dtype=np.uint8), axis=-1).sum()) for colour in sanity.COLOURS]
+    swatch = render.SWATCH[0] * render.SWATCH[1]
+    counts = [int(np.all(picture == np.array(colour, dtype=np.uint8), axis=-1).sum()) for colour in render.LINE_COLOURS]
     assert counts[0] > swatch + 200 and counts[1] > swatch + 200  # swatch, markers and lines
     assert swatch + 40 < counts[2] < counts[1]  # two markers, no line
     assert counts[3] == 0  # no fourth method
     # the measured result draws too, for each metric
     for metric in gap_result.metrics:
-        drawn = sanity.render_curves(gap_result, metric)
+        drawn = randomisation.render_curves(gap_result, metric)
         assert drawn.dtype == np.uint8 and drawn.shape[2] == 3
 
 
@@ -267,16 +269,16 @@ BAD = [
 @pytest.mark.parametrize("arguments, error, message", BAD)
 def test_bad_arguments_are_refused(gap, arguments, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
-        sanity.cascading_randomisation(gap, _images(3, 32), **arguments)
+        randomisation.cascading_randomisation(gap, _images(3, 32), **arguments)
 
 
 def test_bad_images_are_refused(gap):
     with pytest.raises(GradcamError, match="at least one image"):
-        sanity.cascading_randomisation(gap, [])
+        randomisation.cascading_randomisation(gap, [])
     with pytest.raises(ImageError, match="image 1: expected an"):
-        sanity.cascading_randomisation(gap, [_images(1, 32)[0], np.zeros((4, 4), np.float32)])
+        randomisation.cascading_randomisation(gap, [_images(1, 32)[0], np.zeros((4, 4), np.float32)])
     with pytest.raises(GradcamError, match="was not computed"):
-        sanity.render_curves(sanity.cascading_randomisation(gap, _images(1, 32), "gradcam", metrics=()), "ssim")
+        randomisation.render_curves(randomisation.cascading_randomisation(gap, _images(1, 32), "gradcam", metrics=()), "ssim")
 
 
 # -- the measurement -------------------------------------------------------------------------
@@ -285,12 +287,12 @@ def test_bad_images_are_refused(gap):
 def test_demo_vgg_reproduces_the_papers_finding(keras):
     """Adebayo et al. 2018, Fig. 4: guided backpropagation stays close to its original map while the
     top layers are randomised, Grad-CAM decorrelates at once. On 20 generated scenes (about 3 s)."""
-    from gradcam_cli import synthetic
+    from gradcam_cli.evaluate import scenes
     from gradcam_cli.models.loading import load
 
     loaded = load("demo-vgg")
-    images = [synthetic.generate(i, seed=1, size=64).image for i in range(20)]
-    result = sanity.cascading_randomisation(loaded, images, batch_size=20, seed=0, metrics=("spearman",))
+    images = [scenes.generate(i, seed=1, size=64).image for i in range(20)]
+    result = randomisation.cascading_randomisation(loaded, images, batch_size=20, seed=0, metrics=("spearman",))
     assert result.layer == "block4_conv2" and len(result.steps) == 11
     rho = {m: {p.step: p.rho for p in points} for m, points in result.curves.items()}
     assert all(rho[m]["original"] == 1.0 for m in result.methods)

@@ -7,12 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import counting, gap_model
-from gradcam_cli import maps, pipeline, synthetic
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.methods import Context
-from gradcam_cli.methods import scorecam
+from conftest import channel_map, counting, gap_model
+from gradcam_cli.explain import maps
+from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.methods import Context
+from gradcam_cli.explain.methods import scorecam
 from gradcam_cli.models import loading
+from gradcam_cli.files.images import prepare
 
 needs_tf_keras_vis = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
                                         reason="tf-keras-vis is not installed")
@@ -46,8 +48,8 @@ def tiny(keras):
 
 def test_equals_a_hand_computation_on_a_tiny_model(keras, tiny):
     model, loaded, images = tiny
-    result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), gradients=False)
-    ours = scorecam.scorecam_map(result, Context())
+    result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), needs=("activations",))
+    ours = channel_map(scorecam.scorecam_channel_weights, result, Context())
 
     # By hand: activations from a plain keras.Model, numpy masks, model.predict's own softmax.
     activations = keras.Model(model.inputs, model.get_layer("conv2").output).predict(images, verbose=0)
@@ -73,7 +75,7 @@ def test_equals_a_hand_computation_on_a_tiny_model(keras, tiny):
 def test_constant_channels_get_zero_masks_and_are_not_scored(tiny):
     _, loaded, images = tiny
     engine = Engine(loaded, ("conv2",), batch_size=3)
-    result = engine.run(images[:2], np.array([0, 1]), gradients=False)
+    result = engine.run(images[:2], np.array([0, 1]), needs=("activations",))
     activations = result.activations.copy()
     activations[0, :, :, 3] = 0.0  # a dead channel
     activations[1, :, :, 5] = 2.5  # a constant non-zero one: min-max gives 0/0, a zero mask
@@ -94,7 +96,7 @@ def test_upsampling_is_half_pixel_bilinear_for_any_channel_count():
 
 
 def scenes(loaded, count, seed=5):
-    return [synthetic.generate(i, seed, size=loaded.input_size[0]).image for i in range(count)]
+    return [scene_maker.generate(i, seed, size=loaded.input_size[0]).image for i in range(count)]
 
 
 def _zoom(channels, size):
@@ -136,20 +138,20 @@ def their_definition(result, max_masks=None):
 @pytest.mark.parametrize("name", ["demo-gap", "demo-vgg"])
 def test_agrees_with_tf_keras_vis(keras, name):
     loaded = loading.load(name)
-    inputs, _ = pipeline.prepare(loaded, scenes(loaded, 3))
+    inputs, _ = prepare(loaded, scenes(loaded, 3))
     engine = Engine(loaded, loaded.default_layer, batch_size=3)
     layer = loaded.default_layer[-1]
-    top = engine.run(inputs, np.full(3, top_rank(1)), gradients=False).classes
+    top = engine.run(inputs, np.full(3, top_rank(1)), needs=("activations",)).classes
     assert len(set(top.tolist())) == 3  # three classes in one batch: a per-image mix-up would show
     by_class = []
     for codes in (top, (top + 1) % loaded.num_classes):  # each image's top class, then another one
-        result = engine.run(inputs, codes, gradients=False)
+        result = engine.run(inputs, codes, needs=("activations",))
         theirs = their_maps(loaded.model, inputs, result.classes, layer)
         scale = np.abs(theirs).max()
         assert scale > 0
         # Their definition reproduced in our code: equal to float32 round-off (measured 2.5e-7 of the scale).
         np.testing.assert_allclose(their_definition(result), theirs, rtol=0, atol=1e-5 * scale)
-        ours = scorecam.scorecam_map(result, Context())
+        ours = channel_map(scorecam.scorecam_channel_weights, result, Context())
         by_class.append(ours)
         if codes is not top:
             continue
@@ -172,8 +174,8 @@ def test_max_masks_agrees_with_tf_keras_vis_max_n_on_one_image(keras):
     """One image: tf-keras-vis keeps the union of the batch's top-N channels for every image, so
     only a batch of one has the same channels as our per-image choice."""
     loaded = loading.load("demo-gap")
-    inputs, _ = pipeline.prepare(loaded, scenes(loaded, 1, seed=8))
-    result = Engine(loaded, loaded.default_layer, batch_size=1).run(inputs, [top_rank(1)], gradients=False)
+    inputs, _ = prepare(loaded, scenes(loaded, 1, seed=8))
+    result = Engine(loaded, loaded.default_layer, batch_size=1).run(inputs, [top_rank(1)], needs=("activations",))
     theirs = their_maps(loaded.model, inputs, result.classes, loaded.default_layer[-1], max_n=6)
     np.testing.assert_allclose(their_definition(result, max_masks=6), theirs, rtol=0,
                                atol=1e-5 * np.abs(theirs).max())
@@ -181,14 +183,14 @@ def test_max_masks_agrees_with_tf_keras_vis_max_n_on_one_image(keras):
 
 def test_max_masks_scores_only_n_masks(keras):
     loaded = loading.load("demo-gap")
-    inputs, _ = pipeline.prepare(loaded, scenes(loaded, 3))
+    inputs, _ = prepare(loaded, scenes(loaded, 3))
     engine = Engine(loaded, loaded.default_layer, batch_size=3)
-    result = engine.run(inputs, np.full(3, top_rank(1)), gradients=False)
-    full = scorecam.scorecam_map(result, Context())
+    result = engine.run(inputs, np.full(3, top_rank(1)), needs=("activations",))
+    full = channel_map(scorecam.scorecam_channel_weights, result, Context())
     weights = scorecam.scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities)
     calls = counting(engine, "probabilities")
     n = 6
-    kept = scorecam.scorecam_map(result, Context(max_masks=n))
+    kept = channel_map(scorecam.scorecam_channel_weights, result, Context(max_masks=n))
     assert calls == [1 + 3 * n]  # the baseline and n masks per image, in one call
     # By hand: each image's n channels of highest spatial variance keep their weights, the rest 0.
     variance = result.activations.var(axis=(1, 2))
@@ -201,7 +203,7 @@ def test_max_masks_scores_only_n_masks(keras):
     np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     assert not np.allclose(kept, full)
     k = result.activations.shape[-1]
-    np.testing.assert_array_equal(scorecam.scorecam_map(result, Context(max_masks=k)), full)  # N = K: all
+    np.testing.assert_array_equal(channel_map(scorecam.scorecam_channel_weights, result, Context(max_masks=k)), full)  # N = K: all
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
@@ -213,12 +215,12 @@ def test_max_masks_refuses_what_is_not_a_channel_count(bad):
 def test_masks_go_in_groups_within_the_budget(tiny, monkeypatch):
     _, loaded, images = tiny
     engine = Engine(loaded, ("conv2",), batch_size=3)
-    result = engine.run(images, np.array([0, 1, 2]), gradients=False)
-    whole = scorecam.scorecam_map(result, Context())
+    result = engine.run(images, np.array([0, 1, 2]), needs=("activations",))
+    whole = channel_map(scorecam.scorecam_channel_weights, result, Context())
     calls = counting(engine, "probabilities")
     input_bytes = images[0].nbytes
     monkeypatch.setattr(scorecam, "MASK_BUDGET_BYTES", 7 * input_bytes)  # 7 inputs: groups of 6, the batch size x 2
-    grouped = scorecam.scorecam_map(result, Context())
+    grouped = channel_map(scorecam.scorecam_channel_weights, result, Context())
     total = 1 + scorecam.kept_channels(result.activations).sum()
     assert len(calls) > 1 and sum(calls) == total and all(size == 6 for size in calls[:-1])
     np.testing.assert_allclose(grouped, whole, rtol=0, atol=1e-7 * np.abs(whole).max())
@@ -226,13 +228,13 @@ def test_masks_go_in_groups_within_the_budget(tiny, monkeypatch):
 
 def test_a_batch_equals_its_images_one_by_one_and_is_deterministic(keras):
     loaded = loading.load("demo-vgg")
-    inputs, _ = pipeline.prepare(loaded, scenes(loaded, 3, seed=11))
+    inputs, _ = prepare(loaded, scenes(loaded, 3, seed=11))
     engine = Engine(loaded, loaded.default_layer, batch_size=3)
-    result = engine.run(inputs, np.full(3, top_rank(1)), gradients=False)
-    together = scorecam.scorecam_map(result, Context())
+    result = engine.run(inputs, np.full(3, top_rank(1)), needs=("activations",))
+    together = channel_map(scorecam.scorecam_channel_weights, result, Context())
     assert together.shape == (3, 8, 8) and together.dtype == np.float32
-    np.testing.assert_array_equal(scorecam.scorecam_map(result, Context()), together)
+    np.testing.assert_array_equal(channel_map(scorecam.scorecam_channel_weights, result, Context()), together)
     alone_engine = Engine(loaded, loaded.default_layer, batch_size=1)
     for i in range(3):
-        alone = scorecam.scorecam_map(alone_engine.run(inputs[i : i + 1], [top_rank(1)], gradients=False), Context())
+        alone = channel_map(scorecam.scorecam_channel_weights, alone_engine.run(inputs[i : i + 1], [top_rank(1)], needs=("activations",)), Context())
         np.testing.assert_allclose(alone[0], together[i], rtol=0, atol=1e-5 * (np.abs(together[i]).max() + 1e-12))

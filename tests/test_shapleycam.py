@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import conv3x3_same, gap_model, run_on_jax, set_fixed_weights
-from gradcam_cli.engine import Engine
-from gradcam_cli.methods.gradcam import gradcam_weights
-from gradcam_cli.methods.shapleycam import ReST, shapleycam_channel_weights, shapleycam_weights
+from gradcam_cli.explain.engine import Engine
+from gradcam_cli.explain.methods.gradcam import gradcam_weights
+from gradcam_cli.explain.methods.shapleycam import ReST, shapleycam_channel_weights, shapleycam_weights
 from gradcam_cli.models.loading import describe
 
 
@@ -58,7 +58,7 @@ def check_hessian_products(keras):
     engine = Engine(describe(model, model.name, (8, 8), "none", None), ("target",), batch_size=2)
     x = images()
     for objective in (None, ReST()):
-        result = engine.run(x, np.array([0, 2]), objective=objective, hessian=True)
+        result = engine.run(x, np.array([0, 2]), needs=("activations", "gradients", "hessian"), objective=objective)
         for i, cls in enumerate((0, 2)):
             a, gradient = hand(model, x[i], cls, rest=objective is not None)
             hvp = finite_difference_hvp(gradient, a)
@@ -83,12 +83,12 @@ def test_a_piecewise_linear_head_has_no_hessian_and_gives_grad_cam(keras):
     model = gap_model(keras)
     engine = Engine(describe(model, "gap", (32, 32), "none", None), ("conv2",), batch_size=2)
     x = np.random.default_rng(2).uniform(0, 1, (2, 32, 32, 3)).astype("float32")  # a softmax far from saturation
-    result = engine.run(x, np.array([0, 1]), hessian=True)
+    result = engine.run(x, np.array([0, 1]), needs=("activations", "gradients", "hessian"))
     np.testing.assert_array_equal(result.hessian_products, 0.0)
     np.testing.assert_allclose(shapleycam_weights(result.gradients, result.hessian_products),
                                gradcam_weights(result.activations, result.gradients), rtol=1e-6)
     # ReST's log-softmax is not linear: its H A is not zero
-    rest = engine.run(x, np.array([0, 1]), objective=ReST(), hessian=True)
+    rest = engine.run(x, np.array([0, 1]), needs=("activations", "gradients", "hessian"), objective=ReST())
     assert np.abs(rest.hessian_products).max() > 0
 
 
@@ -97,15 +97,15 @@ def test_compiled_once_and_a_batch_equals_its_images(keras):
     loaded = describe(model, model.name, (8, 8), "none", None)
     x = images(3)
     batched = Engine(loaded, ("target",), batch_size=3)
-    first = batched.run(x, np.full(3, -1), objective=ReST(), hessian=True)
+    first = batched.run(x, np.full(3, -1), needs=("activations", "gradients", "hessian"), objective=ReST())
     traced = batched.traces["hessian"]
-    batched.run(x[:2], np.full(2, -1), objective=ReST(), hessian=True)
+    batched.run(x[:2], np.full(2, -1), needs=("activations", "gradients", "hessian"), objective=ReST())
     assert batched.traces["hessian"] == traced == 1
     single = Engine(loaded, ("target",), batch_size=1)
     for i in range(3):
-        one = single.run(x[i : i + 1], np.array([-1]), objective=ReST(), hessian=True)
+        one = single.run(x[i : i + 1], np.array([-1]), needs=("activations", "gradients", "hessian"), objective=ReST())
         np.testing.assert_allclose(one.hessian_products[0], first.hessian_products[i], rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match="hessian=True"):
+    with pytest.raises(ValueError, match="hessian"):
         shapleycam_channel_weights(single.run(x[:1], np.array([-1])))
 
 

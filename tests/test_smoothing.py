@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 
 from conftest import conv3x3_same, invoke_cli, tiny_model, write_image
-from gradcam_cli import Explainer, maps, pipeline, smoothing, synthetic
+from gradcam_cli import Explainer
+from gradcam_cli.explain import maps
+from gradcam_cli.explain import smoothing
+from gradcam_cli.evaluate import scenes
 from gradcam_cli.errors import GradcamError
-from gradcam_cli.methods import METHODS
-from gradcam_cli.methods.pca import eigen_smooth
+from gradcam_cli.explain.methods import METHODS
+from gradcam_cli.explain.methods.pca import eigen_smooth
 from gradcam_cli.models import loading
+from gradcam_cli.explain.compute import MapBatch
 
 
 def ramp(height, width, a=0.3, b=-0.2, c=5.0):
@@ -52,7 +56,7 @@ def test_the_zoom_is_about_the_centre_by_hand():
 def equivariant(inputs, codes):
     """A perfectly equivariant "method": the map is the first input channel itself."""
     count = len(inputs)
-    return pipeline.MapBatch(small_maps=np.maximum(inputs[..., 0], 0), classes=np.asarray(codes),
+    return MapBatch(small_maps=np.maximum(inputs[..., 0], 0), classes=np.asarray(codes),
                              scores=np.zeros((count, 3)), probabilities=np.zeros((count, 3)),
                              weighted_sums=inputs[..., 0])
 
@@ -212,7 +216,7 @@ def test_every_map_method_runs_on_the_exact_dilated_copy(method):
     from gradcam_cli import load_model
 
     model = load_model("demo-vgg")
-    scene = synthetic.generate(3, 1, 64)
+    scene = scenes.generate(3, 1, 64)
     on_copy = Explainer(model, method, batch_size=1, network="exact", max_masks=8, samples=2, steps=2)([scene.image])[0]
     plain = Explainer(model, "gradcam", batch_size=1)([scene.image])[0]
     assert on_copy.small_map.shape == (64, 64)  # block4_conv2 is 8x8 on the original

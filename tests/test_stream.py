@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import invoke_cli, tiny_model, write_image
-from gradcam_cli import pipeline
-from gradcam_cli.engine import Engine, top_rank
-from gradcam_cli.inputs import Source, collect, in_shard, parse_shard
-from gradcam_cli.methods import Context
+from gradcam_cli import Explainer
+from gradcam_cli.explain.compute import compute_maps
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.maps import full_map
+from gradcam_cli.files import stream
+from gradcam_cli.files.images import load_rgb, prepare
+from gradcam_cli.files.inputs import Source, collect, in_shard, parse_shard
 from gradcam_cli.models.loading import describe
 
 
@@ -24,8 +27,7 @@ def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_p
     (folder / "img04.png").write_bytes(b"not an image")
     sources = collect([str(folder)]).sources
     # Images of a batch are decoded and rendered on a pool: make earlier ones finish last.
-    monkeypatch.setattr(pipeline, "IMAGE_WORKERS", image_workers)
-    threads, load_rgb, render_image = set(), pipeline.load_rgb, pipeline._render_image
+    threads, render_image = set(), stream.image_events
 
     def slow_load(path):
         threads.add(threading.current_thread().name)
@@ -36,18 +38,18 @@ def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_p
         time.sleep(0.05 * (2 - i))
         return render_image(loaded, source, rgb, box, i, *args)
 
-    monkeypatch.setattr(pipeline, "load_rgb", slow_load)
-    monkeypatch.setattr(pipeline, "_render_image", slow_render)
+    monkeypatch.setattr(stream, "load_rgb", slow_load)
+    monkeypatch.setattr(stream, "image_events", slow_render)
     model = tiny_model(keras)
     loaded = describe(model, "tiny", (8, 8), "none", None)
-    engine = Engine(loaded, ("target",), batch_size=2)
+    explainer = Explainer(loaded, "gradcam", layer="target", batch_size=2)
     events = []
-    options = pipeline.Options(output_dir=tmp_path / "out", save=("raw",))
-    report = pipeline.run(loaded, engine, sources, options, Context(),
-                          on_result=lambda r: events.append(("done", r["input"])),
-                          on_failure=lambda s, reason: events.append(("failed", str(s.path))),
-                          on_empty=lambda s, c: None,
-                          progress=lambda n: events.append(("progress", n)))
+    options = explainer.file_options(tmp_path / "out", save=("raw",))
+    report = explainer.write(sources, options, image_workers=image_workers,
+                             on_result=lambda r: events.append(("done", r["input"])),
+                             on_failure=lambda s, reason: events.append(("failed", str(s.path))),
+                             on_empty=lambda s, c: None,
+                             progress=lambda n: events.append(("progress", n)))
     assert report.done == 8 and len(report.failed) == 1
     named = [e for e in events if e[0] != "progress"]
     assert [path for _, path in named] == [str(p) for p in paths]  # input order, the failure in its place
@@ -56,10 +58,10 @@ def test_streamed_run_reports_in_input_order_with_failures_in_place(keras, tmp_p
     # the streamed maps are the ones a direct computation gives
     for path in (paths[0], paths[8]):
         raw = np.load(tmp_path / "out" / f"{path.name}.gradcam.raw.npy")
-        rgb = pipeline.load_rgb(path)
-        inputs, boxes = pipeline.prepare(loaded, [rgb])
-        direct = pipeline.compute_maps(loaded, Engine(loaded, ("target",), 1), inputs, [top_rank(1)])
-        np.testing.assert_allclose(raw, pipeline.full_map(direct.small_maps[0], boxes[0], rgb.shape)[0],
+        rgb = load_rgb(path)
+        inputs, boxes = prepare(loaded, [rgb])
+        direct = compute_maps(loaded, Engine(loaded, ("target",), 1), inputs, [top_rank(1)])
+        np.testing.assert_allclose(raw, full_map(direct.small_maps[0], boxes[0], rgb.shape)[0],
                                    rtol=1e-5, atol=1e-6)
     pool = {name for name in threads if name.startswith("gradcam-image")}
     # images decode side by side (those of one batch, and of the batches read ahead)

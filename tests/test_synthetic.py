@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from gradcam_cli import synthetic
+from gradcam_cli.evaluate import scenes
 
 
 def digest(scene):
@@ -18,10 +18,10 @@ def digest(scene):
 
 def test_same_seed_same_bytes_other_seed_other_bytes():
     for two in (False, True):
-        assert digest(synthetic.generate(5, seed=3, two_objects=two)) == digest(synthetic.generate(5, seed=3, two_objects=two))
-        assert digest(synthetic.generate(5, seed=3, two_objects=two)) != digest(synthetic.generate(5, seed=4, two_objects=two))
-    a_images, a_labels = synthetic.dataset(20, seed=0)
-    b_images, b_labels = synthetic.dataset(20, seed=0)
+        assert digest(scenes.generate(5, seed=3, two_objects=two)) == digest(scenes.generate(5, seed=3, two_objects=two))
+        assert digest(scenes.generate(5, seed=3, two_objects=two)) != digest(scenes.generate(5, seed=4, two_objects=two))
+    a_images, a_labels = scenes.dataset(20, seed=0)
+    b_images, b_labels = scenes.dataset(20, seed=0)
     np.testing.assert_array_equal(a_images, b_images)
     np.testing.assert_array_equal(a_labels, b_labels)
     assert set(a_labels) == {0, 1, 2, 3}  # all classes appear in 20 scenes
@@ -30,7 +30,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes():
 @pytest.mark.parametrize("two", [False, True])
 def test_masks_and_boxes_agree_with_the_pixels(two):
     for index in range(40):
-        scene = synthetic.generate(index, seed=7, two_objects=two)
+        scene = scenes.generate(index, seed=7, two_objects=two)
         assert scene.image.shape == (64, 64, 3) and scene.image.dtype == np.uint8
         assert len(scene.objects) == (2 if two else 1)
         for obj in scene.objects:
@@ -47,7 +47,7 @@ def test_masks_and_boxes_agree_with_the_pixels(two):
 
 
 def test_scenes_scale_with_size():
-    scene = synthetic.generate(0, seed=0, size=192)
+    scene = scenes.generate(0, seed=0, size=192)
     assert scene.image.shape == (192, 192, 3)
     assert scene.objects[0].mask.sum() > 9 * 20
 
@@ -55,4 +55,4 @@ def test_scenes_scale_with_size():
 def test_class_names_are_the_demo_models_classes():
     from gradcam_cli.models.registry import find
 
-    assert synthetic.CLASS_NAMES == find("demo-gap").labels == find("demo-vgg").labels
+    assert scenes.CLASS_NAMES == find("demo-gap").labels == find("demo-vgg").labels

@@ -6,16 +6,18 @@ import importlib.util
 import numpy as np
 import pytest
 
-from gradcam_cli import pipeline, synthetic
-from gradcam_cli.engine import Engine, top_rank
+from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain.engine import Engine, top_rank
 from gradcam_cli.models import loading
+from gradcam_cli.explain.compute import compute_maps
+from gradcam_cli.files.images import prepare
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
                                 reason="tf-keras-vis is not installed")
 
 
 def scenes(loaded, count, seed):
-    return [synthetic.generate(i, seed, size=loaded.input_size[0]).image for i in range(count)]
+    return [scene_maker.generate(i, seed, size=loaded.input_size[0]).image for i in range(count)]
 
 
 def their_maps(model, inputs, classes, layer):
@@ -33,9 +35,9 @@ def their_maps(model, inputs, classes, layer):
 @pytest.mark.parametrize("name", ["demo-gap", "demo-vgg"])
 def test_maps_equal_tf_keras_vis(keras, name):
     loaded = loading.load(name)
-    inputs, _ = pipeline.prepare(loaded, scenes(loaded, 3, seed=5))
+    inputs, _ = prepare(loaded, scenes(loaded, 3, seed=5))
     engine = Engine(loaded, loaded.default_layer, batch_size=3)
-    ranks = [pipeline.compute_maps(loaded, engine, inputs, np.full(3, top_rank(r))) for r in (1, 2)]
+    ranks = [compute_maps(loaded, engine, inputs, np.full(3, top_rank(r))) for r in (1, 2)]
     for ours in ranks:
         # Each image explains a different class in one batch: a per-sample mix-up would show.
         theirs = their_maps(loaded.model, inputs, ours.classes, loaded.default_layer[-1])
@@ -53,9 +55,9 @@ def test_maps_equal_tf_keras_vis_on_vgg16(keras):
     """The same on a keras.applications model (random weights, nothing downloaded)."""
     loaded = loading.load("vgg16", weights="none")
     rng = np.random.default_rng(9)
-    inputs, _ = pipeline.prepare(loaded, [rng.integers(0, 256, (240, 260, 3), dtype=np.uint8) for _ in range(2)])
+    inputs, _ = prepare(loaded, [rng.integers(0, 256, (240, 260, 3), dtype=np.uint8) for _ in range(2)])
     engine = Engine(loaded, loaded.default_layer, batch_size=2)
-    ours = pipeline.compute_maps(loaded, engine, inputs, [3, 700])
+    ours = compute_maps(loaded, engine, inputs, [3, 700])
     theirs = their_maps(loaded.model, inputs, [3, 700], "block5_conv3")
     scale = np.abs(ours.small_maps).max()
     assert scale > 0

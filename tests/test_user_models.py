@@ -11,9 +11,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import conv3x3_same, gap_model, set_fixed_weights, write_image
-from gradcam_cli import pipeline
 from gradcam_cli.cli import main
-from gradcam_cli.engine import Engine, top_rank
+from gradcam_cli.explain import compute
+from gradcam_cli.explain.compute import compute_maps
+from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.files.images import model_view
 from gradcam_cli.models import loading
 
 
@@ -80,7 +82,7 @@ def test_augmentation_dropout_and_noise_layers_run_in_inference_mode(keras, nest
     for candidate in (model, model, plain):
         loaded = loading.describe(candidate, "m", (24, 24), "none", None)
         engine = Engine(loaded, ("conv2",), batch_size=3)
-        runs.append(pipeline.compute_maps(loaded, engine, images, [top_rank(1)] * 3))
+        runs.append(compute_maps(loaded, engine, images, [top_rank(1)] * 3))
     first, second, without = runs
     np.testing.assert_array_equal(first.small_maps, second.small_maps)  # no randomness left
     np.testing.assert_array_equal(first.probabilities, second.probabilities)
@@ -352,7 +354,7 @@ def test_a_softmax_before_identity_or_shape_layers_is_removed(tmp_path, keras, t
     images = np.random.default_rng(1).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
     loaded = loading.describe(model, "m", (16, 16), "none", None)
     assert not loaded.warnings
-    computed = pipeline.compute_maps(loaded, Engine(loaded, ("conv",), 2), images, [0, 2])
+    computed = compute_maps(loaded, Engine(loaded, ("conv",), 2), images, [0, 2])
     logit_model = keras.Model(inputs, logits)
     np.testing.assert_allclose(computed.scores, logit_model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(computed.probabilities, model.predict(images, verbose=0), rtol=1e-5, atol=1e-7)
@@ -464,7 +466,7 @@ def test_crop_leaves_the_pixels_outside_the_crop_as_they_were(tmp_path):
     assert result.exit_code == 0, result.output
     original = np.asarray(Image.open(image))
     overlay = np.asarray(Image.open(tmp_path / "o" / "wide.png.gradcam.overlay.png"))
-    box = pipeline.model_view(original, (64, 64), crop=True)[1]
+    box = model_view(original, (64, 64), crop=True)[1]
     x0, y0, x1, y1 = box
     assert (x0, x1) != (0, 120)
     np.testing.assert_array_equal(overlay[:, :x0], original[:, :x0])
@@ -517,14 +519,14 @@ def test_compare_pins_a_failure_to_its_image(tmp_path, monkeypatch):
     folder = tmp_path / "in"
     write_image(folder / "a.png", (20, 20), seed=1)
     Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(folder / "white.png")
-    real = pipeline.compute_maps
+    real = compute_maps
 
     def fails_on_white(loaded, engine, inputs, *args, **kwargs):
         if (np.asarray(inputs) >= 0.999).all(axis=(1, 2, 3)).any():
             raise FloatingPointError("a white image")
         return real(loaded, engine, inputs, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "compute_maps", fails_on_white)
+    monkeypatch.setattr(compute, "compute_maps", fails_on_white)
     result = invoke("compare", folder, "--model", "demo-gap", "--methods", "gradcam", "-o", tmp_path / "o")
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -139,7 +139,7 @@ def load(model, weights=None, preprocess=None, input_size=None, labels=None, tru
          verbose=False, precision="float32", imports=(), output=None, quiet=False, maps=True):
     """The model, loaded as the model options say; its warnings on stderr unless quiet (and,
     when it is loaded to draw `maps`, that random weights show nothing)."""
-    from gradcam_cli._keras import import_keras
+    from gradcam_cli.explain.runtime import import_keras
 
     STATE.activity = f"loading model {model}"
     import_keras(device=device, verbose=verbose)
@@ -179,7 +179,7 @@ class Console:
     def failure(self, source, reason, record=None):
         """One image (or argument) failed: a line on stderr; under --json its record (the one
         given, else {"input", "error"}) on stdout."""
-        from gradcam_cli.outputs import json_line
+        from gradcam_cli.files.outputs import json_line
 
         self.clear()
         path = getattr(source, "path", source)
@@ -198,7 +198,7 @@ def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=N
     links are errors (a line on stderr, a record under --json; `failures` counts them),
     skipped files are counted on stderr. Exits 1 when nothing is left and something was
     missing, 0 for an empty shard; UsageProblem otherwise."""
-    from gradcam_cli.inputs import collect as collect_inputs
+    from gradcam_cli.files.inputs import collect as collect_inputs
 
     collected = collect_inputs(images, stdin=click.get_text_stream("stdin"), output_dir=output_dir, exclude=exclude,
                                shard=shard)
@@ -228,7 +228,7 @@ def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=N
 
 def writable(output_dir):
     """Stop before any work (exit 2) when the output folder cannot be written."""
-    from gradcam_cli.outputs import check_writable
+    from gradcam_cli.files.outputs import check_writable
 
     try:
         check_writable(output_dir)

@@ -10,7 +10,7 @@ from gradcam_cli.cli.base import (STATE, Console, UsageProblem, collect, load, l
                                   writable)
 from gradcam_cli.cli.options import method_options, method_parameters, pool_option
 from gradcam_cli.errors import LayerError
-from gradcam_cli.methods import METHODS
+from gradcam_cli.explain.methods import METHODS
 
 
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
@@ -28,7 +28,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     if ray_address is not None:
         if compare:
             raise UsageProblem("--compare runs on this machine: drop --ray")
-        from gradcam_cli.ray import import_ray
+        from gradcam_cli.distributed import import_ray
 
         import_ray()  # a missing Ray is said before the model loads
     writable(output_dir)
@@ -37,7 +37,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     loaded = load(precision=precision, quiet=quiet, **model_options)
     batch_size = min(batch_size, len(collected.sources))
     from gradcam_cli.api import Explainer
-    from gradcam_cli.outputs import json_line
+    from gradcam_cli.files.outputs import json_line
 
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit, max_masks=max_masks,
@@ -47,11 +47,11 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side
-        from gradcam_cli import compare as comparing
+        from gradcam_cli.compare import figures as comparing
 
         if len(layers) > 1 or aug_smooth or eigen_smooth:
             raise UsageProblem("--compare draws one layer's plain maps: drop the extra --layer and the smoothing")
-        rows = comparing.dilated_rows(loaded, layer, class_indices[0] if class_indices else None, batch_size)
+        rows = comparing.dilated_rows(loaded, layer, class_indices[0] if class_indices else None, batch_size, crop)
         tag = "dilated" + (f".class{class_indices[0]}" if class_indices else "")
         options = comparing.Options(Path(output_dir), tag=tag, colormap=colormap.lower(), alpha=alpha, crop=crop)
         sources = comparing.pending(collected.sources, options) if skip_existing else collected.sources
@@ -150,8 +150,8 @@ def _load_options(model_options):
 
 def _on_ray(address, workers, sources, arguments, batch_size, quiet, verbose, on_result, on_failure, progress,
             on_empty):
-    """The run on a Ray cluster (gradcam_cli.ray.run), its notes on stderr unless quiet."""
-    from gradcam_cli import ray as on_ray
+    """The run on a Ray cluster (gradcam_cli.distributed.cluster.run), its notes on stderr unless quiet."""
+    from gradcam_cli.distributed import cluster as on_ray
 
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     if arguments["weights"] == "none":

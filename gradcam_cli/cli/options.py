@@ -4,9 +4,9 @@
 import click
 
 from gradcam_cli.cli.base import UsageProblem
-from gradcam_cli.methods import POOLING
+from gradcam_cli.explain.methods import POOLING
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
-from gradcam_cli.outputs import KINDS, MAP_KINDS
+from gradcam_cli.files.outputs import KINDS, MAP_KINDS
 
 # The OpenCV colormap names, listed without importing cv2 at start-up.
 COLORMAP_NAMES = (
@@ -61,7 +61,7 @@ _GUIDED_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the
 def _parse_shard(ctx, param, value):
     if value is None:
         return None
-    from gradcam_cli.inputs import parse_shard
+    from gradcam_cli.files.inputs import parse_shard
 
     try:
         return parse_shard(value)

@@ -7,9 +7,9 @@ import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
 from gradcam_cli.cli.options import COLORMAP_NAMES, model_options, pool_option, precision_option
-from gradcam_cli.assessment import MEASURES, RANDOMISATION_SCENES
+from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.errors import GradcamError, LayerError
-from gradcam_cli.methods import COMPARE_COLUMNS, METHODS
+from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
 from gradcam_cli.models import registry
 
 
@@ -60,11 +60,11 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
       gradcam compare cat.jpg --model vgg16 --variants pool-mean,pool-max,argmax-channel,relu-after-resize
       gradcam compare photos/ --models vgg16,resnet50 --methods gradcam,cam --grid
     """
-    from gradcam_cli._keras import import_keras
+    from gradcam_cli.explain.runtime import import_keras
 
     setup_logging(model_options["verbose"], quiet)
     import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
-    from gradcam_cli import compare as comparing
+    from gradcam_cli.compare import figures as comparing
 
     chosen_methods, chosen_variants = names(methods), names(variants)
     for name in chosen_methods:
@@ -75,7 +75,7 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
         if name not in comparing.VARIANTS:
             raise click.BadParameter(f"choose from {', '.join(comparing.VARIANTS)}. Received: {name!r}",
                                      param_hint="--variants")
-    from gradcam_cli.evaluation import is_mask
+    from gradcam_cli.files.inputs import is_mask
 
     collected = collect(images, quiet, as_json, exclude=is_mask, output_dir=output_dir)
     sources = collected.sources
@@ -85,13 +85,13 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
     loaded_models = [load(name, precision=precision, quiet=quiet, **model_options) for name in model_names]
     try:
         rows = comparing.rows_for(loaded_models, chosen_methods, names(layers), chosen_variants, class_name,
-                                  min(batch_size, len(sources)))
+                                  min(batch_size, len(sources)), crop)
     except LayerError as error:
         raise click.BadParameter(worded(error), param_hint="--layers") from None
     tag = f"class{rows[0].class_index}" if class_name is not None else ""
     options = comparing.Options(Path(output_dir), tag=tag, grid=grid, colormap=colormap.lower(), alpha=alpha,
                                 crop=crop)
-    from gradcam_cli.outputs import json_line
+    from gradcam_cli.files.outputs import json_line
 
     console = Console(len(sources), quiet, as_json)
 
@@ -149,7 +149,7 @@ def layers_command(show_all, **model_options):
 def _parse_thresholds(ctx, param, value):
     if value is None:
         return None
-    from gradcam_cli.evaluation import parse_thresholds
+    from gradcam_cli.evaluate.gate import parse_thresholds
     from gradcam_cli.errors import GradcamError
 
     try:
@@ -211,7 +211,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
                  baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, **model_options):
     """Measure how well maps find the object, and how faithful they are to the model.
 
-    Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.synthetic:
+    Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.evaluate.scenes:
     circles, squares, triangles, crosses on cluttered backgrounds), each explained for its
     object's class; needs a model of those four classes, such as demo-gap or demo-vgg.
 
@@ -242,7 +242,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(METHODS)}. Received: {methods!r}", param_hint="--methods")
-    from gradcam_cli import assessment
+    from gradcam_cli.evaluate import assess
 
     figures_out = "deletion" in measures or "randomisation" in measures
     if figures_out:
@@ -250,7 +250,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
     inputs = None
     if images:
         try:
-            inputs = assessment.read_images(images, objects="localization" in measures, boxes_file=boxes_file,
+            inputs = assess.read_images(images, objects="localization" in measures, boxes_file=boxes_file,
                                             stdin=click.get_text_stream("stdin"),
                                             output_dir=output_dir if figures_out else None)
         except GradcamError as error:
@@ -259,7 +259,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
             click.echo(f"skipped {path}: {reason}", err=True)
     loaded = load(quiet=quiet, **model_options)
     try:
-        result = assessment.assess(loaded, chosen, measures, images=inputs, layer=layer, class_name=class_name,
+        result = assess.assess(loaded, chosen, measures, images=inputs, layer=layer, class_name=class_name,
                                    count=count, pairs=pairs, seed=seed, threshold=threshold,
                                    control=None if control == "none" else control, steps=steps, baseline=baseline,
                                    output_dir=output_dir if figures_out else None, batch_size=batch_size, pool=pool,
@@ -272,7 +272,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
         for path in result.outputs.values():
             click.echo(f"wrote {path}", err=True)
     if as_json:
-        from gradcam_cli.outputs import json_line
+        from gradcam_cli.files.outputs import json_line
 
         click.echo(json_line(result.report))
     else:

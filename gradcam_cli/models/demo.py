@@ -1,4 +1,4 @@
-"""The two small demo classifiers shipped with the package, trained on `gradcam_cli.synthetic`
+"""The two small demo classifiers shipped with the package, trained on `gradcam_cli.evaluate.scenes`
 scenes by scripts/train_demo_models.py (`make demo-models`).
 
 demo-vgg: VGG-shaped (conv-conv-pool blocks, Flatten, Dense head), for Grad-CAM and dilated VGG.

@@ -227,10 +227,6 @@ def _single_input_steps(tensor):
         tensor = inputs[0]
 
 
-def final_layer_path(model, output=None):
-    """The path of the layer that produces the chosen output (None: the only one)."""
-    return output_chain(model, output)[0][0]
-
 
 _TRAINING_ARGUMENT = {}
 
@@ -288,7 +284,7 @@ def run_graph(model, inputs, rewrite, prefix=()):
 
 @dataclass(frozen=True)
 class Cut:
-    """Where a model is cut for a head step (`cut_above`): the target layer, the paths of the
+    """Where a model is cut for a upper-graph step (`cut_above`): the target layer, the paths of the
     layers above it (computed from its output; the layers of a nested model above it included)
     and the paths of the nested models that hold the target (entered, not replaced)."""
 

@@ -13,7 +13,7 @@ Adding a model is one `_entry(...)` line:
     cam             the head is global average pooling + one linear classifier, so CAM applies
     head            the layers after the target layer, in words
 
-The demo models (`_demo(...)`) are small classifiers of synthetic shapes (gradcam_cli.synthetic)
+The demo models (`_demo(...)`) are small classifiers of synthetic shapes (gradcam_cli.evaluate.scenes)
 shipped as trained .keras files in gradcam_cli/data: the offline default, with known answers.
 """
 
@@ -38,7 +38,7 @@ class ModelSpec:
         return self.file is None
 
 
-# The classes of the synthetic scenes the demo models are trained on (gradcam_cli.synthetic).
+# The classes of the synthetic scenes the demo models are trained on (gradcam_cli.evaluate.scenes).
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 
 _TF_KERNELS = "_weights_tf_dim_ordering_tf_kernels.h5"

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gradcam_cli.errors import GradcamError, argument
-from gradcam_cli.outputs import _write_atomic
+from gradcam_cli.files.outputs import _write_atomic
 from gradcam_cli.report import content
 from gradcam_cli.report.page import render_page
 from gradcam_cli.report.records import KINDS, kind_of, read_results

@@ -157,7 +157,8 @@ def _compare_row(row):
 
 def eval_entry(record, files):
     """`gradcam eval --json`'s report as tables (the command's own columns) and its figures."""
-    from gradcam_cli import eval_faithfulness, evaluation  # their tables' columns (no Keras in either)
+    from gradcam_cli.evaluate import localization  # their tables' columns (no Keras in either
+    from gradcam_cli.evaluate import faithfulness_report
 
     methods = {str(name): figures for name, figures in record["methods"].items() if isinstance(figures, dict)}
     if "scenes" in record:
@@ -167,12 +168,12 @@ def eval_entry(record, files):
     tables = []
     if "localization" in record.get("measures", ()):
         chance = [("chance", record["chance"])] if isinstance(record.get("chance"), dict) else []
-        tables.append(_table("localization", evaluation.COLUMNS, list(methods.items()) + chance))
+        tables.append(_table("localization", localization.COLUMNS, list(methods.items()) + chance))
     faith = record.get("faithfulness")
     if isinstance(faith, dict):
         baselines = [(f"{name} (baseline)", figures) for name, figures in (faith.get("baselines") or {}).items()]
         title = f"faithfulness (deletion to {faith.get('baseline')}, {faith.get('steps')} steps)"
-        tables.append(_table(title, eval_faithfulness.COLUMNS, list(methods.items()) + baselines))
+        tables.append(_table(title, faithfulness_report.COLUMNS, list(methods.items()) + baselines))
     if isinstance(record.get("randomisation"), dict):
         tables.append(_randomisation_table(record["randomisation"]))
     figures = []

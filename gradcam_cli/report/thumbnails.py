@@ -35,8 +35,8 @@ def write_thumbnail(source, thumbnail, size):
     (written atomically). Raises ImageError when the source cannot be read."""
     import cv2
 
-    from gradcam_cli.images import load_rgb
-    from gradcam_cli.outputs import _write_atomic
+    from gradcam_cli.files.images import load_rgb
+    from gradcam_cli.files.outputs import _write_atomic
 
     rgb = load_rgb(source)
     scale = min(1.0, size / max(rgb.shape[:2]))

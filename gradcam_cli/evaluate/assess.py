@@ -1,0 +1,241 @@
+"""What `gradcam eval` runs, as one library call: choose the images and the class each explains,
+run the chosen measures over each method's maps, assemble one report, draw the figures and
+check the thresholds of a gate.
+
+    from gradcam_cli import load_model
+    from gradcam_cli.evaluate import assess
+
+    model = load_model("demo-gap")
+    result = assess.assess(model, ["gradcam", "scorecam"], ("localization", "deletion"))
+    result.report["methods"]["gradcam"]["pointing"], result.text()
+
+    images = assess.read_images(["photos/"])            # any folder: no masks needed
+    result = assess.assess(model, ["gradcam"], ("deletion", "road"), images=images,
+                               output_dir="out", fail_under={"insertion_auc": 0.5})
+    result.failed                                            # ["gradcam: insertion_auc 0.41 < 0.5"]
+
+Without images it measures on generated scenes (gradcam_cli.evaluate.scenes) whose objects are known,
+which needs a model of the four scene classes (demo-gap, demo-vgg). Each measure is the
+library's own: localization (localization.py), deletion, confidence and road
+(faithfulness_report.py over faithfulness.py), randomisation (randomisation.py).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradcam_cli.errors import GradcamError, argument
+
+MEASURES = ("localization", "deletion", "confidence", "road", "randomisation")
+FAITHFULNESS = ("deletion", "confidence", "road")
+RANDOMISATION_SCENES = 20  # the generated scenes the randomisation test takes at most
+
+
+@dataclass
+class EvalImages:
+    """The user's images an evaluation runs on, decoded."""
+
+    rgbs: list  # (H, W, 3) uint8 RGB
+    paths: list  # str, one per image
+    objects: list = None  # with masks or boxes: one evaluation SceneObject per image
+    problems: list = field(default_factory=list)  # (path, reason) of each input left out
+
+    @property
+    def failures(self):
+        """How many inputs were left out."""
+        return len(self.problems)
+
+
+def read_images(arguments, objects=False, boxes_file=None, stdin=None, output_dir=None):
+    """The images of IMAGE arguments (files, folders searched recursively, globs, '-' for paths
+    on `stdin`) as EvalImages. objects: read each image's object too, from its NAME.mask.png or,
+    given `boxes_file` (a COCO-style JSON, annotations.read_boxes), from its boxes; an image
+    without a usable one is left out with its reason. output_dir: a run's output folder, whose
+    files are not inputs. GradcamError when no image is left."""
+    from gradcam_cli.evaluate.annotations import annotated_inputs, read_boxes
+    from gradcam_cli.files.images import load_rgb
+    from gradcam_cli.files.inputs import collect
+
+    collected = collect(arguments, stdin=stdin, output_dir=None if objects else output_dir)
+    problems = [(str(argument), "no such file or folder (or a broken link)")
+                for argument in collected.missing + collected.broken]
+    if objects:
+        boxes = None if boxes_file is None else read_boxes(boxes_file)
+        rgbs, found, paths, unusable = annotated_inputs(collected.sources, boxes)
+        problems += [(str(path), reason) for path, reason in unusable]
+    else:
+        rgbs, found, paths = [], None, []
+        for source in collected.sources:
+            try:
+                rgbs.append(load_rgb(source.path))
+            except GradcamError as error:
+                problems.append((str(source.path), str(error)))
+                continue
+            paths.append(str(source.path))
+    read = EvalImages(rgbs, paths, found, problems)
+    if not rgbs:
+        where = (f"with boxes in {boxes_file}" if boxes_file else "with a usable mask (NAME.ext beside NAME.mask.png)"
+                 ) if objects else "that can be read"
+        raise GradcamError(f"no image {where} in " + ", ".join(map(str, arguments)))
+    return read
+
+
+@dataclass
+class Assessment:
+    """An evaluation's outcome: `report` (what --json prints), `heading` and `tables` (what the
+    command prints), `outputs` ({figure: path} written), `failed` (the gate's shortfalls, one
+    'METHOD: FIGURE VALUE < N' line each)."""
+
+    report: dict
+    heading: str
+    tables: list
+    outputs: dict
+    failed: list
+
+    def text(self):
+        """The heading and the tables, as the command prints them."""
+        return "\n".join([self.heading, *self.tables])
+
+
+def _checked(loaded, methods, measures, images, class_name, boxes_file):
+    from gradcam_cli.explain.methods import METHODS
+    from gradcam_cli.models.registry import DEMO_CLASSES
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise GradcamError(f"{argument('methods')}: choose from {', '.join(METHODS)}. Received: {list(methods)}")
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown or not measures:
+        raise GradcamError(f"{argument('measures')}: choose from {', '.join(MEASURES)}. Received: {list(measures)}")
+    if class_name is not None and images is None:
+        raise GradcamError(f"{argument('class_name')} applies to your images; generated scenes use each "
+                           "object's class")
+    if boxes_file is not None and images is None:
+        raise GradcamError(f"{argument('boxes')} applies to your images; generated scenes bring their own objects")
+    if images is not None and "localization" in measures and images.objects is None:
+        raise GradcamError("localization needs each image's object: read the images with objects=True")
+    if images is None and tuple(loaded.labels) != DEMO_CLASSES:
+        raise GradcamError(
+            f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); use demo-gap "
+            "or demo-vgg, a model trained on gradcam_cli.evaluate.scenes with those labels, or give images"
+            + (" with masks" if "localization" in measures else ""))
+    if images is None and loaded.input_size[0] != loaded.input_size[1]:
+        raise GradcamError("generated scenes are square: the model's input must be too")
+
+
+def randomisation_views(methods):
+    """The randomisation.VIEWS names for the chosen methods: guided (and deconvnet) as the Guided
+    Grad-CAM product and the guided backpropagation gradient alone."""
+    views = []
+    for method in methods:
+        views += [f"{method}-gradcam", f"{method}-backprop"] if method in ("guided", "deconvnet") else [method]
+    return tuple(dict.fromkeys(views))
+
+
+def assess(loaded, methods, measures=("localization",), images=None, layer=None, class_name=None, count=200,
+           pairs=100, seed=1, threshold=0.5, control=None, steps=20, baseline="zero", output_dir=None,
+           batch_size=32, pool="mean", fail_under=None, boxes_file=None):
+    """Measure `methods` (METHODS names) on `loaded` (a LoadedModel, or a model name or path):
+    an Assessment.
+
+    measures: any of MEASURES. images: EvalImages (read_images) or None for `count` generated
+    one-object scenes and `pairs` two-object ones of scene set `seed`. class_name: with images,
+    the class every image explains (index or name; default each image's top-1). threshold,
+    control ('shuffled' or None): localization's (localization.evaluate). steps, baseline:
+    deletion's (faithfulness.deletion_curves). output_dir: where eval.curves.png (deletion) and
+    eval.randomisation.png go; None draws nothing. fail_under: {figure: minimum}
+    (gate.parse_thresholds) checked against each method. boxes_file: only named in the
+    report's errors (read_images reads it)."""
+    from gradcam_cli.evaluate import gate, localization
+    from gradcam_cli.evaluate import scenes as scene_maker
+    from gradcam_cli.explain.engine import top_rank
+    from gradcam_cli.evaluate.faithfulness_report import loaded_model
+    from gradcam_cli.models.graph import path_name
+
+    loaded = loaded_model(loaded)
+    methods, measures = tuple(methods), tuple(dict.fromkeys(measures))
+    _checked(loaded, methods, measures, images, class_name, boxes_file)
+    explainers = localization.explainers_for(loaded, methods, layer=layer, batch_size=batch_size, pool=pool)
+    if images is not None:
+        rgbs, skipped = images.rgbs, images.failures
+        codes = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
+        report = {"images": len(rgbs), "inputs": images.paths, "skipped": skipped, "methods": {m: {} for m in methods}}
+        heading = f"{len(rgbs)} image(s)" + (f", {skipped} skipped" if skipped else "")
+    else:
+        scenes = [scene_maker.generate(i, seed, loaded.input_size[0]) for i in range(count)]
+        rgbs, codes = [s.image for s in scenes], [s.objects[0].class_index for s in scenes]
+        report = {"scenes": count, "seed": seed, "methods": {m: {} for m in methods}}
+        heading = f"{count} scenes (seed {seed})"
+    tables, outputs = [], {}
+    if "localization" in measures:
+        report, heading = _localization(explainers, images, codes, count, pairs, seed, threshold, control)
+        tables.append(localization.format_table(report))
+    report.update(model=loaded.name, layer=path_name(loaded.target_layer(layer)), measures=list(measures))
+    faithful = tuple(m for m in measures if m in FAITHFULNESS)
+    if faithful:
+        tables.append(_faithfulness(report, explainers, rgbs, codes, faithful, steps, baseline, output_dir,
+                                    loaded.name, outputs))
+    if "randomisation" in measures:
+        taken = rgbs if images is not None else rgbs[:RANDOMISATION_SCENES]
+        classes = None if images is not None and class_name is None else \
+            (codes if images is not None else codes[: len(taken)])
+        tables.append(_randomisation(report, loaded, taken, methods, layer, classes, batch_size, output_dir, outputs))
+    if outputs:
+        report["outputs"] = outputs
+    failed = []
+    if fail_under is not None:
+        try:
+            failed = gate.shortfalls(report, fail_under)
+        except GradcamError as error:
+            raise GradcamError(f"{argument('fail_under')}: {error.args[0]}") from None
+        report["failed"] = failed
+    shuffled = ", maps shuffled across images (negative control)" if control and "localization" in measures else ""
+    return Assessment(report, f"{loaded.name}, layer {report['layer']}: {heading}{shuffled}", tables, outputs, failed)
+
+
+def _localization(explainers, images, codes, count, pairs, seed, threshold, control):
+    """(report, heading) of the localization figures."""
+    from gradcam_cli.evaluate import localization
+
+    if images is None:
+        report = localization.evaluate(explainers, count=count, pairs=pairs, seed=seed, threshold=threshold,
+                                     control=control)
+        heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
+                   f"classification accuracy {report['accuracy']:.3f}")
+    else:
+        report = localization.evaluate_annotated(explainers, images.rgbs, images.objects, codes, threshold=threshold,
+                                               control=control)
+        report.update(inputs=images.paths, skipped=images.failures)
+        heading = f"{len(images.rgbs)} annotated image(s)" + (f", {images.failures} skipped" if images.failures
+                                                              else "")
+    report["threshold"] = threshold
+    return report, heading
+
+
+def _faithfulness(report, explainers, rgbs, codes, measures, steps, baseline, output_dir, model_name, outputs):
+    """Add each method's faithfulness figures and the baselines to `report`; its table."""
+    from gradcam_cli.evaluate import faithfulness_report
+
+    faith = faithfulness_report.faithfulness_report(explainers, rgbs, codes, measures, steps=steps,
+                                                  baseline=baseline, seed=0)
+    for method, figures in faith.pop("methods").items():
+        report["methods"][method].update(figures)
+    report["faithfulness"] = faith
+    if "deletion" in measures and output_dir is not None:
+        outputs["curves"] = faithfulness_report.write_curves({**faith, "methods": report["methods"]},
+                                                           Path(output_dir) / "eval.curves.png", model_name)
+    how = f"; deletion to {baseline}, {steps} steps" if "deletion" in measures else ""
+    return (f"faithfulness ({', '.join(measures)}{how}):\n"
+            + faithfulness_report.format_table({**faith, "methods": {m: report["methods"][m] for m in explainers}}))
+
+
+def _randomisation(report, loaded, rgbs, methods, layer, classes, batch_size, output_dir, outputs):
+    """Add the cascading randomisation's record to `report`; its table."""
+    from gradcam_cli.evaluate import randomisation
+
+    result = randomisation.cascading_randomisation(loaded, rgbs, randomisation_views(methods), layer=layer, classes=classes,
+                                            batch_size=batch_size)
+    report["randomisation"] = result.as_record()
+    if output_dir is not None:
+        outputs["randomisation"] = randomisation.write_curves(result, Path(output_dir) / "eval.randomisation.png")
+    return (f"cascading randomisation ({len(rgbs)} image(s); Spearman rank correlation with the trained "
+            f"model's maps, lower is better):\n" + result.table())

@@ -1,0 +1,532 @@
+"""Faithfulness: does the output of the model depend on the pixels a map calls important? Deletion
+and insertion, Average Drop and Increase in Confidence, and ROAD, each beside a uniform- and a
+random-map baseline.
+
+Everything here takes plain arrays and one callable, so the command line, the API and Ray
+workers share it:
+
+    views          (B, H, W, 3) float, RGB 0..255: each image as the model sees it before its
+                   preprocessing (images.model_view, what pipeline.prepare preprocesses)
+    maps           (B, h, w): one map per image, any resolution (resized to H x W by view_maps:
+                   bilinear when enlarging, pixel-area averaging when shrinking)
+    classes        (B,): the class each map explains (pipeline.MapBatch.classes)
+    probabilities  a callable (N, H, W, 3) RGB views -> (N, C) class probabilities; the caller
+                   preprocesses, e.g. `lambda rgb: engine.probabilities(preprocess(rgb, mode))`
+                   (engine.Engine.probabilities: compiled, chunked, forward only)
+
+f_c(X) below is the probability of class c on view X. Every figure perturbs the view (0..255
+RGB), never the preprocessed input.
+
+Deletion and insertion (Petsiuk, Das and Saenko, "RISE: Randomized Input Sampling for
+Explanation of Black-box Models", BMVC 2018). With pi the pixels ordered by decreasing map
+value, N = H W pixels and S steps:
+
+    n_k   = floor(k N / S), k = 0..S      pixels changed after step k (S equal steps)
+    x_k   = n_k / N                       the fraction of pixels changed, x_0 = 0, x_S = 1
+    D_k   = X with pi_1..pi_{n_k} replaced by the baseline B(X)     (deletion)
+    I_k   = blur(X) with pi_1..pi_{n_k} taken from X                (insertion)
+    AUC   = sum_k (x_{k+1} - x_k) (y_k + y_{k+1}) / 2,  y_k = f_c(D_k) or f_c(I_k)
+
+the trapezoid rule on x in [0, 1] (RISE's `auc`, with its equal spacing). A faithful map has a
+low deletion AUC (the probability falls as soon as its top pixels go) and a high insertion AUC.
+All S + 1 images of an image are built at once and scored in one call with the batch's other
+images (a call holds as many whole curves as SCORING_BUDGET_BYTES allows: one call for ResNet50's
+16 x 21 views).
+
+Average Drop and Increase in Confidence (Chattopadhyay, Sarkar, Howlader and Balasubramanian,
+"Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep Convolutional Networks",
+WACV 2018). With Y_i = f_c(X_i) and O_i = f_c(X_i o E_i), E_i the map at the view's resolution
+normalised to [0, 1]:
+
+    Average Drop %            = 100 / B sum_i max(0, Y_i - O_i) / Y_i
+    Increase in Confidence %  = 100 / B sum_i 1[O_i > Y_i]
+
+ROAD (Rong, Leemann, Borisov, Kasneci and Kasneci, "A Consistent and Efficient Evaluation
+Strategy for Attribution Methods", ICML 2022): RemOve And Debias. The removed pixels are not
+set to a constant, whose shape would tell the model where the map was (the paper's class
+information leakage), but imputed by noisy linear imputation: each removed pixel i is the
+weighted average of its in-image 8-neighbours N(i), removed or kept,
+
+    (sum_{j in N(i)} w_ij) x_i - sum_{j in N(i), removed} w_ij x_j = sum_{j in N(i), kept} w_ij v_j
+    w_ij = 1/6 for the 4 direct neighbours, 1/12 for the 4 diagonal ones (they sum to 1)
+
+solved exactly for every removed pixel and colour, then x_i + sigma eps_i with eps ~ N(0, 1)
+per pixel and colour. MoRF at p% removes the p% most relevant pixels, LeRF the p% least
+relevant, p = 10, 20, ..., 90; a faithful map's MoRF probabilities fall fast and its LeRF ones
+stay high. The summary's ROAD figure (pytorch-grad-cam's ROADCombined) is
+(mean LeRF - mean MoRF) / 2.
+
+Our choices, each named:
+
+- Pixel order: a stable sort of the map's values, largest first; ties keep raster order (row by
+  row from the top left, `removal_order`). RISE's `np.argsort` leaves ties in an unspecified
+  order; the ROAD code (tleemann/road_evaluation, ImputedDataset) adds 1e-4 N(0, 1) jitter to
+  the [0, 1]-rescaled map, a random tie order. A post-ReLU Grad-CAM map has large zero regions,
+  so the tie order decides the tail of every curve.
+- A uniform map (uniform_map) is all ties: its order is raster order, so its deletion curve is a
+  curtain lowered from the top row and insertion reveals the image from the top. It is a fixed,
+  content-blind order, not a random one: put random_map beside it for that. Its Average Drop is
+  0 and it never increases confidence (X o 1 = X, so O = Y exactly). Under ROAD it removes the top
+  (MoRF) or bottom (LeRF) p% of rows.
+- Steps: DEFAULT_STEPS = 20 equal steps of floor(k N / S) pixels (RISE: 224 pixels a step at
+  224 x 224, 224 steps); x is the exact fraction n_k / N.
+- Deletion baseline (`baseline`, BASELINES): 'zero' (default) sets removed pixels to black,
+  0 in the RGB view; 'blur' to the blurred view; 'mean' to the view's mean colour (per channel).
+  RISE's zero substrate is `torch.zeros_like` of the *normalised* input, which is the ImageNet
+  mean colour in RGB: nearer our 'mean' than our 'zero'. Under caffe or torch preprocessing,
+  black is not the model's zero input.
+- Insertion starts from the blurred view (RISE), whatever `baseline` says; `insertion_curves`
+  takes `start` (any of BASELINES) for studies of that choice, and evaluate passes
+  `insertion_start` to it. Changing a baseline changes which method ranks first: Hedstrom et al.,
+  "Quantus: An Explainable AI Toolkit for Responsible Evaluation of Neural Network Explanations
+  and Beyond", JMLR 2023, show faithfulness scores and rankings moving with the perturbation
+  baseline; so every figure here carries its baseline's name, and a run should report the
+  uniform- and random-map figures under the same baseline.
+- Blur: cv2.GaussianBlur, sigma BLUR_SIGMA_AT_224 = 5 pixels and a BLUR_KERNEL_AT_224 = 11 pixel
+  kernel at 224 pixels, both scaled with the view's longer side (kernel kept odd), reflected
+  borders (BORDER_REFLECT_101). RISE uses gkern(klen=11, nsig=5), a sigma-5 Gaussian cut to
+  11 x 11, applied with zero padding (`conv2d(..., padding=klen // 2)`), which darkens a 5-pixel
+  band at the edges; reflected borders keep the edges' colour. (pytorch-grad-cam's metrics,
+  cam_mult_image.py, perturbation_confidence.py and road.py, have no blur.)
+- The class probability is f_c itself, not normalised by f_c(X), as RISE's curves.
+- Average Drop's map: the map at the view's resolution, negative values set to 0 and divided by
+  its maximum (maps.normalise, as the pipeline's maps); an all-zero map masks the whole view
+  (X o 0 = black). The product is taken in the RGB view, so masked pixels go to black;
+  pytorch-grad-cam (cam_mult_image.py) multiplies the normalised input tensor, where they go to
+  the mean colour. Y_i = 0 counts as no drop. Per image, `drop` is a fraction in [0, 1]; the
+  summary's `average_drop_percent` and `increase_in_confidence_percent` are x100, as the paper.
+- ROAD's weights and noise: 1/6 and 1/12 (road_evaluation's and pytorch-grad-cam's
+  `neighbors_weights`); pixels outside the image are dropped and the rest re-weighted (their
+  weights subtracted from the diagonal, as both do). The noise is ROAD_NOISE = 0.01 of the pixel
+  range, 2.55 on 0..255: road_evaluation's NoisyLinearImputer(noise=0.01) imputes ToTensor images
+  in [0, 1] before normalising. pytorch-grad-cam applies 0.01 to the normalised tensor instead
+  (about 0.58 on 0..255 for ImageNet's std). Imputed values are not clipped to 0..255 (neither
+  reference clips).
+- ROAD's sets: MoRF at p removes the first floor(p N / 100) pixels of the order, LeRF the last
+  floor(p N / 100). road_evaluation's LeRF at th_p removes all but the top th_p (its curve read
+  at p is ours at 100 - p); pytorch-grad-cam's ROADMostRelevantFirst(percentile=p) keeps the
+  pixels below the p-th percentile, so it removes (100 - p)% (its ROADMostRelevantFirst(80)
+  removes 20%). Averaged over 10..90 all three agree.
+- ROAD's noise is seeded per image: numpy's default_rng([seed, crc32 of the view's float32
+  bytes, p, MoRF or LeRF]), drawn over the whole H x W x 3 grid and added at the removed pixels.
+  The same view gets the same noise in any batch, at any position: a batch equals its images
+  one by one, and a rerun equals the run.
+- The solver: the references call scipy's spsolve; scipy is not a dependency here, so
+  `linear_imputation` eliminates the system exactly (float64) as a block-tridiagonal one, one
+  block per image row of the shorter side (block Cholesky / Thomas: S_r = D_r - B_{r-1}^T
+  S_{r-1}^{-1} B_{r-1}, then back substitution). The matrix is symmetric positive definite
+  whenever one pixel is kept (weakly diagonally dominant, and every 8-connected region of removed
+  pixels touches a kept one), so every Schur complement S_r is too and each block solve is well
+  posed. Each 8-connected region is solved in its own bounding box (regions under
+  REGION_MIN_PIXELS together); cost O(long side x short side^3) a region. All pixels removed is
+  refused.
+
+Cost: deletion and insertion take 2 B (S + 1) forward passes, ROAD 18 B and 18 solves an image,
+Average Drop B (its Y is the deletion curve's first point in `evaluate`); evaluate makes 4
+scoring calls a batch. ResNet50 (random weights) at batch 16, 2 shared CPU cores: deletion +
+insertion with 20 steps 39.7 s, 43.6 times one Grad-CAM of the batch (0.91 s), of which 2.0 s
+build and preprocess the 672 views; Average Drop 1.2 s; ROAD's imputations 3-6 s an image.
+"""
+
+import zlib
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gradcam_cli.errors import GradcamError, argument
+from gradcam_cli.evaluate.road import linear_imputation
+from gradcam_cli.explain.maps import normalise, resize_into_box
+
+BASELINES = ("zero", "blur", "mean")
+DEFAULT_STEPS = 20
+# RISE's substrate blur, gkern(klen=11, nsig=5), at 224 x 224: scaled with the longer side.
+BLUR_SIGMA_AT_224 = 5.0
+BLUR_KERNEL_AT_224 = 11
+ROAD_PERCENTAGES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+# road_evaluation's NoisyLinearImputer(noise=0.01) on [0, 1] images, on the 0..255 scale.
+ROAD_NOISE = 0.01 * 255.0
+# The most bytes of perturbed views sent to one scoring call (whole curves of whole images).
+SCORING_BUDGET_BYTES = 256 * 2**20
+
+
+# -- maps, orders, baselines ---------------------------------------------------------------------
+
+
+def uniform_map(shape):
+    """A map with one value everywhere, (H, W) float32 ones: every pixel tied, so its order is
+    raster order (see the module's docstring for what that means for each figure)."""
+    return np.ones(tuple(shape)[:2], dtype=np.float32)
+
+
+def random_map(shape, seed=0):
+    """A map of independent uniform [0, 1) values, (H, W) float32, from numpy's
+    default_rng(seed): a random pixel order (no ties, almost surely)."""
+    return np.random.default_rng(seed).random(tuple(shape)[:2]).astype(np.float32)
+
+
+def view_maps(maps, size):
+    """(B, h, w) maps -> (B, H, W) float32 at `size` (H, W), values kept (not normalised):
+    bilinear when enlarging, pixel-area averaging when shrinking (maps.resize_into_box);
+    NaN and inf count as 0."""
+    height, width = size
+    out = []
+    for single in maps:
+        single = np.nan_to_num(np.asarray(single, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        if single.ndim != 2:
+            raise GradcamError(f"a map is 2-D (h, w). Received: shape {single.shape}")
+        if single.shape != (height, width):
+            single = resize_into_box(single, (0, 0, width, height), (height, width))
+        out.append(single)
+    return np.stack(out) if out else np.zeros((0, height, width), np.float32)
+
+
+def removal_order(single_map):
+    """The flat pixel indices of an (H, W) map, largest value first; ties in raster order (a
+    stable sort of the negated values). (H W,) int64."""
+    values = np.asarray(single_map, dtype=np.float64).ravel()
+    return np.argsort(-values, kind="stable").astype(np.int64)
+
+
+def _ranks(single_map):
+    """(H, W) int64: each pixel's position in removal_order (0 = the most relevant)."""
+    order = removal_order(single_map)
+    ranks = np.empty(order.size, dtype=np.int64)
+    ranks[order] = np.arange(order.size)
+    return ranks.reshape(np.shape(single_map))
+
+
+def blurred(view):
+    """RISE's blurred substrate of an (H, W, 3) view: cv2.GaussianBlur with sigma
+    BLUR_SIGMA_AT_224 and a BLUR_KERNEL_AT_224 kernel at 224 pixels, scaled with the longer side
+    (kernel odd; 1, no blur, below about 22 pixels), reflected borders. float32."""
+    view = np.asarray(view, dtype=np.float32)
+    side = max(view.shape[:2])
+    sigma = BLUR_SIGMA_AT_224 * side / 224.0
+    kernel = 2 * int(round((BLUR_KERNEL_AT_224 // 2) * side / 224.0)) + 1
+    if kernel == 1:
+        return view.copy()
+    return cv2.GaussianBlur(view, (kernel, kernel), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+def substrate(view, baseline):
+    """What removed pixels become under `baseline` (BASELINES): 'zero' black, 'blur' the
+    blurred view, 'mean' the view's mean colour. (H, W, 3) float32."""
+    view = np.asarray(view, dtype=np.float32)
+    if baseline == "zero":
+        return np.zeros_like(view)
+    if baseline == "blur":
+        return blurred(view)
+    if baseline == "mean":
+        return np.broadcast_to(view.mean(axis=(0, 1), dtype=np.float64).astype(np.float32), view.shape).copy()
+    raise GradcamError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
+
+
+def step_fractions(pixels, steps=DEFAULT_STEPS):
+    """(counts n_k = floor(k N / S), fractions n_k / N) for k = 0..S: (S + 1,) each."""
+    steps = _whole(steps, "steps")
+    counts = (np.arange(steps + 1, dtype=np.int64) * int(pixels)) // steps
+    return counts, counts / float(pixels)
+
+
+def area_under_curve(curve, fractions=None):
+    """The trapezoid rule: sum_k (x_{k+1} - x_k) (y_k + y_{k+1}) / 2 over the last axis of
+    `curve`, with x = `fractions` (default: equal steps on [0, 1])."""
+    curve = np.asarray(curve, dtype=np.float64)
+    if fractions is None:
+        fractions = np.linspace(0.0, 1.0, curve.shape[-1])
+    fractions = np.asarray(fractions, dtype=np.float64)
+    return np.sum(np.diff(fractions) * (curve[..., 1:] + curve[..., :-1]) / 2.0, axis=-1)
+
+
+def _whole(value, name, low=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise GradcamError(f"{argument(name)} must be a whole number, {low} or more. Received: {value!r}")
+    return int(value)
+
+
+def _checked(views, maps, classes):
+    views = np.asarray(views, dtype=np.float32)
+    if views.ndim != 4 or views.shape[-1] != 3:
+        raise GradcamError(f"views are (B, H, W, 3) RGB arrays. Received: shape {views.shape}")
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if len(maps) != len(views) or len(classes) != len(views):
+        raise GradcamError(f"one map and one class per view: {len(views)} views, {len(maps)} maps, "
+                           f"{len(classes)} classes")
+    return views, view_maps(maps, views.shape[1:3]), classes
+
+
+# -- scoring -------------------------------------------------------------------------------------
+
+
+def _scored(probabilities, rows_of, classes, per_image, row_bytes, budget_bytes):
+    """f_c of every image's `per_image` rows (rows_of(i) -> (per_image, H, W, 3)): whole images'
+    rows go together to `probabilities`, as many per call as `budget_bytes` holds (at least
+    one image). Returns (B, per_image) float64."""
+    count = len(classes)
+    out = np.zeros((count, per_image), dtype=np.float64)
+    per_call = max(1, int(budget_bytes) // max(1, per_image * int(row_bytes)))
+    for start in range(0, count, per_call):
+        part = range(start, min(count, start + per_call))
+        rows = np.concatenate([rows_of(i) for i in part])
+        scored = np.asarray(probabilities(rows), dtype=np.float64)
+        if scored.ndim != 2 or len(scored) != len(rows):
+            raise GradcamError(f"probabilities must return (N, classes) for N views. Received: shape "
+                               f"{scored.shape} for {len(rows)} views")
+        scored = scored.reshape(len(part), per_image, scored.shape[1])
+        wanted = classes[start : start + len(part)]
+        if (wanted < 0).any() or (wanted >= scored.shape[2]).any():
+            raise GradcamError(f"classes must be below {scored.shape[2]}. Received: {wanted.tolist()}")
+        out[start : start + len(part)] = scored[np.arange(len(part)), :, wanted]
+    return out
+
+
+def _curve_rows(start, finish, ranks, counts):
+    """(S + 1, H, W, 3): row k is `start` with the pixels of rank < counts[k] from `finish`."""
+    changed = ranks[None] < counts[:, None, None]
+    return np.where(changed[..., None], finish[None], start[None]).astype(np.float32)
+
+
+# -- deletion and insertion ----------------------------------------------------------------------
+
+
+@dataclass
+class Curves:
+    """Class probabilities along a perturbation: y (B, S + 1) at x = fractions (S + 1,)."""
+
+    fractions: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def auc(self):
+        """(B,) the area under each curve (trapezoid rule on x in [0, 1])."""
+        return area_under_curve(self.probabilities, self.fractions)
+
+
+def deletion_curves(views, maps, classes, probabilities, steps=DEFAULT_STEPS, baseline="zero",
+                    budget_bytes=SCORING_BUDGET_BYTES):
+    """RISE's deletion: f_c of each view with its map's top n_k pixels set to `baseline`
+    (BASELINES), k = 0..steps. All steps of the batch go to `probabilities` in one call (or one
+    per SCORING_BUDGET_BYTES of views). Returns Curves."""
+    return _curves(views, maps, classes, probabilities, steps, baseline, deletion=True, budget_bytes=budget_bytes)
+
+
+def insertion_curves(views, maps, classes, probabilities, steps=DEFAULT_STEPS, start="blur",
+                     budget_bytes=SCORING_BUDGET_BYTES):
+    """RISE's insertion: f_c of the `start` substrate (default: the blurred view, RISE's) with
+    each map's top n_k pixels put back from the view, k = 0..steps. Scored as deletion_curves.
+    Returns Curves."""
+    return _curves(views, maps, classes, probabilities, steps, start, deletion=False, budget_bytes=budget_bytes)
+
+
+def _curves(views, maps, classes, probabilities, steps, baseline, deletion, budget_bytes):
+    views, resized, classes = _checked(views, maps, classes)
+    if baseline not in BASELINES:
+        raise GradcamError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
+    steps = _whole(steps, "steps")
+    counts, fractions = step_fractions(views.shape[1] * views.shape[2], steps)
+
+    def rows_of(i):
+        other = substrate(views[i], baseline)
+        start, finish = (views[i], other) if deletion else (other, views[i])
+        return _curve_rows(start, finish, _ranks(resized[i]), counts)
+
+    scored = _scored(probabilities, rows_of, classes, steps + 1, views[0].nbytes if len(views) else 0, budget_bytes)
+    return Curves(fractions, scored)
+
+
+# -- Average Drop and Increase in Confidence ------------------------------------------------------
+
+
+def masked_views(views, maps):
+    """X o E: each view times its map at the view's resolution, normalised to [0, 1] (negative
+    values 0, divided by the maximum: maps.normalise). (B, H, W, 3) float32."""
+    views = np.asarray(views, dtype=np.float32)
+    resized = view_maps(maps, views.shape[1:3])
+    masks = np.stack([normalise(np.maximum(single, 0.0))[0] for single in resized]) if len(resized) else resized
+    return views * masks[..., None]
+
+
+def confidence_change(views, maps, classes, probabilities, original=None, budget_bytes=SCORING_BUDGET_BYTES):
+    """(Y, O), (B,) each: f_c of each view and of the view times its normalised map
+    (masked_views), from one call (or one per SCORING_BUDGET_BYTES). `original`: Y already
+    known (only the masked views are scored then)."""
+    views, _, classes = _checked(views, maps, classes)
+    masked = masked_views(views, maps)
+    row_bytes = views[0].nbytes if len(views) else 0
+    if original is not None:
+        observed = _scored(probabilities, lambda i: masked[i : i + 1], classes, 1, row_bytes, budget_bytes)[:, 0]
+        return np.asarray(original, dtype=np.float64).reshape(-1), observed
+    both = _scored(probabilities, lambda i: np.stack([views[i], masked[i]]), classes, 2, row_bytes, budget_bytes)
+    return both[:, 0], both[:, 1]
+
+
+def drops(original, observed):
+    """max(0, Y - O) / Y per image, a fraction in [0, 1]; 0 where Y <= 0."""
+    original = np.asarray(original, dtype=np.float64)
+    observed = np.asarray(observed, dtype=np.float64)
+    safe = np.where(original > 0, original, 1.0)
+    return np.where(original > 0, np.maximum(0.0, original - observed) / safe, 0.0)
+
+
+def average_drop_percent(original, observed):
+    """Grad-CAM++'s Average Drop %: 100 / B sum_i max(0, Y_i - O_i) / Y_i."""
+    return float(100.0 * np.mean(drops(original, observed))) if len(np.atleast_1d(original)) else None
+
+
+def increase_in_confidence_percent(original, observed):
+    """Grad-CAM++'s Increase in Confidence %: 100 / B sum_i 1[O_i > Y_i]."""
+    original, observed = np.atleast_1d(original), np.atleast_1d(observed)
+    return float(100.0 * np.mean(np.asarray(observed) > np.asarray(original))) if len(original) else None
+
+
+# -- ROAD (the imputation: road.py) -------------------------------------------------------------
+
+
+def _road_rng(seed, view, percentage, morf):
+    """The noise generator of one view, percentage and order: default_rng([seed, crc32(view's
+    float32 bytes), percentage, 1 for MoRF / 0 for LeRF])."""
+    digest = zlib.crc32(np.ascontiguousarray(view, dtype=np.float32).tobytes())
+    return np.random.default_rng([int(seed), digest, int(percentage), int(bool(morf))])
+
+
+def road_views(view, single_map, percentages=ROAD_PERCENTAGES, noise=ROAD_NOISE, seed=0):
+    """The imputed views of one view and its (H, W) map: (2 P, H, W, 3) float32, MoRF at each
+    percentage then LeRF at each (MoRF removes the first floor(p N / 100) pixels of
+    removal_order, LeRF the last as many)."""
+    view = np.asarray(view, dtype=np.float32)
+    ranks = _ranks(single_map)
+    pixels = ranks.size
+    rows = []
+    for morf in (True, False):
+        for percentage in percentages:
+            count = pixels * int(percentage) // 100
+            removed = ranks < count if morf else ranks >= pixels - count
+            rows.append(linear_imputation(view, removed, noise, _road_rng(seed, view, percentage, morf)))
+    return np.stack(rows)
+
+
+def road_curves(views, maps, classes, probabilities, percentages=ROAD_PERCENTAGES, noise=ROAD_NOISE, seed=0,
+                budget_bytes=SCORING_BUDGET_BYTES):
+    """ROAD: f_c after noisy linear imputation of the p% most (MoRF) and least (LeRF) relevant
+    pixels, p in `percentages`. All imputed views of the batch go to `probabilities` in one call
+    (or one per SCORING_BUDGET_BYTES). Returns (MoRF (B, P), LeRF (B, P))."""
+    views, resized, classes = _checked(views, maps, classes)
+    percentages = tuple(int(p) for p in percentages)
+    if not percentages or any(p < 0 or p >= 100 for p in percentages):
+        raise GradcamError(f"ROAD percentages are from 0 to 99. Received: {percentages}")
+    _whole(seed, "seed", low=0)
+    rows_of = lambda i: road_views(views[i], resized[i], percentages, noise, seed)
+    scored = _scored(probabilities, rows_of, classes, 2 * len(percentages), views[0].nbytes if len(views) else 0,
+                     budget_bytes)
+    return scored[:, : len(percentages)], scored[:, len(percentages) :]
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Faithfulness:
+    """One image's figures for one map."""
+
+    method: str
+    class_index: int
+    probability: float  # Y: f_c of the unperturbed view
+    fractions: np.ndarray  # (S + 1,) x of the deletion and insertion curves
+    deletion_curve: np.ndarray  # (S + 1,) f_c, pixels removed to `baseline`
+    insertion_curve: np.ndarray  # (S + 1,) f_c, pixels put back onto `insertion_start`
+    deletion_auc: float
+    insertion_auc: float
+    masked_probability: float  # O: f_c of the view times the normalised map
+    drop: float  # max(0, Y - O) / Y, a fraction
+    increase: bool  # O > Y
+    baseline: str = "zero"
+    insertion_start: str = "blur"
+    road_percentages: tuple = ROAD_PERCENTAGES
+    road_morf: np.ndarray = None  # (P,) f_c after removing the p% most relevant pixels
+    road_lerf: np.ndarray = None  # (P,) ... the p% least relevant
+
+    def as_record(self):
+        """The figures as JSON-ready values."""
+        record = {
+            "method": self.method, "class": self.class_index, "probability": float(self.probability),
+            "baseline": self.baseline, "insertion_start": self.insertion_start,
+            "fractions": [float(x) for x in self.fractions],
+            "deletion_curve": [float(y) for y in self.deletion_curve],
+            "insertion_curve": [float(y) for y in self.insertion_curve],
+            "deletion_auc": float(self.deletion_auc), "insertion_auc": float(self.insertion_auc),
+            "masked_probability": float(self.masked_probability), "drop": float(self.drop),
+            "increase": bool(self.increase),
+        }
+        if self.road_morf is not None:
+            record.update(road_percentages=list(self.road_percentages),
+                          road_morf=[float(y) for y in self.road_morf], road_lerf=[float(y) for y in self.road_lerf])
+        return record
+
+
+def evaluate(views, maps, classes, probabilities, method="map", steps=DEFAULT_STEPS, baseline="zero",
+             insertion_start="blur", road=True, road_percentages=ROAD_PERCENTAGES, road_noise=ROAD_NOISE, seed=0,
+             budget_bytes=SCORING_BUDGET_BYTES):
+    """Every figure for a batch of views and their maps: [Faithfulness] in input order, named
+    `method`. Scoring calls per batch (within SCORING_BUDGET_BYTES): deletion 1, insertion 1,
+    Average Drop 1 (Y is the deletion curve's first point, the unperturbed view), ROAD 1
+    (`road` False skips it)."""
+    views, resized, classes = _checked(views, maps, classes)
+    deleted = deletion_curves(views, resized, classes, probabilities, steps, baseline, budget_bytes)
+    inserted = insertion_curves(views, resized, classes, probabilities, steps, insertion_start, budget_bytes)
+    original = deleted.probabilities[:, 0]
+    _, observed = confidence_change(views, resized, classes, probabilities, original, budget_bytes)
+    morf = lerf = [None] * len(views)
+    if road:
+        morf, lerf = road_curves(views, resized, classes, probabilities, road_percentages, road_noise, seed,
+                                 budget_bytes)
+    deletion_auc, insertion_auc, dropped = deleted.auc, inserted.auc, drops(original, observed)
+    return [
+        Faithfulness(method=method, class_index=int(classes[i]), probability=float(original[i]),
+                     fractions=deleted.fractions, deletion_curve=deleted.probabilities[i],
+                     insertion_curve=inserted.probabilities[i], deletion_auc=float(deletion_auc[i]),
+                     insertion_auc=float(insertion_auc[i]), masked_probability=float(observed[i]),
+                     drop=float(dropped[i]), increase=bool(observed[i] > original[i]), baseline=baseline,
+                     insertion_start=insertion_start, road_percentages=tuple(road_percentages),
+                     road_morf=morf[i], road_lerf=lerf[i])
+        for i in range(len(views))
+    ]
+
+
+def summary(results):
+    """Figures averaged over images, per method in first-seen order: {method: {images,
+    deletion_auc, insertion_auc, deletion_curve, insertion_curve, fractions,
+    average_drop_percent, increase_in_confidence_percent, and with ROAD road_percentages,
+    road_morf, road_lerf (mean curves), road_morf_mean, road_lerf_mean, road_combined =
+    (road_lerf_mean - road_morf_mean) / 2}}. Curves are averaged only over images with the same
+    x (the same steps and view size)."""
+    grouped = {}
+    for result in results:
+        grouped.setdefault(result.method, []).append(result)
+    out = {}
+    for method, group in grouped.items():
+        original = [r.probability for r in group]
+        observed = [r.masked_probability for r in group]
+        figures = {
+            "images": len(group),
+            "baseline": group[0].baseline,
+            "insertion_start": group[0].insertion_start,
+            "deletion_auc": float(np.mean([r.deletion_auc for r in group])),
+            "insertion_auc": float(np.mean([r.insertion_auc for r in group])),
+            "average_drop_percent": average_drop_percent(original, observed),
+            "increase_in_confidence_percent": increase_in_confidence_percent(original, observed),
+        }
+        if all(np.array_equal(r.fractions, group[0].fractions) for r in group):
+            figures.update(fractions=[float(x) for x in group[0].fractions],
+                           deletion_curve=np.mean([r.deletion_curve for r in group], axis=0).tolist(),
+                           insertion_curve=np.mean([r.insertion_curve for r in group], axis=0).tolist())
+        with_road = [r for r in group if r.road_morf is not None]
+        if with_road and all(r.road_percentages == with_road[0].road_percentages for r in with_road):
+            morf = np.mean([r.road_morf for r in with_road], axis=0)
+            lerf = np.mean([r.road_lerf for r in with_road], axis=0)
+            figures.update(road_percentages=list(with_road[0].road_percentages), road_morf=morf.tolist(),
+                           road_lerf=lerf.tolist(), road_morf_mean=float(morf.mean()),
+                           road_lerf_mean=float(lerf.mean()),
+                           road_combined=float((lerf.mean() - morf.mean()) / 2.0))
+        out[method] = figures
+    return out

@@ -1,0 +1,247 @@
+"""Faithfulness for `gradcam eval`: each method's maps scored by deletion and insertion, Average
+Drop and Increase in Confidence, and ROAD (faithfulness.py), beside baselines computed once on
+the same images and classes, and one figure of the deletion and insertion curves.
+
+A measure needs no object mask: it runs on any images. Every method explains the same class in
+an image: the one given, or the model's own top-ranked class (read once, from the unperturbed
+views). Maps are scored at the model's input view (faithfulness.view_maps resizes them), with
+the model the explainers explain (the original, for dilated copies) as the judge.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from gradcam_cli.api import class_codes, loaded_model
+from gradcam_cli.errors import GradcamError
+from gradcam_cli.evaluate import faithfulness as F
+from gradcam_cli.files.images import model_inputs
+
+MEASURES = ("deletion", "confidence", "road")
+BASELINE_MAPS = ("uniform", "random", "randomcam")
+# The figures each measure puts in a method's entry (report["methods"][m]).
+FIGURES = {"deletion": ("deletion_auc", "insertion_auc"),
+           "confidence": ("average_drop_percent", "increase_in_confidence_percent"),
+           "road": ("road_morf", "road_lerf", "road_combined")}
+CURVES = ("fractions", "deletion_curve", "insertion_curve", "road_percentages", "road_morf_curve", "road_lerf_curve")
+
+
+def _judge(explainers):
+    """(the LoadedModel that judges, its probabilities callable on RGB views (N, H, W, 3) 0..255,
+    its batch size): the original model, through the first explainer's compiled forward step."""
+    first = next(iter(explainers.values()))
+    return loaded_model(first), scorer(first), first.scoring_engine.batch_size
+
+
+def scorer(explainer):
+    """The callable faithfulness.py takes: RGB views (N, H, W, 3) 0..255 -> (N, C) class
+    probabilities of the explainer's original model (its preprocessing, then its compiled
+    forward step: api.Explainer.probabilities)."""
+    model = loaded_model(explainer)
+    return lambda views: explainer.probabilities(model_inputs(model, views))
+
+
+def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEPS, baseline="zero", road=True,
+                         seed=0, crop=None, batch_size=16, name="map"):
+    """Faithfulness of your own maps, one per image: [faithfulness.Faithfulness] in input order
+    (deletion and insertion curves and AUCs, the masked probability for Average Drop and
+    Increase in Confidence, ROAD's MoRF and LeRF curves unless `road` is False);
+    faithfulness.summary(results) averages them as `gradcam eval` reports.
+
+    model: a model name or path, a LoadedModel (gradcam_cli.load_model) or an Explainer (its
+    model judges). images: paths or (H, W, 3) / (H, W) uint8 RGB arrays. maps: arrays (h, w) at
+    any resolution, covering the image as the model sees it (the whole image; with `crop` its
+    centre crop), or api.Explanation objects (their small_map, at the target layer's
+    resolution over the model's view). classes: one index or name for all, one per image, or
+    None: the Explanations' classes, else each image's top-1 class. crop: None takes it from
+    the Explanations' boxes (False for arrays). steps, baseline, seed: as
+    faithfulness.evaluate. Scored at the model's input size, `batch_size` images a call."""
+    from gradcam_cli.api import Explainer, _decode
+    from gradcam_cli.files.images import model_view
+
+    loaded = loaded_model(model)
+    judge = model if isinstance(model, Explainer) else Explainer(loaded, "gradcam", batch_size=batch_size)
+    items = [images] if isinstance(images, (str, Path, np.ndarray)) else list(images)
+    maps = list(maps)
+    if len(maps) != len(items):
+        raise GradcamError(f"give one map per image: {len(items)} image(s), {len(maps)} map(s)")
+    rgbs = [_decode(item, i, None)[0] for i, item in enumerate(items)]
+    explained = [getattr(m, "small_map", None) is not None for m in maps]
+    if crop is None:
+        crop = any(e and tuple(m.box) != (0, 0, rgb.shape[1], rgb.shape[0])
+                   for e, m, rgb in zip(explained, maps, rgbs))
+    if classes is None:
+        classes = [m.class_index if e else None for e, m in zip(explained, maps)]
+    arrays = [np.asarray(m.small_map if e else m, dtype=np.float32) for e, m in zip(explained, maps)]
+    probabilities = scorer(judge)
+    views = np.stack([model_view(rgb, loaded.input_size, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
+    codes = class_codes(loaded, classes, len(rgbs))
+    return F.evaluate(views, arrays, _classes(views, codes, probabilities, judge.scoring_engine.batch_size), probabilities,
+                      method=name, steps=steps, baseline=baseline, road=road, seed=seed)
+
+
+def method_maps(explainer, rgbs, classes):
+    """One method's maps over the model's view, (h, w) each, for `rgbs` explaining `classes`
+    (indices): api.ImageMaps.at_input (the class activation map before normalising, or for
+    backprop methods the saliency of the Guided Grad-CAM product)."""
+    found = explainer.maps(rgbs, [int(c) for c in classes])
+    return [found.at_input(i) for i in range(len(found))]
+
+
+def _classes(views, codes, probabilities, batch_size):
+    """Each image's class: its code when it is an index, else (engine.top_rank(r), negative) the
+    r-th most probable class of the unperturbed view."""
+    codes = np.broadcast_to(np.asarray(codes, dtype=np.int64), (len(views),))
+    if (codes >= 0).all():
+        return codes.copy()
+    scores = np.concatenate([probabilities(views[s : s + batch_size]) for s in range(0, len(views), batch_size)])
+    ranked = np.argsort(-scores, axis=1, kind="stable")
+    return np.where(codes >= 0, codes, ranked[np.arange(len(views)), np.maximum(0, -codes - 1)])
+
+
+def _figures(views, maps, classes, probabilities, name, measures, steps, baseline, seed):
+    """{figure: value} and mean curves of one map per view, for `measures`."""
+    figures = {}
+    road = "road" in measures
+    if "deletion" in measures:
+        results = F.evaluate(views, maps, classes, probabilities, method=name, steps=steps, baseline=baseline,
+                             road=road, seed=seed)
+        summary = F.summary(results)[name]
+    else:
+        summary = {"images": len(views), "baseline": baseline}
+        if "confidence" in measures:
+            original, observed = F.confidence_change(views, maps, classes, probabilities)
+            summary.update(average_drop_percent=F.average_drop_percent(original, observed),
+                           increase_in_confidence_percent=F.increase_in_confidence_percent(original, observed))
+        if road:
+            morf, lerf = F.road_curves(views, maps, classes, probabilities, seed=seed)
+            morf, lerf = morf.mean(axis=0), lerf.mean(axis=0)
+            summary.update(road_percentages=list(F.ROAD_PERCENTAGES), road_morf=morf.tolist(),
+                           road_lerf=lerf.tolist(), road_morf_mean=float(morf.mean()),
+                           road_lerf_mean=float(lerf.mean()), road_combined=float((lerf.mean() - morf.mean()) / 2))
+    figures["images"] = summary["images"]
+    for measure in measures:
+        for key in FIGURES[measure]:
+            figures[key] = summary.get(key)
+    if "deletion" in measures:
+        figures.update(fractions=summary.get("fractions"), deletion_curve=summary.get("deletion_curve"),
+                       insertion_curve=summary.get("insertion_curve"))
+    if road:  # the scalar figures are the means over 10..90%; the curves beside them
+        figures.update(road_morf=summary["road_morf_mean"], road_lerf=summary["road_lerf_mean"],
+                       road_percentages=summary["road_percentages"], road_morf_curve=summary["road_morf"],
+                       road_lerf_curve=summary["road_lerf"])
+    return figures
+
+
+def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFAULT_STEPS, baseline="zero",
+                        seed=0):
+    """Faithfulness figures of each method (explainers: {method: api.Explainer} of one model,
+    evaluation.explainers_for) on `rgbs` (decoded RGB uint8 images), each explaining its code in
+    `codes` (one for all images or one per image: a class index, or engine.top_rank(1)).
+
+    measures: any of MEASURES; 'deletion' gives deletion_auc and insertion_auc (RISE),
+    'confidence' average_drop_percent and increase_in_confidence_percent (Grad-CAM++), 'road'
+    road_morf and road_lerf (ROAD, the mean over 10..90% removed) and road_combined. steps and
+    baseline: deletion's (faithfulness.deletion_curves; insertion starts from the blurred view).
+    seed: ROAD's noise and the random map's.
+
+    Beside the methods, under "baselines", the same figures of maps that know nothing: a uniform
+    map (faithfulness.uniform_map: raster order), a random map per image (random_map, seeded
+    seed + image index) and the `randomcam` method (random channel weights), which is computed
+    here when it is not among the methods (else its entry under "methods" is its row).
+
+    Returns {"images", "measures", "steps", "baseline", "insertion_start", "classes",
+    "methods": {method: figures}, "baselines": {name: figures}}; figures hold the mean curves
+    too (fractions, deletion_curve, insertion_curve; road_percentages, road_morf_curve,
+    road_lerf_curve)."""
+    from gradcam_cli.files.images import model_view
+
+    measures = tuple(dict.fromkeys(measures))
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown or not measures:
+        raise GradcamError(f"faithfulness measures are {', '.join(MEASURES)}. Received: {list(measures)}")
+    if baseline not in F.BASELINES:
+        raise GradcamError(f"unknown baseline {baseline!r}; choose from {', '.join(F.BASELINES)}")
+    if not len(rgbs):
+        raise GradcamError("give at least one image")
+    model, probabilities, batch_size = _judge(explainers)
+    crop = next(iter(explainers.values())).crop
+    views = np.stack([model_view(rgb, model.input_size, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
+    classes = _classes(views, codes, probabilities, batch_size)
+    score = lambda maps, name: _figures(views, maps, classes, probabilities, name, measures, steps, baseline, seed)
+    report = {"images": len(rgbs), "measures": list(measures), "steps": int(steps), "baseline": baseline,
+              "insertion_start": "blur", "classes": classes.tolist(), "methods": {}, "baselines": {}}
+    for method, explainer in explainers.items():
+        report["methods"][method] = score(method_maps(explainer, rgbs, classes), method)
+    shape = views.shape[1:3]
+    report["baselines"]["uniform"] = score([F.uniform_map(shape)] * len(views), "uniform")
+    report["baselines"]["random"] = score([F.random_map(shape, seed + i) for i in range(len(views))], "random")
+    if "randomcam" not in explainers:  # random channel weights at the first method's layer
+        randomcam = next(iter(explainers.values())).with_method("randomcam")
+        report["baselines"]["randomcam"] = score(method_maps(randomcam, rgbs, classes), "randomcam")
+    return report
+
+
+# -- the figure ----------------------------------------------------------------------------------
+
+
+def curve_series(report, curve):
+    """{name: (fractions, mean curve)} of every method and baseline with `curve`."""
+    rows = list(report["methods"].items()) + list(report.get("baselines", {}).items())
+    return {name: (figures["fractions"], figures[curve]) for name, figures in rows if figures.get(curve)}
+
+
+def render_curves(report, model_name="", height=420):
+    """The mean deletion and insertion curves of every method and baseline: two panels side by
+    side (x = the fraction of pixels, y = the class probability), one coloured line per series
+    (render.line_plot), the legend on the right. uint8 RGB. GradcamError without deletion."""
+    from gradcam_cli.files.render import line_plot
+
+    deletion, insertion = curve_series(report, "deletion_curve"), curve_series(report, "insertion_curve")
+    if not deletion:
+        raise GradcamError("no deletion or insertion curves in the report (measure 'deletion')")
+    prefix = f"{model_name}: " if model_name else ""
+    panels = [
+        line_plot(deletion, (0.0, 1.0), f"{prefix}deletion (to {report['baseline']}; lower AUC is better)",
+                  "fraction of pixels removed", y_caption="class probability", markers=False, legend=False,
+                  height=height),
+        line_plot(insertion, (0.0, 1.0), f"{prefix}insertion (from blur; higher AUC is better)",
+                  "fraction of pixels inserted", y_caption="class probability", markers=False, height=height),
+    ]
+    rows = max(p.shape[0] for p in panels)
+    panels = [np.pad(p, ((0, rows - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]
+    return np.concatenate(panels, axis=1)
+
+
+def write_curves(report, path, model_name=""):
+    """render_curves written as a PNG at `path`; returns the path as a string."""
+    from gradcam_cli.files import outputs
+
+    return outputs.write_png(Path(path), render_curves(report, model_name))
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+COLUMNS = (("deletion_auc", "deletion AUC (lower better)"), ("insertion_auc", "insertion AUC (higher better)"),
+           ("average_drop_percent", "average drop % (lower better)"),
+           ("increase_in_confidence_percent", "increase in confidence %"), ("road_morf", "ROAD MoRF"),
+           ("road_lerf", "ROAD LeRF"))
+
+
+def format_table(report):
+    """The methods' figures and, below them, the baselines' (marked as such), for the columns
+    of the measures run."""
+    measured = {key for m in report["measures"] for key in FIGURES[m]}
+    columns = [(key, title) for key, title in COLUMNS if key in measured]
+    rows = [("method",) + tuple(title for _, title in columns)]
+    entries = list(report["methods"].items()) + [(f"{name} (baseline)", figures)
+                                                 for name, figures in report["baselines"].items()]
+    for name, figures in entries:
+        cells = []
+        for key, _ in columns:
+            value = figures.get(key)
+            cells.append("-" if value is None else f"{value:.1f}" if key.endswith("percent") else f"{value:.3f}")
+        rows.append((name,) + tuple(cells))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) if k else cell.ljust(w) for k, (cell, w) in enumerate(zip(row, widths)))
+                     for row in rows)

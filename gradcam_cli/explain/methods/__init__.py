@@ -1,0 +1,338 @@
+"""The methods and their registry: the registry alone feeds the engine, `--method`, `gradcam
+methods`, `compare`, `eval` and the help text.
+
+A method is one module in this folder (its paper and equation in the docstring) and one entry
+below. The entry says what the method needs (NEEDS) and how it makes its map:
+
+- the Grad-CAM family gives `channel_weights(result, context) -> (B, K)`, and the map is
+  sum_k w_k A_k (maps.weighted_sum);
+- a method whose map is a sum over channels of element-wise terms (LayerCAM, HiResCAM) gives
+  `contributions(result, context) -> (B, h, w, K)`, and the map is their channel sum;
+- any other method gives `spatial_map(result, context) -> (B, h, w)` (`principal=True` when that
+  map is a first principal component already);
+
+Eigen smoothing (pytorch-grad-cam's eigen_smooth) replaces the channel sum of w_k A_k or of the
+contributions by its first principal component (methods/pca.py); a principal-component map is
+left as it is, and a method with a map of another kind refuses it.
+
+both before the final ReLU, which the pipeline applies (with resizing and normalising).
+`result` is the engine's engine.BatchResult: the target layer's activations, their gradients
+(None unless the method needs them: a gradient-free method never pays for one), the classes
+explained, the preprocessed inputs, and the engine, whose `scores` and `probabilities` score
+further inputs with the forward pass alone. A method with `backprop` also has the engine compute
+the input gradient through guided (or deconvnet) ReLUs, and the pipeline multiplies it by the
+map (methods/guided.py).
+
+Adding a method: write its module and its tests, and add one entry to METHODS.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from gradcam_cli.explain.methods.ablationcam import ablationcam_channel_weights
+from gradcam_cli.explain.methods.cam import cam_weights
+from gradcam_cli.explain.methods.eigencam import eigencam_map
+from gradcam_cli.explain.methods.eigengradcam import eigengradcam_map
+from gradcam_cli.explain.methods.fem import fem_contributions
+from gradcam_cli.explain.methods.finercam import FinerObjective, finercam_weights
+from gradcam_cli.explain.methods.fullgrad import fullgrad_map
+from gradcam_cli.explain.methods.gradcam import gradcam_weights
+from gradcam_cli.explain.methods.gradcam_elementwise import gradcam_elementwise_contributions
+from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_weights
+from gradcam_cli.explain.methods.hirescam import hirescam_contributions
+from gradcam_cli.explain.methods.input_attribution import integrated_gradients_method_map, smoothgrad_method_map
+from gradcam_cli.explain.methods.kpcacam import kpcacam_map
+from gradcam_cli.explain.methods.layercam import layercam_contributions
+from gradcam_cli.explain.methods.randomcam import randomcam_weights
+from gradcam_cli.explain.methods.scorecam import scorecam_channel_weights
+from gradcam_cli.explain.methods.shapleycam import ReST, shapleycam_channel_weights
+from gradcam_cli.explain.methods.xgradcam import xgradcam_weights
+from gradcam_cli.files.outputs import GRADIENT_KINDS, MAP_KINDS
+
+# What a method may need from the engine.
+NEEDS = {
+    "activations": "the target layer's activations",
+    "gradients": "the class score's gradients at the target layer",
+    "input-gradients": "input gradients through modified ReLUs",
+    "forward-scores": "class scores of further inputs (forward passes, no gradient)",
+    "upper-graph-scores": "class scores of modified target-layer activations (the upper graph: the layers above the "
+                          "target only)",
+    "classifier": "the linear classifier after global average pooling",
+    "dilated-copy": "a dilated copy of the model",
+    "hessian": "the Hessian-vector product H A of the class score at the target layer",
+    "plain-input-gradients": "input gradients of the class score (of further inputs too)",
+    "bias-gradients": "gradients at the output of every layer with a bias",
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str  # one line: what the map is
+    paper: str  # author(s), year and title
+    needs: tuple  # keys of NEEDS
+    channel_weights: Callable = None  # (batch result, context) -> (B, K): the Grad-CAM family
+    contributions: Callable = None  # (batch result, context) -> (B, h, w, K): each channel's part of the map
+    spatial_map: Callable = None  # (batch result, context) -> (B, h, w): any other method
+    principal: bool = False  # the map is already a first principal component (eigen smoothing changes nothing)
+    objective: Callable = None  # context -> engine objective differentiated instead of the class score
+    backprop: str = None  # 'guided' or 'deconvnet': input gradients through modified ReLUs
+    network: str = None  # 'exact' or 'no-pooling': computed on a dilated copy of the model (models/dilated.py)
+
+    @property
+    def smoothable(self):
+        """Whether eigen smoothing applies: the map is a sum over channels (or already a
+        principal component)."""
+        return self.channel_weights is not None or self.contributions is not None or self.principal
+
+    @property
+    def needs_classifier(self):
+        return "classifier" in self.needs
+
+    @property
+    def gradients(self):
+        """Whether the engine must compute the target layer's gradients."""
+        return "gradients" in self.needs
+
+    @property
+    def kinds(self):
+        """What --save may name for this method."""
+        return MAP_KINDS + (GRADIENT_KINDS if self.backprop else ())
+
+    @property
+    def default_save(self):
+        return ("heatmap", "overlay") + (GRADIENT_KINDS if self.backprop else ())
+
+
+@dataclass(frozen=True)
+class Context:
+    pool: str = "mean"
+    classifier_kernel: object = None  # (K, C) for CAM
+    relus: object = None  # models.guided.Census for backprop methods
+    max_masks: int = None  # Score-CAM: the channels of highest variance scored; Ablation-CAM: those ablated (None: all)
+    finer_alpha: float = 1.0  # Finer-CAM: the weight of the compared classes' scores
+    finer_compare: int = 3  # Finer-CAM: how many nearest-scoring classes are compared
+    samples: int = None  # SmoothGrad: noisy copies per image (None: the method's default; guided: no smoothing)
+    noise: float = 0.15  # SmoothGrad: the noise's standard deviation, a fraction of the input's range
+    steps: int = 32  # Integrated Gradients: the path's intervals
+
+
+
+def _gradcam(result, context):
+    return gradcam_weights(result.activations, result.gradients, pool=context.pool)
+
+
+_GRADCAM_PAPER = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization"
+_GRADIENT_NEEDS = ("activations", "gradients")
+_PYTORCH_GRAD_CAM = "Gildenblat and contributors 2021, PyTorch library for CAM methods (pytorch-grad-cam)"
+
+METHODS = {
+    "gradcam": Method(
+        "gradcam",
+        "Grad-CAM: channel weights = spatially pooled gradients of the class score",
+        _GRADCAM_PAPER,
+        _GRADIENT_NEEDS,
+        channel_weights=_gradcam,
+    ),
+    "cam": Method(
+        "cam",
+        "CAM: channel weights = the linear classifier's kernel column for the class",
+        "Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
+        ("activations", "classifier"),
+        channel_weights=lambda result, context: cam_weights(context.classifier_kernel, result.classes),
+    ),
+    "gradcam++": Method(
+        "gradcam++",
+        "Grad-CAM++: channel weights = positive gradients summed with closed-form pixel weights (alphas)",
+        "Chattopadhyay et al. 2018, Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep "
+        "Convolutional Networks",
+        _GRADIENT_NEEDS,
+        channel_weights=lambda result, context: gradcam_plus_plus_weights(result.activations, result.gradients),
+    ),
+    "layercam": Method(
+        "layercam",
+        "LayerCAM: each activation weighted by its own positive gradient, summed over channels",
+        "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
+        _GRADIENT_NEEDS,
+        contributions=lambda result, context: layercam_contributions(result.activations, result.gradients),
+    ),
+    "scorecam": Method(
+        "scorecam",
+        "Score-CAM: channel weights = the class probability of the input masked by each upsampled, "
+        "min-max normalised channel, minus that of the zero input",
+        "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
+        ("activations", "forward-scores"),
+        channel_weights=scorecam_channel_weights,
+    ),
+    "ablationcam": Method(
+        "ablationcam",
+        "Ablation-CAM: channel weights = the relative drop of the class score when the channel is set to 0, "
+        "scored by the layers above the target alone",
+        "Desai and Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep Convolutional Network via "
+        "Gradient-free Localization",
+        ("activations", "upper-graph-scores"),
+        channel_weights=ablationcam_channel_weights,
+    ),
+    "xgradcam": Method(
+        "xgradcam",
+        "XGrad-CAM: channel weights = gradients averaged with the channel's normalised activations as pixel weights",
+        "Fu et al. 2020, Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs",
+        _GRADIENT_NEEDS,
+        channel_weights=lambda result, context: xgradcam_weights(result.activations, result.gradients),
+    ),
+    "hirescam": Method(
+        "hirescam",
+        "HiResCAM: gradients times activations, element by element, summed over channels (no pooling)",
+        "Draelos and Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional "
+        "neural networks",
+        _GRADIENT_NEEDS,
+        contributions=lambda result, context: hirescam_contributions(result.activations, result.gradients),
+    ),
+    "gradcam-elementwise": Method(
+        "gradcam-elementwise",
+        "element-wise Grad-CAM: the positive part of gradients times activations, summed over channels",
+        _PYTORCH_GRAD_CAM + ", GradCAMElementWise",
+        _GRADIENT_NEEDS,
+        contributions=lambda result, context: gradcam_elementwise_contributions(result.activations, result.gradients),
+    ),
+    "eigengradcam": Method(
+        "eigengradcam",
+        "Eigen-Grad-CAM: the first principal component of gradients times activations",
+        _PYTORCH_GRAD_CAM + ", EigenGradCAM",
+        _GRADIENT_NEEDS,
+        spatial_map=lambda result, context: eigengradcam_map(result.activations, result.gradients),
+        principal=True,
+    ),
+    "eigencam": Method(
+        "eigencam",
+        "Eigen-CAM: the first principal component of the activations (gradient-free, class-agnostic)",
+        "Muhammad and Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
+        ("activations",),
+        spatial_map=lambda result, context: eigencam_map(result.activations),
+        principal=True,
+    ),
+    "kpcacam": Method(
+        "kpcacam",
+        "KPCA-CAM: the first kernel (RBF) principal component of the activations (gradient-free, class-agnostic)",
+        "Karmani et al. 2024, KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA",
+        ("activations",),
+        spatial_map=lambda result, context: kpcacam_map(result.activations),
+        principal=True,
+    ),
+    "fem": Method(
+        "fem",
+        "FEM: each channel's responses above mean + 2 std, weighted by the channel's mean (gradient-free)",
+        "Fuad et al. 2020, Features Understanding in 3D CNNs for Actions Recognition in Video",
+        ("activations",),
+        contributions=lambda result, context: fem_contributions(result.activations),
+    ),
+    "randomcam": Method(
+        "randomcam",
+        "Random-CAM: channel weights uniform in [-1, 1], fixed per channel count (a baseline)",
+        _PYTORCH_GRAD_CAM + ", RandomCAM",
+        ("activations",),
+        channel_weights=lambda result, context: randomcam_weights(result.activations),
+    ),
+    "finercam": Method(
+        "finercam",
+        "Finer-CAM: Grad-CAM of the class score minus alpha x the scores of its nearest-scoring classes "
+        "(softmax-weighted)",
+        "Zhang et al. 2025, Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation",
+        _GRADIENT_NEEDS,
+        channel_weights=finercam_weights,
+        objective=lambda context: FinerObjective(context.finer_alpha, context.finer_compare),
+    ),
+    "shapleycam": Method(
+        "shapleycam",
+        "Shapley-CAM: channel weights = spatial mean of (gradient - 1/2 Hessian x activations) of the "
+        "ReST utility",
+        "Cai et al. 2025, CAMs as Shapley Value-based Explainers",
+        _GRADIENT_NEEDS + ("hessian",),
+        channel_weights=shapleycam_channel_weights,
+        objective=lambda context: ReST(),
+    ),
+    "fullgrad": Method(
+        "fullgrad",
+        "FullGrad: |input gradient x input| plus every conv/BN layer's |bias gradient|, each normalised, "
+        "at the input's resolution",
+        "Srinivas and Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
+        ("plain-input-gradients", "bias-gradients"),
+        spatial_map=fullgrad_map,
+    ),
+    "smoothgrad": Method(
+        "smoothgrad",
+        "SmoothGrad: the input gradient's largest colour magnitude, averaged over noisy copies",
+        "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise",
+        ("plain-input-gradients",),
+        spatial_map=smoothgrad_method_map,
+    ),
+    "integrated-gradients": Method(
+        "integrated-gradients",
+        "Integrated Gradients: input gradients along the straight path from a zero input, times the "
+        "difference, summed over colours",
+        "Sundararajan et al. 2017, Axiomatic Attribution for Deep Networks",
+        ("plain-input-gradients",),
+        spatial_map=integrated_gradients_method_map,
+    ),
+    "guided": Method(
+        "guided",
+        "Guided Grad-CAM: guided backpropagation x the Grad-CAM map",
+        "Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net; " + _GRADCAM_PAPER,
+        _GRADIENT_NEEDS + ("input-gradients",),
+        channel_weights=_gradcam,
+        backprop="guided",
+    ),
+    "deconvnet": Method(
+        "deconvnet",
+        "deconvnet x the Grad-CAM map",
+        "Zeiler and Fergus 2014, Visualizing and Understanding Convolutional Networks",
+        _GRADIENT_NEEDS + ("input-gradients",),
+        channel_weights=_gradcam,
+        backprop="deconvnet",
+    ),
+    "dilated": Method(
+        "dilated",
+        "Grad-CAM on the exact (a trous) dilated copy: the original classifier at full resolution",
+        "Holschneider et al. 1989, the a trous algorithm; " + _GRADCAM_PAPER,
+        _GRADIENT_NEEDS + ("dilated-copy",),
+        channel_weights=_gradcam,
+        network="exact",
+    ),
+    "dilated-no-pooling": Method(
+        "dilated-no-pooling",
+        "Grad-CAM on the no-pooling dilated copy (poolings removed; a different classifier)",
+        "Yu and Koltun 2016, Multi-Scale Context Aggregation by Dilated Convolutions; " + _GRADCAM_PAPER,
+        _GRADIENT_NEEDS + ("dilated-copy",),
+        channel_weights=_gradcam,
+        network="no-pooling",
+    ),
+}
+
+# The columns `compare` draws -> (METHODS key, what the cell shows: the map, the input gradient,
+# or the gradient times the map): every map method, and the views of guided and deconvnet.
+COMPARE_COLUMNS = {
+    **{name: (name, "map") for name, method in METHODS.items() if method.backprop is None},
+    "guided": ("guided", "gradient"),
+    "guided-gradcam": ("guided", "product"),
+    "deconvnet": ("deconvnet", "gradient"),
+}
+
+POOLING = ("mean", "max")
+
+
+def context_for(method, loaded, target_path, pool="mean", max_masks=None, **options):
+    """What `method` needs beyond the engine's results; ValueError when it does not apply.
+    options: Context's method options (finer_alpha, finer_compare, samples, noise, steps)."""
+    from gradcam_cli.models.guided import census
+    from gradcam_cli.models.heads import cam_classifier
+
+    kernel = relus = None
+    if METHODS[method].needs_classifier:
+        kernel, _ = cam_classifier(loaded.layers, target_path)
+        if loaded.head.kind == "binary":  # one sigmoid unit: class 0's score is -z, so its column is -w
+            import numpy as np
+
+            kernel = np.concatenate([-kernel, kernel], axis=1)
+    if METHODS[method].backprop:
+        relus = census(loaded.layers, loaded.final_path)
+    return Context(pool=pool, classifier_kernel=kernel, relus=relus, max_masks=max_masks, **options)

@@ -1,0 +1,137 @@
+"""FullGrad (Srinivas and Fleuret, "Full-Gradient Representation for Neural Network
+Visualization", NeurIPS 2019): the input-gradient and every layer's bias-gradient, each made a
+map and summed, at the input's resolution.
+
+For a network of ReLUs (piecewise linear) the class score decomposes exactly (Eq. 2, the
+full-gradient representation):
+
+    S(x) = grad_x S . x + sum_layers sum_k sum_ij (dS / dz^l_ijk) b^l_k
+
+where z^l is layer l's output before its activation and b^l its bias. The saliency map
+(Eq. 4) keeps the spatial terms:
+
+    map = sum_c psi(|grad_x S o x|_c) + sum_{l spatial} sum_k psi(|dS / dz^l_k b^l_k|)
+
+psi: min-max normalise, bilinear resize to the input size. Our choices, each named:
+
+- S is the class score before the softmax (the engine's objective).
+- Which layers: those with a bias whose output is spatial (h, w, K): Conv1D/2D/3D, depthwise,
+  separable and transposed convolutions with use_bias, a Dense applied to a feature map, and
+  BatchNormalization with its effective bias beta - mean gamma / sqrt(var + eps) (gamma = 1
+  without `scale`, beta = 0 without `center`; BN(x) = gamma / sqrt(var + eps) x + that). The
+  classifier's Dense after pooling has no spatial extent, so its term is left out of the map.
+  Normalisations computed per sample (LayerNormalization, GroupNormalization) are not biases and
+  are not counted.
+- z is the output before a fused activation (a Conv2D(activation='relu')'s W x + b). Nested
+  models count (their layers by path).
+- psi: |.|, then min-max per image and per channel, (v - min) / (max - min), then bilinear
+  resize (cv2, half-pixel centres) and the sum over channels. Resizing is linear, so each layer's
+  channels are summed at its own resolution and the sum resized once: the same map without K
+  full-size arrays. We divide exactly; a constant channel gives 0.
+- The input term is taken in the model's input space (the preprocessed input), the space in
+  which the decomposition holds; one term per input channel.
+- The map is the sum minus its minimum per image, so the pipeline's normalisation by the
+  maximum gives a [0, 1] map.
+- No bias (use_bias=False everywhere and no batch normalisation), or every bias zero: FullGrad
+  reduces to the input-gradient term; `bias_warning` says so in one line.
+
+They follow pytorch-grad-cam's FullGrad; how it and the authors' code differ:
+docs/methods.md#fullgrad.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcam_cli.explain.methods.scorecam import bilinear
+
+NO_BIAS_WARNING = "no layer has a bias: FullGrad reduces to the input-gradient term"
+ZERO_BIAS_WARNING = "every layer's bias is zero: FullGrad reduces to the input-gradient term"
+
+
+@dataclass(frozen=True)
+class BiasTerm:
+    path: tuple
+    bias: np.ndarray  # (K,) float32: the layer's bias, or batch normalisation's effective bias
+    spatial: bool  # an (h, w, K) output: its term goes on the map
+
+
+def _effective_bias(layer):
+    """The bias b of `layer`'s output z = (linear in its input) + b, or None when it has none."""
+    from keras import ops  # here: the registry imports this module, and `gradcam --help` must not load Keras
+
+    kind = type(layer).__name__
+    if kind == "BatchNormalization":
+        mean = ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
+        variance = ops.convert_to_numpy(layer.moving_variance).astype(np.float64)
+        gamma = ops.convert_to_numpy(layer.gamma).astype(np.float64) if layer.scale else 1.0
+        beta = ops.convert_to_numpy(layer.beta).astype(np.float64) if layer.center else 0.0
+        return (beta - mean * gamma / np.sqrt(variance + layer.epsilon)).astype(np.float32)
+    if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
+        return ops.convert_to_numpy(layer.bias).astype(np.float32)
+    return None
+
+
+def bias_terms(loaded):
+    """Every layer of `loaded` (models.loading.LoadedModel) with a bias, in call order, nested
+    models entered: [BiasTerm]. Batch normalisation counts when it normalises the last axis."""
+    from gradcam_cli.models import graph
+
+    terms = []
+    for info in loaded.layers:
+        layer = info.layer
+        if graph.is_model(layer):
+            continue  # its layers are listed after it
+        if type(layer).__name__ == "BatchNormalization" and layer.axis not in (-1, len(info.shape or ())):
+            continue  # channels first: its bias is not per channel of our (h, w, K) maps
+        bias = _effective_bias(layer)
+        if bias is not None:
+            terms.append(BiasTerm(info.path, bias, info.spatial))
+    return terms
+
+
+def bias_warning(loaded):
+    """The one-line warning when FullGrad has no bias term on its map, else None."""
+    spatial = [term for term in bias_terms(loaded) if term.spatial]
+    if not spatial:
+        return NO_BIAS_WARNING
+    if not any(np.any(term.bias != 0) for term in spatial):
+        return ZERO_BIAS_WARNING
+    return None
+
+
+def normalised_sum(terms):
+    """psi summed over channels: (B, h, w, K) non-negative -> (B, h, w) float32, each (image,
+    channel) min-max normalised, a constant one 0."""
+    terms = np.asarray(terms, dtype=np.float64)
+    low = terms.min(axis=(1, 2), keepdims=True)
+    span = terms.max(axis=(1, 2), keepdims=True) - low
+    normalised = np.where(span > 0, (terms - low) / np.where(span > 0, span, 1.0), 0.0)
+    return normalised.sum(axis=-1).astype(np.float32)
+
+
+def fullgrad_maps(inputs, input_gradients, layer_gradients, biases):
+    """The FullGrad map of each image, (B, H, W) float32, before the final min-max.
+
+    inputs, input_gradients (B, H, W, C) in the model's input space; layer_gradients
+    [(B, h, w, K) dS/dz] and biases [(K,)], one pair per spatial bias layer."""
+    inputs = np.asarray(inputs, dtype=np.float32)
+    size = inputs.shape[1:3]
+    total = normalised_sum(np.abs(np.asarray(input_gradients, dtype=np.float32) * inputs))
+    for gradients, bias in zip(layer_gradients, biases):
+        layer = normalised_sum(np.abs(np.asarray(gradients, dtype=np.float32) * np.asarray(bias, np.float32)))
+        total += np.stack([bilinear(one[:, :, None], size)[:, :, 0] for one in layer])
+    return total
+
+
+def fullgrad_map(result, context=None):
+    """The FullGrad map of each image of an engine.BatchResult at the input's resolution,
+    (B, H, W) float32, shifted to a minimum of 0 per image. Runs one compiled step through the
+    engine (engine.layer_gradients) for the input- and bias-gradients of `result.classes`."""
+    engine = result.engine
+    terms = [term for term in bias_terms(engine.loaded) if term.spatial]
+    computed = engine.layer_gradients(result.inputs, result.classes, [term.path for term in terms])
+    bias = {term.path: term.bias for term in terms}
+    maps = fullgrad_maps(result.inputs, computed.input_gradients, [g for _, g in computed.layers],
+                         [bias[path] for path, _ in computed.layers])
+    return maps - maps.min(axis=(1, 2), keepdims=True)

@@ -1,0 +1,30 @@
+"""Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+Gradient-based Localization", ICCV 2017).
+
+How other implementations differ: docs/methods.md#grad-cam.
+"""
+
+import numpy as np
+
+
+def gradcam_weights(activations, gradients, pool="mean"):
+    """Channel weights alpha_k^c = (1/Z) sum_ij dy^c / dA^k_ij (Eq. 1), shape (B, K).
+
+    Pooled per sample over the spatial axes only. `pool="max"` is a variant (the strongest
+    gradient of each channel instead of the mean).
+    """
+    gradients = np.asarray(gradients, dtype=np.float32)
+    if pool == "mean":
+        return gradients.mean(axis=(1, 2))
+    if pool == "max":
+        return gradients.max(axis=(1, 2))
+    raise ValueError(f"pool must be 'mean' or 'max'. Received: pool={pool!r}")
+
+
+def strongest_channel(channel_weights):
+    """A variant: keep only each image's channel with the largest weight (weight 1),
+    so the map is that channel's activation map. (B, K) -> (B, K) one-hot."""
+    channel_weights = np.asarray(channel_weights, dtype=np.float32)
+    one_hot = np.zeros_like(channel_weights)
+    one_hot[np.arange(len(channel_weights)), channel_weights.argmax(axis=1)] = 1.0
+    return one_hot

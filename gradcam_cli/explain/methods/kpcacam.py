@@ -1,0 +1,78 @@
+"""KPCA-CAM (Karmani et al., "KPCA-CAM: Visual Explainability of Deep Computer Vision Models
+using Kernel PCA", 2024, arXiv:2410.00267; pytorch-grad-cam's KPCA_CAM, jacobgil/pytorch-grad-cam,
+pytorch_grad_cam/kpca_cam.py and utils/svd_on_activations.py get_2d_projection_kernel):
+gradient-free, Eigen-CAM with kernel PCA in place of PCA.
+
+For an image's activations read as N = hw samples x_i of K channels, centred over the positions:
+
+    G_ij = kappa(x_i, x_j)                      the N x N kernel matrix
+           rbf:     exp(-gamma ||x_i - x_j||^2)
+           sigmoid: tanh(gamma <x_i, x_j> + coef0)
+    G_c  = G - 1_N G - G 1_N + 1_N G 1_N        centred in feature space (1_N: all entries 1/N)
+    G_c u = lambda u                            lambda the largest eigenvalue, ||u|| = 1
+    map  = sqrt(lambda) u                       reshaped to (h, w), before the pipeline's ReLU
+
+which is what sklearn's KernelPCA(n_components=1).fit_transform returns (eigenvectors times the
+square roots of their eigenvalues), computed here with numpy alone.
+
+Our choices, each named:
+
+- Kernel: RBF for `kpcacam`; `kernel="sigmoid"` computes the sigmoid kernel.
+- gamma = 1 / K when None, sklearn's default for both kernels; coef0 = 1, sklearn's default
+  (sigmoid only).
+- Centring the samples first: it changes nothing for RBF (distances), and changes the sigmoid
+  kernel.
+- Eigenvector: the exact one, np.linalg.eigh on the dense N x N matrix. Cost: N^2 float64 and
+  O(N^3) time per image, so the layer may have at most MAX_POSITIONS (4096, 64x64) positions;
+  a larger one is refused with a LayerError. lambda <= 0 (a constant image) gives a zero map.
+- Sign: u's sign is arbitrary; we orient the map as pca.orient does for Eigen-CAM (positive
+  correlation with the channel mean of the activations; if nil, the largest-magnitude entry
+  positive).
+- Non-finite activations are set to 0; computed in float64.
+
+How pytorch-grad-cam and sklearn differ: docs/methods.md#kpca-cam.
+"""
+
+import numpy as np
+
+from gradcam_cli.explain.methods.pca import finite_features, orient
+
+KERNELS = ("rbf", "sigmoid")
+MAX_POSITIONS = 4096
+
+
+def kpcacam_map(activations, kernel="rbf", gamma=None, coef0=1.0):
+    """The first kernel principal component of each image's activations: (B, h, w, K) ->
+    (B, h, w) float32, before the final ReLU."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}. Received: kernel={kernel!r}")
+    features = finite_features(activations)
+    batch, height, width, channels = features.shape
+    if height * width > MAX_POSITIONS:
+        from gradcam_cli.errors import LayerError
+
+        raise LayerError(f"kpcacam builds an (h*w) x (h*w) kernel matrix per image; the target layer has "
+                         f"{height}x{width} = {height * width} positions, more than {MAX_POSITIONS}: choose a "
+                         f"deeper layer. Received: activations of shape {features.shape[1:]}")
+    gamma = 1.0 / channels if gamma is None else float(gamma)
+    samples = features.reshape(batch, height * width, channels)
+    centred = samples - samples.mean(axis=1, keepdims=True)
+    projections = np.stack([_first_component(kernel_matrix(x, kernel, gamma, coef0)) for x in centred])
+    return orient(projections, samples.mean(axis=2)).reshape(batch, height, width).astype(np.float32)
+
+
+def kernel_matrix(samples, kernel, gamma, coef0=1.0):
+    """G_ij = kappa(x_i, x_j) of (N, K) samples: (N, N) float64."""
+    inner = samples @ samples.T
+    if kernel == "sigmoid":
+        return np.tanh(gamma * inner + coef0)
+    squared = np.diag(inner)
+    distances = np.maximum(squared[:, None] + squared[None, :] - 2.0 * inner, 0.0)
+    return np.exp(-gamma * distances)
+
+
+def _first_component(gram):
+    """sqrt(lambda) u for the centred kernel matrix's largest eigenvalue lambda (0 if lambda <= 0)."""
+    centred = gram - gram.mean(axis=0, keepdims=True) - gram.mean(axis=1, keepdims=True) + gram.mean()
+    values, vectors = np.linalg.eigh((centred + centred.T) / 2.0)  # symmetric up to rounding
+    return vectors[:, -1] * np.sqrt(max(values[-1], 0.0))

@@ -1,0 +1,20 @@
+"""LayerCAM (Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps for
+Localization", IEEE TIP 2021).
+
+Each position of each channel gets its own weight, the positive part of its gradient
+(Eq. 5: w^k_ij = relu(dS / dA^k_ij)), and the map is the channel sum of the weighted
+activations (Eq. 6: sum_k w^k_ij A^k_ij); the pipeline applies the final ReLU. S is the class
+score before the softmax.
+
+pytorch-grad-cam and tf-keras-vis compute the same: docs/methods.md#layercam.
+"""
+
+import numpy as np
+
+
+
+def layercam_contributions(activations, gradients):
+    """Each channel's part of the map, relu(dS / dA^k_ij) A^k_ij: (B, h, w, K) float32 (their
+    channel sum is the map; eigen smoothing takes their first principal component)."""
+    activations = np.asarray(activations, dtype=np.float32)
+    return activations * np.maximum(np.asarray(gradients, dtype=np.float32), 0.0)

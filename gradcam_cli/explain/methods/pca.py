@@ -1,0 +1,83 @@
+"""The first principal component of an image's feature vectors: the map of Eigen-CAM
+(eigencam.py) and Eigen-Grad-CAM (eigengradcam.py), and eigen smoothing (pytorch-grad-cam's
+`--eigen-smooth`).
+
+An image's features X (h, w, K) are read as h w samples of K channels, the matrix M (hw, K).
+The map is the projection of the centred samples onto the first principal axis:
+
+    M_c = M - mean over positions        centring, per channel and per image
+    M_c = U S V^T                        SVD; v = V[:, 0], the axis of the largest variance
+    map = M_c v = s_1 U[:, 0]            reshaped to (h, w)
+
+Our choices, each named:
+
+- Centring: yes. The Eigen-CAM paper projects the activations on V's first column and does not
+  centre; without centring the first axis mostly follows the mean feature vector, and the map is
+  close to the channel sum. The centred projection has zero mean over the positions, so after the
+  pipeline's ReLU about half the map is zero.
+- Sign: an SVD gives v only up to its sign (M = U S V^T = (-U) S (-V)^T), and LAPACK's choice is
+  arbitrary. We orient the map to agree with the features' mean: its correlation with the channel
+  mean (1/K) sum_k X_k over the positions is positive. For the PCA map that correlation has the
+  sign of <M_c v, M_c 1> = v^T M_c^T M_c 1 = s_1^2 sum_k v_k: the rule is "the axis' components
+  sum to a positive number". For eigen smoothing the channel mean is the unsmoothed map over K, so
+  the smoothed map keeps the polarity of the map it replaces. Where the correlation is nil
+  (|cos| < 1e-6, an axis orthogonal to the mean), the map's entry of largest magnitude (the first
+  in row-major order) is made positive, sklearn's svd_flip convention.
+- Where the largest singular value is repeated the axis is not unique, and the map is any
+  vector of that eigenspace (what the SVD returns); constant features (s_1 = 0) give a zero map.
+- Non-finite features are set to 0 first, so that the SVD runs; computed in float64, per image
+  (np.linalg.svd on the stack: no image sees another's).
+
+How pytorch-grad-cam differs: docs/methods.md#eigen-cam, docs/methods.md#eigen-smooth.
+"""
+
+import numpy as np
+
+# Below this |cosine| between a map and the features' channel mean, the sign is not read from the
+# correlation but from the map's largest entry.
+_TIE_COSINE = 1e-6
+
+
+def first_principal_component(features):
+    """Each image's centred feature vectors projected onto their first principal axis, oriented to
+    correlate positively with the channel mean: (B, h, w, K) -> (B, h, w) float32."""
+    features = finite_features(features)
+    batch, height, width, channels = features.shape
+    samples = features.reshape(batch, height * width, channels)
+    centred = samples - samples.mean(axis=1, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    projections = np.einsum("bnk,bk->bn", centred, vt[:, 0, :])
+    oriented = orient(projections, samples.mean(axis=2))
+    return oriented.reshape(batch, height, width).astype(np.float32)
+
+
+def eigen_smooth(weighted):
+    """pytorch-grad-cam's eigen smoothing: instead of the channel sum of the weighted activations
+    (w_k A_k, or element-wise weights times A), their first principal component, per image:
+    (B, h, w, K) -> (B, h, w) float32, oriented like the channel sum it replaces (see the module's
+    notes)."""
+    return first_principal_component(weighted)
+
+
+def orient(projections, reference):
+    """Flip each row of `projections` (B, n) whose correlation with the same row of `reference`
+    (B, n) is negative; a row with |cos| < 1e-6 (or a constant reference) is flipped so its entry
+    of largest magnitude, the first such, is positive. Returns float64 (B, n)."""
+    projections = np.asarray(projections, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    centred_projection = projections - projections.mean(axis=1, keepdims=True)
+    centred_reference = reference - reference.mean(axis=1, keepdims=True)
+    inner = np.einsum("bn,bn->b", centred_projection, centred_reference)
+    norms = np.linalg.norm(centred_projection, axis=1) * np.linalg.norm(centred_reference, axis=1)
+    cosine = np.divide(inner, norms, out=np.zeros_like(inner), where=norms > 0)
+    largest = projections[np.arange(len(projections)), np.abs(projections).argmax(axis=1)]
+    sign = np.where(np.abs(cosine) >= _TIE_COSINE, np.sign(cosine), np.where(largest < 0, -1.0, 1.0))
+    return projections * sign[:, None]
+
+
+def finite_features(features):
+    """(B, h, w, K) float64 with non-finite entries set to 0; ValueError for another rank."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 4:
+        raise ValueError(f"features must be (batch, height, width, channels). Received: shape={features.shape}")
+    return np.where(np.isfinite(features), features, 0.0)

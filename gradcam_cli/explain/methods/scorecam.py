@@ -1,0 +1,155 @@
+"""Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional
+Neural Networks", CVPR Workshops 2020): gradient-free, each channel weighted by how much the
+input it highlights raises the class's probability.
+
+Per image X (the preprocessed batch, `result.inputs`) of class c and channel k of the target
+layer's activations A:
+
+    H_k = s(Up(A_k))                  Eq. 5: Up bilinear to the input size, s min-max to [0, 1]
+    w_k = f_c(X o H_k) - f_c(X_b)     Eq. 4, the channel-wise increase of confidence (CIC)
+    map = sum_k w_k A_k               the paper's L^c before its ReLU (the pipeline applies it)
+
+Our choices, each named:
+
+- Up is cv2's half-pixel-centre bilinear (`bilinear`, as maps.upsample); s divides exactly, no eps,
+  and a constant channel gets a zero mask.
+- f_c is the probability of c (the model's own softmax or sigmoid: engine.probabilities).
+- X o H_k multiplies the preprocessed input, and X_b = 0, that same zero input: what a mask of
+  zeros leaves (X o 0), so the CIC compares keeping the highlighted region with keeping nothing.
+  With that baseline, the "baseline-relative blend" X_b + H_k o (X - X_b) is the same masked input.
+  Zero is the zero of the model's input space: the mean colour under caffe/torch preprocessing,
+  mid-grey under 'tf', black under 'none' or 'unit'.
+- No softmax over the channels: Eq. 4's weights are kept as they are. (Algorithm 1 of the paper
+  ends with alpha_k = softmax_k(S_k), which cancels any constant baseline; a softmax over K
+  probabilities in [0, 1] would give nearly equal weights, between 1/(e K) and e/K, a map close
+  to the plain sum of the channels.)
+- What the baseline does: the map is sum_k f_c(X o H_k) A_k - f_c(0) sum_k A_k. Where the zero
+  input is itself confidently class c, no mask raises f_c and the map is empty after the ReLU (the
+  demo models call a black image a cross, p = 1: every cross's map is empty).
+- A constant channel gives a zero mask, so X o H_k = X_b and its weight is 0 exactly: it is not
+  scored at all.
+- `context.max_masks = N` (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
+  highest spatial variance of A_k (ties: the lower index); the others get weight 0 and are not
+  scored. N >= K keeps them all.
+
+How pytorch-grad-cam, tf-keras-vis, torch-cam and the authors' code differ: docs/methods.md#score-cam.
+
+Memory: the B x K masked inputs are never held at once. They are built and scored in groups of
+at most MASK_BUDGET_BYTES (a multiple of the engine's batch size), filled image after image, so
+a small model scores a whole batch in one call and ResNet50's 2048 masks of 224x224x3 go in
+groups of a few hundred; each call runs in the engine's compiled chunks.
+"""
+
+import numpy as np
+
+
+# The most bytes of masked inputs built at once.
+MASK_BUDGET_BYTES = 256 * 2**20
+# cv2.resize takes at most 128 channels at a time (OpenCV 5; 512 before).
+_CV2_CHANNELS = 128
+
+
+def scorecam_channel_weights(result, context):
+    """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
+    `context.max_masks`: the channels kept per image (None: all)."""
+    engine = result.engine
+    return scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
+                            max_masks=context.max_masks, budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size)
+
+
+
+def bilinear(channels, size):
+    """(h, w, n) float32 -> (H, W, n) for `size` (H, W): cv2's bilinear, half-pixel centres."""
+    import cv2  # here: the registry imports this module, and `gradcam --help` must not load OpenCV
+
+    height, width = size
+    if channels.shape[:2] == (height, width):
+        return channels.copy()
+    parts = []
+    for start in range(0, channels.shape[2], _CV2_CHANNELS):
+        part = np.ascontiguousarray(channels[:, :, start : start + _CV2_CHANNELS])
+        # cv2.resize takes (width, height), and drops a single channel axis.
+        resized = cv2.resize(part, (width, height), interpolation=cv2.INTER_LINEAR)
+        parts.append(resized.reshape(height, width, part.shape[2]))
+    return np.concatenate(parts, axis=2)
+
+
+def kept_channels(activations, max_masks=None):
+    """(B, K) bool: the channels that get a mask. A constant channel never does (its mask is zero,
+    its weight 0); with `max_masks` N, only each image's N channels of highest spatial variance."""
+    activations = np.asarray(activations, dtype=np.float32)
+    spread = activations.max(axis=(1, 2)) > activations.min(axis=(1, 2))
+    if max_masks is None:
+        return spread
+    if isinstance(max_masks, bool) or not isinstance(max_masks, (int, np.integer)) or max_masks < 1:
+        raise ValueError(f"max_masks must be a whole number of channels, 1 or more. Received: max_masks={max_masks!r}")
+    variance = activations.astype(np.float64).var(axis=(1, 2))
+    order = np.argsort(-variance, axis=1, kind="stable")[:, :max_masks]
+    top = np.zeros_like(spread)
+    np.put_along_axis(top, order, True, axis=1)
+    return spread & top
+
+
+def masks(channels, size, upsample=bilinear):
+    """H_k = s(Up(A_k)) (Eq. 5) of one image's channels (h, w, n): (n, H, W, 1) in [0, 1], upsampled
+    by `upsample(channels, size)` and min-max normalised per channel; a constant one is zero."""
+    upsampled = np.asarray(upsample(np.asarray(channels, dtype=np.float32), tuple(size)), dtype=np.float32)
+    low = upsampled.min(axis=(0, 1), keepdims=True)
+    span = upsampled.max(axis=(0, 1), keepdims=True) - low
+    normalised = np.where(span > 0, (upsampled - low) / np.where(span > 0, span, 1.0), 0.0)
+    return np.moveaxis(normalised.astype(np.float32), 2, 0)[..., None]
+
+
+def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None, upsample=bilinear,
+                     budget_bytes=MASK_BUDGET_BYTES, multiple=1):
+    """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4), (B, K) float32; 0 for the
+    channels not kept (kept_channels).
+
+    activations (B, h, w, K); inputs (B, H, W, C) preprocessed; classes (B,); probabilities: a
+    callable scoring (N, H, W, C) inputs -> (N, classes) (engine.probabilities). The masked inputs
+    and the baseline go to it in groups of at most `budget_bytes`, a multiple of `multiple` inputs
+    (the engine's batch size: no padded chunk but the last); `upsample(channels, size)` is Up."""
+    activations = np.asarray(activations, dtype=np.float32)
+    inputs = np.asarray(inputs, dtype=np.float32)
+    classes = np.asarray(classes, dtype=np.int64)
+    kept = kept_channels(activations, max_masks)
+    weights = np.zeros(kept.shape, dtype=np.float32)
+    if not kept.any():  # every mask is zero: every weight is f_c(0) - f_c(0)
+        return weights
+    # One job per masked input, image after image; the baseline first (image -1).
+    jobs = [(-1, -1)] + [(i, int(k)) for i in range(len(inputs)) for k in np.flatnonzero(kept[i])]
+    group = _group_size(inputs[0].nbytes, budget_bytes, multiple)
+    chosen = []  # per job, the probability of its image's class (the baseline's: (B,))
+    for start in range(0, len(jobs), group):
+        part = jobs[start : start + group]
+        scored = np.asarray(probabilities(_masked_inputs(activations, inputs, part, upsample)), dtype=np.float32)
+        for row, (i, _) in zip(scored, part):
+            chosen.append(row[classes] if i < 0 else row[classes[i]])
+    baseline = chosen[0]
+    for (i, k), probability in zip(jobs[1:], chosen[1:]):
+        weights[i, k] = probability - baseline[i]
+    return weights
+
+
+def _group_size(input_bytes, budget_bytes, multiple):
+    count = max(1, int(budget_bytes) // max(1, int(input_bytes)))
+    multiple = max(1, int(multiple))
+    return count - count % multiple if count >= multiple else count
+
+
+def _masked_inputs(activations, inputs, jobs, upsample):
+    """The inputs X o H_k of `jobs` [(image, channel)], in order, in one array (no copies of the
+    group); image -1 is the baseline 0."""
+    size = inputs.shape[1:3]
+    masked = np.zeros((len(jobs),) + inputs.shape[1:], dtype=np.float32)
+    start = 0
+    while start < len(jobs):
+        image = jobs[start][0]
+        end = start
+        while end < len(jobs) and jobs[end][0] == image:
+            end += 1
+        if image >= 0:  # the baseline rows stay 0
+            channels = [k for _, k in jobs[start:end]]
+            np.multiply(masks(activations[image][:, :, channels], size, upsample), inputs[image], out=masked[start:end])
+        start = end
+    return masked

@@ -1,0 +1,224 @@
+"""What a run writes for each image: its files (named in one place, `output_paths`) and its JSON
+record. Numpy and OpenCV only: a Ray driver reads Report from here without loading Keras."""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gradcam_cli.errors import unexpected
+from gradcam_cli.explain import maps
+from gradcam_cli.files import outputs, render
+
+log = logging.getLogger("gradcam_cli")
+
+TOP_RANK = -1  # the target code of an image's top-1 class (explain.engine.top_rank(1))
+
+
+@dataclass
+class Options:
+    """What a run writes, and how its files are named: api.Explainer.file_options makes one."""
+
+    output_dir: Path
+    method: str = "gradcam"
+    classes: tuple = ()  # explicit class indices; empty = top-k
+    top_k: int = 1
+    save: tuple = ("heatmap", "overlay")
+    colormap: str = "jet"
+    alpha: float = 0.4
+    crop: bool = False
+    reference: object = None  # a LoadedModel whose predictions are reported beside (dilated copies)
+    name: str = None  # what output files are named after (default: the method; api.output_name)
+    details: dict = field(default_factory=dict)  # how the maps were made, for the records (api.Explainer.details)
+    gradients: bool = False  # the method draws input gradients too (guided, deconvnet): their files with `raw`
+
+
+@dataclass
+class Report:
+    """What a run did: images done, images failed with their reasons, maps zero everywhere."""
+
+    done: int = 0
+    failed: list = field(default_factory=list)  # (source, reason)
+    empty_maps: int = 0
+
+
+@dataclass(frozen=True)
+class Target:
+    code: int  # a class index, or a top rank (-1 the top class, -2 the second...)
+    tag: object  # the file-name tag when an image gets several maps, else None
+
+
+def targets(options):
+    """The maps each image gets: one per explicit class, else one per top rank."""
+    if options.classes:  # always in the name: a run for another class must not overwrite or skip it
+        return [Target(c, f"class{c}") for c in options.classes]
+    if options.top_k == 1:
+        return [Target(TOP_RANK, None)]
+    return [Target(-r, f"top{r}") for r in range(1, options.top_k + 1)]
+
+
+def output_paths(source, options, target):
+    """{kind: path} of every file a run with `options` writes for `source` and `target`: the
+    --save kinds, and with `raw` for gradient methods the two gradient arrays (gradient-raw,
+    gradcam-raw). The one place outputs are named."""
+    def path(kind, extension=None):
+        return outputs.output_path(options.output_dir, source.name, options.name or options.method, kind, target.tag,
+                                   extension)
+
+    paths = {kind: path(kind) for kind in options.save}
+    if "raw" in options.save and options.gradients:
+        paths.update({f"{name}-raw": path(name, "npy") for name in ("gradient", "gradcam")})
+    return paths
+
+
+def pending(sources, expected):
+    """The sources for which some path of `expected(source)` is not a file yet: what a resumed
+    run still has to do (outputs are written atomically, so an existing file is complete)."""
+    return [source for source in sources if not all(Path(p).is_file() for p in expected(source))]
+
+
+def expected_outputs(source, options):
+    """Every file a run with `options` writes for `source` (to skip sources already done)."""
+    return [path for target in targets(options) for path in output_paths(source, options, target).values()]
+
+
+def rounded(value, digits=6):
+    """A float for a JSON record, or None when it is not finite (JSON has no inf or NaN)."""
+    value = float(value)
+    return round(value, digits) if np.isfinite(value) else None
+
+
+def predictions(loaded, probabilities, count=5):
+    """The `count` most likely classes: [{class, label, probability}], most likely first."""
+    order = np.argsort(-probabilities)[:count]
+    return [{"class": int(i), "label": loaded.label(int(i)), "probability": rounded(probabilities[i])}
+            for i in order]
+
+
+def gradient_stats(gradient):
+    """What the JSON record says of an (H, W, 3) input gradient."""
+    rms = float(np.sqrt(np.mean(np.square(gradient))))
+    return {"rms": rms, "empty": rms == 0.0, "resolution": [int(gradient.shape[1]), int(gradient.shape[0])]}
+
+
+def render_map(label, rgb, box, small_map, class_index, score, probability, paths, options):
+    """The map's files (heatmap, overlay, raw: those in `paths`) and its JSON entry."""
+    heat, normalised, empty = maps.full_map(small_map, box, rgb.shape)
+    written = {}
+    if "heatmap" in paths or "overlay" in paths:
+        colored = render.colorize(normalised, options.colormap)
+        if "heatmap" in paths:
+            written["heatmap"] = outputs.write_png(paths["heatmap"], render.outside_box(colored, rgb, box))
+        if "overlay" in paths:
+            written["overlay"] = outputs.write_png(paths["overlay"], render.map_overlay(rgb, colored, box,
+                                                                                        options.alpha))
+    if "raw" in paths:
+        written["raw"] = outputs.write_npy(paths["raw"], heat)
+    return {
+        "class": class_index,
+        "label": label,
+        "score": round(score, 6),
+        "probability": round(probability, 6),
+        "outputs": written,
+        "stats": maps.statistics(small_map, normalised, empty),
+    }
+
+
+def render_gradients(rgb, box, gradient, product, paths, written):
+    """The input gradient and its product with the map (Guided Grad-CAM) as pictures, colour and
+    greyscale, and with `raw` both arrays at the model's input size (H, W, 3), RGB: the kinds in
+    `paths`, added to `written`. Returns the gradient's statistics for the JSON entry."""
+    for name, array in (("gradient", gradient), ("gradcam", product)):
+        for kind, image in ((name, array), (f"{name}-gray", render.gray(array))):
+            if kind in paths:
+                written[kind] = outputs.write_png(paths[kind], render.gradient_picture(image, box, rgb.shape))
+        if f"{name}-raw" in paths:
+            written[f"{name}-raw"] = outputs.write_npy(paths[f"{name}-raw"], array)
+    return gradient_stats(gradient)
+
+
+@dataclass
+class Computed:
+    """One batch's maps: per target (Target, explain.compute.MapBatch), the compute seconds per
+    image, and the reference model's probabilities (dilated copies) or None."""
+
+    per_target: list
+    seconds: float
+    reference: np.ndarray = None
+
+    def take(self, indices):
+        """The images at `indices` alone."""
+        return Computed([(target, batch.take(indices)) for target, batch in self.per_target], self.seconds,
+                        None if self.reference is None else self.reference[np.asarray(indices, dtype=np.int64)])
+
+    @classmethod
+    def joined(cls, parts):
+        """Single-image Computed results joined into one batch's."""
+        per_target = [(target, type(first).joined([part.per_target[k][1] for part in parts]))
+                      for k, (target, first) in enumerate(parts[0].per_target)]
+        references = [part.reference for part in parts]
+        reference = None if references[0] is None else np.concatenate(references)
+        return cls(per_target, float(np.mean([part.seconds for part in parts])), reference)
+
+
+def image_events(loaded, source, rgb, box, i, computed, options, layer):
+    """Image i's files and record, as events: ("result", source, record), ("empty", source,
+    class) per map zero everywhere, ("rejected", source, (reason, record)) for a model output
+    that is not finite, ("failed", source, OSError) for a write error, ("unreadable", source,
+    reason) when rendering failed."""
+    probabilities = computed.per_target[0][1].probabilities
+    record = {
+        "input": str(source.path),
+        "model": loaded.name,
+        "method": options.method,
+        "layer": layer,
+        **options.details,
+        "precision": loaded.precision,
+        "output": loaded.output.name,
+        "channels": loaded.colour,
+        "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],  # [width, height], as every [x, y] here
+        "predictions": predictions(loaded, probabilities[i]),
+        "maps": [],
+        "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
+    }
+    if loaded.warnings:
+        record["warnings"] = list(loaded.warnings)
+    if computed.reference is not None:
+        record["reference_model"] = options.reference.name
+        record["reference_predictions"] = predictions(options.reference, computed.reference[i])
+    scores = computed.per_target[0][1].scores[i]
+    if not np.isfinite(scores).all():
+        bad = int((~np.isfinite(scores)).sum())
+        reason = (f"the model's output is not finite ({bad} of {scores.size} class scores are inf or NaN): "
+                  "no map written")
+        record.update(error=reason, warning="non-finite model output; such numbers are null here")
+        return [("rejected", source, (reason, record))]
+    empties = []
+    try:
+        for target, result in computed.per_target:
+            class_index = int(result.classes[i])
+            paths = output_paths(source, options, target)
+            entry = render_map(loaded.label(class_index), rgb, box, result.small_maps[i], class_index,
+                               float(result.scores[i, class_index]), float(probabilities[i, class_index]),
+                               paths, options)
+            if result.details is not None:
+                entry.update(result.details[i])
+            if result.input_gradients is not None:
+                entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
+                                                     paths, entry["outputs"])
+            if entry["stats"]["empty"]:
+                empties.append(("empty", source, entry["class"]))
+            record["maps"].append(entry)
+    except OSError as error:
+        return [("failed", source, error)]
+    except Exception as error:  # this image's rendering failed: the others go on
+        log.info("rendering %s failed", source.path, exc_info=True)
+        return [("unreadable", source, f"cannot render the outputs: {unexpected(error)}")]
+    return empties + [("result", source, record)]
+
+
+def write_failed(report, source, error, on_failure):
+    reason = f"cannot write outputs: {error.strerror or error}"
+    report.failed.append((source, reason))
+    on_failure(source, reason)
