@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError, argument
+from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 
 
 def load_model(model, weights=None, preprocess=None, input_size=None, labels=None, trust=False,
@@ -41,72 +42,6 @@ def load_model(model, weights=None, preprocess=None, input_size=None, labels=Non
 
     return load(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
                 trust=trust, precision=precision, output=output, imports=tuple(imports))
-
-
-@dataclass
-class Explanation:
-    """One map: an image explained for one class."""
-
-    image: np.ndarray  # (H, W, 3) uint8 RGB, as decoded
-    small_map: np.ndarray  # (h, w) at the target layer's resolution, after the ReLU
-    class_index: int
-    label: str
-    score: float  # the class score before the softmax
-    probability: float
-    predictions: list  # the top 5: [{"class", "label", "probability"}]
-    method: str
-    layer: str
-    source: str = None  # the input's path, or None for an array
-    name: str = "image.png"  # the name outputs are given (the file name, extension kept)
-    tag: str = None  # the file-name tag: 'class3', 'top2', or None for the one top-1 map
-    input_gradient: np.ndarray = None  # (H', W', C) at the model's input size, backprop methods
-    box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
-    network: str = None  # 'exact' or 'no-pooling' when computed on a dilated copy
-
-    @property
-    def map(self):
-        """The map at the image's resolution, normalised to [0, 1] (zero everywhere if empty)."""
-        from gradcam_cli.explain.maps import full_map
-
-        return full_map(self.small_map, self.box, self.image.shape)[1]
-
-    @property
-    def empty(self):
-        return not float(self.small_map.max(initial=0.0)) > 0.0
-
-    def heatmap(self, colormap="jet"):
-        """The map in `colormap` as an (H, W, 3) uint8 RGB array."""
-        from gradcam_cli.files import render
-
-        return render.outside_box(render.colorize(self.map, colormap), self.image, self.box)
-
-    def overlay(self, colormap="jet", alpha=0.4):
-        """The coloured map blended onto the image: an (H, W, 3) uint8 RGB array."""
-        from gradcam_cli.files import render
-
-        return render.map_overlay(self.image, render.colorize(self.map, colormap), self.box, alpha)
-
-    def save(self, output_dir, save=None, colormap="jet", alpha=0.4):
-        """Write this map's files as the command does (OUTDIR/NAME.METHOD[.TAG].KIND.png):
-        `save` kinds (default: the method's, as the command's --save). Returns {kind: path}."""
-        from gradcam_cli.explain.methods import METHODS
-        from gradcam_cli.files import writing
-        from gradcam_cli.files.inputs import Source
-
-        method = METHODS[self.method]
-        options = writing.Options(output_dir=Path(output_dir), method=self.method,
-                                  save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
-                                  name=output_name(self.method, self.network), gradients=method.backprop is not None)
-        paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
-                                     writing.Target(0, self.tag))
-        entry = writing.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
-                                   self.score, self.probability, paths, options)
-        if self.input_gradient is not None:
-            from gradcam_cli.explain.methods.guided import guided_gradcam
-
-            writing.render_gradients(self.image, self.box, self.input_gradient,
-                                     guided_gradcam(self.input_gradient, self.small_map), paths, entry["outputs"])
-        return entry["outputs"]
 
 
 @dataclass
@@ -133,18 +68,6 @@ class Prepared:
         return "+".join(path_name(engine.target_path) for engine in self.engines)
 
 
-NETWORKS = ("exact", "no-pooling")
-
-
-def output_name(method, network=None):
-    """The name in output files: the method's, or for a method on a dilated copy
-    dilated[-no-pooling]-METHOD (Grad-CAM's: the methods dilated and dilated-no-pooling)."""
-    if network is None:
-        return method
-    base = "dilated" if network == "exact" else "dilated-no-pooling"
-    return base if method == "gradcam" else f"{base}-{method}"
-
-
 class Explainer:
     """Explain images with one model, method and layer; build once, call many times.
 
@@ -163,7 +86,7 @@ class Explainer:
     def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
                  max_masks=None, aug_smooth=False, eigen_smooth=False, network=None, finer_alpha=1.0, finer_compare=3,
                  samples=None, noise=0.15, steps=32, **load_options):
-        from gradcam_cli.explain.methods import METHODS, POOLING
+        from gradcam_cli.explain.methods import METHODS, NETWORKS, POOLING
 
         if method not in METHODS:
             raise GradcamError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -216,6 +139,8 @@ class Explainer:
     @property
     def name(self):
         """What the outputs are named after: the method, and the dilated copy it runs on."""
+        from gradcam_cli.explain.methods import output_name
+
         smoothing = ("-aug-smooth" if self.aug_smooth else "") + ("-eigen-smooth" if self.eigen_smooth else "")
         if self.method_options["samples"] and self.method in ("guided", "deconvnet"):
             smoothing += "-smoothgrad"
@@ -488,34 +413,9 @@ class Explainer:
             per_target = [(target, self.compute(inputs, np.full(len(chunk), target.code))) for target in plan]
             for i, (rgb, source, name) in enumerate(decoded):
                 for target, computed in per_target:
-                    explanations.append(_explanation(ready.loaded, computed, i, rgb, source, name, boxes[i], target,
+                    explanations.append(explanation(ready.loaded, computed, i, rgb, source, name, boxes[i], target,
                                                      self.method, ready.layer, self.network))
         return explanations
-
-
-@dataclass
-class ImageMaps:
-    """Explainer.maps' answer: the maps of every image (an explain.compute.MapBatch over all of
-    them, in order), the images and the part of each the model saw."""
-
-    batch: object
-    images: list  # (H, W, 3) uint8 RGB
-    boxes: list  # (x0, y0, x1, y1) per image
-
-    def __len__(self):
-        return len(self.images)
-
-    @property
-    def classes(self):
-        return self.batch.classes
-
-    def on_image(self, i):
-        """Image i's map at its resolution, normalised to [0, 1] (MapBatch.on_image)."""
-        return self.batch.on_image(i, self.boxes[i], self.images[i].shape)
-
-    def at_input(self, i):
-        """Image i's map over the model's view, not normalised (MapBatch.at_input)."""
-        return self.batch.at_input(i)
 
 
 def _engine(shared, loaded, target_path, batch_size, jit):
@@ -588,16 +488,3 @@ def _decode(item, index, names):
     except ImageError as error:
         raise ImageError(f"{path}: {error}") from None
     return rgb, str(path), names[index] if names is not None else path.name
-
-
-def _explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None):
-    from gradcam_cli.files.writing import predictions
-
-    class_index = int(computed.classes[i])
-    return Explanation(
-        image=rgb, small_map=computed.small_maps[i], class_index=class_index, label=loaded.label(class_index),
-        score=float(computed.scores[i, class_index]), probability=float(computed.probabilities[i, class_index]),
-        predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
-        name=name, tag=target.tag, box=box, network=network,
-        input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
-    )

@@ -29,7 +29,7 @@ class Options:
     alpha: float = 0.4
     crop: bool = False
     reference: object = None  # a LoadedModel whose predictions are reported beside (dilated copies)
-    name: str = None  # what output files are named after (default: the method; api.output_name)
+    name: str = None  # what output files are named after (default: the method; methods.output_name)
     details: dict = field(default_factory=dict)  # how the maps were made, for the records (api.Explainer.details)
     gradients: bool = False  # the method draws input gradients too (guided, deconvnet): their files with `raw`
 

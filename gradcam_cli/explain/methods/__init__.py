@@ -336,3 +336,15 @@ def context_for(method, loaded, target_path, pool="mean", max_masks=None, **opti
     if METHODS[method].backprop:
         relus = census(loaded.layers, loaded.final_path)
     return Context(pool=pool, classifier_kernel=kernel, relus=relus, max_masks=max_masks, **options)
+
+
+NETWORKS = ("exact", "no-pooling")
+
+
+def output_name(method, network=None):
+    """The name in output files: the method's, or for a method on a dilated copy
+    dilated[-no-pooling]-METHOD (Grad-CAM's: the methods dilated and dilated-no-pooling)."""
+    if network is None:
+        return method
+    base = "dilated" if network == "exact" else "dilated-no-pooling"
+    return base if method == "gradcam" else f"{base}-{method}"

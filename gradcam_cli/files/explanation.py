@@ -1,0 +1,114 @@
+"""What the API hands back: an Explanation per image and class (the map, its class, scores,
+and how to draw or save it as the command does), and ImageMaps, Explainer.maps' answer."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Explanation:
+    """One map: an image explained for one class."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, as decoded
+    small_map: np.ndarray  # (h, w) at the target layer's resolution, after the ReLU
+    class_index: int
+    label: str
+    score: float  # the class score before the softmax
+    probability: float
+    predictions: list  # the top 5: [{"class", "label", "probability"}]
+    method: str
+    layer: str
+    source: str = None  # the input's path, or None for an array
+    name: str = "image.png"  # the name outputs are given (the file name, extension kept)
+    tag: str = None  # the file-name tag: 'class3', 'top2', or None for the one top-1 map
+    input_gradient: np.ndarray = None  # (H', W', C) at the model's input size, backprop methods
+    box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
+    network: str = None  # 'exact' or 'no-pooling' when computed on a dilated copy
+
+    @property
+    def map(self):
+        """The map at the image's resolution, normalised to [0, 1] (zero everywhere if empty)."""
+        from gradcam_cli.explain.maps import full_map
+
+        return full_map(self.small_map, self.box, self.image.shape)[1]
+
+    @property
+    def empty(self):
+        return not float(self.small_map.max(initial=0.0)) > 0.0
+
+    def heatmap(self, colormap="jet"):
+        """The map in `colormap` as an (H, W, 3) uint8 RGB array."""
+        from gradcam_cli.files import render
+
+        return render.outside_box(render.colorize(self.map, colormap), self.image, self.box)
+
+    def overlay(self, colormap="jet", alpha=0.4):
+        """The coloured map blended onto the image: an (H, W, 3) uint8 RGB array."""
+        from gradcam_cli.files import render
+
+        return render.map_overlay(self.image, render.colorize(self.map, colormap), self.box, alpha)
+
+    def save(self, output_dir, save=None, colormap="jet", alpha=0.4):
+        """Write this map's files as the command does (OUTDIR/NAME.METHOD[.TAG].KIND.png):
+        `save` kinds (default: the method's, as the command's --save). Returns {kind: path}."""
+        from gradcam_cli.explain.methods import METHODS, output_name
+        from gradcam_cli.files import writing
+        from gradcam_cli.files.inputs import Source
+
+        method = METHODS[self.method]
+        options = writing.Options(output_dir=Path(output_dir), method=self.method,
+                                  save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
+                                  name=output_name(self.method, self.network), gradients=method.backprop is not None)
+        paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
+                                     writing.Target(0, self.tag))
+        entry = writing.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
+                                   self.score, self.probability, paths, options)
+        if self.input_gradient is not None:
+            from gradcam_cli.explain.methods.guided import guided_gradcam
+
+            writing.render_gradients(self.image, self.box, self.input_gradient,
+                                     guided_gradcam(self.input_gradient, self.small_map), paths, entry["outputs"])
+        return entry["outputs"]
+
+
+
+@dataclass
+class ImageMaps:
+    """Explainer.maps' answer: the maps of every image (an explain.compute.MapBatch over all of
+    them, in order), the images and the part of each the model saw."""
+
+    batch: object
+    images: list  # (H, W, 3) uint8 RGB
+    boxes: list  # (x0, y0, x1, y1) per image
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def classes(self):
+        return self.batch.classes
+
+    def on_image(self, i):
+        """Image i's map at its resolution, normalised to [0, 1] (MapBatch.on_image)."""
+        return self.batch.on_image(i, self.boxes[i], self.images[i].shape)
+
+    def at_input(self, i):
+        """Image i's map over the model's view, not normalised (MapBatch.at_input)."""
+        return self.batch.at_input(i)
+
+
+
+def explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None):
+    """Image i of a MapBatch as an Explanation."""
+    from gradcam_cli.files.writing import predictions
+
+    class_index = int(computed.classes[i])
+    return Explanation(
+        image=rgb, small_map=computed.small_maps[i], class_index=class_index, label=loaded.label(class_index),
+        score=float(computed.scores[i, class_index]), probability=float(computed.probabilities[i, class_index]),
+        predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
+        name=name, tag=target.tag, box=box, network=network,
+        input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
+    )
