@@ -68,25 +68,30 @@ class Prepared:
         return "+".join(path_name(engine.target_path) for engine in self.engines)
 
 
+# load_model's arguments, which an Explainer given a model's name or path passes on.
+LOAD_OPTIONS = ("weights", "preprocess", "input_size", "labels", "trust", "precision", "output", "imports", "device")
+
+
 class Explainer:
     """Explain images with one model, method and layer; build once, call many times.
 
-    model: a LoadedModel (load_model), or a name or path loaded on first use with
-    `load_options` (load_model's arguments). method: a methods.METHODS name. layer: the target
-    layer (None: the model's default), or a list of layers whose maps are averaged (each
+    model: a LoadedModel (load_model), or a name or path loaded on first use with load_model's
+    arguments (LOAD_OPTIONS, among `arguments`). method: a methods.METHODS name. layer: the
+    target layer (None: the model's default), or a list of layers whose maps are averaged (each
     normalised and upsampled to the input size: smoothing.py). pool: Grad-CAM's channel pooling
     ('mean' or 'max'). crop: centre-crop each image to the model's input instead of resizing it
-    whole. max_masks: for methods that score masked or ablated channels, how many are scored.
-    aug_smooth: average each map over flipped and zoomed views (smoothing.py). eigen_smooth:
-    the first principal component of the map's channel terms instead of their sum. network:
-    'exact' or 'no-pooling' to compute `method` on a dilated copy of the model (full-resolution
-    maps; the methods dilated and dilated-no-pooling are Grad-CAM on them).
+    whole. aug_smooth: average each map over flipped and zoomed views (smoothing.py).
+    eigen_smooth: the first principal component of the map's channel terms instead of their sum.
+    network: 'exact' or 'no-pooling' to compute `method` on a dilated copy of the model
+    (full-resolution maps; the methods dilated and dilated-no-pooling are Grad-CAM on them).
+    compat: 'pytorch-grad-cam' or 'tf-keras-vis': the method's open choices made as that library
+    makes them (its registry entry's choices). `arguments`: the method's own options
+    (`gradcam methods NAME` lists them; a None value is "not given"), and load_model's.
     """
 
     def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
-                 max_masks=None, aug_smooth=False, eigen_smooth=False, network=None, finer_alpha=1.0, finer_compare=3,
-                 samples=None, noise=0.15, steps=32, **load_options):
-        from gradcam_cli.explain.methods import METHODS, NETWORKS, POOLING
+                 aug_smooth=False, eigen_smooth=False, network=None, compat=None, **arguments):
+        from gradcam_cli.explain.methods import METHODS, NETWORKS, OPTION_NAMES, POOLING
 
         if method not in METHODS:
             raise GradcamError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
@@ -106,22 +111,18 @@ class Explainer:
         layers = [layer] if layer is None or isinstance(layer, str) else list(layer)
         if not layers:
             raise LayerError("give a layer, a list of layers, or None for the model's default")
+        unknown = [name for name in arguments if name not in OPTION_NAMES and name not in LOAD_OPTIONS]
+        if unknown:
+            raise GradcamError(f"Explainer has no argument {', '.join(map(repr, unknown))}: give a method's options "
+                               f"(`gradcam methods NAME`) or load_model's ({', '.join(LOAD_OPTIONS)})")
+        given = {name: value for name, value in arguments.items() if name in OPTION_NAMES and value is not None}
         self.model, self.method, self.layer = model, method, layer
         self.layers = tuple(dict.fromkeys(layers))
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
-        self.max_masks, self.aug_smooth, self.eigen_smooth = max_masks, bool(aug_smooth), bool(eigen_smooth)
-        self.network = network
-        self.method_options = dict(finer_alpha=float(finer_alpha), finer_compare=int(finer_compare),
-                                   samples=None if samples is None else int(samples), noise=float(noise),
-                                   steps=int(steps))
-        for name in ("finer_compare", "steps"):
-            if self.method_options[name] < 1:
-                raise GradcamError(f"{argument(name)} must be at least 1. Received: {self.method_options[name]}")
-        if samples is not None and int(samples) < 1:
-            raise GradcamError(f"{argument('samples')} must be at least 1. Received: {samples}")
-        if not np.isfinite(self.method_options["noise"]) or self.method_options["noise"] < 0:
-            raise GradcamError(f"{argument('noise')} must be a non-negative fraction of the input range. Received: {noise}")
-        self.load_options = load_options
+        self.aug_smooth, self.eigen_smooth = bool(aug_smooth), bool(eigen_smooth)
+        self.network, self.compat = network, compat
+        self.options = METHODS[method].values(given, compat)  # every option's value, checked
+        self.load_options = {name: value for name, value in arguments.items() if name in LOAD_OPTIONS}
         self._ready = None
 
     def __getstate__(self):  # what a worker receives: the arguments, not a built engine
@@ -141,10 +142,12 @@ class Explainer:
         """What the outputs are named after: the method, and the dilated copy it runs on."""
         from gradcam_cli.explain.methods import output_name
 
+        from gradcam_cli.explain.methods import METHODS
+
         smoothing = ("-aug-smooth" if self.aug_smooth else "") + ("-eigen-smooth" if self.eigen_smooth else "")
-        if self.method_options["samples"] and self.method in ("guided", "deconvnet"):
-            smoothing += "-smoothgrad"
-        return output_name(self.method, self.network) + smoothing
+        method = METHODS[self.method]
+        return output_name(self.method, self.network) + smoothing + (method.suffix(self.options) if method.suffix
+                                                                     else "")
 
     def build(self, shared=None):
         """Load the model if needed and build what computing maps takes, once: an engine per
@@ -170,9 +173,9 @@ class Explainer:
             loaded = shared[key]
         target_paths = [loaded.target_layer(layer) for layer in self.layers]
         try:
-            context = context_for(self.method, loaded, target_paths[0], self.pool, self.max_masks, **self.method_options)
+            context = context_for(self.method, loaded, target_paths[0], self.pool, self.options)
             for target_path in target_paths[1:]:
-                context_for(self.method, loaded, target_path, self.pool, self.max_masks, **self.method_options)
+                context_for(self.method, loaded, target_path, self.pool, self.options)
         except GradcamError:
             raise
         except ValueError as error:
@@ -189,11 +192,8 @@ class Explainer:
             target_paths = [dilated_target(loaded, target_path) for target_path in target_paths]
             batch_size = fitting_batch(loaded, batch_size)
         engines = [_engine(shared, loaded, target_path, batch_size, self.jit) for target_path in target_paths]
-        warnings = []
-        if self.method == "fullgrad":
-            from gradcam_cli.explain.methods.fullgrad import bias_warning
-
-            warnings = [w for w in [bias_warning(loaded)] if w]
+        method = METHODS[self.method]
+        warnings = list(method.warnings(loaded)) if method.warnings is not None else []
         return Prepared(loaded, engines, context, reference, warnings, shared)
 
     def with_method(self, method, **options):
@@ -201,7 +201,7 @@ class Explainer:
         sharing what this one built (the model, dilated copies, engines): `options` are its own."""
         ready = self.build()
         other = Explainer(ready.reference or ready.loaded, method, layer=self.layer, batch_size=self.batch_size,
-                          jit=self.jit, crop=self.crop, **options)
+                          jit=self.jit, crop=self.crop, compat=self.compat, **options)
         other.build(ready.shared)
         return other
 
@@ -298,7 +298,8 @@ class Explainer:
                        gradients=method.backprop is not None)
 
     def details(self):
-        """What a record says of how its maps were made, beyond method and layer."""
+        """What a record says of how its maps were made, beyond method and layer: the network,
+        the smoothing, compat, the method's options (its entry's record) and warnings."""
         from gradcam_cli.explain.methods import METHODS
 
         out = {}
@@ -308,15 +309,9 @@ class Explainer:
             out["aug_smooth"] = True
         if self.eigen_smooth:
             out["eigen_smooth"] = True
-        if self.max_masks is not None:
-            out["max_masks"] = self.max_masks
-        options = self.method_options
-        if self.method == "finercam":
-            out.update(finer_alpha=options["finer_alpha"], finer_compare=options["finer_compare"])
-        if self.method == "smoothgrad" or (options["samples"] and self.method in ("guided", "deconvnet")):
-            from gradcam_cli.explain.methods.input_attribution import DEFAULT_SAMPLES
-
-            out.update(smoothgrad_samples=options["samples"] or DEFAULT_SAMPLES, smoothgrad_noise=options["noise"])
+        if self.compat is not None:
+            out["compat"] = self.compat
+        out.update(METHODS[self.method].record_of(self.options))
         ready = self.build()
         if ready.warnings:
             out["method_warnings"] = list(ready.warnings)

@@ -179,7 +179,7 @@ def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     full_weights = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
     calls = counting(engine, "upper_scores_ablated")
     n = 5
-    kept = channel_map(ablationcam.ablationcam_channel_weights, result, Context(max_masks=n))
+    kept = channel_map(ablationcam.ablationcam_channel_weights, result, Context(options={"max_masks": n}))
     assert sum(calls) == 3 * (1 + n)
     norms = np.abs(result.activations).sum(axis=(1, 2))
     top = np.zeros_like(full_weights)
@@ -190,8 +190,8 @@ def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     full = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
     assert not np.allclose(kept, full)
-    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(max_masks=16)), full)  # N = K: all
-    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(max_masks=99)), full)
+    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(options={"max_masks": 16})), full)  # N = K: all
+    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(options={"max_masks": 99})), full)
 
 
 def test_max_masks_ties_go_to_the_lower_channel():

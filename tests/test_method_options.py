@@ -82,10 +82,17 @@ def test_fullgrad_says_when_the_model_has_no_bias(keras, tmp_path, image):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"steps": 0}, "steps must be at least 1"),
-    ({"finer_compare": 0}, "finer_compare must be at least 1"),
-    ({"noise": -1}, "noise must be a non-negative"),
-    ({"samples": 0}, "samples must be at least 1"),
+    ({"steps": 0, "method": "integrated-gradients"}, r"steps must be at least 1. Received: steps=0"),
+    ({"finer_compare": 0, "method": "finercam"}, "finer_compare must be at least 1"),
+    ({"finer_compare": 2.5, "method": "finercam"}, "finer_compare must be a whole number"),
+    ({"noise": -1, "method": "smoothgrad"}, "noise must be at least 0"),
+    ({"noise": float("nan"), "method": "guided"}, "noise must be finite"),
+    ({"samples": 0, "method": "smoothgrad"}, "samples must be at least 1"),
+    ({"scorecam_baseline": "one", "method": "scorecam"}, "scorecam_baseline: choose from none, zero"),
+    ({"steps": 4}, r"gradcam has no option steps \(its options: none\)"),
+    ({"max_masks": 4, "method": "finercam"}, r"finercam has no option max_masks \(its options: finer_alpha, finer_compare\)"),
+    ({"stepz": 4}, "Explainer has no argument 'stepz'"),
+    ({"compat": "captum"}, "compat: choose from pytorch-grad-cam, tf-keras-vis"),
     ({"network": "exact", "method": "guided"}, "input gradients"),
     ({"network": "sideways"}, "unknown network"),
     ({"network": "exact", "method": "dilated"}, "dilated copy already"),
@@ -95,3 +102,24 @@ def test_bad_method_options_are_refused_by_name(options, message):
     method = options.pop("method", "gradcam")
     with pytest.raises(GradcamError, match=message):
         Explainer("demo-gap", method, **options)
+
+
+def test_options_come_from_the_registry_to_the_command_and_the_record(image, tmp_path):
+    """One declaration feeds the flag, the API keyword, the check and the record: the command's
+    --json and the API's details agree, and an option of another method is refused in one line."""
+    from gradcam_cli.explain.methods import METHODS
+
+    out = record(invoke_cli(image, "--model", "demo-gap", "--method", "scorecam", "--max-masks", "3",
+                            "--scorecam-baseline", "zero", "--json", "-o", tmp_path))
+    assert out["max_masks"] == 3 and out["scorecam_baseline"] == "zero"
+    assert Explainer("demo-gap", "scorecam", max_masks=3, scorecam_baseline="zero").details() == {
+        "max_masks": 3, "scorecam_baseline": "zero"}
+    default = Explainer("demo-gap", "scorecam")
+    assert default.options == {"max_masks": None, "scorecam_baseline": METHODS["scorecam"].option(
+        "scorecam_baseline").default} and default.details() == {"scorecam_baseline": "none"}
+    wrong = invoke_cli(image, "--model", "demo-gap", "--finer-alpha", "0.5", "-o", tmp_path)
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+        "Error: gradcam has no option --finer-alpha (its options: none)"]
+    page = invoke_cli("methods", "finercam")
+    assert page.returncode == 0 and "--finer-compare (finer_compare=): whole number, >= 1; default 3." in page.stdout
+    assert "in the JSON record: finer_alpha, finer_compare" in page.stdout

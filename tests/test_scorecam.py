@@ -46,16 +46,20 @@ def tiny(keras):
     return model, _loaded(model, 32), images
 
 
-def test_equals_a_hand_computation_on_a_tiny_model(keras, tiny):
+@pytest.mark.parametrize("baseline", ["none", "zero"])
+def test_equals_a_hand_computation_on_a_tiny_model(keras, tiny, baseline):
+    """The default (no baseline: the authors' code) and the paper's Eq. 4 (minus the zero input's
+    probability), each by hand."""
     model, loaded, images = tiny
     result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), needs=("activations",))
-    ours = channel_map(scorecam.scorecam_channel_weights, result, Context())
+    options = {} if baseline == "none" else {"scorecam_baseline": "zero"}  # none is the default
+    ours = channel_map(scorecam.scorecam_channel_weights, result, Context(options=options))
 
     # By hand: activations from a plain keras.Model, numpy masks, model.predict's own softmax.
     activations = keras.Model(model.inputs, model.get_layer("conv2").output).predict(images, verbose=0)
     np.testing.assert_allclose(result.activations, activations, rtol=1e-5, atol=1e-6)
     up = _bilinear_matrix(16, 32)
-    baseline = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)[0]
+    zero = model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0)[0] if baseline == "zero" else np.zeros(3)
     expected = np.zeros((3, 16, 16))
     for i, c in enumerate(result.classes):
         weights = np.zeros(16)
@@ -64,11 +68,14 @@ def test_equals_a_hand_computation_on_a_tiny_model(keras, tiny):
             span = upsampled.max() - upsampled.min()
             mask = (upsampled - upsampled.min()) / span if span > 0 else np.zeros_like(upsampled)
             masked = (images[i] * mask[:, :, None]).astype(np.float32)
-            weights[k] = model.predict(masked[None], verbose=0)[0, c] - baseline[c]  # CIC, Eq. 4
+            if span > 0:  # a constant channel is not scored: weight 0 (Eq. 4: exactly; none: the authors' rule)
+                weights[k] = model.predict(masked[None], verbose=0)[0, c] - zero[c]
         expected[i] = np.tensordot(activations[i], weights, axes=([2], [0]))
     assert result.classes[:2].tolist() == [2, 0]
     scale = np.abs(expected).max()
-    assert scale > 0 and np.abs(expected[2]).max() == 0  # the zero image: X o H_k = X_b, every weight 0
+    assert scale > 0
+    if baseline == "zero":
+        assert np.abs(expected[2]).max() == 0  # the zero image: X o H_k = X_b, every weight 0
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5 * scale)
 
 
@@ -83,7 +90,7 @@ def test_constant_channels_get_zero_masks_and_are_not_scored(tiny):
     assert not kept[0, 3] and not kept[1, 5] and kept.sum() > 20
     calls = counting(engine, "probabilities")
     weights = scorecam.scorecam_weights(activations, result.inputs, result.classes, engine.probabilities)
-    assert sum(calls) == 1 + kept.sum()  # the baseline, then one masked input per non-constant channel
+    assert sum(calls) == kept.sum()  # one masked input per non-constant channel (no baseline: the default)
     assert (weights[~kept] == 0).all() and (weights[kept] != 0).all()
     constant = np.full((4, 4, 2), 3.0, np.float32)
     np.testing.assert_array_equal(scorecam.masks(constant, (8, 8)), np.zeros((2, 8, 8, 1)))
@@ -123,15 +130,13 @@ def their_maps(model, inputs, classes, layer, max_n=None):
 
 
 def their_definition(result, max_masks=None):
-    """Our code run with tf-keras-vis's definition: its Up (scipy zoom), and no baseline (its weight
-    is f_c(X o H_k), ours f_c(X o H_k) - f_c(0), so f_c(0) is added back to every scored channel).
-    Left as it is: its (max - min + 1e-7) denominator, a relative 1e-7 at these scales."""
+    """Our code run with tf-keras-vis's definition: its Up (scipy zoom) and no baseline (its weight
+    is f_c(X o H_k), our default). Left as it is: its (max - min + 1e-7) denominator, a relative
+    1e-7 at these scales."""
     engine = result.engine
     weights = scorecam.scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
                                         max_masks=max_masks, upsample=_zoom)
-    baseline = engine.probabilities(np.zeros((1,) + result.inputs.shape[1:], np.float32))[0, result.classes]
-    kept = scorecam.kept_channels(result.activations, max_masks)
-    return maps.weighted_sum(result.activations, weights + baseline[:, None] * kept)
+    return maps.weighted_sum(result.activations, weights)
 
 
 @needs_tf_keras_vis
@@ -151,17 +156,21 @@ def test_agrees_with_tf_keras_vis(keras, name):
         assert scale > 0
         # Their definition reproduced in our code: equal to float32 round-off (measured 2.5e-7 of the scale).
         np.testing.assert_allclose(their_definition(result), theirs, rtol=0, atol=1e-5 * scale)
-        ours = channel_map(scorecam.scorecam_channel_weights, result, Context())
+        ours = channel_map(scorecam.scorecam_channel_weights, result, Context())  # the default: no baseline
         by_class.append(ours)
-        if codes is not top:
-            continue
-        # Ours with the baseline added back differs by the upsampling alone. For the top classes
-        # (measured: at most 0.3% of the batch's scale, correlation >= 0.966 per image); not for
-        # the others, whose probabilities under every mask are in the softmax's tail (1e-9 to
-        # 1e-35), where the masks' upsampling changes them by large factors (correlation down to 0.2).
+        # the paper's form is the default minus f_c(0) times the scored channels' sum
+        paper = channel_map(scorecam.scorecam_channel_weights, result, Context(options={"scorecam_baseline": "zero"}))
         baseline = engine.probabilities(np.zeros((1,) + inputs.shape[1:], np.float32))[0, result.classes]
         kept = scorecam.kept_channels(result.activations)
-        unbased = ours + maps.weighted_sum(result.activations, baseline[:, None] * kept)
+        np.testing.assert_allclose(paper + maps.weighted_sum(result.activations, baseline[:, None] * kept), ours,
+                                   rtol=0, atol=1e-5 * max(1.0, float(np.abs(ours).max())))
+        if codes is not top:
+            continue
+        # Ours differs from theirs by the upsampling alone. For the top classes (measured: at most
+        # 0.3% of the batch's scale, correlation >= 0.966 per image); not for the others, whose
+        # probabilities under every mask are in the softmax's tail (1e-9 to 1e-35), where the
+        # masks' upsampling changes them by large factors (correlation down to 0.2).
+        unbased = ours
         assert np.abs(unbased - theirs).max() < 0.02 * scale
         for i in range(3):
             assert np.corrcoef(unbased[i].ravel(), theirs[i].ravel())[0, 1] > 0.95
@@ -190,8 +199,8 @@ def test_max_masks_scores_only_n_masks(keras):
     weights = scorecam.scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities)
     calls = counting(engine, "probabilities")
     n = 6
-    kept = channel_map(scorecam.scorecam_channel_weights, result, Context(max_masks=n))
-    assert calls == [1 + 3 * n]  # the baseline and n masks per image, in one call
+    kept = channel_map(scorecam.scorecam_channel_weights, result, Context(options={"max_masks": n}))
+    assert calls == [3 * n]  # n masks per image, in one call (no baseline: the default)
     # By hand: each image's n channels of highest spatial variance keep their weights, the rest 0.
     variance = result.activations.var(axis=(1, 2))
     top = np.zeros_like(weights)
@@ -203,7 +212,7 @@ def test_max_masks_scores_only_n_masks(keras):
     np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     assert not np.allclose(kept, full)
     k = result.activations.shape[-1]
-    np.testing.assert_array_equal(channel_map(scorecam.scorecam_channel_weights, result, Context(max_masks=k)), full)  # N = K: all
+    np.testing.assert_array_equal(channel_map(scorecam.scorecam_channel_weights, result, Context(options={"max_masks": k})), full)  # N = K: all
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
@@ -221,7 +230,7 @@ def test_masks_go_in_groups_within_the_budget(tiny, monkeypatch):
     input_bytes = images[0].nbytes
     monkeypatch.setattr(scorecam, "MASK_BUDGET_BYTES", 7 * input_bytes)  # 7 inputs: groups of 6, the batch size x 2
     grouped = channel_map(scorecam.scorecam_channel_weights, result, Context())
-    total = 1 + scorecam.kept_channels(result.activations).sum()
+    total = scorecam.kept_channels(result.activations).sum()  # no baseline input: the default
     assert len(calls) > 1 and sum(calls) == total and all(size == 6 for size in calls[:-1])
     np.testing.assert_allclose(grouped, whole, rtol=0, atol=1e-7 * np.abs(whole).max())
 

@@ -217,7 +217,9 @@ def test_every_map_method_runs_on_the_exact_dilated_copy(method):
 
     model = load_model("demo-vgg")
     scene = scenes.generate(3, 1, 64)
-    on_copy = Explainer(model, method, batch_size=1, network="exact", max_masks=8, samples=2, steps=2)([scene.image])[0]
+    options = {"scorecam": {"max_masks": 8}, "ablationcam": {"max_masks": 8}, "smoothgrad": {"samples": 2},
+               "integrated-gradients": {"steps": 2}}.get(method, {})
+    on_copy = Explainer(model, method, batch_size=1, network="exact", **options)([scene.image])[0]
     plain = Explainer(model, "gradcam", batch_size=1)([scene.image])[0]
     assert on_copy.small_map.shape == (64, 64)  # block4_conv2 is 8x8 on the original
     assert np.isfinite(on_copy.small_map).all() and on_copy.small_map.min() >= 0

@@ -15,10 +15,15 @@ from gradcam_cli.explain.methods import METHODS
 
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
-               compare=False, max_masks=None, network=None, finer_alpha=1.0, finer_compare=3, samples=None,
-               noise=0.15, steps=32, ray_address=None, workers=None, report_dir=None, **model_options):
+               compare=False, network=None, compat=None, ray_address=None, workers=None, report_dir=None, **options):
     """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
-    with `ray_address`), report, exit status. model_options: those of `model_options`, for base.load."""
+    with `ray_address`), report, exit status. options: the methods' own options (method_parameters:
+    None when not given) and those of `model_options`, for base.load."""
+    from gradcam_cli.explain.methods import OPTION_NAMES
+
+    given = {name: options.pop(name) for name in list(options) if name in OPTION_NAMES}
+    given = {name: value for name, value in given.items() if value is not None}
+    model_options = options
     setup_logging(model_options["verbose"], quiet)
     collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
     if classes and top_k != 1:
@@ -40,10 +45,9 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     from gradcam_cli.files.outputs import json_line
 
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
-    explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit, max_masks=max_masks,
-                               aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network,
-                               finer_alpha=finer_alpha, finer_compare=finer_compare, samples=samples, noise=noise,
-                               steps=steps)
+    explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
+                               aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network, compat=compat,
+                               **given)
     explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side
@@ -173,7 +177,7 @@ DILATABLE = tuple(name for name in MAP_METHODS if METHODS[name].network is None)
               help="The method (see `gradcam methods`); the other commands are presets of it.")
 @pool_option("How gradients become channel weights: their spatial mean (Grad-CAM) or maximum (a "
              "variant: the strongest gradient of each channel).")
-@method_parameters
+@method_parameters(MAP_METHODS)
 def gradcam_command(method, **kwargs):
     """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
     pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
@@ -186,16 +190,53 @@ def gradcam_command(method, **kwargs):
 
 
 @main.command("methods")
-def methods_command():
+@click.argument("name", required=False, metavar="[NAME]")
+def methods_command(name):
     """List the methods: name, what each needs from the model, what its map is, and its paper.
     Each runs with `gradcam gradcam --method NAME` (guided and deconvnet: `gradcam guided`), in
-    `compare --methods` and in `eval --methods`."""
+    `compare --methods` and in `eval --methods`. With NAME, that method's page: its paper, what
+    it needs, its options (flag, API keyword, type, default, range), what it adds to a JSON
+    record, and the open choices that pytorch-grad-cam and tf-keras-vis make differently
+    (`--compat` makes them)."""
+    if name is not None:
+        if name not in METHODS:
+            raise UsageProblem(f"no method {name!r}; choose from {', '.join(METHODS)}")
+        click.echo(method_page(METHODS[name]))
+        return
     rows = [("method", "needs", "map", "paper")]
-    rows += [(name, ",".join(m.needs), m.summary, m.paper) for name, m in METHODS.items()]
+    rows += [(key, ",".join(m.needs), m.summary, m.paper) for key, m in METHODS.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    for name, needs, summary, paper in rows:
-        click.echo(f"{name:<{widths[0]}}  {needs:<{widths[1]}}  {summary}  ({paper})" if name != "method"
-                   else f"{name:<{widths[0]}}  {needs:<{widths[1]}}  {summary} (paper)")
+    for key, needs, summary, paper in rows:
+        click.echo(f"{key:<{widths[0]}}  {needs:<{widths[1]}}  {summary}  ({paper})" if key != "method"
+                   else f"{key:<{widths[0]}}  {needs:<{widths[1]}}  {summary} (paper)")
+
+
+def method_page(method):
+    """`gradcam methods NAME`: one method's page, from its registry entry."""
+    from gradcam_cli.explain.methods import LIBRARIES, NEEDS
+
+    lines = [f"{method.name}: {method.summary}", f"paper: {method.paper}", "needs:"]
+    lines += [f"  {need}: {NEEDS[need]}" for need in method.needs]
+    lines.append("options:" if method.options else "options: none")
+    lines += [f"  {option.describe()}" for option in method.options]
+    record = sorted(set(method.record_of({o.name: o.default if o.default is not None else 1
+                                          for o in method.options})))
+    lines.append("in the JSON record: " + (", ".join(record) if record else "nothing beyond every method's fields"))
+    if method.warnings is not None:
+        lines.append("warns: when the model is one the method says little of (see --json method_warnings)")
+    if method.choices:
+        lines.append("open choices (ours, then --compat's):")
+        for choice in method.choices:
+            lines.append(f"  {choice.question} ({choice.option}):")
+            lines.append(f"    gradcam-cli       {choice.ours}")
+            for library in LIBRARIES:
+                value, what = choice.libraries.get(library, (None, "the same as ours"))
+                setting = f" [{choice.option}={value}]" if value is not None else ""
+                lines.append(f"    {library:<17} {what}{setting}")
+    else:
+        lines.append("open choices: none that pytorch-grad-cam or tf-keras-vis make differently in a way --compat "
+                     "reproduces (docs/methods.md says what each does)")
+    return "\n".join(lines)
 
 
 @main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.")
@@ -243,11 +284,7 @@ def _describe_relus(relus, method):
                    "gradients, only where the forward input was positive) or deconvnet (only "
                    "positive gradients, wherever the input was).")
 @pool_option("Grad-CAM's channel pooling, for the map the gradient is multiplied by.")
-@click.option("--smoothgrad", "samples", type=click.IntRange(min=1), metavar="N",
-              help="SmoothGrad (Smilkov et al. 2017): average the gradient over N noisy copies of the "
-                   "image (outputs named NAME.MODE-smoothgrad.KIND.png).")
-@click.option("--noise", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
-              help="With --smoothgrad: the noise's standard deviation, as a fraction of the input's range.")
+@method_parameters(("guided", "deconvnet"))
 def guided_command(mode, **kwargs):
     """Guided backpropagation (Springenberg et al. 2015) or deconvnet (Zeiler & Fergus 2014):
     the gradient of the class score (before softmax) with respect to the input image, passed
@@ -282,7 +319,7 @@ def guided_command(mode, **kwargs):
               help="The map method to compute on the dilated copy (see `gradcam methods`): a full-"
                    "resolution map for any of them.")
 @pool_option()
-@method_parameters
+@method_parameters(DILATABLE)
 @click.option("--compare", is_flag=True,
               help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
                    "Grad-CAM, the no-pooling map and the exact map side by side, for the same class.")

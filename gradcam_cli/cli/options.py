@@ -206,31 +206,40 @@ def pool_option(help_text="Grad-CAM's channel pooling."):
     return click.option("--pool", type=click.Choice(POOLING), default="mean", show_default=True, help=help_text)
 
 
-max_masks_option = click.option(
-    "--max-masks", type=click.IntRange(min=1), metavar="N",
-    help="For methods that score masked inputs or ablated channels (scorecam, ablationcam): score only "
-         "N channels per image (Score-CAM: those of highest variance; Ablation-CAM: of largest L1 norm). "
-         "Default: all.")
+def _click_type(option):
+    if option.choices:
+        return click.Choice(option.choices)
+    if option.kind is int:
+        return click.IntRange(min=option.minimum, max=option.maximum)
+    if option.kind is float:
+        return click.FloatRange(min=option.minimum, max=option.maximum)
+    return str
 
 
-def method_parameters(function):
-    """The methods' own options (--max-masks, --finer-alpha, --finer-compare, --steps, --samples,
-    --noise), for the commands that take any map method."""
-    options = [
-        max_masks_option,
-        click.option("--finer-alpha", type=float, default=1.0, show_default=True,
-                     help="finercam: how much of the compared classes' scores is subtracted from the class's."),
-        click.option("--finer-compare", type=click.IntRange(min=1), default=3, show_default=True,
-                     help="finercam: how many classes, those scored nearest to the class, it is compared with "
-                          "(listed in --json as compared_classes)."),
-        click.option("--steps", type=click.IntRange(min=1), default=32, show_default=True,
-                     help="integrated-gradients: intervals of the path from a zero input (the completeness "
-                          "residual is in --json)."),
-        click.option("--samples", type=click.IntRange(min=1), metavar="N",
-                     help="smoothgrad: noisy copies per image. Default: 50."),
-        click.option("--noise", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
-                     help="smoothgrad: the noise's standard deviation, as a fraction of the input's range."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+def method_parameters(methods):
+    """The options of `methods` (registry names), made from their registry entries: one Click
+    option per flag (an option several methods share is one flag, its help naming them), each
+    defaulting to None ("not given": the method's own default applies), and --compat."""
+    from gradcam_cli.explain.methods import METHODS, LIBRARIES
+
+    flags = {}
+    for name in methods:
+        for option in METHODS[name].options:
+            flags.setdefault(option.spelled, (option, []))[1].append(name)
+    options = [click.option("--compat", type=click.Choice(LIBRARIES), metavar="|".join(LIBRARIES),
+                            help="Make the method's open choices as that library does, to see the maps it draws "
+                                 "(`gradcam methods NAME` lists each method's choices; methods without one are "
+                                 "unchanged).")]
+    for spelled, (option, owners) in flags.items():
+        default = "not given" if option.default is None else f"{option.default:g}" if option.kind is float \
+            else str(option.default)
+        options.append(click.option(spelled, option.name, type=_click_type(option), default=None,
+                                    metavar=option.metavar, help=f"{', '.join(owners)}: {option.help}. Default: "
+                                                                 f"{default}."))
+
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate

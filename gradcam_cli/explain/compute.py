@@ -83,11 +83,12 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
                            "map is not a sum over channels")
     objective = chosen.objective(context) if chosen.objective is not None else None
     result = engine.run(inputs, np.asarray(codes), needs=chosen.needs, backprop=chosen.backprop, objective=objective)
-    if chosen.backprop is not None and context.samples:  # `guided --smoothgrad N`: those gradients, smoothed
-        from gradcam_cli.explain.methods.input_attribution import smoothgrad
+    samples = context.options.get("samples") if chosen.backprop is not None else None
+    if samples:  # `guided --smoothgrad N`: those gradients, smoothed
+        from gradcam_cli.explain.methods.input_attribution import DEFAULT_NOISE, smoothgrad
 
-        result.input_gradients = smoothgrad(engine, result.inputs, result.classes, context.samples, context.noise,
-                                            backprop=chosen.backprop)
+        result.input_gradients = smoothgrad(engine, result.inputs, result.classes, samples,
+                                            context.options.get("noise", DEFAULT_NOISE), backprop=chosen.backprop)
     details = None
     if chosen.channel_weights is not None:
         weights = chosen.channel_weights(result, context)

@@ -26,27 +26,33 @@ map (methods/guided.py).
 Adding a method: write its module and its tests, and add one entry to METHODS.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
+
+from gradcam_cli.errors import GradcamError, argument
 
 from gradcam_cli.explain.methods.ablationcam import ablationcam_channel_weights
 from gradcam_cli.explain.methods.cam import cam_weights
 from gradcam_cli.explain.methods.eigencam import eigencam_map
 from gradcam_cli.explain.methods.eigengradcam import eigengradcam_map
 from gradcam_cli.explain.methods.fem import fem_contributions
-from gradcam_cli.explain.methods.finercam import FinerObjective, finercam_weights
-from gradcam_cli.explain.methods.fullgrad import fullgrad_map
+from gradcam_cli.explain.methods.finercam import DEFAULT_ALPHA, DEFAULT_COMPARE, FinerObjective, finercam_weights
+from gradcam_cli.explain.methods.fullgrad import bias_warning, fullgrad_map
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.explain.methods.gradcam_elementwise import gradcam_elementwise_contributions
 from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_weights
 from gradcam_cli.explain.methods.hirescam import hirescam_contributions
-from gradcam_cli.explain.methods.input_attribution import integrated_gradients_method_map, smoothgrad_method_map
+from gradcam_cli.explain.methods.input_attribution import (DEFAULT_NOISE, DEFAULT_SAMPLES, DEFAULT_STEPS,
+                                                            integrated_gradients_method_map, smoothgrad_method_map)
 from gradcam_cli.explain.methods.kpcacam import kpcacam_map
 from gradcam_cli.explain.methods.layercam import layercam_contributions
 from gradcam_cli.explain.methods.randomcam import randomcam_weights
+from gradcam_cli.explain.methods.scorecam import BASELINES as SCORECAM_BASELINES
+from gradcam_cli.explain.methods.scorecam import DEFAULT_BASELINE as DEFAULT_SCORECAM_BASELINE
 from gradcam_cli.explain.methods.scorecam import scorecam_channel_weights
 from gradcam_cli.explain.methods.shapleycam import ReST, shapleycam_channel_weights
 from gradcam_cli.explain.methods.xgradcam import xgradcam_weights
+from gradcam_cli.explain.methods.options import LIBRARIES, Choice, Option
 from gradcam_cli.files.outputs import GRADIENT_KINDS, MAP_KINDS
 
 # What a method may need from the engine.
@@ -67,6 +73,10 @@ NEEDS = {
 
 @dataclass(frozen=True)
 class Method:
+    """A registry entry: what a method is, what it needs (NEEDS: the engine reads them), how it
+    makes its map, and what it declares for everything around it: its options, the fields it adds
+    to a record, its warnings, the open choices other libraries make differently."""
+
     name: str
     summary: str  # one line: what the map is
     paper: str  # author(s), year and title
@@ -78,6 +88,11 @@ class Method:
     objective: Callable = None  # context -> engine objective differentiated instead of the class score
     backprop: str = None  # 'guided' or 'deconvnet': input gradients through modified ReLUs
     network: str = None  # 'exact' or 'no-pooling': computed on a dilated copy of the model (models/dilated.py)
+    options: tuple = ()  # options.Option: the method's own options
+    choices: tuple = ()  # options.Choice: open choices, and the option values other libraries' rules take
+    record: Callable = None  # option values -> the record's fields (default: each option's, None left out)
+    warnings: Callable = None  # LoadedModel -> [what the user should know about this model], or None
+    suffix: Callable = None  # option values -> what output names add ('-smoothgrad'), or None
 
     @property
     def smoothable(self):
@@ -103,19 +118,46 @@ class Method:
     def default_save(self):
         return ("heatmap", "overlay") + (GRADIENT_KINDS if self.backprop else ())
 
+    def option(self, name):
+        """The Option called `name`, or None."""
+        return next((o for o in self.options if o.name == name), None)
+
+    def values(self, given=None, compat=None):
+        """Every option's value: the default, else `compat`'s (a LIBRARIES name: the value of
+        that library's rule), else what is `given` ({name: value}), each checked. GradcamError
+        for a name that is not one of this method's options."""
+        given = dict(given or {})
+        unknown = [name for name in given if self.option(name) is None]
+        if unknown:
+            own = ", ".join(argument(o.name) for o in self.options) or "none"
+            raise GradcamError(f"{self.name} has no option {', '.join(map(argument, unknown))} (its options: {own})")
+        if compat is not None and compat not in LIBRARIES:
+            raise GradcamError(f"{argument('compat')}: choose from {', '.join(LIBRARIES)}. Received: {compat!r}")
+        values = {o.name: o.default for o in self.options}
+        for choice in self.choices if compat else ():
+            value = choice.value_for(compat)
+            if value is not None:
+                values[choice.option] = value
+        values.update({name: self.option(name).check(value) for name, value in given.items()})
+        return values
+
+    def record_of(self, values):
+        """What a record says of the method's options (`values`, from Method.values)."""
+        if self.record is not None:
+            return self.record(values)
+        return {o.record_key: values[o.name] for o in self.options if values.get(o.name) is not None}
+
 
 @dataclass(frozen=True)
 class Context:
+    """What a method reads beyond the engine's results: the channel pooling, CAM's classifier
+    kernel, the ReLUs a backprop method modifies, and the method's option values (Method.values;
+    a method reads its own, with its module's default when a value is absent)."""
+
     pool: str = "mean"
     classifier_kernel: object = None  # (K, C) for CAM
     relus: object = None  # models.guided.Census for backprop methods
-    max_masks: int = None  # Score-CAM: the channels of highest variance scored; Ablation-CAM: those ablated (None: all)
-    finer_alpha: float = 1.0  # Finer-CAM: the weight of the compared classes' scores
-    finer_compare: int = 3  # Finer-CAM: how many nearest-scoring classes are compared
-    samples: int = None  # SmoothGrad: noisy copies per image (None: the method's default; guided: no smoothing)
-    noise: float = 0.15  # SmoothGrad: the noise's standard deviation, a fraction of the input's range
-    steps: int = 32  # Integrated Gradients: the path's intervals
-
+    options: dict = field(default_factory=dict)  # {option name: value}
 
 
 def _gradcam(result, context):
@@ -125,6 +167,30 @@ def _gradcam(result, context):
 _GRADCAM_PAPER = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization"
 _GRADIENT_NEEDS = ("activations", "gradients")
 _PYTORCH_GRAD_CAM = "Gildenblat and contributors 2021, PyTorch library for CAM methods (pytorch-grad-cam)"
+
+# Options several methods share (one definition each: one flag on the command line).
+MAX_MASKS = Option("max_masks", int, None, "score only N channels per image (Score-CAM: those of highest variance; "
+                   "Ablation-CAM: of largest L1 norm); not given: all", minimum=1, metavar="N")
+NOISE = Option("noise", float, DEFAULT_NOISE, "the noise's standard deviation, as a fraction of the input's range",
+               minimum=0.0, record="smoothgrad_noise")
+GUIDED_SAMPLES = Option("samples", int, None, "SmoothGrad (Smilkov et al. 2017): average the gradient over N noisy "
+                        "copies of the image (outputs named NAME.MODE-smoothgrad.KIND.png)", minimum=1,
+                        flag="--smoothgrad", metavar="N", record="smoothgrad_samples")
+
+
+def _smoothed_gradient_record(values):
+    if not values["samples"]:
+        return {}
+    return {"smoothgrad_samples": values["samples"], "smoothgrad_noise": values["noise"]}
+
+
+def _smoothed_gradient_suffix(values):
+    return "-smoothgrad" if values["samples"] else ""
+
+
+def _fullgrad_warnings(loaded):
+    return [w for w in [bias_warning(loaded)] if w]
+
 
 METHODS = {
     "gradcam": Method(
@@ -159,10 +225,18 @@ METHODS = {
     "scorecam": Method(
         "scorecam",
         "Score-CAM: channel weights = the class probability of the input masked by each upsampled, "
-        "min-max normalised channel, minus that of the zero input",
+        "min-max normalised channel (minus that of the zero input with --scorecam-baseline zero)",
         "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
         ("activations", "forward-scores"),
         channel_weights=scorecam_channel_weights,
+        options=(MAX_MASKS, Option("scorecam_baseline", str, DEFAULT_SCORECAM_BASELINE, "none: each channel's weight is the class probability "
+                                   "of the masked input, as the authors' code, pytorch-grad-cam and tf-keras-vis "
+                                   "compute it; zero: minus that of the zero input, the paper's Eq. 4 (the increase "
+                                   "of confidence)", choices=SCORECAM_BASELINES)),
+        choices=(Choice("scorecam_baseline", "what a masked input's probability is compared with",
+                        "nothing: the probability itself (the authors' code)",
+                        {"pytorch-grad-cam": ("none", "nothing (then a softmax over the channels' scores)"),
+                         "tf-keras-vis": ("none", "nothing")}),),
     ),
     "ablationcam": Method(
         "ablationcam",
@@ -172,6 +246,7 @@ METHODS = {
         "Gradient-free Localization",
         ("activations", "upper-graph-scores"),
         channel_weights=ablationcam_channel_weights,
+        options=(MAX_MASKS,),
     ),
     "xgradcam": Method(
         "xgradcam",
@@ -240,7 +315,12 @@ METHODS = {
         "Zhang et al. 2025, Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation",
         _GRADIENT_NEEDS,
         channel_weights=finercam_weights,
-        objective=lambda context: FinerObjective(context.finer_alpha, context.finer_compare),
+        objective=lambda context: FinerObjective(context.options.get("finer_alpha", DEFAULT_ALPHA),
+                                                 context.options.get("finer_compare", DEFAULT_COMPARE)),
+        options=(Option("finer_alpha", float, DEFAULT_ALPHA, "how much of the compared classes' scores is subtracted "
+                        "from the class's"),
+                 Option("finer_compare", int, DEFAULT_COMPARE, "how many classes, those scored nearest to the class, "
+                        "it is compared with (listed in --json as compared_classes)", minimum=1)),
     ),
     "shapleycam": Method(
         "shapleycam",
@@ -258,6 +338,7 @@ METHODS = {
         "Srinivas and Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
         ("plain-input-gradients", "bias-gradients"),
         spatial_map=fullgrad_map,
+        warnings=_fullgrad_warnings,
     ),
     "smoothgrad": Method(
         "smoothgrad",
@@ -265,6 +346,8 @@ METHODS = {
         "Smilkov et al. 2017, SmoothGrad: removing noise by adding noise",
         ("plain-input-gradients",),
         spatial_map=smoothgrad_method_map,
+        options=(Option("samples", int, DEFAULT_SAMPLES, "noisy copies per image", minimum=1, metavar="N",
+                        record="smoothgrad_samples"), NOISE),
     ),
     "integrated-gradients": Method(
         "integrated-gradients",
@@ -273,6 +356,8 @@ METHODS = {
         "Sundararajan et al. 2017, Axiomatic Attribution for Deep Networks",
         ("plain-input-gradients",),
         spatial_map=integrated_gradients_method_map,
+        options=(Option("steps", int, DEFAULT_STEPS, "intervals of the path from a zero input (the completeness "
+                        "residual is in --json)", minimum=1),),
     ),
     "guided": Method(
         "guided",
@@ -281,6 +366,9 @@ METHODS = {
         _GRADIENT_NEEDS + ("input-gradients",),
         channel_weights=_gradcam,
         backprop="guided",
+        options=(GUIDED_SAMPLES, NOISE),
+        record=_smoothed_gradient_record,
+        suffix=_smoothed_gradient_suffix,
     ),
     "deconvnet": Method(
         "deconvnet",
@@ -289,6 +377,9 @@ METHODS = {
         _GRADIENT_NEEDS + ("input-gradients",),
         channel_weights=_gradcam,
         backprop="deconvnet",
+        options=(GUIDED_SAMPLES, NOISE),
+        record=_smoothed_gradient_record,
+        suffix=_smoothed_gradient_suffix,
     ),
     "dilated": Method(
         "dilated",
@@ -320,9 +411,9 @@ COMPARE_COLUMNS = {
 POOLING = ("mean", "max")
 
 
-def context_for(method, loaded, target_path, pool="mean", max_masks=None, **options):
+def context_for(method, loaded, target_path, pool="mean", options=None):
     """What `method` needs beyond the engine's results; ValueError when it does not apply.
-    options: Context's method options (finer_alpha, finer_compare, samples, noise, steps)."""
+    options: the method's option values (Method.values)."""
     from gradcam_cli.models.guided import census
     from gradcam_cli.models.heads import cam_classifier
 
@@ -333,9 +424,9 @@ def context_for(method, loaded, target_path, pool="mean", max_masks=None, **opti
             import numpy as np
 
             kernel = np.concatenate([-kernel, kernel], axis=1)
-    if METHODS[method].backprop:
+    if "input-gradients" in METHODS[method].needs:
         relus = census(loaded.layers, loaded.final_path)
-    return Context(pool=pool, classifier_kernel=kernel, relus=relus, max_masks=max_masks, **options)
+    return Context(pool=pool, classifier_kernel=kernel, relus=relus, options=dict(options or {}))
 
 
 NETWORKS = ("exact", "no-pooling")
@@ -348,3 +439,7 @@ def output_name(method, network=None):
         return method
     base = "dilated" if network == "exact" else "dilated-no-pooling"
     return base if method == "gradcam" else f"{base}-{method}"
+
+
+# Every option name of every method: the API tells them from the model-loading arguments.
+OPTION_NAMES = frozenset(option.name for method in METHODS.values() for option in method.options)

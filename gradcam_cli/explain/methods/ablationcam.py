@@ -58,7 +58,7 @@ def ablationcam_channel_weights(result, context):
     float32. `context.max_masks`: the channels ablated per image (None: all). ValueError when
     the graph cannot be cut at the target layer."""
     engine = result.engine
-    return ablation_weights(result.activations, result.classes, engine.upper_scores, max_masks=context.max_masks,
+    return ablation_weights(result.activations, result.classes, engine.upper_scores, max_masks=context.options.get("max_masks"),
                             budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size,
                             ablated_scores=engine.upper_scores_ablated)
 

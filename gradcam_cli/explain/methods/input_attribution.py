@@ -187,13 +187,15 @@ def integrated_gradients_map(result, context=None, steps=DEFAULT_STEPS, baseline
 
 def smoothgrad_method_map(result, context):
     """The registry's smoothgrad: smoothgrad_map with the context's samples and noise."""
-    return smoothgrad_map(result, samples=context.samples or DEFAULT_SAMPLES, noise=context.noise)
+    return smoothgrad_map(result, samples=context.options.get("samples") or DEFAULT_SAMPLES,
+                          noise=context.options.get("noise", DEFAULT_NOISE))
 
 
 def integrated_gradients_method_map(result, context):
     """The registry's integrated-gradients: the map (attributions summed over colours) and, per
     image, the completeness residual sum(attributions) - (S_c(x) - S_c(x')) for its record."""
-    attributions, residuals = integrated_gradients(result.engine, result.inputs, result.classes, context.steps)
-    details = [{"completeness_residual": float(r), "steps": int(context.steps), "baseline": "zero"}
+    steps = context.options.get("steps", DEFAULT_STEPS)
+    attributions, residuals = integrated_gradients(result.engine, result.inputs, result.classes, steps)
+    details = [{"completeness_residual": float(r), "steps": int(steps), "baseline": "zero"}
                for r in residuals]
     return attributions.sum(axis=-1), details

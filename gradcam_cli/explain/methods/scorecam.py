@@ -6,7 +6,9 @@ Per image X (the preprocessed batch, `result.inputs`) of class c and channel k o
 layer's activations A:
 
     H_k = s(Up(A_k))                  Eq. 5: Up bilinear to the input size, s min-max to [0, 1]
-    w_k = f_c(X o H_k) - f_c(X_b)     Eq. 4, the channel-wise increase of confidence (CIC)
+    w_k = f_c(X o H_k)                the default (scorecam_baseline='none'), as the authors' code
+    w_k = f_c(X o H_k) - f_c(X_b)     scorecam_baseline='zero': Eq. 4, the channel-wise increase
+                                      of confidence (CIC)
     map = sum_k w_k A_k               the paper's L^c before its ReLU (the pipeline applies it)
 
 Our choices, each named:
@@ -23,11 +25,13 @@ Our choices, each named:
   ends with alpha_k = softmax_k(S_k), which cancels any constant baseline; a softmax over K
   probabilities in [0, 1] would give nearly equal weights, between 1/(e K) and e/K, a map close
   to the plain sum of the channels.)
-- What the baseline does: the map is sum_k f_c(X o H_k) A_k - f_c(0) sum_k A_k. Where the zero
-  input is itself confidently class c, no mask raises f_c and the map is empty after the ReLU (the
-  demo models call a black image a cross, p = 1: every cross's map is empty).
-- A constant channel gives a zero mask, so X o H_k = X_b and its weight is 0 exactly: it is not
-  scored at all.
+- No baseline by default: the authors' code, pytorch-grad-cam and tf-keras-vis all leave it out,
+  and users of every other Score-CAM expect their maps. What the paper's baseline does: the map
+  is sum_k f_c(X o H_k) A_k - f_c(0) sum_k A_k. Where the zero input is itself confidently class
+  c, no mask raises f_c and the map is empty after the ReLU (the demo models call a black image a
+  cross, p = 1: every cross's map is empty).
+- A constant channel gives a zero mask; it is not scored and its weight is 0 (with the baseline,
+  X o H_k = X_b and its weight is 0 exactly; without, the authors' code skips it too).
 - `context.max_masks = N` (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
   highest spatial variance of A_k (ties: the lower index); the others get weight 0 and are not
   scored. N >= K keeps them all.
@@ -43,6 +47,9 @@ groups of a few hundred; each call runs in the engine's compiled chunks.
 import numpy as np
 
 
+# What a masked input's probability is compared with: nothing (the default), or the zero input's.
+BASELINES = ("none", "zero")
+DEFAULT_BASELINE = "none"
 # The most bytes of masked inputs built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
 # cv2.resize takes at most 128 channels at a time (OpenCV 5; 512 before).
@@ -51,10 +58,12 @@ _CV2_CHANNELS = 128
 
 def scorecam_channel_weights(result, context):
     """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
-    `context.max_masks`: the channels kept per image (None: all)."""
+    The context's options: max_masks, the channels kept per image (None: all); scorecam_baseline."""
     engine = result.engine
     return scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
-                            max_masks=context.max_masks, budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size)
+                            max_masks=context.options.get("max_masks"), budget_bytes=MASK_BUDGET_BYTES,
+                            multiple=engine.batch_size,
+                            baseline=context.options.get("scorecam_baseline", DEFAULT_BASELINE))
 
 
 
@@ -101,9 +110,9 @@ def masks(channels, size, upsample=bilinear):
 
 
 def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None, upsample=bilinear,
-                     budget_bytes=MASK_BUDGET_BYTES, multiple=1):
-    """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4), (B, K) float32; 0 for the
-    channels not kept (kept_channels).
+                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=DEFAULT_BASELINE):
+    """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4; `baseline` 'none': f_c(X o H_k)
+    alone), (B, K) float32; 0 for the channels not kept (kept_channels).
 
     activations (B, h, w, K); inputs (B, H, W, C) preprocessed; classes (B,); probabilities: a
     callable scoring (N, H, W, C) inputs -> (N, classes) (engine.probabilities). The masked inputs
@@ -112,12 +121,15 @@ def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None
     activations = np.asarray(activations, dtype=np.float32)
     inputs = np.asarray(inputs, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}. Received: baseline={baseline!r}")
     kept = kept_channels(activations, max_masks)
     weights = np.zeros(kept.shape, dtype=np.float32)
-    if not kept.any():  # every mask is zero: every weight is f_c(0) - f_c(0)
+    if not kept.any():  # every mask is zero: no channel is scored
         return weights
-    # One job per masked input, image after image; the baseline first (image -1).
-    jobs = [(-1, -1)] + [(i, int(k)) for i in range(len(inputs)) for k in np.flatnonzero(kept[i])]
+    # One job per masked input, image after image; the baseline first (image -1) when subtracted.
+    jobs = ([(-1, -1)] if baseline == "zero" else []) + [(i, int(k)) for i in range(len(inputs))
+                                                         for k in np.flatnonzero(kept[i])]
     group = _group_size(inputs[0].nbytes, budget_bytes, multiple)
     chosen = []  # per job, the probability of its image's class (the baseline's: (B,))
     for start in range(0, len(jobs), group):
@@ -125,9 +137,10 @@ def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None
         scored = np.asarray(probabilities(_masked_inputs(activations, inputs, part, upsample)), dtype=np.float32)
         for row, (i, _) in zip(scored, part):
             chosen.append(row[classes] if i < 0 else row[classes[i]])
-    baseline = chosen[0]
-    for (i, k), probability in zip(jobs[1:], chosen[1:]):
-        weights[i, k] = probability - baseline[i]
+    if baseline == "zero":
+        zero, jobs, chosen = chosen[0], jobs[1:], chosen[1:]
+    for (i, k), probability in zip(jobs, chosen):
+        weights[i, k] = probability - (zero[i] if baseline == "zero" else 0.0)
     return weights
 
 

@@ -1,0 +1,99 @@
+"""What a method declares besides its rule: its options (name, type, default, range, help), and
+the choices its paper leaves open that other libraries make differently (as option values per
+library, for `compat=`). The command line's options, the API's keyword arguments, their
+checks, the JSON record's fields and `gradcam methods NAME` are all made from these.
+
+Pure Python: the command line builds its options from here without loading numpy or Keras.
+"""
+
+from dataclasses import dataclass, field
+
+from gradcam_cli.errors import GradcamError, argument
+
+LIBRARIES = ("pytorch-grad-cam", "tf-keras-vis")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method. `name` is the API's keyword; the command line spells it `flag`
+    (default --NAME-WITH-DASHES). `kind` is int, float or str; a None `default` means "not
+    given" (the method then does without, e.g. every channel scored). `minimum`/`maximum` bound
+    a number (inclusive), `choices` a string. `record`: its key in the JSON record (default
+    `name`); a None value is left out of the record."""
+
+    name: str
+    kind: type
+    default: object
+    help: str
+    minimum: float = None
+    maximum: float = None
+    choices: tuple = None
+    record: str = None
+    flag: str = None
+    metavar: str = None
+
+    @property
+    def spelled(self):
+        """The command line's spelling."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def record_key(self):
+        return self.record or self.name
+
+    def check(self, value):
+        """`value` as this option takes it; GradcamError quoting what was received."""
+        if value is None:
+            return None
+        received = f"Received: {self.name}={value!r}"
+        if self.kind is str:
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise GradcamError(f"{argument(self.name)}: choose from "
+                                   f"{', '.join(self.choices or ())}. {received}")
+            return value
+        if isinstance(value, bool) or isinstance(value, str):
+            raise GradcamError(f"{argument(self.name)} must be a number. {received}")
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            raise GradcamError(f"{argument(self.name)} must be a number. {received}") from None
+        if self.kind is int and number != value:
+            raise GradcamError(f"{argument(self.name)} must be a whole number. {received}")
+        if number != number or number in (float("inf"), float("-inf")):
+            raise GradcamError(f"{argument(self.name)} must be finite. {received}")
+        if self.minimum is not None and number < self.minimum:
+            raise GradcamError(f"{argument(self.name)} must be at least {self.minimum:g}. "
+                               f"{received}")
+        if self.maximum is not None and number > self.maximum:
+            raise GradcamError(f"{argument(self.name)} must be at most {self.maximum:g}. "
+                               f"{received}")
+        return number
+
+    def describe(self):
+        """One line for `gradcam methods NAME`: flag, type, default, range and help."""
+        if self.choices:
+            kind = "|".join(self.choices)
+        else:
+            kind = {int: "whole number", float: "number"}.get(self.kind, "text")
+            bounds = [f">= {self.minimum:g}" if self.minimum is not None else "",
+                      f"<= {self.maximum:g}" if self.maximum is not None else ""]
+            kind += "".join(f", {b}" for b in bounds if b)
+        default = "not given" if self.default is None else f"{self.default!r}"
+        return f"{self.spelled} ({self.name}=): {kind}; default {default}. {self.help}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A choice the paper leaves open, made by an option's value: ours (the option's default)
+    and each library's (value, what it does)."""
+
+    option: str
+    question: str
+    ours: str
+    libraries: dict = field(default_factory=dict)  # {library: (value, description)}
+
+    def value_for(self, library):
+        """The option's value that does what `library` does, or None when it offers nothing else
+        (or does what we do)."""
+        entry = self.libraries.get(library)
+        return None if entry is None else entry[0]
