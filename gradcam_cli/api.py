@@ -105,7 +105,10 @@ class Explainer:
             raise GradcamError(f"{method} is computed on a dilated copy already; give gradcam with network={network!r}")
         if network is not None and METHODS[method].backprop is not None:
             raise GradcamError(f"{method} draws input gradients, which a dilated copy does not change")
-        if eigen_smooth and not METHODS[method].smoothable:
+        if network is not None and METHODS[method].meta is not None:
+            raise GradcamError(f"{method} composes its base method's maps on the model itself; give network to the "
+                               "base method instead")
+        if eigen_smooth and not (METHODS[method].smoothable or METHODS[method].meta is not None):
             raise GradcamError(f"eigen smoothing takes the principal component of a map's channel terms; {method}'s "
                                "map is not a sum over channels")
         layers = [layer] if layer is None or isinstance(layer, str) else list(layer)
@@ -121,7 +124,15 @@ class Explainer:
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
         self.aug_smooth, self.eigen_smooth = bool(aug_smooth), bool(eigen_smooth)
         self.network, self.compat = network, compat
-        self.options = METHODS[method].values(given, compat)  # every option's value, checked
+        chosen = METHODS[method]
+        if chosen.meta is not None:  # a meta-method: the options of its base method are the base's
+            base = chosen.values({k: v for k, v in given.items() if k == "base_method"})["base_method"]
+            self.base_options = {k: v for k, v in given.items() if chosen.option(k) is None}
+            given = {k: v for k, v in given.items() if chosen.option(k) is not None}
+            METHODS[base].values(self.base_options, compat)  # checked here, used by `base`
+        else:
+            self.base_options = {}
+        self.options = chosen.values(given, compat)  # every option's value, checked
         self.load_options = {name: value for name, value in arguments.items() if name in LOAD_OPTIONS}
         self._ready = None
 
@@ -171,7 +182,11 @@ class Explainer:
             if key not in shared:
                 shared[key] = load_model(str(loaded), **self.load_options)
             loaded = shared[key]
-        target_paths = [loaded.target_layer(layer) for layer in self.layers]
+        default_layers = METHODS[self.method].default_layers
+        if self.layer is None and default_layers is not None:  # the method's own default (RefineCAM's stages)
+            target_paths = list(default_layers(loaded))
+        else:
+            target_paths = [loaded.target_layer(layer) for layer in self.layers]
         try:
             context = context_for(self.method, loaded, target_paths[0], self.pool, self.options)
             for target_path in target_paths[1:]:
@@ -214,6 +229,34 @@ class Explainer:
         wanted = [classes] if isinstance(classes, (int, str)) else list(classes or ())
         return tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in wanted))
 
+    @property
+    def aug_mode(self):
+        """How --aug-smooth makes its views: zoomed (ours) or, under compat='pytorch-grad-cam', the
+        input multiplied by 0.9/1.0/1.1 (its ttach transforms: smoothing.py)."""
+        return "multiply" if self.compat == "pytorch-grad-cam" else "zoom"
+
+    @property
+    def target_names(self):
+        """The names of the layers the maps are of (several for a list of layers)."""
+        from gradcam_cli.models.graph import path_name
+
+        return [path_name(engine.target_path) for engine in self.build().engines]
+
+    def base(self, layers):
+        """A meta-method's base method as an Explainer on `layers` (names; several are averaged),
+        sharing this one's model, engines, batch size, compilation, crop and compat; the base
+        method's own options are those this Explainer was given for it."""
+        ready = self.build()
+        key = ("base", id(self), tuple(layers))
+        if key not in ready.shared:
+            base = Explainer(ready.reference or ready.loaded, self.options["base_method"],
+                             layer=list(layers) if len(layers) > 1 else layers[0], batch_size=self.batch_size,
+                             pool=self.pool, crop=self.crop, jit=self.jit, eigen_smooth=self.eigen_smooth,
+                             compat=self.compat, **self.base_options)
+            base.build(ready.shared)
+            ready.shared[key] = base
+        return ready.shared[key]
+
     def compute(self, inputs, codes, strongest=False):
         """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
         index, or engine.top_rank(r)): an explain.compute.MapBatch, smoothed and averaged over
@@ -221,16 +264,24 @@ class Explainer:
         channel with the largest weight alone (a variant)."""
         from gradcam_cli.explain import smoothing
         from gradcam_cli.explain.compute import compute_maps
+        from gradcam_cli.explain.methods import METHODS
 
         ready = self.build()
         codes = np.asarray(codes)
+
+        meta = METHODS[self.method].meta
+        if meta is not None:  # a meta-method composes its base method's maps itself
+            compute = lambda batch, batch_codes: meta(self, batch, batch_codes)
+            if self.aug_smooth:
+                return smoothing.augmentation_smoothed(compute, inputs, codes, mode=self.aug_mode)
+            return compute(inputs, codes)
 
         def one_layer(engine, layer_codes):
             compute = lambda batch, batch_codes: compute_maps(
                 ready.loaded, engine, batch, batch_codes, self.method, ready.context, strongest=strongest,
                 eigen_smooth=self.eigen_smooth)
             if self.aug_smooth:
-                return smoothing.augmentation_smoothed(compute, inputs, layer_codes)
+                return smoothing.augmentation_smoothed(compute, inputs, layer_codes, mode=self.aug_mode)
             return compute(inputs, layer_codes)
 
         first = one_layer(ready.engines[0], codes)

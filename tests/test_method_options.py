@@ -112,11 +112,12 @@ def test_options_come_from_the_registry_to_the_command_and_the_record(image, tmp
     out = record(invoke_cli(image, "--model", "demo-gap", "--method", "scorecam", "--max-masks", "3",
                             "--scorecam-baseline", "zero", "--json", "-o", tmp_path))
     assert out["max_masks"] == 3 and out["scorecam_baseline"] == "zero"
+    defaults = {"scorecam_score": "probability", "scorecam_upsample": "half-pixel"}
     assert Explainer("demo-gap", "scorecam", max_masks=3, scorecam_baseline="zero").details() == {
-        "max_masks": 3, "scorecam_baseline": "zero"}
+        "max_masks": 3, "scorecam_baseline": "zero", **defaults}
     default = Explainer("demo-gap", "scorecam")
     assert default.options == {"max_masks": None, "scorecam_baseline": METHODS["scorecam"].option(
-        "scorecam_baseline").default} and default.details() == {"scorecam_baseline": "none"}
+        "scorecam_baseline").default, **defaults} and default.details() == {"scorecam_baseline": "none", **defaults}
     wrong = invoke_cli(image, "--model", "demo-gap", "--finer-alpha", "0.5", "-o", tmp_path)
     assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
         "Error: gradcam has no option --finer-alpha (its options: none)"]

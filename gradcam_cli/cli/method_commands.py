@@ -168,7 +168,7 @@ def _on_ray(address, workers, sources, arguments, batch_size, quiet, verbose, on
 
 MAP_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None)
 # Those `dilated --method` computes on a dilated copy (the dilated methods are Grad-CAM on one).
-DILATABLE = tuple(name for name in MAP_METHODS if METHODS[name].network is None)
+DILATABLE = tuple(name for name in MAP_METHODS if METHODS[name].network is None and METHODS[name].meta is None)
 
 
 @main.command("gradcam", short_help="Grad-CAM maps, or any map method (also what a bare `gradcam IMAGE...` runs).")

@@ -216,10 +216,11 @@ def _click_type(option):
     return str
 
 
-def method_parameters(methods):
+def method_parameters(methods, prefix=""):
     """The options of `methods` (registry names), made from their registry entries: one Click
     option per flag (an option several methods share is one flag, its help naming them), each
-    defaulting to None ("not given": the method's own default applies), and --compat."""
+    defaulting to None ("not given": the method's own default applies), and --compat. `prefix`
+    begins --compat's help (what the options are for in this command)."""
     from gradcam_cli.explain.methods import METHODS, LIBRARIES
 
     flags = {}
@@ -227,9 +228,9 @@ def method_parameters(methods):
         for option in METHODS[name].options:
             flags.setdefault(option.spelled, (option, []))[1].append(name)
     options = [click.option("--compat", type=click.Choice(LIBRARIES), metavar="|".join(LIBRARIES),
-                            help="Make the method's open choices as that library does, to see the maps it draws "
-                                 "(`gradcam methods NAME` lists each method's choices; methods without one are "
-                                 "unchanged).")]
+                            help=prefix + "--compat: make the methods' open choices as that library does, to see "
+                                 "the maps it draws (`gradcam methods NAME` lists each method's choices; methods "
+                                 "without one are unchanged).")]
     for spelled, (option, owners) in flags.items():
         default = "not given" if option.default is None else f"{option.default:g}" if option.kind is float \
             else str(option.default)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
-from gradcam_cli.cli.options import COLORMAP_NAMES, model_options, pool_option, precision_option
+from gradcam_cli.cli.options import COLORMAP_NAMES, method_parameters, model_options, pool_option, precision_option
 from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
@@ -207,8 +207,9 @@ def _measures(ctx, param, value):
                    "(e.g. pointing=0.8,energy_in_box=0.3,insertion=0.5): a gate for a model's CI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
+@method_parameters(METHODS, prefix="The methods' own options, each for the --methods that have it. ")
 def eval_command(images, layer, class_name, methods, measures, pool, count, pairs, seed, threshold, control, steps,
-                 baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, **model_options):
+                 baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, compat, **model_options):
     """Measure how well maps find the object, and how faithful they are to the model.
 
     Without IMAGE arguments: on generated scenes with known masks and boxes (gradcam_cli.evaluate.scenes:
@@ -238,6 +239,9 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
                     the trained model's as weights are re-initialised from the top (low is good)
     """
     setup_logging(model_options["verbose"])
+    from gradcam_cli.explain.methods import OPTION_NAMES
+
+    options = {name: model_options.pop(name) for name in list(model_options) if name in OPTION_NAMES}
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
@@ -263,7 +267,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
                                    count=count, pairs=pairs, seed=seed, threshold=threshold,
                                    control=None if control == "none" else control, steps=steps, baseline=baseline,
                                    output_dir=output_dir if figures_out else None, batch_size=batch_size, pool=pool,
-                                   fail_under=fail_under, boxes_file=boxes_file)
+                                   fail_under=fail_under, boxes_file=boxes_file, options=options, compat=compat)
     except LayerError as error:
         raise UsageProblem(f"--methods {worded(error)}") from None
     except GradcamError as error:

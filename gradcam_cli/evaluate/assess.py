@@ -125,15 +125,17 @@ def _checked(loaded, methods, measures, images, class_name, boxes_file):
 def randomisation_views(methods):
     """The randomisation.VIEWS names for the chosen methods: guided (and deconvnet) as the Guided
     Grad-CAM product and the guided backpropagation gradient alone."""
+    from gradcam_cli.explain.methods import METHODS
+
     views = []
     for method in methods:
-        views += [f"{method}-gradcam", f"{method}-backprop"] if method in ("guided", "deconvnet") else [method]
+        views += [f"{method}-gradcam", f"{method}-backprop"] if METHODS[method].backprop else [method]
     return tuple(dict.fromkeys(views))
 
 
 def assess(loaded, methods, measures=("localization",), images=None, layer=None, class_name=None, count=200,
            pairs=100, seed=1, threshold=0.5, control=None, steps=20, baseline="zero", output_dir=None,
-           batch_size=32, pool="mean", fail_under=None, boxes_file=None):
+           batch_size=32, pool="mean", fail_under=None, boxes_file=None, options=None, compat=None):
     """Measure `methods` (METHODS names) on `loaded` (a LoadedModel, or a model name or path):
     an Assessment.
 
@@ -144,7 +146,9 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     deletion's (faithfulness.deletion_curves). output_dir: where eval.curves.png (deletion) and
     eval.randomisation.png go; None draws nothing. fail_under: {figure: minimum}
     (gate.parse_thresholds) checked against each method. boxes_file: only named in the
-    report's errors (read_images reads it)."""
+    report's errors (read_images reads it). options, compat: the methods' own options and
+    their compat (localization.explainers_for); the randomisation check runs the methods with
+    their defaults."""
     from gradcam_cli.evaluate import gate, localization
     from gradcam_cli.evaluate import scenes as scene_maker
     from gradcam_cli.explain.engine import top_rank
@@ -154,7 +158,8 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     loaded = loaded_model(loaded)
     methods, measures = tuple(methods), tuple(dict.fromkeys(measures))
     _checked(loaded, methods, measures, images, class_name, boxes_file)
-    explainers = localization.explainers_for(loaded, methods, layer=layer, batch_size=batch_size, pool=pool)
+    explainers = localization.explainers_for(loaded, methods, layer=layer, batch_size=batch_size, pool=pool,
+                                             options=options, compat=compat)
     if images is not None:
         rgbs, skipped = images.rgbs, images.failures
         codes = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]

@@ -119,15 +119,30 @@ def chance_maps(shape):
     return uniform, centre
 
 
-def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean"):
+def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean", options=None, compat=None):
     """{method: api.Explainer} for `loaded` at `layer`, sharing engines and dilated copies.
+    options: the methods' own options ({name: value}), each given to the methods that have it
+    (a meta-method's base method's too); GradcamError for one that none of `methods` has.
     GradcamError (LayerError) naming the method when one does not apply."""
     from gradcam_cli.api import Explainer
-    from gradcam_cli.errors import LayerError
+    from gradcam_cli.errors import GradcamError, LayerError, argument
+    from gradcam_cli.explain.methods import METHODS
 
+    options = {name: value for name, value in (options or {}).items() if value is not None}
+
+    def takes(method, name):
+        chosen = METHODS[method]
+        base = options.get("base_method") or (chosen.option("base_method").default if chosen.meta else None)
+        return chosen.option(name) is not None or (base is not None and METHODS[base].option(name) is not None)
+
+    unused = [name for name in options if not any(takes(method, name) for method in methods)]
+    if unused:
+        raise GradcamError(f"none of the methods {', '.join(methods)} has the option "
+                           f"{', '.join(map(argument, unused))}")
     shared, explainers = {}, {}
     for method in methods:
-        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool)
+        own = {name: value for name, value in options.items() if takes(method, name)}
+        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, compat=compat, **own)
         try:
             explainer.build(shared)
         except LayerError as error:

@@ -92,7 +92,7 @@ def _views():
     from gradcam_cli.explain.methods import METHODS
 
     views = {name: (name, "map") for name, method in METHODS.items() if method.backprop is None}
-    for mode in ("guided", "deconvnet"):
+    for mode in (name for name, method in METHODS.items() if method.backprop):
         views.update({mode: (mode, "product"), f"{mode}-backprop": (mode, "gradient"),
                       f"{mode}-gradcam": (mode, "product")})
     return views

@@ -17,6 +17,13 @@ is mapped back to the original geometry and the maps are averaged. Our choices, 
 - Every view explains the class the original view explains (the top-k ranks are read on the
   original view), so the six maps are of one class.
 - The scores, probabilities, classes and input gradients reported are the original view's.
+- `mode`: 'zoom' (the default) is the above; 'multiply' is pytorch-grad-cam's aug_smooth
+  (base_cam.py forward_augmentation_smoothing, ttach 0.0.3 HorizontalFlip x Multiply): the six
+  views are the preprocessed batch times 0.9/1.0/1.1, flipped or not; each view's map is
+  normalised to [0, 1] (to its maximum, as every map here) and flipped back, and the six are
+  averaged, no coverage weighting (nothing leaves the frame). Every view explains the original
+  view's class, as with 'zoom' (pytorch-grad-cam's views take their own top-1 when no target is
+  given). docs/methods.md#aug-smooth.
 
 Several layers: each layer's map (after the ReLU) is normalised to its own maximum, upsampled
 bilinearly to the model's input size, and the maps are averaged (a map that is zero everywhere
@@ -31,7 +38,9 @@ from dataclasses import replace
 
 import numpy as np
 
-# The views: (flipped, zoom). The original view comes first: its classes fix the others'.
+# How the views are made: zoomed about the centre (ours), or multiplied (pytorch-grad-cam's).
+AUG_MODES = ("zoom", "multiply")
+# The views: (flipped, zoom or factor). The original view comes first: its classes fix the others'.
 VIEWS = tuple((flip, zoom) for flip in (False, True) for zoom in (1.0, 0.9, 1.1))
 
 
@@ -91,16 +100,37 @@ def unit_peak(small_maps):
     return maps_ / np.where(peaks > 0, peaks, 1.0)[:, None, None]
 
 
-def augmentation_smoothed(compute, inputs, codes):
-    """compute(inputs, codes) -> pipeline.MapBatch, averaged over VIEWS (see the module's notes)."""
+def multiplied(inputs, flip, factor):
+    """A 'multiply' view of a prepared batch (B, H, W, C): times `factor` (ttach's Multiply, on the
+    preprocessed values), then flipped left-right if `flip`."""
+    out = np.asarray(inputs, dtype=np.float32)
+    if factor != 1.0:
+        out = out * np.float32(factor)
+    return out[:, :, ::-1].copy() if flip else out
+
+
+def _view(inputs, flip, amount, mode):
+    if not flip and amount == 1.0:
+        return inputs
+    return augment(inputs, flip, amount) if mode == "zoom" else multiplied(inputs, flip, amount)
+
+
+def augmentation_smoothed(compute, inputs, codes, mode="zoom"):
+    """compute(inputs, codes) -> pipeline.MapBatch, averaged over VIEWS (see the module's notes):
+    zoomed views (`mode` 'zoom') or multiplied ones ('multiply', pytorch-grad-cam's)."""
+    if mode not in AUG_MODES:
+        raise ValueError(f"mode must be one of {', '.join(AUG_MODES)}. Received: mode={mode!r}")
     first = None
     total = weight = None
-    for flip, zoom in VIEWS:
-        batch = compute(augment(inputs, flip, zoom) if (flip or zoom != 1.0) else inputs,
-                        codes if first is None else first.classes)
+    for flip, amount in VIEWS:
+        batch = compute(_view(inputs, flip, amount, mode), codes if first is None else first.classes)
         if first is None:
             first = batch
-        restored, coverage = restore(unit_peak(batch.small_maps), flip, zoom)  # restored: weighted by coverage
+        normalised = unit_peak(batch.small_maps)
+        if mode == "zoom":
+            restored, coverage = restore(normalised, flip, amount)  # restored: weighted by coverage
+        else:  # a multiplied view's map is in place, a flipped one flipped back; every position seen
+            restored, coverage = (normalised[:, :, ::-1] if flip else normalised), np.ones_like(normalised)
         total = restored if total is None else total + restored
         weight = coverage if weight is None else weight + coverage
     averaged = np.where(weight > 0, total / np.maximum(weight, 1e-12), 0.0).astype(np.float32)

@@ -31,25 +31,43 @@ from typing import Callable
 
 from gradcam_cli.errors import GradcamError, argument
 
+from gradcam_cli.explain.methods.ablationcam import DENOMINATORS as ABLATION_DENOMINATORS
+from gradcam_cli.explain.methods.ablationcam import DEFAULT_DENOMINATOR as DEFAULT_ABLATION_DENOMINATOR
 from gradcam_cli.explain.methods.ablationcam import ablationcam_channel_weights
 from gradcam_cli.explain.methods.cam import cam_weights
 from gradcam_cli.explain.methods.eigencam import eigencam_map
 from gradcam_cli.explain.methods.eigengradcam import eigengradcam_map
-from gradcam_cli.explain.methods.fem import fem_contributions
+from gradcam_cli.explain.methods.fem import DEFAULT_WEIGHTING as DEFAULT_FEM_WEIGHTING
+from gradcam_cli.explain.methods.fem import WEIGHTINGS as FEM_WEIGHTINGS
+from gradcam_cli.explain.methods.fem import fem_channel_contributions
 from gradcam_cli.explain.methods.finercam import DEFAULT_ALPHA, DEFAULT_COMPARE, FinerObjective, finercam_weights
 from gradcam_cli.explain.methods.fullgrad import bias_warning, fullgrad_map
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.explain.methods.gradcam_elementwise import gradcam_elementwise_contributions
-from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_weights
+from gradcam_cli.explain.methods.gradcam_plus_plus import ALPHAS as GRADCAMPP_ALPHAS
+from gradcam_cli.explain.methods.gradcam_plus_plus import DEFAULT_ALPHAS as DEFAULT_GRADCAMPP_ALPHAS
+from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_channel_weights
 from gradcam_cli.explain.methods.hirescam import hirescam_contributions
 from gradcam_cli.explain.methods.input_attribution import (DEFAULT_NOISE, DEFAULT_SAMPLES, DEFAULT_STEPS,
                                                             integrated_gradients_method_map, smoothgrad_method_map)
-from gradcam_cli.explain.methods.kpcacam import kpcacam_map
+from gradcam_cli.explain.methods.kpcacam import DEFAULT_KERNEL as DEFAULT_KPCA_KERNEL
+from gradcam_cli.explain.methods.kpcacam import KERNELS as KPCA_KERNELS
+from gradcam_cli.explain.methods.kpcacam import kpcacam_spatial_map
 from gradcam_cli.explain.methods.layercam import layercam_contributions
 from gradcam_cli.explain.methods.randomcam import randomcam_weights
+from gradcam_cli.explain.methods.refinecam import refinecam_maps, stage_layers
 from gradcam_cli.explain.methods.scorecam import BASELINES as SCORECAM_BASELINES
 from gradcam_cli.explain.methods.scorecam import DEFAULT_BASELINE as DEFAULT_SCORECAM_BASELINE
+from gradcam_cli.explain.methods.scorecam import DEFAULT_SCORE as DEFAULT_SCORECAM_SCORE
+from gradcam_cli.explain.methods.scorecam import DEFAULT_UPSAMPLING as DEFAULT_SCORECAM_UPSAMPLING
+from gradcam_cli.explain.methods.scorecam import SCORES as SCORECAM_SCORES
+from gradcam_cli.explain.methods.scorecam import UPSAMPLINGS as SCORECAM_UPSAMPLINGS
 from gradcam_cli.explain.methods.scorecam import scorecam_channel_weights
+from gradcam_cli.explain.methods.sess import DEFAULT_BLUR as SESS_BLUR
+from gradcam_cli.explain.methods.sess import DEFAULT_SCALE_STEP as SESS_SCALE_STEP
+from gradcam_cli.explain.methods.sess import DEFAULT_SCALES as SESS_SCALES
+from gradcam_cli.explain.methods.sess import POOLS as SESS_POOLS
+from gradcam_cli.explain.methods.sess import sess_maps
 from gradcam_cli.explain.methods.shapleycam import ReST, shapleycam_channel_weights
 from gradcam_cli.explain.methods.xgradcam import xgradcam_weights
 from gradcam_cli.explain.methods.options import LIBRARIES, Choice, Option
@@ -93,6 +111,8 @@ class Method:
     record: Callable = None  # option values -> the record's fields (default: each option's, None left out)
     warnings: Callable = None  # LoadedModel -> [what the user should know about this model], or None
     suffix: Callable = None  # option values -> what output names add ('-smoothgrad'), or None
+    meta: Callable = None  # (api.Explainer, inputs, codes) -> MapBatch: a meta-method composing its base method's maps
+    default_layers: Callable = None  # LoadedModel -> target paths when no layer is given (None: the model's default)
 
     @property
     def smoothable(self):
@@ -213,7 +233,20 @@ METHODS = {
         "Chattopadhyay et al. 2018, Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep "
         "Convolutional Networks",
         _GRADIENT_NEEDS,
-        channel_weights=lambda result, context: gradcam_plus_plus_weights(result.activations, result.gradients),
+        channel_weights=gradcam_plus_plus_channel_weights,
+        options=(Option("gradcampp_alphas", str, DEFAULT_GRADCAMPP_ALPHAS, "paper: the pixel weights of the "
+                        "paper's Eq. 19, g^2 / (2 g^2 + sum A g^3), no eps; paper-eps: the same with 1e-6 added to "
+                        "the denominator (pytorch-grad-cam; shrinks the alphas where g^2 is near 1e-6); normalised: "
+                        "each channel's alphas divided by their sum over the positions (tf-keras-vis, the authors' "
+                        "code)", choices=GRADCAMPP_ALPHAS),),
+        choices=(Choice("gradcampp_alphas", "how the pixel weights (alphas) are computed",
+                        "the paper's closed form (Eq. 19), no eps, not normalised",
+                        {"pytorch-grad-cam": ("paper-eps", "the closed form with 1e-6 added to its denominator, 0 "
+                                              "where g = 0"),
+                         "tf-keras-vis": ("normalised", "the closed form, each channel's alphas divided by their "
+                                          "sum over the positions; it also multiplies the weights by exp(S), left "
+                                          "out here: a positive factor per image that the drawn map's "
+                                          "normalisation removes (inf in float32 for S > 88.7)")}),),
     ),
     "layercam": Method(
         "layercam",
@@ -229,14 +262,33 @@ METHODS = {
         "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
         ("activations", "forward-scores"),
         channel_weights=scorecam_channel_weights,
-        options=(MAX_MASKS, Option("scorecam_baseline", str, DEFAULT_SCORECAM_BASELINE, "none: each channel's weight is the class probability "
-                                   "of the masked input, as the authors' code, pytorch-grad-cam and tf-keras-vis "
-                                   "compute it; zero: minus that of the zero input, the paper's Eq. 4 (the increase "
-                                   "of confidence)", choices=SCORECAM_BASELINES)),
+        options=(MAX_MASKS,
+                 Option("scorecam_baseline", str, DEFAULT_SCORECAM_BASELINE, "none: each channel's weight is the "
+                        "class probability of the masked input, as the authors' code, pytorch-grad-cam and "
+                        "tf-keras-vis compute it; zero: minus that of the zero input, the paper's Eq. 4 (the increase "
+                        "of confidence)", choices=SCORECAM_BASELINES),
+                 Option("scorecam_score", str, DEFAULT_SCORECAM_SCORE, "probability: a masked input scores the "
+                        "class probability (the authors' code); softmax-logits: it scores the class logit, and the "
+                        "weights are a softmax of those scores over the channels, a constant channel's zero mask "
+                        "scored too (pytorch-grad-cam)", choices=SCORECAM_SCORES),
+                 Option("scorecam_upsample", str, DEFAULT_SCORECAM_UPSAMPLING, "half-pixel: the channels are "
+                        "upsampled to masks bilinearly with half-pixel centres (cv2; the authors' "
+                        "align_corners=False); corners: bilinearly with the corners aligned (pytorch-grad-cam's "
+                        "UpsamplingBilinear2d, tf-keras-vis's scipy zoom of order 1)", choices=SCORECAM_UPSAMPLINGS)),
         choices=(Choice("scorecam_baseline", "what a masked input's probability is compared with",
                         "nothing: the probability itself (the authors' code)",
                         {"pytorch-grad-cam": ("none", "nothing (then a softmax over the channels' scores)"),
-                         "tf-keras-vis": ("none", "nothing")}),),
+                         "tf-keras-vis": ("none", "nothing")}),
+                 Choice("scorecam_score", "what scores a masked input",
+                        "the class probability, each channel's weight as it is (the authors' code)",
+                        {"pytorch-grad-cam": ("softmax-logits", "the class logit, then a softmax over the channels; "
+                                              "a constant channel's zero mask is scored too"),
+                         "tf-keras-vis": ("probability", "its score of softmax(model output): the class probability "
+                                          "when the output is made linear (ReplaceToLinear)")}),
+                 Choice("scorecam_upsample", "how a channel is upsampled to a mask",
+                        "bilinear, half-pixel centres (cv2; the authors' align_corners=False)",
+                        {"pytorch-grad-cam": ("corners", "bilinear, corners aligned (UpsamplingBilinear2d)"),
+                         "tf-keras-vis": ("corners", "bilinear, corners aligned (scipy.ndimage.zoom, order 1)")})),
     ),
     "ablationcam": Method(
         "ablationcam",
@@ -246,7 +298,16 @@ METHODS = {
         "Gradient-free Localization",
         ("activations", "upper-graph-scores"),
         channel_weights=ablationcam_channel_weights,
-        options=(MAX_MASKS,),
+        options=(MAX_MASKS, Option("ablation_denominator", str, DEFAULT_ABLATION_DENOMINATOR, "absolute: the drops "
+                                   "are divided by |y_c| (at least 1e-6), so a negative class score keeps the "
+                                   "weights' signs; signed: by y_c itself (pytorch-grad-cam), an image with y_c = 0 "
+                                   "getting an empty map", choices=ABLATION_DENOMINATORS)),
+        choices=(Choice("ablation_denominator", "what the drop of the class score is divided by",
+                        "|y_c|, at least 1e-6",
+                        {"pytorch-grad-cam": ("signed", "y_c, no guard (y_c = 0 gives a NaN map; here an empty "
+                                              "one). Its ablated value min(A) - 1e7 on a layer with negative "
+                                              "activations is not reproduced: the ablated value stays 0"),
+                         "tf-keras-vis": (None, "not offered")}),),
     ),
     "xgradcam": Method(
         "xgradcam",
@@ -291,15 +352,30 @@ METHODS = {
         "KPCA-CAM: the first kernel (RBF) principal component of the activations (gradient-free, class-agnostic)",
         "Karmani et al. 2024, KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA",
         ("activations",),
-        spatial_map=lambda result, context: kpcacam_map(result.activations),
+        spatial_map=kpcacam_spatial_map,
         principal=True,
+        options=(Option("kpca_kernel", str, DEFAULT_KPCA_KERNEL, "rbf: the kernel exp(-||x - y||^2 / K); sigmoid: "
+                        "tanh(<x, y> / K + 1) (pytorch-grad-cam's default)", choices=KPCA_KERNELS),),
+        choices=(Choice("kpca_kernel", "which kernel", "RBF, gamma 1 / K",
+                        {"pytorch-grad-cam": ("sigmoid", "sigmoid, gamma 1 / K, coef0 1 (its map's sign: sklearn's "
+                                              "svd_flip, not ours)"),
+                         "tf-keras-vis": (None, "not offered")}),),
     ),
     "fem": Method(
         "fem",
         "FEM: each channel's responses above mean + 2 std, weighted by the channel's mean (gradient-free)",
         "Fuad et al. 2020, Features Understanding in 3D CNNs for Actions Recognition in Video",
         ("activations",),
-        contributions=lambda result, context: fem_contributions(result.activations),
+        contributions=fem_channel_contributions,
+        options=(Option("fem_weights", str, DEFAULT_FEM_WEIGHTING, "channel-mean: each channel's binary map of "
+                        "responses above mean + 2 std, weighted by the channel's mean (the paper); fraction-above: "
+                        "each channel's activations, weighted by the fraction of its positions above that "
+                        "threshold (pytorch-grad-cam)", choices=FEM_WEIGHTINGS),),
+        choices=(Choice("fem_weights", "what is weighted, and by what",
+                        "the binary maps, by the channel means (the paper, the reference code)",
+                        {"pytorch-grad-cam": ("fraction-above", "the activations, by the fraction of positions "
+                                              "above the threshold"),
+                         "tf-keras-vis": (None, "not offered")}),),
     ),
     "randomcam": Method(
         "randomcam",
@@ -399,15 +475,6 @@ METHODS = {
     ),
 }
 
-# The columns `compare` draws -> (METHODS key, what the cell shows: the map, the input gradient,
-# or the gradient times the map): every map method, and the views of guided and deconvnet.
-COMPARE_COLUMNS = {
-    **{name: (name, "map") for name, method in METHODS.items() if method.backprop is None},
-    "guided": ("guided", "gradient"),
-    "guided-gradcam": ("guided", "product"),
-    "deconvnet": ("deconvnet", "gradient"),
-}
-
 POOLING = ("mean", "max")
 
 
@@ -440,6 +507,54 @@ def output_name(method, network=None):
     base = "dilated" if network == "exact" else "dilated-no-pooling"
     return base if method == "gradcam" else f"{base}-{method}"
 
+
+# Meta-methods: they take any map method as their base (--base-method) and compose its maps.
+BASE_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None and method.network is None)
+_BASE_HELP = "the method whose maps are composed (see `gradcam methods`; its own options apply)"
+
+METHODS["refinecam"] = Method(
+    "refinecam",
+    "RefineCAM: the base method's maps at several layers (one per resolution by default), each normalised and "
+    "upsampled to the input, multiplied",
+    "Domeniconi et al. 2026, How to Evaluate and Refine your CAM",
+    ("base-method",),
+    meta=refinecam_maps,
+    default_layers=stage_layers,
+    options=(Option("base_method", str, "gradcam++", _BASE_HELP, choices=BASE_METHODS),),
+)
+METHODS["sess"] = Method(
+    "sess",
+    "SESS: the base method's maps of windows sliding over upscaled copies of the image, weighted by the class's "
+    "probability in each window, pasted back, fused and blurred",
+    "Tursun et al. 2022, SESS: Saliency Enhancing with Scaling and Sliding",
+    ("base-method",),
+    meta=sess_maps,
+    options=(Option("base_method", str, "gradcam", _BASE_HELP, choices=BASE_METHODS),
+             Option("sess_scales", int, SESS_SCALES, "how many scales the image is enlarged to (the first is its "
+                    "own size); each adds windows", minimum=1),
+             Option("sess_scale_step", float, SESS_SCALE_STEP, "each scale's short side grows by this fraction of "
+                    "the input's", minimum=0.0),
+             Option("sess_stride", int, None, "the windows' stride in pixels; not given: the window's size", minimum=1,
+                    metavar="PIXELS"),
+             Option("sess_pre_filter", float, 0.0, "leave out this fraction of the windows, those in which the class "
+                    "scores lowest", minimum=0.0, maximum=0.99),
+             Option("sess_theta", float, 0.0, "with --sess-pool mean, a pixel's mean takes the pasted maps above "
+                    "this value only", minimum=0.0),
+             Option("sess_pool", str, "mean", "how the pasted maps are fused: their mean (over those above theta) "
+                    "or their maximum", choices=SESS_POOLS),
+             Option("sess_blur", float, SESS_BLUR, "the Gaussian blur's sigma over an 11 x 11 window (0: none)",
+                    minimum=0.0)),
+)
+NEEDS["base-method"] = "the maps of a base method (--base-method) at other layers or on other inputs"
+
+# The columns `compare` draws -> (METHODS key, what the cell shows: the map, the input gradient,
+# or the gradient times the map): every map method, and the views of guided and deconvnet.
+COMPARE_COLUMNS = {
+    **{name: (name, "map") for name, method in METHODS.items() if method.backprop is None},
+    "guided": ("guided", "gradient"),
+    "guided-gradcam": ("guided", "product"),
+    "deconvnet": ("deconvnet", "gradient"),
+}
 
 # Every option name of every method: the API tells them from the model-loading arguments.
 OPTION_NAMES = frozenset(option.name for method in METHODS.values() for option in method.options)

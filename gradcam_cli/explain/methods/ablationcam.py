@@ -25,6 +25,11 @@ we do (its absolute value: below). Our choices, each named:
   class are the ones erased by the ReLU. For y_c > 0 this is the paper's weight exactly.
 - y_c = 0: the denominator is max(|y_c|, SCORE_FLOOR), so the map is the drops themselves times
   1 / SCORE_FLOOR, finite, with the sign of the drops.
+- `ablation_denominator`: 'absolute' (the default), max(|y_c|, SCORE_FLOOR) as above; or
+  'signed', pytorch-grad-cam's (ablation_cam.py: `(original_scores - weights) / original_scores`,
+  no guard): y_c itself, so a negative y_c flips every weight. Where y_c = 0 (or the quotient
+  overflows float32) its weights are not finite and pytorch-grad-cam's map is NaN; here that
+  image's weights are all 0, an empty map (docs/methods.md#ablation-cam).
 - An all-zero channel is already ablated: w_k = 0 exactly, and it is not scored.
 - `context.max_masks = N` ablates, per image, the N channels with the largest L1 norm
   sum_ij |A_k(i, j)| (ties: the lower index): setting A_k to 0 changes the head's input by exactly
@@ -51,16 +56,21 @@ import numpy as np
 MASK_BUDGET_BYTES = 256 * 2**20
 # The smallest denominator |y_c| (see "y_c = 0" above).
 SCORE_FLOOR = 1e-6
+# What the drops are divided by: max(|y_c|, SCORE_FLOOR), or y_c itself (pytorch-grad-cam).
+DENOMINATORS = ("absolute", "signed")
+DEFAULT_DENOMINATOR = "absolute"
 
 
 def ablationcam_channel_weights(result, context):
     """Ablation-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K)
-    float32. `context.max_masks`: the channels ablated per image (None: all). ValueError when
-    the graph cannot be cut at the target layer."""
+    float32. The context's options: max_masks, the channels ablated per image (None: all);
+    ablation_denominator (DENOMINATORS). ValueError when the graph cannot be cut at the target
+    layer."""
     engine = result.engine
     return ablation_weights(result.activations, result.classes, engine.upper_scores, max_masks=context.options.get("max_masks"),
                             budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size,
-                            ablated_scores=engine.upper_scores_ablated)
+                            ablated_scores=engine.upper_scores_ablated,
+                            denominator=context.options.get("ablation_denominator", DEFAULT_DENOMINATOR))
 
 
 
@@ -81,9 +91,10 @@ def ablated_channels(activations, max_masks=None):
 
 
 def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_bytes=MASK_BUDGET_BYTES, multiple=1,
-                     ablated_scores=None):
-    """Ablation-CAM channel weights w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR), (B, K) float32;
-    0 for the channels not ablated (ablated_channels).
+                     ablated_scores=None, denominator=DEFAULT_DENOMINATOR):
+    """Ablation-CAM channel weights w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) (`denominator`
+    'signed': / y_c, an image with y_c = 0 getting weights 0), (B, K) float32; 0 for the channels
+    not ablated (ablated_channels).
 
     activations (B, h, w, K); classes (B,); upper_scores: a callable scoring target-layer
     activations (N, h, w, K) -> (N, classes), before the softmax (engine.upper_scores). Each image's
@@ -91,6 +102,9 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
     multiple of `multiple` rows (the engine's batch size). `ablated_scores(activations, images,
     channels)` (engine.upper_scores_ablated), when given, scores the same rows with the copies made
     inside the compiled upper-graph step instead: no copy is built here."""
+    if denominator not in DENOMINATORS:
+        raise ValueError(f"ablation_denominator must be one of {', '.join(DENOMINATORS)}. "
+                         f"Received: ablation_denominator={denominator!r}")
     activations = np.asarray(activations, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
     ablated = ablated_channels(activations, max_masks)
@@ -108,7 +122,7 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
         except ValueError as error:
             raise ValueError(f"Ablation-CAM scores ablated activations with the layers above the target "
                              f"alone: {error}") from error
-        return _weights(jobs, scored[np.arange(len(jobs)), classes[images]], weights)
+        return _weights(jobs, scored[np.arange(len(jobs)), classes[images]], weights, denominator)
     group = min(_group_size(activations[0].nbytes, budget_bytes, multiple), len(jobs))
     # One buffer for every group: a fresh group-sized array each time pays its page faults again.
     buffer = np.empty((group,) + activations.shape[1:], dtype=np.float32)
@@ -122,17 +136,23 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
                              f"alone: {error}") from error
         images = np.array([i for i, _ in part])
         chosen[start : start + len(part)] = scored[np.arange(len(part)), classes[images]]
-    return _weights(jobs, chosen, weights)
+    return _weights(jobs, chosen, weights, denominator)
 
 
-def _weights(jobs, chosen, weights):
-    """w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) from each job's score of its image's class."""
+def _weights(jobs, chosen, weights, denominator=DEFAULT_DENOMINATOR):
+    """w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) ('signed': / y_c) from each job's score of
+    its image's class."""
     original = {}
     for (i, k), score in zip(jobs, chosen):
         if k < 0:
             original[i] = score
+        elif denominator == "signed":
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                weights[i, k] = np.float32(original[i] - score) / np.float32(original[i])  # numpy: no ZeroDivisionError
         else:
             weights[i, k] = (original[i] - score) / max(abs(float(original[i])), SCORE_FLOOR)
+    if denominator == "signed":  # y_c = 0: inf or NaN weights (pytorch-grad-cam's NaN map): none at all
+        weights[~np.isfinite(weights).all(axis=1)] = 0.0
     return weights
 
 

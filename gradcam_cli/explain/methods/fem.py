@@ -10,8 +10,11 @@ For an image's activations A (h, w, K), per channel k, over the positions:
 
 Our choices, each named:
 
-- The rule is the paper's: a strict >, the population std, the channel means as weights of the
-  binary maps; k_sigma = 2.
+- The rule is the paper's: a strict >, the population std, k_sigma = 2.
+- `fem_weights`: 'channel-mean' (the default, the paper's and the reference code's), the binary
+  maps weighted by the channel means, sum_k mu_k M^k; or 'fraction-above', pytorch-grad-cam's
+  (fem.py): the activations weighted by the fraction of positions above the threshold,
+  sum_k mean_ij(M^k) A^k (docs/methods.md#fem).
 - The map is not divided by its maximum here: the pipeline normalises every map. A constant
   channel (sigma 0) has no position above its mean and adds nothing. Computed in float64.
 
@@ -21,12 +24,27 @@ How the reference code, xplique and pytorch-grad-cam differ: docs/methods.md#fem
 import numpy as np
 
 K_SIGMA = 2.0
+# What weights a channel: its mean times its binary map (the paper), or the fraction of its
+# positions above the threshold times its activations (pytorch-grad-cam).
+WEIGHTINGS = ("channel-mean", "fraction-above")
+DEFAULT_WEIGHTING = "channel-mean"
 
 
+def fem_channel_contributions(result, context):
+    """FEM's channel parts of the map of an engine.BatchResult, (B, h, w, K) float32; the
+    context's option fem_weights chooses the weighting (WEIGHTINGS)."""
+    return fem_contributions(result.activations, weights=context.options.get("fem_weights", DEFAULT_WEIGHTING))
 
-def fem_contributions(activations, k=K_SIGMA):
-    """Each channel's part of the map, mu_k [A^k > mu_k + k sigma_k]: (B, h, w, K) float32."""
+
+def fem_contributions(activations, k=K_SIGMA, weights=DEFAULT_WEIGHTING):
+    """Each channel's part of the map: mu_k [A^k > mu_k + k sigma_k] ('channel-mean'), or
+    mean_ij[A^k > mu_k + k sigma_k] A^k ('fraction-above'): (B, h, w, K) float32."""
+    if weights not in WEIGHTINGS:
+        raise ValueError(f"fem_weights must be one of {', '.join(WEIGHTINGS)}. Received: fem_weights={weights!r}")
     activations = np.asarray(activations, dtype=np.float64)
     means = activations.mean(axis=(1, 2), keepdims=True)
     deviations = activations.std(axis=(1, 2), keepdims=True)
-    return ((activations > means + k * deviations) * means).astype(np.float32)
+    above = activations > means + k * deviations
+    if weights == "fraction-above":
+        return (above.mean(axis=(1, 2), keepdims=True) * activations).astype(np.float32)
+    return (above * means).astype(np.float32)

@@ -9,31 +9,68 @@ cancels from the alphas: the closed form of the paper's Eq. 19 (below). The exp(
 dY/dA = exp(S) g is one positive number per image, so it is dropped: it scales a map, and the
 pipeline normalises maps by their maximum.
 
+Our choices, each named (each option's value per library: docs/methods.md#grad-cam-gradcam):
+
+- `gradcampp_alphas`: 'paper' (the default), Eq. 19 with no eps, alpha 0 where its denominator
+  is 0; 'paper-eps', pytorch-grad-cam's (grad_cam_plusplus.py): 1e-6 added to the denominator,
+  then alpha 0 where g == 0 (an absolute eps: where g^2 is near 1e-6, as in deep layers, it
+  shrinks the alphas, and the weights depend on the gradients' scale); 'normalised',
+  tf-keras-vis's (gradcam_plus_plus.py, after the authors' code): each channel's alphas divided
+  by their sum over the positions, the sum taken as 1 where it is 0. tf-keras-vis also keeps
+  exp(S) in the weights (w_k = exp(S) sum_ij relu(g) alpha-hat); we leave that factor out with
+  every rule: a positive constant per image that the drawn map's normalisation removes, and inf
+  in float32 for S > 88.7.
+
 How pytorch-grad-cam, tf-keras-vis and the authors' code differ: docs/methods.md#grad-cam-gradcam.
 """
 
 import numpy as np
 
+# How the pixel weights are computed: the paper's closed form, pytorch-grad-cam's (eps 1e-6) or
+# tf-keras-vis's (normalised to sum 1 per channel).
+ALPHAS = ("paper", "paper-eps", "normalised")
+DEFAULT_ALPHAS = "paper"
+# pytorch-grad-cam's eps in the alphas' denominator (grad_cam_plusplus.py).
+PGC_EPS = 1e-6
 
-def gradcam_plus_plus_alphas(activations, gradients):
+
+def gradcam_plus_plus_channel_weights(result, context):
+    """Grad-CAM++'s channel weights of an engine.BatchResult, (B, K) float32; the context's option
+    gradcampp_alphas chooses the alphas' rule (ALPHAS)."""
+    return gradcam_plus_plus_weights(result.activations, result.gradients,
+                                     rule=context.options.get("gradcampp_alphas", DEFAULT_ALPHAS))
+
+
+def gradcam_plus_plus_alphas(activations, gradients, rule=DEFAULT_ALPHAS):
     """The pixel weights of Eq. 19, alpha^k_ij = g^2 / (2 g^2 + sum_ab A^k_ab g^3), where g =
     dS / dA^k_ij; (B, h, w, K) x (B, h, w, K) -> (B, h, w, K) float64.
 
     The sum over positions a, b is per sample and per channel. Where the denominator is exactly
     0 (every position whose gradient is 0, and the rare g = -2 / sum_ab A^k_ab) alpha is 0: no
     eps is added, so nothing depends on the gradients' scale. Computed in float64: g^3 of small
-    float32 gradients underflows float32.
+    float32 gradients underflows float32. `rule` 'paper-eps' adds PGC_EPS to the denominator
+    (pytorch-grad-cam); 'normalised' divides each channel's alphas by their sum (tf-keras-vis).
     """
+    if rule not in ALPHAS:
+        raise ValueError(f"gradcampp_alphas must be one of {', '.join(ALPHAS)}. Received: gradcampp_alphas={rule!r}")
     activations = np.asarray(activations, dtype=np.float64)
     gradients = np.asarray(gradients, dtype=np.float64)
     squared = gradients * gradients
     denominator = 2.0 * squared + activations.sum(axis=(1, 2), keepdims=True) * squared * gradients
-    return np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
+    if rule == "paper-eps":  # pytorch-grad-cam: aij = g^2 / (... + eps), then 0 where g == 0
+        denominator = denominator + PGC_EPS
+        alphas = np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
+        return np.where(gradients != 0, alphas, 0.0)
+    alphas = np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
+    if rule == "normalised":  # tf-keras-vis: alphas / sum_ij alphas, a zero sum taken as 1
+        totals = alphas.sum(axis=(1, 2), keepdims=True)
+        alphas = alphas / np.where(totals == 0, 1.0, totals)
+    return alphas
 
 
-def gradcam_plus_plus_weights(activations, gradients):
+def gradcam_plus_plus_weights(activations, gradients, rule=DEFAULT_ALPHAS):
     """Channel weights w_k = sum_ij alpha^k_ij relu(dS / dA^k_ij), shape (B, K) float32, with the
-    alphas of gradcam_plus_plus_alphas; pooled per sample, never across the batch."""
+    alphas of gradcam_plus_plus_alphas (`rule`); pooled per sample, never across the batch."""
     gradients = np.asarray(gradients, dtype=np.float64)
-    alphas = gradcam_plus_plus_alphas(activations, gradients)
+    alphas = gradcam_plus_plus_alphas(activations, gradients, rule)
     return (alphas * np.maximum(gradients, 0.0)).sum(axis=(1, 2)).astype(np.float32)

@@ -17,7 +17,9 @@ square roots of their eigenvalues), computed here with numpy alone.
 
 Our choices, each named:
 
-- Kernel: RBF for `kpcacam`; `kernel="sigmoid"` computes the sigmoid kernel.
+- `kpca_kernel`: 'rbf' (the default) or 'sigmoid', pytorch-grad-cam's KPCA_CAM default
+  (docs/methods.md#kpca-cam); with 'sigmoid' the map equals pytorch-grad-cam's up to its sign
+  (below) and its ARPACK tolerance above 200 positions.
 - gamma = 1 / K when None, sklearn's default for both kernels; coef0 = 1, sklearn's default
   (sigmoid only).
 - Centring the samples first: it changes nothing for RBF (distances), and changes the sigmoid
@@ -38,10 +40,17 @@ import numpy as np
 from gradcam_cli.explain.methods.pca import finite_features, orient
 
 KERNELS = ("rbf", "sigmoid")
+DEFAULT_KERNEL = "rbf"
 MAX_POSITIONS = 4096
 
 
-def kpcacam_map(activations, kernel="rbf", gamma=None, coef0=1.0):
+def kpcacam_spatial_map(result, context):
+    """KPCA-CAM's map of an engine.BatchResult, (B, h, w) float32; the context's option
+    kpca_kernel chooses the kernel (KERNELS)."""
+    return kpcacam_map(result.activations, kernel=context.options.get("kpca_kernel", DEFAULT_KERNEL))
+
+
+def kpcacam_map(activations, kernel=DEFAULT_KERNEL, gamma=None, coef0=1.0):
     """The first kernel principal component of each image's activations: (B, h, w, K) ->
     (B, h, w) float32, before the final ReLU."""
     if kernel not in KERNELS:

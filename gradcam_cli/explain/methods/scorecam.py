@@ -9,32 +9,43 @@ layer's activations A:
     w_k = f_c(X o H_k)                the default (scorecam_baseline='none'), as the authors' code
     w_k = f_c(X o H_k) - f_c(X_b)     scorecam_baseline='zero': Eq. 4, the channel-wise increase
                                       of confidence (CIC)
+    w_k = softmax_k(y_c(X o H_k))     scorecam_score='softmax-logits': pytorch-grad-cam's rule (the
+                                      logit y_c, a softmax over the channels: the paper's Algorithm 1)
     map = sum_k w_k A_k               the paper's L^c before its ReLU (the pipeline applies it)
 
-Our choices, each named:
+Our choices, each named (each option's value per library: docs/methods.md#score-cam):
 
-- Up is cv2's half-pixel-centre bilinear (`bilinear`, as maps.upsample); s divides exactly, no eps,
-  and a constant channel gets a zero mask.
-- f_c is the probability of c (the model's own softmax or sigmoid: engine.probabilities).
-- X o H_k multiplies the preprocessed input, and X_b = 0, that same zero input: what a mask of
-  zeros leaves (X o 0), so the CIC compares keeping the highlighted region with keeping nothing.
-  With that baseline, the "baseline-relative blend" X_b + H_k o (X - X_b) is the same masked input.
-  Zero is the zero of the model's input space: the mean colour under caffe/torch preprocessing,
-  mid-grey under 'tf', black under 'none' or 'unit'.
-- No softmax over the channels: Eq. 4's weights are kept as they are. (Algorithm 1 of the paper
-  ends with alpha_k = softmax_k(S_k), which cancels any constant baseline; a softmax over K
-  probabilities in [0, 1] would give nearly equal weights, between 1/(e K) and e/K, a map close
-  to the plain sum of the channels.)
+- `scorecam_upsample`: Up is 'half-pixel', cv2's half-pixel-centre bilinear (`bilinear`, as
+  maps.upsample; the authors' align_corners=False), or 'corners', bilinear with the corners
+  aligned (`corners`: pytorch-grad-cam's UpsamplingBilinear2d, tf-keras-vis's scipy zoom order 1).
+  s divides exactly, no eps (theirs add 1e-8 or 1e-7: a relative 1e-8 of a channel's range), and
+  a constant channel gets a zero mask.
+- `scorecam_score`: f_c is 'probability', the probability of c (the model's own softmax or
+  sigmoid: engine.probabilities), or 'softmax-logits', pytorch-grad-cam's rule: S_k = y_c(X o H_k),
+  the class logit (engine.scores), and w_k = softmax_k(S_k), a softmax over the channels scored;
+  a constant channel's zero mask is scored too (X o 0 = 0, one zero input for the whole batch) and
+  enters the softmax.
+- `scorecam_baseline`: X o H_k multiplies the preprocessed input, and X_b = 0, that same zero
+  input: what a mask of zeros leaves (X o 0), so the CIC compares keeping the highlighted region
+  with keeping nothing. With that baseline, the "baseline-relative blend" X_b + H_k o (X - X_b) is
+  the same masked input. Zero is the zero of the model's input space: the mean colour under
+  caffe/torch preprocessing, mid-grey under 'tf', black under 'none' or 'unit'. (With
+  'softmax-logits' the softmax cancels it.)
+- No softmax over the channels with 'probability': Eq. 4's weights are kept as they are.
+  (Algorithm 1 of the paper ends with alpha_k = softmax_k(S_k), which cancels any constant
+  baseline; a softmax over K probabilities in [0, 1] would give nearly equal weights, between
+  1/(e K) and e/K, a map close to the plain sum of the channels.)
 - No baseline by default: the authors' code, pytorch-grad-cam and tf-keras-vis all leave it out,
   and users of every other Score-CAM expect their maps. What the paper's baseline does: the map
   is sum_k f_c(X o H_k) A_k - f_c(0) sum_k A_k. Where the zero input is itself confidently class
   c, no mask raises f_c and the map is empty after the ReLU (the demo models call a black image a
   cross, p = 1: every cross's map is empty).
-- A constant channel gives a zero mask; it is not scored and its weight is 0 (with the baseline,
-  X o H_k = X_b and its weight is 0 exactly; without, the authors' code skips it too).
+- A constant channel gives a zero mask; with 'probability' it is not scored and its weight is 0
+  (with the baseline, X o H_k = X_b and its weight is 0 exactly; without, the authors' code skips
+  it too; tf-keras-vis gives it f_c(0), which only adds a constant to the map).
 - `context.max_masks = N` (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
   highest spatial variance of A_k (ties: the lower index); the others get weight 0 and are not
-  scored. N >= K keeps them all.
+  scored (with 'softmax-logits', the softmax is over the N kept). N >= K keeps them all.
 
 How pytorch-grad-cam, tf-keras-vis, torch-cam and the authors' code differ: docs/methods.md#score-cam.
 
@@ -50,6 +61,12 @@ import numpy as np
 # What a masked input's probability is compared with: nothing (the default), or the zero input's.
 BASELINES = ("none", "zero")
 DEFAULT_BASELINE = "none"
+# What scores a masked input: the class probability, or the class logit then a softmax over channels.
+SCORES = ("probability", "softmax-logits")
+DEFAULT_SCORE = "probability"
+# How a channel is upsampled to the input size: cv2's half-pixel centres, or the corners aligned.
+UPSAMPLINGS = ("half-pixel", "corners")
+DEFAULT_UPSAMPLING = "half-pixel"
 # The most bytes of masked inputs built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
 # cv2.resize takes at most 128 channels at a time (OpenCV 5; 512 before).
@@ -58,13 +75,28 @@ _CV2_CHANNELS = 128
 
 def scorecam_channel_weights(result, context):
     """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
-    The context's options: max_masks, the channels kept per image (None: all); scorecam_baseline."""
+    The context's options: max_masks, the channels kept per image (None: all); scorecam_baseline;
+    scorecam_score; scorecam_upsample."""
     engine = result.engine
-    return scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities,
-                            max_masks=context.options.get("max_masks"), budget_bytes=MASK_BUDGET_BYTES,
-                            multiple=engine.batch_size,
-                            baseline=context.options.get("scorecam_baseline", DEFAULT_BASELINE))
+    options = context.options
+    score = options.get("scorecam_score", DEFAULT_SCORE)
+    if score not in SCORES:
+        raise ValueError(f"scorecam_score must be one of {', '.join(SCORES)}. Received: scorecam_score={score!r}")
+    softmax = score == "softmax-logits"
+    return scorecam_weights(result.activations, result.inputs, result.classes,
+                            engine.scores if softmax else engine.probabilities,
+                            max_masks=options.get("max_masks"), budget_bytes=MASK_BUDGET_BYTES,
+                            multiple=engine.batch_size, baseline=options.get("scorecam_baseline", DEFAULT_BASELINE),
+                            upsample=upsampling(options.get("scorecam_upsample", DEFAULT_UPSAMPLING)),
+                            softmax=softmax)
 
+
+def upsampling(name):
+    """The Up of a `scorecam_upsample` value: bilinear ('half-pixel') or corners ('corners')."""
+    if name not in UPSAMPLINGS:
+        raise ValueError(f"scorecam_upsample must be one of {', '.join(UPSAMPLINGS)}. "
+                         f"Received: scorecam_upsample={name!r}")
+    return bilinear if name == "half-pixel" else corners
 
 
 def bilinear(channels, size):
@@ -83,11 +115,37 @@ def bilinear(channels, size):
     return np.concatenate(parts, axis=2)
 
 
-def kept_channels(activations, max_masks=None):
-    """(B, K) bool: the channels that get a mask. A constant channel never does (its mask is zero,
-    its weight 0); with `max_masks` N, only each image's N channels of highest spatial variance."""
+def corners(channels, size):
+    """(h, w, n) float32 -> (H, W, n) for `size` (H, W): bilinear with the corners aligned, output
+    index i read at i (h - 1) / (H - 1): torch's UpsamplingBilinear2d (align_corners=True), as
+    pytorch-grad-cam's score_cam.py, and scipy.ndimage.zoom(order=1), as tf-keras-vis's scorecam.py."""
+    channels = np.asarray(channels, dtype=np.float32)
+    rows = _corner_matrix(channels.shape[0], size[0])
+    columns = _corner_matrix(channels.shape[1], size[1])
+    tall = np.tensordot(rows, channels, axes=([1], [0]))  # (H, w, n)
+    return np.ascontiguousarray(np.einsum("Xx,Yxn->YXn", columns, tall), dtype=np.float32)
+
+
+def _corner_matrix(small, large):
+    """(large, small) float32: row i interpolates linearly at i (small - 1) / (large - 1)."""
+    source = np.arange(large) * ((small - 1) / (large - 1) if large > 1 else 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), small - 1)
+    high = np.minimum(low + 1, small - 1)
+    fraction = source - low
+    matrix = np.zeros((large, small))
+    np.add.at(matrix, (np.arange(large), low), 1.0 - fraction)
+    np.add.at(matrix, (np.arange(large), high), fraction)
+    return matrix.astype(np.float32)
+
+
+def kept_channels(activations, max_masks=None, constant=False):
+    """(B, K) bool: the channels that get a weight. A constant channel never does (its mask is
+    zero, its weight 0) unless `constant` (pytorch-grad-cam scores its zero mask too); with
+    `max_masks` N, only each image's N channels of highest spatial variance."""
     activations = np.asarray(activations, dtype=np.float32)
     spread = activations.max(axis=(1, 2)) > activations.min(axis=(1, 2))
+    if constant:
+        spread = np.ones_like(spread)
     if max_masks is None:
         return spread
     if isinstance(max_masks, bool) or not isinstance(max_masks, (int, np.integer)) or max_masks < 1:
@@ -110,38 +168,61 @@ def masks(channels, size, upsample=bilinear):
 
 
 def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None, upsample=bilinear,
-                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=DEFAULT_BASELINE):
+                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=DEFAULT_BASELINE, softmax=False):
     """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4; `baseline` 'none': f_c(X o H_k)
     alone), (B, K) float32; 0 for the channels not kept (kept_channels).
 
     activations (B, h, w, K); inputs (B, H, W, C) preprocessed; classes (B,); probabilities: a
-    callable scoring (N, H, W, C) inputs -> (N, classes) (engine.probabilities). The masked inputs
-    and the baseline go to it in groups of at most `budget_bytes`, a multiple of `multiple` inputs
-    (the engine's batch size: no padded chunk but the last); `upsample(channels, size)` is Up."""
+    callable scoring (N, H, W, C) inputs -> (N, classes) (engine.probabilities; engine.scores for
+    pytorch-grad-cam's logits). The masked inputs and the zero input go to it in groups of at most
+    `budget_bytes`, a multiple of `multiple` inputs (the engine's batch size: no padded chunk but
+    the last); `upsample(channels, size)` is Up. `softmax`: pytorch-grad-cam's rule, w_k =
+    softmax_k over the kept channels, constant ones kept and scored as the zero input."""
     activations = np.asarray(activations, dtype=np.float32)
     inputs = np.asarray(inputs, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {', '.join(BASELINES)}. Received: baseline={baseline!r}")
-    kept = kept_channels(activations, max_masks)
+    kept = kept_channels(activations, max_masks, constant=softmax)
     weights = np.zeros(kept.shape, dtype=np.float32)
     if not kept.any():  # every mask is zero: no channel is scored
         return weights
-    # One job per masked input, image after image; the baseline first (image -1) when subtracted.
-    jobs = ([(-1, -1)] if baseline == "zero" else []) + [(i, int(k)) for i in range(len(inputs))
-                                                         for k in np.flatnonzero(kept[i])]
+    masked = kept & kept_channels(activations)  # the kept channels whose mask is not zero
+    zero_needed = baseline == "zero" or bool((kept & ~masked).any())
+    # One job per masked input, image after image; the zero input first (image -1) when needed.
+    jobs = ([(-1, -1)] if zero_needed else []) + [(i, int(k)) for i in range(len(inputs))
+                                                  for k in np.flatnonzero(masked[i])]
+    chosen = _scored(activations, inputs, classes, probabilities, jobs, upsample, budget_bytes, multiple)
+    zero = chosen[0] if zero_needed else np.zeros(len(inputs), np.float32)
+    scores = np.where(kept, zero[:, None], 0.0).astype(np.float32)  # a constant channel: the zero input's
+    for (i, k), value in zip(jobs[1:] if zero_needed else jobs, chosen[1:] if zero_needed else chosen):
+        scores[i, k] = value
+    if baseline == "zero":
+        scores = np.where(kept, scores - zero[:, None], 0.0).astype(np.float32)
+    return channel_softmax(scores, kept) if softmax else np.where(kept, scores, 0.0).astype(np.float32)
+
+
+def channel_softmax(scores, kept):
+    """w_k = exp(S_k) / sum_j exp(S_j) over each image's kept channels, 0 elsewhere: (B, K) float32
+    (pytorch-grad-cam's torch.nn.Softmax(dim=-1) over the channels' scores)."""
+    scores = np.where(kept, np.asarray(scores, dtype=np.float64), -np.inf)
+    peaks = np.max(scores, axis=1, keepdims=True)
+    exponentials = np.where(kept, np.exp(scores - np.where(np.isfinite(peaks), peaks, 0.0)), 0.0)
+    totals = exponentials.sum(axis=1, keepdims=True)
+    return (exponentials / np.where(totals > 0, totals, 1.0)).astype(np.float32)
+
+
+def _scored(activations, inputs, classes, probabilities, jobs, upsample, budget_bytes, multiple):
+    """Per job, the score of its image's class (the zero input's, image -1: (B,), one per image),
+    scored in groups within the budget."""
     group = _group_size(inputs[0].nbytes, budget_bytes, multiple)
-    chosen = []  # per job, the probability of its image's class (the baseline's: (B,))
+    chosen = []
     for start in range(0, len(jobs), group):
         part = jobs[start : start + group]
         scored = np.asarray(probabilities(_masked_inputs(activations, inputs, part, upsample)), dtype=np.float32)
         for row, (i, _) in zip(scored, part):
             chosen.append(row[classes] if i < 0 else row[classes[i]])
-    if baseline == "zero":
-        zero, jobs, chosen = chosen[0], jobs[1:], chosen[1:]
-    for (i, k), probability in zip(jobs, chosen):
-        weights[i, k] = probability - (zero[i] if baseline == "zero" else 0.0)
-    return weights
+    return chosen
 
 
 def _group_size(input_bytes, budget_bytes, multiple):

@@ -1,0 +1,180 @@
+"""SESS (Tursun, Denman, Sridharan and Fookes, "SESS: Saliency Enhancing with Scaling and
+Sliding", ECCV 2022; pytorch-grad-cam 1.5.7's sess.py, which its first author contributed): a
+meta-method. The image is scaled up several times; windows of the model's input size slide over
+each scaled image; the base method's map of every window, weighted by how confidently the model
+sees the class in it, is pasted back, brought to the image's size, and the pasted maps are fused
+and smoothed: a saliency map of higher resolution and fewer gaps than one pass gives.
+
+For an input X (H x W, the model's input size; short side s) explaining class c:
+
+    scales      S_i = s + round(s r) i, i = 0..n-1        (n = 12, r = 2/7: 224, 288, ... 928)
+    windows     of H x W, stride the window (or --sess-step), the last one shifted back inside
+    score       p_i = max(P(c | window_i), 0), kept windows: the (1 - pre-filter) best
+    weight      w_i = p_i / max_j p_j                       (all 1 when every p is 0)
+    patch map   M_i = mm(Up(base map of window_i)), mm: min-max to [0, 1]
+    pasted      G_i = resize(paste(w_i M_i at its window in the scaled image), H x W)
+    fused       mean over i of G_i where G_i > theta (0 where none is), or max_i G_i
+    map         GaussianBlur(fused, 11 x 11, sigma 5)
+
+Our choices, each named:
+- Windows are the model's own input size (H x W): a Keras model takes one size. For a square
+  input this is pytorch-grad-cam's w = min(H, W); the scales apply to the short side, the long
+  side keeps the aspect (int(S long / short), as torchvision's resize).
+- Resizing the input to a scale: cv2's bilinear (half-pixel centres) on the preprocessed input;
+  pasted maps are brought back with cv2's bilinear too (pytorch-grad-cam: cv2.resize, no
+  antialiasing), the patch maps upsampled like every map here (maps.upsample).
+- The class is the one asked for, else the image's top-1 on the whole input; every window
+  explains that class.
+- p_i is the model's probability (its softmax or sigmoid) of the class on the window.
+- The patch map is min-max normalised exactly (a constant map is 0), as the authors' code does.
+- Every window of every image of a batch goes through the base method's compiled step together,
+  in chunks of the engine's batch size (`chunks`).
+How pytorch-grad-cam and the authors' code differ: docs/methods.md#sess.
+"""
+
+import numpy as np
+
+DEFAULT_SCALES = 12
+DEFAULT_SCALE_STEP = 2.0 / 7.0
+DEFAULT_BLUR = 5.0
+POOLS = ("mean", "max")
+
+
+def scales(short, count=DEFAULT_SCALES, step=DEFAULT_SCALE_STEP):
+    """The short sides the image is scaled to: short + round(short step) i, i = 0..count-1."""
+    return [int(short + round(short * step) * i) for i in range(int(count))]
+
+
+def window_starts(length, window, stride):
+    """Where windows of `window` start along an axis of `length`, every `stride`, the last one
+    shifted back to end at the edge (pytorch-grad-cam's window_starts)."""
+    starts = []
+    for start in range(0, length, stride):
+        if start + window >= length:
+            starts.append(max(length - window, 0))
+            break
+        starts.append(start)
+    return starts
+
+
+def scaled_size(size, short_side):
+    """(height, width) of an image of `size` whose short side becomes `short_side`."""
+    height, width = size
+    if height <= width:
+        return short_side, int(short_side * width / height)
+    return int(short_side * height / width), short_side
+
+
+def windows(size, count=DEFAULT_SCALES, step=DEFAULT_SCALE_STEP, stride=None):
+    """Every window of an input of `size` (H, W): [(scaled size (Hs, Ws), (y, x))], scale by
+    scale (ascending), row by row. Windows are H x W; `stride` (default: the window) applies to
+    both axes as (stride_y, stride_x) = stride scaled to each side."""
+    height, width = size
+    found = []
+    for short in scales(min(height, width), count, step):
+        scaled = scaled_size(size, short)
+        stride_y = stride or height
+        stride_x = stride or width
+        for y in window_starts(scaled[0], height, stride_y):
+            for x in window_starts(scaled[1], width, stride_x):
+                found.append((scaled, (y, x)))
+    return found
+
+
+def _resize(image, size):
+    """A (h, w[, C]) float array resized to `size` (H, W) with cv2's bilinear."""
+    import cv2
+
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return np.asarray(image, dtype=np.float32)
+    resized = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), (width, height),
+                         interpolation=cv2.INTER_LINEAR)
+    return resized.reshape((height, width) + image.shape[2:])
+
+
+def patches(inputs, found):
+    """The windows of every image, image after image: (B * len(found), H, W, C) float32."""
+    height, width = inputs.shape[1:3]
+    out = np.empty((len(inputs) * len(found),) + inputs.shape[1:], dtype=np.float32)
+    row = 0
+    for image in inputs:
+        scaled_cache = {}
+        for scaled, (y, x) in found:
+            if scaled not in scaled_cache:
+                scaled_cache[scaled] = _resize(image, scaled)
+            out[row] = scaled_cache[scaled][y : y + height, x : x + width]
+            row += 1
+    return out
+
+
+def fuse(patch_maps, scores, found, size, pre_filter=0.0, theta=0.0, pool="mean", blur=DEFAULT_BLUR):
+    """One image's SESS map from its windows' maps (N, H, W) at the window's size, in [0, 1],
+    and their scores (N,): weighted, pasted, resized, fused and blurred (see the module's
+    equations). (H, W) float32."""
+    import cv2
+
+    height, width = size
+    scores = np.maximum(np.asarray(scores, dtype=np.float64), 0.0)
+    order = np.argsort(scores, kind="stable")[int(len(scores) * pre_filter):]
+    top = scores[order].max() if len(order) else 0.0
+    total = np.zeros((height, width), np.float64)
+    counts = np.zeros((height, width), np.int64)
+    best = np.zeros((height, width), np.float64)
+    for i in order:
+        weight = scores[i] / top if top > 0 else 1.0
+        scaled, (y, x) = found[i]
+        canvas = np.zeros(scaled, np.float32)
+        canvas[y : y + height, x : x + width] = weight * patch_maps[i]
+        pasted = _resize(canvas, size).astype(np.float64)
+        if pool == "max":
+            best = np.maximum(best, pasted)
+        else:
+            inside = pasted > theta
+            total[inside] += pasted[inside]
+            counts += inside
+    fused = best if pool == "max" else np.where(counts > 0, total / np.maximum(counts, 1), 0.0)
+    if blur and blur > 0:
+        fused = cv2.GaussianBlur(fused, (11, 11), float(blur), borderType=cv2.BORDER_REFLECT_101)
+    return fused.astype(np.float32)
+
+
+def chunks(count, size):
+    """[start, stop) ranges covering `count` rows in chunks of `size`."""
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def sess_maps(explainer, inputs, codes):
+    """The meta-method's batch (api.Explainer.base gives the base method on the Explainer's
+    layers): the whole inputs once (their classes, scores and probabilities), then every window
+    of every image through the base method in chunks of its batch size, then `fuse` per image.
+    Returns an explain.compute.MapBatch with maps at the input's size and, per image, the number
+    of windows in its record."""
+    from dataclasses import replace
+
+    from gradcam_cli.explain.maps import upsample
+    from gradcam_cli.explain.methods.refinecam import min_max
+
+    options = explainer.options
+    base = explainer.base(explainer.target_names)
+    size = tuple(inputs.shape[1:3])
+    whole = base.compute(inputs, codes)
+    found = windows(size, options.get("sess_scales", DEFAULT_SCALES),
+                    options.get("sess_scale_step", DEFAULT_SCALE_STEP), options.get("sess_stride"))
+    rows = patches(np.asarray(inputs, dtype=np.float32), found)
+    classes = np.repeat(whole.classes, len(found))
+    batch = base.build().engine.batch_size
+    maps_, scores = [], []
+    height, width = size
+    for start, stop in chunks(len(rows), batch):
+        computed = base.compute(rows[start:stop], classes[start:stop])
+        upsampled = np.stack([upsample(m, (0, 0, width, height), size) for m in computed.small_maps])
+        maps_.append(min_max(upsampled))
+        scores.append(computed.probabilities[np.arange(stop - start), classes[start:stop]])
+    maps_, scores = np.concatenate(maps_), np.concatenate(scores)
+    fused = np.stack([fuse(maps_[i * len(found) : (i + 1) * len(found)], scores[i * len(found) : (i + 1) * len(found)],
+                           found, size, options.get("sess_pre_filter", 0.0), options.get("sess_theta", 0.0),
+                           options.get("sess_pool", "mean"), options.get("sess_blur", DEFAULT_BLUR))
+                      for i in range(len(inputs))])
+    details = [dict(d or {}, sess_windows=len(found)) for d in (whole.details or [None] * len(inputs))]
+    return replace(whole, small_maps=fused, weighted_sums=fused, input_gradients=None, details=details)
