@@ -49,7 +49,8 @@ images = [np.asarray(Image.open(p).convert("RGB")) for p in sys.argv[2:]]
 maps = {}
 for name, method in METHODS.items():
     model = models[1] if method.network else models[0]
-    explain = Explainer(model, name, batch_size=2, max_masks=8, samples=4, steps=4)
+    quick = {"max_masks": 8, "samples": 4, "steps": 4, "sess_scales": 2}  # each method takes those it has
+    explain = Explainer(model, name, batch_size=2, **{k: v for k, v in quick.items() if method.option(k)})
     for i, e in enumerate(explain(images)):
         maps[f"{name}/{i}"] = e.small_map
         maps[f"{name}/{i}/class"] = np.array(e.class_index)

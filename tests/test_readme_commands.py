@@ -103,3 +103,26 @@ def test_the_methods_table_lists_every_method():
     table = README[start : README.index("\n\n", start + len("<!-- methods-table -->") + 2)]
     named = set(re.findall(r"`([a-z0-9+-]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[3:])))
     assert named == set(METHODS), (set(METHODS) - named, named - set(METHODS))
+
+
+def test_the_compat_table_is_the_registrys_choices():
+    """Every open choice of the registry is a row of the README's compat table, with its default
+    and each library's value in their columns, and no row names a choice the registry lacks."""
+    from gradcam_cli.explain.methods import LIBRARIES
+
+    start = README.index("<!-- compat-table -->")
+    table = README[start : README.index("\n\n", start + len("<!-- compat-table -->") + 2)]
+    rows = {}
+    for line in table.splitlines()[3:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if cells[1].startswith("`--"):
+            rows[(cells[0].strip("`"), cells[1].strip("`").lstrip("-").replace("-", "_"))] = cells[2:]
+    expected = {(name, choice.option): (method, choice) for name, method in METHODS.items()
+                for choice in method.choices}
+    assert set(rows) == set(expected), (set(expected) - set(rows), set(rows) - set(expected))
+    for key, cells in rows.items():
+        method, choice = expected[key]
+        assert cells[0].startswith(f"`{method.option(choice.option).default}`"), (key, cells[0])
+        for library, cell in zip(LIBRARIES, cells[1:]):
+            value = choice.value_for(library)
+            assert cell.startswith(f"`{value}`") if value is not None else cell == "not offered", (key, library, cell)

@@ -93,7 +93,7 @@ def test_reinitialise_draws_with_the_layers_own_initializers(keras, nested):
     conv, bn = base.get_layer("b_conv2"), base.get_layer("b_bn")
     mean, variance = (np.array(v) for v in (bn.moving_mean, bn.moving_variance))
     randomisation.reinitialise(conv, position=1, seed=7)
-    expected = keras.initializers.GlorotUniform(seed=randomisation._seed(7, 1, 0))((3, 3, 8, 16))
+    expected = keras.initializers.GlorotUniform(seed=randomisation.weight_seed(7, 1, 0))((3, 3, 8, 16))
     np.testing.assert_array_equal(np.array(conv.kernel), np.array(expected))
     np.testing.assert_array_equal(np.array(conv.bias), np.zeros(16))  # bias_initializer: zeros
     randomisation.reinitialise(bn, position=2, seed=7)
@@ -111,7 +111,7 @@ def test_normal_reinitialisation_keeps_each_tensors_scale(keras, nested):
     trained = np.array(dense.kernel)
     randomisation.reinitialise(dense, position=4, seed=3, reinit="normal")
     drawn = np.array(dense.kernel)
-    rng = np.random.default_rng(randomisation._seed(3, 4, 0))
+    rng = np.random.default_rng(randomisation.weight_seed(3, 4, 0))
     np.testing.assert_array_equal(drawn, rng.normal(0, np.sqrt(np.mean(trained.astype(np.float64) ** 2)),
                                                     trained.shape).astype(np.float32))
 
@@ -198,9 +198,9 @@ def test_engines_are_built_once_for_the_whole_cascade(gap, monkeypatch):
 
 def test_spearman_and_ssim_by_hand():
     ramp = np.tile(np.arange(8, dtype=np.float32), (8, 1)) / 7
-    assert randomisation._spearman(ramp, ramp) == 1.0 and randomisation._spearman(1 - ramp, ramp) == -1.0
-    assert randomisation._spearman(np.zeros((8, 8)), ramp) == 0.0  # the map lost its ranking
-    assert np.isnan(randomisation._spearman(ramp, np.zeros((8, 8))))  # nothing to compare with
+    assert randomisation.spearman(ramp, ramp) == 1.0 and randomisation.spearman(1 - ramp, ramp) == -1.0
+    assert randomisation.spearman(np.zeros((8, 8)), ramp) == 0.0  # the map lost its ranking
+    assert np.isnan(randomisation.spearman(ramp, np.zeros((8, 8))))  # nothing to compare with
     assert randomisation.structural_similarity(ramp, ramp) == pytest.approx(1.0, abs=1e-12)
     assert randomisation.structural_similarity(ramp, 1 - ramp) < 0
     point = randomisation.Point("x", 0.5, (0.5, float("nan")))

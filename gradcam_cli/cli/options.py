@@ -216,11 +216,12 @@ def _click_type(option):
     return str
 
 
-def method_parameters(methods, prefix=""):
+def method_parameters(methods, prefix="", exclude=()):
     """The options of `methods` (registry names), made from their registry entries: one Click
     option per flag (an option several methods share is one flag, its help naming them), each
     defaulting to None ("not given": the method's own default applies), and --compat. `prefix`
-    begins --compat's help (what the options are for in this command)."""
+    begins --compat's help (what the options are for in this command); `exclude`: flags the
+    command has for its own use (eval's --steps), which its methods' options then do not take."""
     from gradcam_cli.explain.methods import METHODS, LIBRARIES
 
     flags = {}
@@ -228,10 +229,12 @@ def method_parameters(methods, prefix=""):
         for option in METHODS[name].options:
             flags.setdefault(option.spelled, (option, []))[1].append(name)
     options = [click.option("--compat", type=click.Choice(LIBRARIES), metavar="|".join(LIBRARIES),
-                            help=prefix + "--compat: make the methods' open choices as that library does, to see "
+                            help=prefix + "Make the methods' open choices as that library does, to see "
                                  "the maps it draws (`gradcam methods NAME` lists each method's choices; methods "
                                  "without one are unchanged).")]
     for spelled, (option, owners) in flags.items():
+        if spelled in exclude:
+            continue
         default = "not given" if option.default is None else f"{option.default:g}" if option.kind is float \
             else str(option.default)
         options.append(click.option(spelled, option.name, type=_click_type(option), default=None,

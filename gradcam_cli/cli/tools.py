@@ -207,7 +207,8 @@ def _measures(ctx, param, value):
                    "(e.g. pointing=0.8,energy_in_box=0.3,insertion=0.5): a gate for a model's CI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
-@method_parameters(METHODS, prefix="The methods' own options, each for the --methods that have it. ")
+@method_parameters(METHODS, prefix="The methods' own options, each for the --methods that have it (not "
+                   "integrated-gradients' --steps: here --steps is deletion's). ", exclude=("--steps",))
 def eval_command(images, layer, class_name, methods, measures, pool, count, pairs, seed, threshold, control, steps,
                  baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, compat, **model_options):
     """Measure how well maps find the object, and how faithful they are to the model.

@@ -242,7 +242,8 @@ def _whole(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
-def _seed(seed, position, index):
+def weight_seed(seed, position, index):
+    """The seed of weight `index` of the layer at `position` (call order) for the run `seed`."""
     return int(np.random.SeedSequence([int(seed), int(position), int(index)]).generate_state(1)[0] % 2**31)
 
 
@@ -273,14 +274,14 @@ def reinitialise(layer, position, seed=0, reinit="initializer"):
     from keras import ops
 
     for index, variable in enumerate(learned_weights(layer)):
-        weight_seed = _seed(seed, position, index)
-        initializer = _own_initializer(layer, variable, weight_seed) if reinit == "initializer" else None
+        drawn_seed = weight_seed(seed, position, index)
+        initializer = _own_initializer(layer, variable, drawn_seed) if reinit == "initializer" else None
         if initializer is not None:
             value = initializer(tuple(variable.shape), dtype=variable.dtype)
         else:
             trained = ops.convert_to_numpy(variable).astype(np.float64)
             scale = float(np.sqrt(np.mean(np.square(trained)))) if trained.size else 0.0
-            value = np.random.default_rng(weight_seed).normal(0.0, scale, trained.shape).astype(str(variable.dtype))
+            value = np.random.default_rng(drawn_seed).normal(0.0, scale, trained.shape).astype(str(variable.dtype))
         variable.assign(value)
 
 
@@ -302,7 +303,7 @@ def structural_similarity(a, b):
     return float((numerator / ((mean_a ** 2 + mean_b ** 2 + c1) * (var_a + var_b + c2))).mean())
 
 
-def _spearman(randomised, original):
+def spearman(randomised, original):
     """rank_correlation, NaN when the original is constant, 0 when only the randomised map is."""
     from gradcam_cli.evaluate.localization import rank_correlation
 
@@ -318,9 +319,9 @@ def _figures(randomised, original, metrics):
     out = {}
     for metric in metrics:
         if metric == "spearman":
-            out[metric] = _spearman(randomised[0], original[0])
+            out[metric] = spearman(randomised[0], original[0])
         elif metric == "spearman_signed":
-            out[metric] = _spearman(randomised[1], original[1])
+            out[metric] = spearman(randomised[1], original[1])
         else:
             constant = np.ptp(original[0]) == 0
             out[metric] = float("nan") if constant else structural_similarity(randomised[0], original[0])

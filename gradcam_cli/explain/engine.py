@@ -95,6 +95,14 @@ def _numpy(tensor, count):
 
 
 class Engine:
+    """The compiled steps of one model (a models.loading.LoadedModel) at one target layer (its
+    path) for batches of `batch_size` images: `run` (activations, gradients, Hessian products,
+    input gradients, as a method's needs ask), `scores` / `probabilities` / `raw_outputs` (the
+    forward pass alone, the one scoring route), `upper_scores` and `upper_scores_ablated` (the
+    upper graph: the layers above the target alone), `input_gradients` and `layer_gradients`.
+    jit: compile with XLA. memory_budget: the bytes one scoring chunk's activations may take.
+    Steps are built on first use and compiled once per input shape (`traces` counts them)."""
+
     def __init__(self, loaded, target_path, batch_size, jit=False, memory_budget=MEMORY_BUDGET):
         self.loaded = loaded
         self.target_path = tuple(target_path)

@@ -24,6 +24,12 @@ from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 
 @dataclass
 class LoadedModel:
+    """A model ready to explain (load_model's answer): the Keras model, untouched, and what this
+    package learned of it: its input size and channels, preprocessing, class names, the classifier
+    head (how class scores are read before the softmax), the output explained, the default target
+    layer and every layer's output shape, warnings for the user, and for a dilated copy the model
+    it was made from."""
+
     model: keras.Model
     name: str
     input_size: tuple  # (height, width)
