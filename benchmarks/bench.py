@@ -56,7 +56,7 @@ def dilated_rates(batch_size, rounds):
     import numpy as np
 
     from gradcam_cli.explain.engine import Engine
-    from gradcam_cli.models.loading import dilated_copy
+    from gradcam_cli.models.dilated import dilated_copy
 
     engines = {}
     for precision in ("float32", "mixed-bfloat16"):

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError, argument
+from gradcam_cli.errors import ClassError, GradcamError, LayerError, argument
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
+from gradcam_cli.files.images import decode_input, input_list
+from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
 
 
 def load_model(model, weights=None, preprocess=None, input_size=None, labels=None, trust=False,
@@ -173,7 +175,7 @@ class Explainer:
     def _build(self, shared):
         from gradcam_cli.explain.methods import METHODS, context_for
         from gradcam_cli.models.graph import path_name
-        from gradcam_cli.models.loading import dilated_copy, dilated_target, fitting_batch
+        from gradcam_cli.models.dilated import dilated_copy, dilated_target, fitting_batch
 
         batch_size = self.batch_size
         loaded = self.model
@@ -318,7 +320,7 @@ class Explainer:
         one class (an index or a name) for all, or one per image (None in the list: that image's
         top-1; a negative code: engine.top_rank). `strongest`: as compute."""
         ready = self.build()
-        rgbs = [_decode(item, i, None)[0] for i, item in enumerate(_items(images))]
+        rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(input_list(images))]
         codes = class_codes(ready.reference or ready.loaded, classes, len(rgbs))
         size = ready.engine.batch_size
         batches, boxes = [], []
@@ -449,12 +451,12 @@ class Explainer:
         from gradcam_cli.files.writing import targets
 
         ready = self.build()
-        items = _items(images)
+        items = input_list(images)
         plan = targets(self.file_options(".", classes, top_k))
         explanations = []
         for start in range(0, len(items), ready.engine.batch_size):
             chunk = items[start : start + ready.engine.batch_size]
-            decoded = [_decode(item, start + i, names) for i, item in enumerate(chunk)]
+            decoded = [decode_input(item, start + i, names) for i, item in enumerate(chunk)]
             inputs, boxes = self.prepare([rgb for rgb, _, _ in decoded])
             per_target = [(target, self.compute(inputs, np.full(len(chunk), target.code))) for target in plan]
             for i, (rgb, source, name) in enumerate(decoded):
@@ -475,27 +477,6 @@ def _engine(shared, loaded, target_path, batch_size, jit):
     return shared[key]
 
 
-def _items(images):
-    return list(images) if not isinstance(images, (str, Path, np.ndarray)) else [images]
-
-
-def class_codes(loaded, classes, count):
-    """Per-image target codes for `count` images: the class given (an index or a name; one for
-    all images or one per image), or the top-1 code for None. ClassError for a class the model
-    does not have or a list of the wrong length."""
-    from gradcam_cli.explain.engine import top_rank
-    from gradcam_cli.models.labels import class_index
-
-    single = classes is None or isinstance(classes, (str, int, np.integer))
-    chosen = [classes] * count if single else list(classes)
-    if len(chosen) != count:
-        raise ClassError(f"{argument('classes')}: one class for all images or one per image ({count}). Received: "
-                         f"{len(chosen)}")
-    codes = [top_rank(1) if c is None else int(c) if isinstance(c, (int, np.integer)) and c < 0
-             else class_index(c, loaded.labels, loaded.num_classes, model=loaded.name) for c in chosen]
-    return np.asarray(codes, dtype=np.int64)
-
-
 def loaded_model(model):
     """A LoadedModel from what the API's functions take: a LoadedModel (load_model), a model
     name or file path (loaded with default options), or an Explainer (its model; the original
@@ -513,24 +494,3 @@ def loaded_model(model):
 
 def _ignore(*args):
     return None
-
-
-def _decode(item, index, names):
-    """(rgb, source path or None, output name) of one input."""
-    from gradcam_cli.files.images import load_rgb
-
-    if isinstance(item, np.ndarray):
-        array = np.asarray(item)
-        if array.ndim == 2:
-            array = np.repeat(array[:, :, None], 3, axis=2)
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
-            raise ImageError(f"image {index}: expected an (H, W, 3) or (H, W) uint8 array. "
-                             f"Received: shape {item.shape}, dtype {item.dtype}")
-        name = names[index] if names is not None else f"image{index}.png"
-        return array, None, name
-    path = Path(item)
-    try:
-        rgb = load_rgb(path)
-    except ImageError as error:
-        raise ImageError(f"{path}: {error}") from None
-    return rgb, str(path), names[index] if names is not None else path.name

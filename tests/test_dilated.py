@@ -13,8 +13,9 @@ from gradcam_cli.explain import maps
 from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.explain.engine import Engine, top_rank
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
-from gradcam_cli.models import loading
-from gradcam_cli.models.dilated import NotConvertible, dilated
+from gradcam_cli.models import dilated as dilated_module, loading
+from gradcam_cli.models.dilated import NotConvertible, dilated, dilated_copy
+from gradcam_cli.models.precision import activation_bytes
 from gradcam_cli.models.layers import ATrousPooling2D, GridSubsample
 
 
@@ -69,7 +70,7 @@ def test_exact_gradcam_is_the_original_map_on_the_grid_at_full_resolution(demo_v
     """The classifier reads the dense copy only on the grid, so its gradients are the original's
     there and zero between: channel weights are the original's times (8*8)/(64*64), and the dense
     map on every 8th pixel is the original map times that factor."""
-    copy, target = loading.dilated_copy(demo_vgg, "exact", ("block4_conv2",))
+    copy, target = dilated_copy(demo_vgg, "exact", ("block4_conv2",))
     maps_ = []
     for loaded, path in ((demo_vgg, ("block4_conv2",)), (copy, target)):
         result = Engine(loaded, path, batch_size=6).run(scenes, np.full(6, top_rank(1)))
@@ -86,7 +87,7 @@ def test_exact_copy_of_vgg16_with_a_weights_file(keras, tmp_path):
     path = tmp_path / "random_vgg16.weights.h5"
     keras.applications.VGG16(weights=None).save_weights(path)
     original = loading.load("vgg16", weights=str(path))
-    copy, target = loading.dilated_copy(original, "exact", original.default_layer)
+    copy, target = dilated_copy(original, "exact", original.default_layer)
     assert target == ("block5_conv3",) and copy.default_layer != ("grid",)
     image = np.random.default_rng(2).uniform(-120, 130, (1, 224, 224, 3)).astype(np.float32)
     np.testing.assert_allclose(probabilities(copy, image), probabilities(original, image), rtol=1e-5, atol=1e-9)
@@ -213,16 +214,16 @@ def test_batch_size_is_cut_to_the_activation_budget(demo_vgg, monkeypatch):
     def fitted(method, requested):
         return Explainer(demo_vgg, method, layer="block4_conv2", batch_size=requested).build().engine.batch_size
 
-    copy, _ = loading.dilated_copy(demo_vgg, "exact", demo_vgg.default_layer)
+    copy, _ = dilated_copy(demo_vgg, "exact", demo_vgg.default_layer)
     by_hand = 4 * sum(int(np.prod(info.shape)) for info in copy.layers if info.spatial)
-    assert loading.activation_bytes(copy) == by_hand
+    assert activation_bytes(copy) == by_hand
     # demo-vgg's copy: conv, conv, pool at 64x64 in each of 4 blocks (16, 32, 64, 64 channels), then
     # the 4x4x64 grid the classifier reads
     assert by_hand == 4 * (64 * 64 * 3 * (16 + 32 + 64 + 64) + 4 * 4 * 64)
-    monkeypatch.setattr(loading, "DILATED_MEMORY_BUDGET", 3.5 * by_hand)
+    monkeypatch.setattr(dilated_module, "DILATED_MEMORY_BUDGET", 3.5 * by_hand)
     assert fitted("dilated", 8) == 3
     assert fitted("dilated", 2) == 2
-    monkeypatch.setattr(loading, "DILATED_MEMORY_BUDGET", 1)
+    monkeypatch.setattr(dilated_module, "DILATED_MEMORY_BUDGET", 1)
     assert fitted("dilated-no-pooling", 8) == 1
 
 

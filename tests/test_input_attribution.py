@@ -10,7 +10,8 @@ import pytest
 from conftest import run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import input_attribution as attribution
-from gradcam_cli.models.loading import activation_bytes, describe
+from gradcam_cli.models.loading import describe
+from gradcam_cli.models.precision import activation_bytes
 from conftest import conv3x3_same_transpose
 from test_fullgrad import hand_tiny
 

@@ -11,6 +11,8 @@ from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.explain.engine import Engine, top_rank
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.models import loading
+from gradcam_cli.models.dilated import dilated_copy
+from gradcam_cli.models.precision import PRECISIONS, activation_bytes, set_precision
 from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.files.images import prepare
 
@@ -46,9 +48,9 @@ def test_trunk_computes_in_bfloat16_and_the_head_in_float32(keras):
     assert loaded.precision == "mixed-bfloat16"
     # activations are held at 2 bytes, so a dilated batch fits twice the images
     plain = loading.load("demo-vgg")
-    assert loading.activation_bytes(plain) == 2 * loading.activation_bytes(loaded)
+    assert activation_bytes(plain) == 2 * activation_bytes(loaded)
     with pytest.raises(GradcamError, match="unknown precision"):
-        loading.set_precision(plain, "float16")
+        set_precision(plain, "float16")
 
 
 def test_bfloat16_maps_agree_with_float32(keras):
@@ -74,20 +76,20 @@ def test_bfloat16_guided_gradients_agree_with_float32(keras):
 
 def test_nested_models_and_dilated_copies_take_the_precision(keras):
     loaded = loading.describe(nested_model(keras), "nested", (32, 32), "none", None)
-    loading.set_precision(loaded, "mixed-bfloat16")
+    set_precision(loaded, "mixed-bfloat16")
     base = loaded.model.get_layer("base")
     assert [base.get_layer(n).compute_dtype for n in ("b_conv1", "b_pool", "b_conv2", "b_bn", "b_out")] == \
         ["bfloat16"] * 5
     assert loaded.model.get_layer("pred").compute_dtype == "float32"
     # bytes by hand: 32x32x8 (conv1), 16x16x8 (pool), 16x16x16 x3 (conv2, bn, out); the nested
     # model's own output is b_out's, not counted twice
-    assert loading.activation_bytes(loaded) == 2 * (32 * 32 * 8 + 16 * 16 * 8 + 3 * 16 * 16 * 16)
+    assert activation_bytes(loaded) == 2 * (32 * 32 * 8 + 16 * 16 * 8 + 3 * 16 * 16 * 16)
     images = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     result = Engine(loaded, ("base", "b_out"), batch_size=2).run(images, np.full(2, top_rank(1)))
     assert result.activations.dtype == np.float32 and np.abs(result.gradients).max() > 0
 
     vgg = loading.load("demo-vgg", precision="mixed-bfloat16")
-    copy, target = loading.dilated_copy(vgg, "exact", vgg.default_layer)
+    copy, target = dilated_copy(vgg, "exact", vgg.default_layer)
     assert copy.precision == "mixed-bfloat16"
     spatial = [info.layer for info in copy.layers if info.spatial]
     kinds = {type(layer).__name__ for layer in spatial}
@@ -136,4 +138,4 @@ def test_the_command_offers_every_precision():
 
     for command in (cli.gradcam_command, cli.compare_command):
         option = next(p for p in command.params if p.name == "precision")
-        assert list(option.type.choices) == list(loading.PRECISIONS)
+        assert list(option.type.choices) == list(PRECISIONS)

@@ -67,7 +67,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
             hint = ": use `gradcam gradcam`" if METHODS[method].needs_classifier else ""
             raise UsageProblem(f"{worded(error)}{hint}") from None
         if built.engine.batch_size < batch_size:
-            from gradcam_cli.models.loading import activation_bytes
+            from gradcam_cli.models.precision import activation_bytes
 
             log.info("batch size %d -> %d: each image holds %.2f GB of activations at full resolution",
                      batch_size, built.engine.batch_size, activation_bytes(built.loaded) / 1e9)

@@ -6,10 +6,10 @@ Everything here takes plain arrays and one callable, so the command line, the AP
 workers share it:
 
     views          (B, H, W, 3) float, RGB 0..255: each image as the model sees it before its
-                   preprocessing (images.model_view, what pipeline.prepare preprocesses)
+                   preprocessing (files.images.model_view, what files.images.prepare preprocesses)
     maps           (B, h, w): one map per image, any resolution (resized to H x W by view_maps:
                    bilinear when enlarging, pixel-area averaging when shrinking)
-    classes        (B,): the class each map explains (pipeline.MapBatch.classes)
+    classes        (B,): the class each map explains (explain.compute.MapBatch.classes)
     probabilities  a callable (N, H, W, 3) RGB views -> (N, C) class probabilities; the caller
                    preprocesses, e.g. `lambda rgb: engine.probabilities(preprocess(rgb, mode))`
                    (engine.Engine.probabilities: compiled, chunked, forward only)
@@ -42,19 +42,10 @@ normalised to [0, 1]:
     Increase in Confidence %  = 100 / B sum_i 1[O_i > Y_i]
 
 ROAD (Rong, Leemann, Borisov, Kasneci and Kasneci, "A Consistent and Efficient Evaluation
-Strategy for Attribution Methods", ICML 2022): RemOve And Debias. The removed pixels are not
-set to a constant, whose shape would tell the model where the map was (the paper's class
-information leakage), but imputed by noisy linear imputation: each removed pixel i is the
-weighted average of its in-image 8-neighbours N(i), removed or kept,
-
-    (sum_{j in N(i)} w_ij) x_i - sum_{j in N(i), removed} w_ij x_j = sum_{j in N(i), kept} w_ij v_j
-    w_ij = 1/6 for the 4 direct neighbours, 1/12 for the 4 diagonal ones (they sum to 1)
-
-solved exactly for every removed pixel and colour, then x_i + sigma eps_i with eps ~ N(0, 1)
-per pixel and colour. MoRF at p% removes the p% most relevant pixels, LeRF the p% least
-relevant, p = 10, 20, ..., 90; a faithful map's MoRF probabilities fall fast and its LeRF ones
-stay high. The summary's ROAD figure (pytorch-grad-cam's ROADCombined) is
-(mean LeRF - mean MoRF) / 2.
+Strategy for Attribution Methods", ICML 2022): the removed pixels imputed from their neighbours
+(road.py), not set to a constant. MoRF at p% removes the p% most relevant pixels, LeRF the p%
+least relevant, p = 10, 20, ..., 90; the summary's ROAD figure (pytorch-grad-cam's ROADCombined)
+is (mean LeRF - mean MoRF) / 2.
 
 Our choices, each named:
 
@@ -64,10 +55,8 @@ Our choices, each named:
   the [0, 1]-rescaled map, a random tie order. A post-ReLU Grad-CAM map has large zero regions,
   so the tie order decides the tail of every curve.
 - A uniform map (uniform_map) is all ties: its order is raster order, so its deletion curve is a
-  curtain lowered from the top row and insertion reveals the image from the top. It is a fixed,
-  content-blind order, not a random one: put random_map beside it for that. Its Average Drop is
-  0 and it never increases confidence (X o 1 = X, so O = Y exactly). Under ROAD it removes the top
-  (MoRF) or bottom (LeRF) p% of rows.
+  curtain lowered from the top row (random_map gives a random order). Its Average Drop is 0 and
+  it never increases confidence (X o 1 = X). Under ROAD it removes the top or bottom p% of rows.
 - Steps: DEFAULT_STEPS = 20 equal steps of floor(k N / S) pixels (RISE: 224 pixels a step at
   224 x 224, 224 steps); x is the exact fraction n_k / N.
 - Deletion baseline (`baseline`, BASELINES): 'zero' (default) sets removed pixels to black,
@@ -76,12 +65,10 @@ Our choices, each named:
   mean colour in RGB: nearer our 'mean' than our 'zero'. Under caffe or torch preprocessing,
   black is not the model's zero input.
 - Insertion starts from the blurred view (RISE), whatever `baseline` says; `insertion_curves`
-  takes `start` (any of BASELINES) for studies of that choice, and evaluate passes
-  `insertion_start` to it. Changing a baseline changes which method ranks first: Hedstrom et al.,
-  "Quantus: An Explainable AI Toolkit for Responsible Evaluation of Neural Network Explanations
-  and Beyond", JMLR 2023, show faithfulness scores and rankings moving with the perturbation
-  baseline; so every figure here carries its baseline's name, and a run should report the
-  uniform- and random-map figures under the same baseline.
+  takes `start` (any of BASELINES), and evaluate passes `insertion_start` to it. Rankings move
+  with the baseline (Hedstrom et al., "Quantus: An Explainable AI Toolkit for Responsible
+  Evaluation of Neural Network Explanations and Beyond", JMLR 2023): every figure carries its
+  baseline's name, beside the uniform- and random-map figures under the same baseline.
 - Blur: cv2.GaussianBlur, sigma BLUR_SIGMA_AT_224 = 5 pixels and a BLUR_KERNEL_AT_224 = 11 pixel
   kernel at 224 pixels, both scaled with the view's longer side (kernel kept odd), reflected
   borders (BORDER_REFLECT_101). RISE uses gkern(klen=11, nsig=5), a sigma-5 Gaussian cut to
@@ -90,18 +77,11 @@ Our choices, each named:
   cam_mult_image.py, perturbation_confidence.py and road.py, have no blur.)
 - The class probability is f_c itself, not normalised by f_c(X), as RISE's curves.
 - Average Drop's map: the map at the view's resolution, negative values set to 0 and divided by
-  its maximum (maps.normalise, as the pipeline's maps); an all-zero map masks the whole view
+  its maximum (maps.normalise, as every drawn map); an all-zero map masks the whole view
   (X o 0 = black). The product is taken in the RGB view, so masked pixels go to black;
   pytorch-grad-cam (cam_mult_image.py) multiplies the normalised input tensor, where they go to
   the mean colour. Y_i = 0 counts as no drop. Per image, `drop` is a fraction in [0, 1]; the
   summary's `average_drop_percent` and `increase_in_confidence_percent` are x100, as the paper.
-- ROAD's weights and noise: 1/6 and 1/12 (road_evaluation's and pytorch-grad-cam's
-  `neighbors_weights`); pixels outside the image are dropped and the rest re-weighted (their
-  weights subtracted from the diagonal, as both do). The noise is ROAD_NOISE = 0.01 of the pixel
-  range, 2.55 on 0..255: road_evaluation's NoisyLinearImputer(noise=0.01) imputes ToTensor images
-  in [0, 1] before normalising. pytorch-grad-cam applies 0.01 to the normalised tensor instead
-  (about 0.58 on 0..255 for ImageNet's std). Imputed values are not clipped to 0..255 (neither
-  reference clips).
 - ROAD's sets: MoRF at p removes the first floor(p N / 100) pixels of the order, LeRF the last
   floor(p N / 100). road_evaluation's LeRF at th_p removes all but the top th_p (its curve read
   at p is ours at 100 - p); pytorch-grad-cam's ROADMostRelevantFirst(percentile=p) keeps the
@@ -111,21 +91,9 @@ Our choices, each named:
   bytes, p, MoRF or LeRF]), drawn over the whole H x W x 3 grid and added at the removed pixels.
   The same view gets the same noise in any batch, at any position: a batch equals its images
   one by one, and a rerun equals the run.
-- The solver: the references call scipy's spsolve; scipy is not a dependency here, so
-  `linear_imputation` eliminates the system exactly (float64) as a block-tridiagonal one, one
-  block per image row of the shorter side (block Cholesky / Thomas: S_r = D_r - B_{r-1}^T
-  S_{r-1}^{-1} B_{r-1}, then back substitution). The matrix is symmetric positive definite
-  whenever one pixel is kept (weakly diagonally dominant, and every 8-connected region of removed
-  pixels touches a kept one), so every Schur complement S_r is too and each block solve is well
-  posed. Each 8-connected region is solved in its own bounding box (regions under
-  REGION_MIN_PIXELS together); cost O(long side x short side^3) a region. All pixels removed is
-  refused.
-
 Cost: deletion and insertion take 2 B (S + 1) forward passes, ROAD 18 B and 18 solves an image,
-Average Drop B (its Y is the deletion curve's first point in `evaluate`); evaluate makes 4
-scoring calls a batch. ResNet50 (random weights) at batch 16, 2 shared CPU cores: deletion +
-insertion with 20 steps 39.7 s, 43.6 times one Grad-CAM of the batch (0.91 s), of which 2.0 s
-build and preprocess the 672 views; Average Drop 1.2 s; ROAD's imputations 3-6 s an image.
+Average Drop B; evaluate makes 4 scoring calls a batch (ResNet50, batch 16, 2 cores: deletion +
+insertion with 20 steps 43.6 times one Grad-CAM of the batch; ROAD's imputations 3-6 s an image).
 """
 
 import zlib

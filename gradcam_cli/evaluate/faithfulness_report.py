@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.api import class_codes, loaded_model
+from gradcam_cli.api import loaded_model
+from gradcam_cli.models.labels import class_codes
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.evaluate import faithfulness as F
 from gradcam_cli.files.images import model_inputs
@@ -56,7 +57,8 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
     None: the Explanations' classes, else each image's top-1 class. crop: None takes it from
     the Explanations' boxes (False for arrays). steps, baseline, seed: as
     faithfulness.evaluate. Scored at the model's input size, `batch_size` images a call."""
-    from gradcam_cli.api import Explainer, _decode
+    from gradcam_cli.api import Explainer
+    from gradcam_cli.files.images import decode_input
     from gradcam_cli.files.images import model_view
 
     loaded = loaded_model(model)
@@ -65,7 +67,7 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
     maps = list(maps)
     if len(maps) != len(items):
         raise GradcamError(f"give one map per image: {len(items)} image(s), {len(maps)} map(s)")
-    rgbs = [_decode(item, i, None)[0] for i, item in enumerate(items)]
+    rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(items)]
     explained = [getattr(m, "small_map", None) is not None for m in maps]
     if crop is None:
         crop = any(e and tuple(m.box) != (0, 0, rgb.shape[1], rgb.shape[0])

@@ -182,7 +182,8 @@ def model_copy(loaded):
 
     from gradcam_cli.errors import ModelError
     from gradcam_cli.models.graph import model_outputs
-    from gradcam_cli.models.loading import describe, set_precision
+    from gradcam_cli.models.loading import describe
+    from gradcam_cli.models.precision import set_precision
 
     try:
         model = keras.models.clone_model(loaded.model)
@@ -394,7 +395,8 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
     list: the image's top-1 class on the original model, kept through every step). seed and reinit: how weights are redrawn; max_steps: group the
     layers into that many steps; metrics: METRICS to compute ('spearman' always); side: maps are
     compared on at most side x side pixels. See the module's docstring for every choice."""
-    from gradcam_cli.api import Explainer, class_codes, loaded_model
+    from gradcam_cli.api import Explainer, loaded_model
+    from gradcam_cli.models.labels import class_codes
     from gradcam_cli.explain.engine import Engine
     from gradcam_cli.models.graph import path_name
 

@@ -1,9 +1,38 @@
-"""ROAD's noisy linear imputation (Rong et al. 2022, "A Consistent and Efficient Evaluation
-Strategy for Attribution Methods"): each removed pixel i the weighted average of its in-image
-8-neighbours, removed or kept (1/6 direct, 1/12 diagonal), solved exactly for all removed pixels
-together, plus noise. The system is eliminated exactly (float64) as a block-tridiagonal one, one
-row of removed pixels after the other: faithfulness.py's docstring says why and at what cost.
-scipy is not a dependency; this solver is our own."""
+"""ROAD (Rong, Leemann, Borisov, Kasneci and Kasneci, "A Consistent and Efficient Evaluation
+Strategy for Attribution Methods", ICML 2022): RemOve And Debias. The removed pixels are not
+set to a constant, whose shape would tell the model where the map was (the paper's class
+information leakage), but imputed by noisy linear imputation: each removed pixel i is the
+weighted average of its in-image 8-neighbours N(i), removed or kept,
+
+    (sum_{j in N(i)} w_ij) x_i - sum_{j in N(i), removed} w_ij x_j = sum_{j in N(i), kept} w_ij v_j
+    w_ij = 1/6 for the 4 direct neighbours, 1/12 for the 4 diagonal ones (they sum to 1)
+
+solved exactly for every removed pixel and colour, then x_i + sigma eps_i with eps ~ N(0, 1)
+per pixel and colour. MoRF at p% removes the p% most relevant pixels, LeRF the p% least
+relevant, p = 10, 20, ..., 90; a faithful map's MoRF probabilities fall fast and its LeRF ones
+stay high. The summary's ROAD figure (pytorch-grad-cam's ROADCombined) is
+(mean LeRF - mean MoRF) / 2.
+
+This module is the imputation; faithfulness.py removes the pixels (road_views) and scores them.
+Our choices, each named:
+
+- ROAD's weights and noise: 1/6 and 1/12 (road_evaluation's and pytorch-grad-cam's
+  `neighbors_weights`); pixels outside the image are dropped and the rest re-weighted (their
+  weights subtracted from the diagonal, as both do). The noise is ROAD_NOISE = 0.01 of the pixel
+  range, 2.55 on 0..255: road_evaluation's NoisyLinearImputer(noise=0.01) imputes ToTensor images
+  in [0, 1] before normalising. pytorch-grad-cam applies 0.01 to the normalised tensor instead
+  (about 0.58 on 0..255 for ImageNet's std). Imputed values are not clipped to 0..255 (neither
+  reference clips).
+- The solver: the references call scipy's spsolve; scipy is not a dependency here, so
+  `linear_imputation` eliminates the system exactly (float64) as a block-tridiagonal one, one
+  block per image row of the shorter side (block Cholesky / Thomas: S_r = D_r - B_{r-1}^T
+  S_{r-1}^{-1} B_{r-1}, then back substitution). The matrix is symmetric positive definite
+  whenever one pixel is kept (weakly diagonally dominant, and every 8-connected region of removed
+  pixels touches a kept one), so every Schur complement S_r is too and each block solve is well
+  posed. Each 8-connected region is solved in its own bounding box (regions under
+  REGION_MIN_PIXELS together); cost O(long side x short side^3) a region. All pixels removed is
+  refused.
+"""
 
 import cv2
 import numpy as np

@@ -216,8 +216,8 @@ class Engine:
     @property
     def scoring_chunk(self):
         """Images per scoring call: as many as the memory budget holds activations for
-        (models.loading.activation_bytes: one image's), at least 1, at most MAX_SCORING_CHUNK."""
-        from gradcam_cli.models.loading import activation_bytes
+        (models.precision.activation_bytes: one image's), at least 1, at most MAX_SCORING_CHUNK."""
+        from gradcam_cli.models.precision import activation_bytes
 
         per_image = max(1, activation_bytes(self.loaded))
         return int(max(1, min(self.memory_budget // per_image, MAX_SCORING_CHUNK)))

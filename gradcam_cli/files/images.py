@@ -151,3 +151,33 @@ def prepare(loaded, rgbs, crop=False, workers=None):
     each = map if workers is None else workers.map
     views = list(each(lambda rgb: model_view(rgb, loaded.input_size, crop=crop), rgbs))
     return model_inputs(loaded, np.stack([view for view, _ in views])), [box for _, box in views]
+
+
+def input_list(images):
+    """The API's `images` as a list: one path or array, or several."""
+    from pathlib import Path
+
+    return list(images) if not isinstance(images, (str, Path, np.ndarray)) else [images]
+
+
+def decode_input(item, index, names):
+    """(rgb, source path or None, output name) of one input of the API: a path, or an (H, W, 3)
+    or (H, W) uint8 array (named imageN.png, or names[index]). ImageError naming the file or the
+    array's index."""
+    from pathlib import Path
+
+    if isinstance(item, np.ndarray):
+        array = np.asarray(item)
+        if array.ndim == 2:
+            array = np.repeat(array[:, :, None], 3, axis=2)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
+            raise ImageError(f"image {index}: expected an (H, W, 3) or (H, W) uint8 array. "
+                             f"Received: shape {item.shape}, dtype {item.dtype}")
+        name = names[index] if names is not None else f"image{index}.png"
+        return array, None, name
+    path = Path(item)
+    try:
+        rgb = load_rgb(path)
+    except ImageError as error:
+        raise ImageError(f"{path}: {error}") from None
+    return rgb, str(path), names[index] if names is not None else path.name

@@ -25,6 +25,8 @@ not touched: every layer is rebuilt from its config and its weights copied.
 
 import keras
 
+from gradcam_cli.errors import ModelError
+from gradcam_cli.models.graph import path_name
 from gradcam_cli.models.layers import ATrousPooling2D, GridSubsample
 
 MODES = ("exact", "no-pooling")
@@ -147,3 +149,44 @@ def dilated(model, mode="exact"):
         if old is not None and old.weights:
             new.set_weights(old.get_weights())
     return converted
+
+
+# -- dilated copies as LoadedModels ---------------------------------------------------------------
+
+
+def dilated_copy(loaded, mode, target_path):
+    """`loaded`'s model converted by models.dilated (mode 'exact' or 'no-pooling') as a LoadedModel, and
+    the path of `target_path`'s layer in it. ModelError when the model or layer cannot be."""
+    from gradcam_cli.models.loading import describe
+    from gradcam_cli.models.precision import set_precision
+
+    try:
+        model = dilated(loaded.model, mode)
+    except NotConvertible as error:
+        raise ModelError(f"{loaded.name}: {error}") from None
+    suffix = "a trous" if mode == "exact" else "no pooling"
+    converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
+                         warnings=loaded.warnings)
+    converted.reference = loaded
+    return set_precision(converted, loaded.precision), dilated_target(converted, target_path)
+
+
+def dilated_target(converted, target_path):
+    """The path, in a dilated copy, of the original's layer `target_path` (copies keep leaf names)."""
+    name = target_path[-1]
+    if not any(info.path == (name,) and info.spatial for info in converted.layers):
+        raise ModelError(f"layer {path_name(target_path)!r} has no counterpart in {converted.name} "
+                           "(the no-pooling mode removes the poolings); choose a convolution")
+    return (name,)
+
+
+# What one batch of a dilated copy may hold in activations; batches are cut to fit. Batching
+# does not make dense VGG16 faster on CPU, and one image holds 1.1 GB.
+DILATED_MEMORY_BUDGET = 2 * 2**30
+
+
+def fitting_batch(loaded, requested):
+    """The largest batch size up to `requested` whose activations fit DILATED_MEMORY_BUDGET."""
+    from gradcam_cli.models.precision import activation_bytes
+
+    return max(1, min(int(requested), int(DILATED_MEMORY_BUDGET // activation_bytes(loaded))))

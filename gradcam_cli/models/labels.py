@@ -87,3 +87,23 @@ def class_index(spec, labels, num_classes, model=None):
     near = [name for name in labels if wanted in name.lower()][:8]
     hint = f"; similar: {', '.join(near)}" if near else ""
     raise ClassError(f"class {spec!r} is not a class name of {the_model}{hint}")
+
+
+# The target code of an image's top-1 class (explain.engine.top_rank(1)).
+TOP_RANK = -1
+
+
+def class_codes(loaded, classes, count):
+    """Per-image target codes for `count` images: the class given (an index or a name; one for
+    all images or one per image), or the top-1 code for None. ClassError for a class the model
+    does not have or a list of the wrong length."""
+    import numpy as np
+
+    single = classes is None or isinstance(classes, (str, int, np.integer))
+    chosen = [classes] * count if single else list(classes)
+    if len(chosen) != count:
+        raise ClassError(f"{argument('classes')}: one class for all images or one per image ({count}). Received: "
+                         f"{len(chosen)}")
+    codes = [TOP_RANK if c is None else int(c) if isinstance(c, (int, np.integer)) and c < 0
+             else class_index(c, loaded.labels, loaded.num_classes, model=loaded.name) for c in chosen]
+    return np.asarray(codes, dtype=np.int64)

@@ -19,6 +19,7 @@ import keras
 
 from gradcam_cli.errors import argument, LayerError, ModelError
 from gradcam_cli.models import graph, heads, labels as labels_module, registry
+from gradcam_cli.models.precision import set_precision
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 
 
@@ -41,8 +42,8 @@ class LoadedModel:
     default_layer: tuple
     layers: list  # graph.LayerInfo for every layer, with output shapes at input_size
     spec: object = None  # the registry entry, for keras.applications models
-    reference: object = None  # for a dilated copy (dilated_copy): the LoadedModel it was made from
-    precision: str = "float32"  # a PRECISIONS key (set_precision)
+    reference: object = None  # for a dilated copy (dilated.dilated_copy): the LoadedModel it was made from
+    precision: str = "float32"  # a precision.PRECISIONS key (precision.set_precision)
     channels: int = 3  # the model's input channels: 3 (RGB) or 1 (the image's luminance)
     output: object = None  # the graph.Output explained (the model's only one, or the one chosen)
     warnings: tuple = ()  # what a user should know about how the scores are read
@@ -496,75 +497,3 @@ def import_user_code(item):
         raise ModelError(f"cannot import {text}: {error}") from None
     except Exception as error:  # the user's module failed while running: say how, in one line
         raise ModelError(f"cannot import {text}: {type(error).__name__}: {_one_line(error)}") from None
-
-
-def dilated_copy(loaded, mode, target_path):
-    """`loaded`'s model converted by models.dilated (mode 'exact' or 'no-pooling') as a LoadedModel, and
-    the path of `target_path`'s layer in it. ModelError when the model or layer cannot be."""
-    from gradcam_cli.models.dilated import NotConvertible, dilated
-
-    try:
-        model = dilated(loaded.model, mode)
-    except NotConvertible as error:
-        raise ModelError(f"{loaded.name}: {error}") from None
-    suffix = "a trous" if mode == "exact" else "no pooling"
-    converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
-                         warnings=loaded.warnings)
-    converted.reference = loaded
-    return set_precision(converted, loaded.precision), dilated_target(converted, target_path)
-
-
-def dilated_target(converted, target_path):
-    """The path, in a dilated copy, of the original's layer `target_path` (copies keep leaf names)."""
-    name = target_path[-1]
-    if not any(info.path == (name,) and info.spatial for info in converted.layers):
-        raise ModelError(f"layer {graph.path_name(target_path)!r} has no counterpart in {converted.name} "
-                           "(the no-pooling mode removes the poolings); choose a convolution")
-    return (name,)
-
-
-# What one batch of a dilated copy may hold in activations; batches are cut to fit. Batching
-# does not make dense VGG16 faster on CPU, and one image holds 1.1 GB.
-DILATED_MEMORY_BUDGET = 2 * 2**30
-
-
-def fitting_batch(loaded, requested):
-    """The largest batch size up to `requested` whose activations fit DILATED_MEMORY_BUDGET."""
-    return max(1, min(int(requested), int(DILATED_MEMORY_BUDGET // activation_bytes(loaded))))
-
-
-# --precision: name -> (Keras dtype policy of the convolutional trunk, bytes per activation).
-# cli.py spells the names out (it must not import Keras to build --help); a test ties them.
-PRECISIONS = {"float32": ("float32", 4), "mixed-bfloat16": ("mixed_bfloat16", 2)}
-
-
-def activation_bytes(loaded):
-    """Bytes of one image's spatial activations: what a forward pass holds per image (a nested
-    model's output is its last layer's, counted once)."""
-    total = 0
-    for info in loaded.layers:
-        if info.spatial and not graph.is_model(info.layer):
-            height, width, channels = info.shape
-            total += height * width * channels * PRECISIONS[loaded.precision][1]
-    return total
-
-
-
-def set_precision(loaded, precision):
-    """Compute `loaded`'s convolutional trunk in `precision` and return `loaded`.
-
-    'mixed-bfloat16': every layer with a spatial output (convolutions, poolings, activations,
-    also inside nested models) computes in bfloat16 on its float32 weights, cast on use (Keras's
-    mixed_bfloat16 policy). The head (from the first non-spatial layer on: global pooling,
-    Flatten, Dense) stays float32, so class scores and their ranking keep full precision; the
-    engine returns activations and gradients as float32 either way.
-    """
-    if precision not in PRECISIONS:
-        raise ModelError(f"unknown precision {precision!r}: choose from {', '.join(PRECISIONS)}")
-    if precision != loaded.precision:
-        policy = keras.DTypePolicy(PRECISIONS[precision][0])
-        for info in loaded.layers:
-            if info.spatial and not graph.is_model(info.layer):
-                info.layer.dtype_policy = policy
-        loaded.precision = precision
-    return loaded
