@@ -104,12 +104,16 @@ def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
 
     from gradcam_cli.explain.methods import METHODS, context_for
 
-    contexts = {m: context_for(m, loaded, engine.target_path, max_masks=max_masks) for m in ("gradcam", *methods)}
+    def context(m, masks):
+        given = {"max_masks": masks} if METHODS[m].option("max_masks") is not None else {}
+        return context_for(m, loaded, engine.target_path, options=METHODS[m].values(given))
+
+    contexts = {m: context(m, max_masks) for m in ("gradcam", *methods)}
     single = lambda m: "forward-scores" in METHODS[m].needs
     once = lambda m: "plain-input-gradients" in METHODS[m].needs
     for m in contexts:  # trace each step once, outside the timings (a few masks or images are enough)
         if single(m):
-            few = context_for(m, loaded, engine.target_path, max_masks=len(batch))
+            few = context(m, len(batch))
             time_method(loaded, engine, batch[:1], m, few)
         elif once(m):
             time_method(loaded, engine, batch[:1], m, contexts[m])
@@ -279,7 +283,8 @@ def main():
         from gradcam_cli.explain.methods import METHODS
 
         methods = [m for m, spec in METHODS.items()
-                   if m != "gradcam" and spec.backprop is None and spec.network is None and not spec.needs_classifier]
+                   if m != "gradcam" and spec.backprop is None and spec.network is None and spec.meta is None
+                   and not spec.needs_classifier]
     else:
         methods = [m for m in args.methods.split(",") if m]
     for name in [m for m in args.faithfulness_models.split(",") if m]:

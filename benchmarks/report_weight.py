@@ -1,6 +1,6 @@
 """The HTML report's weight for a run of N images (default 1,000): `python benchmarks/report_weight.py`.
 
-It writes N generated scenes (gradcam_cli.synthetic, SIZE x SIZE JPEGs), runs
+It writes N generated scenes (gradcam_cli.evaluate.scenes, SIZE x SIZE JPEGs), runs
 `gradcam --model demo-gap --json` on them (shipped model, offline), then `write_report` on the
 JSON lines, twice (the second run reuses the thumbnails), and prints:
   index.html         its size, and per map

@@ -15,7 +15,8 @@ a Ray or Dask worker can receive one and build its own. Errors are `gradcam_cli.
 GradcamError family (ValueErrors), whose messages say what is wrong.
 
 The command line, `compare` and `eval` run the same Explainer: `write` streams a folder through
-the pipeline, writing files as it goes; `compute` gives the maps of a prepared batch.
+files.stream, writing files as it goes (`stream` yields the events, `write` calls back); `maps`
+gives the maps of any images and classes; `compute` those of a prepared batch.
 """
 
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ class Explainer:
         if network is not None and METHODS[method].meta is not None:
             raise GradcamError(f"{method} composes its base method's maps on the model itself; give network to the "
                                "base method instead")
-        if eigen_smooth and not (METHODS[method].smoothable or METHODS[method].meta is not None):
+        if eigen_smooth and not METHODS[method].smoothable and METHODS[method].meta is None:
             raise GradcamError(f"eigen smoothing takes the principal component of a map's channel terms; {method}'s "
                                "map is not a sum over channels")
         layers = [layer] if layer is None or isinstance(layer, str) else list(layer)
@@ -132,14 +133,18 @@ class Explainer:
             self.base_options = {k: v for k, v in given.items() if chosen.option(k) is None}
             given = {k: v for k, v in given.items() if chosen.option(k) is not None}
             METHODS[base].values(self.base_options, compat)  # checked here, used by `base`
+            if eigen_smooth and not METHODS[base].smoothable:
+                raise GradcamError(f"eigen smoothing takes the principal component of a map's channel terms; "
+                                   f"{method}'s base method {base}'s map is not a sum over channels")
         else:
             self.base_options = {}
         self.options = chosen.values(given, compat)  # every option's value, checked
         self.load_options = {name: value for name, value in arguments.items() if name in LOAD_OPTIONS}
         self._ready = None
+        self._bases = {}  # a meta-method's base Explainers, by their layers (`base`)
 
     def __getstate__(self):  # what a worker receives: the arguments, not a built engine
-        state = dict(self.__dict__, _ready=None)
+        state = dict(self.__dict__, _ready=None, _bases={})
         if not isinstance(self.model, (str, Path)):
             raise GradcamError("an Explainer built on a loaded model cannot be sent to another process; "
                                "give it the model's name or path instead")
@@ -159,8 +164,8 @@ class Explainer:
 
         smoothing = ("-aug-smooth" if self.aug_smooth else "") + ("-eigen-smooth" if self.eigen_smooth else "")
         method = METHODS[self.method]
-        return output_name(self.method, self.network) + smoothing + (method.suffix(self.options) if method.suffix
-                                                                     else "")
+        return output_name(self.method, self.network) + (method.suffix(self.options) if method.suffix else "") \
+            + smoothing
 
     def build(self, shared=None):
         """Load the model if needed and build what computing maps takes, once: an engine per
@@ -210,6 +215,15 @@ class Explainer:
             batch_size = fitting_batch(loaded, batch_size)
         engines = [_engine(shared, loaded, target_path, batch_size, self.jit) for target_path in target_paths]
         method = METHODS[self.method]
+        if method.meta is not None:  # its base method must apply at every layer: said now, not per image
+            base = self.options["base_method"]
+            base_options = METHODS[base].values(self.base_options, self.compat)
+            for target_path in target_paths:
+                try:
+                    context_for(base, loaded, target_path, self.pool, base_options)
+                except ValueError as error:
+                    raise LayerError(f"{self.method}'s base method {base} does not apply to {loaded.name} at layer "
+                                     f"{path_name(target_path)}: {error}") from None
         warnings = list(method.warnings(loaded)) if method.warnings is not None else []
         return Prepared(loaded, engines, context, reference, warnings, shared)
 
@@ -235,7 +249,9 @@ class Explainer:
     def aug_mode(self):
         """How --aug-smooth makes its views: zoomed (ours) or, under compat='pytorch-grad-cam', the
         input multiplied by 0.9/1.0/1.1 (its ttach transforms: smoothing.py)."""
-        return "multiply" if self.compat == "pytorch-grad-cam" else "zoom"
+        from gradcam_cli.explain.smoothing import COMPAT_MODES
+
+        return COMPAT_MODES.get(self.compat, "zoom")
 
     @property
     def target_names(self):
@@ -249,15 +265,15 @@ class Explainer:
         sharing this one's model, engines, batch size, compilation, crop and compat; the base
         method's own options are those this Explainer was given for it."""
         ready = self.build()
-        key = ("base", id(self), tuple(layers))
-        if key not in ready.shared:
+        key = tuple(layers)
+        if key not in self._bases:
             base = Explainer(ready.reference or ready.loaded, self.options["base_method"],
                              layer=list(layers) if len(layers) > 1 else layers[0], batch_size=self.batch_size,
                              pool=self.pool, crop=self.crop, jit=self.jit, eigen_smooth=self.eigen_smooth,
                              compat=self.compat, **self.base_options)
-            base.build(ready.shared)
-            ready.shared[key] = base
-        return ready.shared[key]
+            base.build(ready.shared)  # the engines are this Explainer's
+            self._bases[key] = base
+        return self._bases[key]
 
     def compute(self, inputs, codes, strongest=False):
         """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
@@ -365,6 +381,9 @@ class Explainer:
         if self.compat is not None:
             out["compat"] = self.compat
         out.update(METHODS[self.method].record_of(self.options))
+        if METHODS[self.method].meta is not None:  # the base method's options, as its own record gives them
+            base = METHODS[self.options["base_method"]]
+            out.update(base.record_of(base.values(self.base_options, self.compat)))
         ready = self.build()
         if ready.warnings:
             out["method_warnings"] = list(ready.warnings)
@@ -451,19 +470,13 @@ class Explainer:
         from gradcam_cli.files.writing import targets
 
         ready = self.build()
-        items = input_list(images)
-        plan = targets(self.file_options(".", classes, top_k))
-        explanations = []
-        for start in range(0, len(items), ready.engine.batch_size):
-            chunk = items[start : start + ready.engine.batch_size]
-            decoded = [decode_input(item, start + i, names) for i, item in enumerate(chunk)]
-            inputs, boxes = self.prepare([rgb for rgb, _, _ in decoded])
-            per_target = [(target, self.compute(inputs, np.full(len(chunk), target.code))) for target in plan]
-            for i, (rgb, source, name) in enumerate(decoded):
-                for target, computed in per_target:
-                    explanations.append(explanation(ready.loaded, computed, i, rgb, source, name, boxes[i], target,
-                                                     self.method, ready.layer, self.network))
-        return explanations
+        decoded = [decode_input(item, i, names) for i, item in enumerate(input_list(images))]
+        rgbs = [rgb for rgb, _, _ in decoded]
+        per_target = [(target, self.maps(rgbs, target.code)) for target in targets(self.file_options(".", classes,
+                                                                                                        top_k))]
+        return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], target, self.method,
+                            ready.layer, self.network, self.name)
+                for i, (rgb, source, name) in enumerate(decoded) for target, found in per_target]
 
 
 def _engine(shared, loaded, target_path, batch_size, jit):

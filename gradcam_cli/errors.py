@@ -55,8 +55,13 @@ class ImageError(GradcamError):
     """One input file could not be used (unreadable, corrupt, too large...)."""
 
 
+def one_line(error, limit=300):
+    """An exception's message in one line (whitespace collapsed), cut at `limit` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def unexpected(error):
     """An unexpected exception in one line: its type and message."""
-    text = " ".join(str(error).split())
-    text = text if len(text) <= 300 else text[:297] + "..."
+    text = one_line(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -3,7 +3,7 @@
     python scripts/train_demo_models.py            # both (make demo-models); prints accuracy
     python scripts/train_demo_models.py demo-gap   # demo-gap alone
 
-Deterministic data (gradcam_cli.synthetic: training set seed 0, held-out set seed 1), a fixed
+Deterministic data (gradcam_cli.evaluate.scenes: training set seed 0, held-out set seed 1), a fixed
 Keras seed, CPU only; about 10 minutes a model on 2 cores. Each model trains with batch
 normalisation, which is folded into its convolutions before saving (models.demo). demo-gap
 trains first; demo-vgg starts from its trained convolution blocks (same names and widths), as its
@@ -20,7 +20,7 @@ from gradcam_cli.explain.runtime import import_keras
 
 keras = import_keras(device="cpu")
 
-from gradcam_cli import synthetic  # noqa: E402
+from gradcam_cli.evaluate import scenes  # noqa: E402
 from gradcam_cli.models import demo  # noqa: E402
 from gradcam_cli.models.preprocess import preprocess  # noqa: E402
 
@@ -45,8 +45,8 @@ def warm_start(model, donor):
 
 
 def main(names):
-    x_train, y_train = synthetic.dataset(TRAIN, seed=0)
-    x_test, y_test = synthetic.dataset(HELD_OUT, seed=1)
+    x_train, y_train = scenes.dataset(TRAIN, seed=0)
+    x_test, y_test = scenes.dataset(HELD_OUT, seed=1)
     x_train, x_test = preprocess(x_train, "unit"), preprocess(x_test, "unit")
     trained_models = {}
     for name in names:

@@ -170,3 +170,14 @@ def test_stream_yields_events_in_input_order(tmp_path, demo_gap):
     assert kinds == [("result", "p0.png"), ("unreadable", "p1.png"), ("batch", 2), ("result", "p2.png"), ("batch", 1)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"p{i}.png.gradcam.{kind}.png" for i in (0, 2) for kind in ("heatmap", "overlay"))
+
+
+def test_explanations_save_under_the_commands_names(tmp_path, demo_gap):
+    """Explanation.save names its files as the command does, smoothing and variants included."""
+    image = np.asarray(Image.open(SAMPLES / "synthetic_square.png").convert("RGB"))
+    smoothed = Explainer(demo_gap, "gradcam", aug_smooth=True, batch_size=1)([image], names=["a.png"])[0]
+    written = smoothed.save(tmp_path)
+    assert sorted(Path(p).name for p in written.values()) == ["a.png.gradcam-aug-smooth.heatmap.png",
+                                                              "a.png.gradcam-aug-smooth.overlay.png"]
+    guided = Explainer(demo_gap, "guided", smoothgrad_samples=2, batch_size=1)([image], names=["b.png"])[0]
+    assert Path(guided.save(tmp_path, save=["overlay"])["overlay"]).name == "b.png.guided-smoothgrad.overlay.png"

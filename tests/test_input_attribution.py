@@ -9,6 +9,7 @@ import pytest
 
 from conftest import run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.explain.engine import Engine
+from gradcam_cli.explain.methods import Context
 from gradcam_cli.explain.methods import input_attribution as attribution
 from gradcam_cli.models.loading import describe
 from gradcam_cli.models.precision import activation_bytes
@@ -135,7 +136,8 @@ def test_integrated_gradients_completeness_improves_with_steps(keras):
     assert errors[3] < 1e-3 * np.abs(scores).max()
     # the map: attributions summed over colours, so map.sum() - residual = S(x) - S(x')
     result = engine.run(x, classes, needs=("activations",))
-    heat = attribution.integrated_gradients_map(result, steps=64)
+    heat, details = attribution.integrated_gradients_method_map(result, Context(options={"steps": 64}))
+    assert [d["steps"] for d in details] == [64] * len(classes)
     np.testing.assert_allclose(heat.sum(axis=(1, 2)) - residuals, scores, rtol=1e-4, atol=1e-5)
     assert attribution.smoothgrad_map(result, samples=2).shape == (2, 8, 8)
     with pytest.raises(ValueError, match="rule"):

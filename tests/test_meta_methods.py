@@ -142,7 +142,7 @@ def test_meta_methods_through_the_command(tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["base_method"] == "layercam" and "+" in record["layer"]
-    assert (tmp_path / "out" / "a.png.refinecam.overlay.png").is_file()
+    assert (tmp_path / "out" / "a.png.refinecam-layercam.overlay.png").is_file()  # not the default base: named
     result = invoke_cli(image, "--model", "demo-gap", "--method", "sess", "--sess-scales", "2", "--json",
                         "-o", tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -160,3 +160,24 @@ def test_every_meta_method_is_in_the_registry_with_a_base():
     assert metas == ["refinecam", "sess"]
     for name in metas:
         assert "base-method" in METHODS[name].needs and METHODS[name].option("base_method") is not None
+
+
+def test_a_meta_methods_base_is_checked_before_any_image(gap, tmp_path):
+    """The base method's refusals come at build time, as one usage error, not per image; the
+    base's options are recorded; eval gives each option to the methods that take it."""
+    from gradcam_cli.errors import LayerError
+
+    with pytest.raises(LayerError, match="refinecam's base method cam does not apply to gapnet at layer conv1"):
+        Explainer(gap, "refinecam", base_method="cam").build()  # conv1 is not the GAP layer
+    with pytest.raises(GradcamError, match="base method fullgrad's map is not a sum over channels"):
+        Explainer(gap, "sess", base_method="fullgrad", eigen_smooth=True)
+    explainer = Explainer(gap, "sess", base_method="scorecam", max_masks=4, sess_scales=2)
+    assert explainer.details()["max_masks"] == 4 and explainer.details()["base_method"] == "scorecam"
+    assert explainer.name == "sess-scorecam"
+    image = write_image(tmp_path / "a.png", (64, 64), seed=3)
+    result = invoke_cli("eval", image, "--model", "demo-gap", "--methods", "gradcam,sess", "--measures", "deletion",
+                        "--steps", "2", "--base-method", "scorecam", "--max-masks", "4", "--sess-scales", "2",
+                        "--json", "-o", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["method_options"]["sess"]["max_masks"] == 4 and "gradcam" not in report["method_options"]

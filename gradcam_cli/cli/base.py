@@ -15,11 +15,17 @@ log = logging.getLogger("gradcam_cli")
 FLAGS = {"input_size": "--input-size", "weights": "--weights", "imports": "--import", "trust": "--trust-model",
          "output": "--output", "labels": "--labels", "device": "--device", "preprocess": "--preprocess",
          "top_k": "--top-k", "classes": "--class", "layer": "--layer", "batch_size": "--batch-size",
-         "max_masks": "--max-masks", "method": "--method", "class_name": "--class"}
+         "method": "--method", "class_name": "--class"}
 
 
 def _spell(name, python, command):
-    return f"{FLAGS.get(name, '--' + name.replace('_', '-'))} {command}".strip()
+    flag = FLAGS.get(name)
+    if flag is None:  # a method's option: its registry entry spells it
+        from gradcam_cli.explain.methods import METHODS
+
+        flag = next((o.spelled for m in METHODS.values() for o in m.options if o.name == name),
+                    "--" + name.replace("_", "-"))
+    return f"{flag} {command}".strip()
 
 
 def worded(error):

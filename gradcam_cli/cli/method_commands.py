@@ -8,7 +8,7 @@ import click
 
 from gradcam_cli.cli.base import (STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded,
                                   writable)
-from gradcam_cli.cli.options import method_options, method_parameters, pool_option
+from gradcam_cli.cli.options import method_options, method_parameters, pool_option, split_method_options
 from gradcam_cli.errors import LayerError
 from gradcam_cli.explain.methods import METHODS
 
@@ -19,11 +19,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
     with `ray_address`), report, exit status. options: the methods' own options (method_parameters:
     None when not given) and those of `model_options`, for base.load."""
-    from gradcam_cli.explain.methods import OPTION_NAMES
-
-    given = {name: options.pop(name) for name in list(options) if name in OPTION_NAMES}
-    given = {name: value for name, value in given.items() if value is not None}
-    model_options = options
+    given, model_options = split_method_options(options)
     setup_logging(model_options["verbose"], quiet)
     collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
     if classes and top_k != 1:
@@ -146,10 +142,12 @@ def _write_report(records, report_dir, quiet):
 
 
 def _load_options(model_options):
-    """The command's model options as api.load_model takes them (for Ray workers to load the model)."""
-    names = {"weights": "weights", "preprocess": "preprocess", "input_size": "input_size", "labels": "labels",
-             "trust_model": "trust", "output": "output", "imports": "imports", "device": "device"}
-    return {api: model_options[option] for option, api in names.items()}
+    """The command's model options as api.load_model takes them (for Ray workers to load the model):
+    api.LOAD_OPTIONS, the precision aside (the command passes it on its own)."""
+    from gradcam_cli.api import LOAD_OPTIONS
+
+    spelled = {"trust": "trust_model"}  # the command's names that are not the API's
+    return {name: model_options[spelled.get(name, name)] for name in LOAD_OPTIONS if name != "precision"}
 
 
 def _on_ray(address, workers, sources, arguments, batch_size, quiet, verbose, on_result, on_failure, progress,
@@ -219,8 +217,7 @@ def method_page(method):
     lines += [f"  {need}: {NEEDS[need]}" for need in method.needs]
     lines.append("options:" if method.options else "options: none")
     lines += [f"  {option.describe()}" for option in method.options]
-    record = sorted(set(method.record_of({o.name: o.default if o.default is not None else 1
-                                          for o in method.options})))
+    record = method.record_keys()
     lines.append("in the JSON record: " + (", ".join(record) if record else "nothing beyond every method's fields"))
     if method.warnings is not None:
         lines.append("warns: when the model is one the method says little of (see --json method_warnings)")

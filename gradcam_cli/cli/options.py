@@ -216,6 +216,19 @@ def _click_type(option):
     return str
 
 
+def _shown(value, kind):
+    return "not given" if value is None else f"{value:g}" if kind is float else str(value)
+
+
+def split_method_options(arguments):
+    """A command's arguments split into (the methods' own options that were given, the rest):
+    method_parameters' options are None when not given."""
+    from gradcam_cli.explain.methods import OPTION_NAMES
+
+    given = {name: arguments[name] for name in arguments if name in OPTION_NAMES and arguments[name] is not None}
+    return given, {name: value for name, value in arguments.items() if name not in OPTION_NAMES}
+
+
 def method_parameters(methods, prefix="", exclude=()):
     """The options of `methods` (registry names), made from their registry entries: one Click
     option per flag (an option several methods share is one flag, its help naming them), each
@@ -227,19 +240,25 @@ def method_parameters(methods, prefix="", exclude=()):
     flags = {}
     for name in methods:
         for option in METHODS[name].options:
-            flags.setdefault(option.spelled, (option, []))[1].append(name)
+            flags.setdefault(option.spelled, []).append((name, option))
     options = [click.option("--compat", type=click.Choice(LIBRARIES), metavar="|".join(LIBRARIES),
                             help=prefix + "Make the methods' open choices as that library does, to see "
                                  "the maps it draws (`gradcam methods NAME` lists each method's choices; methods "
                                  "without one are unchanged).")]
-    for spelled, (option, owners) in flags.items():
+    for spelled, owners in flags.items():
         if spelled in exclude:
             continue
-        default = "not given" if option.default is None else f"{option.default:g}" if option.kind is float \
-            else str(option.default)
+        option = owners[0][1]
+        if any((o.name, o.kind, o.choices, o.minimum, o.maximum) != (option.name, option.kind, option.choices,
+                                                                        option.minimum, option.maximum)
+               for _, o in owners):
+            raise ValueError(f"{spelled} means different things to {', '.join(n for n, _ in owners)}")
+        defaults = dict.fromkeys(_shown(o.default, o.kind) for _, o in owners)
+        default = next(iter(defaults)) if len(defaults) == 1 else ", ".join(
+            f"{_shown(o.default, o.kind)} ({n})" for n, o in owners)
         options.append(click.option(spelled, option.name, type=_click_type(option), default=None,
-                                    metavar=option.metavar, help=f"{', '.join(owners)}: {option.help}. Default: "
-                                                                 f"{default}."))
+                                    metavar=option.metavar, help=f"{', '.join(n for n, _ in owners)}: {option.help}. "
+                                                                 f"Default: {default}."))
 
     def decorate(function):
         for option in reversed(options):

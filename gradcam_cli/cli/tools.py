@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
-from gradcam_cli.cli.options import COLORMAP_NAMES, method_parameters, model_options, pool_option, precision_option
+from gradcam_cli.cli.options import (COLORMAP_NAMES, method_parameters, model_options, pool_option, precision_option,
+                                     split_method_options)
 from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
@@ -240,9 +241,7 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
                     the trained model's as weights are re-initialised from the top (low is good)
     """
     setup_logging(model_options["verbose"])
-    from gradcam_cli.explain.methods import OPTION_NAMES
-
-    options = {name: model_options.pop(name) for name in list(model_options) if name in OPTION_NAMES}
+    options, model_options = split_method_options(model_options)
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:

@@ -4,7 +4,7 @@ A figure has one row per model and one column per cell: a method at a layer (`--
 `--layers`) or one of the Grad-CAM variants (`--variants`); with several images in one
 figure (`--grid`) each image adds its rows. Every cell of a row explains the same class: the
 one asked for, else the row's model's top-1 prediction. Each map comes from the code of its own
-command (compute_maps), so a Grad-CAM cell is the `gradcam` command's map; maps are
+command (api.Explainer.maps), so a Grad-CAM cell is the `gradcam` command's map; maps are
 normalised to their maximum and coloured with one colormap, gradient cells are drawn as the
 `guided` command draws them. A cell that does not apply to a model (CAM on VGG16, a layer the
 model lacks, a dilated copy of a ResNet) is drawn as such, with the reason in the JSON record.
@@ -156,7 +156,7 @@ class Figure:
 
 
 def _mask_for(path, shape):
-    """The object of the mask beside an image (evaluation.read_mask), or None if it has none."""
+    """The object of the mask beside an image (annotations.read_mask), or None if it has none."""
     try:
         return read_mask(path, shape)
     except ImageError:

@@ -247,7 +247,7 @@ def _stream(ray, sources, arguments, shown_dir, workers, threads, batch_size, re
                 break
             except Exception as error:  # the job failed as a whole (the cluster went, no worker could start)
                 if expected == 0:
-                    raise ClusterError(f"the Ray job failed before any image was done: {_one_line(error)}") from None
+                    raise ClusterError(f"the Ray job failed before any image was done: {_ray_error(error)}") from None
                 log.info("the Ray job stopped", exc_info=True)
                 stopped = error
                 break
@@ -263,7 +263,7 @@ def _stream(ray, sources, arguments, shown_dir, workers, threads, batch_size, re
             if progress is not None:
                 progress(1)
     for lost in sources[expected:]:
-        why = (f"the Ray job stopped ({_one_line(stopped)})" if stopped is not None
+        why = (f"the Ray job stopped ({_ray_error(stopped)})" if stopped is not None
                else f"the Ray worker explaining its batch died, {retries + 1} time(s)")
         _lost(lost, why, report, on_failure)
     if output_dir is not None:
@@ -306,7 +306,7 @@ def _quiet(ray, verbose):
             worker_module._worker_logs_enabled = saved_logs
 
 
-def _one_line(error):
+def _ray_error(error):
     """A Ray error in one line: the worker's own exception when the message ends in its traceback
     (a worker whose Explain could not be built: ActorDiedError keeps only the text), else the
     error's type and message."""
@@ -329,7 +329,7 @@ def _lost(source, why, report, on_failure):
 
 
 def _hand_on(record, source, report, on_result, on_failure, on_empty):
-    """A worker's record, handed on as pipeline.run's callbacks would have it."""
+    """A worker's record, handed on as api.Explainer.write's callbacks would have it."""
     if "error" in record:
         report.failed.append((source, record["error"]))
         on_failure(source, record["error"], record)

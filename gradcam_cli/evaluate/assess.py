@@ -175,6 +175,11 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
         report, heading = _localization(explainers, images, codes, count, pairs, seed, threshold, control)
         tables.append(localization.format_table(report))
     report.update(model=loaded.name, layer=path_name(loaded.target_layer(layer)), measures=list(measures))
+    chosen = {method: explainer.details() for method, explainer in explainers.items()}
+    chosen = {method: details for method, details in chosen.items() if details}
+    if options or compat:  # how each method was run: its options as its records give them
+        report["method_options"] = chosen
+        heading += "; " + "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in d.items()) for m, d in chosen.items())
     faithful = tuple(m for m in measures if m in FAITHFULNESS)
     if faithful:
         tables.append(_faithfulness(report, explainers, rgbs, codes, faithful, steps, baseline, output_dir,
@@ -242,5 +247,5 @@ def _randomisation(report, loaded, rgbs, methods, layer, classes, batch_size, ou
     report["randomisation"] = result.as_record()
     if output_dir is not None:
         outputs["randomisation"] = randomisation.write_curves(result, Path(output_dir) / "eval.randomisation.png")
-    return (f"cascading randomisation ({len(rgbs)} image(s); Spearman rank correlation with the trained "
-            f"model's maps, lower is better):\n" + result.table())
+    return (f"cascading randomisation ({len(rgbs)} image(s), each method with its default options; Spearman rank "
+            f"correlation with the trained model's maps, lower is better):\n" + result.table())

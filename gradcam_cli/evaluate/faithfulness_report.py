@@ -19,12 +19,10 @@ from gradcam_cli.evaluate import faithfulness as F
 from gradcam_cli.files.images import model_inputs
 
 MEASURES = ("deletion", "confidence", "road")
-BASELINE_MAPS = ("uniform", "random", "randomcam")
 # The figures each measure puts in a method's entry (report["methods"][m]).
 FIGURES = {"deletion": ("deletion_auc", "insertion_auc"),
            "confidence": ("average_drop_percent", "increase_in_confidence_percent"),
            "road": ("road_morf", "road_lerf", "road_combined")}
-CURVES = ("fractions", "deletion_curve", "insertion_curve", "road_percentages", "road_morf_curve", "road_lerf_curve")
 
 
 def _judge(explainers):
@@ -138,7 +136,7 @@ def _figures(views, maps, classes, probabilities, name, measures, steps, baselin
 def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFAULT_STEPS, baseline="zero",
                         seed=0):
     """Faithfulness figures of each method (explainers: {method: api.Explainer} of one model,
-    evaluation.explainers_for) on `rgbs` (decoded RGB uint8 images), each explaining its code in
+    localization.explainers_for) on `rgbs` (decoded RGB uint8 images), each explaining its code in
     `codes` (one for all images or one per image: a class index, or engine.top_rank(1)).
 
     measures: any of MEASURES; 'deletion' gives deletion_auc and insertion_auc (RISE),

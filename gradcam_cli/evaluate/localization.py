@@ -132,7 +132,7 @@ def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean", opti
 
     def takes(method, name):
         chosen = METHODS[method]
-        base = options.get("base_method") or (chosen.option("base_method").default if chosen.meta else None)
+        base = (options.get("base_method") or chosen.option("base_method").default) if chosen.meta else None
         return chosen.option(name) is not None or (base is not None and METHODS[base].option(name) is not None)
 
     unused = [name for name in options if not any(takes(method, name) for method in methods)]

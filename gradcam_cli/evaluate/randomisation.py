@@ -46,10 +46,10 @@ Our choices, each named:
   the `gradcam` command draws: full_map); for guided backpropagation and deconvnet, the
   input gradient alone ('guided-backprop', 'deconvnet-backprop') or its product with the Grad-CAM
   map ('guided-gradcam', 'deconvnet-gradcam'; the registry names 'guided' and 'deconvnet' mean
-  the product, as localization_map does), as saliency (the largest magnitude over
+  the product, as api.ImageMaps.on_image does), as saliency (the largest magnitude over
   colours: saliency_map). One Explainer per registry method gives all its views.
 - Figures (`METRICS`), on the maps shrunk to at most `side` x `side` pixels (area averaging, as
-  evaluation.rank_correlation does):
+  localization.rank_correlation does):
   'spearman': Spearman's rank correlation of the maps as drawn (ReLU'd, normalised; the
   gradients' absolute value): the paper's "with absolute value".
   'spearman_signed': of the signed maps: a CAM before its ReLU, a gradient's mean over colours
@@ -82,7 +82,7 @@ METRIC_TITLES = {"spearman": "Spearman rank correlation (maps as drawn)",
                  "spearman_signed": "Spearman rank correlation (signed maps)",
                  "ssim": "SSIM (maps as drawn)"}
 DEFAULT_METHODS = ("gradcam", "guided-backprop", "guided-gradcam")
-COMPARED_SIDE = 64  # evaluation.rank_correlation's default
+COMPARED_SIDE = 64  # localization.rank_correlation's default
 # Running statistics, kept: not learned by gradient (the paper re-initialises trainable variables).
 STATISTICS = ("moving_mean", "moving_variance")
 

@@ -78,12 +78,14 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
     `eigen_smooth`: the first principal component of the channels' parts of the map instead of
     their sum (methods/pca.py); GradcamError for a method whose map is no such sum."""
     chosen = METHODS[method]
+    if chosen.meta is not None:
+        raise GradcamError(f"{method} composes its base method's maps: compute it with api.Explainer")
     if eigen_smooth and not chosen.smoothable:
         raise GradcamError(f"eigen smoothing takes the principal component of a map's channel terms; {method}'s "
                            "map is not a sum over channels")
     objective = chosen.objective(context) if chosen.objective is not None else None
     result = engine.run(inputs, np.asarray(codes), needs=chosen.needs, backprop=chosen.backprop, objective=objective)
-    samples = context.options.get("samples") if chosen.backprop is not None else None
+    samples = context.options.get("smoothgrad_samples") if chosen.backprop is not None else None
     if samples:  # `guided --smoothgrad N`: those gradients, smoothed
         from gradcam_cli.explain.methods.input_attribution import DEFAULT_NOISE, smoothgrad
 

@@ -27,7 +27,7 @@ is mapped back to the original geometry and the maps are averaged. Our choices, 
 
 Several layers: each layer's map (after the ReLU) is normalised to its own maximum, upsampled
 bilinearly to the model's input size, and the maps are averaged (a map that is zero everywhere
-stays zero). The averaged map, at the model's input resolution, is the map the pipeline then
+stays zero). The averaged map, at the model's input resolution, is the map that drawing then
 resizes onto the image.
 
 How pytorch-grad-cam's aug_smooth and aggregate_multi_layers differ: docs/methods.md#aug-smooth,
@@ -40,6 +40,9 @@ import numpy as np
 
 # How the views are made: zoomed about the centre (ours), or multiplied (pytorch-grad-cam's).
 AUG_MODES = ("zoom", "multiply")
+# The views --compat makes: pytorch-grad-cam's ttach transforms multiply the input (tf-keras-vis
+# has no augmentation smoothing).
+COMPAT_MODES = {"pytorch-grad-cam": "multiply"}
 # The views: (flipped, zoom or factor). The original view comes first: its classes fix the others'.
 VIEWS = tuple((flip, zoom) for flip in (False, True) for zoom in (1.0, 0.9, 1.1))
 
@@ -116,7 +119,7 @@ def _view(inputs, flip, amount, mode):
 
 
 def augmentation_smoothed(compute, inputs, codes, mode="zoom"):
-    """compute(inputs, codes) -> pipeline.MapBatch, averaged over VIEWS (see the module's notes):
+    """compute(inputs, codes) -> explain.compute.MapBatch, averaged over VIEWS (see the module's notes):
     zoomed views (`mode` 'zoom') or multiplied ones ('multiply', pytorch-grad-cam's)."""
     if mode not in AUG_MODES:
         raise ValueError(f"mode must be one of {', '.join(AUG_MODES)}. Received: mode={mode!r}")
@@ -138,7 +141,7 @@ def augmentation_smoothed(compute, inputs, codes, mode="zoom"):
 
 
 def layers_averaged(batches, size):
-    """pipeline.MapBatches of one batch at several layers -> one, whose maps are the average
+    """explain.compute.MapBatches of one batch at several layers -> one, whose maps are the average
     of the layers' maps, each normalised to its maximum and upsampled to `size` (H, W)."""
     from gradcam_cli.explain.maps import upsample
 

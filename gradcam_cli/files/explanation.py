@@ -26,6 +26,7 @@ class Explanation:
     input_gradient: np.ndarray = None  # (H', W', C) at the model's input size, backprop methods
     box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
     network: str = None  # 'exact' or 'no-pooling' when computed on a dilated copy
+    file_name: str = None  # what its files are named after, as the command names them (api.Explainer.name)
 
     @property
     def map(self):
@@ -60,7 +61,8 @@ class Explanation:
         method = METHODS[self.method]
         options = writing.Options(output_dir=Path(output_dir), method=self.method,
                                   save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
-                                  name=output_name(self.method, self.network), gradients=method.backprop is not None)
+                                  name=self.file_name or output_name(self.method, self.network),
+                                  gradients=method.backprop is not None)
         paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
                                      writing.Target(0, self.tag))
         entry = writing.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
@@ -100,7 +102,7 @@ class ImageMaps:
 
 
 
-def explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None):
+def explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None, file_name=None):
     """Image i of a MapBatch as an Explanation."""
     from gradcam_cli.files.writing import predictions
 
@@ -109,6 +111,6 @@ def explanation(loaded, computed, i, rgb, source, name, box, target, method, lay
         image=rgb, small_map=computed.small_maps[i], class_index=class_index, label=loaded.label(class_index),
         score=float(computed.scores[i, class_index]), probability=float(computed.probabilities[i, class_index]),
         predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
-        name=name, tag=target.tag, box=box, network=network,
+        name=name, tag=target.tag, box=box, network=network, file_name=file_name,
         input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
     )

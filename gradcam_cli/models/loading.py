@@ -17,7 +17,7 @@ from pathlib import Path
 
 import keras
 
-from gradcam_cli.errors import argument, LayerError, ModelError
+from gradcam_cli.errors import LayerError, ModelError, argument, one_line
 from gradcam_cli.models import graph, heads, labels as labels_module, registry
 from gradcam_cli.models.precision import set_precision
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
@@ -115,15 +115,10 @@ def _offline_message(spec, error):
     path = cached_weights_path(spec)
     return (
         f"cannot download ImageNet weights for {spec.name} ({spec.weights_file}): "
-        f"{_one_line(error)}. Without a network, put that file at {path} "
+        f"{one_line(error, 200)}. Without a network, put that file at {path} "
         f"(or set KERAS_HOME), or give a weights file ({_WEIGHTS_FILE}) or random weights "
         f"({_RANDOM_WEIGHTS})"
     )
-
-
-def _one_line(error):
-    text = " ".join(str(error).split())
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def build_application(spec, weights="imagenet"):
@@ -190,7 +185,7 @@ def _load_weights(model, path):
     try:
         model.load_weights(str(path))
     except Exception as error:  # h5py, Keras and OS errors all mean the same to the user
-        raise ModelError(f"cannot load weights file {path}: {_one_line(error)}") from None
+        raise ModelError(f"cannot load weights file {path}: {one_line(error, 200)}") from None
 
 
 def load_model_file(path, trust=False):
@@ -211,7 +206,7 @@ def load_model_file(path, trust=False):
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=not trust)
     except Exception as error:
-        text = _one_line(error)
+        text = one_line(error, 200)
         unknown = unknown_classes(error, path)
         if unknown:
             raise ModelError(
@@ -370,7 +365,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
     try:
         layers = graph.describe_layers(model, input_size, channels)
     except Exception as error:  # a layer whose shape cannot be inferred symbolically
-        raise ModelError(f"{name}: cannot infer layer shapes: {_one_line(error)}") from None
+        raise ModelError(f"{name}: cannot infer layer shapes: {one_line(error, 200)}") from None
     spatial = {info.path for info in layers if info.spatial}
     found = heads.logit_layer(chain, lambda path: path in spatial)
     head = heads.describe_head(found.layer, out_shape[-1])
@@ -496,4 +491,4 @@ def import_user_code(item):
     except ModuleNotFoundError as error:
         raise ModelError(f"cannot import {text}: {error}") from None
     except Exception as error:  # the user's module failed while running: say how, in one line
-        raise ModelError(f"cannot import {text}: {type(error).__name__}: {_one_line(error)}") from None
+        raise ModelError(f"cannot import {text}: {type(error).__name__}: {one_line(error, 200)}") from None

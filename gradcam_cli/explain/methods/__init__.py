@@ -15,12 +15,12 @@ Eigen smoothing (pytorch-grad-cam's eigen_smooth) replaces the channel sum of w_
 contributions by its first principal component (methods/pca.py); a principal-component map is
 left as it is, and a method with a map of another kind refuses it.
 
-both before the final ReLU, which the pipeline applies (with resizing and normalising).
+both before the final ReLU, which explain/compute.py applies (drawing resizes and normalises).
 `result` is the engine's engine.BatchResult: the target layer's activations, their gradients
 (None unless the method needs them: a gradient-free method never pays for one), the classes
 explained, the preprocessed inputs, and the engine, whose `scores` and `probabilities` score
 further inputs with the forward pass alone. A method with `backprop` also has the engine compute
-the input gradient through guided (or deconvnet) ReLUs, and the pipeline multiplies it by the
+the input gradient through guided (or deconvnet) ReLUs, and compute.py multiplies it by the
 map (methods/guided.py).
 
 What an entry holds: method.py (Method, Context, NEEDS) and options.py (Option, Choice).
@@ -82,19 +82,27 @@ MAX_MASKS = Option("max_masks", int, None, "score only N channels per image (Sco
                    "Ablation-CAM: of largest L1 norm); not given: all", minimum=1, metavar="N")
 NOISE = Option("noise", float, DEFAULT_NOISE, "the noise's standard deviation, as a fraction of the input's range",
                minimum=0.0, record="smoothgrad_noise")
-GUIDED_SAMPLES = Option("samples", int, None, "SmoothGrad (Smilkov et al. 2017): average the gradient over N noisy "
+GUIDED_SAMPLES = Option("smoothgrad_samples", int, None, "SmoothGrad (Smilkov et al. 2017): average the gradient over N noisy "
                         "copies of the image (outputs named NAME.MODE-smoothgrad.KIND.png)", minimum=1,
                         flag="--smoothgrad", metavar="N", record="smoothgrad_samples")
 
 
 def _smoothed_gradient_record(values):
-    if not values["samples"]:
+    if not values["smoothgrad_samples"]:
         return {}
-    return {"smoothgrad_samples": values["samples"], "smoothgrad_noise": values["noise"]}
+    return {"smoothgrad_samples": values["smoothgrad_samples"], "smoothgrad_noise": values["noise"]}
 
 
 def _smoothed_gradient_suffix(values):
-    return "-smoothgrad" if values["samples"] else ""
+    return "-smoothgrad" if values["smoothgrad_samples"] else ""
+
+
+def _gradient_image_method(mode, summary, paper):
+    """guided and deconvnet: Grad-CAM's map and the input gradient through the ReLUs `mode`'s way
+    (models/guided.py), optionally smoothed (--smoothgrad N)."""
+    return Method(mode, summary, paper, _GRADIENT_NEEDS + ("input-gradients",), channel_weights=_gradcam,
+                  backprop=mode, options=(GUIDED_SAMPLES, NOISE), record=_smoothed_gradient_record,
+                  suffix=_smoothed_gradient_suffix)
 
 
 def _fullgrad_warnings(loaded):
@@ -324,28 +332,12 @@ METHODS = {
         options=(Option("steps", int, DEFAULT_STEPS, "intervals of the path from a zero input (the completeness "
                         "residual is in --json)", minimum=1),),
     ),
-    "guided": Method(
-        "guided",
-        "Guided Grad-CAM: guided backpropagation x the Grad-CAM map",
-        "Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net; " + _GRADCAM_PAPER,
-        _GRADIENT_NEEDS + ("input-gradients",),
-        channel_weights=_gradcam,
-        backprop="guided",
-        options=(GUIDED_SAMPLES, NOISE),
-        record=_smoothed_gradient_record,
-        suffix=_smoothed_gradient_suffix,
-    ),
-    "deconvnet": Method(
-        "deconvnet",
-        "deconvnet x the Grad-CAM map",
-        "Zeiler and Fergus 2014, Visualizing and Understanding Convolutional Networks",
-        _GRADIENT_NEEDS + ("input-gradients",),
-        channel_weights=_gradcam,
-        backprop="deconvnet",
-        options=(GUIDED_SAMPLES, NOISE),
-        record=_smoothed_gradient_record,
-        suffix=_smoothed_gradient_suffix,
-    ),
+    "guided": _gradient_image_method(
+        "guided", "Guided Grad-CAM: guided backpropagation x the Grad-CAM map",
+        "Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net; " + _GRADCAM_PAPER),
+    "deconvnet": _gradient_image_method(
+        "deconvnet", "deconvnet x the Grad-CAM map",
+        "Zeiler and Fergus 2014, Visualizing and Understanding Convolutional Networks"),
     "dilated": Method(
         "dilated",
         "Grad-CAM on the exact (a trous) dilated copy: the original classifier at full resolution",
@@ -401,6 +393,12 @@ def output_name(method, network=None):
 BASE_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None and method.network is None)
 _BASE_HELP = "the method whose maps are composed (see `gradcam methods`; its own options apply)"
 
+
+def _base_suffix(default):
+    """A meta-method's file names carry its base method when it is not the default one
+    (NAME.refinecam-layercam.overlay.png), so runs with two bases do not overwrite each other."""
+    return lambda values: "" if values["base_method"] == default else f"-{values['base_method']}"
+
 METHODS["refinecam"] = Method(
     "refinecam",
     "RefineCAM: the base method's maps at several layers (one per resolution by default), each normalised and "
@@ -410,6 +408,7 @@ METHODS["refinecam"] = Method(
     meta=refinecam_maps,
     default_layers=stage_layers,
     options=(Option("base_method", str, "gradcam++", _BASE_HELP, choices=BASE_METHODS),),
+    suffix=_base_suffix("gradcam++"),
 )
 METHODS["sess"] = Method(
     "sess",
@@ -418,6 +417,7 @@ METHODS["sess"] = Method(
     "Tursun et al. 2022, SESS: Saliency Enhancing with Scaling and Sliding",
     ("base-method",),
     meta=sess_maps,
+    suffix=_base_suffix("gradcam"),
     options=(Option("base_method", str, "gradcam", _BASE_HELP, choices=BASE_METHODS),
              Option("sess_scales", int, SESS_SCALES, "how many scales the image is enlarged to (the first is its "
                     "own size); each adds windows", minimum=1),

@@ -7,7 +7,7 @@ from them by the layers above the target:
 
     y_c^k = y_c(A with channel k set to 0)     the ablated score
     w_k   = (y_c - y_c^k) / |y_c|              the paper's slope, "(y^c - y^c_k) / y^c"
-    map   = sum_k w_k A_k                      the paper's L^c before its ReLU (the pipeline applies it)
+    map   = sum_k w_k A_k                      the paper's L^c before its ReLU (compute.py applies it)
 
 The paper first defines the slope with ||A_k|| as its denominator, then uses y^c instead, as
 we do (its absolute value: below). Our choices, each named:
@@ -20,7 +20,7 @@ we do (its absolute value: below). Our choices, each named:
   path (not y_c from the full forward pass, whose round-off differs from the upper-graph step's).
 - The ablated value is 0, the paper's.
 - |y_c|, not y_c, in the denominator. The denominator only scales an image's map (its sign aside),
-  and the pipeline normalises that scale away; dividing by a negative y_c (a class scored below
+  and drawing normalises that scale away; dividing by a negative y_c (a class scored below
   0, or class 0 of a binary model) would flip every weight, so that the channels supporting the
   class are the ones erased by the ReLU. For y_c > 0 this is the paper's weight exactly.
 - y_c = 0: the denominator is max(|y_c|, SCORE_FLOOR), so the map is the drops themselves times
@@ -31,7 +31,7 @@ we do (its absolute value: below). Our choices, each named:
   overflows float32) its weights are not finite and pytorch-grad-cam's map is NaN; here that
   image's weights are all 0, an empty map (docs/methods.md#ablation-cam).
 - An all-zero channel is already ablated: w_k = 0 exactly, and it is not scored.
-- `context.max_masks = N` ablates, per image, the N channels with the largest L1 norm
+- The max_masks option, N, ablates, per image, the N channels with the largest L1 norm
   sum_ij |A_k(i, j)| (ties: the lower index): setting A_k to 0 changes the head's input by exactly
   A_k, so these are the largest perturbations (for a GAP + Dense head, y_c - y_c^k =
   W[k, c] mean(A_k)). The others get w_k = 0 and are not scored. N >= K ablates them all.

@@ -4,7 +4,7 @@ of the target layer's activations.
 
 The activations A (h, w, K) of an image, read as hw samples of K channels (the matrix O), are
 decomposed O = U S V^T, and the map is the projection onto the first right singular vector,
-O v_1 (the paper's L_Eigen-CAM = O V_1), before the pipeline's ReLU. No gradient, no class score:
+O v_1 (the paper's L_Eigen-CAM = O V_1), before the final ReLU (explain/compute.py). No gradient, no class score:
 every class of an image gets the same map (the engine computes no gradient for it).
 
 Our choices (pca.first_principal_component has the details):

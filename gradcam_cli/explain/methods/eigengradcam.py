@@ -4,7 +4,7 @@ arXiv:2008.00299) applied to the gradient-weighted activations.
 
 With g = dS / dA (S the class score before the softmax), the map is the first principal
 component of the element-wise products g o A (h, w, K) of an image, read as hw samples of K
-channels: the centred samples projected onto their first principal axis, before the pipeline's
+channels: the centred samples projected onto their first principal axis, before the final
 ReLU. Unlike Eigen-CAM it depends on the class, through g.
 
 Our choices (pca.first_principal_component has the details): the products are centred over the

@@ -6,7 +6,7 @@ For an image's activations A (h, w, K), per channel k, over the positions:
 
     mu_k = mean_ij A^k_ij,  sigma_k = std_ij A^k_ij        (population std, ddof 0)
     M^k_ij = 1 if A^k_ij > mu_k + k_sigma sigma_k else 0    the k-sigma rule, k_sigma = 2
-    map = sum_k mu_k M^k                                    before the pipeline's ReLU
+    map = sum_k mu_k M^k                                    before the final ReLU (explain/compute.py)
 
 Our choices, each named:
 
@@ -15,7 +15,7 @@ Our choices, each named:
   maps weighted by the channel means, sum_k mu_k M^k; or 'fraction-above', pytorch-grad-cam's
   (fem.py): the activations weighted by the fraction of positions above the threshold,
   sum_k mean_ij(M^k) A^k (docs/methods.md#fem).
-- The map is not divided by its maximum here: the pipeline normalises every map. A constant
+- The map is not divided by its maximum here: every map is normalised when drawn. A constant
   channel (sigma 0) has no position above its mean and adds nothing. Computed in float64.
 
 How the reference code, xplique and pytorch-grad-cam differ: docs/methods.md#fem.

@@ -30,7 +30,7 @@ psi: min-max normalise, bilinear resize to the input size. Our choices, each nam
   full-size arrays. We divide exactly; a constant channel gives 0.
 - The input term is taken in the model's input space (the preprocessed input), the space in
   which the decomposition holds; one term per input channel.
-- The map is the sum minus its minimum per image, so the pipeline's normalisation by the
+- The map is the sum minus its minimum per image, so the drawing's normalisation by the
   maximum gives a [0, 1] map.
 - No bias (use_bias=False everywhere and no batch normalisation), or every bias zero: FullGrad
   reduces to the input-gradient term; `bias_warning` says so in one line.

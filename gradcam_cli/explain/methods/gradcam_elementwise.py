@@ -6,7 +6,7 @@ arXiv:2011.08891) with a ReLU on each product before the channel sum,
 
 S the class score before the softmax. Where HiResCAM lets a channel's negative evidence cancel
 another's positive evidence at a position, this keeps only the positive contributions; the map
-is therefore never negative (the pipeline's ReLU changes nothing). LayerCAM (layercam.py) is the
+is therefore never negative (the final ReLU (explain/compute.py) changes nothing). LayerCAM (layercam.py) is the
 neighbour that clips the gradient instead: relu(g) A, which differs where A < 0.
 
 Other implementations: docs/methods.md#element-wise-grad-cam.

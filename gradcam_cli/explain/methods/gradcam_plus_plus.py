@@ -7,7 +7,7 @@ and third derivatives of Y. With the exponential score Y = exp(S) (S the class l
 higher derivatives are powers of the first derivative g = dS/dA times exp(S), and the exp(S)
 cancels from the alphas: the closed form of the paper's Eq. 19 (below). The exp(S) left in
 dY/dA = exp(S) g is one positive number per image, so it is dropped: it scales a map, and the
-pipeline normalises maps by their maximum.
+drawn map is normalised by its maximum.
 
 Our choices, each named (each option's value per library: docs/methods.md#grad-cam-gradcam):
 

@@ -7,7 +7,7 @@ the gradients and the activations,
 
     map_ij = sum_k (dS / dA^k_ij) A^k_ij
 
-S the class score before the softmax, with the pipeline's ReLU after. With a head of global
+S the class score before the softmax, with the final ReLU (explain/compute.py) after. With a head of global
 average pooling and one dense layer, dS/dA^k_ij = W_kc / (h w) everywhere, and HiResCAM is CAM
 divided by h w (the paper's proof that it generalises CAM).
 

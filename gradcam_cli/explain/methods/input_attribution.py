@@ -38,7 +38,7 @@ ICML 2017), Eq. 1 and its Riemann approximation (Eq. 3):
   S_c(x) and S_c(x') come from the same compiled step (the rule's end points; a rule without
   one computes it with weight 0).
 - The map for display is the sum of the attributions over the colour channels (signed: the
-  pipeline's ReLU keeps the evidence for the class), so map.sum() - residual = S_c(x) - S_c(x').
+  final ReLU keeps the evidence for the class), so map.sum() - residual = S_c(x) - S_c(x').
 
 Other implementations: docs/methods.md#smoothgrad, docs/methods.md#integrated-gradients.
 """
@@ -176,13 +176,6 @@ def smoothgrad_map(result, context=None, samples=DEFAULT_SAMPLES, noise=DEFAULT_
     inputs and classes, at the input's resolution."""
     gradients = smoothgrad(result.engine, result.inputs, result.classes, samples, noise, seed)
     return np.abs(gradients).max(axis=-1)
-
-
-def integrated_gradients_map(result, context=None, steps=DEFAULT_STEPS, baseline=None, rule="trapezoid"):
-    """(B, H, W): the Integrated Gradients of an engine.BatchResult's inputs and classes summed
-    over colours (signed), at the input's resolution. The residuals: `integrated_gradients`."""
-    attributions, _ = integrated_gradients(result.engine, result.inputs, result.classes, steps, baseline, rule)
-    return attributions.sum(axis=-1)
 
 
 def smoothgrad_method_map(result, context):

@@ -10,7 +10,7 @@ For an image's activations read as N = hw samples x_i of K channels, centred ove
            sigmoid: tanh(gamma <x_i, x_j> + coef0)
     G_c  = G - 1_N G - G 1_N + 1_N G 1_N        centred in feature space (1_N: all entries 1/N)
     G_c u = lambda u                            lambda the largest eigenvalue, ||u|| = 1
-    map  = sqrt(lambda) u                       reshaped to (h, w), before the pipeline's ReLU
+    map  = sqrt(lambda) u                       reshaped to (h, w), before the final ReLU (explain/compute.py)
 
 which is what sklearn's KernelPCA(n_components=1).fit_transform returns (eigenvectors times the
 square roots of their eigenvalues), computed here with numpy alone.

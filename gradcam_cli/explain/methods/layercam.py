@@ -3,7 +3,7 @@ Localization", IEEE TIP 2021).
 
 Each position of each channel gets its own weight, the positive part of its gradient
 (Eq. 5: w^k_ij = relu(dS / dA^k_ij)), and the map is the channel sum of the weighted
-activations (Eq. 6: sum_k w^k_ij A^k_ij); the pipeline applies the final ReLU. S is the class
+activations (Eq. 6: sum_k w^k_ij A^k_ij); explain/compute.py applies the final ReLU. S is the class
 score before the softmax.
 
 pytorch-grad-cam and tf-keras-vis compute the same: docs/methods.md#layercam.

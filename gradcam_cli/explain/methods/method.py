@@ -60,11 +60,6 @@ class Method:
         return "classifier" in self.needs
 
     @property
-    def gradients(self):
-        """Whether the engine must compute the target layer's gradients."""
-        return "gradients" in self.needs
-
-    @property
     def kinds(self):
         """What --save may name for this method."""
         return MAP_KINDS + (GRADIENT_KINDS if self.backprop else ())
@@ -95,6 +90,10 @@ class Method:
                 values[choice.option] = value
         values.update({name: self.option(name).check(value) for name, value in given.items()})
         return values
+
+    def record_keys(self):
+        """The fields the method's options add to a record (every option given a value)."""
+        return sorted(self.record_of({o.name: o.default if o.default is not None else 1 for o in self.options}))
 
     def record_of(self, values):
         """What a record says of the method's options (`values`, from Method.values)."""

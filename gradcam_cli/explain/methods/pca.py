@@ -14,7 +14,7 @@ Our choices, each named:
 - Centring: yes. The Eigen-CAM paper projects the activations on V's first column and does not
   centre; without centring the first axis mostly follows the mean feature vector, and the map is
   close to the channel sum. The centred projection has zero mean over the positions, so after the
-  pipeline's ReLU about half the map is zero.
+  final ReLU about half the map is zero.
 - Sign: an SVD gives v only up to its sign (M = U S V^T = (-U) S (-V)^T), and LAPACK's choice is
   arbitrary. We orient the map to agree with the features' mean: its correlation with the channel
   mean (1/K) sum_k X_k over the positions is positive. For the PCA map that correlation has the

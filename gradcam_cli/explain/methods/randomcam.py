@@ -3,7 +3,7 @@ pytorch_grad_cam/random_cam.py): channel weights drawn uniformly from [-1, 1], t
 against which evaluations (deletion, insertion, pointing game) measure a real method. No
 gradient, no class score.
 
-    w_k ~ U(-1, 1),   map = sum_k w_k A^k        (the pipeline's ReLU after)
+    w_k ~ U(-1, 1),   map = sum_k w_k A^k        (the final ReLU (explain/compute.py) after)
 
 Our choice of seed: the weights depend on the number of channels K alone, drawn from
 numpy's default generator seeded with (SEED, K), SEED = 0: every image, every class and every

@@ -11,7 +11,7 @@ layer's activations A:
                                       of confidence (CIC)
     w_k = softmax_k(y_c(X o H_k))     scorecam_score='softmax-logits': pytorch-grad-cam's rule (the
                                       logit y_c, a softmax over the channels: the paper's Algorithm 1)
-    map = sum_k w_k A_k               the paper's L^c before its ReLU (the pipeline applies it)
+    map = sum_k w_k A_k               the paper's L^c before its ReLU (compute.py applies it)
 
 Our choices, each named (each option's value per library: docs/methods.md#score-cam):
 
@@ -43,7 +43,7 @@ Our choices, each named (each option's value per library: docs/methods.md#score-
 - A constant channel gives a zero mask; with 'probability' it is not scored and its weight is 0
   (with the baseline, X o H_k = X_b and its weight is 0 exactly; without, the authors' code skips
   it too; tf-keras-vis gives it f_c(0), which only adds a constant to the map).
-- `context.max_masks = N` (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
+- The max_masks option, N (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
   highest spatial variance of A_k (ties: the lower index); the others get weight 0 and are not
   scored (with 'softmax-logits', the softmax is over the N kept). N >= K keeps them all.
 

@@ -8,7 +8,7 @@ and smoothed: a saliency map of higher resolution and fewer gaps than one pass g
 For an input X (H x W, the model's input size; short side s) explaining class c:
 
     scales      S_i = s + round(s r) i, i = 0..n-1        (n = 12, r = 2/7: 224, 288, ... 928)
-    windows     of H x W, stride the window (or --sess-step), the last one shifted back inside
+    windows     of H x W, stride the window (or --sess-stride), the last one shifted back inside
     score       p_i = max(P(c | window_i), 0), kept windows: the (1 - pre-filter) best
     weight      w_i = p_i / max_j p_j                       (all 1 when every p is 0)
     patch map   M_i = mm(Up(base map of window_i)), mm: min-max to [0, 1]
@@ -27,8 +27,9 @@ Our choices, each named:
   explains that class.
 - p_i is the model's probability (its softmax or sigmoid) of the class on the window.
 - The patch map is min-max normalised exactly (a constant map is 0), as the authors' code does.
-- Every window of every image of a batch goes through the base method's compiled step together,
-  in chunks of the engine's batch size (`chunks`).
+- Every window of every image of a batch goes through the base method's compiled step in chunks
+  of the engine's batch size (`chunks`), each chunk's windows cut from the scaled images when it
+  is computed: memory holds one chunk of windows and the maps (H x W each), not every window.
 How pytorch-grad-cam and the authors' code differ: docs/methods.md#sess.
 """
 
@@ -67,8 +68,8 @@ def scaled_size(size, short_side):
 
 def windows(size, count=DEFAULT_SCALES, step=DEFAULT_SCALE_STEP, stride=None):
     """Every window of an input of `size` (H, W): [(scaled size (Hs, Ws), (y, x))], scale by
-    scale (ascending), row by row. Windows are H x W; `stride` (default: the window) applies to
-    both axes as (stride_y, stride_x) = stride scaled to each side."""
+    scale (ascending), row by row. Windows are H x W, `stride` pixels apart on both axes
+    (default: the window's height and width)."""
     height, width = size
     found = []
     for short in scales(min(height, width), count, step):
@@ -93,18 +94,17 @@ def _resize(image, size):
     return resized.reshape((height, width) + image.shape[2:])
 
 
-def patches(inputs, found):
-    """The windows of every image, image after image: (B * len(found), H, W, C) float32."""
+def patches(inputs, found, rows):
+    """The windows `rows` [(image, window index into `found`)] of a batch of inputs, in order:
+    (len(rows), H, W, C) float32. Each scaled image is made once per call."""
     height, width = inputs.shape[1:3]
-    out = np.empty((len(inputs) * len(found),) + inputs.shape[1:], dtype=np.float32)
-    row = 0
-    for image in inputs:
-        scaled_cache = {}
-        for scaled, (y, x) in found:
-            if scaled not in scaled_cache:
-                scaled_cache[scaled] = _resize(image, scaled)
-            out[row] = scaled_cache[scaled][y : y + height, x : x + width]
-            row += 1
+    out = np.empty((len(rows),) + inputs.shape[1:], dtype=np.float32)
+    scaled_cache = {}
+    for row, (i, w) in enumerate(rows):
+        scaled, (y, x) = found[w]
+        if (i, scaled) not in scaled_cache:
+            scaled_cache[(i, scaled)] = _resize(inputs[i], scaled)
+        out[row] = scaled_cache[(i, scaled)][y : y + height, x : x + width]
     return out
 
 
@@ -161,13 +161,14 @@ def sess_maps(explainer, inputs, codes):
     whole = base.compute(inputs, codes)
     found = windows(size, options.get("sess_scales", DEFAULT_SCALES),
                     options.get("sess_scale_step", DEFAULT_SCALE_STEP), options.get("sess_stride"))
-    rows = patches(np.asarray(inputs, dtype=np.float32), found)
+    inputs = np.asarray(inputs, dtype=np.float32)
+    rows = [(i, w) for i in range(len(inputs)) for w in range(len(found))]  # every window, image by image
     classes = np.repeat(whole.classes, len(found))
     batch = base.build().engine.batch_size
     maps_, scores = [], []
     height, width = size
-    for start, stop in chunks(len(rows), batch):
-        computed = base.compute(rows[start:stop], classes[start:stop])
+    for start, stop in chunks(len(rows), batch):  # a chunk's windows are cut when it is computed
+        computed = base.compute(patches(inputs, found, rows[start:stop]), classes[start:stop])
         upsampled = np.stack([upsample(m, (0, 0, width, height), size) for m in computed.small_maps])
         maps_.append(min_max(upsampled))
         scores.append(computed.probabilities[np.arange(stop - start), classes[start:stop]])

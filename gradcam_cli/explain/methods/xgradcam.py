@@ -6,7 +6,7 @@ the gradients averaged with the channel's own normalised activations as pixel we
 
     w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dS / dA^k_ij,    map = sum_k w_k A^k
 
-S the class score before the softmax, with the pipeline's ReLU after the weighted sum. Where
+S the class score before the softmax, with the final ReLU (explain/compute.py) after the weighted sum. Where
 Grad-CAM weights every position equally (1 / hw), XGrad-CAM weights each by its share of the
 channel's activation.
 
