@@ -439,28 +439,9 @@ class Explainer:
         on_failure(source, reason[, record]) per image that failed (the others go on),
         on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch.
         Returns a files.writing.Report."""
-        from gradcam_cli.files.writing import Report, write_failed
+        from gradcam_cli.files.writing import dispatch
 
-        report = Report()
-        on_result, on_failure, on_empty = on_result or _ignore, on_failure or _ignore, on_empty or _ignore
-        for kind, source, value in self.stream(sources, options, image_workers):
-            if kind == "result":
-                report.done += 1
-                on_result(value)
-            elif kind == "empty":
-                report.empty_maps += 1
-                on_empty(source, value)
-            elif kind == "unreadable":
-                report.failed.append((source, value))
-                on_failure(source, value)
-            elif kind == "rejected":  # a record to report, but a failure
-                report.failed.append((source, value[0]))
-                on_failure(source, value[0], value[1])
-            elif kind == "failed":
-                write_failed(report, source, value, on_failure)
-            elif progress is not None:
-                progress(value)
-        return report
+        return dispatch(self.stream(sources, options, image_workers), on_result, on_failure, on_empty, progress)
 
     def __call__(self, images, classes=None, top_k=1, names=None):
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,
@@ -503,7 +484,3 @@ def loaded_model(model):
         raise GradcamError("give a model name or path, a model from gradcam_cli.load_model, or an Explainer. "
                            f"Received: {type(model).__name__}")
     return model
-
-
-def _ignore(*args):
-    return None

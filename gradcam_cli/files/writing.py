@@ -222,3 +222,30 @@ def write_failed(report, source, error, on_failure):
     reason = f"cannot write outputs: {error.strerror or error}"
     report.failed.append((source, reason))
     on_failure(source, reason)
+
+
+def dispatch(events, on_result=None, on_failure=None, on_empty=None, progress=None):
+    """A run's events (api.Explainer.stream) handed to callbacks, in order: on_result(record),
+    on_failure(source, reason[, record]), on_empty(source, class_index), progress(n). Returns the
+    run's Report."""
+    report = Report()
+    ignore = lambda *args: None
+    on_result, on_failure, on_empty = on_result or ignore, on_failure or ignore, on_empty or ignore
+    for kind, source, value in events:
+        if kind == "result":
+            report.done += 1
+            on_result(value)
+        elif kind == "empty":
+            report.empty_maps += 1
+            on_empty(source, value)
+        elif kind == "unreadable":
+            report.failed.append((source, value))
+            on_failure(source, value)
+        elif kind == "rejected":  # a record to report, but a failure
+            report.failed.append((source, value[0]))
+            on_failure(source, value[0], value[1])
+        elif kind == "failed":
+            write_failed(report, source, value, on_failure)
+        elif progress is not None:
+            progress(value)
+    return report
