@@ -31,20 +31,23 @@ from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API
 
 
 def load_model(model, weights=None, preprocess=None, input_size=None, labels=None, trust=False,
-               precision="float32", output=None, imports=(), device="auto"):
+               precision="float32", output=None, imports=(), device="auto", grid=None, prefix_tokens=None):
     """A model ready to explain: a keras.applications or demo name ('resnet50', 'demo-gap') or a
     .keras / .h5 path. weights: None (ImageNet for named models, the file's own), 'none'
     (random), or a weights file. preprocess: a preprocessing mode (models.preprocess.MODES) or a
     keras.applications name. labels: a class-names file. output: the output to explain, by
     name or index, for models with several. imports: modules or .py files to import first (they
-    run), for custom layers. Returns a models.loading.LoadedModel."""
+    run), for custom layers. grid, prefix_tokens: how a vision transformer's token layers read as
+    maps ((h, w) or 'HxW'; the tokens before the grid), found from the model when None. Returns a
+    models.loading.LoadedModel."""
     from gradcam_cli.explain.runtime import import_keras
 
     import_keras(device=device)
     from gradcam_cli.models.loading import load
 
     return load(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
-                trust=trust, precision=precision, output=output, imports=tuple(imports))
+                trust=trust, precision=precision, output=output, imports=tuple(imports), grid=grid,
+                prefix_tokens=prefix_tokens)
 
 
 @dataclass
@@ -72,7 +75,8 @@ class Prepared:
 
 
 # load_model's arguments, which an Explainer given a model's name or path passes on.
-LOAD_OPTIONS = ("weights", "preprocess", "input_size", "labels", "trust", "precision", "output", "imports", "device")
+LOAD_OPTIONS = ("weights", "preprocess", "input_size", "labels", "trust", "precision", "output", "imports", "device",
+                "grid", "prefix_tokens")
 
 
 class Explainer:
@@ -385,6 +389,9 @@ class Explainer:
             base = METHODS[self.options["base_method"]]
             out.update(base.record_of(base.values(self.base_options, self.compat)))
         ready = self.build()
+        grid = next((engine.grid for engine in ready.engines if engine.grid is not None), None)
+        if grid is not None:  # a token layer: the grid its tokens are read as
+            out.update(grid.as_record())
         if ready.warnings:
             out["method_warnings"] = list(ready.warnings)
         if ready.context.relus is not None:

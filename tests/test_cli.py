@@ -179,7 +179,7 @@ def test_nested_keras_and_legacy_h5_models(tmp_path, saved_models):
 
 @pytest.mark.parametrize("extra,message", [
     (["--model", "alexnet"], "unknown model 'alexnet'"),
-    (["--layer", "block9"], "no layer 'block9' in gap.keras; layers with a spatial output: conv1, pool1, conv2"),
+    (["--layer", "block9"], "no layer 'block9' in gap.keras; layers a map can target: conv1, pool1, conv2"),
     (["--layer", "pred"], "needs a (height, width, channels) layer"),
     (["--class", "7"], "class 7 is out of range: the model has 3 classes"),
     (["--class", "boxer"], "the model has no class names"),

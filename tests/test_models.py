@@ -93,9 +93,11 @@ def test_imagenet_weights_come_from_keras_cache(keras, tmp_path, monkeypatch):
         np.testing.assert_array_equal(got, want)
     # MobileNetV3's layer names are numbered per session: compare positions
     position = lambda model, path: [p for p, _ in graph.iter_layers(model)].index(path)
-    reference_layers = graph.describe_layers(reference, (224, 224))
+    from gradcam_cli.models import targets
+
+    reference_layers = targets.annotate(graph.describe_layers(reference, (224, 224)), (224, 224))
     assert position(loaded.model, loaded.default_layer) == position(
-        reference, graph.default_target_layer(reference_layers))
+        reference, targets.default_target_layer(reference, reference_layers))
     assert loaded.head.kind == "softmax" and loaded.num_classes == 1000
 
 
@@ -195,7 +197,7 @@ def test_target_layer_paths_and_errors(keras):
     assert loaded.target_layer("b_conv2") == ("base", "b_conv2")
     assert loaded.target_layer("base/b_conv2") == ("base", "b_conv2")
     assert loaded.target_layer(None) == ("base", "b_out")
-    with pytest.raises(GradcamError, match="no layer 'block9' in nested; layers with a spatial output: .*base/b_conv2"):
+    with pytest.raises(GradcamError, match="no layer 'block9' in nested; layers a map can target: .*base/b_conv2"):
         loaded.target_layer("block9")
     with pytest.raises(GradcamError, match="output shape \\(2,\\)"):
         loaded.target_layer("pred")

@@ -252,7 +252,7 @@ def test_a_batch_whose_worker_died_on_its_last_try_is_reported(cluster, folder, 
 def test_workers_that_cannot_build_the_model_stop_the_job_with_their_error(cluster, folder, tmp_path):
     sources = collect([str(folder)]).sources
     with pytest.raises(on_ray.ClusterError, match=r"^the Ray job failed before any image was done: LayerError: "
-                                                  r"no layer 'block9' in demo-gap; layers with a spatial output"):
+                                                  r"no layer 'block9' in demo-gap; layers a map can target"):
         on_ray.run(sources, dict(model="demo-gap", layer="block9", output_dir=str(tmp_path)), workers=1)
 
 

@@ -200,7 +200,7 @@ class Doubling(keras.layers.Layer):
 
 
 def test_custom_layer_loads_with_import_and_is_named_without(tmp_path, keras):
-    from gradcam_cli.models.loading import import_user_code
+    from gradcam_cli.models.user_code import import_user_code
 
     module = tmp_path / "my_layers.py"
     module.write_text(LAYER_MODULE.format(package="test_custom"))

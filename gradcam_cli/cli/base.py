@@ -12,8 +12,8 @@ from gradcam_cli.errors import GradcamError
 log = logging.getLogger("gradcam_cli")
 
 # How the command line spells the library's arguments (errors.argument) in its messages.
-FLAGS = {"input_size": "--input-size", "weights": "--weights", "imports": "--import", "trust": "--trust-model",
-         "output": "--output", "labels": "--labels", "device": "--device", "preprocess": "--preprocess",
+FLAGS = {"input_size": "--input-size", "grid": "--grid", "prefix_tokens": "--prefix-tokens", "weights": "--weights",
+         "imports": "--import", "trust": "--trust-model", "output": "--output", "labels": "--labels", "device": "--device", "preprocess": "--preprocess",
          "top_k": "--top-k", "classes": "--class", "layer": "--layer", "batch_size": "--batch-size",
          "method": "--method", "class_name": "--class"}
 
@@ -142,7 +142,8 @@ def setup_logging(verbose, quiet=False):
 
 
 def load(model, weights=None, preprocess=None, input_size=None, labels=None, trust_model=False, device="auto",
-         verbose=False, precision="float32", imports=(), output=None, quiet=False, maps=True):
+         verbose=False, precision="float32", imports=(), output=None, quiet=False, maps=True, grid=None,
+         prefix_tokens=None):
     """The model, loaded as the model options say; its warnings on stderr unless quiet (and,
     when it is loaded to draw `maps`, that random weights show nothing)."""
     from gradcam_cli.explain.runtime import import_keras
@@ -152,7 +153,8 @@ def load(model, weights=None, preprocess=None, input_size=None, labels=None, tru
     from gradcam_cli.models.loading import load as load_model
 
     loaded = load_model(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
-                        trust=trust_model, precision=precision, output=output, imports=imports)
+                        trust=trust_model, precision=precision, output=output, imports=imports, grid=grid,
+                        prefix_tokens=prefix_tokens)
     if not quiet:
         for warning in loaded.warnings:
             click.echo(f"warning: {loaded.name}: {warning}", err=True)

@@ -75,8 +75,12 @@ def _parse_weights(ctx, param, value):
     return value.lower() if value.lower() in ("imagenet", "none") else value
 
 
-def model_options(function):
-    """Options that choose and load a model (shared by the method commands and `layers`)."""
+def model_options(function=None, grid_flag="--grid"):
+    """Options that choose and load a model (shared by the method commands and `layers`).
+    `compare`, whose --grid lays out its figure, spells the token grid --token-grid
+    (`model_options(grid_flag="--token-grid")`; its parameter is then token_grid)."""
+    if function is None:
+        return lambda decorated: model_options(decorated, grid_flag)
     options = [
         click.option("--model", "-m", default="vgg16", show_default=True,
                      help="A keras.applications model name (case-insensitive; see `gradcam models`) "
@@ -108,6 +112,13 @@ def model_options(function):
                      help="For a model with several outputs: the classifier output to explain, by "
                           "name (a layer name, or the key of a dict of outputs) or index. A model with "
                           "several outputs is refused without it, listing them."),
+        click.option(grid_flag, metavar="HxW",
+                     help="For a vision transformer: the patch grid its token layers are read as (default: "
+                          "the patch embedding's, or the input size over the patch size)."),
+        click.option("--prefix-tokens", type=click.IntRange(min=0), metavar="N",
+                     help="For a vision transformer: the tokens before the patch grid (class, "
+                          "distillation, register tokens), dropped from the map (default: what the "
+                          "token count leaves beside the grid)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
                      show_default=True, help="Where to compute."),
         click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages."),

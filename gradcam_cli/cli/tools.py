@@ -16,7 +16,7 @@ from gradcam_cli.models import registry
 
 @main.command("compare", short_help="Maps side by side: methods, layers, variants, models.")
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@model_options
+@model_options(grid_flag="--token-grid")
 @click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
 @click.option("--methods", metavar="M1,M2,...",
               help=f"Columns, from: {', '.join(COMPARE_COLUMNS)} (guided: the guided-backpropagation image; "
@@ -63,6 +63,7 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
     """
     from gradcam_cli.explain.runtime import import_keras
 
+    model_options["grid"] = model_options.pop("token_grid")  # --grid lays out the figure here
     setup_logging(model_options["verbose"], quiet)
     import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
     from gradcam_cli.compare import figures as comparing
@@ -125,10 +126,11 @@ def models_command():
 
 @main.command("layers")
 @model_options
-@click.option("--all", "show_all", is_flag=True, help="List every layer, not only those with a spatial output.")
+@click.option("--all", "show_all", is_flag=True, help="List every layer, not only those a map can target.")
 def layers_command(show_all, **model_options):
     """List the layers of a model that a map can target, with their output shapes; the default
-    target is marked with *. The first line says what the model is given: its input size and
+    target is marked with *. A transformer's token layers show the patch grid their tokens are
+    read as and the prefix tokens (class, distillation, registers) dropped first. The first line says what the model is given: its input size and
     channels (rgb, or luminance for a 1-channel model), preprocessing and output. Named models
     are built without downloading weights."""
     setup_logging(model_options["verbose"])
@@ -140,11 +142,13 @@ def layers_command(show_all, **model_options):
     click.echo(f"# input {height}x{width}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
                f"output {loaded.output.name}, {loaded.num_classes} classes")
     for info in loaded.layers:
-        if not show_all and not info.spatial:
+        if not show_all and not info.mappable:
             continue
         mark = "*" if info.path == loaded.default_layer else " "
         shape_text = "x".join(str(d) for d in info.shape) if info.shape else "?"
-        click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}")
+        if info.grid is not None:
+            shape_text += f"  grid {info.grid.height}x{info.grid.width}, prefix {info.grid.prefix}"
+        click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}".rstrip())
 
 
 def _parse_thresholds(ctx, param, value):

@@ -59,6 +59,18 @@ INPUT_MODES = ("plain", "guided", "deconvnet")
 GRADIENT_NEEDS = ("activations", "gradients")
 
 
+def upper_cut(loaded, target_path):
+    """graph.cut_above at the target, for the upper-graph steps: ValueError with the reason when
+    the layers above it cannot be run from its map alone (a token layer's prefix tokens are not
+    in its map)."""
+    grid = loaded.grid_of(target_path)
+    if grid is not None and grid.prefix:
+        raise ValueError(f"the graph cannot be cut at {graph.path_name(target_path)!r}: its {grid.prefix} prefix "
+                         "token(s) (class, distillation, registers) are not part of its map, and the layers above "
+                         "read them")
+    return graph.cut_above(loaded.model, target_path, loaded.output)
+
+
 def top_rank(rank):
     """The target code for the rank-th most likely class (rank 1 = the top class)."""
     return -int(rank)
@@ -116,6 +128,7 @@ class Engine:
         self.traces = Counter()  # step kind -> times its forward pass was traced
         self._cut = None  # graph.Cut at the target, or the ValueError refusing it: first upper-graph step
         self._pooling = None  # _channel_pooling's answer, once asked
+        self.grid = loaded.grid_of(self.target_path)  # a token layer's tokens.TokenGrid, else None
 
     # -- compiled steps ------------------------------------------------------------------------
 
@@ -132,14 +145,24 @@ class Engine:
         return self._steps[key]
 
     def _rewrite(self, tap):
-        target = self.target_path
+        """Taps the target layer's output: a token layer's as its (B, h, w, K) grid, the prefix
+        tokens passing on untouched (models/tokens.py)."""
+        target, grid = self.target_path, self.grid
+
+        def tap_tokens(tokens):
+            return grid.to_tokens(tap(grid.to_grid(tokens)), tokens)
 
         def rewrite(path, layer):
             if path == target:
-                return lambda *args, **kwargs: tap(layer(*args, **kwargs))
+                tapped = tap if grid is None else tap_tokens
+                return lambda *args, **kwargs: tapped(layer(*args, **kwargs))
             return self.loaded.logits_rewrite(path, layer)
 
         return rewrite
+
+    def _entering(self, activations):
+        """Target-layer maps (R, h, w, K) as the layers above take them (a token layer's tokens)."""
+        return activations if self.grid is None else self.grid.from_grid(activations)
 
     def _tapped(self, objective):
         return lambda images, targets, tap: self._objective(images, targets, self._rewrite(tap), objective)
@@ -266,7 +289,7 @@ class Engine:
         graph cannot be cut there (raised again on every later use)."""
         if self._cut is None:
             try:
-                self._cut = graph.cut_above(self.loaded.model, self.target_path, self.loaded.output)
+                self._cut = upper_cut(self.loaded, self.target_path)
             except ValueError as error:
                 self._cut = error
         if isinstance(self._cut, ValueError):
@@ -277,7 +300,7 @@ class Engine:
         """A forward step whose "images" are target activations: only the layers above the cut
         run, with the logits rewrite, so `raw` is the model's pre-activation output."""
         activations = tap(activations)
-        outputs = graph.run_above(self.loaded.model, self._cut, activations, self.loaded.logits_rewrite)
+        outputs = graph.run_above(self.loaded.model, self._cut, self._entering(activations), self.loaded.logits_rewrite)
         raw = graph.flat_output(outputs, self.loaded.output.index)
         return ops.zeros((ops.shape(activations)[0],)), {"raw": raw}
 
@@ -289,7 +312,7 @@ class Engine:
         activations do not have the target layer's shape."""
         self._upper_cut()
         activations = np.asarray(activations, dtype=np.float32)
-        shape = next((info.shape for info in self.loaded.layers if info.path == self.target_path), None)
+        shape = next((info.map_shape for info in self.loaded.layers if info.path == self.target_path), None)
         if activations.ndim != 4 or (shape is not None and tuple(activations.shape[1:]) != tuple(shape)):
             raise ValueError(f"activations of layer {graph.path_name(self.target_path)!r} have shape (N, "
                              f"{', '.join(map(str, shape or ('h', 'w', 'K')))}). Received: {activations.shape}")
@@ -301,7 +324,7 @@ class Engine:
         """Rows per upper-graph-step call: as many as the memory budget holds, counting a row's layers
         above the target at UPPER_BYTES_FACTOR times its activations (at least 1, at most
         MAX_SCORING_CHUNK): Ablation-CAM's thousands of ablated copies in a few calls."""
-        shape = next((info.shape for info in self.loaded.layers if info.path == self.target_path), None)
+        shape = next((info.map_shape for info in self.loaded.layers if info.path == self.target_path), None)
         per_row = 4 * UPPER_BYTES_FACTOR * int(np.prod(shape)) if shape else self.memory_budget
         return int(max(1, min(self.memory_budget // max(1, per_row), MAX_SCORING_CHUNK)))
 
@@ -337,7 +360,8 @@ class Engine:
         keep = 1.0 - ops.one_hot(ablated, channels, dtype=activations.dtype)  # -1: all ones
         shape = (-1,) + (1,) * (len(activations.shape) - 2) + (channels,)
         rows = tap(ops.take(activations, owners, axis=0) * ops.reshape(keep, shape))
-        outputs = graph.run_above(self.loaded.model, cut or self._cut, rows, self.loaded.logits_rewrite)
+        entering = rows if cut is not None else self._entering(rows)
+        outputs = graph.run_above(self.loaded.model, cut or self._cut, entering, self.loaded.logits_rewrite)
         return ops.zeros((ops.shape(rows)[0],)), {"raw": graph.flat_output(outputs, self.loaded.output.index)}
 
     def upper_scores_ablated(self, activations, images, channels):

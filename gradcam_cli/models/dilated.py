@@ -163,7 +163,8 @@ def dilated_copy(loaded, mode, target_path):
     try:
         model = dilated(loaded.model, mode)
     except NotConvertible as error:
-        raise ModelError(f"{loaded.name}: {error}") from None
+        raise ModelError(f"{loaded.name}: {error}; a dilated copy is made of a VGG-style chain (stride-1 "
+                         "convolutions, pooling, a dense head)") from None
     suffix = "a trous" if mode == "exact" else "no pooling"
     converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
                          warnings=loaded.warnings)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import keras
 
-_POOLING_AND_NOISE = (
+POOLING_AND_NOISE = (
     "MaxPooling2D",
     "AveragePooling2D",
     "GlobalAveragePooling2D",
@@ -59,6 +59,7 @@ class LayerInfo:
     path: tuple
     layer: object
     shape: object  # output shape without the batch axis, or None (several outputs)
+    grid: object = None  # a token layer's tokens.TokenGrid (targets.annotate), else None
 
     @property
     def name(self):
@@ -69,6 +70,18 @@ class LayerInfo:
         """A (height, width, channels) output: a layer a class activation map can target."""
         shape = self.shape
         return shape is not None and len(shape) == 3 and all(isinstance(d, int) for d in shape)
+
+    @property
+    def mappable(self):
+        """A layer a map can target: a spatial output, or tokens read as a grid."""
+        return self.spatial or self.grid is not None
+
+    @property
+    def map_shape(self):
+        """(height, width, channels) of the layer's map (a token layer's grid), or None."""
+        if self.grid is not None:
+            return (self.grid.height, self.grid.width, self.shape[-1])
+        return self.shape if self.spatial else None
 
 
 def describe_layers(model, input_size, channels=3):
@@ -91,21 +104,6 @@ def describe_layers(model, input_size, channels=3):
 
     run_graph(model, keras.KerasTensor((1, *input_size, channels)), rewrite)
     return [LayerInfo(path, layer, shapes.get(path)) for path, layer in iter_layers(model)]
-
-
-def default_target_layer(layers):
-    """The last convolutional feature layer: the last layer with a spatial (H, W > 1) output that
-    is not pooling or dropout, so VGG16 gives block5_conv3 (not block5_pool), MobileNetV2 out_relu
-    (not its last Conv2D, whose output still goes through BN and ReLU6), and a nested base model
-    gives its inner layer ('resnet50/conv5_block3_out'). `layers`: from describe_layers."""
-    chosen = None
-    for info in layers:
-        if not info.spatial or (info.shape[0] <= 1 and info.shape[1] <= 1):
-            continue
-        if type(info.layer).__name__ in _POOLING_AND_NOISE:
-            continue
-        chosen = info.path
-    return chosen
 
 
 def find_layer(model, name):

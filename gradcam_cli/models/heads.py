@@ -191,17 +191,21 @@ def _describe(layers):
 
 def cam_classifier(layers, target_path):
     """The linear classifier CAM needs (Zhou et al. 2016): the target layer must feed
-    GlobalAveragePooling2D, then (identity layers allowed) one Dense or 1x1 Conv2D, then
+    GlobalAveragePooling2D (a token layer without prefix tokens: GlobalAveragePooling1D), then (identity layers allowed) one Dense or 1x1 Conv2D, then
     nothing but the softmax. Returns (kernel (K, C), bias (C,)); ValueError naming the head found.
     `layers`: graph.LayerInfo in call order, as LoadedModel.layers."""
     paths = [info.path for info in layers]
+    target = layers[paths.index(tuple(target_path))]
+    # a transformer's tokens pooled by GlobalAveragePooling1D are a grid pooled when they are the grid alone
+    pooling = ("GlobalAveragePooling2D",) + (("GlobalAveragePooling1D",) if target.grid is not None and
+                                             not target.grid.prefix else ())
     after = [info for info in layers[paths.index(tuple(target_path)) + 1 :]
              if info.path[: len(target_path)] != tuple(target_path)]  # skip the target's own inner layers
     after = [info for info in after if not isinstance(info.layer, keras.Model)]
     head = _describe(after)
-    problem = ValueError(f"CAM needs the target layer to feed GlobalAveragePooling2D and one linear "
-                         f"classifier; after it come {head}")
-    if not after or type(after[0].layer).__name__ != "GlobalAveragePooling2D":
+    problem = ValueError(f"CAM needs the target layer to feed {' or '.join(pooling)} over its whole grid and one "
+                         f"linear classifier; after it come {head}")
+    if not after or type(after[0].layer).__name__ not in pooling:
         raise problem
     rest = [info for info in after[1:] if not _is_pass_through(info.layer)]
     if len(rest) != 1:

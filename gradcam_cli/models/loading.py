@@ -17,9 +17,10 @@ from pathlib import Path
 
 import keras
 
-from gradcam_cli.errors import LayerError, ModelError, argument, one_line
-from gradcam_cli.models import graph, heads, labels as labels_module, registry
+from gradcam_cli.errors import GradcamError, ModelError, argument, one_line
+from gradcam_cli.models import graph, heads, labels as labels_module, registry, targets, tokens
 from gradcam_cli.models.precision import set_precision
+from gradcam_cli.models.user_code import import_user_code, unknown_classes
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 
 
@@ -46,6 +47,7 @@ class LoadedModel:
     precision: str = "float32"  # a precision.PRECISIONS key (precision.set_precision)
     channels: int = 3  # the model's input channels: 3 (RGB) or 1 (the image's luminance)
     output: object = None  # the graph.Output explained (the model's only one, or the one chosen)
+    token_layout: tuple = (None, None)  # (grid (h, w), prefix tokens) given by the user, each or None
     warnings: tuple = ()  # what a user should know about how the scores are read
 
     @property
@@ -70,27 +72,17 @@ class LoadedModel:
 
     @property
     def target_layers(self):
-        return [info for info in self.layers if info.spatial]
+        """The layers a map can target: spatial outputs, and token layers read as grids."""
+        return [info for info in self.layers if info.mappable]
 
     def target_layer(self, name=None):
         """The path of the layer to explain: `name` ('block5_conv3', 'resnet50/conv5_block3_out')
         or, when None, the default. LayerError, listing candidates, when it cannot be a target."""
-        if name is None:
-            return self.default_layer
-        try:
-            path = graph.find_layer(self.model, name)
-        except KeyError as error:
-            candidates = [info.name for info in self.target_layers]
-            shown = ", ".join(candidates[-12:])
-            more = f" (and {len(candidates) - 12} more: see `gradcam layers`)" if len(candidates) > 12 else ""
-            raise LayerError(f"{error.args[0]} in {self.name}; layers with a spatial output: {shown}{more}") from None
-        info = next(info for info in self.layers if info.path == path)
-        if not info.spatial:
-            raise LayerError(
-                f"layer {info.name!r} has output shape {info.shape}; a class activation map needs a "
-                "(height, width, channels) layer"
-            )
-        return path
+        return self.default_layer if name is None else targets.resolve(self, name)
+
+    def grid_of(self, path):
+        """The tokens.TokenGrid of the layer at `path`, or None (a spatial layer)."""
+        return next((info.grid for info in self.layers if info.path == tuple(path)), None)
 
     def label(self, index):
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
@@ -194,6 +186,8 @@ def load_model_file(path, trust=False):
     Keras's safe_mode stays on unless `trust`: a .keras file holding a Lambda layer carries
     Python bytecode, which should only run from a file one trusts.
     """
+    from gradcam_cli.models import layers, vit  # noqa: F401  (registers the layers of the package's own models)
+
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file {path} does not exist")
@@ -232,55 +226,6 @@ def load_model_file(path, trust=False):
 # The largest input side accepted for a model whose input size is free: 8192 x 8192 x 3 float32
 # is already 800 MB an image.
 MAX_INPUT_SIDE = 8192
-
-
-_UNKNOWN_CLASS = (r"Could not locate class '([^']+)'", r"Could not locate function '([^']+)'",
-                  r"Unknown (?:layer|object|class|activation|function)[a-z ]*: '([^']+)'")
-
-
-def unknown_classes(error, path):
-    """The custom classes a failed load could not find, as 'Name (module mod)' where the file
-    says, else []: from Keras's message (its wording differs between .keras and .h5)."""
-    text = " ".join(str(error).split())
-    names = []
-    for pattern in _UNKNOWN_CLASS:
-        names += [name for name in re.findall(pattern, text) if name not in names]
-    if not names:
-        return []
-    modules = _class_modules(path)
-    described = []
-    for name in names:
-        module = modules.get(name) or modules.get(name.split(">")[-1])
-        described.append(f"class {name.split('>')[-1]!r}" + (f" (module {module})" if module else ""))
-    return described
-
-
-def _class_modules(path):
-    """{class or registered name: module} for the non-Keras classes in a .keras file's config."""
-    import json
-    import zipfile
-
-    found = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            module = node.get("module")
-            if isinstance(node.get("class_name"), str) and isinstance(module, str) and not module.startswith("keras"):
-                found[node["class_name"]] = module
-                if isinstance(node.get("registered_name"), str):
-                    found[node["registered_name"]] = module
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            walk(json.loads(archive.read("config.json")))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        pass
-    return found
 
 
 def _input_shape(model):
@@ -345,9 +290,11 @@ def _resolve_preprocess(value, default):
 _COLOUR_MODES = ("caffe", "torch")
 
 
-def describe(model, name, input_size, preprocess, class_names, spec=None, output=None, warnings=()):
+def describe(model, name, input_size, preprocess, class_names, spec=None, output=None, warnings=(),
+             token_layout=(None, None)):
     """Gather what the engine needs about `model` into a LoadedModel. `output`: the name or
-    index of the output to explain (None: the model's only one)."""
+    index of the output to explain (None: the model's only one). token_layout: (grid (h, w),
+    prefix tokens) for token layers, each None to find it (models/tokens.py)."""
     try:
         graph.ensure_built(model)
         chosen = graph.select_output(model, output)
@@ -366,7 +313,8 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         layers = graph.describe_layers(model, input_size, channels)
     except Exception as error:  # a layer whose shape cannot be inferred symbolically
         raise ModelError(f"{name}: cannot infer layer shapes: {one_line(error, 200)}") from None
-    spatial = {info.path for info in layers if info.spatial}
+    layers = targets.annotate(layers, input_size, *token_layout)
+    spatial = {info.path for info in layers if info.mappable}
     found = heads.logit_layer(chain, lambda path: path in spatial)
     head = heads.describe_head(found.layer, out_shape[-1])
     try:
@@ -377,9 +325,10 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         raise ModelError(
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
-    default_layer = graph.default_target_layer(layers)
-    if default_layer is None:
-        raise ModelError(f"{name}: no layer with a spatial (height, width, channels) output")
+    try:
+        default_layer = targets.default_target_layer(model, layers, input_size, token_layout)
+    except GradcamError as error:
+        raise ModelError(f"{name}: {error.args[0]}") from None
     return LoadedModel(
         model=model,
         name=name,
@@ -395,25 +344,40 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         channels=channels,
         output=chosen,
         warnings=tuple(warnings) + ((found.warning,) if found.warning else ()),
+        token_layout=tuple(token_layout),
     )
 
 
 def load(model_name, weights=None, preprocess=None, input_size=None, labels_file=None, trust=False,
-         precision="float32", output=None, imports=()):
+         precision="float32", output=None, imports=(), grid=None, prefix_tokens=None):
     """Load a model for explanation: a registry name or a model file path.
 
     weights: None (the default: ImageNet for registry models, the file's own for model files),
     'imagenet', 'none', or a weights file path. precision: a PRECISIONS key (set_precision).
     output: the name or index of the output to explain, for models with several. imports:
     modules or .py files to import first, so that the custom classes they register load.
+    grid, prefix_tokens: how token layers read as maps ((h, w) or 'HxW', and a count), each
+    None to find it from the model (models/tokens.py).
     """
     for item in imports:
         import_user_code(item)
-    loaded = _load(model_name, weights, preprocess, input_size, labels_file, trust, output)
+    layout = (_grid(grid), None if prefix_tokens is None else int(prefix_tokens))
+    if layout[1] is not None and layout[1] < 0:
+        raise ModelError(f"{argument('prefix_tokens', str(prefix_tokens))}: a count of tokens, 0 or more")
+    loaded = _load(model_name, weights, preprocess, input_size, labels_file, trust, output, layout)
     return set_precision(check_image_channels(loaded), precision)
 
 
-def _load(model_name, weights, preprocess, input_size, labels_file, trust, output):
+def _grid(grid):
+    if grid is None or isinstance(grid, (tuple, list)) and len(grid) == 2:
+        return None if grid is None else (int(grid[0]), int(grid[1]))
+    try:
+        return tokens.parse_grid(grid)
+    except ValueError as error:
+        raise ModelError(f"{argument('grid', repr(grid))}: {error}") from None
+
+
+def _load(model_name, weights, preprocess, input_size, labels_file, trust, output, layout=(None, None)):
     spec = registry.find(model_name)
     class_names = labels_module.read_labels(labels_file) if labels_file else None
     if spec is not None:
@@ -429,7 +393,8 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         notes = []
         if chosen != spec.preprocess:
             notes.append(f"preprocessing {chosen} replaces {spec.name}'s own ({spec.preprocess})")
-        return describe(model, spec.name, size, chosen, names, spec, output=output, warnings=notes)
+        return describe(model, spec.name, size, chosen, names, spec, output=output, warnings=notes,
+                        token_layout=layout)
 
     path = Path(model_name)
     if not path.exists() and not re.search(r"[/\\.]", model_name):
@@ -452,43 +417,5 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         out_shape = ()  # describe() says what is wrong
     if class_names is None and len(out_shape) == 2 and out_shape[-1] == 1000:
         class_names = labels_module.imagenet_labels()  # a saved ImageNet classifier
-    return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names, output=output)
-
-
-def import_user_code(item):
-    """Import a module by name ('mypackage.layers') or a Python file ('layers.py'), so that the
-    Keras classes it registers (keras.saving.register_keras_serializable) can be deserialized.
-    Importing runs the module's code. ModelError in one line when it cannot be imported."""
-    import importlib
-    import importlib.util
-
-    text = str(item)
-    path = Path(text)
-    try:
-        if text.endswith(".py") or path.is_file():
-            if not path.is_file():
-                raise ModelError(f"cannot import {text}: no such file")
-            name = path.stem
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None:
-                raise ModelError(f"cannot import {text}: not a Python file")
-            module = importlib.util.module_from_spec(spec)
-            folder = str(path.resolve().parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)  # as `python FILE` does: its sibling modules import
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(name, None)
-                raise
-            return module
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())  # `--import mylayers` finds ./mylayers.py
-        return importlib.import_module(text)
-    except ModelError:
-        raise
-    except ModuleNotFoundError as error:
-        raise ModelError(f"cannot import {text}: {error}") from None
-    except Exception as error:  # the user's module failed while running: say how, in one line
-        raise ModelError(f"cannot import {text}: {type(error).__name__}: {one_line(error, 200)}") from None
+    return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names, output=output,
+                    token_layout=layout)

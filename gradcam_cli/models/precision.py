@@ -1,6 +1,8 @@
 """--precision: computing a model's convolutional trunk in mixed bfloat16, and what one image's
 activations take in memory (batches of dilated copies and scoring chunks are sized by it)."""
 
+import math
+
 import keras
 
 from gradcam_cli.errors import ModelError
@@ -12,13 +14,12 @@ PRECISIONS = {"float32": ("float32", 4), "mixed-bfloat16": ("mixed_bfloat16", 2)
 
 
 def activation_bytes(loaded):
-    """Bytes of one image's spatial activations: what a forward pass holds per image (a nested
-    model's output is its last layer's, counted once)."""
+    """Bytes of one image's spatial and token activations: what a forward pass holds per image (a
+    nested model's output is its last layer's, counted once)."""
     total = 0
     for info in loaded.layers:
-        if info.spatial and not graph.is_model(info.layer):
-            height, width, channels = info.shape
-            total += height * width * channels * PRECISIONS[loaded.precision][1]
+        if info.mappable and not graph.is_model(info.layer):
+            total += math.prod(info.shape) * PRECISIONS[loaded.precision][1]
     return total
 
 
@@ -37,7 +38,7 @@ def set_precision(loaded, precision):
     if precision != loaded.precision:
         policy = keras.DTypePolicy(PRECISIONS[precision][0])
         for info in loaded.layers:
-            if info.spatial and not graph.is_model(info.layer):
+            if info.mappable and not graph.is_model(info.layer):
                 info.layer.dtype_policy = policy
         loaded.precision = precision
     return loaded

@@ -374,6 +374,10 @@ def context_for(method, loaded, target_path, pool="mean", options=None):
             kernel = np.concatenate([-kernel, kernel], axis=1)
     if "input-gradients" in METHODS[method].needs:
         relus = census(loaded.layers, loaded.final_path)
+    if "upper-graph-scores" in METHODS[method].needs and loaded.grid_of(target_path) is not None:
+        from gradcam_cli.explain.engine import upper_cut
+
+        upper_cut(loaded, target_path)  # a transformer's layer is refused here, not after its forward pass
     return Context(pool=pool, classifier_kernel=kernel, relus=relus, options=dict(options or {}))
 
 

@@ -37,7 +37,7 @@ How pytorch-grad-cam and sklearn differ: docs/methods.md#kpca-cam.
 
 import numpy as np
 
-from gradcam_cli.explain.methods.pca import finite_features, orient
+from gradcam_cli.explain.methods.pca import channel_mean, finite_features, orient
 
 KERNELS = ("rbf", "sigmoid")
 DEFAULT_KERNEL = "rbf"
@@ -67,7 +67,7 @@ def kpcacam_map(activations, kernel=DEFAULT_KERNEL, gamma=None, coef0=1.0):
     samples = features.reshape(batch, height * width, channels)
     centred = samples - samples.mean(axis=1, keepdims=True)
     projections = np.stack([_first_component(kernel_matrix(x, kernel, gamma, coef0)) for x in centred])
-    return orient(projections, samples.mean(axis=2)).reshape(batch, height, width).astype(np.float32)
+    return orient(projections, channel_mean(samples)).reshape(batch, height, width).astype(np.float32)
 
 
 def kernel_matrix(samples, kernel, gamma, coef0=1.0):

@@ -21,8 +21,10 @@ Our choices, each named:
   sign of <M_c v, M_c 1> = v^T M_c^T M_c 1 = s_1^2 sum_k v_k: the rule is "the axis' components
   sum to a positive number". For eigen smoothing the channel mean is the unsmoothed map over K, so
   the smoothed map keeps the polarity of the map it replaces. Where the correlation is nil
-  (|cos| < 1e-6, an axis orthogonal to the mean), the map's entry of largest magnitude (the first
-  in row-major order) is made positive, sklearn's svd_flip convention.
+  (|cos| < 1e-6, an axis orthogonal to the mean), or the channel mean itself is nil (below 1e-5
+  of the largest feature: a LayerNorm's output, whose channel mean is 0 up to rounding), the map's
+  entry of largest magnitude (the first in row-major order) is made positive, sklearn's svd_flip
+  convention.
 - Where the largest singular value is repeated the axis is not unique, and the map is any
   vector of that eigenspace (what the SVD returns); constant features (s_1 = 0) give a zero map.
 - Non-finite features are set to 0 first, so that the SVD runs; computed in float64, per image
@@ -36,6 +38,8 @@ import numpy as np
 # Below this |cosine| between a map and the features' channel mean, the sign is not read from the
 # correlation but from the map's largest entry.
 _TIE_COSINE = 1e-6
+# A channel mean below this fraction of the largest feature is taken as 0 (see `orient`).
+_NIL_MEAN = 1e-5
 
 
 def first_principal_component(features):
@@ -47,7 +51,7 @@ def first_principal_component(features):
     centred = samples - samples.mean(axis=1, keepdims=True)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     projections = np.einsum("bnk,bk->bn", centred, vt[:, 0, :])
-    oriented = orient(projections, samples.mean(axis=2))
+    oriented = orient(projections, channel_mean(samples))
     return oriented.reshape(batch, height, width).astype(np.float32)
 
 
@@ -57,6 +61,17 @@ def eigen_smooth(weighted):
     (B, h, w, K) -> (B, h, w) float32, oriented like the channel sum it replaces (see the module's
     notes)."""
     return first_principal_component(weighted)
+
+
+def channel_mean(samples):
+    """The reference a map is oriented by: each position's channel mean of (B, n, K) samples,
+    (B, n); 0 for an image whose channel means are all below 1e-5 of its largest feature. A
+    LayerNorm's output (a transformer's token layer) has a channel mean of 0 up to rounding: no
+    direction to agree with, so `orient`'s tie rule decides, the same for a batch and one image."""
+    reference = samples.mean(axis=2)
+    scale = np.abs(samples).max(axis=(1, 2))
+    nil = np.abs(reference).max(axis=1) <= _NIL_MEAN * scale
+    return np.where(nil[:, None], 0.0, reference)
 
 
 def orient(projections, reference):

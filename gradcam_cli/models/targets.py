@@ -1,0 +1,177 @@
+"""Which layers a map can target, and which one is the default.
+
+A layer can be a target when its output is spatial, (height, width, channels), or a sequence of
+tokens that reads as a grid (models/tokens.py): `annotate` finds each token layer's grid.
+
+The default (`default_target_layer`):
+- a transformer (a model with attention layers): the input of the last attention layer, i.e. the
+  output of the last block's first normalization (pytorch-grad-cam's `blocks[-1].norm1`). The
+  last block's own output is no use with a class-token head: the head reads the class token
+  alone, so the patch tokens there get no gradient (pytorch-grad-cam issues #363, #513);
+- any other model: the last convolutional feature layer, the last spatial layer (height and
+  width > 1) that is not pooling or dropout: VGG16's block5_conv3 (not block5_pool),
+  MobileNetV2's out_relu, a nested base model's inner layer ('resnet50/conv5_block3_out');
+- never the input, a preprocessing layer (Rescaling, Normalization, resizing, augmentation) or a
+  patch embedding, whose maps show the image rather than what the model computed from it. When
+  no layer qualifies, LayerError lists the layers a map can target.
+"""
+
+import dataclasses
+
+import keras
+
+from gradcam_cli.errors import LayerError, argument
+from gradcam_cli.models import graph, tokens
+
+# Layers that only prepare the image: a map of their output is a map of the input.
+PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation",
+                 "RandomZoom", "RandomCrop", "RandomTranslation", "RandomContrast", "RandomBrightness",
+                 "AutoContrast", "Solarization", "Equalization", "Pipeline", "RandAugment", "RandomGrayscale")
+
+
+def is_preprocessing(layer):
+    kind = type(layer).__name__
+    return kind in PREPROCESSING or kind.endswith("ImageConverter") or kind.startswith("Random")
+
+
+def is_attention(layer):
+    return isinstance(layer, keras.layers.MultiHeadAttention) or (
+        not graph.is_model(layer) and type(layer).__name__.endswith("Attention"))
+
+
+def _patch_embedding(layers):
+    """The paths of the patch embedding: the first layer with weights when it cuts the image into
+    patches (a Conv2D whose kernel equals its stride, > 1; or a layer named for patches), and the
+    layers named for patches or embeddings before the first attention layer."""
+    found = set()
+    first = next((info for info in layers if info.layer.weights and not graph.is_model(info.layer)), None)
+    if first is not None and isinstance(first.layer, keras.layers.Conv2D):
+        kernel, strides = tuple(first.layer.kernel_size), tuple(first.layer.strides)
+        if kernel == strides and max(kernel) > 1:
+            found.add(first.path)
+    for info in layers:
+        if is_attention(info.layer):
+            break
+        kind = type(info.layer).__name__
+        if "Patch" in kind or "Embedding" in kind or "patch" in info.path[-1]:
+            found.add(info.path)
+    return found
+
+
+def annotate(layers, input_size, grid=None, prefix=None):
+    """`layers` (graph.LayerInfo in call order) with each token layer's TokenGrid: a (tokens,
+    channels) output that reads as prefix + h x w (tokens.read_grid; `grid`, `prefix` override).
+    The patch embedding's grid is the last spatial output before the layer."""
+    annotated, embedding = [], None
+    for info in layers:
+        if info.spatial and not graph.is_model(info.layer):
+            embedding = info.shape[:2]
+        found = token_grid(info, input_size, embedding, grid, prefix, quiet=True)
+        annotated.append(dataclasses.replace(info, grid=found) if found is not None else info)
+    return annotated
+
+
+def _token_layer(info):
+    shape = info.shape
+    return shape is not None and len(shape) == 2 and isinstance(shape[-1], int) and not graph.is_model(info.layer)
+
+
+def token_grid(info, input_size, embedding=None, grid=None, prefix=None, quiet=False):
+    """The TokenGrid of a token layer, or None for other layers; a token layer whose tokens are
+    not a grid gives None when `quiet`, else ValueError naming the numbers."""
+    if not _token_layer(info):
+        return None
+    try:
+        return tokens.read_grid(info.shape[0], input_size, embedding, grid, prefix)
+    except ValueError:
+        if quiet:
+            return None
+        raise
+
+
+def embedding_before(layers, path):
+    """The (h, w) of the last spatial output before the layer at `path`, or None."""
+    embedding = None
+    for info in layers:
+        if info.path == tuple(path):
+            return embedding
+        if info.spatial and not graph.is_model(info.layer):
+            embedding = info.shape[:2]
+    return embedding
+
+
+def last_attention_input(model, layers):
+    """The path of the layer producing the query of the model's last attention layer, or None."""
+    attention = [info for info in layers if is_attention(info.layer)]
+    if not attention:
+        return None
+    last = attention[-1]
+    nodes = getattr(last.layer, "_inbound_nodes", None) or ()
+    if not nodes or not nodes[0].input_tensors:
+        return None
+    producer = nodes[0].input_tensors[0]._keras_history[0]
+    if isinstance(producer, keras.layers.InputLayer):
+        return None
+    return last.path[:-1] + (producer.name,)
+
+
+def _excluded(info, embedding):
+    return (info.path in embedding or is_preprocessing(info.layer)
+            or type(info.layer).__name__ in graph.POOLING_AND_NOISE)
+
+
+_LAYER = argument("layer", "'NAME'", "NAME")
+
+
+def default_target_layer(model, layers, input_size=None, layout=(None, None)):
+    """The default target (see the module's docstring). `layers`: annotated graph.LayerInfo;
+    input_size and layout (the user's grid and prefix) say why a transformer's token layer is
+    not read as a grid."""
+    embedding = _patch_embedding(layers)
+    by_path = {info.path: info for info in layers}
+    attention_input = last_attention_input(model, layers)
+    if attention_input is not None:
+        info = by_path.get(attention_input)
+        if info is not None and info.mappable and not _excluded(info, embedding):
+            return info.path
+        if info is not None and _token_layer(info) and input_size is not None:
+            try:
+                token_grid(info, input_size, embedding_before(layers, info.path), *layout)
+            except ValueError as error:
+                raise LayerError(f"the default layer {info.name!r} (the input of the last attention layer) has "
+                                 f"output shape {info.shape}: {error}") from None
+    chosen = None
+    for info in layers:
+        shape = info.map_shape
+        if shape is None or (shape[0] <= 1 and shape[1] <= 1) or _excluded(info, embedding):
+            continue
+        chosen = info.path
+    if chosen is None:
+        candidates = [info.name for info in layers if info.mappable]
+        shown = ", ".join(candidates[-12:]) or "none"
+        raise LayerError("no layer qualifies as the default target (not the input, a preprocessing layer or the "
+                         f"patch embedding): choose one ({_LAYER}); layers a map can target: {shown}")
+    return chosen
+
+
+def resolve(loaded, name):
+    """The path of the layer called `name` in `loaded` (a LoadedModel), checked as a target:
+    LayerError listing the candidates when there is no such layer, saying why when its output
+    is neither spatial nor a grid of tokens."""
+    try:
+        path = graph.find_layer(loaded.model, name)
+    except KeyError as error:
+        candidates = [info.name for info in loaded.target_layers]
+        shown = ", ".join(candidates[-12:])
+        more = f" (and {len(candidates) - 12} more: see `gradcam layers`)" if len(candidates) > 12 else ""
+        raise LayerError(f"{error.args[0]} in {loaded.name}; layers a map can target: {shown}{more}") from None
+    info = next(info for info in loaded.layers if info.path == path)
+    if info.mappable:
+        return path
+    if _token_layer(info):
+        try:
+            token_grid(info, loaded.input_size, embedding_before(loaded.layers, path), *loaded.token_layout)
+        except ValueError as error:
+            raise LayerError(f"layer {info.name!r} has output shape {info.shape}: {error}") from None
+    raise LayerError(f"layer {info.name!r} has output shape {info.shape}; a class activation map needs a "
+                     "(height, width, channels) layer, or (tokens, channels) tokens on a patch grid")

@@ -1,0 +1,128 @@
+"""Token layers as maps: reading a transformer layer's (tokens, channels) output as a
+(height, width, channels) grid.
+
+A vision transformer cuts the image into a grid of patches and carries one token per patch,
+after a few tokens of its own (class, distillation, registers: the prefix). Its layers output
+(batch, prefix + h * w, channels). Such a layer can be the target of a class activation map once
+the prefix is dropped and the rest reshaped to (h, w, channels), row by row (pytorch-grad-cam's
+`reshape_transform`). The engine does exactly that at the tap (`TokenGrid.to_grid`), so every
+method sees (batch, h, w, channels) activations and gradients, and the prefix tokens pass on to
+the layers above unchanged (`TokenGrid.to_tokens`).
+
+The grid is found from the model (`read_grid`): the (h, w) of the patch embedding's spatial output
+(the last (height, width, channels) layer before the token layer), else the input size over a
+patch size; the prefix is what is left. Given `grid` and `prefix` (--grid HxW, --prefix-tokens N)
+override.
+"""
+
+from dataclasses import dataclass
+
+from keras import ops
+
+from gradcam_cli.errors import argument
+
+# The most prefix tokens read without --prefix-tokens: a class token, a distillation token and
+# registers (DINOv2 with registers has 1 + 4).
+MAX_PREFIX = 16
+_GRID, _PREFIX = argument("grid", "(H, W)", "HxW"), argument("prefix_tokens", "N")
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """How a (tokens, channels) output reads as a (height, width, channels) map: `prefix` tokens
+    first, then height x width patch tokens row by row. `source`: where the grid came from."""
+
+    height: int
+    width: int
+    prefix: int
+    source: str = "given"
+
+    @property
+    def tokens(self):
+        return self.prefix + self.height * self.width
+
+    def to_grid(self, tokens):
+        """(B, N, C) tokens -> (B, h, w, C) patch tokens (keras.ops)."""
+        patches = tokens[:, self.prefix : self.tokens]
+        return ops.reshape(patches, (-1, self.height, self.width, tokens.shape[-1]))
+
+    def to_tokens(self, grid, tokens):
+        """The (B, N, C) sequence `tokens` with its patch tokens replaced by `grid` (B, h, w, C)."""
+        patches = ops.reshape(grid, (-1, self.height * self.width, grid.shape[-1]))
+        if not self.prefix:
+            return patches
+        return ops.concatenate([tokens[:, : self.prefix], ops.cast(patches, tokens.dtype)], axis=1)
+
+    def from_grid(self, grid):
+        """(B, N, C) tokens from a grid alone: only when there is no prefix (the upper graph)."""
+        if self.prefix:
+            raise ValueError(f"the layer's {self.prefix} prefix token(s) are not part of its map: the layers above "
+                             "it cannot be run from the map alone")
+        return ops.reshape(grid, (-1, self.height * self.width, grid.shape[-1]))
+
+    def describe(self):
+        return f"{self.height}x{self.width}+{self.prefix}"
+
+    def as_record(self):
+        return {"grid": [self.height, self.width], "prefix_tokens": self.prefix}
+
+
+def parse_grid(text):
+    """'14x14' or '14,16' -> (14, 16). ValueError otherwise."""
+    parts = str(text).lower().replace("x", ",").split(",")
+    try:
+        height, width = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"expected a grid HxW (e.g. 14x14). Received: {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"expected a grid HxW of positive sides. Received: {text!r}")
+    return height, width
+
+
+def _input_grids(input_size):
+    """(h, w) for every patch size p: ceil(H / p) x ceil(W / p), largest first."""
+    height, width = input_size
+    seen = []
+    for p in range(1, max(height, width) + 1):
+        grid = (-(-height // p), -(-width // p))
+        if grid not in seen:
+            seen.append(grid)
+    return seen
+
+
+def read_grid(count, input_size, embedding=None, grid=None, prefix=None):
+    """The TokenGrid of a layer with `count` tokens, for inputs of `input_size` (H, W).
+
+    embedding: the (h, w) of the patch embedding's spatial output, when the model has one before
+    this layer. grid, prefix: given by the user (either may be None). Without a grid, the
+    embedding's grid is taken when it fits, else the input size over the patch size that leaves
+    the fewest prefix tokens (at most MAX_PREFIX unless `prefix` is given). ValueError,
+    naming the numbers, when the tokens cannot be read as prefix + h x w.
+    """
+    if count is None:
+        raise ValueError("its token count is not fixed")
+    if grid is not None:
+        height, width = grid
+        left = count - height * width
+        if prefix is not None and prefix != left or left < 0:
+            wanted = f"{prefix} prefix token(s) + " if prefix is not None else ""
+            raise ValueError(f"its {count} tokens are not {wanted}a {height}x{width} grid ({height * width} tokens)")
+        return TokenGrid(height, width, left, "given")
+    candidates = ([(tuple(embedding), "patch embedding")] if embedding is not None else []) + \
+                 [(g, "input size") for g in _input_grids(input_size)]
+    best = None
+    for (height, width), source in candidates:
+        left = count - height * width
+        if left < 0 or (prefix is not None and left != prefix) or (prefix is None and left > MAX_PREFIX):
+            continue
+        if source == "patch embedding":  # the model's own grid, when it fits
+            return TokenGrid(height, width, left, source)
+        if best is None or left < best.prefix:
+            best = TokenGrid(height, width, left, source)
+    if best is None:
+        shown = f"{embedding[0]}x{embedding[1]} (the patch embedding)" if embedding is not None else \
+            f"the input {input_size[0]}x{input_size[1]} over any patch size"
+        after = f"{prefix} prefix token(s) + " if prefix is not None else f"up to {MAX_PREFIX} prefix tokens + "
+        raise ValueError(f"its {count} tokens are not {after}a grid of {shown}: give the grid and prefix tokens "
+                         f"({_GRID}, {_PREFIX})")
+    return best
