@@ -3,10 +3,11 @@ PIP ?= $(PYTHON) -m pip
 
 .PHONY: install test test-fast bench demo demo-models clean
 
-## install: the one set-up command (the package, its dependencies, the test tools and Ray for the --ray tests)
+## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests
+## and keras-hub for its models' tests)
 install:
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev,ray]"
+	$(PIP) install -e ".[dev,ray,hub]"
 
 ## test: the one test command (what .ci/run runs)
 test:

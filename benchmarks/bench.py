@@ -11,7 +11,8 @@ insertion beside one Grad-CAM (--faithfulness-models); then the bare step of the
 VGG16 (`gradcam dilated`) in float32 and mixed bfloat16 (--precision), interleaved; the peak
 resident memory of the `gradcam` command for a small and a large folder; and the wall time of
 `gradcam --help` beside `python -c "import tensorflow"`. Models use weights=None: nothing is
-downloaded. Runs on either Keras backend (KERAS_BACKEND=jax on a machine without TensorFlow:
+downloaded. `--models vit-b16-hub` is keras-hub's ViT-B/16 at 224 with random weights (the [hub]
+extra); `--methods rollout,generic-attention` times the attention methods beside its Grad-CAM. Runs on either Keras backend (KERAS_BACKEND=jax on a machine without TensorFlow:
 the TensorFlow-only rows say so).
 """
 
@@ -41,12 +42,29 @@ def write_images(folder, count, size=256, seed=0):
     return sorted(folder.glob("*.jpg"))[:count]
 
 
+# --models vit-b16-hub: keras-hub's ViT-B/16 at 224 (the vit_base_patch16_224_imagenet architecture)
+# with random weights, built from its constructor (the [hub] extra; no download).
+HUB_VIT = "vit-b16-hub"
+
+
+def hub_vit_b16():
+    import keras_hub
+
+    backbone = keras_hub.models.ViTBackbone(image_shape=(224, 224, 3), patch_size=16, num_layers=12, num_heads=12,
+                                            hidden_dim=768, mlp_dim=3072)
+    converter = keras_hub.layers.ViTImageConverter(image_size=(224, 224), scale=1 / 127.5, offset=-1.0)
+    preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
+    return keras_hub.models.ViTImageClassifier(backbone=backbone, num_classes=1000, preprocessor=preprocessor)
+
+
 def load(name, precision="float32"):
     from gradcam_cli.explain.runtime import import_keras
 
     import_keras()
     from gradcam_cli.models.loading import load as load_model
 
+    if name == HUB_VIT:
+        return load_model(hub_vit_b16(), precision=precision)
     return load_model(name, weights="none", precision=precision)
 
 
@@ -284,7 +302,7 @@ def main():
 
         methods = [m for m, spec in METHODS.items()
                    if m != "gradcam" and spec.backprop is None and spec.network is None and spec.meta is None
-                   and not spec.needs_classifier]
+                   and not spec.needs_classifier and not spec.reads_attention]
     else:
         methods = [m for m in args.methods.split(",") if m]
     for name in [m for m in args.faithfulness_models.split(",") if m]:

@@ -32,8 +32,10 @@ from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API
 
 def load_model(model, weights=None, preprocess=None, input_size=None, labels=None, trust=False,
                precision="float32", output=None, imports=(), device="auto", grid=None, prefix_tokens=None):
-    """A model ready to explain: a keras.applications or demo name ('resnet50', 'demo-gap') or a
-    .keras / .h5 path. weights: None (ImageNet for named models, the file's own), 'none'
+    """A model ready to explain: a keras.applications or demo name ('resnet50', 'demo-gap'), a
+    .keras / .h5 path, a keras-hub preset ('hub:vit_base_patch16_224_imagenet', 'kaggle://...',
+    'hf://...'; the [hub] extra) or a Keras model object (a keras-hub ImageClassifier is given
+    its preset's preprocessing). weights: None (ImageNet for named models, the file's own), 'none'
     (random), or a weights file. preprocess: a preprocessing mode (models.preprocess.MODES) or a
     keras.applications name. labels: a class-names file. output: the output to explain, by
     name or index, for models with several. imports: modules or .py files to import first (they
@@ -193,6 +195,11 @@ class Explainer:
             if key not in shared:
                 shared[key] = load_model(str(loaded), **self.load_options)
             loaded = shared[key]
+        elif not hasattr(loaded, "target_layer"):  # a Keras model object (a keras-hub ImageClassifier...)
+            key = ("model", id(loaded), tuple(sorted(self.load_options.items())))
+            if key not in shared:
+                shared[key] = load_model(loaded, **self.load_options)
+            loaded = shared[key]
         default_layers = METHODS[self.method].default_layers
         if self.layer is None and default_layers is not None:  # the method's own default (RefineCAM's stages)
             target_paths = list(default_layers(loaded))
@@ -245,7 +252,7 @@ class Explainer:
         dropped; ClassError for one the model does not have."""
         from gradcam_cli.models.labels import class_index
 
-        loaded = self.model if not isinstance(self.model, (str, Path)) else self.build().loaded
+        loaded = self.model if hasattr(self.model, "target_layer") else self.build().loaded
         wanted = [classes] if isinstance(classes, (int, str)) else list(classes or ())
         return tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in wanted))
 

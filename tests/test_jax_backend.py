@@ -40,15 +40,18 @@ def test_jax_backend_matches_tensorflow(tmp_path):
 
 
 EVERY_METHOD = """
-import sys, numpy as np
+import os, sys, numpy as np
 from PIL import Image
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.explain.methods import METHODS
-models = [load_model("demo-gap"), load_model("demo-vgg")]  # CAM needs demo-gap's head, dilated copies demo-vgg
+# CAM needs demo-gap's head, dilated copies demo-vgg, the attention methods a transformer
+models = [load_model("demo-gap"), load_model("demo-vgg"), load_model(os.environ["VIT_MODEL"])]
 images = [np.asarray(Image.open(p).convert("RGB")) for p in sys.argv[2:]]
 maps = {}
+for i, e in enumerate(Explainer(models[2], "gradcam", batch_size=2)(images)):  # a token layer's grid on both
+    maps[f"gradcam/vit/{i}"] = e.small_map
 for name, method in METHODS.items():
-    model = models[1] if method.network else models[0]
+    model = models[1] if method.network else models[2] if method.reads_attention else models[0]
     quick = {"max_masks": 8, "samples": 4, "steps": 4, "sess_scales": 2}  # each method takes those it has
     explain = Explainer(model, name, batch_size=2, **{k: v for k, v in quick.items() if method.option(k)})
     for i, e in enumerate(explain(images)):
@@ -60,13 +63,18 @@ np.savez(sys.argv[1], **maps)
 """
 
 
-def test_every_method_gives_the_same_maps_on_jax(tmp_path):
+def test_every_method_gives_the_same_maps_on_jax(tmp_path, keras):
     """Each registered method through the API on both backends (Score-CAM with 8 masks,
-    SmoothGrad with 4 samples, Integrated Gradients with 4 steps, to stay quick)."""
+    SmoothGrad with 4 samples, Integrated Gradients with 4 steps, to stay quick); the attention
+    methods and Grad-CAM at a token layer on a small ViT."""
+    from gradcam_cli.models.vit import vit
+
+    keras.utils.set_random_seed(2)
+    vit(input_size=(64, 64), patch_size=16, prefix=1).save(tmp_path / "vit.keras")
     images = [str(SAMPLES / "synthetic_cross.png"), str(SAMPLES / "synthetic_two_circle_triangle.png")]
     arrays = {}
     for backend in ("jax", "tensorflow"):
-        env = dict(os.environ, **OFFLINE_ENV, KERAS_BACKEND=backend)
+        env = dict(os.environ, **OFFLINE_ENV, KERAS_BACKEND=backend, VIT_MODEL=str(tmp_path / "vit.keras"))
         result = subprocess.run([sys.executable, "-c", EVERY_METHOD, str(tmp_path / f"{backend}.npz"), *images],
                                 capture_output=True, text=True, env=env, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -83,8 +83,9 @@ def model_options(function=None, grid_flag="--grid"):
         return lambda decorated: model_options(decorated, grid_flag)
     options = [
         click.option("--model", "-m", default="vgg16", show_default=True,
-                     help="A keras.applications model name (case-insensitive; see `gradcam models`) "
-                          "or a path to a .keras / .h5 model file."),
+                     help="A keras.applications model name (case-insensitive; see `gradcam models`), "
+                          "a path to a .keras / .h5 model file, or a keras-hub preset (hub:NAME, "
+                          "kaggle://..., hf://..., hub:FOLDER; the [hub] extra)."),
         click.option("--weights", "-w", callback=_parse_weights, metavar="imagenet|none|PATH",
                      help="ImageNet weights (the default for named models; downloaded once into "
                           "~/.keras/models or $KERAS_HOME/models), none (random, for trying things "

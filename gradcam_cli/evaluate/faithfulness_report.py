@@ -57,7 +57,7 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
     faithfulness.evaluate. Scored at the model's input size, `batch_size` images a call."""
     from gradcam_cli.api import Explainer
     from gradcam_cli.files.images import decode_input
-    from gradcam_cli.files.images import model_view
+    from gradcam_cli.files.images import view_of
 
     loaded = loaded_model(model)
     judge = model if isinstance(model, Explainer) else Explainer(loaded, "gradcam", batch_size=batch_size)
@@ -74,7 +74,7 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
         classes = [m.class_index if e else None for e, m in zip(explained, maps)]
     arrays = [np.asarray(m.small_map if e else m, dtype=np.float32) for e, m in zip(explained, maps)]
     probabilities = scorer(judge)
-    views = np.stack([model_view(rgb, loaded.input_size, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
+    views = np.stack([view_of(loaded, rgb, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
     codes = class_codes(loaded, classes, len(rgbs))
     return F.evaluate(views, arrays, _classes(views, codes, probabilities, judge.scoring_engine.batch_size), probabilities,
                       method=name, steps=steps, baseline=baseline, road=road, seed=seed)
@@ -154,7 +154,7 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
     "methods": {method: figures}, "baselines": {name: figures}}; figures hold the mean curves
     too (fractions, deletion_curve, insertion_curve; road_percentages, road_morf_curve,
     road_lerf_curve)."""
-    from gradcam_cli.files.images import model_view
+    from gradcam_cli.files.images import view_of
 
     measures = tuple(dict.fromkeys(measures))
     unknown = [m for m in measures if m not in MEASURES]
@@ -166,7 +166,7 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
         raise GradcamError("give at least one image")
     model, probabilities, batch_size = _judge(explainers)
     crop = next(iter(explainers.values())).crop
-    views = np.stack([model_view(rgb, model.input_size, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
+    views = np.stack([view_of(model, rgb, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
     classes = _classes(views, codes, probabilities, batch_size)
     score = lambda maps, name: _figures(views, maps, classes, probabilities, name, measures, steps, baseline, seed)
     report = {"images": len(rgbs), "measures": list(measures), "steps": int(steps), "baseline": baseline,

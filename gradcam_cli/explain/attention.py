@@ -66,3 +66,54 @@ def _explicit_call(layer):
         return (output, scores) if wanted else output
 
     return call
+
+
+def _forward(engine, objective):
+    """The engine's forward pass with every attention layer's probabilities tapped: aux["attentions"]
+    lists them in call order."""
+    def forward(images, targets, tap):
+        seen = []
+
+        def tapped(probabilities):
+            probabilities = tap(probabilities)
+            seen.append(probabilities)
+            return probabilities
+
+        with tapping(engine.loaded.model, tapped):
+            values, aux = engine._objective(images, targets, engine.loaded.logits_rewrite, objective)
+        return values, dict(aux, attentions=list(seen))
+
+    return forward
+
+
+def run(engine, images, targets, gradients, objective=None):
+    """Engine.run for the attention methods (needs "attention", with "attention-gradients"): the
+    probabilities of every attention layer, and with `gradients` the objective's gradients with
+    respect to them, from one compiled step of `engine`. Returns an engine.BatchResult."""
+    from keras import ops
+
+    from gradcam_cli.explain.engine import BatchResult, _numpy
+
+    if not attention_layers(engine.loaded.model):
+        raise ValueError(f"{engine.loaded.name} has no keras.layers.MultiHeadAttention layer: attention maps need one")
+    count = len(images)
+    images, targets = engine._padded(images, targets)
+    forward = _forward(engine, objective)
+    if gradients:
+        step = engine._compiled(("attention-gradients", objective), "tapped_gradients", forward)
+        _, grads, aux = step(images, targets)
+        grads = [_numpy(g, count) for g in grads]
+    else:
+        _, aux = engine._compiled(("attention", objective), "forward", forward)(images, targets)
+        grads = None
+    return BatchResult(
+        activations=None,
+        gradients=None,
+        raw_outputs=_numpy(aux["raw"], count),
+        classes=ops.convert_to_numpy(aux["classes"])[:count].astype("int64"),
+        inputs=images[:count],
+        engine=engine,
+        attentions=[_numpy(a, count) for a in aux["attentions"]],
+        attention_gradients=grads,
+    )
+

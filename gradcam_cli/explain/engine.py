@@ -42,8 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from keras import ops
 
+from gradcam_cli.explain import attention as attention_taps
 from gradcam_cli.explain import backend as backends
-from gradcam_cli.models import graph
+from gradcam_cli.models import graph, targets
 from gradcam_cli.models.guided import _without_activation, relu_rewrite
 
 # What one scoring chunk's activations may take (Engine's memory_budget), and the most images a
@@ -57,18 +58,6 @@ UPPER_BYTES_FACTOR = 4
 INPUT_MODES = ("plain", "guided", "deconvnet")
 # What a Grad-CAM-like method needs of a batch (methods.NEEDS keys): Engine.run's default.
 GRADIENT_NEEDS = ("activations", "gradients")
-
-
-def upper_cut(loaded, target_path):
-    """graph.cut_above at the target, for the upper-graph steps: ValueError with the reason when
-    the layers above it cannot be run from its map alone (a token layer's prefix tokens are not
-    in its map)."""
-    grid = loaded.grid_of(target_path)
-    if grid is not None and grid.prefix:
-        raise ValueError(f"the graph cannot be cut at {graph.path_name(target_path)!r}: its {grid.prefix} prefix "
-                         "token(s) (class, distillation, registers) are not part of its map, and the layers above "
-                         "read them")
-    return graph.cut_above(loaded.model, target_path, loaded.output)
 
 
 def top_rank(rank):
@@ -90,6 +79,8 @@ class BatchResult:
     engine: object = None
     hessian_products: np.ndarray = None  # (B, h, w, K) with `hessian`: H A at the target layer
     compared: np.ndarray = None  # (B, n) the classes an objective compared with (Finer-CAM)
+    attentions: list = None  # with "attention": each attention layer's probabilities (B, heads, N, N), in call order
+    attention_gradients: list = None  # with "attention-gradients": d objective / d each of them
 
 
 @dataclass
@@ -289,7 +280,7 @@ class Engine:
         graph cannot be cut there (raised again on every later use)."""
         if self._cut is None:
             try:
-                self._cut = upper_cut(self.loaded, self.target_path)
+                self._cut = targets.upper_cut(self.loaded, self.target_path)
             except ValueError as error:
                 self._cut = error
         if isinstance(self._cut, ValueError):
@@ -472,6 +463,8 @@ class Engine:
         what is differentiated (None: the class score; see the module's docstring). Returns a
         BatchResult for the n images."""
         needs = frozenset(needs)
+        if "attention" in needs:
+            return attention_taps.run(self, images, targets, "attention-gradients" in needs, objective)
         if "input-gradients" in needs and backprop is None:
             raise ValueError("input gradients need backprop='plain', 'guided' or 'deconvnet'")
         hessian, gradients = "hessian" in needs, "gradients" in needs

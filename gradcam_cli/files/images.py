@@ -145,11 +145,18 @@ def model_inputs(loaded, views):
     return preprocess(views, loaded.preprocess)
 
 
+def view_of(loaded, rgb, crop=False):
+    """model_view for `loaded`: its own view (a keras-hub preset's image converter) if it has one."""
+    if getattr(loaded, "view", None) is not None:
+        return loaded.view(rgb)
+    return model_view(rgb, loaded.input_size, crop=crop)
+
+
 def prepare(loaded, rgbs, crop=False, workers=None):
     """Decoded images as `loaded`'s model sees them: (the preprocessed batch, the box of each
     image its view covers). `workers`: a thread pool to resize on (image by image)."""
     each = map if workers is None else workers.map
-    views = list(each(lambda rgb: model_view(rgb, loaded.input_size, crop=crop), rgbs))
+    views = list(each(lambda rgb: view_of(loaded, rgb, crop=crop), rgbs))
     return model_inputs(loaded, np.stack([view for view, _ in views])), [box for _, box in views]
 
 

@@ -3,7 +3,8 @@ scenes by scripts/train_demo_models.py (`make demo-models`).
 
 demo-vgg: VGG-shaped (conv-conv-pool blocks, Flatten, Dense head), for Grad-CAM and dilated VGG.
 demo-gap: ends in GlobalAveragePooling2D then Dense, so CAM applies.
-Both take 64x64 RGB scaled to 0..1 (preprocess 'unit') and output 4 class probabilities.
+demo-vit: a small vision transformer (models/vit.py): 8x8 patches, a class token, 4 blocks.
+Each takes 64x64 RGB scaled to 0..1 (preprocess 'unit') and outputs 4 class probabilities.
 
 They train with batch normalisation after each convolution (`batch_norm=True`), which is then
 folded into the convolutions (`fold_batch_norm`), so the shipped networks are plain
@@ -63,6 +64,21 @@ def demo_gap(input_size=64, classes=4, batch_norm=False):
     x = layers.GlobalAveragePooling2D(name="gap")(_blocks(inputs, GAP_WIDTHS, batch_norm, pool_last=False))
     outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="demo_gap")
+
+
+VIT_SHAPE = dict(patch_size=8, width=64, depth=4, heads=4, stem=2)
+
+
+def demo_vit(input_size=64, classes=4, batch_norm=False):
+    """A keras.io-style vision transformer (models.vit.vit) with a stem of two 3x3 convolutions:
+    8x8 patches (an 8x8 grid for 64x64 inputs) and a class token, 4 pre-norm blocks of width 64
+    and 4 heads, the class token's head.
+    Target layer: block4_norm1. `batch_norm` is not used (no convolution to fold into)."""
+    from gradcam_cli.models.vit import vit
+
+    _check(input_size, classes)
+    return vit(input_size=(input_size, input_size), classes=classes, prefix=1, head="class-token",
+               rescale=False, name="demo_vit", **VIT_SHAPE)
 
 
 def fold_batch_norm(trained, plain):

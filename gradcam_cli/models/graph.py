@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import keras
 
+from gradcam_cli.models import sublayers
+
 POOLING_AND_NOISE = (
     "MaxPooling2D",
     "AveragePooling2D",
@@ -42,12 +44,16 @@ def ensure_built(model):
 
 
 def iter_layers(model, prefix=()):
-    """Yield (path, layer) for every layer, in call order; a nested model comes before its layers."""
+    """Yield (path, layer) for every layer, in call order; a nested model comes before its layers,
+    a subclassed layer before the sublayers it calls (models/sublayers.py, in the order Keras
+    tracks them)."""
     for layer in _children(model):
         path = prefix + (layer.name,)
         yield path, layer
         if is_model(layer):
             yield from iter_layers(layer, path)
+        elif sublayers.is_container(layer):
+            yield from sublayers.descendants(layer, path)
 
 
 def path_name(path):
@@ -60,6 +66,7 @@ class LayerInfo:
     layer: object
     shape: object  # output shape without the batch axis, or None (several outputs)
     grid: object = None  # a token layer's tokens.TokenGrid (targets.annotate), else None
+    calls: int = 1  # how often a subclassed layer's sublayer is called in one forward pass
 
     @property
     def name(self):
@@ -73,8 +80,9 @@ class LayerInfo:
 
     @property
     def mappable(self):
-        """A layer a map can target: a spatial output, or tokens read as a grid."""
-        return self.spatial or self.grid is not None
+        """A layer a map can target: a spatial output, or tokens read as a grid, computed once a
+        forward pass."""
+        return (self.spatial or self.grid is not None) and self.calls == 1
 
     @property
     def map_shape(self):
@@ -91,19 +99,39 @@ def describe_layers(model, input_size, channels=3):
     Shapes are computed symbolically (compute_output_spec) through `run_graph`, so models saved
     with a free input size get concrete shapes and no node is added to the user's model.
     """
-    shapes = {}
+    shapes, inside = {}, {}  # a container's sublayers: path -> (layer, calls), in call order
 
     def record(path, output):
         shapes[path] = tuple(output.shape[1:]) if hasattr(output, "shape") else None
         return output
 
+    def begin(container):
+        def started(path, layer):
+            inside[container].setdefault(path, [layer, 0])[1] += 1
+
+        return started
+
+    def record_first(path, output):
+        return output if path in shapes else record(path, output)
+
     def rewrite(path, layer):
         if is_model(layer):
-            return lambda x, *args, **kwargs: record(path, run_graph(layer, x, rewrite, path))
+            return lambda x, *args, **kwargs: record(path, run_graph(layer, x, rewrite, path, describing=True))
+        if sublayers.is_container(layer):  # run it once on zeros, its sublayers' calls recorded
+            inside[path] = {}
+            return lambda *args, **kwargs: record(
+                path, sublayers.describe_call(layer, path, args, kwargs, begin(path), record_first))
         return lambda *args, **kwargs: record(path, layer.compute_output_spec(*args, **kwargs))
 
-    run_graph(model, keras.KerasTensor((1, *input_size, channels)), rewrite)
-    return [LayerInfo(path, layer, shapes.get(path)) for path, layer in iter_layers(model)]
+    run_graph(model, keras.KerasTensor((1, *input_size, channels)), rewrite, describing=True)
+    infos = []
+    for path, layer in iter_layers(model):
+        if any(path[: len(c)] == c and path != c for c in inside):
+            continue  # listed after its container, in call order
+        infos.append(LayerInfo(path, layer, shapes.get(path)))
+        for sub_path, (sub, calls) in inside.get(path, {}).items():
+            infos.append(LayerInfo(sub_path, sub, shapes.get(sub_path), calls=calls))
+    return infos
 
 
 def find_layer(model, name):
@@ -126,7 +154,7 @@ def find_layer(model, name):
 def get_layer(model, path):
     layer = model
     for name in path:
-        layer = layer.get_layer(name)
+        layer = layer.get_layer(name) if is_model(layer) else sublayers.child(layer, name)
     return layer
 
 
@@ -242,7 +270,7 @@ def takes_training(layer):
     return _TRAINING_ARGUMENT[kind]
 
 
-def run_graph(model, inputs, rewrite, prefix=()):
+def run_graph(model, inputs, rewrite, prefix=(), describing=False):
     """Call `model` on `inputs` layer by layer, descending into nested models.
 
     `rewrite(path, layer)` returns None to call the layer as usual, or a callable taking the
@@ -251,7 +279,9 @@ def run_graph(model, inputs, rewrite, prefix=()):
     augmentation layers, RandomFlip, RandomRotation..., default to training=True when called
     outside fit), so augmentation is off, Dropout and noise are the identity and
     BatchNormalization uses its moving statistics. A layer passes the flag on to the layers it
-    calls itself (Keras's call context). Returns the model's outputs in its own structure.
+    calls itself (Keras's call context). The sublayers of a subclassed layer are rewritten too,
+    while it runs (models/sublayers.py; not when `describing`: describe_layers records them
+    itself). Returns the model's outputs in its own structure.
     """
 
     def call(layer, args, kwargs):
@@ -259,11 +289,13 @@ def run_graph(model, inputs, rewrite, prefix=()):
         if takes_training(layer):
             kwargs = dict(kwargs, training=False)
         replacement = rewrite(path, layer)
-        if replacement is not None:
-            return replacement(*args, **kwargs)
-        if is_model(layer):
-            return run_graph(layer, args[0], rewrite, path)
-        return layer(*args, **kwargs)
+        if replacement is None and is_model(layer):
+            return run_graph(layer, args[0], rewrite, path, describing)
+        function = replacement if replacement is not None else layer
+        if describing or is_model(layer) or not sublayers.is_container(layer):
+            return function(*args, **kwargs)
+        with sublayers.hooked(layer, path, rewrite):
+            return function(*args, **kwargs)
 
     if isinstance(model, keras.Sequential):
         x = inputs
@@ -336,6 +368,9 @@ def _cut_level(model, rest, prefix, target):
     holder = children[rest[0]]
     above = set()
     if len(rest) > 1:
+        if sublayers.is_container(holder):
+            _refuse(target, f"it is called by the code of layer {path_name(prefix + rest[:1])!r}, not by the "
+                            "model's graph")
         if not is_model(holder):
             raise ValueError(f"layer {path_name(prefix + rest[:1])!r} holds no layers")
         above, inner_reaches = _cut_level(holder, rest[1:], prefix + rest[:1], target)

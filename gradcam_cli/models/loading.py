@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from gradcam_cli.errors import GradcamError, ModelError, argument, one_line
-from gradcam_cli.models import graph, heads, labels as labels_module, registry, targets, tokens
+from gradcam_cli.models import graph, heads, hub, labels as labels_module, registry, targets, tokens
 from gradcam_cli.models.precision import set_precision
 from gradcam_cli.models.user_code import import_user_code, unknown_classes
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
@@ -48,6 +48,7 @@ class LoadedModel:
     channels: int = 3  # the model's input channels: 3 (RGB) or 1 (the image's luminance)
     output: object = None  # the graph.Output explained (the model's only one, or the one chosen)
     token_layout: tuple = (None, None)  # (grid (h, w), prefix tokens) given by the user, each or None
+    view: object = None  # rgb -> (view, box): the model's own resizing (a keras-hub preset's), else None
     warnings: tuple = ()  # what a user should know about how the scores are read
 
     @property
@@ -378,8 +379,14 @@ def _grid(grid):
 
 
 def _load(model_name, weights, preprocess, input_size, labels_file, trust, output, layout=(None, None)):
-    spec = registry.find(model_name)
     class_names = labels_module.read_labels(labels_file) if labels_file else None
+    if isinstance(model_name, keras.Model) or hub.is_preset(model_name):
+        if weights is not None:
+            raise ModelError(f"{argument('weights', repr(weights))} is for keras.applications names and model "
+                             "files; a model object or keras-hub preset brings its own")
+        model = hub.load_preset(model_name) if isinstance(model_name, str) else model_name
+        return _from_object(model, preprocess, input_size, class_names, output, layout)
+    spec = registry.find(model_name)
     if spec is not None:
         if input_size is not None and tuple(input_size) != (spec.input_size, spec.input_size):
             raise ModelError(
@@ -419,3 +426,28 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         class_names = labels_module.imagenet_labels()  # a saved ImageNet classifier
     return describe(model, path.name, size, _resolve_preprocess(preprocess, "none"), class_names, output=output,
                     token_layout=layout)
+
+
+def _from_object(model, preprocess, input_size, class_names, output, layout):
+    """A LoadedModel of a Keras model object: a keras-hub ImageClassifier with its converter's
+    view and scale and offset (models/hub.py), or any functional model (`preprocess` 'none' unless
+    given)."""
+    name = model.name
+    view = None
+    if hub.is_hub_model(model):
+        converter = hub.converter_of(model)
+        size = hub.input_size_of(model, converter)
+        if input_size is not None and tuple(input_size) != size:
+            raise ModelError(f"{name} takes {size[0]}x{size[1]} inputs (its image converter's size)")
+        chosen = hub.preprocessing(converter) if preprocess is None else _resolve_preprocess(preprocess, "none")
+        if converter is not None and getattr(converter, "image_size", None) is not None:
+            view = hub.ConverterView(converter, size)
+    else:
+        size = _input_size(model, input_size)
+        chosen = _resolve_preprocess(preprocess, "none")
+    units = graph.select_output(model, output).shape[-1] if len(model.outputs) == 1 or output is not None else None
+    if class_names is None and units == 1000:
+        class_names = labels_module.imagenet_labels()
+    loaded = describe(model, name, size, chosen, class_names, output=output, token_layout=layout)
+    loaded.view = view
+    return loaded

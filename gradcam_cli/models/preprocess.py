@@ -41,7 +41,11 @@ MODES = {
 
 
 def preprocess(batch, mode):
-    """Apply preprocessing `mode` to a float32 RGB batch in 0..255; returns a new float32 array."""
+    """Apply preprocessing `mode` to a float32 RGB batch in 0..255; returns a new float32 array.
+    `mode`: a MODES name, or a per-channel affine map with `scale` and `offset` (models/hub.py's
+    Affine: a keras-hub preset's)."""
+    if callable(mode):
+        return np.ascontiguousarray(mode(np.asarray(batch, dtype=np.float32)), dtype=np.float32)
     try:
         function = MODES[mode][0]
     except KeyError:
@@ -64,7 +68,7 @@ def pullback(gradients, mode):
     """Gradients with respect to the preprocessed input (B, H, W, 3) turned into gradients with
     respect to the 0..255 RGB image: colours in RGB order with each channel's true scale (caffe
     mode feeds BGR; torch mode divides each channel by its own std)."""
-    reverse, scale = _PULLBACK[mode]
+    reverse, scale = (False, np.asarray(mode.scale, np.float32)) if callable(mode) else _PULLBACK[mode]
     gradients = np.asarray(gradients, dtype=np.float32)
     if reverse:
         gradients = gradients[..., ::-1]

@@ -81,17 +81,22 @@ def hooked(container, prefix, rewrite):
                 del sub.call
 
 
-def describe_call(container, prefix, args, kwargs, record):
+def describe_call(container, prefix, args, kwargs, begin, record):
     """Call `container` once on zeros shaped like its symbolic `args` (KerasTensors), with every
-    sublayer's call recorded by record(path, sublayer, output) in call order; returns the
-    container's output as KerasTensors."""
+    sublayer's call announced by begin(path, sublayer) as it starts (so a sublayer comes before
+    those it calls) and its output given to record(path, output); returns the container's output
+    as KerasTensors."""
     def concrete(value):
         if isinstance(value, keras.KerasTensor):
             return keras.ops.zeros(value.shape, value.dtype)
         return value
 
     def recorder(path, sub):
-        return lambda *a, **k: record(path, sub, sub(*a, **k))
+        def call(*a, **k):
+            begin(path, sub)
+            return record(path, sub(*a, **k))
+
+        return call
 
     args, kwargs = keras.tree.map_structure(concrete, (args, kwargs))
     with hooked(container, prefix, recorder):

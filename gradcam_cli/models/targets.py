@@ -100,19 +100,41 @@ def embedding_before(layers, path):
     return embedding
 
 
+def is_normalization(layer):
+    kind = type(layer).__name__
+    return "Normalization" in kind or kind.endswith("Norm") or kind == "RMSNorm"
+
+
 def last_attention_input(model, layers):
-    """The path of the layer producing the query of the model's last attention layer, or None."""
-    attention = [info for info in layers if is_attention(info.layer)]
+    """The path of the layer producing the query of the model's last attention layer, or None.
+    In a functional graph, the producer of its first input; inside a subclassed block (whose
+    calls are no graph nodes, models/sublayers.py), the last normalization called before it."""
+    attention = [index for index, info in enumerate(layers) if is_attention(info.layer)]
     if not attention:
         return None
-    last = attention[-1]
+    last = layers[attention[-1]]
     nodes = getattr(last.layer, "_inbound_nodes", None) or ()
-    if not nodes or not nodes[0].input_tensors:
-        return None
-    producer = nodes[0].input_tensors[0]._keras_history[0]
-    if isinstance(producer, keras.layers.InputLayer):
-        return None
-    return last.path[:-1] + (producer.name,)
+    if _in_graph(model, last.path):
+        if not nodes or not nodes[0].input_tensors:
+            return None
+        producer = nodes[0].input_tensors[0]._keras_history[0]
+        if isinstance(producer, keras.layers.InputLayer):
+            return None
+        return last.path[:-1] + (producer.name,)
+    for info in reversed(layers[: attention[-1]]):
+        if is_normalization(info.layer):
+            return info.path
+    return None
+
+
+def _in_graph(model, path):
+    """Whether the layer at `path` is a node of a functional model (its own or a nested one's)."""
+    holder = model
+    for name in path[:-1]:
+        if not graph.is_model(holder):
+            return False
+        holder = holder.get_layer(name)
+    return graph.is_model(holder)
 
 
 def _excluded(info, embedding):
@@ -175,3 +197,15 @@ def resolve(loaded, name):
             raise LayerError(f"layer {info.name!r} has output shape {info.shape}: {error}") from None
     raise LayerError(f"layer {info.name!r} has output shape {info.shape}; a class activation map needs a "
                      "(height, width, channels) layer, or (tokens, channels) tokens on a patch grid")
+
+
+def upper_cut(loaded, target_path):
+    """graph.cut_above at the target, for the upper-graph steps: ValueError with the reason when
+    the layers above it cannot be run from its map alone (a token layer's prefix tokens are not
+    in its map)."""
+    grid = loaded.grid_of(target_path)
+    if grid is not None and grid.prefix:
+        raise ValueError(f"the graph cannot be cut at {graph.path_name(target_path)!r}: its {grid.prefix} prefix "
+                         "token(s) (class, distillation, registers) are not part of its map, and the layers above "
+                         "read them")
+    return graph.cut_above(loaded.model, target_path, loaded.output)

@@ -30,6 +30,8 @@ Adding a method: write its module and its tests, and add one entry to METHODS.
 from gradcam_cli.explain.methods.ablationcam import DENOMINATORS as ABLATION_DENOMINATORS
 from gradcam_cli.explain.methods.ablationcam import DEFAULT_DENOMINATOR as DEFAULT_ABLATION_DENOMINATOR
 from gradcam_cli.explain.methods.ablationcam import ablationcam_channel_weights
+from gradcam_cli.explain.methods.attention_maps import DEFAULT_DISCARD, DEFAULT_FUSION, FUSIONS
+from gradcam_cli.explain.methods.attention_maps import generic_attention_map, rollout_map
 from gradcam_cli.explain.methods.cam import cam_weights
 from gradcam_cli.explain.methods.eigencam import eigencam_map
 from gradcam_cli.explain.methods.eigengradcam import eigengradcam_map
@@ -338,6 +340,28 @@ METHODS = {
     "deconvnet": _gradient_image_method(
         "deconvnet", "deconvnet x the Grad-CAM map",
         "Zeiler and Fergus 2014, Visualizing and Understanding Convolutional Networks"),
+    "rollout": Method(
+        "rollout",
+        "Attention rollout: each block's attention with the identity added for the residual, rows renormalised, "
+        "multiplied through the blocks (a transformer's; gradient-free, class-agnostic)",
+        "Abnar and Zuidema 2020, Quantifying Attention Flow in Transformers",
+        ("attention",),
+        spatial_map=rollout_map,
+        options=(Option("head_fusion", str, DEFAULT_FUSION, "how the heads' attention is fused: their mean (the "
+                        "paper), max or min", choices=FUSIONS),
+                 Option("discard_ratio", float, DEFAULT_DISCARD, "the fraction of each block's lowest fused "
+                        "attention set to 0 before the identity is added (not in the paper: jacobgil/vit-explain's, "
+                        "which uses 0.9)", minimum=0.0, maximum=0.99)),
+    ),
+    "generic-attention": Method(
+        "generic-attention",
+        "Generic attention explainability: each block's attention times its gradient, positive part averaged over "
+        "heads, propagated through the blocks (a transformer's)",
+        "Chefer, Gur and Wolf 2021, Generic Attention-model Explainability for Interpreting Bi-Modal and "
+        "Encoder-Decoder Transformers",
+        ("attention", "attention-gradients"),
+        spatial_map=generic_attention_map,
+    ),
     "dilated": Method(
         "dilated",
         "Grad-CAM on the exact (a trous) dilated copy: the original classifier at full resolution",
@@ -374,8 +398,16 @@ def context_for(method, loaded, target_path, pool="mean", options=None):
             kernel = np.concatenate([-kernel, kernel], axis=1)
     if "input-gradients" in METHODS[method].needs:
         relus = census(loaded.layers, loaded.final_path)
+    if METHODS[method].reads_attention:
+        from gradcam_cli.explain.attention import attention_layers
+
+        if loaded.grid_of(target_path) is None:
+            raise ValueError("attention maps are read on a transformer's token grid: choose a token layer as the "
+                             "target (`gradcam layers` shows each token layer's grid)")
+        if not attention_layers(loaded.model):
+            raise ValueError("attention maps read keras.layers.MultiHeadAttention layers, and the model has none")
     if "upper-graph-scores" in METHODS[method].needs and loaded.grid_of(target_path) is not None:
-        from gradcam_cli.explain.engine import upper_cut
+        from gradcam_cli.models.targets import upper_cut
 
         upper_cut(loaded, target_path)  # a transformer's layer is refused here, not after its forward pass
     return Context(pool=pool, classifier_kernel=kernel, relus=relus, options=dict(options or {}))

@@ -21,6 +21,8 @@ NEEDS = {
     "hessian": "the Hessian-vector product H A of the class score at the target layer",
     "plain-input-gradients": "input gradients of the class score (of further inputs too)",
     "bias-gradients": "gradients at the output of every layer with a bias",
+    "attention": "the attention probabilities of every attention layer (a transformer's)",
+    "attention-gradients": "the class score's gradients with respect to the attention probabilities",
 }
 
 
@@ -54,6 +56,11 @@ class Method:
         """Whether eigen smoothing applies: the map is a sum over channels (or already a
         principal component)."""
         return self.channel_weights is not None or self.contributions is not None or self.principal
+
+    @property
+    def reads_attention(self):
+        """A transformer's method: it reads attention probabilities (no map of a convolutional network)."""
+        return "attention" in self.needs
 
     @property
     def needs_classifier(self):

@@ -1,0 +1,150 @@
+"""keras-hub models: presets by name (`hub:NAME`, `kaggle://...`, `hf://...`, or `hub:FOLDER`
+for a preset saved with `save_to_preset`), and keras-hub ImageClassifier objects, explained with
+the preset's own preprocessing.
+
+A keras-hub classifier does not preprocess in its call: `predict` first runs its preprocessor's
+ImageConverter, which centre-crops the image to the model's aspect ratio (when
+`crop_to_aspect_ratio`), resizes it (its interpolation, antialiasing as set) and computes
+x * scale + offset (the preset's mean and standard deviation folded in). Here the converter's
+own resizing layer makes the model's view of each image, on float32 pixels as `predict`'s input
+pipeline does, and the scale and offset are the preprocessing (`Affine`); the box a view covers
+is the converter's crop. The classifier itself is explained as it is: its blocks inside
+subclassed layers (keras-hub's `vit_encoder`) are reached by models/sublayers.py.
+
+keras-hub is an extra: `pip install 'gradcam-cli[hub]'`. Presets are downloaded by keras-hub
+(from Kaggle or Hugging Face) and cached; offline, a preset not in the cache fails in one line.
+"""
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradcam_cli.errors import ModelError, one_line
+
+SCHEMES = ("hub:", "kaggle://", "hf://")
+
+
+def is_preset(name):
+    """Whether a --model value names a keras-hub preset."""
+    return isinstance(name, str) and name.startswith(SCHEMES)
+
+
+def is_hub_model(model):
+    return type(model).__module__.startswith("keras_hub.")
+
+
+def import_hub():
+    try:
+        import keras_hub
+    except ImportError:
+        raise ModelError("keras-hub models need the keras-hub package: pip install 'gradcam-cli[hub]'") from None
+    return keras_hub
+
+
+def cache_folder(handle):
+    """Where keras-hub's downloads of `handle` are kept (Hugging Face's or kagglehub's cache)."""
+    if handle.startswith("hf://"):
+        home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+        return os.environ.get("HF_HUB_CACHE") or str(Path(home) / "hub")
+    return os.environ.get("KAGGLEHUB_CACHE") or str(Path.home() / ".cache" / "kagglehub")
+
+
+def _network_failure(error, handle):
+    kind = type(error).__name__
+    text = str(error)
+    return ("Connection" in kind or "Timeout" in kind or isinstance(error, OSError)
+            or (handle.startswith("hf://") and "config.json" in text))
+
+
+def load_preset(name):
+    """The keras-hub ImageClassifier of preset `name` (hub:NAME, kaggle://..., hf://...). ModelError
+    in one line when it cannot be had: offline, naming the preset and keras-hub's cache."""
+    keras_hub = import_hub()
+    handle = name[len("hub:"):] if name.startswith("hub:") else name
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # download progress: stdout carries results
+            return keras_hub.models.ImageClassifier.from_preset(handle)
+    except Exception as error:
+        if Path(handle).is_dir():
+            raise ModelError(f"cannot load the keras-hub preset in {handle}: {one_line(error, 200)}") from None
+        if _network_failure(error, handle):
+            raise ModelError(f"cannot load keras-hub preset {handle!r}: it is downloaded from the network on first use, "
+                             f"and that failed ({type(error).__name__}); keras-hub keeps downloaded presets in "
+                             f"{cache_folder(handle)}") from None
+        raise ModelError(f"cannot load keras-hub preset {handle!r}: {one_line(error, 200)}") from None
+
+
+@dataclass(frozen=True)
+class Affine:
+    """Per-channel preprocessing x * scale + offset of 0..255 RGB (a keras-hub ImageConverter's)."""
+
+    scale: tuple
+    offset: tuple
+
+    def __call__(self, batch):
+        return batch * np.asarray(self.scale, np.float32) + np.asarray(self.offset, np.float32)
+
+    def __str__(self):
+        numbers = lambda values: ",".join(f"{v:.4g}" for v in values)
+        return f"x*[{numbers(self.scale)}]+[{numbers(self.offset)}]"
+
+
+def _per_channel(value, default):
+    if value is None:
+        return (default,) * 3
+    values = np.asarray(value, dtype=np.float64).reshape(-1)
+    return tuple(float(v) for v in (values if values.size == 3 else np.repeat(values[:1], 3)))
+
+
+def converter_of(classifier):
+    """The classifier's ImageConverter, or None (no preprocessor)."""
+    preprocessor = getattr(classifier, "preprocessor", None)
+    return getattr(preprocessor, "image_converter", None)
+
+
+def preprocessing(converter):
+    """The converter's scale and offset as an Affine."""
+    if converter is None:
+        return Affine((1.0,) * 3, (0.0,) * 3)
+    return Affine(_per_channel(converter.scale, 1.0), _per_channel(converter.offset, 0.0))
+
+
+class ConverterView:
+    """What a keras-hub classifier sees of an image: the converter's resizing (its crop to the
+    aspect ratio, interpolation, antialiasing) on float32 pixels, and the box of the image the
+    view covers. Callable as view(rgb) -> (view (H, W, 3) float32 0..255, box (x0, y0, x1, y1))."""
+
+    def __init__(self, converter, size):
+        self.resizing = converter.resizing
+        self.crop = bool(getattr(converter, "crop_to_aspect_ratio", False))
+        self.size = tuple(size)
+
+    def __call__(self, rgb):
+        from keras import ops
+
+        height, width = rgb.shape[:2]
+        target_h, target_w = self.size
+        if self.crop:  # keras.layers.Resizing's crop: the centred box of the target's aspect ratio
+            crop_h = max(min(height, int(width * target_h / target_w)), 1)
+            crop_w = max(min(width, int(height * target_w / target_h)), 1)
+            y0, x0 = int((height - crop_h) / 2), int((width - crop_w) / 2)
+            box = (x0, y0, x0 + crop_w, y0 + crop_h)
+        else:
+            box = (0, 0, width, height)
+        view = ops.convert_to_numpy(self.resizing(np.asarray(rgb, np.float32)[None]))[0]
+        return np.asarray(view, np.float32), box
+
+
+def input_size_of(classifier, converter):
+    size = getattr(converter, "image_size", None) if converter is not None else None
+    if size is not None and None not in tuple(size):
+        return tuple(int(s) for s in size)
+    shape = classifier.input_shape
+    shape = next(iter(shape.values())) if isinstance(shape, dict) else shape
+    if shape[1] is None or shape[2] is None:
+        raise ModelError(f"{classifier.name}: neither its image converter nor its input fixes an image size")
+    return (int(shape[1]), int(shape[2]))
