@@ -315,7 +315,8 @@ def main():
             method_rows(name, loaded, engine, prepare(loaded, rgbs)[0], methods, args.rounds, args.max_masks)
         if args.skip_pipeline:
             continue
-        tfkv = tf_keras_vis_runner(loaded)
+        tokens = loaded.grid_of(loaded.default_layer) is not None  # tf-keras-vis targets no token layer
+        tfkv = None if tokens else tf_keras_vis_runner(loaded)
         for size in sizes:
             sources = collect([str(f) for f in files[: size * args.batches]]).sources
             explainer = Explainer(loaded, "gradcam", batch_size=size)
@@ -336,7 +337,7 @@ def main():
             floor, run = statistics.median(floors), statistics.median(runs)
             other = statistics.median(others) if others else None
             print(f"{name:<10} {size:>5} {floor:>12.2f} {run:>15.2f} {statistics.median(ratios):>15.2f} "
-                  f"{(f'{other:.2f}' if other else tfkv_absent):>19} "
+                  f"{(f'{other:.2f}' if other else 'no token layers' if tokens else tfkv_absent):>19} "
                   f"{(f'{run / other:.2f}' if other else '-'):>14}   " + " ".join(f"{r:.2f}" for r in ratios),
                   flush=True)
     if args.dilated_batch:

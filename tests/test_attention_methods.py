@@ -25,16 +25,25 @@ def _images(size, count, seed=0):
     return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def _by_hand(keras, model, images, classes, depth, head):
+def _by_hand(keras, model, images, classes, depth, head, per_block=False):
     """The model's logits, each block's attention probabilities (B, H, N, N) and the gradients
-    of the chosen classes' logits with respect to them, from a forward pass written out here."""
+    of the chosen classes' logits with respect to them, from a forward pass written out here.
+    per_block: instead, for each block l the gradient of the head on block l's tokens (the final
+    norm, the pooling, the classifier) with respect to block l's attention alone (LeGrad)."""
     import tensorflow as tf
 
     x = tf.constant(np.stack(images).astype(np.float32))
     embed = keras.Model(model.input, model.get_layer("position_embedding").output)
     layer = model.get_layer
     kernel, bias = layer("predictions").get_weights()
-    probabilities = []
+    probabilities, block_scores = [], []
+
+    def head_score(tokens):
+        final = layer("final_norm")(tokens)
+        pooled = final[:, 0] if head == "class-token" else tf.reduce_mean(final, axis=1)
+        logits = tf.matmul(pooled, kernel) + bias
+        return logits, tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
+
     with tf.GradientTape(persistent=True) as tape:
         tokens = embed(x)
         for block in range(1, depth + 1):
@@ -54,11 +63,12 @@ def _by_hand(keras, model, images, classes, depth, head):
             tokens = tokens + tf.einsum("bqhk,hkd->bqd", mixed, wo) + bo
             z = layer(f"block{block}_norm2")(tokens)
             tokens = tokens + layer(f"block{block}_mlp2")(layer(f"block{block}_mlp1")(z))
-        final = layer("final_norm")(tokens)
-        pooled = final[:, 0] if head == "class-token" else tf.reduce_mean(final, axis=1)
-        logits = tf.matmul(pooled, kernel) + bias
-        picked = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
-    gradients = [tape.gradient(picked, a).numpy() for a in probabilities]
+            block_scores.append(head_score(tokens)[1])
+        logits, picked = head_score(tokens)
+    if per_block:
+        gradients = [tape.gradient(score, a).numpy() for score, a in zip(block_scores, probabilities)]
+    else:
+        gradients = [tape.gradient(picked, a).numpy() for a in probabilities]
     return logits.numpy(), [a.numpy() for a in probabilities], gradients
 
 
@@ -150,3 +160,30 @@ def test_attention_methods_refuse_a_model_without_attention(keras):
         with pytest.raises(GradcamError) as caught:
             Explainer(loaded, method)(_images((16, 16), 1))
         assert "token grid" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("size,prefix,head", CASES)
+def test_legrad_equals_each_blocks_own_gradient_by_hand(keras, depth, size, prefix, head):
+    """LeGrad: block l's score is the head on block l's tokens; ReLU of its gradient with respect
+    to block l's attention alone, mean over heads and queries, the prefix keys dropped, mean over
+    blocks. On a 1-block model that is the class score's own gradient."""
+    model = _vit(keras, input_size=size, prefix=prefix, head=head, depth=depth)
+    loaded = loading.describe(model, "vit", size, "none", NAMES)
+    images = _images(size, 3, seed=6)
+    maps = Explainer(loaded, "legrad", batch_size=2)(images, classes=[2])
+    _, attentions, gradients = _by_hand(keras, model, images, [2, 2, 2], depth, head, per_block=True)
+    if depth == 1:
+        _, _, plain = _by_hand(keras, model, images, [2, 2, 2], depth, head)
+        np.testing.assert_allclose(gradients[0], plain[0], rtol=1e-5, atol=1e-9)
+    per_block = [np.maximum(g.astype(np.float64), 0).mean(axis=(1, 2)) for g in gradients]
+    want = np.mean(per_block, axis=0)[:, prefix:].reshape(-1, size[0] // 8, size[1] // 8)
+    assert want.max() > 0
+    for explanation, expected in zip(maps, want):
+        assert explanation.class_index == 2
+        np.testing.assert_allclose(explanation.small_map, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    last = Explainer(loaded, "legrad", legrad_blocks=1, batch_size=2)(images, classes=[2])
+    only = per_block[-1][:, prefix:].reshape(-1, size[0] // 8, size[1] // 8)
+    for explanation, expected in zip(last, only):
+        np.testing.assert_allclose(explanation.small_map, expected, rtol=1e-4, atol=1e-6 * expected.max())
+

@@ -146,7 +146,7 @@ def test_transformers_default_layer_grid_and_methods(keras, kind, default, grid)
     found = loaded.grid_of(loaded.default_layer)
     assert (found.height, found.width, found.prefix) == grid
     images = _images((32, 32), 2)
-    methods = ("gradcam", "layercam", "eigencam") + (("rollout", "generic-attention") if kind != "swin" else ())
+    methods = ("gradcam", "layercam", "eigencam") + (("rollout", "generic-attention", "legrad") if kind != "swin" else ())
     for method in methods:
         maps = Explainer(loaded, method, batch_size=2)(images)
         assert all(e.small_map.shape == grid[:2] and np.isfinite(e.small_map).all() for e in maps), method

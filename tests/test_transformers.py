@@ -242,11 +242,13 @@ def test_every_method_on_token_layers_keeps_the_contract_or_refuses_in_one_line(
     explain = Explainer(loaded, method=method, layer=layer, batch_size=3)
     # a Swin stage ends in a convolution, so the upper graph can be cut at its tokens (no prefix); this
     # Swin-style model has no attention layer
-    refused = dict(REFUSED, rollout="MultiHeadAttention", **{"generic-attention": "MultiHeadAttention"})
+    attention = ("rollout", "generic-attention", "legrad")
+    refused = dict(REFUSED, **{name: "MultiHeadAttention" for name in attention})
     if kind == "swin":
         del refused["ablationcam"]
     else:
-        del refused["rollout"], refused["generic-attention"]
+        for name in attention:
+            del refused[name]
     if method in refused:
         with pytest.raises(GradcamError) as caught:
             explain(images)
@@ -285,7 +287,7 @@ def test_the_readme_transformer_example_runs_as_written(tmp_path):
             break
         if line.strip():
             block.append(line[4:])
-    assert block[0].startswith("python -c") and sum(line.startswith("gradcam ") for line in block) == 4
+    assert block[0].startswith("python -c") and sum(line.startswith("gradcam ") for line in block) == 5
     (tmp_path / "sample_images").symlink_to(repo / "sample_images")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     outputs = []
@@ -302,6 +304,6 @@ def test_the_readme_transformer_example_runs_as_written(tmp_path):
     assert len(listed) == 1 and "block3_norm1" in listed[0] and "grid 4x6, prefix 2" in listed[0]
     record = json.loads(outputs[2].splitlines()[0])
     assert record["grid"] == [4, 6] and record["prefix_tokens"] == 2
-    for method in ("gradcam", "rollout", "generic-attention"):
+    for method in ("gradcam", "rollout", "generic-attention", "legrad"):
         heatmap = Image.open(tmp_path / "out" / "vit" / f"synthetic_circle.png.{method}.heatmap.png")
         assert heatmap.size == (192, 192)  # the image's own size

@@ -117,3 +117,108 @@ def run(engine, images, targets, gradients, objective=None):
         attention_gradients=grads,
     )
 
+
+
+# -- each block's own score (LeGrad) -------------------------------------------------------------
+
+class BlockPlan:
+    """Where a transformer's block outputs are read and how its head is run on them: z^l for
+    l < L is the input of the normalization before attention layer l + 1, z^L the input of the
+    final normalization (the last one called after the last attention layer); the head is that
+    normalization, then the layers above `cut` (the final norm itself, or the subclassed layer
+    whose last call it is). ValueError when the model is not laid out so."""
+
+    def __init__(self, loaded):
+        from gradcam_cli.models import graph, targets
+
+        layers = loaded.layers
+        positions = [i for i, info in enumerate(layers) if isinstance(info.layer, keras.layers.MultiHeadAttention)]
+        if not positions:
+            raise ValueError(f"{loaded.name} has no keras.layers.MultiHeadAttention layer")
+        self.block_inputs = []
+        for position in positions[1:]:
+            norm = next((info for info in reversed(layers[:position]) if targets.is_normalization(info.layer)), None)
+            if norm is None:
+                raise ValueError("no normalization before an attention layer: a block's tokens cannot be read")
+            self.block_inputs.append(norm.path)
+        final = [info for info in layers[positions[-1] + 1:] if targets.is_normalization(info.layer)]
+        if not final:
+            raise ValueError("no final normalization after the last attention layer: the head cannot be run on a "
+                             "block's tokens")
+        self.final_path, self.final_layer = final[-1].path, final[-1].layer
+        holder = next(path for path in (self.final_path[:n] for n in range(len(self.final_path), 0, -1))
+                      if targets._in_graph(loaded.model, path))
+        if holder != self.final_path:
+            inside = [info.path for info in layers if info.path[: len(holder)] == holder and info.path != holder]
+            if not inside or inside[-1] != self.final_path:
+                raise ValueError(f"the final normalization {graph.path_name(self.final_path)!r} is not the last call of "
+                                 f"{graph.path_name(holder)!r}: the head cannot be run on a block's tokens")
+        self.cut = graph.cut_above(loaded.model, holder, loaded.output)
+        self.recorded = frozenset(self.block_inputs) | {self.final_path}
+
+
+def _block_forward(engine, plan):
+    """The forward pass with every attention layer's probabilities tapped, returning each image's
+    score of its class from each block's tokens through the head: (B, L) values."""
+    from keras import ops
+
+    from gradcam_cli.models import graph
+
+    loaded = engine.loaded
+
+    def forward(images, targets, tap):
+        seen, inputs = [], {}
+
+        def tapped(probabilities):
+            probabilities = tap(probabilities)
+            seen.append(probabilities)
+            return probabilities
+
+        def rewrite(path, layer):
+            if path in plan.recorded:
+                def record(x, *args, **kwargs):
+                    inputs[path] = x
+                    return layer(x, *args, **kwargs)
+
+                return record
+            return loaded.logits_rewrite(path, layer)
+
+        with tapping(loaded.model, tapped):
+            _, aux = engine._objective(images, targets, rewrite)
+        blocks = [inputs[path] for path in plan.block_inputs] + [inputs[plan.final_path]]
+        count = len(blocks)
+        normed = plan.final_layer(ops.concatenate(blocks, axis=0))
+        outputs = graph.run_above(loaded.model, plan.cut, normed, loaded.logits_rewrite)
+        scores = loaded.head.scores(graph.flat_output(outputs, loaded.output.index))
+        classes = ops.tile(aux["classes"], (count,))
+        picked = ops.take_along_axis(scores, ops.expand_dims(ops.cast(classes, "int32"), -1), axis=-1)[:, 0]
+        values = ops.transpose(ops.reshape(picked, (count, -1)))
+        return values, dict(aux, attentions=list(seen))
+
+    return forward
+
+
+def run_blocks(engine, images, targets):
+    """Engine.run for LeGrad (needs "block-attention-gradients"): every attention layer's
+    probabilities and, for each block l, d s^l / d A^l, the gradient of the block's own score
+    (the head on its tokens, BlockPlan) with respect to its attention: one backward pass per
+    block, in one compiled step. Returns an engine.BatchResult."""
+    from keras import ops
+
+    from gradcam_cli.explain.engine import BatchResult, _numpy
+
+    plan = BlockPlan(engine.loaded)
+    count = len(images)
+    images, targets = engine._padded(images, targets)
+    step = engine._compiled(("block-attention-gradients",), "block_gradients", _block_forward(engine, plan))
+    grads, aux = step(images, targets)
+    return BatchResult(
+        activations=None,
+        gradients=None,
+        raw_outputs=_numpy(aux["raw"], count),
+        classes=ops.convert_to_numpy(aux["classes"])[:count].astype("int64"),
+        inputs=images[:count],
+        engine=engine,
+        attentions=[_numpy(a, count) for a in aux["attentions"]],
+        attention_gradients=[_numpy(g, count) for g in grads],
+    )

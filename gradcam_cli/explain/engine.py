@@ -463,6 +463,8 @@ class Engine:
         what is differentiated (None: the class score; see the module's docstring). Returns a
         BatchResult for the n images."""
         needs = frozenset(needs)
+        if "block-attention-gradients" in needs:
+            return attention_taps.run_blocks(self, images, targets)
         if "attention" in needs:
             return attention_taps.run(self, images, targets, "attention-gradients" in needs, objective)
         if "input-gradients" in needs and backprop is None:

@@ -156,3 +156,32 @@ def forward(forward, jit=False, variables=()):
         return compiled(_values(variables), jnp.asarray(images), jnp.asarray(targets))
 
     return step
+
+
+def block_gradients(forward, jit=False, variables=()):
+    """forward returns (values (B, L), aux) with L taps: the gradient of the sum of column l with
+    respect to tap l alone, for each l (one pullback each of one vjp, compiled together)."""
+    variables = list(variables)
+
+    def gradients(deltas, values, images, targets):
+        def totals(deltas):
+            scores, aux, _ = _tapped_call(forward, variables, values, images, targets, deltas)
+            return jnp.sum(scores, axis=0), aux
+
+        sums, pullback, aux = jax.vjp(totals, deltas, has_aux=True)
+        found = []
+        for block in range(sums.shape[0]):
+            (cotangents,) = pullback(jnp.zeros_like(sums).at[block].set(1.0))
+            found.append(cotangents[block])
+        return found, aux
+
+    compiled = jax.jit(gradients)
+    zeros = _Deltas(forward, variables, last_only=False)
+
+    def step(images, targets):
+        values = _values(variables)
+        images, targets = jnp.asarray(images), jnp.asarray(targets)
+        found, aux = compiled(zeros(values, images, targets), values, images, targets)
+        return list(found), aux
+
+    return step

@@ -99,3 +99,20 @@ def forward(forward, jit=False, variables=()):
         return _last(tapped), aux
 
     return step
+
+
+def block_gradients(forward, jit=False, variables=()):
+    """forward returns (values (B, L), aux) with L taps: the gradient of the sum of column l with
+    respect to tap l alone, for each l (one backward pass each, from one persistent tape)."""
+
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def step(images, targets):
+        tapped = []
+        with tf.GradientTape(persistent=True) as tape:
+            values, aux = forward(images, targets, _tap_into(tapped, tape))
+            totals = tf.unstack(tf.reduce_sum(values, axis=0), num=len(tapped))
+        gradients = [_or_zeros(tape.gradient(total, tensor), tensor) for total, tensor in zip(totals, tapped)]
+        del tape
+        return gradients, aux
+
+    return step

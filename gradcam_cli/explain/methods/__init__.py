@@ -52,6 +52,7 @@ from gradcam_cli.explain.methods.kpcacam import DEFAULT_KERNEL as DEFAULT_KPCA_K
 from gradcam_cli.explain.methods.kpcacam import KERNELS as KPCA_KERNELS
 from gradcam_cli.explain.methods.kpcacam import kpcacam_spatial_map
 from gradcam_cli.explain.methods.layercam import layercam_contributions
+from gradcam_cli.explain.methods.legrad import legrad_map
 from gradcam_cli.explain.methods.randomcam import randomcam_weights
 from gradcam_cli.explain.methods.refinecam import refinecam_maps, stage_layers
 from gradcam_cli.explain.methods.scorecam import BASELINES as SCORECAM_BASELINES
@@ -362,6 +363,17 @@ METHODS = {
         ("attention", "attention-gradients"),
         spatial_map=generic_attention_map,
     ),
+    "legrad": Method(
+        "legrad",
+        "LeGrad: each block's attention's sensitivity to that block's own score (the head on its tokens), "
+        "positive part averaged over heads and queries, then over blocks (a transformer's)",
+        "Bousselham et al. 2024, LeGrad: An Explainability Method for Vision Transformers via Feature Formation "
+        "Sensitivity",
+        ("attention", "block-attention-gradients"),
+        spatial_map=legrad_map,
+        options=(Option("legrad_blocks", int, None, "average the last K blocks only (not given: every block; "
+                        "torchcam's example takes 4, the authors' code 2)", minimum=1, metavar="K"),),
+    ),
     "dilated": Method(
         "dilated",
         "Grad-CAM on the exact (a trous) dilated copy: the original classifier at full resolution",
@@ -406,6 +418,10 @@ def context_for(method, loaded, target_path, pool="mean", options=None):
                              "target (`gradcam layers` shows each token layer's grid)")
         if not attention_layers(loaded.model):
             raise ValueError("attention maps read keras.layers.MultiHeadAttention layers, and the model has none")
+        if "block-attention-gradients" in METHODS[method].needs:
+            from gradcam_cli.explain.attention import BlockPlan
+
+            BlockPlan(loaded)  # where each block's tokens are read and the head run on them
     if "upper-graph-scores" in METHODS[method].needs and loaded.grid_of(target_path) is not None:
         from gradcam_cli.models.targets import upper_cut
 

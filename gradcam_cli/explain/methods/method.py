@@ -23,6 +23,7 @@ NEEDS = {
     "bias-gradients": "gradients at the output of every layer with a bias",
     "attention": "the attention probabilities of every attention layer (a transformer's)",
     "attention-gradients": "the class score's gradients with respect to the attention probabilities",
+    "block-attention-gradients": "each block's own score's gradients with respect to that block's attention",
 }
 
 
