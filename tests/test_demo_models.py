@@ -215,3 +215,30 @@ def test_eval_on_a_folder_of_images_with_masks(tmp_path):
     assert figures["discrimination"] is None and chance["discrimination"] is None
     none = invoke_cli("eval", tmp_path / "annotated" / "unannotated.png", "--model", "demo-gap")
     assert none.returncode == 2 and "no image with a usable mask" in none.stderr
+
+
+def test_demo_vit_is_accurate_and_its_maps_localize(keras):
+    """The demo transformer: its default layer is the last block's first normalization (an 8x8
+    grid after a class token), it is as accurate as the CNNs, and on held-out scenes its maps point
+    at the object well above chance (measured on seed 1, 200 + 100 scenes: pointing Grad-CAM 0.595,
+    LayerCAM 0.735, rollout 0.645, generic attention 0.800, LeGrad 0.450, chance 0.285); rollout is
+    class-agnostic (discrimination 0.5), generic attention tells the two classes apart."""
+    loaded = loading.load("demo-vit")
+    grid = loaded.grid_of(loaded.default_layer)
+    assert loaded.default_layer == ("block4_norm1",) and (grid.height, grid.width, grid.prefix) == (8, 8, 1)
+    from importlib import resources
+
+    with resources.as_file(resources.files("gradcam_cli").joinpath("data", "demo-vit.keras")) as path:
+        assert path.stat().st_size < 3_000_000
+    images, labels = scenes.dataset(400, seed=1)
+    predicted = loaded.model.predict(images.astype("float32") / 255.0, verbose=0).argmax(axis=1)
+    assert (predicted == labels).mean() >= 0.97
+    methods = ["gradcam", "layercam", "rollout", "generic-attention", "legrad"]
+    report = localization.evaluate(localization.explainers_for(loaded, methods, batch_size=50), count=100, pairs=50,
+                                   seed=1)
+    figures, chance = report["methods"], report["chance"]
+    for method, floor in {"gradcam": 0.45, "layercam": 0.6, "rollout": 0.5, "generic-attention": 0.65,
+                          "legrad": 0.35}.items():
+        assert figures[method]["pointing"] >= floor > chance["pointing"], (method, figures[method])
+    assert abs(figures["rollout"]["discrimination"] - 0.5) < 0.05
+    assert figures["generic-attention"]["discrimination"] >= 0.9 and figures["gradcam"]["discrimination"] >= 0.9

@@ -31,6 +31,18 @@ def attention_layers(model):
     return found
 
 
+def check_applies(loaded, target_path, blocks=False):
+    """ValueError saying why attention maps cannot be read at `target_path` of `loaded`: not a
+    token grid, no attention layer, or (`blocks`: each block's own score) no pre-norm layout."""
+    if loaded.grid_of(target_path) is None:
+        raise ValueError("attention maps are read on a transformer's token grid: choose a token layer as the target "
+                         "(`gradcam layers` shows each token layer's grid)")
+    if not attention_layers(loaded.model):
+        raise ValueError("attention maps read keras.layers.MultiHeadAttention layers, and the model has none")
+    if blocks:
+        BlockPlan(loaded)  # where each block's tokens are read and the head run on them
+
+
 @contextlib.contextmanager
 def tapping(model, tap):
     """While open, every attention layer of `model` passes its probabilities through `tap`

@@ -3,7 +3,8 @@ scenes by scripts/train_demo_models.py (`make demo-models`).
 
 demo-vgg: VGG-shaped (conv-conv-pool blocks, Flatten, Dense head), for Grad-CAM and dilated VGG.
 demo-gap: ends in GlobalAveragePooling2D then Dense, so CAM applies.
-demo-vit: a small vision transformer (models/vit.py): 8x8 patches, a class token, 4 blocks.
+demo-vit: a hybrid vision transformer: demo-gap's convolution blocks, then 2x2 patches of their
+features (an 8x8 grid), a class token and 4 transformer blocks (models/vit.py).
 Each takes 64x64 RGB scaled to 0..1 (preprocess 'unit') and outputs 4 class probabilities.
 
 They train with batch normalisation after each convolution (`batch_norm=True`), which is then
@@ -66,19 +67,22 @@ def demo_gap(input_size=64, classes=4, batch_norm=False):
     return keras.Model(inputs, outputs, name="demo_gap")
 
 
-VIT_SHAPE = dict(patch_size=8, width=64, depth=4, heads=4, stem=2)
-
-
 def demo_vit(input_size=64, classes=4, batch_norm=False):
-    """A keras.io-style vision transformer (models.vit.vit) with a stem of two 3x3 convolutions:
-    8x8 patches (an 8x8 grid for 64x64 inputs) and a class token, 4 pre-norm blocks of width 64
-    and 4 heads, the class token's head.
-    Target layer: block4_norm1. `batch_norm` is not used (no convolution to fold into)."""
-    from gradcam_cli.models.vit import vit
+    """A hybrid vision transformer (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words", Sec.
+    3.1: the patches are cut from a CNN's feature map): demo-gap's three convolution blocks (16x16
+    for 64x64 inputs), a 2x2 patch embedding (an 8x8 grid of width 64), a class token, 4 pre-norm
+    blocks of 4 heads (models.vit.transformer), the class token's head. Target layer:
+    block4_norm1. A plain ViT does not learn these scenes from 8,000 images; on demo-gap's trained
+    features this one does (scripts/train_demo_models.py starts from them)."""
+    from gradcam_cli.models.vit import transformer
 
     _check(input_size, classes)
-    return vit(input_size=(input_size, input_size), classes=classes, prefix=1, head="class-token",
-               rescale=False, name="demo_vit", **VIT_SHAPE)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = _blocks(inputs, GAP_WIDTHS, batch_norm, pool_last=False)
+    x = layers.Conv2D(64, 2, strides=2, name="patch_embedding")(x)
+    side = input_size // 8
+    x = layers.Reshape((side * side, 64), name="patch_tokens")(x)
+    return keras.Model(inputs, transformer(x, depth=4, heads=4, classes=classes), name="demo_vit")
 
 
 def fold_batch_norm(trained, plain):

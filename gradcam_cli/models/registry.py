@@ -104,6 +104,7 @@ def _demo(name, constructor, layer, cam, head):
 _ENTRIES += [
     _demo("demo-vgg", "demo_vgg", "block4_conv2", False, "MaxPool, Flatten, Dense, Dropout, Dense"),
     _demo("demo-gap", "demo_gap", "block3_conv2", True, _GAP_DENSE),
+    _demo("demo-vit", "demo_vit", "block4_norm1", False, "LayerNorm, class token, Dense"),
 ]
 
 

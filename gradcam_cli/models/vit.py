@@ -119,12 +119,10 @@ EMBEDDINGS = ("conv", "dense")
 
 
 def vit(input_size=(32, 32), patch_size=8, width=32, depth=3, heads=2, classes=4, prefix=1, head="class-token",
-        embedding="conv", rescale=True, stem=0, name="vit"):
+        embedding="conv", rescale=True, name="vit"):
     """A small pre-norm vision transformer (see the module's docstring). input_size: (height,
     width), each a multiple of patch_size. prefix: learned tokens in front (1: a class token, 2:
-    class and distillation, 5: class and four registers); head 'class-token' needs one. stem: 3x3
-    convolutions (ReLU, `stem1`, `stem2`...) before the patch embedding, a hybrid ViT (Dosovitskiy
-    et al. 2021, Sec. 3.1): it trains on small data sets where a plain ViT does not."""
+    class and distillation, 5: class and four registers); head 'class-token' needs one."""
     height, width_px = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if height % patch_size or width_px % patch_size:
         raise ValueError(f"input_size must be a multiple of patch_size. Received: {input_size}, {patch_size}")
@@ -134,8 +132,6 @@ def vit(input_size=(32, 32), patch_size=8, width=32, depth=3, heads=2, classes=4
         raise ValueError("a class-token head needs prefix >= 1")
     inputs = keras.Input((height, width_px, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescaling")(inputs) if rescale else inputs
-    for index in range(1, stem + 1):
-        x = layers.Conv2D(width // 2, 3, padding="same", activation="relu", name=f"stem{index}")(x)
     grid = (height // patch_size, width_px // patch_size)
     if embedding == "conv":
         x = layers.Conv2D(width, patch_size, strides=patch_size, name="patch_embedding")(x)
@@ -143,6 +139,15 @@ def vit(input_size=(32, 32), patch_size=8, width=32, depth=3, heads=2, classes=4
     else:
         x = Patches(patch_size, name="patches")(x)
         x = layers.Dense(width, name="patch_embedding")(x)
+    return keras.Model(inputs, transformer(x, depth, heads, classes, prefix, head), name=name)
+
+
+def transformer(tokens, depth, heads, classes, prefix=1, head="class-token"):
+    """The part of `vit` after the patch embedding, on (B, N, D) tokens: `prefix` learned
+    tokens in front, position embeddings, `depth` pre-norm blocks, the final norm and the head
+    (the class token's, or the mean of the patch tokens), to `classes` softmax outputs."""
+    width = tokens.shape[-1]
+    x = tokens
     if prefix:
         x = PrefixTokens(prefix, name="prefix_tokens")(x)
     x = PositionEmbedding(name="position_embedding")(x)
@@ -161,5 +166,4 @@ def vit(input_size=(32, 32), patch_size=8, width=32, depth=3, heads=2, classes=4
         if prefix:
             x = DropTokens(prefix, name="patch_only")(x)
         x = layers.GlobalAveragePooling1D(name="gap")(x)
-    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return layers.Dense(classes, activation="softmax", name="predictions")(x)

@@ -411,17 +411,9 @@ def context_for(method, loaded, target_path, pool="mean", options=None):
     if "input-gradients" in METHODS[method].needs:
         relus = census(loaded.layers, loaded.final_path)
     if METHODS[method].reads_attention:
-        from gradcam_cli.explain.attention import attention_layers
+        from gradcam_cli.explain.attention import check_applies
 
-        if loaded.grid_of(target_path) is None:
-            raise ValueError("attention maps are read on a transformer's token grid: choose a token layer as the "
-                             "target (`gradcam layers` shows each token layer's grid)")
-        if not attention_layers(loaded.model):
-            raise ValueError("attention maps read keras.layers.MultiHeadAttention layers, and the model has none")
-        if "block-attention-gradients" in METHODS[method].needs:
-            from gradcam_cli.explain.attention import BlockPlan
-
-            BlockPlan(loaded)  # where each block's tokens are read and the head run on them
+        check_applies(loaded, target_path, blocks="block-attention-gradients" in METHODS[method].needs)
     if "upper-graph-scores" in METHODS[method].needs and loaded.grid_of(target_path) is not None:
         from gradcam_cli.models.targets import upper_cut
 
