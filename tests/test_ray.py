@@ -318,3 +318,18 @@ def test_ray_is_imported_only_for_ray_runs(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "EXIT 0 RAY False", result.stdout + result.stderr
     assert lines[1].startswith("EXIT 2 Error: running on Ray needs Ray Data: pip install 'gradcam-cli[ray]'")
+
+
+def test_a_transformer_on_ray_writes_what_a_local_run_writes(cluster, folder, tmp_path):
+    """demo-vit (a token layer; the attention methods) through --ray, as on one machine."""
+    for method in ("gradcam", "generic-attention"):
+        local = run_cli(folder, "--model", "demo-vit", "--method", method, "-o", tmp_path / f"local-{method}",
+                        "--json", "-b", BATCH)
+        remote = run_cli(folder, "--model", "demo-vit", "--method", method, "-o", tmp_path / f"ray-{method}",
+                         "--json", "-b", BATCH, "--ray", cluster, "--workers", 2, env=LOOPBACK_ENV)
+        assert remote.returncode == local.returncode == 1, remote.stderr  # the broken image, both times
+        assert comparable(remote.stdout.splitlines(), tmp_path / f"ray-{method}") == \
+            comparable(local.stdout.splitlines(), tmp_path / f"local-{method}")
+        assert files(tmp_path / f"ray-{method}") == files(tmp_path / f"local-{method}")
+        records = [json.loads(line) for line in remote.stdout.splitlines() if '"maps"' in line]
+        assert records and all(r["grid"] == [8, 8] and r["prefix_tokens"] == 1 for r in records)

@@ -307,3 +307,35 @@ def test_the_readme_transformer_example_runs_as_written(tmp_path):
     for method in ("gradcam", "rollout", "generic-attention", "legrad"):
         heatmap = Image.open(tmp_path / "out" / "vit" / f"synthetic_circle.png.{method}.heatmap.png")
         assert heatmap.size == (192, 192)  # the image's own size
+
+
+def test_compare_and_the_report_on_the_demo_transformer(tmp_path):
+    """`compare` draws the attention methods beside Grad-CAM on demo-vit (its default columns are
+    those that apply: CAM and the dilated copies do not); `--report` pages a transformer's run."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from conftest import invoke_cli
+    from test_report import page_data
+
+    image = Path(__file__).resolve().parents[1] / "sample_images" / "synthetic_two_circle_triangle.png"
+    drawn = invoke_cli("compare", image, "--model", "demo-vit", "--methods", "gradcam,rollout,generic-attention,legrad",
+                       "-o", tmp_path / "cmp", "--json")
+    assert drawn.returncode == 0, drawn.stderr
+    record = json.loads(drawn.stdout.splitlines()[0])
+    cells = [cell for row in record["rows"] for cell in row["cells"]]
+    assert [cell["method"] for cell in cells] == ["gradcam", "rollout", "generic-attention", "legrad"]
+    assert all(cell["layer"] == "block4_norm1" for cell in cells)
+    figure = Image.open(tmp_path / "cmp" / "synthetic_two_circle_triangle.png.compare.png")
+    assert figure.width > 3.5 * figure.height  # the image and four cells side by side, captions below
+    default = invoke_cli("compare", image, "--model", "demo-vit", "-o", tmp_path / "cmp2", "--json")
+    assert default.returncode == 0, default.stderr
+    shown = [cell["method"] for row in json.loads(default.stdout.splitlines()[0])["rows"] for cell in row["cells"]]
+    assert "cam" not in shown and "dilated" not in shown and shown[0] == "gradcam"
+    paged = invoke_cli(image, "--model", "demo-vit", "--method", "rollout", "-o", tmp_path / "out", "--report",
+                       tmp_path / "page")
+    assert paged.returncode == 0, paged.stderr
+    data = page_data(tmp_path / "page" / "index.html")
+    (entry,) = data["images"]
+    assert entry["maps"] and "rollout" in json.dumps(data)
