@@ -272,13 +272,30 @@ def _rejoining_model(keras):
     return set_fixed_weights(keras.Model(inputs, outputs, name="rejoining"), seed=4, scale=0.4)
 
 
-def test_a_graph_that_cannot_be_cut_at_the_target_is_refused(keras):
-    engine = Engine(_loaded(_rejoining_model(keras), 8), ("conv2",), batch_size=2)
-    result = engine.run(_images(2, 8), np.full(2, top_rank(1)), needs=("activations",))
-    message = ("Ablation-CAM scores ablated activations with the layers above the target alone: the graph "
-               "cannot be cut at 'conv2': layer 'rejoin' above it also reads 'conv1'")
-    with pytest.raises(ValueError, match=message):
-        channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+def test_a_graph_that_cannot_be_cut_at_the_target_runs_the_whole_model(keras):
+    """conv1 crosses the cut at conv2 (rejoin = conv2 + conv1): each ablated row runs the whole
+    model with conv2's channel k zeroed on the way. By hand: the logits of GAP(conv2(x) with channel
+    k zeroed + conv1(x)) through the Dense kernel, then (y_c - y_c^k) / |y_c|."""
+    model = _rejoining_model(keras)
+    engine = Engine(_loaded(model, 8), ("conv2",), batch_size=2)
+    images = _images(2, 8)
+    result = engine.run(images, np.full(2, top_rank(1)), needs=("activations",))
+    weights = ablationcam.ablationcam_channel_weights(result, Context())
+    conv1, conv2 = model.get_layer("conv1"), model.get_layer("conv2")
+    kernel, bias = model.get_layer("pred").get_weights()
+    a1 = np.asarray(conv1(images))
+    a2 = np.asarray(conv2(a1))
+    logit = lambda a: (a + a1).mean(axis=(1, 2)) @ kernel + bias
+    scores = logit(a2)
+    expected = np.zeros((2, 4), np.float32)
+    for k in range(4):
+        ablated = a2.copy()
+        ablated[..., k] = 0
+        for i, c in enumerate(result.classes):
+            if np.abs(a2[i, ..., k]).sum() > 0:
+                expected[i, k] = (scores[i, c] - logit(ablated)[i, c]) / abs(scores[i, c])
+    assert np.abs(expected).max() > 0
+    _close(weights, expected, 1e-4)
 
 
 def check_routes(keras):

@@ -218,7 +218,6 @@ def test_the_command_line_on_a_transformer(keras, tmp_path):
 
 # Methods refused on transformers, with what the one-line refusal says.
 REFUSED = {"cam": "CAM needs the target layer to feed GlobalAveragePooling2D",
-           "ablationcam": "the graph cannot be cut at",
            "dilated": "dilated", "dilated-no-pooling": "dilated"}
 # Random weights on LayerNorm outputs: every position may project negatively (then the map is 0).
 MAY_BE_ZERO = {"randomcam"}
@@ -240,15 +239,9 @@ def test_every_method_on_token_layers_keeps_the_contract_or_refuses_in_one_line(
     size = loaded.input_size
     images = _images(size, 3, seed=4)
     explain = Explainer(loaded, method=method, layer=layer, batch_size=3)
-    # a Swin stage ends in a convolution, so the upper graph can be cut at its tokens (no prefix); this
-    # Swin-style model has no attention layer
+    # this Swin-style model has no attention layer
     attention = ("rollout", "generic-attention", "legrad")
-    refused = dict(REFUSED, **{name: "MultiHeadAttention" for name in attention})
-    if kind == "swin":
-        del refused["ablationcam"]
-    else:
-        for name in attention:
-            del refused[name]
+    refused = dict(REFUSED, **({name: "MultiHeadAttention" for name in attention} if kind == "swin" else {}))
     if method in refused:
         with pytest.raises(GradcamError) as caught:
             explain(images)
@@ -339,3 +332,46 @@ def test_compare_and_the_report_on_the_demo_transformer(tmp_path):
     data = page_data(tmp_path / "page" / "index.html")
     (entry,) = data["images"]
     assert entry["maps"] and "rollout" in json.dumps(data)
+
+
+def test_ablationcam_at_a_token_layer_runs_the_whole_model(keras):
+    """At block3_norm1 the graph cannot be cut (block3's residual reads from below; two prefix
+    tokens): each channel k of the patch tokens is zeroed as the whole model runs. By hand: the
+    rest of the model run from block3's input with norm1's patch tokens' channel k set to 0, the
+    logits from the class token, w_k = (y_c - y_c^k) / |y_c|."""
+    import tensorflow as tf
+
+    model = _vit(keras, input_size=(32, 48), prefix=2, width=16, heads=2, rescale=False)
+    loaded = loading.describe(model, "vit", (32, 48), "none", NAMES)
+    images = _images((32, 48), 2, seed=8)
+    from gradcam_cli.explain.engine import Engine
+    from gradcam_cli.explain.methods import Context
+    from gradcam_cli.explain.methods.ablationcam import ablationcam_channel_weights
+
+    inputs = np.stack(images).astype(np.float32)
+    result = Engine(loaded, ("block3_norm1",), batch_size=2).run(inputs, np.array([1, 1]), needs=("activations",))
+    ours = ablationcam_channel_weights(result, Context())
+    below = keras.Model(model.input, model.get_layer("block2_add2").output)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    layer = model.get_layer
+    x = below(inputs)
+    tokens = layer("block3_norm1")(x)
+
+    def logits(y):
+        z = x + layer("block3_attn")(y, y)
+        z = z + layer("block3_mlp2")(layer("block3_mlp1")(layer("block3_norm2")(z)))
+        return (tf.matmul(layer("final_norm")(z)[:, 0], kernel) + bias).numpy()
+
+    base = logits(tokens)[:, 1]
+    weights = np.zeros((2, 16))
+    for k in range(16):
+        mask = np.ones((1, 26, 16), np.float32)
+        mask[:, 2:, k] = 0
+        weights[:, k] = (base - logits(tokens * mask)[:, 1]) / np.abs(base)
+    assert np.abs(weights).max() > 0
+    np.testing.assert_allclose(ours, weights, rtol=1e-3, atol=1e-4 * np.abs(weights).max())
+    np.testing.assert_allclose(result.activations, tokens.numpy()[:, 2:].reshape(2, 4, 6, 16), rtol=1e-5, atol=1e-5)
+    maps = Explainer(loaded, "ablationcam", layer="block3_norm1", batch_size=2)(images, classes=[1])
+    want = np.maximum(np.einsum("bhwk,bk->bhw", result.activations, weights), 0)
+    for explanation, expected in zip(maps, want):
+        np.testing.assert_allclose(explanation.small_map, expected, rtol=1e-3, atol=1e-4 * (np.abs(weights).max()))

@@ -414,10 +414,6 @@ def context_for(method, loaded, target_path, pool="mean", options=None):
         from gradcam_cli.explain.attention import check_applies
 
         check_applies(loaded, target_path, blocks="block-attention-gradients" in METHODS[method].needs)
-    if "upper-graph-scores" in METHODS[method].needs and loaded.grid_of(target_path) is not None:
-        from gradcam_cli.models.targets import upper_cut
-
-        upper_cut(loaded, target_path)  # a transformer's layer is refused here, not after its forward pass
     return Context(pool=pool, classifier_kernel=kernel, relus=relus, options=dict(options or {}))
 
 

@@ -18,6 +18,10 @@ we do (its absolute value: below). Our choices, each named:
   the upper-graph step, never to the whole network. y_c itself is scored by the same step from the
   unmodified activations (one extra row per image), so that y_c and y_c^k come from one numerical
   path (not y_c from the full forward pass, whose round-off differs from the upper-graph step's).
+  Where the graph cannot be cut at the target (a residual connection from below crosses it, as at
+  a transformer block's normalization; a token layer's prefix tokens), each ablated row runs the
+  whole model with the channel zeroed as the pass goes through the target (`whole_model_scores`),
+  y_c by the same step: one forward pass per channel and image.
 - The ablated value is 0, the paper's.
 - |y_c|, not y_c, in the denominator. The denominator only scales an image's map (its sign aside),
   and drawing normalises that scale away; dividing by a negative y_c (a class scored below
@@ -64,13 +68,57 @@ DEFAULT_DENOMINATOR = "absolute"
 def ablationcam_channel_weights(result, context):
     """Ablation-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K)
     float32. The context's options: max_masks, the channels ablated per image (None: all);
-    ablation_denominator (DENOMINATORS). ValueError when the graph cannot be cut at the target
-    layer."""
+    ablation_denominator (DENOMINATORS). Scored by the layers above the target when the graph
+    can be cut there, else by the whole model (`whole_model_scores`)."""
     engine = result.engine
+    try:
+        engine._upper_cut()
+        ablated_scores = engine.upper_scores_ablated
+    except ValueError:  # a residual connection from below, a transformer's prefix tokens: the whole model
+        ablated_scores = whole_model_scores(engine, result.inputs)
     return ablation_weights(result.activations, result.classes, engine.upper_scores, max_masks=context.options.get("max_masks"),
                             budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size,
-                            ablated_scores=engine.upper_scores_ablated,
+                            ablated_scores=ablated_scores,
                             denominator=context.options.get("ablation_denominator", DEFAULT_DENOMINATOR))
+
+
+def whole_model_scores(engine, inputs):
+    """An `ablated_scores(activations, images, channels)` that runs the whole model: row r is
+    the preprocessed input images[r] with the target layer's channel channels[r] set to 0 as the
+    forward pass goes through it (-1: none), in compiled chunks of the engine's scoring chunk.
+    Each row costs a full forward pass (pytorch-grad-cam's AblationLayer does the same)."""
+    from keras import ops
+
+    def forward(rows, codes, tap):
+        def rewrite(path, layer):
+            if path != engine.target_path:
+                return engine.loaded.logits_rewrite(path, layer)
+
+            def ablate(*args, **kwargs):
+                out = layer(*args, **kwargs)
+                grid = out if engine.grid is None else engine.grid.to_grid(out)
+                channels = int(grid.shape[-1])
+                keep = 1.0 - ops.one_hot(codes - 1, channels, dtype=grid.dtype)  # code 0: one_hot(-1), all kept
+                grid = tap(grid * ops.reshape(keep, (-1, 1, 1, channels)))
+                return grid if engine.grid is None else engine.grid.to_tokens(grid, out)
+
+            return ablate
+
+        return ops.zeros((ops.shape(rows)[0],)), {"raw": engine.loaded.forward(rows, rewrite)}
+
+    step = engine._compiled(("ablated-whole",), "forward", forward)
+    inputs = np.asarray(inputs, dtype=np.float32)
+
+    def scores(activations, images, channels):
+        chunk, raw = max(1, min(engine.scoring_chunk, len(images))), []
+        for start in range(0, len(images), chunk):
+            part = np.arange(start, min(start + chunk, len(images)))
+            rows = np.resize(part, chunk)  # padded with the chunk's own rows: one compiled shape
+            _, aux = step(inputs[images[rows]], (channels[rows] + 1).astype(np.int32))
+            raw.append(ops.convert_to_numpy(aux["raw"])[: len(part)].astype(np.float32))
+        return np.asarray(engine.loaded.head.scores(np.concatenate(raw)), dtype=np.float32)
+
+    return scores
 
 
 
