@@ -202,3 +202,26 @@ def test_an_unreachable_preset_is_one_line_naming_it_and_the_cache(monkeypatch, 
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     with pytest.raises(GradcamError, match=f"keeps downloaded presets in {tmp_path / 'hf' / 'hub'}$"):
         load_model("hf://google/vit-base-patch16-224")
+
+
+def test_a_saved_model_with_a_keras_hub_backbone_through_the_command_line(keras, tmp_path):
+    """A .keras file of a DINOv2 backbone (4 registers) under a Dense head: listed with its blocks'
+    layers and the default at the last norm1 (5 prefix tokens), explained by LeGrad and Grad-CAM."""
+    from PIL import Image
+
+    _dinov2(keras).save(tmp_path / "dino.keras")
+    Image.fromarray(_images((32, 32), 1)[0]).save(tmp_path / "scene.png")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "gradcam_cli", *args], capture_output=True, text=True,
+                                       env=env, cwd=tmp_path)
+    listed = run("layers", "--model", "dino.keras")
+    assert listed.returncode == 0, listed.stderr
+    marked = [line for line in listed.stdout.splitlines() if line.startswith("*")]
+    assert len(marked) == 1 and "layers_1/norm1" in marked[0] and "grid 4x4, prefix 5" in marked[0]
+    for method in ("legrad", "gradcam"):
+        done = run("scene.png", "--model", "dino.keras", "--method", method, "-o", "out", "--json", "--quiet")
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout.splitlines()[0])
+        assert record["prefix_tokens"] == 5 and record["layer"].endswith("layers_1/norm1")
+        assert (tmp_path / "out" / f"scene.png.{method}.heatmap.png").is_file()
+
