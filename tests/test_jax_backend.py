@@ -48,8 +48,9 @@ from gradcam_cli.explain.methods import METHODS
 models = [load_model("demo-gap"), load_model("demo-vgg"), load_model(os.environ["VIT_MODEL"])]
 images = [np.asarray(Image.open(p).convert("RGB")) for p in sys.argv[2:]]
 maps = {}
-for i, e in enumerate(Explainer(models[2], "gradcam", batch_size=2)(images)):  # a token layer's grid on both
-    maps[f"gradcam/vit/{i}"] = e.small_map
+for name in ("gradcam", "ablationcam"):  # a token layer's grid; Ablation-CAM through the whole model
+    for i, e in enumerate(Explainer(models[2], name, batch_size=2)(images)):
+        maps[f"{name}/vit/{i}"] = e.small_map
 for name, method in METHODS.items():
     model = models[1] if method.network else models[2] if method.reads_attention else models[0]
     quick = {"max_masks": 8, "samples": 4, "steps": 4, "sess_scales": 2}  # each method takes those it has
