@@ -102,9 +102,7 @@ def run(engine, images, targets, gradients, objective=None):
     """Engine.run for the attention methods (needs "attention", with "attention-gradients"): the
     probabilities of every attention layer, and with `gradients` the objective's gradients with
     respect to them, from one compiled step of `engine`. Returns an engine.BatchResult."""
-    from keras import ops
-
-    from gradcam_cli.explain.engine import BatchResult, _numpy
+    from gradcam_cli.explain.engine import _numpy
 
     if not attention_layers(engine.loaded.model):
         raise ValueError(f"{engine.loaded.name} has no keras.layers.MultiHeadAttention layer: attention maps need one")
@@ -118,6 +116,15 @@ def run(engine, images, targets, gradients, objective=None):
     else:
         _, aux = engine._compiled(("attention", objective), "forward", forward)(images, targets)
         grads = None
+    return _result(engine, images, count, aux, grads)
+
+
+def _result(engine, images, count, aux, gradients):
+    """The engine.BatchResult of an attention step: its first `count` rows."""
+    from keras import ops
+
+    from gradcam_cli.explain.engine import BatchResult, _numpy
+
     return BatchResult(
         activations=None,
         gradients=None,
@@ -126,7 +133,7 @@ def run(engine, images, targets, gradients, objective=None):
         inputs=images[:count],
         engine=engine,
         attentions=[_numpy(a, count) for a in aux["attentions"]],
-        attention_gradients=grads,
+        attention_gradients=gradients,
     )
 
 
@@ -215,22 +222,11 @@ def run_blocks(engine, images, targets):
     probabilities and, for each block l, d s^l / d A^l, the gradient of the block's own score
     (the head on its tokens, BlockPlan) with respect to its attention: one backward pass per
     block, in one compiled step. Returns an engine.BatchResult."""
-    from keras import ops
-
-    from gradcam_cli.explain.engine import BatchResult, _numpy
+    from gradcam_cli.explain.engine import _numpy
 
     plan = BlockPlan(engine.loaded)
     count = len(images)
     images, targets = engine._padded(images, targets)
     step = engine._compiled(("block-attention-gradients",), "block_gradients", _block_forward(engine, plan))
     grads, aux = step(images, targets)
-    return BatchResult(
-        activations=None,
-        gradients=None,
-        raw_outputs=_numpy(aux["raw"], count),
-        classes=ops.convert_to_numpy(aux["classes"])[:count].astype("int64"),
-        inputs=images[:count],
-        engine=engine,
-        attentions=[_numpy(a, count) for a in aux["attentions"]],
-        attention_gradients=[_numpy(g, count) for g in grads],
-    )
+    return _result(engine, images, count, aux, [_numpy(g, count) for g in grads])
