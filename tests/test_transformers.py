@@ -70,8 +70,9 @@ def test_gradcam_at_a_token_layer_equals_the_hand_computation(keras, size, prefi
 
 
 def _swin_like(keras):
-    """A Swin-style model: a 4x4 patch embedding, a stage on (B, N, C) tokens, patch merging (2x2
-    neighbours concatenated, then a Dense) to (B, N/4, 2C) tokens, and a stage kept as (B, H, W, C)."""
+    """A Swin-style model: a 4x4 patch embedding, a stage on (B, N, C) tokens (attention, then an
+    MLP), patch merging (2x2 neighbours concatenated, then a Dense) to (B, N/4, 2C) tokens, and a
+    stage kept as (B, H, W, C)."""
     from keras import layers, ops
 
     class Merge(layers.Layer):
@@ -92,7 +93,9 @@ def _swin_like(keras):
     inputs = keras.Input((32, 32, 3))
     x = layers.Conv2D(8, 4, strides=4, name="patch_embed")(inputs)
     x = layers.Reshape((64, 8), name="to_tokens")(x)
-    x = layers.LayerNormalization(name="stage1_norm")(x)
+    y = layers.LayerNormalization(name="stage1_norm")(x)
+    y = layers.MultiHeadAttention(2, 4, name="stage1_attn")(y, y)
+    x = layers.Add(name="stage1_add")([x, y])
     x = layers.Dense(8, activation="gelu", name="stage1_mlp")(x)
     x = Merge(8, name="merge")(x)
     x = layers.Dense(16, name="merge_proj")(x)
@@ -239,9 +242,9 @@ def test_every_method_on_token_layers_keeps_the_contract_or_refuses_in_one_line(
     size = loaded.input_size
     images = _images(size, 3, seed=4)
     explain = Explainer(loaded, method=method, layer=layer, batch_size=3)
-    # this Swin-style model has no attention layer
+    # this Swin-style model attends over its first stage's 64 tokens, not the target's 16
     attention = ("rollout", "generic-attention", "legrad")
-    refused = dict(REFUSED, **({name: "MultiHeadAttention" for name in attention} if kind == "swin" else {}))
+    refused = dict(REFUSED, **({name: "attend over 64 tokens" for name in attention} if kind == "swin" else {}))
     if method in refused:
         with pytest.raises(GradcamError) as caught:
             explain(images)
@@ -375,3 +378,21 @@ def test_ablationcam_at_a_token_layer_runs_the_whole_model(keras):
     want = np.maximum(np.einsum("bhwk,bk->bhw", result.activations, weights), 0)
     for explanation, expected in zip(maps, want):
         np.testing.assert_allclose(explanation.small_map, expected, rtol=1e-3, atol=1e-4 * (np.abs(weights).max()))
+
+
+def test_a_cnns_reshaped_features_are_no_patch_grid_unless_told(keras):
+    """A CNN without attention that reshapes its last features to (16, 256): its default stays the
+    convolution, the reshaped layer is refused without --grid / --prefix-tokens, read with them."""
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", name="conv")(inputs)
+    x = layers.Reshape((16, 256), name="rows")(x)
+    x = layers.Dense(8, name="seq_dense")(x)
+    model = keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling1D()(x)))
+    loaded = loading.describe(model, "cnn", (16, 16), "none", NAMES[:3])
+    assert loaded.default_layer == ("conv",) and loaded.grid_of(("seq_dense",)) is None
+    with pytest.raises(GradcamError, match="a model without attention layers has its tokens read as a patch grid "
+                                           "only when told so"):
+        loaded.target_layer("seq_dense")
+    told = loading.describe(model, "cnn", (16, 16), "none", NAMES[:3], token_layout=((4, 4), 0))
+    assert told.grid_of(("seq_dense",)) == tokens.TokenGrid(4, 4, 0, "given") and told.default_layer == ("conv",)

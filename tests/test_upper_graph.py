@@ -213,3 +213,41 @@ def test_upper_scores_on_the_jax_backend():
                             text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "jax ok" in result.stdout
+
+
+def test_the_sublayers_of_a_subclassed_layer_above_the_cut_run_as_it_does(keras):
+    """conv2 -> a subclassed block (x + relu(LayerNorm(x)), its sublayers called by its own code)
+    -> GAP -> Dense: the upper graph at conv2 runs the block's sublayers too, so its scores of
+    conv2's activations are the model's scores."""
+    from gradcam_cli.explain.engine import Engine, top_rank
+    from gradcam_cli.models import loading
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.norm = keras.layers.LayerNormalization(name="norm")
+            self.dense = keras.layers.Dense(6, name="d1")
+
+        def call(self, x):
+            return x + keras.ops.relu(self.dense(self.norm(x)))
+
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv2")(inputs)
+    x = Block(name="block")(x)
+    outputs = keras.layers.Dense(4, name="pred")(keras.layers.GlobalAveragePooling2D()(x))
+    loaded = loading.describe(keras.Model(inputs, outputs), "blocky", (8, 8), "none", None)
+    assert ("block", "d1") in [info.path for info in loaded.layers]
+    engine = Engine(loaded, ("conv2",), batch_size=2)
+    images = np.random.default_rng(2).uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    result = engine.run(images, np.full(2, top_rank(1)), needs=("activations",))
+    np.testing.assert_allclose(engine.upper_scores(result.activations), engine.scores(images), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="never called"):
+        class Unused(Block):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.spare = keras.layers.Dense(6, name="spare")
+
+        y = Unused(name="unused")(keras.layers.Conv2D(6, 3, padding="same", name="c")(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(y)))
+        loading.describe(model, "unused", (8, 8), "none", None).target_layer("unused/spare")

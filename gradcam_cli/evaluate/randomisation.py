@@ -195,7 +195,8 @@ def model_copy(loaded):
                          f"re-initialised on a copy, never on the model itself): {unexpected(error)}") from None
     copy = describe(model, loaded.name, loaded.input_size, loaded.preprocess, loaded.labels, loaded.spec,
                     output=loaded.output.index if len(model_outputs(loaded.model)) > 1 else None,
-                    warnings=loaded.warnings)
+                    warnings=loaded.warnings, token_layout=loaded.token_layout)
+    copy.view = loaded.view  # a keras-hub preset's converter: the same views of the images
     return set_precision(copy, loaded.precision)
 
 

@@ -39,6 +39,13 @@ def check_applies(loaded, target_path, blocks=False):
                          "(`gradcam layers` shows each token layer's grid)")
     if not attention_layers(loaded.model):
         raise ValueError("attention maps read keras.layers.MultiHeadAttention layers, and the model has none")
+    grid = loaded.grid_of(target_path)
+    counts = sorted({info.shape[0] for info in loaded.layers
+                     if isinstance(info.layer, keras.layers.MultiHeadAttention) and info.shape})
+    if grid.tokens not in counts:
+        raise ValueError(f"attention maps need self-attention over the target layer's {grid.tokens} tokens "
+                         f"({grid.describe()}); the model's attention layers attend over "
+                         f"{', '.join(map(str, counts))} tokens: choose a layer of that grid")
     if blocks:
         BlockPlan(loaded)  # where each block's tokens are read and the head run on them
 

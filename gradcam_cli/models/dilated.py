@@ -167,8 +167,8 @@ def dilated_copy(loaded, mode, target_path):
                          "convolutions, pooling, a dense head)") from None
     suffix = "a trous" if mode == "exact" else "no pooling"
     converted = describe(model, f"{loaded.name} ({suffix})", loaded.input_size, loaded.preprocess, loaded.labels,
-                         warnings=loaded.warnings)
-    converted.reference = loaded
+                         warnings=loaded.warnings, token_layout=loaded.token_layout)
+    converted.reference, converted.view = loaded, loaded.view
     return set_precision(converted, loaded.precision), dilated_target(converted, target_path)
 
 

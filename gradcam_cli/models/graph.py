@@ -445,7 +445,8 @@ def run_above(model, cut, activations, rewrite=None):
             return lambda *args, **kwargs: activations
         if path in cut.containers:
             return None
-        if path in cut.above:
+        # a sublayer of a subclassed layer above the cut runs as its container does
+        if any(path[:depth] in cut.above for depth in range(1, len(path) + 1)):
             return rewrite(path, layer) if rewrite is not None else None
         return lambda *args, **kwargs: _placeholder_outputs(layer, placeholder)
 

@@ -119,6 +119,10 @@ class ConverterView:
     view covers. Callable as view(rgb) -> (view (H, W, 3) float32 0..255, box (x0, y0, x1, y1))."""
 
     def __init__(self, converter, size):
+        if getattr(converter, "pad_to_aspect_ratio", False):
+            raise ModelError("its image converter pads images to the model's aspect ratio (pad_to_aspect_ratio), "
+                             "which gradcam-cli cannot yet map back onto the image; give the model object with "
+                             "a converter that crops or resizes")
         self.resizing = converter.resizing
         self.crop = bool(getattr(converter, "crop_to_aspect_ratio", False))
         self.size = tuple(size)

@@ -441,7 +441,10 @@ def _from_object(model, preprocess, input_size, class_names, output, layout):
             raise ModelError(f"{name} takes {size[0]}x{size[1]} inputs (its image converter's size)")
         chosen = hub.preprocessing(converter) if preprocess is None else _resolve_preprocess(preprocess, "none")
         if converter is not None and getattr(converter, "image_size", None) is not None:
-            view = hub.ConverterView(converter, size)
+            try:
+                view = hub.ConverterView(converter, size)
+            except ModelError as error:
+                raise ModelError(f"{name}: {error.args[0]}") from None
     else:
         size = _input_size(model, input_size)
         chosen = _resolve_preprocess(preprocess, "none")

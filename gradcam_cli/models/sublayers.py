@@ -8,6 +8,10 @@ listed in the order they are called, and their calls replaced the same way, by s
 sublayer instance's `call` for the duration of the container's call (Keras's `Layer.__call__`
 looks `call` up on the instance): `hooked`. The sublayers of Keras's own layers (a
 MultiHeadAttention's projections) are not listed.
+
+The replacement is set on shared layer instances while a forward pass is traced: two threads
+tracing steps of one model at the same time would see each other's replacements. The pipeline
+traces on one thread (its worker threads only decode and resize images).
 """
 
 import contextlib

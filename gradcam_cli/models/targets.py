@@ -58,10 +58,19 @@ def _patch_embedding(layers):
     return found
 
 
+def is_transformer(layers):
+    """Whether a model has attention layers: only then are its token layers read as grids without
+    --grid or --prefix-tokens (a CNN's reshaped features are not patches)."""
+    return any(is_attention(info.layer) for info in layers)
+
+
 def annotate(layers, input_size, grid=None, prefix=None):
     """`layers` (graph.LayerInfo in call order) with each token layer's TokenGrid: a (tokens,
     channels) output that reads as prefix + h x w (tokens.read_grid; `grid`, `prefix` override).
-    The patch embedding's grid is the last spatial output before the layer."""
+    The patch embedding's grid is the last spatial output before the layer. A model without
+    attention layers has token grids only where the user gives the grid or prefix."""
+    if grid is None and prefix is None and not is_transformer(layers):
+        return list(layers)
     annotated, embedding = [], None
     for info in layers:
         if info.spatial and not graph.is_model(info.layer):
@@ -107,7 +116,7 @@ def is_normalization(layer):
 
 def last_attention_input(model, layers):
     """The path of the layer producing the query of the model's last attention layer, or None.
-    In a functional graph, the producer of its first input; inside a subclassed block (whose
+    In a functional graph, the producer of its query (its first argument, or `query=`); inside a subclassed block (whose
     calls are no graph nodes, models/sublayers.py), the last normalization called before it."""
     attention = [index for index, info in enumerate(layers) if is_attention(info.layer)]
     if not attention:
@@ -115,12 +124,14 @@ def last_attention_input(model, layers):
     last = layers[attention[-1]]
     nodes = getattr(last.layer, "_inbound_nodes", None) or ()
     if _in_graph(model, last.path):
-        if not nodes or not nodes[0].input_tensors:
+        arguments = getattr(nodes[0], "arguments", None) if nodes else None
+        if arguments is None:
             return None
-        producer = nodes[0].input_tensors[0]._keras_history[0]
-        if isinstance(producer, keras.layers.InputLayer):
+        query = arguments.args[0] if arguments.args else arguments.kwargs.get("query")  # not the mask
+        history = getattr(query, "_keras_history", None)
+        if history is None or isinstance(history[0], keras.layers.InputLayer):
             return None
-        return last.path[:-1] + (producer.name,)
+        return last.path[:-1] + (history[0].name,)
     for info in reversed(layers[: attention[-1]]):
         if is_normalization(info.layer):
             return info.path
@@ -154,7 +165,7 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
     attention_input = last_attention_input(model, layers)
     if attention_input is not None:
         info = by_path.get(attention_input)
-        if info is not None and info.mappable and not _excluded(info, embedding):
+        if info is not None and info.grid is not None and not _excluded(info, embedding):  # a token grid
             return info.path
         if info is not None and _token_layer(info) and input_size is not None:
             try:
@@ -162,9 +173,9 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
             except ValueError as error:
                 raise LayerError(f"the default layer {info.name!r} (the input of the last attention layer) has "
                                  f"output shape {info.shape}: {error}") from None
-    chosen = None
-    for info in layers:
-        shape = info.map_shape
+    chosen, transformer = None, is_transformer(layers)
+    for info in layers:  # a model without attention keeps its convolutional default
+        shape = info.map_shape if transformer else (info.shape if info.spatial and info.calls == 1 else None)
         if shape is None or (shape[0] <= 1 and shape[1] <= 1) or _excluded(info, embedding):
             continue
         chosen = info.path
@@ -187,10 +198,15 @@ def resolve(loaded, name):
         shown = ", ".join(candidates[-12:])
         more = f" (and {len(candidates) - 12} more: see `gradcam layers`)" if len(candidates) > 12 else ""
         raise LayerError(f"{error.args[0]} in {loaded.name}; layers a map can target: {shown}{more}") from None
-    info = next(info for info in loaded.layers if info.path == path)
+    info = next((info for info in loaded.layers if info.path == path), None)
+    if info is None:  # a subclassed layer's sublayer that its code never calls
+        raise LayerError(f"layer {graph.path_name(path)!r} is never called when {loaded.name} runs")
     if info.mappable:
         return path
-    if _token_layer(info):
+    if _token_layer(info) and info.calls == 1:
+        if not is_transformer(loaded.layers) and loaded.token_layout == (None, None):
+            raise LayerError(f"layer {info.name!r} has output shape {info.shape}: a model without attention layers has "
+                             f"its tokens read as a patch grid only when told so ({tokens._GRID}, {tokens._PREFIX})")
         try:
             token_grid(info, loaded.input_size, embedding_before(loaded.layers, path), *loaded.token_layout)
         except ValueError as error:

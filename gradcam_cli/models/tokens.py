@@ -12,7 +12,9 @@ the layers above unchanged (`TokenGrid.to_tokens`).
 The grid is found from the model (`read_grid`): the (h, w) of the patch embedding's spatial output
 (the last (height, width, channels) layer before the token layer), else the input size over a
 patch size; the prefix is what is left. Given `grid` and `prefix` (--grid HxW, --prefix-tokens N)
-override.
+override. The prefix tokens come first, as in ViT, DeiT and DINOv2 (class, distillation,
+registers). A model that appends such tokens after its patches would be read shifted by this
+rule; no such layout is supported yet.
 """
 
 from dataclasses import dataclass
@@ -80,14 +82,9 @@ def parse_grid(text):
 
 
 def _input_grids(input_size):
-    """(h, w) for every patch size p: ceil(H / p) x ceil(W / p), largest first."""
+    """(H / p, W / p) for every patch size p > 1 dividing both sides, largest first."""
     height, width = input_size
-    seen = []
-    for p in range(1, max(height, width) + 1):
-        grid = (-(-height // p), -(-width // p))
-        if grid not in seen:
-            seen.append(grid)
-    return seen
+    return [(height // p, width // p) for p in range(2, min(height, width) + 1) if not height % p and not width % p]
 
 
 def read_grid(count, input_size, embedding=None, grid=None, prefix=None):
@@ -95,8 +92,8 @@ def read_grid(count, input_size, embedding=None, grid=None, prefix=None):
 
     embedding: the (h, w) of the patch embedding's spatial output, when the model has one before
     this layer. grid, prefix: given by the user (either may be None). Without a grid, the
-    embedding's grid is taken when it fits, else the input size over the patch size that leaves
-    the fewest prefix tokens (at most MAX_PREFIX unless `prefix` is given). ValueError,
+    embedding's grid is taken when it fits, else the input size over a patch size dividing both
+    sides that leaves the fewest prefix tokens (at most MAX_PREFIX unless `prefix` is given). ValueError,
     naming the numbers, when the tokens cannot be read as prefix + h x w.
     """
     if count is None:
@@ -121,7 +118,7 @@ def read_grid(count, input_size, embedding=None, grid=None, prefix=None):
             best = TokenGrid(height, width, left, source)
     if best is None:
         shown = f"{embedding[0]}x{embedding[1]} (the patch embedding)" if embedding is not None else \
-            f"the input {input_size[0]}x{input_size[1]} over any patch size"
+            f"the input {input_size[0]}x{input_size[1]} over a patch size dividing it"
         after = f"{prefix} prefix token(s) + " if prefix is not None else f"up to {MAX_PREFIX} prefix tokens + "
         raise ValueError(f"its {count} tokens are not {after}a grid of {shown}: give the grid and prefix tokens "
                          f"({_GRID}, {_PREFIX})")

@@ -85,7 +85,8 @@ def ablationcam_channel_weights(result, context):
 def whole_model_scores(engine, inputs):
     """An `ablated_scores(activations, images, channels)` that runs the whole model: row r is
     the preprocessed input images[r] with the target layer's channel channels[r] set to 0 as the
-    forward pass goes through it (-1: none), in compiled chunks of the engine's scoring chunk.
+    forward pass goes through it (-1: none), in compiled chunks of the engine's scoring chunk (the
+    rest in batches of its batch size).
     Each row costs a full forward pass (pytorch-grad-cam's AblationLayer does the same)."""
     from keras import ops
 
@@ -99,7 +100,8 @@ def whole_model_scores(engine, inputs):
                 grid = out if engine.grid is None else engine.grid.to_grid(out)
                 channels = int(grid.shape[-1])
                 keep = 1.0 - ops.one_hot(codes - 1, channels, dtype=grid.dtype)  # code 0: one_hot(-1), all kept
-                grid = tap(grid * ops.reshape(keep, (-1, 1, 1, channels)))
+                tap(ops.zeros(()))  # the forward step returns its tap: nothing of size
+                grid = grid * ops.reshape(keep, (-1, 1, 1, channels))
                 return grid if engine.grid is None else engine.grid.to_tokens(grid, out)
 
             return ablate
@@ -110,12 +112,14 @@ def whole_model_scores(engine, inputs):
     inputs = np.asarray(inputs, dtype=np.float32)
 
     def scores(activations, images, channels):
-        chunk, raw = max(1, min(engine.scoring_chunk, len(images))), []
-        for start in range(0, len(images), chunk):
-            part = np.arange(start, min(start + chunk, len(images)))
-            rows = np.resize(part, chunk)  # padded with the chunk's own rows: one compiled shape
+        full, raw, start = engine.scoring_chunk, [], 0
+        while start < len(images):  # full chunks, then the rest in batches: two compiled shapes at most
+            size = full if len(images) - start >= full else min(engine.batch_size, full)
+            part = np.arange(start, min(start + size, len(images)))
+            rows = np.resize(part, size)  # a short last part padded with its own rows
             _, aux = step(inputs[images[rows]], (channels[rows] + 1).astype(np.int32))
             raw.append(ops.convert_to_numpy(aux["raw"])[: len(part)].astype(np.float32))
+            start += len(part)
         return np.asarray(engine.loaded.head.scores(np.concatenate(raw)), dtype=np.float32)
 
     return scores
