@@ -203,7 +203,10 @@ def resolve(loaded, name):
         raise LayerError(f"layer {graph.path_name(path)!r} is never called when {loaded.name} runs")
     if info.mappable:
         return path
-    if _token_layer(info) and info.calls == 1:
+    if info.calls > 1:
+        raise LayerError(f"layer {info.name!r} is called {info.calls} times in one forward pass (its output differs "
+                         "each time): a map needs a layer called once")
+    if _token_layer(info):
         if not is_transformer(loaded.layers) and loaded.token_layout == (None, None):
             raise LayerError(f"layer {info.name!r} has output shape {info.shape}: a model without attention layers has "
                              f"its tokens read as a patch grid only when told so ({tokens._GRID}, {tokens._PREFIX})")
