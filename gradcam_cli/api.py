@@ -60,6 +60,7 @@ class Prepared:
     engines: list  # one per target layer; their target_path is the layer (in the dilated copy, for those)
     context: object
     reference: object = None  # the original model, when `loaded` is its dilated copy
+    target: object = None  # the explain.targets.Bound target: `loaded` reads it (its head is the target's)
     warnings: list = None  # what the method says of this model (FullGrad without biases)
     shared: dict = None  # what Explainers of this model share (Explainer.build's `shared`)
 
@@ -94,12 +95,14 @@ class Explainer:
     network: 'exact' or 'no-pooling' to compute `method` on a dilated copy of the model
     (full-resolution maps; the methods dilated and dilated-no-pooling are Grad-CAM on them).
     compat: 'pytorch-grad-cam' or 'tf-keras-vis': the method's open choices made as that library
-    makes them (its registry entry's choices). `arguments`: the method's own options
+    makes them (its registry entry's choices). target: what the maps explain (explain/targets.py):
+    None (each image's classes), a spec ('segment:circle', 'similar:ref.png', 'output:0',
+    'class:3') or a callable outputs (B, ...) -> (B,) in keras.ops. `arguments`: the method's own options
     (`gradcam methods NAME` lists them; a None value is "not given"), and load_model's.
     """
 
     def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
-                 aug_smooth=False, eigen_smooth=False, network=None, compat=None, **arguments):
+                 aug_smooth=False, eigen_smooth=False, network=None, compat=None, target=None, **arguments):
         from gradcam_cli.explain.methods import METHODS, NETWORKS, OPTION_NAMES, POOLING
 
         if method not in METHODS:
@@ -132,7 +135,7 @@ class Explainer:
         self.layers = tuple(dict.fromkeys(layers))
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
         self.aug_smooth, self.eigen_smooth = bool(aug_smooth), bool(eigen_smooth)
-        self.network, self.compat = network, compat
+        self.network, self.compat, self.target = network, compat, target
         chosen = METHODS[method]
         if chosen.meta is not None:  # a meta-method: the options of its base method are the base's
             base = chosen.values({k: v for k, v in given.items() if k == "base_method"})["base_method"]
@@ -224,6 +227,8 @@ class Explainer:
             loaded = shared[key]
             target_paths = [dilated_target(loaded, target_path) for target_path in target_paths]
             batch_size = fitting_batch(loaded, batch_size)
+        bound = self._bound(loaded, shared)
+        loaded = bound.loaded
         engines = [_engine(shared, loaded, target_path, batch_size, self.jit) for target_path in target_paths]
         method = METHODS[self.method]
         if method.meta is not None:  # its base method must apply at every layer: said now, not per image
@@ -236,7 +241,27 @@ class Explainer:
                     raise LayerError(f"{self.method}'s base method {base} does not apply to {loaded.name} at layer "
                                      f"{path_name(target_path)}: {error}") from None
         warnings = list(method.warnings(loaded)) if method.warnings is not None else []
-        return Prepared(loaded, engines, context, reference, warnings, shared)
+        return Prepared(loaded, engines, context, reference, bound, warnings, shared)
+
+    def _bound(self, loaded, shared):
+        """The target bound to `loaded` (explain.targets.bind), once per model and target in
+        `shared`; GradcamError when it does not fit the model, the method or the network."""
+        from gradcam_cli.explain.methods import METHODS
+        from gradcam_cli.explain.targets import Target, bind, parse
+        from gradcam_cli.files.images import prepare
+
+        target = Target("class") if self.target is None else parse(self.target)
+        method = METHODS[self.method]
+        if target.kind != "class" and (method.objective is not None or method.needs_classifier or self.network
+                                       or method.network):
+            raise GradcamError(f"{self.method}{' on a dilated copy' if self.network or method.network else ''} "
+                               f"explains classes; {target.kind} targets are read by the other methods")
+        key = ("target", id(loaded), target, self.target is not None)
+        if key not in shared:
+            embedding = lambda rgb: _engine(shared, loaded, loaded.default_layer, 1, self.jit).raw_outputs(
+                prepare(loaded, [rgb], self.crop)[0])[0]
+            shared[key] = bind(target, loaded, embedding, explicit=self.target is not None)
+        return shared[key]
 
     def with_method(self, method, **options):
         """An Explainer of another method on this one's model, layer, batch size and compilation,
@@ -348,7 +373,12 @@ class Explainer:
         top-1; a negative code: engine.top_rank). `strongest`: as compute."""
         ready = self.build()
         rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(input_list(images))]
-        codes = class_codes(ready.reference or ready.loaded, classes, len(rgbs))
+        if not ready.target.is_class and classes is not None and np.any(np.asarray(classes) != ready.target.code):
+            raise ClassError(f"a {ready.target.target.kind} target explains its own column: give no classes")
+        if classes is None and ready.target.code >= 0:  # class:N
+            classes = ready.target.code
+        codes = (class_codes(ready.reference or ready.loaded, classes, len(rgbs)) if ready.target.is_class
+                 else np.full(len(rgbs), ready.target.code, np.int64))
         size = ready.engine.batch_size
         batches, boxes = [], []
         for start in range(0, len(rgbs), size):
@@ -366,6 +396,11 @@ class Explainer:
 
         ready = self.build()
         indices = self.class_indices(classes)
+        if not ready.target.is_class and (indices or int(top_k) != 1):
+            raise ClassError(f"a {ready.target.target.kind} target makes one map per image: give no classes or "
+                             f"{argument('top_k')}")
+        if ready.target.is_class and ready.target.code >= 0 and not indices:
+            indices = (ready.target.code,)
         if not indices and not 1 <= int(top_k) <= ready.loaded.num_classes:
             raise ClassError(f"{argument('top_k', str(top_k))}: {ready.loaded.name} has {ready.loaded.num_classes} "
                              "classes")
@@ -375,7 +410,7 @@ class Explainer:
         return Options(output_dir=Path(output_dir), method=self.method, classes=indices, top_k=int(top_k),
                        save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
                        crop=self.crop, reference=ready.reference, name=self.name, details=self.details(),
-                       gradients=method.backprop is not None)
+                       gradients=method.backprop is not None, target=None if ready.target.is_class else ready.target)
 
     def details(self):
         """What a record says of how its maps were made, beyond method and layer: the network,

@@ -15,7 +15,8 @@ from gradcam_cli.explain.methods import METHODS
 
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
-               compare=False, network=None, compat=None, ray_address=None, workers=None, report_dir=None, **options):
+               compare=False, network=None, compat=None, ray_address=None, workers=None, report_dir=None, target=None,
+               **options):
     """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
     with `ray_address`), report, exit status. options: the methods' own options (method_parameters:
     None when not given) and those of `model_options`, for base.load."""
@@ -24,6 +25,12 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
+    if classes and target is not None:
+        raise UsageProblem("give --class or --target, not both (--class N is --target class:N)")
+    if classes:  # --class N is the short form of --target class:N: asked for explicitly
+        from gradcam_cli.explain.targets import Target
+
+        target = Target("class")
     if workers is not None and ray_address is None:
         raise UsageProblem("--workers is the number of Ray workers: give --ray auto|local|ADDRESS too")
     if ray_address is not None:
@@ -43,7 +50,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
                                aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network, compat=compat,
-                               **given)
+                               target=target, **given)
     explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side

@@ -32,6 +32,7 @@ class Options:
     name: str = None  # what output files are named after (default: the method; methods.output_name)
     details: dict = field(default_factory=dict)  # how the maps were made, for the records (api.Explainer.details)
     gradients: bool = False  # the method draws input gradients too (guided, deconvnet): their files with `raw`
+    target: object = None  # an explain.targets.Bound other than a class: its one map per image, named by its tag
 
 
 @dataclass
@@ -50,7 +51,10 @@ class Target:
 
 
 def targets(options):
-    """The maps each image gets: one per explicit class, else one per top rank."""
+    """The maps each image gets: a target's one (named by its tag), else one per explicit class,
+    else one per top rank."""
+    if options.target is not None:
+        return [Target(options.target.code, options.target.target.tag)]
     if options.classes:  # always in the name: a run for another class must not overwrite or skip it
         return [Target(c, f"class{c}") for c in options.classes]
     if options.top_k == 1:
@@ -178,7 +182,7 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
         "output": loaded.output.name,
         "channels": loaded.colour,
         "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],  # [width, height], as every [x, y] here
-        "predictions": predictions(loaded, probabilities[i]),
+        **({"predictions": predictions(loaded, probabilities[i])} if options.target is None else {}),
         "maps": [],
         "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
     }
@@ -194,6 +198,11 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
                   "no map written")
         record.update(error=reason, warning="non-finite model output; such numbers are null here")
         return [("rejected", source, (reason, record))]
+    covered = (computed.per_target[0][1].details or [{}] * (i + 1))[i].get("target_pixels")
+    if covered == 0:
+        reason = (f"nothing in this image is predicted as {loaded.label(options.target.code)}: no map for "
+                  f"{options.target.target.spec} (give a mask: segment:CLASS:MASK.png)")
+        return [("rejected", source, (reason, dict(record, error=reason)))]
     empties = []
     try:
         for target, result in computed.per_target:
@@ -204,6 +213,9 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
                                paths, options)
             if result.details is not None:
                 entry.update(result.details[i])
+            if options.target is not None:
+                entry["target"] = options.target.describe(entry["score"], entry.pop("target_pixels", None))
+                del entry["probability"]
             if result.input_gradients is not None:
                 entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
                                                      paths, entry["outputs"])

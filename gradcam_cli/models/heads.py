@@ -36,7 +36,7 @@ class Head:
     def scores(self, raw):
         """(B, C) class scores from the (B, units) pre-activation output; in keras.ops."""
         if self.kind == "binary":
-            return ops.concatenate([-raw[:, :1], raw[:, :1]], axis=-1)
+            return ops.concatenate([-raw[..., :1], raw[..., :1]], axis=-1)
         return raw
 
     def probabilities(self, raw):
@@ -53,7 +53,7 @@ class Head:
         if self.kind == "sigmoid":
             return 1.0 / (1.0 + np.exp(-raw))
         if self.kind == "binary":
-            p = 1.0 / (1.0 + np.exp(-raw[:, :1]))
+            p = 1.0 / (1.0 + np.exp(-raw[..., :1]))
             return np.concatenate([1.0 - p, p], axis=-1)
         return raw
 
@@ -214,3 +214,27 @@ def cam_classifier(layers, target_path):
     if classifier is None:
         raise problem
     return classifier
+
+
+# Layers that end an embedding model: they scale a vector to unit length (so its entries are no
+# class scores), by class name, or by a Lambda's function name.
+_NORMALISING = ("UnitNormalization",)
+
+
+def _normalises(layer):
+    kind = type(layer).__name__
+    if kind in _NORMALISING:
+        return True
+    name = (getattr(getattr(layer, "function", None), "__name__", "") if kind == "Lambda" else kind).lower()
+    return "l2" in name and "norm" in name
+
+
+def output_kind(chain, shape):
+    """What a model's output is, from its shape (batch axis first) and the layers ending it
+    (graph.output_chain, last first): 'classes' (units), 'embedding' (units, its last layer
+    normalising the vector), 'map' (height, width, classes: a segmenter) or None."""
+    if len(shape) == 2:
+        return "embedding" if chain and _normalises(chain[0][1]) else "classes"
+    if len(shape) == 4:
+        return "map"
+    return None

@@ -50,6 +50,7 @@ class LoadedModel:
     token_layout: tuple = (None, None)  # (grid (h, w), prefix tokens) given by the user, each or None
     view: object = None  # rgb -> (view, box): the model's own resizing (a keras-hub preset's), else None
     warnings: tuple = ()  # what a user should know about how the scores are read
+    output_kind: str = "classes"  # heads.output_kind: 'classes', 'embedding' or 'map' (which targets fit)
 
     @property
     def num_classes(self):
@@ -308,8 +309,10 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         raise ModelError(f"{name} takes 1-channel images: {preprocess} preprocessing works per colour; "
                            "use none, unit or tf")
     out_shape = chosen.shape
-    if len(out_shape) != 2:
-        raise ModelError(f"{name}: the output shape {out_shape} is not (batch, classes)")
+    output_kind = heads.output_kind(chain, out_shape)
+    if output_kind is None:
+        raise ModelError(f"{name}: the output shape {tuple(out_shape)} is neither (batch, units) nor a map "
+                         "(batch, height, width, classes): no target reads it")
     try:
         layers = graph.describe_layers(model, input_size, channels)
     except Exception as error:  # a layer whose shape cannot be inferred symbolically
@@ -327,7 +330,8 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
     try:
-        default_layer = targets.default_target_layer(model, layers, input_size, token_layout)
+        default_layer = (targets.bottleneck(layers) if output_kind == "map" else
+                         targets.default_target_layer(model, layers, input_size, token_layout))
     except GradcamError as error:
         raise ModelError(f"{name}: {error.args[0]}") from None
     return LoadedModel(
@@ -346,6 +350,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         output=chosen,
         warnings=tuple(warnings) + ((found.warning,) if found.warning else ()),
         token_layout=tuple(token_layout),
+        output_kind=output_kind,
     )
 
 

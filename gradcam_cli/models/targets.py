@@ -11,6 +11,8 @@ The default (`default_target_layer`):
 - any other model: the last convolutional feature layer, the last spatial layer (height and
   width > 1) that is not pooling or dropout: VGG16's block5_conv3 (not block5_pool),
   MobileNetV2's out_relu, a nested base model's inner layer ('resnet50/conv5_block3_out');
+- a segmenter (its output is a map, height x width x classes): the bottleneck of its
+  encoder-decoder, the last layer at the coarsest resolution (`bottleneck`);
 - never the input, a preprocessing layer (Rescaling, Normalization, resizing, augmentation) or a
   patch embedding, whose maps show the image rather than what the model computed from it. When
   no layer qualifies, LayerError lists the layers a map can target.
@@ -185,6 +187,19 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
         raise LayerError("no layer qualifies as the default target (not the input, a preprocessing layer or the "
                          f"patch embedding): choose one ({_LAYER}); layers a map can target: {shown}")
     return chosen
+
+
+def bottleneck(layers):
+    """The default target of an encoder-decoder (a segmenter: its output is a map): the
+    bottleneck, the last layer at the coarsest resolution that any spatial layer has (the
+    deepest features before the decoder upsamples them). LayerError when no layer is spatial."""
+    last = layers[-1].path if layers else None  # the output's own layer: the prediction, not features
+    spatial = [info for info in layers if info.spatial and info.calls == 1 and not _excluded(info, ())
+               and not isinstance(info.layer, keras.layers.InputLayer) and info.path != last]
+    if not spatial:
+        raise LayerError(f"no spatial layer to explain: choose one ({_LAYER})")
+    coarsest = min(info.shape[0] * info.shape[1] for info in spatial)
+    return [info for info in spatial if info.shape[0] * info.shape[1] == coarsest][-1].path
 
 
 def resolve(loaded, name):

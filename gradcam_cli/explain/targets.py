@@ -1,0 +1,345 @@
+"""What a map explains: a target turns the model's outputs for one image into one score.
+
+The kinds (`--target SPEC` on the command line; `Explainer(target=...)` in the API):
+
+    class:N|NAME            a class's score: the model's own head (models/heads.py: the logit, the
+                            sigmoid sign rule, the softmax found anywhere in the head).
+    segment:CLASS[:MASK]    for outputs (h, w, classes): the sum of CLASS's logits over a mask
+                            (pytorch-grad-cam's SemanticSegmentationTarget). MASK is an image file
+                            of any size, resized to the output's grid (a cell is inside when at
+                            least half of it is non-zero). Without MASK, the pixels the model
+                            predicts as CLASS (its argmax; a sigmoid output: logit > 0).
+    similar:REF             the cosine similarity of the output vector to REF's: an image run
+                            through the same model and preprocessing, or a .npy vector.
+    dissimilar:REF          1 - that similarity.
+    output:INDEX[:decrease] one output unit's value (negated with `decrease`): a regressor's.
+    a callable              (API) outputs (B, ...) -> (B,) scores, written in keras.ops.
+
+Every target is read as a *table*: `TargetHead.scores(raw)` gives (B, T) scores from the
+model's pre-activation outputs (what the engine's forward pass returns), one column per thing
+the target can explain (a segmenter's classes, a regressor's units; one column for a
+similarity or a callable), and each image's column is chosen by its target code exactly as a
+class is. A TargetHead stands in for the model's Head (`targeted`), so the engine, every
+method (gradient or gradient-free), faithfulness and scoring read a target as they read class
+scores, through one code path.
+
+A choice left open: pytorch-grad-cam fixes a predicted mask once, from the image explained. Here
+the predicted mask is taken on the input being scored, inside the compiled step (with no
+gradient through the argmax): the same gradients, while gradient-free methods and faithfulness
+curves score changed inputs on what the model predicts for them. A mask file fixes the region.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from keras import ops
+
+from gradcam_cli.errors import ClassError, GradcamError, argument
+
+KINDS = ("class", "segment", "similar", "dissimilar", "output")
+# The spelling of each kind's spec, for messages and help.
+SPELLING = {"class": "class:N|NAME", "segment": "segment:CLASS[:MASK.png]", "similar": "similar:REF",
+            "dissimilar": "dissimilar:REF", "output": "output:INDEX[:decrease]"}
+# Which kinds fit which output (LoadedModel.output_kind).
+FITTING = {"classes": ("class", "output", "similar", "dissimilar"),
+           "embedding": ("similar", "dissimilar", "output", "class"),
+           "map": ("segment",)}
+# A cell of the output's grid is inside a mask file when at least this share of it is.
+MASK_SHARE = 0.5
+
+
+class TargetError(GradcamError):
+    """A target that cannot be read or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed target: its kind, and what the spec gave. `index` is a class (index or name)
+    for class and segment, a unit for output; `path` a mask (segment) or a reference
+    (similar/dissimilar); `function` a callable target (the API's)."""
+
+    kind: str
+    index: object = None
+    path: str = None
+    decrease: bool = False
+    function: object = None
+
+    @property
+    def spec(self):
+        """The target as `--target` spells it."""
+        if self.function is not None:
+            return f"callable:{getattr(self.function, '__name__', 'target')}"
+        parts = [self.kind] + [str(p) for p in (self.index, self.path) if p is not None]
+        return ":".join(parts + (["decrease"] if self.decrease else []))
+
+    @property
+    def tag(self):
+        """What output files are named after: segment-circle, similar-cat, output3-decrease."""
+        if self.function is not None:
+            return "target-" + _safe(getattr(self.function, "__name__", "callable"))
+        if self.kind == "output":
+            return f"output{self.index}" + ("-decrease" if self.decrease else "")
+        if self.kind == "segment":
+            return f"segment-{_safe(str(self.index))}" + (f"-{_safe(Path(self.path).stem)}" if self.path else "")
+        return f"{self.kind}-{_safe(Path(self.path).stem)}"
+
+
+def _safe(text):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:40] or "_"
+
+
+def parse(spec):
+    """A Target from `--target`'s text, a Target, or a callable. TargetError in one line."""
+    if isinstance(spec, Target):
+        return spec
+    if callable(spec):
+        return Target("callable", function=spec)
+    text = str(spec).strip()
+    kind, _, rest = text.partition(":")
+    if kind not in KINDS:
+        raise TargetError(f"unknown target kind {kind!r} in {argument('target', repr(text))}: give one of "
+                          f"{', '.join(SPELLING.values())}")
+    if not rest:
+        raise TargetError(f"{argument('target', repr(text))}: {kind} targets are written {SPELLING[kind]}")
+    if kind == "class":
+        return Target("class", int(rest) if rest.lstrip("-").isdigit() else rest)
+    if kind == "segment":
+        name, _, mask = rest.partition(":")
+        return Target("segment", int(name) if name.isdigit() else name, mask or None)
+    if kind == "output":
+        index, _, direction = rest.partition(":")
+        if not index.isdigit() or direction not in ("", "decrease", "increase"):
+            raise TargetError(f"{argument('target', repr(text))}: output targets are written {SPELLING[kind]}, "
+                              "INDEX a unit's index")
+        return Target("output", int(index), decrease=direction == "decrease")
+    return Target(kind, path=rest)
+
+
+def fitting(output_kind):
+    """The target kinds that fit a model's output kind, spelled as `--target` takes them."""
+    return ", ".join(SPELLING[kind] for kind in FITTING[output_kind])
+
+
+def check_fits(target, loaded, explicit=True):
+    """TargetError in one line when `target` does not fit `loaded`'s output (LoadedModel.output_kind).
+    A class target that was not asked for (`explicit` False) is refused for an embedding model."""
+    kind = loaded.output_kind
+    shape = tuple(loaded.output.shape)
+    if target.kind == "callable":
+        return
+    if kind == "embedding" and target.kind == "class" and not explicit:
+        raise TargetError(f"{loaded.name}: this looks like an embedding model (its last layer normalises a vector "
+                          f"{shape}): use --target similar:REF (or --target class:N to read its output as classes)")
+    if target.kind not in FITTING[kind]:
+        what = {"classes": "(batch, units)", "embedding": "an embedding (batch, units)",
+                "map": "a map (batch, height, width, classes)"}[kind]
+        raise TargetError(f"{loaded.name}: {target.kind} targets do not fit its output {shape}, {what}: "
+                          f"use --target {fitting(kind)}")
+
+
+@dataclass(frozen=True, eq=False)
+class TargetHead:
+    """A target read as a table (see the module's docstring): in place of a LoadedModel's Head.
+    `base` is the model's own Head (how a segmenter's per-pixel class scores are read);
+    `table(raw, base)` the keras.ops rule; `num_classes` the table's columns."""
+
+    target: Target
+    base: object
+    num_classes: int
+    table: object
+    kind: str = "target"
+    region: object = None  # segment targets: (raw (B, h, w, C), codes (B,)) -> (B,) cells inside the region
+    source: object = None  # the LoadedModel this head was put on (binding again starts from it)
+
+    def covered(self, raw, codes):
+        """Per image, how many cells of the output its region covers (None: not a region)."""
+        return None if self.region is None else self.region(np.asarray(raw, np.float32), np.asarray(codes))
+
+    def scores(self, raw):
+        """(B, T) target scores from the pre-activation outputs, in keras.ops."""
+        return self.table(raw, self.base)
+
+    def probabilities(self, raw):
+        """(B, T) numpy: a target has no probability; its value stands in for one (faithfulness
+        curves and Score-CAM then score the target itself)."""
+        return np.asarray(ops.convert_to_numpy(self.scores(raw)), dtype=np.float64)
+
+
+def _segment_table(mask):
+    def table(raw, base):
+        scores = base.scores(raw)  # (B, h, w, C) per-pixel class scores (a binary output's two)
+        if mask is not None:
+            inside = ops.convert_to_tensor(mask[None, :, :, None], dtype=scores.dtype)
+        elif base.kind == "sigmoid":  # independent classes: a pixel is predicted as each whose logit is > 0
+            inside = ops.stop_gradient(ops.cast(scores > 0, scores.dtype))
+        else:
+            predicted = ops.argmax(scores, axis=-1)
+            inside = ops.stop_gradient(ops.one_hot(predicted, ops.shape(scores)[-1], dtype=scores.dtype))
+        return ops.sum(scores * inside, axis=(1, 2))
+
+    return table
+
+
+def _segment_region(mask, base):
+    def region(raw, codes):
+        if mask is not None:
+            return np.full(len(raw), int(mask.sum()))
+        scores = np.asarray(ops.convert_to_numpy(base.scores(raw)))
+        codes = np.asarray(codes, np.int64)
+        if base.kind == "sigmoid":
+            inside = np.take_along_axis(scores, codes[:, None, None, None], axis=-1)[..., 0] > 0
+        else:
+            inside = np.argmax(scores, axis=-1) == codes[:, None, None]
+        return inside.sum(axis=(1, 2)).astype(np.int64)
+
+    return region
+
+
+def _similarity_table(reference, dissimilar):
+    reference = np.asarray(reference, dtype=np.float32).reshape(-1)
+    unit = reference / max(float(np.linalg.norm(reference)), 1e-12)
+
+    def table(raw, base):
+        vectors = ops.reshape(raw, (ops.shape(raw)[0], -1))
+        norms = ops.sqrt(ops.sum(vectors * vectors, axis=-1, keepdims=True))
+        cosine = ops.matmul(vectors, ops.convert_to_tensor(unit[:, None], dtype=vectors.dtype)) / ops.maximum(
+            norms, 1e-12)
+        return 1.0 - cosine if dissimilar else cosine
+
+    return table
+
+
+def _output_table(decrease):
+    def table(raw, base):
+        flat = ops.reshape(raw, (ops.shape(raw)[0], -1))
+        return -flat if decrease else flat
+
+    return table
+
+
+def _callable_table(function):
+    def table(raw, base):
+        values = function(raw)
+        return ops.reshape(values, (ops.shape(raw)[0], 1))
+
+    return table
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A target bound to a model: the LoadedModel whose head reads it (`loaded`), the column it
+    explains (`code`: an index, or the top-rank code -1 for a class target's default), and what a
+    record says of it (`describe`)."""
+
+    target: Target
+    loaded: object
+    code: int
+    labels: tuple = ()
+
+    @property
+    def is_class(self):
+        return self.target.kind == "class"
+
+    def describe(self, value, pixels=None):
+        """The record's `target` entry: the spec, its parameters and the image's value (and for a
+        segment target, the output cells its region covers)."""
+        out = {"kind": self.target.kind, "spec": self.target.spec}
+        if self.target.kind == "segment":
+            out.update({"class": self.code, "label": self.loaded.label(self.code),
+                        "mask": self.target.path or "predicted", "cells": pixels})
+        elif self.target.kind == "output":
+            out.update({"unit": self.code, "direction": "decrease" if self.target.decrease else "increase"})
+        elif self.target.kind in ("similar", "dissimilar"):
+            out["reference"] = self.target.path
+        out["value"] = None if value is None or not np.isfinite(value) else round(float(value), 6)
+        return out
+
+
+def read_mask(path, grid):
+    """A mask file as a (h, w) float32 0/1 array on the output's grid; TargetError when it
+    cannot be read or nothing of it is inside."""
+    import cv2
+
+    from gradcam_cli.files.images import load_rgb as read_image
+
+    try:
+        rgb = read_image(Path(path))
+    except (OSError, ValueError) as error:
+        raise TargetError(f"cannot read the mask {str(path)!r}: {error}") from None
+    inside = (np.asarray(rgb).reshape(rgb.shape[0], rgb.shape[1], -1).max(axis=-1) > 0).astype(np.float32)
+    share = cv2.resize(inside, (int(grid[1]), int(grid[0])), interpolation=cv2.INTER_AREA)
+    mask = (share >= MASK_SHARE).astype(np.float32)
+    if not mask.any():
+        raise TargetError(f"the mask {str(path)!r} covers no cell of the output's {grid[0]}x{grid[1]} grid "
+                          f"(a cell is inside when at least half of it is)")
+    return mask
+
+
+def read_reference(path, embed):
+    """The reference vector of a similar/dissimilar target: a .npy file, or an image embedded
+    by `embed(rgb) -> (D,)` (the model itself)."""
+    from gradcam_cli.files.images import load_rgb as read_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise TargetError(f"the reference {str(path)!r} is not a file: give an image or a .npy vector")
+    if path.suffix.lower() == ".npy":
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise TargetError(f"cannot read the reference vector {str(path)!r}: {error}") from None
+        return np.asarray(vector, dtype=np.float32).reshape(-1)
+    try:
+        rgb = read_image(path)
+    except (OSError, ValueError) as error:
+        raise TargetError(f"cannot read the reference image {str(path)!r}: {error}") from None
+    return np.asarray(embed(rgb), dtype=np.float32).reshape(-1)
+
+
+def bind(target, loaded, embed=None, explicit=True):
+    """`target` (a Target, a spec or a callable) on `loaded`: a Bound whose `loaded` is a copy of
+    the LoadedModel with a TargetHead (class targets: the model itself). `embed(rgb) -> (D,)`
+    embeds a reference image (similar/dissimilar). TargetError in one line when it does not fit."""
+    from gradcam_cli.models.labels import class_index
+
+    target = parse(target)
+    if isinstance(loaded.head, TargetHead):  # a model bound to a target already: bind the model itself
+        loaded = loaded.head.source
+    check_fits(target, loaded, explicit)
+    if target.kind == "class":
+        code = -1 if target.index is None else class_index(target.index, loaded.labels, loaded.num_classes,
+                                                           model=loaded.name)
+        return Bound(target, loaded, code)
+    shape = tuple(loaded.output.shape)[1:]
+    if target.kind == "segment":
+        try:
+            code = class_index(target.index, loaded.labels, loaded.head.num_classes, model=loaded.name)
+        except ClassError as error:
+            raise TargetError(str(error)) from None
+        mask = None if target.path is None else read_mask(target.path, shape[:2])
+        head = TargetHead(target, loaded.head, loaded.head.num_classes, _segment_table(mask), region=_segment_region(mask, loaded.head),
+                          source=loaded)
+        return Bound(target, replace(loaded, head=head), code)
+    if target.kind == "output":
+        units = int(np.prod(shape))
+        if not 0 <= target.index < units:
+            raise TargetError(f"{loaded.name} has {units} output unit(s): {argument('target', repr(target.spec))} "
+                              f"asks for unit {target.index}")
+        head = TargetHead(target, loaded.head, units, _output_table(target.decrease), source=loaded)
+        labels = tuple(f"output {i}" for i in range(units))
+        return Bound(target, replace(loaded, head=head, labels=labels), target.index)
+    if target.kind == "callable":
+        head = TargetHead(target, loaded.head, 1, _callable_table(target.function), source=loaded)
+        return Bound(target, replace(loaded, head=head, labels=(target.spec,)), 0)
+    if embed is None:
+        raise TargetError(f"{target.kind} targets need the reference embedded by the model")
+    reference = read_reference(target.path, embed)
+    units = int(np.prod(shape))
+    if reference.size != units:
+        raise TargetError(f"the reference {target.path!r} has {reference.size} values; {loaded.name}'s output has "
+                          f"{units}")
+    head = TargetHead(target, loaded.head, 1, _similarity_table(reference, target.kind == "dissimilar"),
+                      source=loaded)
+    label = f"{'dis' if target.kind == 'dissimilar' else ''}similarity to {Path(target.path).name}"
+    return Bound(target, replace(loaded, head=head, labels=(label,)), 0)

@@ -1,0 +1,250 @@
+"""Targets beyond one class (explain/targets.py): each checked against a hand computation on a
+tiny model with fixed weights, the refusals in one line, and the targets through the command."""
+
+import json
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from keras import layers
+
+from gradcam_cli import Explainer, load_model
+from gradcam_cli.cli import main
+from gradcam_cli.explain.targets import TargetError, parse
+
+RNG = np.random.RandomState(7)
+W1 = RNG.normal(size=(1, 1, 3, 2)).astype(np.float32)  # the feature layer "feat": 1x1, 3 -> 2
+B1 = np.array([0.3, -0.1], np.float32)
+
+
+def _features(x):
+    return np.einsum("bhwc,ck->bhwk", x, W1[0, 0]) + B1
+
+
+def tiny_segmenter(w2, b2):
+    """4x4x3 -> feat (1x1 conv, 2 channels, linear) -> seg (1x1 conv, 3 classes, softmax)."""
+    inputs = keras.Input((4, 4, 3))
+    feat = layers.Conv2D(2, 1, name="feat")(inputs)
+    out = layers.Conv2D(3, 1, activation="softmax", name="seg")(feat)
+    model = keras.Model(inputs, out)
+    model.get_layer("feat").set_weights([W1, B1])
+    model.get_layer("seg").set_weights([w2.reshape(1, 1, 2, 3), b2])
+    return model
+
+
+def tiny_vector_model(units=3, normalise=False):
+    """4x4x3 -> feat -> GAP -> Dense(units) [-> UnitNormalization]."""
+    inputs = keras.Input((4, 4, 3))
+    feat = layers.Conv2D(2, 1, name="feat")(inputs)
+    x = layers.Dense(units, name="dense")(layers.GlobalAveragePooling2D()(feat))
+    if normalise:
+        x = layers.UnitNormalization(name="unit")(x)
+    model = keras.Model(inputs, x)
+    model.get_layer("feat").set_weights([W1, B1])
+    return model
+
+
+W2 = RNG.normal(size=(2, 3)).astype(np.float32)
+B2 = np.array([0.0, 0.2, -0.3], np.float32)
+IMAGES = RNG.uniform(0, 255, size=(2, 4, 4, 3)).astype(np.uint8)
+
+
+def _result(model, target, layer="feat", images=IMAGES):
+    explainer = Explainer(load_model(model), "gradcam", layer=layer, target=target, batch_size=4)
+    ready = explainer.build()
+    inputs, _ = explainer.prepare(list(images))
+    codes = np.full(len(images), ready.target.code)
+    return ready, ready.engine.run(inputs, codes), inputs
+
+
+def _gradcam(activations, gradients):
+    weights = gradients.mean(axis=(1, 2))
+    return np.maximum((activations * weights[:, None, None, :]).sum(-1), 0)
+
+
+def test_segment_predicted_mask_sums_the_class_logits_where_it_is_predicted():
+    ready, result, inputs = _result(tiny_segmenter(W2, B2), "segment:1")
+    a = _features(inputs)
+    logits = a @ W2 + B2
+    inside = (logits.argmax(-1) == 1)
+    assert inside.any() and not inside.all()  # the region is a part of the image
+    np.testing.assert_allclose(result.activations, a, rtol=1e-5, atol=1e-5)
+    expected_value = (logits[..., 1] * inside).sum(axis=(1, 2))
+    np.testing.assert_allclose(ready.loaded.head.scores(result.raw_outputs)[:, 1], expected_value, rtol=1e-5)
+    expected_gradients = inside[..., None] * W2[:, 1]  # d/dA of sum over the mask of A W2[:, 1] + b
+    np.testing.assert_allclose(result.gradients, expected_gradients, rtol=1e-5, atol=1e-6)
+    maps = Explainer(ready.loaded, "gradcam", layer="feat", target="segment:1").maps(list(IMAGES))
+    np.testing.assert_allclose(maps.batch.small_maps, _gradcam(a, expected_gradients), rtol=1e-4, atol=1e-5)
+    assert [d["target_pixels"] for d in maps.batch.details] == inside.sum(axis=(1, 2)).tolist()
+
+
+def test_segment_mask_file_is_resized_to_the_output_grid(tmp_path):
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:20, 20:] = 255  # the top-right quarter: cells (0..1, 2..3) of the 4x4 grid
+    mask[39, 0] = 255  # one pixel of a cell: less than half of it, outside
+    path = tmp_path / "mask.png"
+    cv2.imwrite(str(path), mask)
+    ready, result, inputs = _result(tiny_segmenter(W2, B2), f"segment:2:{path}")
+    inside = np.zeros((4, 4), bool)
+    inside[:2, 2:] = True
+    logits = _features(inputs) @ W2 + B2
+    np.testing.assert_allclose(ready.loaded.head.scores(result.raw_outputs)[:, 2],
+                               (logits[..., 2] * inside).sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(result.gradients, np.broadcast_to(inside[None, :, :, None] * W2[:, 2], (2, 4, 4, 2)),
+                               rtol=1e-5, atol=1e-6)
+    assert ready.target.describe(1.0, 4)["mask"] == str(path)
+
+
+def test_cosine_similarity_and_its_gradient():
+    model = tiny_vector_model(3, normalise=True)
+    dense = np.asarray(model.get_layer("dense").kernel), np.asarray(model.get_layer("dense").bias)
+    reference = np.array([0.5, -1.0, 2.0], np.float32)
+    path = _save(reference)
+    for kind, sign in (("similar", 1.0), ("dissimilar", -1.0)):
+        ready, result, inputs = _result(model, f"{kind}:{path}")
+        a = _features(inputs)
+        v = a.mean(axis=(1, 2)) @ dense[0] + dense[1]  # before the normalisation
+        unit_v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        unit_r = reference / np.linalg.norm(reference)
+        cosine = unit_v @ unit_r
+        value = ready.loaded.head.scores(result.raw_outputs)[:, 0]
+        np.testing.assert_allclose(value, cosine if kind == "similar" else 1 - cosine, rtol=1e-5, atol=1e-6)
+        # d cos / d v = (r^ - cos v^) / |v|, then back through Dense and the average over the 16 cells
+        dv = (unit_r - cosine[:, None] * unit_v) / np.linalg.norm(v, axis=1, keepdims=True)
+        da = sign * (dv @ dense[0].T) / 16.0
+        np.testing.assert_allclose(result.gradients, np.broadcast_to(da[:, None, None, :], a.shape), rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_a_reference_image_is_embedded_by_the_model_itself(tmp_path):
+    model = tiny_vector_model(3, normalise=True)
+    path = tmp_path / "ref.png"
+    cv2.imwrite(str(path), cv2.cvtColor(IMAGES[0], cv2.COLOR_RGB2BGR))
+    ready, result, _ = _result(model, f"similar:{path}")
+    np.testing.assert_allclose(ready.loaded.head.scores(result.raw_outputs)[0, 0], 1.0, rtol=1e-5)
+    assert ready.loaded.head.scores(result.raw_outputs)[1, 0] < 1.0 - 1e-4
+
+
+def test_a_regression_unit_and_its_decrease():
+    model = tiny_vector_model(3)
+    kernel = np.asarray(model.get_layer("dense").kernel)
+    for spec, sign in (("output:2", 1.0), ("output:2:decrease", -1.0)):
+        ready, result, inputs = _result(model, spec)
+        a = _features(inputs)
+        out = a.mean(axis=(1, 2)) @ kernel + np.asarray(model.get_layer("dense").bias)
+        np.testing.assert_allclose(ready.loaded.head.scores(result.raw_outputs)[:, 2], sign * out[:, 2], rtol=1e-5)
+        np.testing.assert_allclose(result.gradients, np.broadcast_to(sign * kernel[:, 2] / 16.0, a.shape),
+                                   rtol=1e-5, atol=1e-7)
+        assert result.classes.tolist() == [2, 2]
+
+
+def test_a_callable_target_through_the_api():
+    from keras import ops
+
+    model = tiny_vector_model(3)
+    kernel = np.asarray(model.get_layer("dense").kernel)
+
+    def margin(outputs):
+        return outputs[:, 0] - ops.max(outputs[:, 1:], axis=-1) * 0 - outputs[:, 1]
+
+    explainer = Explainer(load_model(model), "gradcam", layer="feat", target=margin)
+    maps = explainer.maps(list(IMAGES))
+    inputs, _ = explainer.prepare(list(IMAGES))
+    a = _features(inputs)
+    gradients = np.broadcast_to((kernel[:, 0] - kernel[:, 1]) / 16.0, a.shape)
+    np.testing.assert_allclose(maps.batch.small_maps, _gradcam(a, gradients), rtol=1e-4, atol=1e-6)
+    explanations = explainer(list(IMAGES))
+    assert [e.class_index for e in explanations] == [0, 0]
+
+
+def _save(vector, folder=None):
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(folder or tempfile.mkdtemp())
+    path = folder / "reference.npy"
+    np.save(path, np.asarray(vector, np.float32))
+    return path
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("pixel:3", "unknown target kind 'pixel'"),
+    ("segment", "segment targets are written segment:CLASS[:MASK.png]"),
+    ("output:x", "output targets are written output:INDEX[:decrease]"),
+])
+def test_bad_specs(spec, message):
+    with pytest.raises(TargetError) as caught:
+        parse(spec)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_refusals_each_in_one_line(tmp_path):
+    segmenter, vectors = load_model(tiny_segmenter(W2, B2)), load_model(tiny_vector_model(3, normalise=True))
+    classifier = load_model(tiny_vector_model(3))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.zeros((8, 8), np.uint8))
+    cases = [
+        (segmenter, None, "class targets do not fit its output (None, 4, 4, 3), a map (batch, height, width, "
+                          "classes): use --target segment:CLASS[:MASK.png]"),
+        (vectors, None, "this looks like an embedding model"),
+        (classifier, "segment:1", "segment targets do not fit its output (None, 3)"),
+        (classifier, "output:3", "has 3 output unit(s)"),
+        (segmenter, "segment:7", "class 7 is out of range"),
+        (segmenter, f"segment:1:{blank}", "covers no cell of the output's 4x4 grid"),
+        (vectors, f"similar:{_save(np.ones(5), tmp_path)}", "has 5 values; functional"),
+        (vectors, f"similar:{tmp_path / 'missing.png'}", "is not a file"),
+    ]
+    for loaded, spec, message in cases:
+        with pytest.raises(ValueError) as caught:
+            Explainer(loaded, "gradcam", layer="feat", target=spec).build()
+        assert message in str(caught.value), (spec, str(caught.value))
+        assert "\n" not in str(caught.value)
+    # an explicit class target reads the embedding as classes
+    assert Explainer(vectors, "gradcam", layer="feat", target="class:1").maps(list(IMAGES)).batch.classes.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="finercam explains classes"):
+        Explainer(segmenter, "finercam", layer="feat", target="segment:1").build()
+
+
+def test_the_command_with_targets(tmp_path):
+    segmenter = tmp_path / "seg.keras"
+    tiny_segmenter(W2, B2).save(segmenter)
+    images = []
+    for i, rgb in enumerate(IMAGES):
+        images.append(str(tmp_path / f"im{i}.png"))
+        big = cv2.resize(rgb, (12, 12), interpolation=cv2.INTER_NEAREST)  # the model sees the 4x4 image again
+        cv2.imwrite(images[-1], cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    predicted = (_features(IMAGES.astype(np.float32)) @ W2 + B2).argmax(-1)
+    assert all((predicted == 1).any(axis=(1, 2)))  # class 1 is somewhere in both
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--model", str(segmenter), *images, "-o", str(tmp_path / "out")])
+    assert refused.exit_code == 2 and "use --target segment:CLASS" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    both = runner.invoke(main, ["--model", str(segmenter), *images, "--class", "1", "--target", "segment:1"])
+    assert both.exit_code == 2 and "give --class or --target, not both" in both.output
+    run = runner.invoke(main, ["--model", str(segmenter), *images, "-o", str(tmp_path / "out"), "--layer", "feat",
+                               "--target", "segment:1", "--json"])
+    assert run.exit_code == 0, run.output
+    records = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 2 and "predictions" not in records[0]
+    entry = records[0]["maps"][0]
+    assert entry["target"]["kind"] == "segment" and entry["target"]["class"] == 1
+    assert entry["target"]["mask"] == "predicted" and entry["target"]["cells"] > 0
+    assert entry["outputs"]["overlay"].endswith("im0.png.gradcam.segment-1.overlay.png")
+    overlay = cv2.imread(entry["outputs"]["overlay"])
+    assert overlay.shape == (12, 12, 3)
+
+
+def test_a_class_never_predicted_fails_that_image_alone(tmp_path):
+    model = tiny_segmenter(W2, np.array([0.0, 0.0, -1e4], np.float32))  # class 2 never wins
+    path = tmp_path / "seg.keras"
+    model.save(path)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), IMAGES[0])
+    run = CliRunner().invoke(main, ["--model", str(path), str(image), "-o", str(tmp_path / "out"), "--layer", "feat",
+                                    "--target", "segment:2", "--quiet"])
+    assert run.exit_code == 1
+    lines = [line for line in run.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nothing in this image is predicted as 2" in lines[0], run.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
