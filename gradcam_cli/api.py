@@ -268,7 +268,7 @@ class Explainer:
         sharing what this one built (the model, dilated copies, engines): `options` are its own."""
         ready = self.build()
         other = Explainer(ready.reference or ready.loaded, method, layer=self.layer, batch_size=self.batch_size,
-                          jit=self.jit, crop=self.crop, compat=self.compat, **options)
+                          jit=self.jit, crop=self.crop, compat=self.compat, target=self.target, **options)
         other.build(ready.shared)
         return other
 
@@ -306,7 +306,7 @@ class Explainer:
             base = Explainer(ready.reference or ready.loaded, self.options["base_method"],
                              layer=list(layers) if len(layers) > 1 else layers[0], batch_size=self.batch_size,
                              pool=self.pool, crop=self.crop, jit=self.jit, eigen_smooth=self.eigen_smooth,
-                             compat=self.compat, **self.base_options)
+                             compat=self.compat, target=self.target, **self.base_options)
             base.build(ready.shared)  # the engines are this Explainer's
             self._bases[key] = base
         return self._bases[key]
@@ -373,12 +373,9 @@ class Explainer:
         top-1; a negative code: engine.top_rank). `strongest`: as compute."""
         ready = self.build()
         rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(input_list(images))]
-        if not ready.target.is_class and classes is not None and np.any(np.asarray(classes) != ready.target.code):
-            raise ClassError(f"a {ready.target.target.kind} target explains its own column: give no classes")
-        if classes is None and ready.target.code >= 0:  # class:N
+        if classes is None and ready.target.code >= 0:  # class:N, or a target's own column
             classes = ready.target.code
-        codes = (class_codes(ready.reference or ready.loaded, classes, len(rgbs)) if ready.target.is_class
-                 else np.full(len(rgbs), ready.target.code, np.int64))
+        codes = class_codes(ready.reference or ready.loaded, classes, len(rgbs))  # a target's columns alike
         size = ready.engine.batch_size
         batches, boxes = [], []
         for start in range(0, len(rgbs), size):

@@ -248,3 +248,68 @@ def test_a_class_never_predicted_fails_that_image_alone(tmp_path):
     lines = [line for line in run.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "nothing in this image is predicted as 2" in lines[0], run.output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_seg_eigen_cam_against_numpy():
+    """Seg-Eigen-CAM: the first principal component (by the covariance's eigenvector here, not an
+    SVD) of |g| A centred over the positions, flipped when |min| > |max|, then the ReLU."""
+    explainer = Explainer(load_model(tiny_segmenter(W2, B2)), "segeigencam", layer="feat", target="segment:1")
+    maps = explainer.maps(list(IMAGES))
+    inputs, _ = explainer.prepare(list(IMAGES))
+    a = _features(inputs).astype(np.float64)
+    logits = a @ W2 + B2
+    g = (logits.argmax(-1) == 1)[..., None] * W2[:, 1]
+    for i in range(len(IMAGES)):
+        x = (np.abs(g[i]) * a[i]).reshape(16, 2)
+        centred = x - x.mean(axis=0)
+        values, vectors = np.linalg.eigh(centred.T @ centred)
+        projection = centred @ vectors[:, np.argmax(values)]
+        if abs(projection.min()) > abs(projection.max()):
+            projection = -projection
+        assert abs(projection.min()) != abs(projection.max())
+        np.testing.assert_allclose(maps.batch.small_maps[i], np.maximum(projection, 0).reshape(4, 4), rtol=1e-4,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["segmenter", "embedding"])
+def test_a_unet_and_an_embedding_model_through_every_command(tmp_path, kind):
+    """gradcam, compare, eval --measures deletion and --report on a U-Net-like segmenter and on
+    an embedding model, each with its own target; the files opened and read."""
+    if kind == "segmenter":
+        model, target = tiny_segmenter(W2, B2), "segment:1"
+    else:
+        model = tiny_vector_model(3, normalise=True)
+        target = f"similar:{_save([0.5, -1.0, 2.0], tmp_path)}"
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    images = []
+    for i, rgb in enumerate(IMAGES):
+        images.append(str(tmp_path / f"im{i}.png"))
+        cv2.imwrite(images[-1], cv2.cvtColor(cv2.resize(rgb, (12, 12), interpolation=cv2.INTER_NEAREST),
+                                             cv2.COLOR_RGB2BGR))
+    runner, common = CliRunner(), ["--model", str(path), "--target", target]
+    run = runner.invoke(main, ["gradcam", *images, *common, "--layer", "feat", "-o", str(tmp_path / "maps"), "--json",
+                               "--report", str(tmp_path / "report")])
+    assert run.exit_code == 0, run.output
+    records = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [r["maps"][0]["target"]["spec"] for r in records] == [target] * 2
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f"[{target}]" in page  # the report's label carries the target
+    compared = runner.invoke(main, ["compare", images[0], *common, "--methods", "gradcam,segeigencam",
+                                    "--layers", "feat", "-o", str(tmp_path / "cmp"), "--json"])
+    assert compared.exit_code == 0, compared.output
+    record = json.loads(compared.stdout.splitlines()[0])
+    assert record["rows"][0]["target"]["spec"] == target
+    assert all(cell["applicable"] for cell in record["rows"][0]["cells"])
+    figure = cv2.imread(str(tmp_path / "cmp" / f"im0.png.{parse(target).tag}.compare.png"))
+    assert figure is not None and figure.shape[1] > figure.shape[0]
+    evaluated = runner.invoke(main, ["eval", *images, *common, "--layer", "feat", "--measures", "deletion",
+                                     "--methods", "gradcam", "-o", str(tmp_path / "eval"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads([line for line in evaluated.stdout.splitlines() if line.startswith("{")][0])
+    assert report["faithfulness"]["scored"] == "target value"
+    curve = report["methods"]["gradcam"]["deletion_curve"]
+    values = Explainer(load_model(str(path)), "gradcam", layer="feat", target=target).maps(images).batch
+    # the curve starts from the target's own value on the unchanged images (their mean)
+    assert curve[0] == pytest.approx(float(values.scores[:, values.classes[0]].mean()), rel=1e-4)
+    assert cv2.imread(str(tmp_path / "eval" / "eval.curves.png")) is not None

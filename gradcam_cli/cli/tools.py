@@ -30,6 +30,9 @@ from gradcam_cli.models import registry
                    "weight), relu-after-resize (the ReLU applied after upsampling).")
 @click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
               help="The class every cell explains (default: each row's top-1 prediction).")
+@click.option("--target", "-t", metavar="SPEC",
+              help="What every cell explains instead of a class: segment:CLASS[:MASK.png], similar:REF, "
+                   "dissimilar:REF, output:INDEX[:decrease] (see `gradcam gradcam --help`).")
 @click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
                                            "image and model.")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
@@ -46,8 +49,8 @@ from gradcam_cli.models import registry
                    "correlation between the cells' maps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
 @precision_option
-def compare_command(images, models, methods, layers, variants, class_name, grid, output_dir, colormap, alpha, crop,
-                    batch_size, as_json, quiet, precision, **model_options):
+def compare_command(images, models, methods, layers, variants, class_name, target, grid, output_dir, colormap, alpha,
+                    crop, batch_size, as_json, quiet, precision, **model_options):
     """Maps side by side, one figure per image: the image, then one cell per method (at
     each --layers layer) and per --variants variant, each an overlay (or, for guided and
     deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
@@ -64,6 +67,8 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
     from gradcam_cli.explain.runtime import import_keras
 
     model_options["grid"] = model_options.pop("token_grid")  # --grid lays out the figure here
+    if class_name is not None and target is not None:
+        raise UsageProblem("give --class or --target, not both (--class N is --target class:N)")
     setup_logging(model_options["verbose"], quiet)
     import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
     from gradcam_cli.compare import figures as comparing
@@ -87,10 +92,16 @@ def compare_command(images, models, methods, layers, variants, class_name, grid,
     loaded_models = [load(name, precision=precision, quiet=quiet, **model_options) for name in model_names]
     try:
         rows = comparing.rows_for(loaded_models, chosen_methods, names(layers), chosen_variants, class_name,
-                                  min(batch_size, len(sources)), crop)
+                                  min(batch_size, len(sources)), crop, target)
     except LayerError as error:
         raise click.BadParameter(worded(error), param_hint="--layers") from None
+    except GradcamError as error:
+        raise UsageProblem(worded(error)) from None
     tag = f"class{rows[0].class_index}" if class_name is not None else ""
+    if target is not None:
+        from gradcam_cli.explain.targets import parse
+
+        tag = parse(target).tag
     options = comparing.Options(Path(output_dir), tag=tag, grid=grid, colormap=colormap.lower(), alpha=alpha,
                                 crop=crop)
     from gradcam_cli.files.outputs import json_line
@@ -177,6 +188,10 @@ def _measures(ctx, param, value):
 @click.option("--layer", "-l", metavar="NAME", help="Target layer (default: the model's default).")
 @click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
               help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
+@click.option("--target", "-t", metavar="SPEC",
+              help="What the maps explain instead of a class: segment:CLASS[:MASK.png], similar:REF, "
+                   "dissimilar:REF, output:INDEX[:decrease]; faithfulness then scores the target's value. On "
+                   "generated scenes a segmenter (demo-unet) explains each scene's object as a segment target.")
 @click.option("--methods", default="gradcam", show_default=True,
               help=f"Comma-separated methods to measure: {', '.join(METHODS)}.")
 @click.option("--measures", callback=_measures, default="localization", show_default=True, metavar="M1,M2,...",
@@ -214,7 +229,7 @@ def _measures(ctx, param, value):
 @click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
 @method_parameters(METHODS, prefix="The methods' own options, each for the --methods that have it (not "
                    "integrated-gradients' --steps: here --steps is deletion's). ", exclude=("--steps",))
-def eval_command(images, layer, class_name, methods, measures, pool, count, pairs, seed, threshold, control, steps,
+def eval_command(images, layer, class_name, target, methods, measures, pool, count, pairs, seed, threshold, control, steps,
                  baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, compat, **model_options):
     """Measure how well maps find the object, and how faithful they are to the model.
 
@@ -271,7 +286,8 @@ def eval_command(images, layer, class_name, methods, measures, pool, count, pair
                                    count=count, pairs=pairs, seed=seed, threshold=threshold,
                                    control=None if control == "none" else control, steps=steps, baseline=baseline,
                                    output_dir=output_dir if figures_out else None, batch_size=batch_size, pool=pool,
-                                   fail_under=fail_under, boxes_file=boxes_file, options=options, compat=compat)
+                                   fail_under=fail_under, boxes_file=boxes_file, options=options, compat=compat,
+                                   target=target)
     except LayerError as error:
         raise UsageProblem(f"--methods {worded(error)}") from None
     except GradcamError as error:

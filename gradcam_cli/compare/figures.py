@@ -62,37 +62,40 @@ class Ready:
         return COMPARE_COLUMNS[self.cell.method][1]
 
 
-def _ready(loaded, cell, batch_size, shared, crop):
+def _ready(loaded, cell, batch_size, shared, crop, target=None):
     from gradcam_cli.api import Explainer
 
     explainer = Explainer(loaded, COMPARE_COLUMNS[cell.method][0], layer=cell.layer, batch_size=batch_size,
-                          pool="max" if cell.variant == "pool-max" else "mean", crop=crop)
+                          pool="max" if cell.variant == "pool-max" else "mean", crop=crop, target=target)
     return Ready(cell, explainer.build(shared).loaded, explainer=explainer)
 
 
-def ready_cells(loaded, cells, batch_size, crop=False):
+def ready_cells(loaded, cells, batch_size, crop=False, target=None):
     """Each cell made ready for `loaded` (one Explainer each, sharing engines and dilated
-    copies), or marked not applicable with the reason."""
+    copies) to explain `target` (explain/targets.py; None: classes), or marked not applicable
+    with the reason."""
     shared, ready = {}, []
     for cell in cells:
         try:
-            ready.append(_ready(loaded, cell, batch_size, shared, crop))
+            ready.append(_ready(loaded, cell, batch_size, shared, crop, target))
         except ValueError as error:  # GradcamError, or a method's refusal
             ready.append(Ready(cell, reason=str(error)))
     return ready
 
 
-def rows_for(models, methods=(), layers=(), variants=(), class_name=None, batch_size=8, crop=False):
+def rows_for(models, methods=(), layers=(), variants=(), class_name=None, batch_size=8, crop=False, target=None):
     """The rows of a figure: one per LoadedModel of `models`, its cells (`columns`) made ready.
     No methods and no variants: DEFAULT_METHODS, those that apply to some model. A layer no
     model has is a LayerError (a typo, not a figure of grey cells); `class_name` (an index or
-    a class name: each row explains it) a ClassError for a model that lacks it."""
+    a class name: each row explains it) a ClassError for a model that lacks it. `target`: what
+    every cell explains instead of a class (explain/targets.py); a model it does not fit is
+    refused (TargetError) rather than drawn as a row of grey cells."""
     from gradcam_cli.errors import GradcamError, LayerError
     from gradcam_cli.models.labels import class_index
 
     methods = list(methods)
     if not methods and not variants:
-        methods = [m for m in DEFAULT_METHODS if any(applies(loaded, m) for loaded in models)]
+        methods = [m for m in DEFAULT_METHODS if any(applies(loaded, m, target) for loaded in models)]
     for layer in layers:
         problems = []
         for loaded in models:
@@ -108,7 +111,16 @@ def rows_for(models, methods=(), layers=(), variants=(), class_name=None, batch_
     for loaded in models:
         index = None if class_name is None else class_index(class_name, loaded.labels, loaded.num_classes,
                                                             model=loaded.name if len(models) > 1 else None)
-        rows.append(Row(loaded, ready_cells(loaded, cells, batch_size, crop), index))
+        if target is None:  # a segmenter or an embedding model explains no class unless asked to
+            from gradcam_cli.explain.targets import Target, check_fits
+
+            check_fits(Target("class"), loaded, explicit=class_name is not None)
+        else:  # said once, in one line, for a model the target does not fit
+            from gradcam_cli.api import Explainer
+
+            bound = Explainer(loaded, "gradcam", layer=layers[0] if layers else None, target=target).build().target
+            index = None if bound.is_class and bound.code < 0 else bound.code
+        rows.append(Row(loaded, ready_cells(loaded, cells, batch_size, crop, target), index))
     return rows
 
 
@@ -131,9 +143,9 @@ def pending(sources, options):
     return writing.pending(sources, lambda source: [figure_path(options, source.name)])
 
 
-def applies(loaded, method):
-    """Whether a compare method applies to `loaded` at its default layer."""
-    return ready_cells(loaded, [Cell(method)], 1)[0].reason is None
+def applies(loaded, method, target=None):
+    """Whether a compare method applies to `loaded` at its default layer, for `target`."""
+    return ready_cells(loaded, [Cell(method)], 1, target=target)[0].reason is None
 
 
 @dataclass
@@ -199,9 +211,13 @@ def explain_rows(rows, batch, options):
         for i, (source, rgb) in enumerate(batch):
             class_index = int(codes[i])
             mask = _mask_for(source.path, rgb.shape)
+            labelled = next((ready.loaded for ready in row.ready if ready.reason is None), loaded)  # a target's
             record = {"model": loaded.name, "precision": loaded.precision, "class": class_index,
-                      "label": loaded.label(class_index), "cells": []}
-            heading = f"{loaded.name}\n{loaded.label(class_index)}"
+                      "label": labelled.label(class_index), "cells": []}
+            bound = next((r.explainer.build().target for r in row.ready if r.reason is None), None)
+            if bound is not None and not bound.is_class:
+                record["target"] = bound.describe(None)
+            heading = f"{loaded.name}\n{labelled.label(class_index)}"
             if options.grid:  # rows of several images: say which image a row shows
                 heading = f"{source.name}\n{heading}"
             images, captions, normalised_maps = [rgb], [heading], []
@@ -220,12 +236,16 @@ def explain_rows(rows, batch, options):
                     probability = float(result.probabilities[i, class_index])
                     entry.update(applicable=True, layer=layer, model=ready.loaded.name, score=round(score, 6),
                                  probability=round(probability, 6), stats=stats)
+                    if bound is not None and not bound.is_class:  # a target's value is its score
+                        del entry["probability"]
                     if mask is not None:
                         entry["eval"] = single_figures(normalised, mask)
                     images.append(picture)
                     resolution = "x".join(str(n) for n in reversed(stats["resolution"]))
+                    value = (f"{score:.2f} (p {probability:.3f})" if bound is None or bound.is_class
+                             else f"{score:.4g}")
                     captions.append(f"{ready.cell.title}, {layer} ({resolution})\n"
-                                    f"{ready.loaded.label(class_index)} {score:.2f} (p {probability:.3f})")
+                                    f"{ready.loaded.label(class_index)} {value}")
                     normalised_maps.append(normalised)
                 record["cells"].append(entry)
             record["rank_correlation"] = _correlations(row.ready, normalised_maps)

@@ -113,7 +113,7 @@ def _checked(loaded, methods, measures, images, class_name, boxes_file):
         raise GradcamError(f"{argument('boxes')} applies to your images; generated scenes bring their own objects")
     if images is not None and "localization" in measures and images.objects is None:
         raise GradcamError("localization needs each image's object: read the images with objects=True")
-    if images is None and tuple(loaded.labels) != DEMO_CLASSES:
+    if images is None and not set(DEMO_CLASSES) <= set(loaded.labels):
         raise GradcamError(
             f"{loaded.name} does not classify the generated scenes ({', '.join(DEMO_CLASSES)}); use demo-gap "
             "or demo-vgg, a model trained on gradcam_cli.evaluate.scenes with those labels, or give images"
@@ -135,7 +135,7 @@ def randomisation_views(methods):
 
 def assess(loaded, methods, measures=("localization",), images=None, layer=None, class_name=None, count=200,
            pairs=100, seed=1, threshold=0.5, control=None, steps=20, baseline="zero", output_dir=None,
-           batch_size=32, pool="mean", fail_under=None, boxes_file=None, options=None, compat=None):
+           batch_size=32, pool="mean", fail_under=None, boxes_file=None, options=None, compat=None, target=None):
     """Measure `methods` (METHODS names) on `loaded` (a LoadedModel, or a model name or path):
     an Assessment.
 
@@ -148,7 +148,8 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     (gate.parse_thresholds) checked against each method. boxes_file: only named in the
     report's errors (read_images reads it). options, compat: the methods' own options and
     their compat (localization.explainers_for); the randomisation check runs the methods with
-    their defaults."""
+    their defaults. target: what the maps explain (explain/targets.py; None: classes); on generated
+    scenes a segmenter explains each scene's object as a segment target, its class's pixels."""
     from gradcam_cli.evaluate import gate, localization
     from gradcam_cli.evaluate import scenes as scene_maker
     from gradcam_cli.explain.engine import top_rank
@@ -158,16 +159,23 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     loaded = loaded_model(loaded)
     methods, measures = tuple(methods), tuple(dict.fromkeys(measures))
     _checked(loaded, methods, measures, images, class_name, boxes_file)
+    if target is None and images is None and loaded.output_kind == "map":
+        from gradcam_cli.explain.targets import Target
+
+        target = Target("segment", localization.scene_code(loaded)(0))  # each scene's own class: its codes
     explainers = localization.explainers_for(loaded, methods, layer=layer, batch_size=batch_size, pool=pool,
-                                             options=options, compat=compat)
+                                             options=options, compat=compat, target=target)
+    bound = next(iter(explainers.values())).build().target
     if images is not None:
         rgbs, skipped = images.rgbs, images.failures
         codes = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
+        codes = codes if bound.code < 0 else bound.code
         report = {"images": len(rgbs), "inputs": images.paths, "skipped": skipped, "methods": {m: {} for m in methods}}
         heading = f"{len(rgbs)} image(s)" + (f", {skipped} skipped" if skipped else "")
     else:
         scenes = [scene_maker.generate(i, seed, loaded.input_size[0]) for i in range(count)]
-        rgbs, codes = [s.image for s in scenes], [s.objects[0].class_index for s in scenes]
+        code = localization.scene_code(loaded)
+        rgbs, codes = [s.image for s in scenes], [code(s.objects[0].class_index) for s in scenes]
         report = {"scenes": count, "seed": seed, "methods": {m: {} for m in methods}}
         heading = f"{count} scenes (seed {seed})"
     tables, outputs = [], {}
@@ -209,8 +217,9 @@ def _localization(explainers, images, codes, count, pairs, seed, threshold, cont
     if images is None:
         report = localization.evaluate(explainers, count=count, pairs=pairs, seed=seed, threshold=threshold,
                                      control=control)
-        heading = (f"{count} scenes and {pairs} two-object scenes (seed {seed}), "
-                   f"classification accuracy {report['accuracy']:.3f}")
+        heading = f"{count} scenes and {pairs} two-object scenes (seed {seed})"
+        if report["accuracy"] is not None:
+            heading += f", classification accuracy {report['accuracy']:.3f}"
     else:
         report = localization.evaluate_annotated(explainers, images.rgbs, images.objects, codes, threshold=threshold,
                                                control=control)

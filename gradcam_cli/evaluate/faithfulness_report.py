@@ -169,8 +169,10 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
     views = np.stack([view_of(model, rgb, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
     classes = _classes(views, codes, probabilities, batch_size)
     score = lambda maps, name: _figures(views, maps, classes, probabilities, name, measures, steps, baseline, seed)
+    bound = next(iter(explainers.values())).build().target
     report = {"images": len(rgbs), "measures": list(measures), "steps": int(steps), "baseline": baseline,
-              "insertion_start": "blur", "classes": classes.tolist(), "methods": {}, "baselines": {}}
+              "insertion_start": "blur", "classes": classes.tolist(), "methods": {}, "baselines": {},
+              "scored": "class probability" if bound.is_class else "target value"}
     for method, explainer in explainers.items():
         report["methods"][method] = score(method_maps(explainer, rgbs, classes), method)
     shape = views.shape[1:3]
@@ -200,13 +202,15 @@ def render_curves(report, model_name="", height=420):
     deletion, insertion = curve_series(report, "deletion_curve"), curve_series(report, "insertion_curve")
     if not deletion:
         raise GradcamError("no deletion or insertion curves in the report (measure 'deletion')")
+    scored = report.get("scored", "class probability")  # a target's value is no probability: its own range
+    values = [v for series in (deletion, insertion) for _, curve in series.values() for v in curve if v is not None]
+    span = (0.0, 1.0) if scored == "class probability" else (min([0.0] + values), max([1.0] + values))
     prefix = f"{model_name}: " if model_name else ""
     panels = [
-        line_plot(deletion, (0.0, 1.0), f"{prefix}deletion (to {report['baseline']}; lower AUC is better)",
-                  "fraction of pixels removed", y_caption="class probability", markers=False, legend=False,
-                  height=height),
-        line_plot(insertion, (0.0, 1.0), f"{prefix}insertion (from blur; higher AUC is better)",
-                  "fraction of pixels inserted", y_caption="class probability", markers=False, height=height),
+        line_plot(deletion, span, f"{prefix}deletion (to {report['baseline']}; lower AUC is better)",
+                  "fraction of pixels removed", y_caption=scored, markers=False, legend=False, height=height),
+        line_plot(insertion, span, f"{prefix}insertion (from blur; higher AUC is better)",
+                  "fraction of pixels inserted", y_caption=scored, markers=False, height=height),
     ]
     rows = max(p.shape[0] for p in panels)
     panels = [np.pad(p, ((0, rows - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]

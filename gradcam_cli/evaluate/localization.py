@@ -37,6 +37,12 @@ def energy_in_box(normalised, box):
     return float(normalised[y0:y1, x0:x1].sum()) / total
 
 
+def energy_in_mask(normalised, mask):
+    """The share of the map's total mass on the object's own pixels (its mask)."""
+    total = float(normalised.sum())
+    return float(normalised[mask].sum()) / total if total > 0 else 0.0
+
+
 def box_iou(a, b):
     if a is None or b is None:
         return 0.0
@@ -56,6 +62,7 @@ def single_figures(normalised, scene_object, threshold=0.5):
     return {
         "pointing": pointing_hit(normalised, scene_object.mask, tolerance_for(normalised.shape)),
         "energy_in_box": energy_in_box(normalised, scene_object.box),
+        "energy_in_mask": energy_in_mask(normalised, scene_object.mask),
         "box_iou": box_iou(bounding_box(normalised, threshold), scene_object.box),
     }
 
@@ -85,16 +92,18 @@ class Scores:
     energy: list
     iou: list
     discrimination: list
+    mask_energy: list = None
 
     @classmethod
     def empty(cls):
-        return cls([], [], [], [])
+        return cls([], [], [], [], [])
 
     def add_single(self, normalised, scene_object, threshold=0.5):
         figures = single_figures(normalised, scene_object, threshold)
         self.pointing.append(figures["pointing"])
         self.energy.append(figures["energy_in_box"])
         self.iou.append(figures["box_iou"])
+        self.mask_energy.append(figures["energy_in_mask"])
 
     def add_pair(self, map_for_a, object_a, object_b):
         """Class discrimination: the map for A's class puts more mass on A than on B."""
@@ -105,6 +114,7 @@ class Scores:
         return {
             "pointing": mean(self.pointing),
             "energy_in_box": mean(self.energy),
+            "energy_in_mask": mean(self.mask_energy),
             "box_iou": mean(self.iou),
             "localized_iou50": mean([v >= 0.5 for v in self.iou]) if self.iou else None,
             "discrimination": mean(self.discrimination),
@@ -119,7 +129,7 @@ def chance_maps(shape):
     return uniform, centre
 
 
-def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean", options=None, compat=None):
+def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean", options=None, compat=None, target=None):
     """{method: api.Explainer} for `loaded` at `layer`, sharing engines and dilated copies.
     options: the methods' own options ({name: value}), each given to the methods that have it
     (a meta-method's base method's too); GradcamError for one that none of `methods` has.
@@ -142,7 +152,8 @@ def explainers_for(loaded, methods, layer=None, batch_size=32, pool="mean", opti
     shared, explainers = {}, {}
     for method in methods:
         own = {name: value for name, value in options.items() if takes(method, name)}
-        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, compat=compat, **own)
+        explainer = Explainer(loaded, method, layer=layer, batch_size=batch_size, pool=pool, compat=compat,
+                              target=target, **own)
         try:
             explainer.build(shared)
         except LayerError as error:
@@ -164,6 +175,7 @@ def _chance(images, objects, threshold, pairs):
         uniform, centre = chance_maps(image.shape)
         chance.pointing.append(pointing_hit(centre, obj.mask, tolerance_for(image.shape)))
         chance.energy.append(energy_in_box(uniform, obj.box))
+        chance.mask_energy.append(energy_in_mask(uniform, obj.mask))
         chance.iou.append(box_iou(bounding_box(uniform, threshold), obj.box))
     summary = chance.summary()
     summary["discrimination"] = 0.5 if pairs else None  # a coin toss between the two objects
@@ -196,7 +208,9 @@ def evaluate(explainers, count=200, pairs=100, seed=1, threshold=0.5, control=No
     """
     from gradcam_cli.evaluate import scenes as scene_maker
 
-    size = _model(explainers).input_size[0]
+    model = _model(explainers)
+    size = model.input_size[0]
+    code = scene_code(model)
     scenes = [scene_maker.generate(i, seed, size) for i in range(count)]
     two = [scene_maker.generate(i, seed, size, two_objects=True) for i in range(pairs)]
     images = [scene.image for scene in scenes]
@@ -204,12 +218,13 @@ def evaluate(explainers, count=200, pairs=100, seed=1, threshold=0.5, control=No
     shuffled = control == "shuffled"
     report = {"scenes": count, "pairs": pairs, "seed": seed, "control": control, "methods": {}}
     for method, explainer in explainers.items():
-        scores, predicted = _score_singles(explainer, images, objects, [o.class_index for o in objects], threshold,
-                                           shuffled)
-        accuracy = float(np.mean([p == o.class_index for p, o in zip(predicted, objects)]))
+        scores, predicted = _score_singles(explainer, images, objects, [code(o.class_index) for o in objects],
+                                           threshold, shuffled)
+        accuracy = (None if model.output_kind == "map" else  # a segmenter's table ranks classes by mass, not likelihood
+                    float(np.mean([p == code(o.class_index) for p, o in zip(predicted, objects)])))
         report.setdefault("accuracy", accuracy)
         for first, second in ((0, 1), (1, 0)) if pairs else ():
-            codes = [s.objects[first].class_index for s in two]
+            codes = [code(s.objects[first].class_index) for s in two]
             for i, normalised in enumerate(_maps_for(explainer, [s.image for s in two], codes)[0]):
                 j = (i + 1) % pairs if shuffled else i
                 scores.add_pair(normalised, two[j].objects[first], two[j].objects[second])
@@ -218,6 +233,15 @@ def evaluate(explainers, count=200, pairs=100, seed=1, threshold=0.5, control=No
     return report
 
 
+
+
+def scene_code(loaded):
+    """class index in the generated scenes -> the index of that class among `loaded`'s labels (a
+    segmenter's come after its background)."""
+    from gradcam_cli.evaluate.scenes import CLASS_NAMES
+
+    labels = list(loaded.labels)
+    return lambda index: labels.index(CLASS_NAMES[index])
 
 
 def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, control=None):
@@ -234,7 +258,8 @@ def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, c
     return report
 
 
-COLUMNS = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("box_iou", "box IoU"),
+COLUMNS = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("energy_in_mask", "energy in mask"),
+           ("box_iou", "box IoU"),
            ("localized_iou50", "IoU>=0.5"), ("discrimination", "class discrimination"), ("accuracy", "accuracy"))
 
 

@@ -5,7 +5,10 @@ demo-vgg: VGG-shaped (conv-conv-pool blocks, Flatten, Dense head), for Grad-CAM 
 demo-gap: ends in GlobalAveragePooling2D then Dense, so CAM applies.
 demo-vit: a hybrid vision transformer: demo-gap's convolution blocks, then 2x2 patches of their
 features (an 8x8 grid), a class token and 4 transformer blocks (models/vit.py).
-Each takes 64x64 RGB scaled to 0..1 (preprocess 'unit') and outputs 4 class probabilities.
+demo-unet: a small U-Net segmenter (Ronneberger et al. 2015, "U-Net: Convolutional Networks for
+Biomedical Image Segmentation"): per pixel, background or one of the four shapes.
+Each takes 64x64 RGB scaled to 0..1 (preprocess 'unit'); the classifiers output 4 class
+probabilities, demo-unet a (64, 64, 5) map of them.
 
 They train with batch normalisation after each convolution (`batch_norm=True`), which is then
 folded into the convolutions (`fold_batch_norm`), so the shipped networks are plain
@@ -83,6 +86,33 @@ def demo_vit(input_size=64, classes=4, batch_norm=False):
     side = input_size // 8
     x = layers.Reshape((side * side, 64), name="patch_tokens")(x)
     return keras.Model(inputs, transformer(x, depth=4, heads=4, classes=classes), name="demo_vit")
+
+
+UNET_WIDTHS = (16, 32, 64)
+
+
+def demo_unet(input_size=64, classes=5, batch_norm=False):
+    """A U-Net: three encoder blocks (two 3x3 convolutions, 2x2 max pooling), a bottleneck of two
+    convolutions at 1/8 of the input (8x8 for 64x64 inputs), three decoder blocks (2x upsampling,
+    the encoder block's features concatenated, two convolutions), a 1x1 convolution with a
+    softmax over `classes` per pixel. Target layer: bottleneck_conv2, the coarsest."""
+    _check(input_size, classes)
+    if int(input_size) % 8:
+        raise ValueError(f"input_size must be a multiple of 8. Received: input_size={input_size}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x, skips = inputs, []
+    for block, width in enumerate(UNET_WIDTHS, start=1):
+        x = _conv(_conv(x, width, f"down{block}_conv1", batch_norm), width, f"down{block}_conv2", batch_norm)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"down{block}_pool")(x)
+    x = _conv(_conv(x, UNET_WIDTHS[-1], "bottleneck_conv1", batch_norm), UNET_WIDTHS[-1], "bottleneck_conv2",
+              batch_norm)
+    for block, (width, skip) in enumerate(zip(reversed(UNET_WIDTHS), reversed(skips)), start=1):
+        x = layers.UpSampling2D(2, name=f"up{block}_upsample")(x)
+        x = layers.Concatenate(name=f"up{block}_concat")([x, skip])
+        x = _conv(_conv(x, width, f"up{block}_conv1", batch_norm), width, f"up{block}_conv2", batch_norm)
+    outputs = layers.Conv2D(classes, 1, activation="softmax", name="segmentation")(x)
+    return keras.Model(inputs, outputs, name="demo_unet")
 
 
 def fold_batch_norm(trained, plain):

@@ -97,14 +97,16 @@ _ENTRIES = [
 ]
 
 
-def _demo(name, constructor, layer, cam, head):
-    return ModelSpec(name, constructor, 64, "unit", layer, None, cam, head, DEMO_CLASSES, f"{name}.keras")
+def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES):
+    return ModelSpec(name, constructor, 64, "unit", layer, None, cam, head, labels, f"{name}.keras")
 
 
 _ENTRIES += [
     _demo("demo-vgg", "demo_vgg", "block4_conv2", False, "MaxPool, Flatten, Dense, Dropout, Dense"),
     _demo("demo-gap", "demo_gap", "block3_conv2", True, _GAP_DENSE),
     _demo("demo-vit", "demo_vit", "block4_norm1", False, "LayerNorm, class token, Dense"),
+    _demo("demo-unet", "demo_unet", "bottleneck_conv2", False, "U-Net decoder, 1x1 Conv: a map",
+          ("background",) + DEMO_CLASSES),
 ]
 
 

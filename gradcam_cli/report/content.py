@@ -92,6 +92,9 @@ def map_entry(record, files):
     entry = {"class": record.get("class"), "label": str(record.get("label", "")),
              "score": number(record.get("score")), "probability": number(record.get("probability")),
              "stats": compact(record.get("stats") or {}), "files": {}, "missing": [], "thumb": None}
+    target = record.get("target")
+    if isinstance(target, dict) and target.get("spec"):  # a target beyond a class: filterable by its spec
+        entry["label"] = f"{entry['label']} [{target['spec']}]"
     if isinstance(record.get("gradient"), dict):
         entry["gradient"] = compact(record["gradient"])
     found = {}

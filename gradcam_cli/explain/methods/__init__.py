@@ -35,6 +35,7 @@ from gradcam_cli.explain.methods.attention_maps import generic_attention_map, ro
 from gradcam_cli.explain.methods.cam import cam_weights
 from gradcam_cli.explain.methods.eigencam import eigencam_map
 from gradcam_cli.explain.methods.eigengradcam import eigengradcam_map
+from gradcam_cli.explain.methods.segeigencam import segeigencam_map
 from gradcam_cli.explain.methods.fem import DEFAULT_WEIGHTING as DEFAULT_FEM_WEIGHTING
 from gradcam_cli.explain.methods.fem import WEIGHTINGS as FEM_WEIGHTINGS
 from gradcam_cli.explain.methods.fem import fem_channel_contributions
@@ -237,6 +238,14 @@ METHODS = {
         _PYTORCH_GRAD_CAM + ", EigenGradCAM",
         _GRADIENT_NEEDS,
         spatial_map=lambda result, context: eigengradcam_map(result.activations, result.gradients),
+        principal=True,
+    ),
+    "segeigencam": Method(
+        "segeigencam",
+        "Seg-Eigen-CAM: the first principal component of |gradients| times activations, its larger side positive",
+        "Chung and Ying 2025, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation Models",
+        _GRADIENT_NEEDS,
+        spatial_map=lambda result, context: segeigencam_map(result.activations, result.gradients),
         principal=True,
     ),
     "eigencam": Method(
