@@ -313,3 +313,56 @@ def test_a_unet_and_an_embedding_model_through_every_command(tmp_path, kind):
     # the curve starts from the target's own value on the unchanged images (their mean)
     assert curve[0] == pytest.approx(float(values.scores[:, values.classes[0]].mean()), rel=1e-4)
     assert cv2.imread(str(tmp_path / "eval" / "eval.curves.png")) is not None
+
+
+def _hub_segmenters():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    resnet = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16, 16],
+        stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(64, 64, 3))
+    deeplab = keras_hub.models.DeepLabV3ImageSegmenter(backbone=keras_hub.models.DeepLabV3Backbone(
+        image_encoder=resnet, spatial_pyramid_pooling_key="P3", upsampling_size=2, dilation_rates=[1, 2],
+        low_level_feature_key="P2", projection_filters=8, image_shape=(64, 64, 3)), num_classes=3)
+    mit = keras_hub.models.MiTBackbone(
+        layerwise_depths=[1, 1], num_layers=2, layerwise_num_heads=[1, 2], layerwise_sr_ratios=[2, 1],
+        max_drop_path_rate=0.0, layerwise_patch_sizes=[7, 3], layerwise_strides=[4, 2], image_shape=(64, 64, 3),
+        hidden_dims=[8, 16])
+    segformer = keras_hub.models.SegFormerImageSegmenter(
+        backbone=keras_hub.models.SegFormerBackbone(image_encoder=mit, projection_filters=8), num_classes=3)
+    # the coarsest layer each output is computed from: DeepLabV3's pyramid pooling at 1/8 (not the
+    # encoder's unused 1/16 stage), SegFormer's decoder projection of its last (1/8) stage
+    return [(deeplab, ("deep_lab_v3_backbone", "spatial_pyramid_pooling")), (segformer, ("seg_former_backbone",))]
+
+
+def test_keras_hub_segmenters_from_their_constructors():
+    from gradcam_cli.models.graph import select_output
+    from gradcam_cli.models.targets import feeding
+
+    rgb = RNG.uniform(0, 255, size=(64, 64, 3)).astype(np.uint8)
+    for model, inside in _hub_segmenters():
+        loaded = load_model(model)
+        assert loaded.output_kind == "map"
+        default = loaded.default_layer
+        assert default[: len(inside)] == inside, default
+        info = next(i for i in loaded.layers if i.path == default)
+        assert info.shape[:2] == (8, 8)
+        assert default in feeding(model, select_output(model, None)) or default[:-1] in feeding(
+            model, select_output(model, None))
+        probabilities = model.predict(np.asarray([rgb], np.float32), verbose=0)[0]
+        predicted = probabilities.argmax(-1)
+        chosen = int(np.bincount(predicted.ravel()).argmax())
+        maps = Explainer(loaded, "gradcam", target=f"segment:{chosen}").maps([rgb])
+        assert maps.batch.details[0]["target_pixels"] == int((predicted == chosen).sum())
+        assert maps.batch.small_maps.shape == (1, 8, 8)
+        # the gradient reaches the bottleneck (a random model's Grad-CAM may be negative everywhere)
+        assert np.isfinite(maps.batch.weighted_sums).all() and np.abs(maps.batch.weighted_sums).max() > 0
+        # the forward pass is predict's: a subclassed layer without `training` (DeepLabV3's pyramid
+        # pooling) still runs its batch normalisation in inference mode
+        explainer = Explainer(loaded, "gradcam", target=f"segment:{chosen}")
+        inputs, _ = explainer.prepare([rgb])
+        scores = explainer.build().engine.raw_outputs(inputs)
+        assert np.abs(scores - model.predict(inputs, verbose=0)).max() < 1e-3
+        with pytest.raises(ValueError, match="use --target segment:CLASS"):
+            Explainer(loaded, "gradcam").build()

@@ -1,7 +1,8 @@
 """The command line: parse, validate, call the library, report. No math here.
 
 base.py holds the group and what every command shares, options.py the shared options,
-method_commands.py the method commands and tools.py compare, models, layers and eval.
+method_commands.py the method commands, tools.py compare, models, layers and eval, and
+concepts_command.py `concepts` (Deep Feature Factorization).
 TensorFlow/Keras are imported inside the commands that compute, so `gradcam --help` and
 `gradcam models` start instantly.
 """
@@ -11,7 +12,8 @@ from gradcam_cli.cli.options import COLORMAP_NAMES, MAX_INPUT_SIDE
 from gradcam_cli.cli.method_commands import cam_command, dilated_command, gradcam_command, guided_command
 from gradcam_cli.cli.tools import compare_command, eval_command, layers_command, models_command
 from gradcam_cli.cli.report_command import report_command  # noqa: F401 (registers `gradcam report`)
+from gradcam_cli.cli.concepts_command import concepts_command
 
 __all__ = ["main", "UsageProblem", "COLORMAP_NAMES", "MAX_INPUT_SIDE", "gradcam_command", "cam_command",
            "guided_command", "dilated_command", "compare_command", "eval_command", "layers_command",
-           "models_command"]
+           "models_command", "concepts_command"]

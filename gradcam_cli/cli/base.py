@@ -15,7 +15,8 @@ log = logging.getLogger("gradcam_cli")
 FLAGS = {"input_size": "--input-size", "grid": "--grid", "prefix_tokens": "--prefix-tokens", "weights": "--weights",
          "imports": "--import", "trust": "--trust-model", "output": "--output", "labels": "--labels", "device": "--device", "preprocess": "--preprocess",
          "top_k": "--top-k", "classes": "--class", "layer": "--layer", "batch_size": "--batch-size",
-         "method": "--method", "class_name": "--class"}
+         "method": "--method", "class_name": "--class", "k": "-k", "max_images": "--max-images",
+         "top_classes": "--top-classes"}
 
 
 def _spell(name, python, command):

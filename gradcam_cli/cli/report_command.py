@@ -22,11 +22,11 @@ from gradcam_cli.cli.base import Console, UsageProblem, main, worded, writable
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def report_command(results, output_dir, base_dir, title, thumbnail_size, quiet):
     """Write one static page, OUTDIR/index.html, of the JSON lines that `gradcam ... --json`,
-    `gradcam compare --json` and `gradcam eval --json` print (any mix, from one run or several;
+    `gradcam compare --json`, `gradcam eval --json` and `gradcam concepts --json` print (any mix, from one run or several;
     - reads standard input): a grid of the maps' thumbnails with file name, class, score and map
     statistics, sorted and filtered by class, score, method, file name, all-zero maps and missing
     files; a click shows the original, the heatmap and the overlay side by side with the top-5
-    predictions. Failures, compare figures and eval tables and curves get their own sections.
+    predictions. Failures, compare figures, eval tables and curves and concepts get their own sections.
 
     The page needs no server and loads nothing from the network. Thumbnails are written to
     OUTDIR/thumbs/; originals, heatmaps, overlays and figures are shown from where they lie,
@@ -66,6 +66,8 @@ def report_command(results, output_dir, base_dir, title, thumbnail_size, quiet):
         parts = [f"{written.maps} map(s) of {written.images} image(s)", f"{written.failures} failure(s)"]
         parts += [f"{written.compare} comparison(s)"] if written.compare else []
         parts += [f"{written.eval} evaluation(s)"] if written.eval else []
+        parts += [f"{written.concepts} set(s) of concepts"] if written.concepts else []
+        parts += [f"{written.concept_images} concept overlay(s)"] if written.concept_images else []
         parts += [f"{written.missing} with a file missing"] if written.missing else []
         parts += [f"{len(bad_lines)} bad line(s) skipped"] if bad_lines else []
         click.echo(f"report: {', '.join(parts)}; {written.thumbnails} thumbnail(s) written", err=True)

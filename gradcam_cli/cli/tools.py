@@ -140,7 +140,8 @@ def models_command():
 @click.option("--all", "show_all", is_flag=True, help="List every layer, not only those a map can target.")
 def layers_command(show_all, **model_options):
     """List the layers of a model that a map can target, with their output shapes; the default
-    target is marked with *. A transformer's token layers show the patch grid their tokens are
+    target is marked with * (a segmenter's: its bottleneck, the coarsest layer its output is
+    computed from). A transformer's token layers show the patch grid their tokens are
     read as and the prefix tokens (class, distillation, registers) dropped first. The first line says what the model is given: its input size and
     channels (rgb, or luminance for a 1-channel model), preprocessing and output. Named models
     are built without downloading weights."""
@@ -150,13 +151,17 @@ def layers_command(show_all, **model_options):
         model_options["weights"] = "none"  # layer names and shapes do not depend on the weights
     loaded = load(**model_options, maps=False)
     height, width = loaded.input_size
+    what = {"classes": f"{loaded.num_classes} classes", "embedding": f"an embedding of {loaded.num_classes}",
+            "map": f"a map of {loaded.num_classes} classes per pixel (a segmenter)"}[loaded.output_kind]
     click.echo(f"# input {height}x{width}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
-               f"output {loaded.output.name}, {loaded.num_classes} classes")
+               f"output {loaded.output.name}, {what}")
     for info in loaded.layers:
         if not show_all and not info.mappable:
             continue
         mark = "*" if info.path == loaded.default_layer else " "
         shape_text = "x".join(str(d) for d in info.shape) if info.shape else "?"
+        if mark == "*" and loaded.output_kind == "map":
+            shape_text += "  the bottleneck (the coarsest layer the output is computed from)"
         if info.grid is not None:
             shape_text += f"  grid {info.grid.height}x{info.grid.width}, prefix {info.grid.prefix}"
         click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}".rstrip())

@@ -279,15 +279,17 @@ def run_graph(model, inputs, rewrite, prefix=(), describing=False):
     augmentation layers, RandomFlip, RandomRotation..., default to training=True when called
     outside fit), so augmentation is off, Dropout and noise are the identity and
     BatchNormalization uses its moving statistics. A layer passes the flag on to the layers it
-    calls itself (Keras's call context). The sublayers of a subclassed layer are rewritten too,
+    calls itself (Keras's call context): a subclassed layer with sublayers is given it even when
+    its own call takes no `training` (keras-hub's SpatialPyramidPooling calls Sequential blocks
+    with batch normalisation, which without the flag did not run as `predict` runs them). The sublayers of a subclassed layer are rewritten too,
     while it runs (models/sublayers.py; not when `describing`: describe_layers records them
     itself). Returns the model's outputs in its own structure.
     """
 
     def call(layer, args, kwargs):
         path = prefix + (layer.name,)
-        if takes_training(layer):
-            kwargs = dict(kwargs, training=False)
+        if takes_training(layer) or (not describing and not is_model(layer) and sublayers.is_container(layer)):
+            kwargs = dict(kwargs, training=False)  # a Layer's __call__ takes it, and passes it on, always
         replacement = rewrite(path, layer)
         if replacement is None and is_model(layer):
             return run_graph(layer, args[0], rewrite, path, describing)

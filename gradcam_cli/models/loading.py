@@ -330,7 +330,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
     try:
-        default_layer = (targets.bottleneck(layers) if output_kind == "map" else
+        default_layer = (targets.bottleneck(layers, targets.feeding(model, chosen)) if output_kind == "map" else
                          targets.default_target_layer(model, layers, input_size, token_layout))
     except GradcamError as error:
         raise ModelError(f"{name}: {error.args[0]}") from None

@@ -189,13 +189,47 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
     return chosen
 
 
-def bottleneck(layers):
+def feeding(model, output):
+    """The paths of the layers the chosen graph.Output is computed from, entering nested
+    functional models through the outputs used; None when the graph cannot be walked (a
+    Sequential model: every layer feeds its output)."""
+    if isinstance(model, keras.Sequential):
+        return None
+    seen, stack = set(), [(model.outputs[output.index], ())]
+    while stack:
+        tensor, prefix = stack.pop()
+        history = getattr(tensor, "_keras_history", None)
+        if history is None:
+            continue
+        operation, node_index, tensor_index = history
+        path = prefix + (operation.name,)
+        if (path, node_index, tensor_index) in seen:  # a layer called twice is walked from each call
+            continue
+        seen.add((path, node_index, tensor_index))
+        if graph.is_model(operation) and not isinstance(operation, keras.Sequential):
+            stack.append((operation.outputs[tensor_index], path))  # only the inner output used
+        nodes = getattr(operation, "_inbound_nodes", [])
+        if node_index < len(nodes):
+            stack.extend((t, prefix) for t in keras.tree.flatten(nodes[node_index].input_tensors))
+    return {path for path, _, _ in seen}
+
+
+def bottleneck(layers, used=None):
     """The default target of an encoder-decoder (a segmenter: its output is a map): the
-    bottleneck, the last layer at the coarsest resolution that any spatial layer has (the
-    deepest features before the decoder upsamples them). LayerError when no layer is spatial."""
+    bottleneck, the last layer at the coarsest resolution (above 1x1) among the spatial layers
+    the output is computed from (`used`: their paths, `feeding`; a layer inside a used layer
+    counts), the deepest features before the decoder upsamples them. LayerError when none is."""
     last = layers[-1].path if layers else None  # the output's own layer: the prediction, not features
-    spatial = [info for info in layers if info.spatial and info.calls == 1 and not _excluded(info, ())
-               and not isinstance(info.layer, keras.layers.InputLayer) and info.path != last]
+
+    by_path = {info.path: info.layer for info in layers}
+
+    def feeds(path):  # the layer is used, or sits inside a used layer (a subclassed block, not a model)
+        return used is None or path in used or any(
+            path[:n] in used and not graph.is_model(by_path.get(path[:n])) for n in range(1, len(path)))
+
+    spatial = [info for info in layers if info.spatial and info.calls == 1 and not _excluded(info, ()) and feeds(info.path)
+               and not isinstance(info.layer, keras.layers.InputLayer) and info.path != last
+               and info.shape[0] * info.shape[1] > 1]  # a global pooling branch (DeepLabV3's) is no map
     if not spatial:
         raise LayerError(f"no spatial layer to explain: choose one ({_LAYER})")
     coarsest = min(info.shape[0] * info.shape[1] for info in spatial)

@@ -3,7 +3,8 @@
 REPORT/index.html is one static page (no server, no network, nothing external): a grid of the
 maps' thumbnails (file name, class, score, map statistics), sorted and filtered in the page;
 a click shows the original, the heatmap and the overlay side by side with the top-5
-predictions. Failures, `compare` figures and `eval` tables and curves get their own sections.
+predictions. Failures, `compare` figures, `eval` tables and curves and the concepts of `gradcam
+concepts` (their names and colours, each image's overlay) get their own sections.
 The records are embedded as JSON and the grid is built in chunks as it scrolls, so a page of
 10,000 maps opens at once.
 
@@ -49,11 +50,13 @@ class Written:
     missing: int  # images and figures with a file missing (their entries say which)
     thumbnails: int  # written now (the others were up to date)
     skipped: int  # records of no known kind
+    concepts: int = 0  # runs of `gradcam concepts` (their concepts' records)
+    concept_images: int = 0  # images of `gradcam concepts`
 
 
 def write_report(records, output_dir, base_dir=None, title=None, thumbnail_size=160, progress=None, workers=None):
     """Write the report of `records` (dicts, as the commands print them with --json: method
-    commands', failures {"input", "error"}, compare's and eval's, in any mix) into
+    commands', failures {"input", "error"}, compare's, eval's and concepts', in any mix) into
     `output_dir`. Relative paths in the records are taken from `base_dir` (default: the current
     folder). progress(1) after each thumbnail; `workers` threads make them. Returns Written."""
     low, high = THUMBNAIL_SIZES
@@ -83,12 +86,14 @@ def write_report(records, output_dir, base_dir=None, title=None, thumbnail_size=
         "failures": [content.failure_entry(record) for record in kinds["failure"]],
         "compare": content.compare_entries(kinds["compare"], files),
         "eval": [content.eval_entry(record, files) for record in kinds["eval"]],
+        "concepts": content.concept_entries(kinds["concepts"], kinds["concept-image"], files),
     }
     index = output_dir / INDEX
     _write_atomic(index, render_page(data, data["title"]).encode("utf-8"))  # last: the thumbnails are in place
     return Written(index=index, images=len(images), maps=sum(len(entry["maps"]) for entry in images),
                    failures=len(data["failures"]), compare=len(data["compare"]), eval=len(data["eval"]),
-                   missing=_missing(data), thumbnails=written, skipped=skipped)
+                   missing=_missing(data), thumbnails=written, skipped=skipped, concepts=len(kinds["concepts"]),
+                   concept_images=len(kinds["concept-image"]))
 
 
 def _by_kind(records):
@@ -107,6 +112,7 @@ def _missing(data):
     """Images (original or a map's file) and figures with a file missing."""
     missing = sum(bool(entry["notes"] or any(m["missing"] for m in entry["maps"])) for entry in data["images"])
     missing += sum(entry["figure"] is None for entry in data["compare"])
+    missing += sum(image["overlay"] is None for entry in data["concepts"] for image in entry["images"])
     return missing + sum(figure["src"] is None for entry in data["eval"] for figure in entry["figures"])
 
 

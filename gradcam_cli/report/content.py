@@ -1,5 +1,5 @@
 """From records to the page's data: an entry per image (its maps, files and predictions), the
-failures, the compare figures and the eval tables.
+failures, the compare figures, the eval tables and the concepts.
 
 Paths in records are relative to the folder the run started from (`base_dir`, default: the
 current folder) unless absolute. The page refers to originals, heatmaps, overlays and figures
@@ -9,6 +9,7 @@ written into the report.
 
 import math
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -214,3 +215,54 @@ def _randomisation_table(result):
         rows.append([step] + cells)
     return {"title": "cascading randomisation (Spearman rank correlation with the trained model's maps, lower is "
                      "better)", "columns": ["step"] + list(methods), "rows": rows}
+
+
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def _colour(value):
+    """A record's concept colour as #rrggbb, or None (the page then shows no swatch)."""
+    return value if isinstance(value, str) and _COLOUR.fullmatch(value) else None
+
+
+def _concept_key(record):
+    """What ties an image of `gradcam concepts` to its concepts: model, layer and the names."""
+    names = tuple(str(c.get("name")) for c in record.get("concepts") or [] if isinstance(c, dict))
+    return str(record.get("model")), str(record.get("layer")), names
+
+
+def concept_entries(runs, images, files):
+    """`gradcam concepts` records as the page's entries: per run of concepts (its 'concepts'
+    record) its concepts (name, colour, top classes) and the overlay of each of its images (the
+    'concept-image' records of the same model, layer and concept names; those of no run get an
+    entry of their own)."""
+    entries, by_key = [], {}
+    for record in runs:
+        concepts = [{"name": str(c.get("name", "")), "colour": _colour(c.get("colour"))}
+                    for c in record["concepts"] if isinstance(c, dict)]
+        title = (f"{record.get('model')}, layer {record.get('layer')}: {len(concepts)} concept(s) found in "
+                 f"{record.get('images')} image(s), fitted on {record.get('images_fitted')}")
+        entry = {"title": title, "concepts": concepts, "note": record.get("classes_note"), "images": []}
+        entries.append(entry)
+        by_key.setdefault(_concept_key(record), entry)
+    for record in images:
+        key = _concept_key(record)
+        if key not in by_key:
+            concepts = [{"name": str(c.get("name", "")), "colour": _colour(c.get("colour"))}
+                        for c in record["concepts"] if isinstance(c, dict)]
+            by_key[key] = {"title": f"{key[0]}, layer {key[1]}: {len(concepts)} concept(s)", "concepts": concepts,
+                           "note": "the record of these concepts is not among the results", "images": []}
+            entries.append(by_key[key])
+        by_key[key]["images"].append(_concept_image(record, files))
+    return entries
+
+
+def _concept_image(record, files):
+    recorded = (record.get("outputs") or {}).get("overlay")
+    path = files.find(recorded)
+    concepts = [c for c in record["concepts"] if isinstance(c, dict)]
+    strongest = record.get("strongest")
+    named = next((str(c.get("name")) for c in concepts if c.get("index") == strongest), None)
+    note = None if path else f"overlay missing: {recorded}" if recorded else "no overlay written"
+    return {"name": str(record["input"]), "overlay": files.href(path) if path else None, "note": note,
+            "strongest": named}

@@ -6,13 +6,15 @@ from pathlib import Path
 
 log = logging.getLogger("gradcam_cli")
 
-KINDS = ("image", "failure", "compare", "eval")
+KINDS = ("image", "failure", "compare", "eval", "concept-image", "concepts")
 
 
 def kind_of(record):
     """What a record is: 'image' (a method command's image, with its maps), 'failure' (an
     image that failed: its input and error), 'compare' (`gradcam compare --json`), 'eval'
-    (`gradcam eval --json`); None for anything else."""
+    (`gradcam eval --json`), 'concept-image' (an image of `gradcam concepts --json`: its
+    concepts' shares), 'concepts' (the concepts `gradcam concepts` found: names, classes, how
+    many images); None for anything else."""
     if not isinstance(record, dict):
         return None
     if "input" in record and "error" in record:  # before maps: a rejected image has both
@@ -23,6 +25,8 @@ def kind_of(record):
         return "compare"
     if isinstance(record.get("methods"), dict) and "measures" in record:
         return "eval"
+    if record.get("method") == "concepts" and isinstance(record.get("concepts"), list):
+        return "concept-image" if "input" in record else "concepts" if "images_fitted" in record else None
     return None
 
 
@@ -71,5 +75,5 @@ def _parse(raw):
         return f"not JSON ({error.msg} at column {error.colno})"
     if kind_of(record) is None:
         return ("not a gradcam record (an image's with input and maps, a failure's with input and error, "
-                "compare's or eval's)")
+                "compare's, eval's or concepts')")
     return record
