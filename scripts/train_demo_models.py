@@ -29,7 +29,7 @@ from gradcam_cli.models.preprocess import preprocess  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "gradcam_cli" / "data"
 BUILDERS = {"demo-gap": demo.demo_gap, "demo-vgg": demo.demo_vgg, "demo-vit": demo.demo_vit,
             "demo-unet": demo.demo_unet}
-TRAIN, HELD_OUT, EPOCHS, VIT_EPOCHS, UNET_EPOCHS = 8000, 2000, 10, 4, 8
+TRAIN, HELD_OUT, EPOCHS, VIT_EPOCHS, UNET_EPOCHS = 8000, 2000, 10, 4, 6
 # demo-unet also learns from two-object scenes (a quarter of its training set).
 UNET_PAIRS = 2000
 

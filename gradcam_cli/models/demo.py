@@ -123,7 +123,7 @@ def fold_batch_norm(trained, plain):
         if not layer.weights:
             continue
         source = trained.get_layer(layer.name)
-        if isinstance(layer, layers.Conv2D):
+        if isinstance(layer, layers.Conv2D) and len(source.get_weights()) == 1:  # followed by its batch norm
             (kernel,) = source.get_weights()
             bn = trained.get_layer(f"{layer.name}_bn")
             gamma, beta, mean, variance = bn.get_weights()
