@@ -247,9 +247,11 @@ class Explainer:
         """The target bound to `loaded` (explain.targets.bind), once per model and target in
         `shared`; GradcamError when it does not fit the model, the method or the network."""
         from gradcam_cli.explain.methods import METHODS
-        from gradcam_cli.explain.targets import Target, bind, parse
+        from gradcam_cli.explain.targets import Bound, Target, bind, parse
         from gradcam_cli.files.images import prepare
 
+        if isinstance(self.target, Bound):  # one view's box target (`_view`)
+            return self.target
         target = Target("class") if self.target is None else parse(self.target)
         method = METHODS[self.method]
         if target.kind != "class" and (method.objective is not None or method.needs_classifier or self.network
@@ -311,17 +313,27 @@ class Explainer:
             self._bases[key] = base
         return self._bases[key]
 
-    def compute(self, inputs, codes, strongest=False):
+    def compute(self, inputs, codes, strongest=False, views=None):
         """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
         index, or engine.top_rank(r)): an explain.compute.MapBatch, smoothed and averaged over
         layers as the Explainer says. `strongest`: for channel-weight methods, the map of the
-        channel with the largest weight alone (a variant)."""
+        channel with the largest weight alone (a variant). `views`: each image's view box (from
+        `prepare`), which a box target needs to carry its box onto each image."""
         from gradcam_cli.explain import smoothing
-        from gradcam_cli.explain.compute import compute_maps
+        from gradcam_cli.explain.compute import MapBatch, compute_maps
         from gradcam_cli.explain.methods import METHODS
 
         ready = self.build()
         codes = np.asarray(codes)
+        if ready.target.per_view:  # a box target: the images of each view geometry together
+            if views is None or len(views) != len(inputs):
+                raise GradcamError("a box target is carried onto each image's view: give the images' view boxes")
+            groups = {}
+            for i, view in enumerate(views):
+                groups.setdefault(tuple(int(v) for v in view), []).append(i)
+            parts = [self._view(view).compute(inputs[rows], codes[rows], strongest) for view, rows in groups.items()]
+            order = np.argsort([i for rows in groups.values() for i in rows], kind="stable")
+            return MapBatch.joined(parts).take(order)
 
         meta = METHODS[self.method].meta
         if meta is not None:  # a meta-method composes its base method's maps itself
@@ -344,6 +356,21 @@ class Explainer:
         # every other layer explains the class the first one chose
         others = [one_layer(engine, first.classes) for engine in ready.engines[1:]]
         return smoothing.layers_averaged([first] + others, ready.loaded.input_size)
+
+    def _view(self, view):
+        """This Explainer for one view geometry of a box target (explain.targets.bind_view),
+        sharing what it built."""
+        from gradcam_cli.explain.targets import bind_view
+
+        ready = self.build()
+        bound = bind_view(ready.target, view)
+        if bound not in self._bases:
+            other = Explainer(ready.loaded, self.method, layer=self.layer, batch_size=self.batch_size, pool=self.pool,
+                              crop=self.crop, jit=self.jit, aug_smooth=self.aug_smooth, eigen_smooth=self.eigen_smooth,
+                              compat=self.compat, target=bound, **self.options, **self.base_options)
+            other.build(ready.shared)
+            self._bases[bound] = other
+        return self._bases[bound]
 
     def prepare(self, rgbs):
         """Decoded RGB images as the model sees them: (preprocessed batch, boxes)."""
@@ -380,7 +407,7 @@ class Explainer:
         batches, boxes = [], []
         for start in range(0, len(rgbs), size):
             inputs, batch_boxes = self.prepare(rgbs[start : start + size])
-            batches.append(self.compute(inputs, codes[start : start + size], strongest=strongest))
+            batches.append(self.compute(inputs, codes[start : start + size], strongest=strongest, views=batch_boxes))
             boxes += batch_boxes
         from gradcam_cli.explain.compute import MapBatch
 
@@ -459,15 +486,16 @@ class Explainer:
             for batch in run.read(sources, ready.engine.batch_size):
                 computed = None
                 if batch.decoded:
-                    done, reasons = stream.retry_alone(lambda rows: self._computed(batch.inputs[rows], plan, options),
-                                                       len(batch.decoded))
+                    done, reasons = stream.retry_alone(
+                        lambda rows: self._computed(batch.inputs[rows], plan, options, [batch.boxes[r] for r in rows]),
+                        len(batch.decoded))
                     kept = [i for rows, _ in done for i in rows]
                     computed = writing.Computed.joined([c for _, c in done]) if done else None
                     batch = batch.keep(kept, reasons)
                 yield from run.write(batch, computed)
             yield from run.drain()
 
-    def _computed(self, inputs, plan, options):
+    def _computed(self, inputs, plan, options, views=None):
         """A batch's maps for every target of `plan`, timed, with the reference model's
         probabilities for a dilated copy: a files.writing.Computed."""
         import time
@@ -475,7 +503,7 @@ class Explainer:
         from gradcam_cli.files.writing import Computed
 
         started = time.perf_counter()
-        per_target = [(target, self.compute(inputs, np.full(len(inputs), target.code))) for target in plan]
+        per_target = [(target, self.compute(inputs, np.full(len(inputs), target.code), views=views)) for target in plan]
         seconds = (time.perf_counter() - started) / len(inputs)
         return Computed(per_target, seconds, None if options.reference is None else self.probabilities(inputs))
 

@@ -94,7 +94,7 @@ def test_segment_mask_file_is_resized_to_the_output_grid(tmp_path):
                                (logits[..., 2] * inside).sum(axis=(1, 2)), rtol=1e-5)
     np.testing.assert_allclose(result.gradients, np.broadcast_to(inside[None, :, :, None] * W2[:, 2], (2, 4, 4, 2)),
                                rtol=1e-5, atol=1e-6)
-    assert ready.target.describe(1.0, 4)["mask"] == str(path)
+    assert ready.target.describe(1.0, {"target_pixels": 4}) == {"kind": "segment", "spec": f"segment:2:{path}", "class": 2, "label": "2", "mask": str(path), "cells": 4, "value": 1.0}
 
 
 def test_cosine_similarity_and_its_gradient():
@@ -366,3 +366,127 @@ def test_keras_hub_segmenters_from_their_constructors():
         assert np.abs(scores - model.predict(inputs, verbose=0)).max() < 1e-3
         with pytest.raises(ValueError, match="use --target segment:CLASS"):
             Explainer(loaded, "gradcam").build()
+
+
+def tiny_detector():
+    """4x4x3 -> feat (1x1 conv, 2 channels) -> per cell a box (x0 y0 x1 y1, linear in the features
+    around 0.5 0.5 2.5 2.5) and 3 class scores (softmax): 16 boxes."""
+    inputs = keras.Input((4, 4, 3))
+    feat = layers.Conv2D(2, 1, name="feat")(inputs)
+    boxes = layers.Reshape((16, 4), name="boxes")(layers.Conv2D(4, 1, name="box_head")(feat))
+    scores = layers.Reshape((16, 3), name="scores")(layers.Conv2D(3, 1, activation="softmax", name="cls")(feat))
+    model = keras.Model(inputs, [boxes, scores])
+    model.get_layer("feat").set_weights([W1, B1])
+    rng = np.random.RandomState(3)
+    model.get_layer("box_head").set_weights([rng.normal(scale=0.001, size=(1, 1, 2, 4)).astype(np.float32),
+                                             np.array([0.5, 0.5, 2.5, 2.5], np.float32)])
+    model.get_layer("cls").set_weights([rng.normal(scale=0.03, size=(1, 1, 2, 3)).astype(np.float32), np.zeros(3, np.float32)])
+    return model
+
+
+def _box_rule(features, model, given, wanted):
+    """pytorch-grad-cam's FasterRCNNBoxScoreTarget in numpy, from the features of one image (4, 4, 2)."""
+    kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer("box_head").get_weights())
+    boxes = (features.reshape(16, 2) @ kernel[0, 0] + bias)
+    logits = features.reshape(16, 2) @ np.asarray(model.get_layer("cls").get_weights()[0], np.float64)[0, 0]
+    scores = np.exp(logits - logits.max(-1, keepdims=True))
+    scores /= scores.sum(-1, keepdims=True)
+    x0, y0 = np.maximum(boxes[:, 0], given[0]), np.maximum(boxes[:, 1], given[1])
+    x1, y1 = np.minimum(boxes[:, 2], given[2]), np.minimum(boxes[:, 3], given[3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + (given[2] - given[0]) * (given[3] - given[1]) - inter
+    iou = inter / union
+    eligible = scores.argmax(-1) == wanted
+    j = int(np.argmax(np.where(eligible, iou, -1)))
+    return (iou[j] + scores[j, wanted] if eligible[j] and iou[j] >= 0.5 else 0.0), j, iou[j]
+
+
+def test_the_box_rule_matches_the_box_of_highest_iou_among_its_class():
+    model = tiny_detector()
+    loaded = load_model(model)
+    assert loaded.output_kind == "detections" and loaded.output.name == "boxes,scores"
+    image = np.repeat(np.repeat(IMAGES[0], 2, axis=0), 2, axis=1)  # 8x8: the box is carried onto the 4x4 view
+    given_on_image = (0.8, 1.2, 5.2, 4.8)
+    given = tuple(v / 2 for v in given_on_image)
+    explainer = Explainer(loaded, "gradcam", layer="feat", target="box:" + ",".join(map(str, given_on_image)) + ":0")
+    inputs, _ = explainer.prepare([image])
+    features = _features(inputs)[0].astype(np.float64)
+    value, matched, iou = _box_rule(features, model, given, 0)
+    assert iou >= 0.5
+    maps = explainer.maps([image])
+    details = maps.batch.details[0]
+    assert details["target_box_index"] == matched
+    assert details["target_iou"] == pytest.approx(iou, rel=1e-4)
+    np.testing.assert_allclose(details["target_box"], np.asarray(
+        model.predict(inputs, verbose=0)[0][0, matched], np.float64) * 2, atol=0.006)  # the image's pixels, 2 decimals
+    np.testing.assert_allclose(maps.batch.scores[0, 0], value, rtol=1e-5)
+    # the gradient of IoU + score through the matched box, against central differences of the rule
+    epsilon, numeric = 1e-4, np.zeros_like(features)
+    for index in np.ndindex(features.shape):
+        step = np.zeros_like(features)
+        step[index] = epsilon
+        numeric[index] = (_box_rule(features + step, model, given, 0)[0]
+                          - _box_rule(features - step, model, given, 0)[0]) / (2 * epsilon)
+    weights = numeric.mean(axis=(0, 1))
+    np.testing.assert_allclose(maps.batch.small_maps[0], np.maximum((features * weights).sum(-1), 0), rtol=1e-3,
+                               atol=1e-5)
+
+
+def test_a_box_no_predicted_box_matches_fails_its_image_in_one_line(tmp_path):
+    path = tmp_path / "detector.keras"
+    tiny_detector().save(path)
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), IMAGES[0])
+    runner = CliRunner()
+    far = runner.invoke(main, ["--model", str(path), str(image), "-o", str(tmp_path / "out"), "--layer", "feat",
+                               "--target", "box:3.5,3.5,4,4", "--quiet"])
+    assert far.exit_code == 1 and "no predicted box overlaps 3.5,3.5,4,4 by IoU 0.5 or more" in far.output
+    assert len([line for line in far.output.splitlines() if line.strip()]) == 1
+    run = runner.invoke(main, ["--model", str(path), str(image), "-o", str(tmp_path / "out"), "--layer", "feat",
+                               "--target", "box:0.5,0.5,2.5,2.5", "--json"])
+    assert run.exit_code == 0, run.output
+    entry = json.loads(run.stdout.splitlines()[0])["maps"][0]
+    assert entry["target"]["kind"] == "box" and entry["target"]["iou"] > 0.9
+    assert entry["outputs"]["overlay"].endswith("a.png.gradcam.box-0.5-0.5-2.5-2.5.overlay.png")
+    refused = runner.invoke(main, ["--model", str(path), str(image), "-o", str(tmp_path / "out")])
+    assert refused.exit_code == 2 and "use --target box:X0,Y0,X1,Y1[:CLASS]" in refused.output
+
+
+def test_keras_hub_retinanet_through_its_own_anchor_decoding():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    resnet = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16, 16, 16],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(64, 64, 3))
+    backbone = keras_hub.models.RetinaNetBackbone(image_encoder=resnet, min_level=3, max_level=4, use_p5=False,
+                                                  image_shape=(64, 64, 3))
+    detector = keras_hub.models.RetinaNetObjectDetector(backbone=backbone, num_classes=3, bounding_box_format="xyxy",
+                                                        pre_logits_num_conv_layers=1)
+    head = detector.get_layer("box_head")  # small deltas: boxes near their anchors, not a random model's exp(huge)
+    head.set_weights([w * 1e-3 for w in head.get_weights()])
+    loaded = load_model(detector)
+    assert loaded.output_kind == "detections"
+    rgb = RNG.uniform(0, 255, size=(64, 64, 3)).astype(np.uint8)
+    explainer = Explainer(loaded, "gradcam", target="box:0,0,8,8")
+    inputs, _ = explainer.prepare([rgb])
+    raw = np.asarray(loaded.forward(inputs, loaded.logits_rewrite))[0]  # (N, 4 + 3): our decoding
+    outputs = detector(inputs, training=False)
+    kept = detector.decode_predictions(outputs, inputs)  # the detector's own, after suppression
+    compared = 0
+    for box, confidence, label in zip(*(np.asarray(kept[k])[0] for k in ("boxes", "confidence", "labels"))):
+        if label < 0 or not np.isfinite(box).all():
+            continue
+        compared += 1
+        j = int(np.abs(raw[:, :4] - box).max(axis=1).argmin())
+        np.testing.assert_allclose(raw[j, :4], box, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(raw[j, 4 + label], confidence, rtol=1e-4)
+    assert compared > 0
+    # a box the model predicts, asked for with its class: matched with IoU 1
+    inside = (raw[:, 0] < raw[:, 2]) & (raw[:, 1] < raw[:, 3])
+    j = int(np.flatnonzero(inside)[np.argmax(raw[inside, 4])])
+    box = raw[j, :4]
+    spec = "box:" + ",".join(f"{v:.4f}" for v in box) + f":{int(np.argmax(raw[j, 4:]))}"
+    maps = Explainer(loaded, "gradcam", target=spec).maps([rgb])
+    assert maps.batch.details[0]["target_iou"] == pytest.approx(1.0, abs=1e-3)
+    assert np.isfinite(maps.batch.weighted_sums).all()

@@ -215,7 +215,7 @@ def _block_forward(engine, plan):
         count = len(blocks)
         normed = plan.final_layer(ops.concatenate(blocks, axis=0))
         outputs = graph.run_above(loaded.model, plan.cut, normed, loaded.logits_rewrite)
-        scores = loaded.head.scores(graph.flat_output(outputs, loaded.output.index))
+        scores = loaded.head.scores(loaded.chosen(outputs))
         classes = ops.tile(aux["classes"], (count,))
         picked = ops.take_along_axis(scores, ops.expand_dims(ops.cast(classes, "int32"), -1), axis=-1)[:, 0]
         values = ops.transpose(ops.reshape(picked, (count, -1)))

@@ -108,10 +108,10 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
         if isinstance(weighted, tuple):  # (map, per-image details for the records)
             weighted, details = weighted
         weighted = np.asarray(weighted, dtype=np.float32)
-    covered = getattr(loaded.head, "covered", None)
-    counts = covered(result.raw_outputs, result.classes) if covered is not None else None
-    if counts is not None:  # a segment target: the cells its region covers, per image
-        details = [dict(d, target_pixels=int(n)) for d, n in zip(details or [{}] * len(counts), counts)]
+    found = getattr(loaded.head, "details", None)  # a target's (explain/targets.py): its region, its box
+    found = found(result.raw_outputs, result.classes) if found is not None else None
+    if found is not None:
+        details = [dict(d, **f) for d, f in zip(details or [{}] * len(found), found)]
     if result.compared is not None:
         details = [dict(d, compared_classes=[int(c) for c in row]) for d, row in
                    zip(details or [{}] * len(result.compared), result.compared)]

@@ -292,7 +292,7 @@ class Engine:
         run, with the logits rewrite, so `raw` is the model's pre-activation output."""
         activations = tap(activations)
         outputs = graph.run_above(self.loaded.model, self._cut, self._entering(activations), self.loaded.logits_rewrite)
-        raw = graph.flat_output(outputs, self.loaded.output.index)
+        raw = self.loaded.chosen(outputs)
         return ops.zeros((ops.shape(activations)[0],)), {"raw": raw}
 
     def upper_raw_outputs(self, activations):
@@ -353,7 +353,7 @@ class Engine:
         rows = tap(ops.take(activations, owners, axis=0) * ops.reshape(keep, shape))
         entering = rows if cut is not None else self._entering(rows)
         outputs = graph.run_above(self.loaded.model, cut or self._cut, entering, self.loaded.logits_rewrite)
-        return ops.zeros((ops.shape(rows)[0],)), {"raw": graph.flat_output(outputs, self.loaded.output.index)}
+        return ops.zeros((ops.shape(rows)[0],)), {"raw": self.loaded.chosen(outputs)}
 
     def upper_scores_ablated(self, activations, images, channels):
         """Class scores (before the softmax) of rows of target-layer activations with one channel

@@ -13,6 +13,15 @@ The kinds (`--target SPEC` on the command line; `Explainer(target=...)` in the A
                             through the same model and preprocessing, or a .npy vector.
     dissimilar:REF          1 - that similarity.
     output:INDEX[:decrease] one output unit's value (negated with `decrease`): a regressor's.
+    box:X0,Y0,X1,Y1[:CLASS] a detector's (outputs: decoded boxes (N, 4), x0 y0 x1 y1 in the
+                            model's input pixels, and class scores (N, C)): pytorch-grad-cam's
+                            FasterRCNNBoxScoreTarget. The box is given in pixels of the original
+                            image and carried onto each image's view. Among the predicted boxes
+                            whose top class is CLASS (any, without CLASS) the one of highest IoU
+                            with it is matched; its score is IoU + its CLASS score (its top score),
+                            and 0 when that IoU is below 0.5. The match is found inside the
+                            compiled step: the gradient flows through the matched box's IoU and
+                            score, as pytorch-grad-cam's does.
     a callable              (API) outputs (B, ...) -> (B,) scores, written in keras.ops.
 
 Every target is read as a *table*: `TargetHead.scores(raw)` gives (B, T) scores from the
@@ -37,14 +46,16 @@ from keras import ops
 
 from gradcam_cli.errors import ClassError, GradcamError, argument
 
-KINDS = ("class", "segment", "similar", "dissimilar", "output")
+KINDS = ("class", "segment", "similar", "dissimilar", "output", "box")
 # The spelling of each kind's spec, for messages and help.
 SPELLING = {"class": "class:N|NAME", "segment": "segment:CLASS[:MASK.png]", "similar": "similar:REF",
-            "dissimilar": "dissimilar:REF", "output": "output:INDEX[:decrease]"}
+            "dissimilar": "dissimilar:REF", "output": "output:INDEX[:decrease]", "box": "box:X0,Y0,X1,Y1[:CLASS]"}
 # Which kinds fit which output (LoadedModel.output_kind).
 FITTING = {"classes": ("class", "output", "similar", "dissimilar"),
            "embedding": ("similar", "dissimilar", "output", "class"),
-           "map": ("segment",)}
+           "map": ("segment",), "detections": ("box",)}
+# A box is matched when its IoU with the given box reaches this (pytorch-grad-cam's iou_threshold).
+BOX_IOU = 0.5
 # A cell of the output's grid is inside a mask file when at least this share of it is.
 MASK_SHARE = 0.5
 
@@ -64,12 +75,15 @@ class Target:
     path: str = None
     decrease: bool = False
     function: object = None
+    box: tuple = None  # box targets: (x0, y0, x1, y1) in the original image's pixels
 
     @property
     def spec(self):
         """The target as `--target` spells it."""
         if self.function is not None:
             return f"callable:{getattr(self.function, '__name__', 'target')}"
+        if self.kind == "box":
+            return "box:" + ",".join(f"{v:g}" for v in self.box) + ("" if self.index is None else f":{self.index}")
         parts = [self.kind] + [str(p) for p in (self.index, self.path) if p is not None]
         return ":".join(parts + (["decrease"] if self.decrease else []))
 
@@ -80,6 +94,8 @@ class Target:
             return "target-" + _safe(getattr(self.function, "__name__", "callable"))
         if self.kind == "output":
             return f"output{self.index}" + ("-decrease" if self.decrease else "")
+        if self.kind == "box":
+            return "box-" + "-".join(f"{v:g}" for v in self.box) + ("" if self.index is None else f"-{_safe(str(self.index))}")
         if self.kind == "segment":
             return f"segment-{_safe(str(self.index))}" + (f"-{_safe(Path(self.path).stem)}" if self.path else "")
         return f"{self.kind}-{_safe(Path(self.path).stem)}"
@@ -113,6 +129,16 @@ def parse(spec):
             raise TargetError(f"{argument('target', repr(text))}: output targets are written {SPELLING[kind]}, "
                               "INDEX a unit's index")
         return Target("output", int(index), decrease=direction == "decrease")
+    if kind == "box":
+        corners, _, name = rest.partition(":")
+        try:
+            box = tuple(float(v) for v in corners.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+            raise TargetError(f"{argument('target', repr(text))}: box targets are written {SPELLING[kind]}, the box's "
+                              "corners in the image's pixels with X0 < X1 and Y0 < Y1")
+        return Target("box", (int(name) if name.isdigit() else name) if name else None, box=box)
     return Target(kind, path=rest)
 
 
@@ -133,7 +159,8 @@ def check_fits(target, loaded, explicit=True):
                           f"{shape}): use --target similar:REF (or --target class:N to read its output as classes)")
     if target.kind not in FITTING[kind]:
         what = {"classes": "(batch, units)", "embedding": "an embedding (batch, units)",
-                "map": "a map (batch, height, width, classes)"}[kind]
+                "map": "a map (batch, height, width, classes)",
+                "detections": "a detector's boxes and class scores"}[kind]
         raise TargetError(f"{loaded.name}: {target.kind} targets do not fit its output {shape}, {what}: "
                           f"use --target {fitting(kind)}")
 
@@ -149,12 +176,14 @@ class TargetHead:
     num_classes: int
     table: object
     kind: str = "target"
-    region: object = None  # segment targets: (raw (B, h, w, C), codes (B,)) -> (B,) cells inside the region
+    per_image: object = None  # (raw numpy, codes) -> [dict] what each image's record says of its target
     source: object = None  # the LoadedModel this head was put on (binding again starts from it)
 
-    def covered(self, raw, codes):
-        """Per image, how many cells of the output its region covers (None: not a region)."""
-        return None if self.region is None else self.region(np.asarray(raw, np.float32), np.asarray(codes))
+    def details(self, raw, codes):
+        """Per image, what its record says of the target (None: nothing); a "target_refusal"
+        entry is the one line its image fails with (nothing predicted as the class, no box
+        matched)."""
+        return None if self.per_image is None else self.per_image(np.asarray(raw, np.float32), np.asarray(codes))
 
     def scores(self, raw):
         """(B, T) target scores from the pre-activation outputs, in keras.ops."""
@@ -181,19 +210,24 @@ def _segment_table(mask):
     return table
 
 
-def _segment_region(mask, base):
-    def region(raw, codes):
-        if mask is not None:
-            return np.full(len(raw), int(mask.sum()))
-        scores = np.asarray(ops.convert_to_numpy(base.scores(raw)))
+def _segment_details(mask, base, label):
+    def details(raw, codes):
         codes = np.asarray(codes, np.int64)
-        if base.kind == "sigmoid":
-            inside = np.take_along_axis(scores, codes[:, None, None, None], axis=-1)[..., 0] > 0
+        if mask is not None:
+            counts = np.full(len(raw), int(mask.sum()))
         else:
-            inside = np.argmax(scores, axis=-1) == codes[:, None, None]
-        return inside.sum(axis=(1, 2)).astype(np.int64)
+            scores = np.asarray(ops.convert_to_numpy(base.scores(raw)))
+            if base.kind == "sigmoid":
+                inside = np.take_along_axis(scores, codes[:, None, None, None], axis=-1)[..., 0] > 0
+            else:
+                inside = np.argmax(scores, axis=-1) == codes[:, None, None]
+            counts = inside.sum(axis=(1, 2))
+        return [{"target_pixels": int(n)} if n else
+                {"target_pixels": 0, "target_refusal": f"nothing in this image is predicted as {label(int(c))}: no map "
+                                                       "(give a mask: segment:CLASS:MASK.png)"}
+                for n, c in zip(counts, codes)]
 
-    return region
+    return details
 
 
 def _similarity_table(reference, dissimilar):
@@ -218,6 +252,91 @@ def _output_table(decrease):
     return table
 
 
+def box_iou(boxes, given):
+    """IoU of (..., 4) boxes x0 y0 x1 y1 with one given box, in keras.ops or numpy alike."""
+    xp = np if isinstance(boxes, np.ndarray) else ops
+    x0, y0 = xp.maximum(boxes[..., 0], given[0]), xp.maximum(boxes[..., 1], given[1])
+    x1, y1 = xp.minimum(boxes[..., 2], given[2]), xp.minimum(boxes[..., 3], given[3])
+    inter = xp.maximum(x1 - x0, 0.0) * xp.maximum(y1 - y0, 0.0)
+    area = xp.maximum(boxes[..., 2] - boxes[..., 0], 0.0) * xp.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
+    union = area + (given[2] - given[0]) * (given[3] - given[1]) - inter
+    return inter / xp.maximum(union, 1e-12)
+
+
+def _box_match(raw, given, class_index, xp):
+    """(matched index, its IoU, its score, eligible) per image of joined boxes and scores (B, N, 4 + C)."""
+    boxes, scores = raw[..., :4], raw[..., 4:]
+    iou = box_iou(boxes, given)
+    if class_index is None:
+        score, eligible = xp.max(scores, axis=-1), None
+    else:
+        score, eligible = scores[..., class_index], xp.argmax(scores, axis=-1) == class_index
+    masked = iou if eligible is None else xp.where(eligible, iou, -1.0)
+    index = xp.argmax(masked, axis=-1)
+    take = lambda values: xp.take_along_axis(values, xp.expand_dims(index, -1), axis=-1)[:, 0]
+    return index, take(masked), take(score)
+
+
+def _box_table(given, class_index):
+    given = tuple(float(v) for v in given)
+
+    def table(raw, base):
+        _, iou, score = _box_match(raw, given, class_index, ops)
+        value = ops.where(iou >= BOX_IOU, iou + score, ops.zeros_like(iou))
+        return ops.reshape(value, (-1, 1))
+
+    return table
+
+
+def _box_details(given, class_index, original, view, target):
+    """Per image its matched box (in the original image's pixels), IoU and score, or the refusal."""
+    def details(raw, codes):
+        index, iou, score = _box_match(raw, given, class_index, np)
+        out = []
+        for i, (j, overlap, value) in enumerate(zip(index, iou, score)):
+            if overlap < BOX_IOU:
+                of = "" if class_index is None else f" of class {target.index}"
+                out.append({"target_refusal": f"no predicted box{of} overlaps {target.spec[4:].split(':')[0]} by IoU "
+                                              f"{BOX_IOU} or more (best {max(float(overlap), 0.0):.2f}): no map"})
+                continue
+            box = [round(float(v), 2) for v in _to_image(raw[i, j, :4], original, view)]
+            out.append({"target_box": box, "target_box_index": int(j), "target_iou": round(float(overlap), 6),
+                        "target_box_score": round(float(value), 6)})
+        return out
+
+    return details
+
+
+def _to_input(box, view, size):
+    """A box in the original image's pixels onto the model's input: the view `view` (x0, y0, x1,
+    y1) of the image fills the input of `size` (height, width)."""
+    x0, y0, x1, y1 = view
+    sx, sy = size[1] / (x1 - x0), size[0] / (y1 - y0)
+    return ((box[0] - x0) * sx, (box[1] - y0) * sy, (box[2] - x0) * sx, (box[3] - y0) * sy)
+
+
+def _to_image(box, original, view):
+    x0, y0, x1, y1 = view
+    sx, sy = (x1 - x0) / original[1], (y1 - y0) / original[0]
+    return (box[0] * sx + x0, box[1] * sy + y0, box[2] * sx + x0, box[3] * sy + y0)
+
+
+def bind_view(bound, view):
+    """A box target (bind's Bound, `per_view`) bound to one view: `view` (the view box x0 y0 x1 y1
+    of the original image that fills the model's input). The Bound whose head reads the box on
+    that view; views of one geometry share it (cached on `bound`)."""
+    key = tuple(int(v) for v in view)
+    if key not in bound.views:
+        loaded, target = bound.loaded, bound.target
+        size = loaded.input_size
+        given = _to_input(target.box, key, size)
+        head = TargetHead(target, loaded.head, 1, _box_table(given, bound.class_index),
+                          per_image=_box_details(given, bound.class_index, size, key, target), source=loaded)
+        label = f"box {target.spec[4:]}"
+        bound.views[key] = Bound(target, replace(loaded, head=head, labels=(label,)), 0)
+    return bound.views[key]
+
+
 def _callable_table(function):
     def table(raw, base):
         values = function(raw)
@@ -226,7 +345,7 @@ def _callable_table(function):
     return table
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Bound:
     """A target bound to a model: the LoadedModel whose head reads it (`loaded`), the column it
     explains (`code`: an index, or the top-rank code -1 for a class target's default), and what a
@@ -236,22 +355,31 @@ class Bound:
     loaded: object
     code: int
     labels: tuple = ()
+    per_view: bool = False  # a box target: bound to each image's view by bind_view
+    class_index: int = None  # a box target's class
+    views: dict = None  # bind_view's Bounds, by view
 
     @property
     def is_class(self):
         return self.target.kind == "class"
 
-    def describe(self, value, pixels=None):
-        """The record's `target` entry: the spec, its parameters and the image's value (and for a
-        segment target, the output cells its region covers)."""
+    def describe(self, value, found=None):
+        """The record's `target` entry: the spec, its parameters, the image's value, and what
+        TargetHead.details `found` in it (a segment's cells, the matched box), prefix dropped."""
         out = {"kind": self.target.kind, "spec": self.target.spec}
+        found = {key[len("target_"):]: item for key, item in (found or {}).items() if key != "target_refusal"}
+        if "pixels" in found:
+            found["cells"] = found.pop("pixels")
         if self.target.kind == "segment":
             out.update({"class": self.code, "label": self.loaded.label(self.code),
-                        "mask": self.target.path or "predicted", "cells": pixels})
+                        "mask": self.target.path or "predicted"})
         elif self.target.kind == "output":
             out.update({"unit": self.code, "direction": "decrease" if self.target.decrease else "increase"})
         elif self.target.kind in ("similar", "dissimilar"):
             out["reference"] = self.target.path
+        elif self.target.kind == "box":
+            out.update({"box": list(self.target.box), "class": self.target.index})
+        out.update(found)
         out["value"] = None if value is None or not np.isfinite(value) else round(float(value), 6)
         return out
 
@@ -302,6 +430,7 @@ def bind(target, loaded, embed=None, explicit=True):
     the LoadedModel with a TargetHead (class targets: the model itself). `embed(rgb) -> (D,)`
     embeds a reference image (similar/dissimilar). TargetError in one line when it does not fit."""
     from gradcam_cli.models.labels import class_index
+    class_index_of = class_index
 
     target = parse(target)
     if isinstance(loaded.head, TargetHead):  # a model bound to a target already: bind the model itself
@@ -318,8 +447,8 @@ def bind(target, loaded, embed=None, explicit=True):
         except ClassError as error:
             raise TargetError(str(error)) from None
         mask = None if target.path is None else read_mask(target.path, shape[:2])
-        head = TargetHead(target, loaded.head, loaded.head.num_classes, _segment_table(mask), region=_segment_region(mask, loaded.head),
-                          source=loaded)
+        head = TargetHead(target, loaded.head, loaded.head.num_classes, _segment_table(mask),
+                          per_image=_segment_details(mask, loaded.head, loaded.label), source=loaded)
         return Bound(target, replace(loaded, head=head), code)
     if target.kind == "output":
         units = int(np.prod(shape))
@@ -329,6 +458,10 @@ def bind(target, loaded, embed=None, explicit=True):
         head = TargetHead(target, loaded.head, units, _output_table(target.decrease), source=loaded)
         labels = tuple(f"output {i}" for i in range(units))
         return Bound(target, replace(loaded, head=head, labels=labels), target.index)
+    if target.kind == "box":
+        class_index = None if target.index is None else class_index_of(target.index, loaded.labels,
+                                                                            loaded.head.num_classes, model=loaded.name)
+        return Bound(target, loaded, 0, per_view=True, class_index=class_index, views={})
     if target.kind == "callable":
         head = TargetHead(target, loaded.head, 1, _callable_table(target.function), source=loaded)
         return Bound(target, replace(loaded, head=head, labels=(target.spec,)), 0)

@@ -198,10 +198,8 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
                   "no map written")
         record.update(error=reason, warning="non-finite model output; such numbers are null here")
         return [("rejected", source, (reason, record))]
-    covered = (computed.per_target[0][1].details or [{}] * (i + 1))[i].get("target_pixels")
-    if covered == 0:
-        reason = (f"nothing in this image is predicted as {loaded.label(options.target.code)}: no map for "
-                  f"{options.target.target.spec} (give a mask: segment:CLASS:MASK.png)")
+    reason = (computed.per_target[0][1].details or [{}] * (i + 1))[i].get("target_refusal")
+    if reason is not None:  # a target this image does not have: nothing predicted as the class, no box matched
         return [("rejected", source, (reason, dict(record, error=reason)))]
     empties = []
     try:
@@ -214,7 +212,8 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
             if result.details is not None:
                 entry.update(result.details[i])
             if options.target is not None:
-                entry["target"] = options.target.describe(entry["score"], entry.pop("target_pixels", None))
+                entry["target"] = options.target.describe(entry["score"], {key: entry.pop(key) for key in list(entry)
+                                                                           if key.startswith("target_")})
                 del entry["probability"]
             if result.input_gradients is not None:
                 entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.guided(i),

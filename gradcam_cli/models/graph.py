@@ -210,6 +210,31 @@ def select_output(model, wanted):
     return matches[0]
 
 
+def detection_outputs(model, wanted=None):
+    """(boxes, scores) Outputs of a detector: decoded boxes (batch, N, 4) and class scores
+    (batch, N, C) for the same N boxes. `wanted`: 'BOXES,SCORES' (names or indices); None: a
+    model with exactly two such outputs (unambiguous: the scores do not have 4 columns too).
+    None when the model is no such detector; ValueError for a pair named that does not fit."""
+    outputs = model_outputs(model)
+    if wanted is None:
+        if len(outputs) != 2:
+            return None
+        pair = sorted(outputs, key=lambda o: tuple(o.shape[-1:]) != (4,))
+    else:
+        names = [part.strip() for part in str(wanted).split(",")]
+        if len(names) != 2:
+            return None
+        pair = [select_output(model, name) for name in names]
+    boxes, scores = pair
+    fits = (len(boxes.shape) == 3 and len(scores.shape) == 3 and boxes.shape[-1] == 4 and boxes.shape[1] == scores.shape[1])
+    if wanted is None:
+        return (boxes, scores) if fits and scores.shape[-1] != 4 else None
+    if not fits:
+        raise ValueError(f"a detector's outputs are boxes (batch, N, 4) and class scores (batch, N, C). Received: "
+                         f"{boxes.describe()}, {scores.describe()}")
+    return boxes, scores
+
+
 def flat_output(outputs, index):
     """Output `index` of what run_graph returned (a tensor, list or dict)."""
     if index is None:
@@ -339,6 +364,8 @@ def cut_above(model, target_path, output=None):
     """
     target_path = tuple(target_path)
     ensure_built(model)
+    if output is not None and output.index is None:
+        raise ValueError("a detector's boxes and scores are not computed from a cut: the whole model runs")
     if output is None:
         output = select_output(model, None)
     above, reaches = _cut_level(model, target_path, (), target_path)

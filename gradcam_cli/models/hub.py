@@ -152,3 +152,31 @@ def input_size_of(classifier, converter):
     if shape[1] is None or shape[2] is None:
         raise ModelError(f"{classifier.name}: neither its image converter nor its input fixes an image size")
     return (int(shape[1]), int(shape[2]))
+
+
+def detection_decoder(model, input_size):
+    """For a keras-hub RetinaNetObjectDetector, the decoding its own `decode_predictions` does
+    before non-maximum suppression: its anchors for `input_size` (its anchor generator), the box
+    deltas decoded onto them (keras.utils.bounding_boxes.decode_deltas_to_boxes, center_xywh) as
+    x0 y0 x1 y1 in the input's pixels, and the class logits' sigmoid. Returns (output names
+    (boxes, scores), decode(flat outputs) -> (boxes (B, N, 4), scores (B, N, C)) in keras.ops),
+    or None for another model. The suppression is left out: the box rule matches boxes itself."""
+    if type(model).__name__ != "RetinaNetObjectDetector":
+        return None
+    import keras
+    from keras import ops
+
+    height, width = input_size
+    generated = model.anchor_generator(np.zeros((1, height, width, 3), "float32"))
+    anchors = np.concatenate([np.asarray(level) for level in generated.values()], axis=0).astype("float32")
+    anchor_format = model.anchor_generator.bounding_box_format
+    names = sorted(model.output)  # keras.tree.flatten's order: bbox_regression, cls_logits
+
+    def decode(flat):
+        deltas, logits = flat[names.index("bbox_regression")], flat[names.index("cls_logits")]
+        boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
+            anchors=anchors, boxes_delta=deltas, encoded_format="center_xywh", anchor_format=anchor_format,
+            box_format="xyxy", image_shape=(height, width, 3))
+        return boxes, ops.sigmoid(ops.cast(logits, boxes.dtype))
+
+    return ("bbox_regression", "cls_logits"), decode

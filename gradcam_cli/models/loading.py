@@ -50,7 +50,9 @@ class LoadedModel:
     token_layout: tuple = (None, None)  # (grid (h, w), prefix tokens) given by the user, each or None
     view: object = None  # rgb -> (view, box): the model's own resizing (a keras-hub preset's), else None
     warnings: tuple = ()  # what a user should know about how the scores are read
-    output_kind: str = "classes"  # heads.output_kind: 'classes', 'embedding' or 'map' (which targets fit)
+    output_kind: str = "classes"  # heads.output_kind, or 'detections' (which targets fit)
+    detection: tuple = None  # a detector's (boxes, scores) output indices: `forward` gives them joined
+    decode: object = None  # a detector's own decoding of its outputs into them (hub.detection_decoder)
 
     @property
     def num_classes(self):
@@ -70,7 +72,16 @@ class LoadedModel:
     def forward(self, inputs, rewrite):
         """The chosen output of the model on a preprocessed batch, called layer by layer with
         `rewrite` (graph.run_graph)."""
-        return graph.flat_output(graph.run_graph(self.model, inputs, rewrite), self.output.index)
+        return self.chosen(graph.run_graph(self.model, inputs, rewrite))
+
+    def chosen(self, outputs):
+        """The output explained, of all the model's `outputs`: for a detector its boxes and class
+        scores joined, (batch, N, 4 + C)."""
+        if self.detection is None:
+            return graph.flat_output(outputs, self.output.index)
+        flat = keras.tree.flatten(outputs)
+        boxes, scores = (flat[self.detection[0]], flat[self.detection[1]]) if self.decode is None else self.decode(flat)
+        return keras.ops.concatenate([boxes, keras.ops.cast(scores, boxes.dtype)], axis=-1)
 
     @property
     def target_layers(self):
@@ -293,14 +304,18 @@ _COLOUR_MODES = ("caffe", "torch")
 
 
 def describe(model, name, input_size, preprocess, class_names, spec=None, output=None, warnings=(),
-             token_layout=(None, None)):
+             token_layout=(None, None), decoder=None):
     """Gather what the engine needs about `model` into a LoadedModel. `output`: the name or
     index of the output to explain (None: the model's only one). token_layout: (grid (h, w),
-    prefix tokens) for token layers, each None to find it (models/tokens.py)."""
+    prefix tokens) for token layers, each None to find it (models/tokens.py). decoder: a detector's
+    own decoding (hub.detection_decoder: its output names and decode)."""
     try:
         graph.ensure_built(model)
-        chosen = graph.select_output(model, output)
-        chain = graph.output_chain(model, chosen)
+        if decoder is not None:
+            output = ",".join(decoder[0])
+        detection = graph.detection_outputs(model, output) if output is None or "," in str(output) else None
+        chosen = graph.select_output(model, output) if detection is None else _detection_output(detection)
+        chain = graph.output_chain(model, chosen) if detection is None else []
     except ValueError as error:
         hint = f"; choose the classifier output to explain ({_OUTPUT})" if "outputs" in str(error) else ""
         raise ModelError(f"{name}: {error}{hint}") from None
@@ -309,7 +324,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         raise ModelError(f"{name} takes 1-channel images: {preprocess} preprocessing works per colour; "
                            "use none, unit or tf")
     out_shape = chosen.shape
-    output_kind = heads.output_kind(chain, out_shape)
+    output_kind = heads.output_kind(chain, out_shape) if detection is None else "detections"
     if output_kind is None:
         raise ModelError(f"{name}: the output shape {tuple(out_shape)} is neither (batch, units) nor a map "
                          "(batch, height, width, classes): no target reads it")
@@ -319,12 +334,15 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         raise ModelError(f"{name}: cannot infer layer shapes: {one_line(error, 200)}") from None
     layers = targets.annotate(layers, input_size, *token_layout)
     spatial = {info.path for info in layers if info.mappable}
-    found = heads.logit_layer(chain, lambda path: path in spatial)
-    head = heads.describe_head(found.layer, out_shape[-1])
-    try:
-        logits_call = heads.pre_activation(found.layer)
-    except ValueError as error:
-        raise ModelError(f"{name}: {error}") from None
+    if detection is None:
+        found = heads.logit_layer(chain, lambda path: path in spatial)
+        head = heads.describe_head(found.layer, out_shape[-1])
+        try:
+            logits_call = heads.pre_activation(found.layer)
+        except ValueError as error:
+            raise ModelError(f"{name}: {error}") from None
+    else:  # a detector's class scores are read as given (pytorch-grad-cam adds them to an IoU)
+        found, head, logits_call = heads.LogitLayer((), None), heads.Head("scores", out_shape[-1]), None
     if class_names and len(class_names) != head.num_classes:
         raise ModelError(
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
@@ -351,7 +369,15 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         warnings=tuple(warnings) + ((found.warning,) if found.warning else ()),
         token_layout=tuple(token_layout),
         output_kind=output_kind,
+        detection=None if detection is None else (detection[0].index, detection[1].index),
+        decode=None if decoder is None else decoder[1],
     )
+
+
+def _detection_output(pair):
+    """The graph.Output standing for a detector's two outputs: named 'BOXES,SCORES', the scores' shape."""
+    boxes, scores = pair
+    return graph.Output(None, f"{boxes.name},{scores.name}", scores.layer_name, scores.shape)
 
 
 def load(model_name, weights=None, preprocess=None, input_size=None, labels_file=None, trust=False,
@@ -453,9 +479,13 @@ def _from_object(model, preprocess, input_size, class_names, output, layout):
     else:
         size = _input_size(model, input_size)
         chosen = _resolve_preprocess(preprocess, "none")
-    units = graph.select_output(model, output).shape[-1] if len(model.outputs) == 1 or output is not None else None
+    try:
+        units = graph.select_output(model, output).shape[-1] if len(model.outputs) == 1 or output is not None else None
+    except ValueError:  # a detector's 'BOXES,SCORES', or a name describe() refuses
+        units = None
     if class_names is None and units == 1000:
         class_names = labels_module.imagenet_labels()
-    loaded = describe(model, name, size, chosen, class_names, output=output, token_layout=layout)
+    loaded = describe(model, name, size, chosen, class_names, output=output, token_layout=layout,
+                      decoder=hub.detection_decoder(model, size) if hub.is_hub_model(model) else None)
     loaded.view = view
     return loaded
