@@ -242,3 +242,39 @@ def test_demo_vit_is_accurate_and_its_maps_localize(keras):
         assert figures[method]["pointing"] >= floor > chance["pointing"], (method, figures[method])
     assert abs(figures["rollout"]["discrimination"] - 0.5) < 0.05
     assert figures["generic-attention"]["discrimination"] >= 0.9 and figures["gradcam"]["discrimination"] >= 0.9
+
+
+def test_demo_unet_segments_the_scenes_and_its_segment_maps_sit_on_the_object(keras):
+    """The demo U-Net: per pixel background or one of the four shapes (held-out pixel accuracy
+    0.9993, the shapes' IoU 0.970 to 0.989 when trained); its default layer is the bottleneck. On
+    held-out scenes each explained for its object's class (a segment target), the maps' energy in
+    the object's own mask is far above a uniform map's (measured on seed 1, 200 + 100 scenes: Grad-CAM
+    0.408, Seg-Eigen-CAM 0.684, HiResCAM 0.499, LayerCAM 0.551, randomcam 0.107, chance 0.053)."""
+    loaded = loading.load("demo-unet")
+    assert loaded.output_kind == "map" and loaded.labels == ("background",) + scenes.CLASS_NAMES
+    assert loaded.default_layer == ("bottleneck_conv2",)
+    assert next(info.shape for info in loaded.layers if info.path == loaded.default_layer) == (8, 8, 64)
+    from importlib import resources
+
+    with resources.as_file(resources.files("gradcam_cli").joinpath("data", "demo-unet.keras")) as path:
+        assert path.stat().st_size < 3_000_000
+    truth, images = [], []
+    for index in range(100):
+        scene = scenes.generate(index, 1)
+        label = np.zeros(scene.image.shape[:2], np.int64)
+        for item in scene.objects:
+            label[item.mask] = item.class_index + 1
+        truth.append(label)
+        images.append(scene.image)
+    predicted = loaded.model.predict(np.stack(images).astype("float32") / 255.0, verbose=0).argmax(axis=-1)
+    assert (predicted == np.stack(truth)).mean() >= 0.99
+    methods = ["gradcam", "segeigencam", "randomcam"]
+    explainers = localization.explainers_for(loaded, methods, batch_size=50, target=localization.scene_target(loaded))
+    report = localization.evaluate(explainers, count=60, pairs=20, seed=1)
+    figures, chance = report["methods"], report["chance"]
+    assert report["accuracy"] is None  # a segmenter's table ranks classes by mass: no classification accuracy
+    for method, floor in {"gradcam": 0.3, "segeigencam": 0.55}.items():
+        assert figures[method]["energy_in_mask"] >= floor > 2 * figures["randomcam"]["energy_in_mask"], \
+            (method, figures[method], figures["randomcam"])
+        assert figures[method]["pointing"] >= 0.75
+    assert chance["energy_in_mask"] < 0.1

@@ -87,3 +87,31 @@ def test_every_method_gives_the_same_maps_on_jax(tmp_path, keras):
     for key in arrays["tensorflow"].files:
         a, b = arrays["jax"][key], arrays["tensorflow"][key]
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * (np.abs(b).max() + 1e-12), err_msg=key)
+
+
+def test_targets_on_jax_match_tensorflow(tmp_path):
+    """A segment target on demo-unet (Grad-CAM, Seg-Eigen-CAM) and a box target on a small
+    detector: the same maps on both backends (the targets are written in keras.ops)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_targets import tiny_detector
+
+    detector = tmp_path / "detector.keras"
+    tiny_detector().save(detector)
+    runs = [("--model", "demo-unet", "--target", "segment:circle", "--method", method)
+            for method in ("gradcam", "segeigencam")]
+    runs.append(("--model", str(detector), "--layer", "feat", "--target", "box:24,24,120,120"))  # 0.5..2.5 of its 4x4 input
+    found = {}
+    for backend in ("jax", "tensorflow"):
+        env = dict(os.environ, **OFFLINE_ENV, KERAS_BACKEND=backend)
+        out = tmp_path / backend
+        for k, run in enumerate(runs):
+            result = subprocess.run([sys.executable, "-m", "gradcam_cli", str(SAMPLES / "synthetic_circle.png"), *run,
+                                     "-o", str(out / str(k)), "--save", "raw", "-q"], capture_output=True, text=True,
+                                    env=env, timeout=600)
+            assert result.returncode == 0, result.stderr
+        found[backend] = sorted(out.rglob("*.npy"))
+    assert [f.relative_to(tmp_path / "jax") for f in found["jax"]] == \
+        [f.relative_to(tmp_path / "tensorflow") for f in found["tensorflow"]] and len(found["jax"]) == 3
+    for ours, theirs in zip(found["jax"], found["tensorflow"]):
+        a, b = np.load(ours), np.load(theirs)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max(), err_msg=ours.name)

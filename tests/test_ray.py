@@ -333,3 +333,18 @@ def test_a_transformer_on_ray_writes_what_a_local_run_writes(cluster, folder, tm
         assert files(tmp_path / f"ray-{method}") == files(tmp_path / f"local-{method}")
         records = [json.loads(line) for line in remote.stdout.splitlines() if '"maps"' in line]
         assert records and all(r["grid"] == [8, 8] and r["prefix_tokens"] == 1 for r in records)
+
+
+def test_a_segment_target_on_ray_writes_what_a_local_run_writes(cluster, folder, tmp_path):
+    """demo-unet with --target segment:circle through --ray, as on one machine: the target in every
+    record and file name, the scenes without a circle failing alike."""
+    args = ("--model", "demo-unet", "--target", "segment:circle", "--json", "-b", BATCH)
+    local = run_cli(folder, *args, "-o", tmp_path / "local")
+    remote = run_cli(folder, *args, "-o", tmp_path / "ray", "--ray", cluster, "--workers", 2, env=LOOPBACK_ENV)
+    assert remote.returncode == local.returncode == 1, remote.stderr  # the broken image, scenes without a circle
+    assert comparable(remote.stdout.splitlines(), tmp_path / "ray") == \
+        comparable(local.stdout.splitlines(), tmp_path / "local")
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+    records = [json.loads(line) for line in remote.stdout.splitlines() if '"maps": [{' in line]
+    assert records and all(r["maps"][0]["target"]["spec"] == "segment:circle" for r in records)
+    assert all(".segment-circle." in name for name in files(tmp_path / "ray"))

@@ -158,7 +158,9 @@ def _method_options(function, save_kinds, save_help):
                      help="What the map explains: class:N|NAME (as --class), segment:CLASS[:MASK.png] (a "
                           "segmenter: the sum of CLASS's scores over the pixels predicted as CLASS, or over a "
                           "mask), similar:REF or dissimilar:REF (an embedding's cosine similarity to an image's "
-                          "or a .npy vector's), output:INDEX[:decrease] (a regression unit). Default: classes."),
+                          "or a .npy vector's), output:INDEX[:decrease] (a regression unit), "
+                          "box:X0,Y0,X1,Y1[:CLASS] (a detector: IoU + score of the predicted box that matches "
+                          "this one, in the image's pixels). Default: classes."),
         click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
                      help="One map for each of the image's k most likely classes."),
         click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",

@@ -32,7 +32,7 @@ from gradcam_cli.models import registry
               help="The class every cell explains (default: each row's top-1 prediction).")
 @click.option("--target", "-t", metavar="SPEC",
               help="What every cell explains instead of a class: segment:CLASS[:MASK.png], similar:REF, "
-                   "dissimilar:REF, output:INDEX[:decrease] (see `gradcam gradcam --help`).")
+                   "dissimilar:REF, output:INDEX[:decrease], box:X0,Y0,X1,Y1[:CLASS] (see `gradcam gradcam --help`).")
 @click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
                                            "image and model.")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
@@ -195,7 +195,8 @@ def _measures(ctx, param, value):
               help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
 @click.option("--target", "-t", metavar="SPEC",
               help="What the maps explain instead of a class: segment:CLASS[:MASK.png], similar:REF, "
-                   "dissimilar:REF, output:INDEX[:decrease]; faithfulness then scores the target's value. On "
+                   "dissimilar:REF, output:INDEX[:decrease], box:X0,Y0,X1,Y1[:CLASS]; faithfulness then scores "
+                   "the target's value. On "
                    "generated scenes a segmenter (demo-unet) explains each scene's object as a segment target.")
 @click.option("--methods", default="gradcam", show_default=True,
               help=f"Comma-separated methods to measure: {', '.join(METHODS)}.")

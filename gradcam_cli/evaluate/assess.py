@@ -159,10 +159,8 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     loaded = loaded_model(loaded)
     methods, measures = tuple(methods), tuple(dict.fromkeys(measures))
     _checked(loaded, methods, measures, images, class_name, boxes_file)
-    if target is None and images is None and loaded.output_kind == "map":
-        from gradcam_cli.explain.targets import Target
-
-        target = Target("segment", localization.scene_code(loaded)(0))  # each scene's own class: its codes
+    if target is None and images is None:
+        target = localization.scene_target(loaded)  # a segmenter: each scene's object as a segment target
     explainers = localization.explainers_for(loaded, methods, layer=layer, batch_size=batch_size, pool=pool,
                                              options=options, compat=compat, target=target)
     bound = next(iter(explainers.values())).build().target

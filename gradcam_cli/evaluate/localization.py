@@ -244,6 +244,16 @@ def scene_code(loaded):
     return lambda index: labels.index(CLASS_NAMES[index])
 
 
+def scene_target(loaded):
+    """What a model explains in each generated scene: its object's class (None: a class target);
+    for a segmenter, a segment target, each scene's code picking the object's class (scene_code)."""
+    if loaded.output_kind != "map":
+        return None
+    from gradcam_cli.explain.targets import Target
+
+    return Target("segment", scene_code(loaded)(0))
+
+
 def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, control=None):
     """The same figures on users' images with object masks (no two-object discrimination).
     class_code: a class index for every image, or top_rank(1) for each image's prediction."""
