@@ -19,7 +19,6 @@ files.stream, writing files as it goes (`stream` yields the events, `write` call
 gives the maps of any images and classes; `compute` those of a prepared batch.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from gradcam_cli.errors import ClassError, GradcamError, LayerError, argument
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list
+from gradcam_cli.explain.prepared import Prepared, shared_engine
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
 
 
@@ -50,31 +50,6 @@ def load_model(model, weights=None, preprocess=None, input_size=None, labels=Non
     return load(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
                 trust=trust, precision=precision, output=output, imports=tuple(imports), grid=grid,
                 prefix_tokens=prefix_tokens)
-
-
-@dataclass
-class Prepared:
-    """What an Explainer builds on first use: the model it computes with, engines, context."""
-
-    loaded: object
-    engines: list  # one per target layer; their target_path is the layer (in the dilated copy, for those)
-    context: object
-    reference: object = None  # the original model, when `loaded` is its dilated copy
-    target: object = None  # the explain.targets.Bound target: `loaded` reads it (its head is the target's)
-    warnings: list = None  # what the method says of this model (FullGrad without biases)
-    shared: dict = None  # what Explainers of this model share (Explainer.build's `shared`)
-
-    @property
-    def engine(self):
-        """The first layer's engine (the only one, unless several layers are averaged)."""
-        return self.engines[0]
-
-    @property
-    def layer(self):
-        """The layer (or layers, joined by +) the maps are of."""
-        from gradcam_cli.models.graph import path_name
-
-        return "+".join(path_name(engine.target_path) for engine in self.engines)
 
 
 # load_model's arguments, which an Explainer given a model's name or path passes on.
@@ -229,7 +204,7 @@ class Explainer:
             batch_size = fitting_batch(loaded, batch_size)
         bound = self._bound(loaded, shared)
         loaded = bound.loaded
-        engines = [_engine(shared, loaded, target_path, batch_size, self.jit) for target_path in target_paths]
+        engines = [shared_engine(shared, loaded, target_path, batch_size, self.jit) for target_path in target_paths]
         method = METHODS[self.method]
         if method.meta is not None:  # its base method must apply at every layer: said now, not per image
             base = self.options["base_method"]
@@ -244,26 +219,13 @@ class Explainer:
         return Prepared(loaded, engines, context, reference, bound, warnings, shared)
 
     def _bound(self, loaded, shared):
-        """The target bound to `loaded` (explain.targets.bind), once per model and target in
-        `shared`; GradcamError when it does not fit the model, the method or the network."""
-        from gradcam_cli.explain.methods import METHODS
-        from gradcam_cli.explain.targets import Bound, Target, bind, parse
+        """The target bound to `loaded`, once per model and target in `shared` (explain.targets.for_method)."""
+        from gradcam_cli.explain.targets import for_method
         from gradcam_cli.files.images import prepare
 
-        if isinstance(self.target, Bound):  # one view's box target (`_view`)
-            return self.target
-        target = Target("class") if self.target is None else parse(self.target)
-        method = METHODS[self.method]
-        if target.kind != "class" and (method.objective is not None or method.needs_classifier or self.network
-                                       or method.network):
-            raise GradcamError(f"{self.method}{' on a dilated copy' if self.network or method.network else ''} "
-                               f"explains classes; {target.kind} targets are read by the other methods")
-        key = ("target", id(loaded), target, self.target is not None)
-        if key not in shared:
-            embedding = lambda rgb: _engine(shared, loaded, loaded.default_layer, 1, self.jit).raw_outputs(
-                prepare(loaded, [rgb], self.crop)[0])[0]
-            shared[key] = bind(target, loaded, embedding, explicit=self.target is not None)
-        return shared[key]
+        embedding = lambda rgb: shared_engine(shared, loaded, loaded.default_layer, 1, self.jit).raw_outputs(
+            prepare(loaded, [rgb], self.crop)[0])[0]
+        return for_method(self.target, self.method, self.network, loaded, shared, embedding)
 
     def with_method(self, method, **options):
         """An Explainer of another method on this one's model, layer, batch size and compilation,
@@ -385,7 +347,7 @@ class Explainer:
         ready = self.build()
         if ready.reference is None:
             return ready.engine
-        return _engine(ready.shared, ready.reference, ready.reference.target_layer(None), self.batch_size, self.jit)
+        return shared_engine(ready.shared, ready.reference, ready.reference.target_layer(None), self.batch_size, self.jit)
 
     def probabilities(self, inputs):
         """Class probabilities of preprocessed inputs (N, H, W, C) by the original model, through
@@ -439,30 +401,9 @@ class Explainer:
     def details(self):
         """What a record says of how its maps were made, beyond method and layer: the network,
         the smoothing, compat, the method's options (its entry's record) and warnings."""
-        from gradcam_cli.explain.methods import METHODS
+        from gradcam_cli.explain.prepared import details
 
-        out = {}
-        if self.network is not None:
-            out["network"] = f"dilated ({self.network})"
-        if self.aug_smooth:
-            out["aug_smooth"] = True
-        if self.eigen_smooth:
-            out["eigen_smooth"] = True
-        if self.compat is not None:
-            out["compat"] = self.compat
-        out.update(METHODS[self.method].record_of(self.options))
-        if METHODS[self.method].meta is not None:  # the base method's options, as its own record gives them
-            base = METHODS[self.options["base_method"]]
-            out.update(base.record_of(base.values(self.base_options, self.compat)))
-        ready = self.build()
-        grid = next((engine.grid for engine in ready.engines if engine.grid is not None), None)
-        if grid is not None:  # a token layer: the grid its tokens are read as
-            out.update(grid.as_record())
-        if ready.warnings:
-            out["method_warnings"] = list(ready.warnings)
-        if ready.context.relus is not None:
-            out["backprop"] = ready.context.relus.as_record(METHODS[self.method].backprop)
-        return out
+        return details(self, self.build())
 
     def pending(self, sources, options):
         """The inputs.Sources whose outputs under `options` do not all exist yet (resuming)."""
@@ -532,17 +473,6 @@ class Explainer:
         return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], target, self.method,
                             ready.layer, self.network, self.name)
                 for i, (rgb, source, name) in enumerate(decoded) for target, found in per_target]
-
-
-def _engine(shared, loaded, target_path, batch_size, jit):
-    """The engine of `loaded` at `target_path`, one per model, layer, batch size and compilation
-    in `shared`."""
-    from gradcam_cli.explain.engine import Engine
-
-    key = ("engine", id(loaded), tuple(target_path), batch_size, jit)
-    if key not in shared:
-        shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
-    return shared[key]
 
 
 def loaded_model(model):

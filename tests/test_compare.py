@@ -88,7 +88,8 @@ def test_masks_beside_images_give_eval_figures_and_are_not_inputs(tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["input"] for r in records] == [str(folder / "shape.png")]
     figures = records[0]["rows"][0]["cells"][0]["eval"]
-    assert set(figures) == {"pointing", "energy_in_box", "box_iou"}
+    assert set(figures) == {"pointing", "energy_in_box", "energy_in_mask", "box_iou"}
+    assert 0 < figures["energy_in_mask"] <= figures["energy_in_box"]  # the mask lies inside its box
     assert figures["pointing"] is True and figures["energy_in_box"] > 0.3
 
 

@@ -188,7 +188,7 @@ def test_eval_command_json_and_wrong_model(tmp_path, saved_models):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["model"] == "demo-gap" and report["layer"] == "block3_conv2" and report["scenes"] == 40
-    assert set(report["methods"]["gradcam"]) == {"pointing", "energy_in_box", "box_iou", "localized_iou50",
+    assert set(report["methods"]["gradcam"]) == {"pointing", "energy_in_box", "energy_in_mask", "box_iou", "localized_iou50",
                                                  "discrimination", "accuracy"}
     table = invoke_cli("eval", "--model", "demo-vgg", "-n", "20", "--pairs", "10")
     assert table.returncode == 0 and "chance" in table.stdout and "gradcam" in table.stdout

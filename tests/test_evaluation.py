@@ -52,5 +52,10 @@ def test_scores_summary_and_chance_maps():
     assert uniform.min() == uniform.max() == 1 and centre.sum() == 1 and centre[4, 4] == 1
     assert maps.bounding_box(uniform) == (0, 0, 8, 8)
     scores = localization.Scores([True, False], [0.5, 0.25], [0.6, 0.4], [True, True, False, True])
-    assert scores.summary() == {"pointing": 0.5, "energy_in_box": 0.375, "box_iou": 0.5,
+    assert scores.summary() == {"pointing": 0.5, "energy_in_box": 0.375, "energy_in_mask": None, "box_iou": 0.5,
                                 "localized_iou50": 0.5, "discrimination": 0.75}
+    mask = np.zeros((4, 4), bool)
+    mask[:2, :2] = True
+    heat = np.zeros((4, 4))
+    heat[0, 0], heat[3, 3] = 3.0, 1.0
+    assert localization.energy_in_mask(heat, mask) == 0.75 and localization.energy_in_mask(heat * 0, mask) == 0.0

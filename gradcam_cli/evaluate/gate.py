@@ -4,7 +4,7 @@ what fell short."""
 from gradcam_cli.errors import GradcamError
 
 # Short names a gate (`--fail-under`) may use for a figure.
-ALIASES = {"energy": "energy_in_box", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50",
+ALIASES = {"energy": "energy_in_box", "mask": "energy_in_mask", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50",
            "insertion": "insertion_auc", "deletion": "deletion_auc", "drop": "average_drop_percent",
            "increase": "increase_in_confidence_percent"}
 

@@ -4,7 +4,7 @@ class discrimination, each beside its chance level.
 A map is a float array in [0, 1] at the image's resolution; an object has a mask and a box.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -92,7 +92,7 @@ class Scores:
     energy: list
     iou: list
     discrimination: list
-    mask_energy: list = None
+    mask_energy: list = field(default_factory=list)
 
     @classmethod
     def empty(cls):

@@ -476,3 +476,24 @@ def bind(target, loaded, embed=None, explicit=True):
                       source=loaded)
     label = f"{'dis' if target.kind == 'dissimilar' else ''}similarity to {Path(target.path).name}"
     return Bound(target, replace(loaded, head=head, labels=(label,)), 0)
+
+
+def for_method(spec, method, network, loaded, shared, embed):
+    """What api.Explainer explains: `spec` (None: classes; a Bound of one view as it is) bound to
+    `loaded` once per model and target in `shared`. GradcamError when a non-class target meets a
+    method that explains classes (Finer-CAM's and Shapley-CAM's objectives, CAM's classifier, the
+    dilated copies)."""
+    from gradcam_cli.explain.methods import METHODS
+
+    if isinstance(spec, Bound):  # one view's box target (api.Explainer._view)
+        return spec
+    target = Target("class") if spec is None else parse(spec)
+    chosen = METHODS[method]
+    if target.kind != "class" and (chosen.objective is not None or chosen.needs_classifier or network
+                                   or chosen.network):
+        raise GradcamError(f"{method}{' on a dilated copy' if network or chosen.network else ''} explains classes; "
+                           f"{target.kind} targets are read by the other methods")
+    key = ("target", id(loaded), target, spec is not None)
+    if key not in shared:
+        shared[key] = bind(target, loaded, embed, explicit=spec is not None)
+    return shared[key]
