@@ -470,8 +470,9 @@ class Explainer:
         rgbs = [rgb for rgb, _, _ in decoded]
         per_target = [(target, self.maps(rgbs, target.code)) for target in targets(self.file_options(".", classes,
                                                                                                         top_k))]
+        bound = None if ready.target.is_class else ready.target
         return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], target, self.method,
-                            ready.layer, self.network, self.name)
+                            ready.layer, self.network, self.name, bound)
                 for i, (rgb, source, name) in enumerate(decoded) for target, found in per_target]
 
 

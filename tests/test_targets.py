@@ -157,6 +157,8 @@ def test_a_callable_target_through_the_api():
     np.testing.assert_allclose(maps.batch.small_maps, _gradcam(a, gradients), rtol=1e-4, atol=1e-6)
     explanations = explainer(list(IMAGES))
     assert [e.class_index for e in explanations] == [0, 0]
+    assert [e.target["spec"] for e in explanations] == ["callable:margin"] * 2
+    assert explanations[0].target["value"] == pytest.approx(explanations[0].score, rel=1e-5)
 
 
 def _save(vector, folder=None):

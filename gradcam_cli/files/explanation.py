@@ -27,6 +27,7 @@ class Explanation:
     box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
     network: str = None  # 'exact' or 'no-pooling' when computed on a dilated copy
     file_name: str = None  # what its files are named after, as the command names them (api.Explainer.name)
+    target: dict = None  # a target other than a class: its record's entry (kind, spec, value, the box matched...)
 
     @property
     def map(self):
@@ -102,8 +103,10 @@ class ImageMaps:
 
 
 
-def explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None, file_name=None):
-    """Image i of a MapBatch as an Explanation."""
+def explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None, file_name=None,
+                bound=None):
+    """Image i of a MapBatch as an Explanation; `bound`: its explain.targets.Bound target when
+    not a class."""
     from gradcam_cli.files.writing import predictions
 
     class_index = int(computed.classes[i])
@@ -113,4 +116,6 @@ def explanation(loaded, computed, i, rgb, source, name, box, target, method, lay
         predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
         name=name, tag=target.tag, box=box, network=network, file_name=file_name,
         input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
+        target=None if bound is None else bound.describe(float(computed.scores[i, class_index]),
+                                                         (computed.details or [{}] * (i + 1))[i]),
     )
