@@ -492,3 +492,25 @@ def test_keras_hub_retinanet_through_its_own_anchor_decoding():
     maps = Explainer(loaded, "gradcam", target=spec).maps([rgb])
     assert maps.batch.details[0]["target_iou"] == pytest.approx(1.0, abs=1e-3)
     assert np.isfinite(maps.batch.weighted_sums).all()
+
+
+def test_faithfulness_scores_a_box_target_on_each_images_view(tmp_path):
+    """eval --measures deletion with a box target: images of two sizes, each scored with the box
+    carried onto its own view; the curve starts from the mean of the targets' values."""
+    path = tmp_path / "detector.keras"
+    tiny_detector().save(path)
+    images = []
+    for scale in (1, 2):
+        images.append(str(tmp_path / f"x{scale}.png"))
+        rgb = np.repeat(np.repeat(IMAGES[0], scale, axis=0), scale, axis=1)
+        cv2.imwrite(images[-1], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    evaluated = CliRunner().invoke(main, ["eval", *images, "--model", str(path), "--layer", "feat", "--target",
+                                          "box:0.5,0.5,2.5,2.5", "--measures", "deletion,confidence", "--methods",
+                                          "gradcam", "-o", str(tmp_path / "eval"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads([line for line in evaluated.stdout.splitlines() if line.startswith("{")][0])
+    found = Explainer(load_model(str(path)), "gradcam", layer="feat", target="box:0.5,0.5,2.5,2.5").maps(images)
+    values = found.batch.scores[:, 0]
+    assert values[0] > 0 and values[1] != pytest.approx(values[0])  # the same box covers 1/4 of the larger view
+    assert report["methods"]["gradcam"]["deletion_curve"][0] == pytest.approx(float(values.mean()), rel=1e-4)
+    assert report["methods"]["gradcam"]["images"] == 2

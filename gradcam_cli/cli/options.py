@@ -110,9 +110,11 @@ def model_options(function=None, grid_flag="--grid"):
                           "(repeatable). Importing runs that file's code: only import code you trust. "
                           "Keras's safe mode stays on unless --trust-model."),
         click.option("--output", "output", metavar="NAME|INDEX",
-                     help="For a model with several outputs: the classifier output to explain, by "
-                          "name (a layer name, or the key of a dict of outputs) or index. A model with "
-                          "several outputs is refused without it, listing them."),
+                     help="For a model with several outputs: the output to explain, by name (a layer "
+                          "name, or the key of a dict of outputs) or index; for a detector, BOXES,SCORES: "
+                          "its decoded boxes (N, 4) and class scores (N, C) (a model with just those two is "
+                          "found without it). Any other model with several outputs is refused without it, "
+                          "listing them."),
         click.option(grid_flag, metavar="HxW",
                      help="For a vision transformer: the patch grid its token layers are read as (default: "
                           "the patch embedding's, or the input size over the patch size)."),

@@ -166,10 +166,21 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
         raise GradcamError("give at least one image")
     model, probabilities, batch_size = _judge(explainers)
     crop = next(iter(explainers.values())).crop
-    views = np.stack([view_of(model, rgb, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
+    seen = [view_of(model, rgb, crop=crop) for rgb in rgbs]
+    views = np.stack([view for view, _ in seen]).astype(np.float32)
     classes = _classes(views, codes, probabilities, batch_size)
     score = lambda maps, name: _figures(views, maps, classes, probabilities, name, measures, steps, baseline, seed)
-    bound = next(iter(explainers.values())).build().target
+    first = next(iter(explainers.values()))
+    bound = first.build().target
+    if bound.per_view:  # a box target: the images of each view geometry scored with their own binding
+        groups = {}
+        for i, (_, box) in enumerate(seen):
+            groups.setdefault(tuple(int(v) for v in box), []).append(i)
+
+        def score(maps, name):
+            return _merged([(len(rows), _figures(views[rows], [maps[i] for i in rows], classes[rows],
+                                                 scorer(first._view(view)), name, measures, steps, baseline, seed))
+                            for view, rows in groups.items()])
     report = {"images": len(rgbs), "measures": list(measures), "steps": int(steps), "baseline": baseline,
               "insertion_start": "blur", "classes": classes.tolist(), "methods": {}, "baselines": {},
               "scored": "class probability" if bound.is_class else "target value"}
@@ -182,6 +193,29 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
         randomcam = next(iter(explainers.values())).with_method("randomcam")
         report["baselines"]["randomcam"] = score(method_maps(randomcam, rgbs, classes), "randomcam")
     return report
+
+
+def _merged(parts):
+    """The figures of groups of images [(count, figures)] as one group's: every figure is a mean
+    over images (an AUC, a percentage, a curve point), so the groups' are averaged weighted by
+    their counts; "images" adds up; the x-axes (fractions, percentages) are shared."""
+    if len(parts) == 1:
+        return parts[0][1]
+    total = sum(count for count, _ in parts)
+    merged = {}
+    for key, value in parts[0][1].items():
+        values = [figures.get(key) for _, figures in parts]
+        if key == "images":
+            merged[key] = total
+        elif key in ("fractions", "road_percentages") or any(v is None for v in values):
+            merged[key] = value
+        elif isinstance(value, list):
+            merged[key] = (sum(count * np.asarray(v, np.float64) for (count, _), v in zip(parts, values)) / total).tolist()
+        elif isinstance(value, (int, float)):
+            merged[key] = float(sum(count * v for (count, _), v in zip(parts, values)) / total)
+        else:
+            merged[key] = value
+    return merged
 
 
 # -- the figure ----------------------------------------------------------------------------------
