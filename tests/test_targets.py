@@ -514,3 +514,18 @@ def test_faithfulness_scores_a_box_target_on_each_images_view(tmp_path):
     assert values[0] > 0 and values[1] != pytest.approx(values[0])  # the same box covers 1/4 of the larger view
     assert report["methods"]["gradcam"]["deletion_curve"][0] == pytest.approx(float(values.mean()), rel=1e-4)
     assert report["methods"]["gradcam"]["images"] == 2
+
+
+def test_concepts_of_a_segmenter_are_named_by_the_classes_its_map_predicts():
+    """gradcam concepts on a segmenter: each concept's classes are its map's class shares, the
+    softmax of the concept vector through the 1x1 classifier by hand (a constant map)."""
+    from gradcam_cli.explain.concepts import factorize
+
+    explainer = Explainer(load_model(tiny_segmenter(W2, B2)), "eigencam", layer="feat", target="segment:0")
+    found = factorize(explainer, list(IMAGES), k=2, top_classes=3)
+    for vector, top in zip(found.concepts.vectors, found.concepts.top_classes):
+        logits = vector @ W2 + B2
+        expected = np.exp(logits - logits.max())
+        expected /= expected.sum()
+        assert [c for c, _, _ in top] == list(np.argsort(-expected, kind="stable"))
+        np.testing.assert_allclose([p for _, _, p in top], np.sort(expected)[::-1], rtol=1e-4, atol=1e-7)

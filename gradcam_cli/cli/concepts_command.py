@@ -85,7 +85,12 @@ def concepts_command(images, k, layer, max_images, top_classes, seed, output_dir
     from gradcam_cli.files import concepts as drawing
     from gradcam_cli.files.outputs import json_line
 
-    explainer = Explainer(loaded, "eigencam", layer=layer, batch_size=min(batch_size, len(sources)))
+    if loaded.output_kind == "detections":
+        raise UsageProblem(f"{loaded.name} is a detector: concepts are found in classifiers, segmenters and "
+                           "embedding models")
+    # the activations alone are factorised: a segmenter or an embedding model is read through a target that fits
+    fitting = {"map": "segment:0", "embedding": "output:0"}.get(loaded.output_kind)
+    explainer = Explainer(loaded, "eigencam", layer=layer, batch_size=min(batch_size, len(sources)), target=fitting)
     explainer.build()  # a layer that cannot be targeted: one line, exit 2
     kept = None if report_dir is None else [{"input": str(argument), "error": "no such file or folder"}
                                             for argument in collected.missing] + \

@@ -33,7 +33,9 @@ should know:
   tolerance of 1e-10: its coordinate descent then solves the convex non-negative least-squares
   problem min_h ||a - h C||^2, h >= 0, per position exactly (not sklearn's default 1e-4).
 - the names: the probabilities of the model's own head (its softmax, sigmoid...) on the upper
-  graph's output; pytorch-grad-cam applies a classifier to the bare vectors and a softmax.
+  graph's output (a segmenter's: each class's mean share of the map it predicts); pytorch-grad-cam
+  applies a classifier to the bare vectors and a softmax. An embedding model's concepts have no
+  classes.
 """
 
 import copy
@@ -232,13 +234,19 @@ def _named(ready, vectors, map_size, top_classes):
     cut at the layer), no classes, names "concept 1".. and the reason."""
     count, channels = vectors.shape
     maps = np.broadcast_to(vectors[:, None, None, :], (count,) + tuple(map_size) + (channels,)).astype(np.float32)
+    if ready.loaded.output_kind not in ("classes", "map"):
+        return [[] for _ in range(count)], [f"concept {i + 1}" for i in range(count)], \
+            f"no classes: {ready.loaded.name}'s output ({ready.loaded.output_kind}) is not classes"
     try:
         raw = ready.engine.upper_raw_outputs(maps)
     except ValueError as error:
         names = [f"concept {i + 1}" for i in range(count)]
         return [[] for _ in range(count)], names, f"no classes: the layers above {ready.layer} cannot be run alone " \
                                                   f"({one_line(error, 200)})"
-    probabilities = ready.loaded.head.probabilities(raw)
+    head = getattr(ready.loaded.head, "base", ready.loaded.head)  # under a target: the model's own head
+    probabilities = head.probabilities(raw)
+    if probabilities.ndim > 2:  # a segmenter's map: each class's share of it
+        probabilities = probabilities.reshape(len(probabilities), -1, probabilities.shape[-1]).mean(axis=1)
     top = []
     for row in probabilities:
         order = np.argsort(-row, kind="stable")[: min(top_classes, len(row))]
