@@ -25,7 +25,7 @@ test-fast:
 demo:
 	gradcam sample_images/synthetic_*.png --model demo-gap -o demo_out
 
-## demo-models: retrain the shipped demo models (about 30 minutes on 2 cores)
+## demo-models: retrain the four shipped demo models (about 45 minutes on 2 cores)
 demo-models:
 	$(PYTHON) scripts/train_demo_models.py
 
