@@ -13,27 +13,18 @@ import time
 import cv2
 import numpy as np
 
-from gradcam_cli.errors import GradcamError, argument
 from gradcam_cli.evaluate.road import ROAD_DIAGONAL_WEIGHT, ROAD_DIRECT_WEIGHT, ROAD_NEIGHBOURS, linear_imputation
 
 REGION_MIN_PIXELS = 64
 
 
-def block_elimination_imputation(view, removed, noise=0.0, rng=None):
-    """ROAD's noisy linear imputation of an (H, W, C) view: every `removed` pixel ((H, W) bool)
-    the weighted average of its in-image 8-neighbours (1/6 direct, 1/12 diagonal), solved
-    exactly for all removed pixels together, plus `noise` x N(0, 1) per pixel and channel drawn
-    from `rng` over the whole grid (numpy Generator; needed when noise > 0). Kept pixels are
-    unchanged. (H, W, C) float32. The block elimination evaluate/road.py used before SciPy.
-    GradcamError when every pixel is removed."""
+def block_elimination_imputation(view, removed):
+    """The linear imputation (no noise) of an (H, W, C) view by the block elimination
+    evaluate/road.py used before SciPy: each 8-connected region of `removed` pixels solved in its
+    bounding box, row block by row block. Inputs are the benchmark's own, valid; (H, W, C) float32."""
     view = np.asarray(view, dtype=np.float64)
-    removed = np.asarray(removed, dtype=bool)
-    if view.ndim != 3 or removed.shape != view.shape[:2]:
-        raise GradcamError(f"a view (H, W, C) and a removed mask (H, W). Received: {view.shape}, {removed.shape}")
     out = view.copy()
     if removed.any():
-        if removed.all():
-            raise GradcamError("linear imputation needs at least one kept pixel: every pixel was removed")
         # Each 8-connected region of removed pixels is its own system (no equation links two),
         # solved in its bounding box grown by one pixel (every neighbour that enters is inside):
         # regions of REGION_MIN_PIXELS or more alone, the smaller ones together in one pass.
@@ -52,10 +43,6 @@ def block_elimination_imputation(view, removed, noise=0.0, rng=None):
             region = small[rows, cols] if label is None else labels[rows, cols] == label
             block = out[rows, cols]
             block[region] = _solve_region(view[rows, cols], region)[region]
-    if noise:
-        if rng is None:
-            raise GradcamError(f"noisy imputation needs a random generator: give {argument('rng')}")
-        out[removed] += float(noise) * rng.standard_normal(view.shape)[removed]
     return out.astype(np.float32)
 
 

@@ -169,18 +169,17 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
     seen = [view_of(model, rgb, crop=crop) for rgb in rgbs]
     views = np.stack([view for view, _ in seen]).astype(np.float32)
     classes = _classes(views, codes, probabilities, batch_size)
-    score = lambda maps, name: _figures(views, maps, classes, probabilities, name, measures, steps, baseline, seed)
     first = next(iter(explainers.values()))
     bound = first.build().target
+    groups = {(): (list(range(len(views))), probabilities)}  # view geometry -> (images, their scorer)
     if bound.per_view:  # a box target: the images of each view geometry scored with their own binding
         groups = {}
         for i, (_, box) in enumerate(seen):
-            groups.setdefault(tuple(int(v) for v in box), []).append(i)
+            groups.setdefault(tuple(int(v) for v in box), ([], scorer(first._view(box))))[0].append(i)
 
-        def score(maps, name):
-            return _merged([(len(rows), _figures(views[rows], [maps[i] for i in rows], classes[rows],
-                                                 scorer(first._view(view)), name, measures, steps, baseline, seed))
-                            for view, rows in groups.items()])
+    def score(maps, name):
+        return _merged([(len(rows), _figures(views[rows], [maps[i] for i in rows], classes[rows], scoring, name,
+                                             measures, steps, baseline, seed)) for rows, scoring in groups.values()])
     report = {"images": len(rgbs), "measures": list(measures), "steps": int(steps), "baseline": baseline,
               "insertion_start": "blur", "classes": classes.tolist(), "methods": {}, "baselines": {},
               "scored": "class probability" if bound.is_class else "target value"}

@@ -354,7 +354,6 @@ class Bound:
     target: Target
     loaded: object
     code: int
-    labels: tuple = ()
     per_view: bool = False  # a box target: bound to each image's view by bind_view
     class_index: int = None  # a box target's class
     views: dict = None  # bind_view's Bounds, by view
@@ -430,7 +429,6 @@ def bind(target, loaded, embed=None, explicit=True):
     the LoadedModel with a TargetHead (class targets: the model itself). `embed(rgb) -> (D,)`
     embeds a reference image (similar/dissimilar). TargetError in one line when it does not fit."""
     from gradcam_cli.models.labels import class_index
-    class_index_of = class_index
 
     target = parse(target)
     if isinstance(loaded.head, TargetHead):  # a model bound to a target already: bind the model itself
@@ -459,9 +457,9 @@ def bind(target, loaded, embed=None, explicit=True):
         labels = tuple(f"output {i}" for i in range(units))
         return Bound(target, replace(loaded, head=head, labels=labels), target.index)
     if target.kind == "box":
-        class_index = None if target.index is None else class_index_of(target.index, loaded.labels,
-                                                                            loaded.head.num_classes, model=loaded.name)
-        return Bound(target, loaded, 0, per_view=True, class_index=class_index, views={})
+        wanted = None if target.index is None else class_index(target.index, loaded.labels, loaded.head.num_classes,
+                                                               model=loaded.name)
+        return Bound(target, loaded, 0, per_view=True, class_index=wanted, views={})
     if target.kind == "callable":
         head = TargetHead(target, loaded.head, 1, _callable_table(target.function), source=loaded)
         return Bound(target, replace(loaded, head=head, labels=(target.spec,)), 0)
