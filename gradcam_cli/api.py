@@ -14,16 +14,16 @@ picklable arguments until its first call, which loads the model in the process t
 a Ray or Dask worker can receive one and build its own. Errors are `gradcam_cli.errors`'s
 GradcamError family (ValueErrors), whose messages say what is wrong.
 
-The command line, `compare` and `eval` run the same Explainer: `write` streams a folder through
-files.stream, writing files as it goes (`stream` yields the events, `write` calls back); `maps`
-gives the maps of any images and classes; `compute` those of a prepared batch.
+The command line, `compare` and `eval` run the same Explainer: it computes (`maps` gives the maps
+of any images and classes; `compute` those of a prepared batch), and files.writer turns them into
+files and records (`write` and `stream` hand a folder to it).
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.errors import ClassError, GradcamError, LayerError, argument
+from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list
 from gradcam_cli.explain.prepared import Prepared, shared_engine
@@ -376,27 +376,11 @@ class Explainer:
         return ImageMaps(MapBatch.joined(batches) if batches else None, rgbs, boxes)
 
     def file_options(self, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
-        """What `write` writes, as files.writing.Options: files named as the command names them."""
-        from gradcam_cli.explain.methods import METHODS
-        from gradcam_cli.files.writing import Options
+        """What `write` writes, as files.writing.Options: files named as the command names them
+        (files.writer.plan_outputs)."""
+        from gradcam_cli.files.writer import plan_outputs
 
-        ready = self.build()
-        indices = self.class_indices(classes)
-        if not ready.target.is_class and (indices or int(top_k) != 1):
-            raise ClassError(f"a {ready.target.target.kind} target makes one map per image: give no classes or "
-                             f"{argument('top_k')}")
-        if ready.target.is_class and ready.target.code >= 0 and not indices:
-            indices = (ready.target.code,)
-        if not indices and not 1 <= int(top_k) <= ready.loaded.num_classes:
-            raise ClassError(f"{argument('top_k', str(top_k))}: {ready.loaded.name} has {ready.loaded.num_classes} "
-                             "classes")
-        if indices and int(top_k) != 1:
-            raise ClassError(f"give classes or {argument('top_k')}, not both")
-        method = METHODS[self.method]
-        return Options(output_dir=Path(output_dir), method=self.method, classes=indices, top_k=int(top_k),
-                       save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
-                       crop=self.crop, reference=ready.reference, name=self.name, details=self.details(),
-                       gradients=method.backprop is not None, target=None if ready.target.is_class else ready.target)
+        return plan_outputs(self, output_dir, classes, top_k, save, colormap, alpha)
 
     def details(self):
         """What a record says of how its maps were made, beyond method and layer: the network,
@@ -405,58 +389,25 @@ class Explainer:
 
         return details(self, self.build())
 
-    def pending(self, sources, options):
-        """The inputs.Sources whose outputs under `options` do not all exist yet (resuming)."""
-        from gradcam_cli.files import writing
+    def stream(self, sources, options, image_workers=None, skip_existing=False):
+        """Explain inputs.Sources (files) and write their outputs and records as the command does,
+        streaming; yields the run's events in input order (files.writer.stream_outputs).
+        `skip_existing`: images an earlier run finished are not done again; their stored records
+        are yielded in their places."""
+        from gradcam_cli.files.writer import stream_outputs
 
-        return writing.pending(sources, lambda source: writing.expected_outputs(source, options))
-
-    def stream(self, sources, options, image_workers=None):
-        """Explain inputs.Sources (files) and write their outputs as the command does, streaming:
-        decoding, computing and writing overlap (files.stream). Yields events in input order:
-        ("result", source, record) per image done, ("empty", source, class) per map zero
-        everywhere, ("unreadable", source, reason) and ("rejected", source, (reason, record))
-        per image that failed, ("failed", source, OSError) per image whose files could not be
-        written, ("batch", None, n) after each batch of n sources. image_workers: the threads
-        that decode and encode (default: one per core)."""
-        from gradcam_cli.files import stream, writing
-
-        ready = self.build()
-        plan = writing.targets(options)
-        with stream.Stream(ready.loaded, options, ready.layer, image_workers) as run:
-            for batch in run.read(sources, ready.engine.batch_size):
-                computed = None
-                if batch.decoded:
-                    done, reasons = stream.retry_alone(
-                        lambda rows: self._computed(batch.inputs[rows], plan, options, [batch.boxes[r] for r in rows]),
-                        len(batch.decoded))
-                    kept = [i for rows, _ in done for i in rows]
-                    computed = writing.Computed.joined([c for _, c in done]) if done else None
-                    batch = batch.keep(kept, reasons)
-                yield from run.write(batch, computed)
-            yield from run.drain()
-
-    def _computed(self, inputs, plan, options, views=None):
-        """A batch's maps for every target of `plan`, timed, with the reference model's
-        probabilities for a dilated copy: a files.writing.Computed."""
-        import time
-
-        from gradcam_cli.files.writing import Computed
-
-        started = time.perf_counter()
-        per_target = [(target, self.compute(inputs, np.full(len(inputs), target.code), views=views)) for target in plan]
-        seconds = (time.perf_counter() - started) / len(inputs)
-        return Computed(per_target, seconds, None if options.reference is None else self.probabilities(inputs))
+        return stream_outputs(self, sources, options, image_workers, skip_existing)
 
     def write(self, sources, options, on_result=None, on_failure=None, on_empty=None, progress=None,
-              image_workers=None):
-        """`stream`, with a callback per event: on_result(record) per image done,
-        on_failure(source, reason[, record]) per image that failed (the others go on),
+              image_workers=None, skip_existing=False):
+        """`stream`, with a callback per event (files.writer.write_outputs): on_result(record) per
+        image done, on_failure(source, reason[, record]) per image that failed (the others go on),
         on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch.
         Returns a files.writing.Report."""
-        from gradcam_cli.files.writing import dispatch
+        from gradcam_cli.files.writer import write_outputs
 
-        return dispatch(self.stream(sources, options, image_workers), on_result, on_failure, on_empty, progress)
+        return write_outputs(self, sources, options, on_result, on_failure, on_empty, progress, image_workers,
+                             skip_existing)
 
     def __call__(self, images, classes=None, top_k=1, names=None):
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,

@@ -169,7 +169,7 @@ def test_stream_yields_events_in_input_order(tmp_path, demo_gap):
     kinds = [(kind, Path(source.path).name if source else value) for kind, source, value in events]
     assert kinds == [("result", "p0.png"), ("unreadable", "p1.png"), ("batch", 2), ("result", "p2.png"), ("batch", 1)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        f"p{i}.png.gradcam.{kind}.png" for i in (0, 2) for kind in ("heatmap", "overlay"))
+        f"p{i}.png.gradcam.{kind}" for i in (0, 2) for kind in ("heatmap.png", "overlay.png", "record.json"))
 
 
 def test_explanations_save_under_the_commands_names(tmp_path, demo_gap):

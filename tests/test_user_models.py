@@ -417,7 +417,8 @@ def test_output_folder_inside_the_input_folder_and_masks_are_not_inputs(tmp_path
         result = invoke(folder, "--model", "demo-gap", "-o", folder / "out")
         assert result.exit_code == 0, result.output
         assert "1 mask file(s)" in result.stderr
-    assert "2 image(s) explained" in result.stderr and "skipped 4 file(s) in the output folder" in result.stderr
+    # four PNGs and two record files
+    assert "2 image(s) explained" in result.stderr and "skipped 6 file(s) in the output folder" in result.stderr
     written = sorted(p.relative_to(folder / "out").as_posix() for p in (folder / "out").rglob("*.png"))
     assert written == ["sub/y.png.gradcam.heatmap.png", "sub/y.png.gradcam.overlay.png",
                        "x.png.gradcam.heatmap.png", "x.png.gradcam.overlay.png"]
@@ -434,7 +435,8 @@ def test_explicit_classes_are_in_the_names_so_skip_existing_sees_them(tmp_path):
     second = invoke(image, "--model", "demo-gap", "--class", "1", "--skip-existing", "-o", out)
     assert second.exit_code == 0 and "whose outputs exist" not in second.stderr
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"i.png.gradcam.class{c}.{k}.png" for c in (0, 1) for k in ("heatmap", "overlay")]
+    assert names == [f"i.png.gradcam.class{c}.{k}" for c in (0, 1) for k in ("heatmap.png", "overlay.png",
+                                                                             "record.json")]
     third = invoke(image, "--model", "demo-gap", "--class", "square", "--skip-existing", "-o", out)
     assert "skipped 1 image(s) whose outputs exist" in third.stderr  # square is class 1
 

@@ -8,6 +8,7 @@ import click
 
 from gradcam_cli import __version__
 from gradcam_cli.errors import GradcamError
+from gradcam_cli.files.outputs import StandardOutputError
 
 log = logging.getLogger("gradcam_cli")
 
@@ -67,6 +68,7 @@ class DefaultCommandGroup(click.Group):
 
     def invoke(self, ctx):
         STATE.activity, STATE.verbose = "running the command", False
+        previous = _on_sigterm(_terminate)
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -76,6 +78,14 @@ class DefaultCommandGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`gradcam ... --json | head`): stop quietly,
             _close_stdout()  # as a command killed by SIGPIPE does (a shell sees status 141)
             ctx.exit(141)
+        except KeyboardInterrupt as interrupt:  # what finished is whole and reported: exit as Unix tools do
+            terminated = isinstance(interrupt, Terminated)
+            click.echo(f"gradcam: {'terminated' if terminated else 'interrupted'}; the images that finished have "
+                       "their files and records (--skip-existing resumes)", err=True)
+            ctx.exit(143 if terminated else 130)
+        except StandardOutputError as error:
+            click.echo(f"error: {error.strerror}", err=True)
+            ctx.exit(1)
         except Exception as error:
             from gradcam_cli.errors import unexpected
 
@@ -86,6 +96,31 @@ class DefaultCommandGroup(click.Group):
             hint = "" if STATE.verbose else " (run with --verbose for details)"
             click.echo(f"error: failed while {STATE.activity}: {unexpected(error)}{hint}", err=True)
             ctx.exit(1)
+        finally:
+            _on_sigterm(previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as SIGINT's KeyboardInterrupt is, so that both stop a
+    run the same way: what finished is kept and reported, and the exit status says which (143
+    or 130)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _on_sigterm(handler):
+    """Install `handler` for SIGTERM; returns the one it replaces (None where signals cannot be
+    set: not the main thread)."""
+    import signal
+
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def _close_stdout():
@@ -188,13 +223,13 @@ class Console:
     def failure(self, source, reason, record=None):
         """One image (or argument) failed: a line on stderr; under --json its record (the one
         given, else {"input", "error"}) on stdout."""
-        from gradcam_cli.files.outputs import json_line
+        from gradcam_cli.files.outputs import json_line, write_line
 
         self.clear()
         path = getattr(source, "path", source)
         click.echo(f"error: {path}: {reason}", err=True)
         if self.as_json:
-            click.echo(json_line(record if record is not None else {"input": str(path), "error": reason}))
+            write_line(json_line(record if record is not None else {"input": str(path), "error": reason}))
 
     def close(self):
         if self.bar is not None:

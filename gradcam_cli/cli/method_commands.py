@@ -45,7 +45,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     loaded = load(precision=precision, quiet=quiet, **model_options)
     batch_size = min(batch_size, len(collected.sources))
     from gradcam_cli.api import Explainer
-    from gradcam_cli.files.outputs import json_line
+    from gradcam_cli.files.outputs import json_line, write_line
 
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
@@ -82,9 +82,13 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
                  loaded.preprocess)
         options = explainer.file_options(output_dir, classes=class_indices, top_k=top_k, save=save,
                                          colormap=colormap, alpha=alpha)
-        sources = explainer.pending(collected.sources, options) if skip_existing else collected.sources
+        sources, resumed = collected.sources, {}
+        if skip_existing and ray_address is not None:  # the cluster gets what is left; the rest is re-emitted here
+            from gradcam_cli.files.writer import resumable
+
+            sources, resumed = resumable(collected.sources, options)
         reference, layer_name = built.reference, built.layer
-    if len(sources) < len(collected.sources) and not quiet:
+    if compare and len(sources) < len(collected.sources) and not quiet:
         click.echo(f"skipped {len(collected.sources) - len(sources)} image(s) whose outputs exist", err=True)
 
     # Under --report, every record (failures too, missing arguments first), for the page.
@@ -102,7 +106,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         if kept is not None:
             kept.append(record)
         if as_json:
-            click.echo(json_line(record))
+            write_line(json_line(record))
             return
         for entry in record.get("maps", [record]):  # compare records carry their figure's path
             for written in entry["outputs"].values():
@@ -121,18 +125,30 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         if compare:
             report = comparing.run(rows, sources, options, on_result, on_failure, console.update)
         elif ray_address is not None:
+            for stored in resumed.values():
+                on_result(stored.record)
             arguments = dict(model=model_options["model"], method=method, output_dir=output_dir, classes=class_indices,
                              top_k=top_k, save=save, colormap=colormap, alpha=alpha, precision=precision,
                              **explainer_arguments, **_load_options(model_options))
             report = _on_ray(ray_address, workers, sources, arguments, built.engine.batch_size, quiet,
                              model_options["verbose"], on_result, on_failure, console.update, on_empty)
+            report.done, report.resumed = report.done + len(resumed), len(resumed)
         else:
-            report = explainer.write(sources, options, on_result, on_failure, on_empty, console.update)
+            report = explainer.write(sources, options, on_result, on_failure, on_empty, console.update,
+                                     skip_existing=skip_existing)
+    except KeyboardInterrupt:  # SIGINT or SIGTERM (cli.base): the report of what finished, then exit 130 or 143
+        console.close()
+        if kept is not None:
+            _write_report(kept, report_dir, quiet)
+        raise
     finally:
         console.close()
     failed = len(report.failed) + collected.failures
-    if kept is not None:
-        _write_report(kept, report_dir, quiet)
+    if kept is not None and not _write_report(kept, report_dir, quiet):
+        failed += 1
+    if report.resumed and not quiet:
+        click.echo(f"skipped {report.resumed} image(s) whose outputs exist (their records are emitted again)",
+                   err=True)
     if not quiet:
         empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
         click.echo(f"{report.done} image(s) explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
@@ -140,12 +156,18 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
 
 
 def _write_report(records, report_dir, quiet):
-    """The run's HTML report (gradcam_cli.report), its path on stderr."""
+    """The run's HTML report (gradcam_cli.report), its path on stderr; False (said in one line)
+    when it cannot be written."""
     from gradcam_cli.report import write_report
 
-    written = write_report(records, report_dir)
+    try:
+        written = write_report(records, report_dir)
+    except OSError as error:
+        click.echo(f"error: cannot write the report in {report_dir}: {error.strerror or error}", err=True)
+        return False
     if not quiet:
         click.echo(f"report: {written.index} ({written.maps} map(s), {written.failures} failure(s))", err=True)
+    return True
 
 
 def _load_options(model_options):

@@ -192,8 +192,10 @@ def _method_options(function, save_kinds, save_help):
                           "their names, so N jobs (a SLURM or Kubernetes job array) split a folder with "
                           "no coordination."),
         click.option("--skip-existing", is_flag=True,
-                     help="Skip images whose outputs all exist (resume an interrupted run; files are "
-                          "written atomically, so an existing one is complete)."),
+                     help="Resume an interrupted run: skip each image whose record file "
+                          "(NAME.METHOD.record.json, written after its outputs) was made from the same "
+                          "file for the same request and whose outputs exist; its stored record is "
+                          "printed (and reported) again in its place."),
         click.option("--report", "report_dir", type=click.Path(file_okay=False), metavar="DIR",
                      help="Also write an HTML report of the run into DIR (DIR/index.html, thumbnails in "
                           "DIR/thumbs): the maps sortable and filterable, failures with their reasons; "

@@ -63,7 +63,7 @@ class Explain:
         self.explainer.build()
         file_options = self.explainer.file_options(output_dir or ".", classes=classes, top_k=top_k, save=save,
                                                    colormap=colormap, alpha=alpha)
-        self.options = file_options if output_dir is not None else replace(file_options, save=())
+        self.options = file_options if output_dir is not None else replace(file_options, save=(), records=False)
 
     def __call__(self, batch):
         import numpy as np

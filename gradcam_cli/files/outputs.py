@@ -8,6 +8,8 @@ half-written PNG behind.
 
 import json
 import os
+import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,11 +23,13 @@ KINDS = MAP_KINDS + GRADIENT_KINDS
 
 def is_output_name(name):
     """Whether a file name has the shape of this tool's outputs (NAME.METHOD[.TAG].KIND.png|npy,
-    NAME[.TAG].compare.png)."""
+    NAME[.TAG].compare.png, NAME.METHOD[.TAG].record.json)."""
     parts = str(name).split(".")
-    if len(parts) < 4 or parts[-1] not in ("png", "npy"):
+    if len(parts) < 4 or parts[-1] not in ("png", "npy", "json"):
         return False
     kind = parts[-2]
+    if parts[-1] == "json":
+        return kind == "record"
     return kind == "compare" or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
 
 
@@ -76,6 +80,38 @@ def _write_atomic(path, data):
         raise
 
 
+def remove_stale(paths):
+    """Remove the temporary files that earlier, killed writes of `paths` left (a SIGKILL gives no
+    chance to clean up), reading each folder once: a resumed run leaves no `.part` file behind.
+    Only the temporaries of these paths go: another run writing other files in the same folder
+    (a shard) keeps its own."""
+    by_folder = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") and name.endswith(".part") and name[1:-5].rpartition(".")[0] in names:
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+def write_bytes(path, data):
+    """Write `data` to `path` atomically (a temporary name in the same folder, then renamed);
+    returns the path as a string."""
+    _write_atomic(path, data)
+    return str(path)
+
+
 def write_png(path, rgb):
     """Write an RGB (or 2-D greyscale) uint8 image as PNG; returns the path as a string."""
     import cv2  # here, not at the top: the CLI reads KINDS at start-up
@@ -113,3 +149,47 @@ def _finite(value):
 def json_line(record):
     """One JSON line; inf and NaN become null, so the line is always valid JSON."""
     return json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+
+
+class StandardOutputError(OSError):
+    """Standard output cannot be written (a full disk, a closed file): said as such, not as a
+    failure of the image being explained."""
+
+
+def write_line(line, stream=None):
+    """Write one line (a JSON record) to standard output (or `stream`) whole or not at all: in one
+    write to its file descriptor, and when that fails part-way (a full disk), the file is cut back
+    to where the line began, so that a reader never sees half a record. BrokenPipeError when the
+    reader went away; StandardOutputError for any other failure."""
+    stream = stream or sys.stdout
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (Click's test runner): one write
+        stream.write(line + "\n")
+        stream.flush()
+        return
+    data = (line + "\n").encode("utf-8")
+    stream.flush()  # what was printed before goes first
+    start = None
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISREG(status.st_mode):
+            start = os.lseek(descriptor, 0, os.SEEK_CUR)
+            import fcntl
+
+            if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND:  # `>>`: each write lands at the end
+                start = status.st_size
+        written = 0
+        while written < len(data):
+            written += os.write(descriptor, data[written:])
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        if start is not None:
+            try:
+                os.ftruncate(descriptor, start)
+                os.lseek(descriptor, start, os.SEEK_SET)
+            except OSError:
+                pass
+        raise StandardOutputError(error.errno, f"cannot write to standard output: {error.strerror or error}") \
+            from None

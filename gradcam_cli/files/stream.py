@@ -97,9 +97,11 @@ class Stream:
         self._workers = ThreadPoolExecutor(self.image_workers, thread_name_prefix="gradcam-image")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, error, trace):
+        # Interrupted (a signal, a failure): batches not started yet are dropped, and those under way
+        # finish, each image's files and record whole, so that the process ends with no thread writing.
         for pool in (self._readers, self._writers, self._workers):
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=kind is not None)
         return False
 
     def _read(self, sources):

@@ -9,7 +9,7 @@ import numpy as np
 
 from gradcam_cli.errors import unexpected
 from gradcam_cli.explain import maps
-from gradcam_cli.files import outputs, render
+from gradcam_cli.files import outputs, records, render
 
 log = logging.getLogger("gradcam_cli")
 
@@ -18,7 +18,7 @@ TOP_RANK = -1  # the target code of an image's top-1 class (explain.engine.top_r
 
 @dataclass
 class Options:
-    """What a run writes, and how its files are named: api.Explainer.file_options makes one."""
+    """What a run writes, and how its files are named: files.writer.plan_outputs makes one."""
 
     output_dir: Path
     method: str = "gradcam"
@@ -33,15 +33,18 @@ class Options:
     details: dict = field(default_factory=dict)  # how the maps were made, for the records (api.Explainer.details)
     gradients: bool = False  # the method draws input gradients too (guided, deconvnet): their files with `raw`
     target: object = None  # an explain.targets.Bound other than a class: its one map per image, named by its tag
+    records: bool = True  # each image's record file beside its outputs (files.records): what resuming reads
+    request: str = None  # the digest of what the run asks for (files.records.request_key; files.writer makes it)
 
 
 @dataclass
 class Report:
     """What a run did: images done, images failed with their reasons, maps zero everywhere."""
 
-    done: int = 0
+    done: int = 0  # images done, those an earlier run finished included
     failed: list = field(default_factory=list)  # (source, reason)
     empty_maps: int = 0
+    resumed: int = 0  # images an earlier run finished (their stored records emitted)
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,28 @@ def output_paths(source, options, target):
     return paths
 
 
+def record_tag(options):
+    """The tag of an image's record file: its maps' tags joined (None for one untagged map), so
+    that runs for other classes or targets keep their own records."""
+    tags = [target.tag for target in targets(options) if target.tag]
+    return "+".join(tags) if tags else None
+
+
+def record_path(source, options):
+    """Where `source`'s record lies under `options` (files.records)."""
+    return records.record_path(source, options, record_tag(options))
+
+
+def written_paths(source, options):
+    """Every file a run with `options` writes for `source`: its outputs, then its record."""
+    paths = [path for target in targets(options) for path in output_paths(source, options, target).values()]
+    return paths + ([record_path(source, options)] if options.records else [])
+
+
 def pending(sources, expected):
     """The sources for which some path of `expected(source)` is not a file yet: what a resumed
     run still has to do (outputs are written atomically, so an existing file is complete)."""
     return [source for source in sources if not all(Path(p).is_file() for p in expected(source))]
-
-
-def expected_outputs(source, options):
-    """Every file a run with `options` writes for `source` (to skip sources already done)."""
-    return [path for target in targets(options) for path in output_paths(source, options, target).values()]
 
 
 def rounded(value, digits=6):
@@ -221,6 +237,8 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))
             record["maps"].append(entry)
+        if options.records:  # last: an image with a record file has all its files
+            records.write_record(record_path(source, options), source, options.request, record)
     except OSError as error:
         return [("failed", source, error)]
     except Exception as error:  # this image's rendering failed: the others go on
@@ -236,15 +254,16 @@ def write_failed(report, source, error, on_failure):
 
 
 def dispatch(events, on_result=None, on_failure=None, on_empty=None, progress=None):
-    """A run's events (api.Explainer.stream) handed to callbacks, in order: on_result(record),
+    """A run's events (files.writer.stream_outputs) handed to callbacks, in order: on_result(record),
     on_failure(source, reason[, record]), on_empty(source, class_index), progress(n). Returns the
     run's Report."""
     report = Report()
     ignore = lambda *args: None
     on_result, on_failure, on_empty = on_result or ignore, on_failure or ignore, on_empty or ignore
     for kind, source, value in events:
-        if kind == "result":
+        if kind in ("result", "resumed"):
             report.done += 1
+            report.resumed += kind == "resumed"
             on_result(value)
         elif kind == "empty":
             report.empty_maps += 1

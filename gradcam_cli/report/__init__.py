@@ -11,7 +11,9 @@ The records are embedded as JSON and the grid is built in chunks as it scrolls, 
 Files: thumbnails (JPEG, 160 px by default) are written to REPORT/thumbs/; originals, heatmaps,
 overlays and figures are referred to where they lie, by paths relative to REPORT. The grid
 therefore works wherever REPORT goes; the full-size views work while REPORT keeps its place
-relative to the run's files. Every file is written atomically, index.html last.
+relative to the run's files. Every file is written atomically, index.html last; when the page
+cannot be written (a full disk), the thumbnails made for it are removed again: a report is whole
+or absent (an earlier report in the folder stays as it was).
 
 No Keras or TensorFlow here: a report needs no model.
 """
@@ -66,6 +68,23 @@ def write_report(records, output_dir, base_dir=None, title=None, thumbnail_size=
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ReportError(f"the report folder is a file. Received: {argument('output_dir', repr(str(output_dir)))}")
+    before = _thumbnail_names(output_dir)
+    try:
+        return _write(records, output_dir, base_dir, title, thumbnail_size, progress, workers)
+    except BaseException:  # whole or absent: the thumbnails made for a page that was not written go again
+        for name in _thumbnail_names(output_dir) - before:
+            (output_dir / FOLDER / name).unlink(missing_ok=True)
+        raise
+
+
+def _thumbnail_names(output_dir):
+    try:
+        return {entry.name for entry in (output_dir / FOLDER).iterdir()}
+    except OSError:
+        return set()
+
+
+def _write(records, output_dir, base_dir, title, thumbnail_size, progress, workers):
     files = content.Files(base_dir, output_dir)
     kinds, skipped = _by_kind(records)
     images, sources = [], []
