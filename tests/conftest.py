@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models with fixed weights, image files, an offline environment."""
 
+import math
 import os
 import subprocess
 import sys
@@ -27,6 +28,63 @@ def set_fixed_weights(model, seed=0, scale=0.5):
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0, scale, w.shape).astype("float32") for w in model.get_weights()])
     return model
+
+
+# Where two processes, two batchings or two routes compute the same figure, float32 reductions may
+# differ in their last bits (threaded sums are not bit-reproducible): a Ray worker's score of
+# 1333.217773 against a local run's 1333.217651. Such figures are compared to these tolerances,
+# a few float32 steps (its epsilon is 1.2e-7); files, integers and strings stay exact.
+FLOAT32_REL, FLOAT32_ABS = 1e-5, 1e-6
+TIMING_KEYS = frozenset({"seconds"})
+
+
+def assert_records_close(actual, expected, rel=FLOAT32_REL, abs=FLOAT32_ABS, ignore=TIMING_KEYS):
+    """Assert that two JSON-like records (dicts, lists, numbers, strings, None, nested) are equal,
+    floats to |a - b| <= max(rel |expected|, abs) (pytest.approx's rule), everything else exactly:
+    the same keys, lengths, integers, booleans and strings. Keys in `ignore` (timings) are skipped
+    at any depth. Every difference is listed, each at its place (record["maps"][0]["score"])."""
+    __tracebackhide__ = True
+    differences = []
+    _compare_records(actual, expected, "record", rel, abs, ignore, differences)
+    if differences:
+        raise AssertionError("records differ:\n" + "\n".join(differences[:30]))
+
+
+def _is_float(value):
+    return isinstance(value, (float, np.floating))
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _compare_records(actual, expected, where, rel, abs_, ignore, differences):
+    if isinstance(actual, np.ndarray):
+        actual = actual.tolist()
+    if isinstance(expected, np.ndarray):
+        expected = expected.tolist()
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        mine, theirs = set(actual) - ignore, set(expected) - ignore
+        if mine != theirs:
+            differences.append(f"{where}: keys {sorted(mine - theirs)} only in the first, "
+                               f"{sorted(theirs - mine)} only in the second")
+        for key in sorted(mine & theirs, key=str):
+            _compare_records(actual[key], expected[key], f"{where}[{key!r}]", rel, abs_, ignore, differences)
+    elif isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
+        if len(actual) != len(expected):
+            differences.append(f"{where}: {len(actual)} items against {len(expected)}")
+        for i, (a, b) in enumerate(zip(actual, expected)):
+            _compare_records(a, b, f"{where}[{i}]", rel, abs_, ignore, differences)
+    elif (_is_float(actual) or _is_float(expected)) and _is_number(actual) and _is_number(expected):
+        a, b = float(actual), float(expected)
+        if not (a == b or (np.isnan(a) and np.isnan(b)) or
+                (np.isfinite(a) and np.isfinite(b) and math.fabs(a - b) <= max(rel * math.fabs(b), abs_))):
+            differences.append(f"{where}: {a!r} != {b!r} (rel={rel}, abs={abs_})")
+    elif type(actual) is not type(expected) and not (_is_number(actual) and _is_number(expected)):
+        differences.append(f"{where}: {actual!r} ({type(actual).__name__}) != {expected!r} "
+                           f"({type(expected).__name__})")
+    elif actual != expected:
+        differences.append(f"{where}: {actual!r} != {expected!r}")
 
 
 def conv3x3_same(x, kernel, bias):

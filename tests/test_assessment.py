@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gradcam_cli
-from conftest import invoke_cli
+from conftest import assert_records_close, invoke_cli
 from gradcam_cli.evaluate import assess
 from gradcam_cli.evaluate import faithfulness_report
 from gradcam_cli.evaluate import faithfulness as F
@@ -39,9 +39,11 @@ def test_measure_faithfulness_of_explanations_equals_the_commands_report(model, 
     report = faithfulness_report.faithfulness_report({"gradcam": explainer}, [e.image for e in explanations],
                                                    [e.class_index for e in explanations], steps=8)
     theirs = report["methods"]["gradcam"]
-    for figure in ("deletion_auc", "insertion_auc", "average_drop_percent", "increase_in_confidence_percent"):
-        assert mine[figure] == pytest.approx(theirs[figure], abs=1e-9), figure
-    assert mine["road_combined"] == pytest.approx(theirs["road_combined"], abs=1e-9)
+    # The two routes score their perturbed views in other batches: float32 sums may differ in their
+    # last bits (insertion AUC 0.9530416348 against 0.9530416361 on another machine).
+    figures = ("deletion_auc", "insertion_auc", "average_drop_percent", "increase_in_confidence_percent",
+               "road_combined")
+    assert_records_close({f: mine[f] for f in figures}, {f: theirs[f] for f in figures})
     # Each curve starts at the unperturbed probability the explanation reports.
     for result, explanation in zip(results, explanations):
         assert result.deletion_curve[0] == pytest.approx(explanation.probability, abs=1e-5)
