@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import OFFLINE_ENV
+from conftest import OFFLINE_ENV, assert_records_close
 
 IMAGES = 96
 BATCH = 4
@@ -46,23 +46,6 @@ def _records(path):
 
 def _without_timing(record):
     return {key: value for key, value in record.items() if key != "seconds"}
-
-
-def _close(a, b, where="record"):
-    """Equal records: floats to float32 precision (two batchings meet here), the rest exactly."""
-    if isinstance(a, float) or isinstance(b, float):
-        assert isinstance(a, (int, float)) and isinstance(b, (int, float)), where
-        assert a == pytest.approx(b, rel=1e-5, abs=1e-6), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), where
-        for key in a:
-            _close(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def _check_whole(workdir, run):
@@ -103,8 +86,7 @@ def _assert_same_as(workdir, final_run, uninterrupted):
     reference_dir, reference, reference_stderr = uninterrupted
     final = _records(workdir / f"run{final_run}.jsonl")
     assert len(final) == len(reference) == IMAGES
-    for ours, theirs in zip(final, reference):
-        _close(_without_timing(ours), _without_timing(theirs), ours["input"])
+    assert_records_close(final, reference)  # timings aside, floats to float32 precision
     files = sorted(p.name for p in (workdir / "out").iterdir())
     assert files == sorted(p.name for p in (reference_dir / "out").iterdir())
     assert not [name for name in files if name.endswith(".part")]

@@ -68,7 +68,7 @@ class DefaultCommandGroup(click.Group):
 
     def invoke(self, ctx):
         STATE.activity, STATE.verbose = "running the command", False
-        previous = _on_sigterm(_terminate)
+        previous = _on_signals(_interrupt)
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -97,7 +97,7 @@ class DefaultCommandGroup(click.Group):
             click.echo(f"error: failed while {STATE.activity}: {unexpected(error)}{hint}", err=True)
             ctx.exit(1)
         finally:
-            _on_sigterm(previous)
+            _on_signals(previous)
 
 
 class Terminated(KeyboardInterrupt):
@@ -106,19 +106,54 @@ class Terminated(KeyboardInterrupt):
     or 130)."""
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+class _Signals:
+    """Whether the main thread is in a block that a signal must not cut (`uninterrupted`), and
+    the interrupt that waits for its end."""
+
+    critical = False
+    pending = None
 
 
-def _on_sigterm(handler):
-    """Install `handler` for SIGTERM; returns the one it replaces (None where signals cannot be
-    set: not the main thread)."""
+SIGNALS = _Signals()
+
+
+def _interrupt(signum, frame):
     import signal
 
-    if handler is None:
+    interrupt = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if SIGNALS.critical:
+        SIGNALS.pending = SIGNALS.pending or interrupt
+        return
+    raise interrupt
+
+
+class uninterrupted:
+    """A block that SIGINT and SIGTERM do not cut: they take effect when it ends. A record is
+    printed and kept for the report together, so that the report of an interrupted run holds
+    exactly the records it printed."""
+
+    def __enter__(self):
+        SIGNALS.critical = True
+
+    def __exit__(self, *exc):
+        SIGNALS.critical = False
+        pending, SIGNALS.pending = SIGNALS.pending, None
+        if pending is not None:
+            raise pending
+        return False
+
+
+def _on_signals(handlers):
+    """Install a handler for SIGINT and SIGTERM (`handlers`: one function for both, or the
+    {signal: handler} that an earlier call returned); returns the ones replaced. Nothing where
+    signals cannot be set (not the main thread)."""
+    import signal
+
+    if handlers is None:
         return None
+    wanted = handlers if isinstance(handlers, dict) else {signal.SIGINT: handlers, signal.SIGTERM: handlers}
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        return {number: signal.signal(number, handler) for number, handler in wanted.items()}
     except ValueError:
         return None
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from gradcam_cli.cli.base import (STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded,
-                                  writable)
+from gradcam_cli.cli.base import (STATE, Console, UsageProblem, collect, load, log, main, setup_logging,
+                                  uninterrupted, worded, writable)
 from gradcam_cli.cli.options import method_options, method_parameters, pool_option, split_method_options
 from gradcam_cli.errors import LayerError
 from gradcam_cli.explain.methods import METHODS
@@ -97,14 +97,19 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         [{"input": str(path), "error": "broken symbolic link (its target does not exist)"} for path in collected.broken]
 
     def on_failure(source, reason, record=None):
-        if kept is not None:
-            kept.append(record if record is not None else {"input": str(getattr(source, "path", source)),
-                                                           "error": reason})
-        console.failure(source, reason, record)
+        with uninterrupted():  # printed and kept together
+            if kept is not None:
+                kept.append(record if record is not None else {"input": str(getattr(source, "path", source)),
+                                                               "error": reason})
+            console.failure(source, reason, record)
 
     def on_result(record):
-        if kept is not None:
-            kept.append(record)
+        with uninterrupted():  # printed and kept together
+            if kept is not None:
+                kept.append(record)
+            _print_record(record)
+
+    def _print_record(record):
         if as_json:
             write_line(json_line(record))
             return

@@ -65,8 +65,9 @@ class Stored:
 
 
 def read_record(path, source, request):
-    """The Stored record at `path` when it was made from `source` for `request` (the digest) and every file it
-    lists exists; else None (the image is done again)."""
+    """The Stored record at `path` when it was made from `source` for `request` (the digest); else
+    None (the image is done again). Whether its files exist is the caller's to check
+    (files.writer.resumable: where this run writes them)."""
     try:
         with open(path, "rb") as handle:
             stored = json.loads(handle.read(RECORD_BYTES + 1)[: RECORD_BYTES])
@@ -79,7 +80,6 @@ def read_record(path, source, request):
     record = stored.get("record")
     if not isinstance(record, dict) or not isinstance(record.get("maps"), list):
         return None
-    for entry in record["maps"]:
-        if not all(Path(written).is_file() for written in (entry.get("outputs") or {}).values()):
-            return None
+    if not all(isinstance(entry, dict) and isinstance(entry.get("outputs"), dict) for entry in record["maps"]):
+        return None
     return Stored(record)

@@ -60,14 +60,34 @@ def _request(explainer, ready, options):
 
 
 def resumable(sources, options):
-    """The sources still to do, and {index: Stored} of those an earlier run finished (their
-    record file matches the source and the request, and their files exist)."""
+    """The sources still to do, and {index: Stored} of those an earlier run finished: their record
+    file matches the source and the request, and every file it lists is where this run writes it.
+    A stored record names the files and the input as this run does (an output folder may have
+    been moved or copied since)."""
     done = {}
     for index, source in enumerate(sources):
         stored = records.read_record(writing.record_path(source, options), source, options.request)
-        if stored is not None:
+        if stored is not None and _in_place(stored.record, source, options):
             done[index] = stored
     return [source for index, source in enumerate(sources) if index not in done], done
+
+
+def _in_place(record, source, options):
+    """Whether every file of the stored `record` exists where this run writes it; if so, the
+    record is made to name those files and the input as this run does."""
+    plan = writing.targets(options)
+    if len(record["maps"]) != len(plan):
+        return False
+    located = []
+    for target, entry in zip(plan, record["maps"]):
+        paths = writing.output_paths(source, options, target)
+        if set(entry["outputs"]) != set(paths) or not all(Path(paths[kind]).is_file() for kind in paths):
+            return False
+        located.append({kind: str(paths[kind]) for kind in entry["outputs"]})
+    for entry, outputs_here in zip(record["maps"], located):
+        entry["outputs"] = outputs_here
+    record["input"] = str(source.path)
+    return True
 
 
 def stream_outputs(explainer, sources, options, image_workers=None, skip_existing=False):
