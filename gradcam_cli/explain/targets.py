@@ -38,6 +38,7 @@ gradient through the argmax): the same gradients, while gradient-free methods an
 curves score changed inputs on what the model predicts for them. A mask file fixes the region.
 """
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,6 +46,7 @@ import numpy as np
 from keras import ops
 
 from gradcam_cli.errors import ClassError, GradcamError, argument
+from gradcam_cli.models.labels import whole_number
 
 KINDS = ("class", "segment", "similar", "dissimilar", "output", "box")
 # The spelling of each kind's spec, for messages and help.
@@ -105,8 +107,26 @@ def _safe(text):
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:40] or "_"
 
 
+# A number in a box's corners: ASCII digits, an optional sign, point and exponent (no inf, nan).
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _class_spec(text, spec, kind):
+    """A class as a spec gives it: an index (ASCII digits, as models.labels.whole_number reads
+    them) or a name. TargetError for what looks like a number and is not one ('--1', a
+    superscript or another script's digits): an index is written in the digits 0-9."""
+    index = whole_number(text)
+    if index is not None:
+        return index
+    if text and all(c in "+-" or c.isnumeric() for c in text):
+        raise TargetError(f"{argument('target', repr(spec))}: {text!r} is not a class index: write an index in the "
+                          f"digits 0-9, or a class name ({kind} targets are written {SPELLING[kind]})")
+    return text
+
+
 def parse(spec):
-    """A Target from `--target`'s text, a Target, or a callable. TargetError in one line."""
+    """A Target from `--target`'s text, a Target, or a callable. TargetError in one line: indices
+    are ASCII whole numbers, a box's corners finite ASCII numbers."""
     if isinstance(spec, Target):
         return spec
     if callable(spec):
@@ -119,26 +139,26 @@ def parse(spec):
     if not rest:
         raise TargetError(f"{argument('target', repr(text))}: {kind} targets are written {SPELLING[kind]}")
     if kind == "class":
-        return Target("class", int(rest) if rest.lstrip("-").isdigit() else rest)
+        return Target("class", _class_spec(rest, text, kind))
     if kind == "segment":
         name, _, mask = rest.partition(":")
-        return Target("segment", int(name) if name.isdigit() else name, mask or None)
+        return Target("segment", _class_spec(name, text, kind), mask or None)
     if kind == "output":
         index, _, direction = rest.partition(":")
-        if not index.isdigit() or direction not in ("", "decrease", "increase"):
+        unit = whole_number(index)
+        if unit is None or unit < 0 or direction not in ("", "decrease", "increase"):
             raise TargetError(f"{argument('target', repr(text))}: output targets are written {SPELLING[kind]}, "
-                              "INDEX a unit's index")
-        return Target("output", int(index), decrease=direction == "decrease")
+                              "INDEX a unit's index in the digits 0-9")
+        return Target("output", unit, decrease=direction == "decrease")
     if kind == "box":
         corners, _, name = rest.partition(":")
-        try:
-            box = tuple(float(v) for v in corners.split(","))
-        except ValueError:
-            box = ()
-        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+        values = [v.strip() for v in corners.split(",")]
+        box = tuple(float(v) for v in values) if all(_NUMBER.fullmatch(v) for v in values) else ()
+        if len(box) != 4 or not all(np.isfinite(box)) or not (box[0] < box[2] and box[1] < box[3]):
             raise TargetError(f"{argument('target', repr(text))}: box targets are written {SPELLING[kind]}, the box's "
-                              "corners in the image's pixels with X0 < X1 and Y0 < Y1")
-        return Target("box", (int(name) if name.isdigit() else name) if name else None, box=box)
+                              "corners in the image's pixels, finite numbers in the digits 0-9, with X0 < X1 and "
+                              "Y0 < Y1")
+        return Target("box", _class_spec(name, text, kind) if name else None, box=box)
     return Target(kind, path=rest)
 
 
@@ -383,51 +403,13 @@ class Bound:
         return out
 
 
-def read_mask(path, grid):
-    """A mask file as a (h, w) float32 0/1 array on the output's grid; TargetError when it
-    cannot be read or nothing of it is inside."""
-    import cv2
-
-    from gradcam_cli.files.images import load_rgb as read_image
-
-    try:
-        rgb = read_image(Path(path))
-    except (OSError, ValueError) as error:
-        raise TargetError(f"cannot read the mask {str(path)!r}: {error}") from None
-    inside = (np.asarray(rgb).reshape(rgb.shape[0], rgb.shape[1], -1).max(axis=-1) > 0).astype(np.float32)
-    share = cv2.resize(inside, (int(grid[1]), int(grid[0])), interpolation=cv2.INTER_AREA)
-    mask = (share >= MASK_SHARE).astype(np.float32)
-    if not mask.any():
-        raise TargetError(f"the mask {str(path)!r} covers no cell of the output's {grid[0]}x{grid[1]} grid "
-                          f"(a cell is inside when at least half of it is)")
-    return mask
-
-
-def read_reference(path, embed):
-    """The reference vector of a similar/dissimilar target: a .npy file, or an image embedded
-    by `embed(rgb) -> (D,)` (the model itself)."""
-    from gradcam_cli.files.images import load_rgb as read_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise TargetError(f"the reference {str(path)!r} is not a file: give an image or a .npy vector")
-    if path.suffix.lower() == ".npy":
-        try:
-            vector = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise TargetError(f"cannot read the reference vector {str(path)!r}: {error}") from None
-        return np.asarray(vector, dtype=np.float32).reshape(-1)
-    try:
-        rgb = read_image(path)
-    except (OSError, ValueError) as error:
-        raise TargetError(f"cannot read the reference image {str(path)!r}: {error}") from None
-    return np.asarray(embed(rgb), dtype=np.float32).reshape(-1)
-
-
-def bind(target, loaded, embed=None, explicit=True):
+def bind(target, loaded, files=None, explicit=True):
     """`target` (a Target, a spec or a callable) on `loaded`: a Bound whose `loaded` is a copy of
-    the LoadedModel with a TargetHead (class targets: the model itself). `embed(rgb) -> (D,)`
-    embeds a reference image (similar/dissimilar). TargetError in one line when it does not fit."""
+    the LoadedModel with a TargetHead (class targets: the model itself). `files` reads the mask
+    or reference a target names (files.references.TargetFiles: `mask(path)` an (H, W) bool array,
+    `reference(path)` a vector, an image embedded by the model). TargetError in one line when it
+    does not fit."""
+    from gradcam_cli.explain.target_inputs import checked_reference, mask_on_grid, read_file
     from gradcam_cli.models.labels import class_index
 
     target = parse(target)
@@ -444,7 +426,8 @@ def bind(target, loaded, embed=None, explicit=True):
             code = class_index(target.index, loaded.labels, loaded.head.num_classes, model=loaded.name)
         except ClassError as error:
             raise TargetError(str(error)) from None
-        mask = None if target.path is None else read_mask(target.path, shape[:2])
+        mask = None if target.path is None else mask_on_grid(read_file(files, "mask", target.path), target.path,
+                                                             shape[:2])
         head = TargetHead(target, loaded.head, loaded.head.num_classes, _segment_table(mask),
                           per_image=_segment_details(mask, loaded.head, loaded.label), source=loaded)
         return Bound(target, replace(loaded, head=head), code)
@@ -463,9 +446,7 @@ def bind(target, loaded, embed=None, explicit=True):
     if target.kind == "callable":
         head = TargetHead(target, loaded.head, 1, _callable_table(target.function), source=loaded)
         return Bound(target, replace(loaded, head=head, labels=(target.spec,)), 0)
-    if embed is None:
-        raise TargetError(f"{target.kind} targets need the reference embedded by the model")
-    reference = read_reference(target.path, embed)
+    reference = checked_reference(read_file(files, "reference", target.path), target.path)
     units = int(np.prod(shape))
     if reference.size != units:
         raise TargetError(f"the reference {target.path!r} has {reference.size} values; {loaded.name}'s output has "
@@ -476,9 +457,10 @@ def bind(target, loaded, embed=None, explicit=True):
     return Bound(target, replace(loaded, head=head, labels=(label,)), 0)
 
 
-def for_method(spec, method, network, loaded, shared, embed):
+def for_method(spec, method, network, loaded, shared, files):
     """What api.Explainer explains: `spec` (None: classes; a Bound of one view as it is) bound to
-    `loaded` once per model and target in `shared`. GradcamError when a non-class target meets a
+    `loaded` once per model and target in `shared`; `files` as bind's. GradcamError when a
+    non-class target meets a
     method that explains classes (Finer-CAM's and Shapley-CAM's objectives, CAM's classifier, the
     dilated copies)."""
     from gradcam_cli.explain.methods import METHODS
@@ -493,5 +475,5 @@ def for_method(spec, method, network, loaded, shared, embed):
                            f"{target.kind} targets are read by the other methods")
     key = ("target", id(loaded), target, spec is not None)
     if key not in shared:
-        shared[key] = bind(target, loaded, embed, explicit=spec is not None)
+        shared[key] = bind(target, loaded, files, explicit=spec is not None)
     return shared[key]
