@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.explain.targets import MASK_SHARE, TargetError
+from gradcam_cli.explain.target_spec import TargetError
+
+# A cell of the output's grid is inside a mask file when at least this share of it is.
+MASK_SHARE = 0.5
 
 
 def mask_on_grid(inside, path, grid):
