@@ -6,11 +6,13 @@ The kinds (`--target SPEC` on the command line; `Explainer(target=...)` in the A
                             sigmoid sign rule, the softmax found anywhere in the head).
     segment:CLASS[:MASK]    for outputs (h, w, classes): the sum of CLASS's logits over a mask
                             (pytorch-grad-cam's SemanticSegmentationTarget). MASK is an image file
-                            of any size, resized to the output's grid (a cell is inside when at
-                            least half of it is non-zero). Without MASK, the pixels the model
-                            predicts as CLASS (its argmax; a sigmoid output: logit > 0).
+                            of any size read by files.images.read_mask's rule (alpha where there
+                            is alpha, else non-zero labels), resized to the output's grid (a cell
+                            is inside when at least half of it is). Without MASK, the pixels the
+                            model predicts as CLASS (its argmax; a sigmoid output: logit > 0).
     similar:REF             the cosine similarity of the output vector to REF's: an image run
-                            through the same model and preprocessing, or a .npy vector.
+                            through the same model and preprocessing, or a .npy vector (checked
+                            from its header; finite, not zero everywhere: target_inputs.py).
     dissimilar:REF          1 - that similarity.
     output:INDEX[:decrease] one output unit's value (negated with `decrease`): a regressor's.
     box:X0,Y0,X1,Y1[:CLASS] a detector's (outputs: decoded boxes (N, 4), x0 y0 x1 y1 in the
