@@ -246,8 +246,9 @@ def eval_command(images, layer, class_name, target, methods, measures, pool, cou
     object's class; needs a model of those four classes, such as demo-gap or demo-vgg.
 
     With IMAGE arguments (files, folders, -): on your images; localization needs each object's
-    mask beside its image as NAME.mask.png (non-zero = object, same size as the image) or --boxes;
-    the other measures need no mask.
+    mask beside its image as NAME.mask.png (same size as the image; the object: where it is not
+    transparent or, without transparency, non-zero, as --target's masks) or --boxes; the other
+    measures need no mask.
 
     \b
     localization:
