@@ -25,7 +25,7 @@ import numpy as np
 
 from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
-from gradcam_cli.files.images import decode_input, input_list
+from gradcam_cli.files.images import decode_input, input_list, read_input
 from gradcam_cli.explain.prepared import Prepared, shared_engine
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
 
@@ -127,6 +127,10 @@ class Explainer:
         self._ready = None
         self._bases = {}  # a meta-method's base Explainers, by their layers (`base`)
 
+    # An API input (a path or an array) as RGB through files/'s one gate: how explain/ code handed
+    # this Explainer (explain.concepts) reads images without reading files itself.
+    read_image = staticmethod(read_input)
+
     def __getstate__(self):  # what a worker receives: the arguments, not a built engine
         state = dict(self.__dict__, _ready=None, _bases={})
         if not isinstance(self.model, (str, Path)):
@@ -222,10 +226,11 @@ class Explainer:
         """The target bound to `loaded`, once per model and target in `shared` (explain.targets.for_method)."""
         from gradcam_cli.explain.targets import for_method
         from gradcam_cli.files.images import prepare
+        from gradcam_cli.files.references import TargetFiles
 
         embedding = lambda rgb: shared_engine(shared, loaded, loaded.default_layer, 1, self.jit).raw_outputs(
             prepare(loaded, [rgb], self.crop)[0])[0]
-        return for_method(self.target, self.method, self.network, loaded, shared, embedding)
+        return for_method(self.target, self.method, self.network, loaded, shared, TargetFiles(embedding))
 
     def with_method(self, method, **options):
         """An Explainer of another method on this one's model, layer, batch size and compilation,

@@ -6,7 +6,7 @@ import sys
 import click
 
 from gradcam_cli.cli.base import STATE, Console, UsageProblem, collect, load, main, setup_logging, worded, writable
-from gradcam_cli.cli.options import _save_parser, model_options
+from gradcam_cli.cli.options import _save_parser, max_pixels_option, model_options
 
 # files.concepts.SAVE_KINDS and DEFAULT_SAVE, spelled here so that `--help` imports no OpenCV (a test ties them).
 SAVE_KINDS = ("overlay", "raw")
@@ -16,6 +16,7 @@ DEFAULT_SAVE = ("overlay",)
 @main.command("concepts", short_help="The concepts a model finds across images (Deep Feature Factorization).")
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @model_options
+@max_pixels_option
 @click.option("-k", "--concepts", "k", type=int, default=5, show_default=True, metavar="K",
               help="How many concepts to find (the factorisation's components): at most the layer's channels.")
 @click.option("--layer", "-l", metavar="NAME",

@@ -36,6 +36,68 @@ def _parse_size(ctx, param, value):
 MAX_INPUT_SIDE = 8192
 
 
+# Pillow's Image.MAX_IMAGE_PIXELS (files.images.DEFAULT_MAX_PIXELS; a test ties the three).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def _set_max_pixels(ctx, param, value):
+    """--max-pixels: the one limit of files/'s decoding gate, set there (no command takes it)."""
+    import re
+
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) < 1:
+        raise UsageProblem(f"--max-pixels {value}: give a whole number of pixels of at least 1, in the digits 0-9")
+    from gradcam_cli.files.images import set_max_pixels
+
+    set_max_pixels(int(text))
+
+
+max_pixels_option = click.option(
+    "--max-pixels", default=str(DEFAULT_MAX_PIXELS), show_default=True, metavar="N", expose_value=False,
+    callback=_set_max_pixels,
+    help="Refuse any image file (input, mask, reference, thumbnail source) whose header gives more than N "
+         "pixels (width x height of the frame read), in one line, before it is decoded; the other "
+         "images go on. Pillow's decompression-bomb limit by default.")
+
+
+def check_target(ctx, param, value):
+    """--target: its spelling checked at once, before the model loads (explain.target_spec.parse,
+    without Keras); the text itself is what the command receives."""
+    if value is None:
+        return None
+    from gradcam_cli.cli.base import worded
+    from gradcam_cli.explain.target_spec import TargetError, parse
+
+    try:
+        parse(value)
+    except TargetError as error:
+        raise UsageProblem(worded(error)) from None
+    return value
+
+
+def check_classes(ctx, param, value):
+    """--class: an index in the digits 0-9 or a name; a number written otherwise ('²', '--1',
+    another script's digits) is refused in one line."""
+    values = value if isinstance(value, tuple) else (value,)
+    for text in values:
+        if text is None:
+            continue
+        from gradcam_cli.models.labels import whole_number
+
+        stripped = str(text).strip()
+        if whole_number(stripped) is None and stripped and all(c in "+-" or c.isnumeric() for c in stripped):
+            raise UsageProblem(f"--class {text}: not a class index: write an index in the digits 0-9, or a "
+                               "class name")
+    return value
+
+
+# What --target's help says of masks: the rule of files.images.read_mask.
+MASK_RULE = ("A mask is an image of any size: where it has transparency, its pixels that are not fully transparent "
+             "(alpha > 0) are inside; otherwise its values are labels, never scaled: a grey mask (8- or 16-bit) is "
+             "inside where it is non-zero, a colour mask where any channel is. A cell of the output's grid is "
+             "inside when at least half of it is.")
+
+
 def _save_parser(kinds):
     """A --save callback accepting the command's own kinds."""
 
@@ -153,16 +215,16 @@ def _method_options(function, save_kinds, save_help):
                           "convolutional feature layer, found automatically, also inside nested "
                           "models ('resnet50/conv5_block3_out'). Repeat it to average several layers' "
                           "maps (each normalised and upsampled to the input size)."),
-        click.option("--class", "-c", "classes", multiple=True, metavar="INDEX|NAME",
+        click.option("--class", "-c", "classes", multiple=True, metavar="INDEX|NAME", callback=check_classes,
                      help="Class to explain: an index or a class name such as boxer (repeatable). "
                           "Default: each image's top-1 prediction."),
-        click.option("--target", "-t", metavar="SPEC",
+        click.option("--target", "-t", metavar="SPEC", callback=check_target,
                      help="What the map explains: class:N|NAME (as --class), segment:CLASS[:MASK.png] (a "
                           "segmenter: the sum of CLASS's scores over the pixels predicted as CLASS, or over a "
                           "mask), similar:REF or dissimilar:REF (an embedding's cosine similarity to an image's "
-                          "or a .npy vector's), output:INDEX[:decrease] (a regression unit), "
-                          "box:X0,Y0,X1,Y1[:CLASS] (a detector: IoU + score of the predicted box that matches "
-                          "this one, in the image's pixels). Default: classes."),
+                          "or a .npy vector's: finite, not zero everywhere), output:INDEX[:decrease] (a regression "
+                          "unit), box:X0,Y0,X1,Y1[:CLASS] (a detector: IoU + score of the predicted box that "
+                          "matches this one, in the image's pixels). Default: classes. " + MASK_RULE),
         click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
                      help="One map for each of the image's k most likely classes."),
         click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",
@@ -217,6 +279,7 @@ def _method_options(function, save_kinds, save_help):
         click.option("--jit", is_flag=True, help="Compile the gradient step with XLA (faster on GPUs; "
                                                  "a slower first batch)."),
         precision_option,
+        max_pixels_option,
     ]
     for option in reversed(options):
         function = option(function)

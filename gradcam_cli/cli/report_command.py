@@ -6,11 +6,13 @@ import sys
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, main, worded, writable
+from gradcam_cli.cli.options import max_pixels_option
 
 
 @main.command("report", short_help="An HTML page of a run's results: thumbnails, filters, failures.")
 @click.argument("results", nargs=-1, required=True, metavar="RESULTS.jsonl...",
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@max_pixels_option
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_report", show_default=True,
               help="Where the report goes: OUTDIR/index.html and the thumbnails in OUTDIR/thumbs/.")
 @click.option("--base", "base_dir", type=click.Path(exists=True, file_okay=False), metavar="DIR",

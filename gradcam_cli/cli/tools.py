@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
-from gradcam_cli.cli.options import (COLORMAP_NAMES, method_parameters, model_options, pool_option, precision_option,
-                                     split_method_options)
+from gradcam_cli.cli.options import (COLORMAP_NAMES, check_classes, check_target, max_pixels_option, method_parameters,
+                                     model_options, pool_option, precision_option, split_method_options)
 from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
@@ -17,6 +17,7 @@ from gradcam_cli.models import registry
 @main.command("compare", short_help="Maps side by side: methods, layers, variants, models.")
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @model_options(grid_flag="--token-grid")
+@max_pixels_option
 @click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
 @click.option("--methods", metavar="M1,M2,...",
               help=f"Columns, from: {', '.join(COMPARE_COLUMNS)} (guided: the guided-backpropagation image; "
@@ -28,9 +29,9 @@ from gradcam_cli.models import registry
               help="Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
                    "strongest gradient of each channel), argmax-channel (only the channel with the largest "
                    "weight), relu-after-resize (the ReLU applied after upsampling).")
-@click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
+@click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
               help="The class every cell explains (default: each row's top-1 prediction).")
-@click.option("--target", "-t", metavar="SPEC",
+@click.option("--target", "-t", metavar="SPEC", callback=check_target,
               help="What every cell explains instead of a class: segment:CLASS[:MASK.png], similar:REF, "
                    "dissimilar:REF, output:INDEX[:decrease], box:X0,Y0,X1,Y1[:CLASS] (see `gradcam gradcam --help`).")
 @click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
@@ -190,10 +191,11 @@ def _measures(ctx, param, value):
 @main.command("eval")
 @click.argument("images", nargs=-1, metavar="[IMAGE...]")
 @model_options
+@max_pixels_option
 @click.option("--layer", "-l", metavar="NAME", help="Target layer (default: the model's default).")
-@click.option("--class", "-c", "class_name", metavar="INDEX|NAME",
+@click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
               help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
-@click.option("--target", "-t", metavar="SPEC",
+@click.option("--target", "-t", metavar="SPEC", callback=check_target,
               help="What the maps explain instead of a class: segment:CLASS[:MASK.png], similar:REF, "
                    "dissimilar:REF, output:INDEX[:decrease], box:X0,Y0,X1,Y1[:CLASS]; faithfulness then scores "
                    "the target's value. On "
@@ -244,8 +246,9 @@ def eval_command(images, layer, class_name, target, methods, measures, pool, cou
     object's class; needs a model of those four classes, such as demo-gap or demo-vgg.
 
     With IMAGE arguments (files, folders, -): on your images; localization needs each object's
-    mask beside its image as NAME.mask.png (non-zero = object, same size as the image) or --boxes;
-    the other measures need no mask.
+    mask beside its image as NAME.mask.png (same size as the image; the object: where it is not
+    transparent or, without transparency, non-zero, as --target's masks) or --boxes; the other
+    measures need no mask.
 
     \b
     localization:

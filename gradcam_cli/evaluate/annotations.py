@@ -1,22 +1,24 @@
 """Objects users mark in their own images, for localization figures: a mask beside each image
-(NAME.mask.png, non-zero = the object) or boxes in a COCO-style JSON file."""
+(NAME.mask.png: the object where it is not transparent or, without transparency, non-zero;
+files.images.read_mask) or boxes in a COCO-style JSON file."""
 
 from pathlib import Path
 
 import numpy as np
 
 from gradcam_cli.errors import GradcamError, ImageError
-from gradcam_cli.files.images import load_rgb
+from gradcam_cli.files.images import load_rgb, read_mask as read_mask_file
 from gradcam_cli.files.inputs import MASK_SUFFIX, is_mask
 
 
 def read_mask(image_path, shape):
-    """The object in the mask beside `image_path` (non-zero pixels), for an image of `shape`.
+    """The object in the mask beside `image_path`, for an image of `shape`, read by the rule of
+    files.images.read_mask (alpha where there is alpha, else non-zero labels, never scaled).
     ImageError when there is none, or it does not fit the image, or it is empty."""
     mask_path = image_path.with_name(image_path.name.rsplit(".", 1)[0] + MASK_SUFFIX)
     if not mask_path.is_file():
         raise ImageError(f"no mask {mask_path.name} beside it")
-    mask = load_rgb(mask_path).max(axis=2)
+    mask = read_mask_file(mask_path)
     if mask.shape != tuple(shape[:2]):
         raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the image {shape[1]}x{shape[0]}")
     if not mask.any():

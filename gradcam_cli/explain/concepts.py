@@ -150,7 +150,8 @@ def factorize(explainer, images, k=5, max_images=64, top_classes=2, seed=0, max_
     concepts, fitted_maps, boxes = _fit(explainer, items, k, max_images, top_classes, seed, max_iter, failure,
                                         progress)
     found = []
-    for indices, rgbs in _read(items, range(len(items)), ready.engine.batch_size, failed, failure, progress):
+    for indices, rgbs in _read(items, range(len(items)), ready.engine.batch_size, failed, failure, progress,
+                               explainer.read_image):
         others = [j for j, index in enumerate(indices) if index not in fitted_maps]
         activations, other_boxes = _activations(explainer, [rgbs[j] for j in others]) if others else (None, [])
         solved = dict(zip(others, _solve(concepts, activations))) if others else {}
@@ -183,7 +184,7 @@ def _fit(explainer, items, k, max_images, top_classes, seed, max_iter, failure, 
     ready = explainer.build()
     chosen = sample_indices(len(items), max_images)
     parts, kept, boxes = [], [], {}
-    for indices, rgbs in _read(items, chosen, ready.engine.batch_size, {}, failure, progress):
+    for indices, rgbs in _read(items, chosen, ready.engine.batch_size, {}, failure, progress, explainer.read_image):
         activations, batch_boxes = _activations(explainer, rgbs)
         parts.append(activations)
         kept += indices
@@ -269,7 +270,7 @@ def _activations(explainer, rgbs):
     return np.concatenate(parts), boxes
 
 
-def _read(items, indices, size, failed, failure, progress):
+def _read(items, indices, size, failed, failure, progress, read):
     """(indices, RGB images) of `items[indices]`, `size` readable ones at a time; an item that
     cannot be read is reported by failure(index, reason) and skipped (those in `failed` already
     are skipped without a word). progress(n) after each batch: the items it went through."""
@@ -279,7 +280,7 @@ def _read(items, indices, size, failed, failure, progress):
         if index in failed:
             continue
         try:
-            rgb = _decoded(items[index], index)
+            rgb = read(items[index], index)
         except ImageError as error:
             failure(index, str(error))
             continue
@@ -294,12 +295,3 @@ def _read(items, indices, size, failed, failure, progress):
         yield batch, rgbs
     if progress is not None and consumed:
         progress(consumed)
-
-
-def _decoded(item, index):
-    """An item as (H, W, 3) uint8 RGB: a path read (ImageError with the reason alone), or an array."""
-    from gradcam_cli.files.images import decode_input, load_rgb
-
-    if isinstance(item, np.ndarray):
-        return decode_input(item, index, None)[0]
-    return load_rgb(item)

@@ -6,11 +6,13 @@ The kinds (`--target SPEC` on the command line; `Explainer(target=...)` in the A
                             sigmoid sign rule, the softmax found anywhere in the head).
     segment:CLASS[:MASK]    for outputs (h, w, classes): the sum of CLASS's logits over a mask
                             (pytorch-grad-cam's SemanticSegmentationTarget). MASK is an image file
-                            of any size, resized to the output's grid (a cell is inside when at
-                            least half of it is non-zero). Without MASK, the pixels the model
-                            predicts as CLASS (its argmax; a sigmoid output: logit > 0).
+                            of any size read by files.images.read_mask's rule (alpha where there
+                            is alpha, else non-zero labels), resized to the output's grid (a cell
+                            is inside when at least half of it is). Without MASK, the pixels the
+                            model predicts as CLASS (its argmax; a sigmoid output: logit > 0).
     similar:REF             the cosine similarity of the output vector to REF's: an image run
-                            through the same model and preprocessing, or a .npy vector.
+                            through the same model and preprocessing, or a .npy vector (checked
+                            from its header; finite, not zero everywhere: target_inputs.py).
     dissimilar:REF          1 - that similarity.
     output:INDEX[:decrease] one output unit's value (negated with `decrease`): a regressor's.
     box:X0,Y0,X1,Y1[:CLASS] a detector's (outputs: decoded boxes (N, 4), x0 y0 x1 y1 in the
@@ -45,101 +47,14 @@ import numpy as np
 from keras import ops
 
 from gradcam_cli.errors import ClassError, GradcamError, argument
+from gradcam_cli.explain.target_spec import KINDS, SPELLING, Target, TargetError, parse  # noqa: F401 (public here)
 
-KINDS = ("class", "segment", "similar", "dissimilar", "output", "box")
-# The spelling of each kind's spec, for messages and help.
-SPELLING = {"class": "class:N|NAME", "segment": "segment:CLASS[:MASK.png]", "similar": "similar:REF",
-            "dissimilar": "dissimilar:REF", "output": "output:INDEX[:decrease]", "box": "box:X0,Y0,X1,Y1[:CLASS]"}
 # Which kinds fit which output (LoadedModel.output_kind).
 FITTING = {"classes": ("class", "output", "similar", "dissimilar"),
            "embedding": ("similar", "dissimilar", "output", "class"),
            "map": ("segment",), "detections": ("box",)}
 # A box is matched when its IoU with the given box reaches this (pytorch-grad-cam's iou_threshold).
 BOX_IOU = 0.5
-# A cell of the output's grid is inside a mask file when at least this share of it is.
-MASK_SHARE = 0.5
-
-
-class TargetError(GradcamError):
-    """A target that cannot be read or does not fit the model."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """A parsed target: its kind, and what the spec gave. `index` is a class (index or name)
-    for class and segment, a unit for output; `path` a mask (segment) or a reference
-    (similar/dissimilar); `function` a callable target (the API's)."""
-
-    kind: str
-    index: object = None
-    path: str = None
-    decrease: bool = False
-    function: object = None
-    box: tuple = None  # box targets: (x0, y0, x1, y1) in the original image's pixels
-
-    @property
-    def spec(self):
-        """The target as `--target` spells it."""
-        if self.function is not None:
-            return f"callable:{getattr(self.function, '__name__', 'target')}"
-        if self.kind == "box":
-            return "box:" + ",".join(f"{v:g}" for v in self.box) + ("" if self.index is None else f":{self.index}")
-        parts = [self.kind] + [str(p) for p in (self.index, self.path) if p is not None]
-        return ":".join(parts + (["decrease"] if self.decrease else []))
-
-    @property
-    def tag(self):
-        """What output files are named after: segment-circle, similar-cat, output3-decrease."""
-        if self.function is not None:
-            return "target-" + _safe(getattr(self.function, "__name__", "callable"))
-        if self.kind == "output":
-            return f"output{self.index}" + ("-decrease" if self.decrease else "")
-        if self.kind == "box":
-            return "box-" + "-".join(f"{v:g}" for v in self.box) + ("" if self.index is None else f"-{_safe(str(self.index))}")
-        if self.kind == "segment":
-            return f"segment-{_safe(str(self.index))}" + (f"-{_safe(Path(self.path).stem)}" if self.path else "")
-        return f"{self.kind}-{_safe(Path(self.path).stem)}"
-
-
-def _safe(text):
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:40] or "_"
-
-
-def parse(spec):
-    """A Target from `--target`'s text, a Target, or a callable. TargetError in one line."""
-    if isinstance(spec, Target):
-        return spec
-    if callable(spec):
-        return Target("callable", function=spec)
-    text = str(spec).strip()
-    kind, _, rest = text.partition(":")
-    if kind not in KINDS:
-        raise TargetError(f"unknown target kind {kind!r} in {argument('target', repr(text))}: give one of "
-                          f"{', '.join(SPELLING.values())}")
-    if not rest:
-        raise TargetError(f"{argument('target', repr(text))}: {kind} targets are written {SPELLING[kind]}")
-    if kind == "class":
-        return Target("class", int(rest) if rest.lstrip("-").isdigit() else rest)
-    if kind == "segment":
-        name, _, mask = rest.partition(":")
-        return Target("segment", int(name) if name.isdigit() else name, mask or None)
-    if kind == "output":
-        index, _, direction = rest.partition(":")
-        if not index.isdigit() or direction not in ("", "decrease", "increase"):
-            raise TargetError(f"{argument('target', repr(text))}: output targets are written {SPELLING[kind]}, "
-                              "INDEX a unit's index")
-        return Target("output", int(index), decrease=direction == "decrease")
-    if kind == "box":
-        corners, _, name = rest.partition(":")
-        try:
-            box = tuple(float(v) for v in corners.split(","))
-        except ValueError:
-            box = ()
-        if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
-            raise TargetError(f"{argument('target', repr(text))}: box targets are written {SPELLING[kind]}, the box's "
-                              "corners in the image's pixels with X0 < X1 and Y0 < Y1")
-        return Target("box", (int(name) if name.isdigit() else name) if name else None, box=box)
-    return Target(kind, path=rest)
 
 
 def fitting(output_kind):
@@ -383,51 +298,13 @@ class Bound:
         return out
 
 
-def read_mask(path, grid):
-    """A mask file as a (h, w) float32 0/1 array on the output's grid; TargetError when it
-    cannot be read or nothing of it is inside."""
-    import cv2
-
-    from gradcam_cli.files.images import load_rgb as read_image
-
-    try:
-        rgb = read_image(Path(path))
-    except (OSError, ValueError) as error:
-        raise TargetError(f"cannot read the mask {str(path)!r}: {error}") from None
-    inside = (np.asarray(rgb).reshape(rgb.shape[0], rgb.shape[1], -1).max(axis=-1) > 0).astype(np.float32)
-    share = cv2.resize(inside, (int(grid[1]), int(grid[0])), interpolation=cv2.INTER_AREA)
-    mask = (share >= MASK_SHARE).astype(np.float32)
-    if not mask.any():
-        raise TargetError(f"the mask {str(path)!r} covers no cell of the output's {grid[0]}x{grid[1]} grid "
-                          f"(a cell is inside when at least half of it is)")
-    return mask
-
-
-def read_reference(path, embed):
-    """The reference vector of a similar/dissimilar target: a .npy file, or an image embedded
-    by `embed(rgb) -> (D,)` (the model itself)."""
-    from gradcam_cli.files.images import load_rgb as read_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise TargetError(f"the reference {str(path)!r} is not a file: give an image or a .npy vector")
-    if path.suffix.lower() == ".npy":
-        try:
-            vector = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise TargetError(f"cannot read the reference vector {str(path)!r}: {error}") from None
-        return np.asarray(vector, dtype=np.float32).reshape(-1)
-    try:
-        rgb = read_image(path)
-    except (OSError, ValueError) as error:
-        raise TargetError(f"cannot read the reference image {str(path)!r}: {error}") from None
-    return np.asarray(embed(rgb), dtype=np.float32).reshape(-1)
-
-
-def bind(target, loaded, embed=None, explicit=True):
+def bind(target, loaded, files=None, explicit=True):
     """`target` (a Target, a spec or a callable) on `loaded`: a Bound whose `loaded` is a copy of
-    the LoadedModel with a TargetHead (class targets: the model itself). `embed(rgb) -> (D,)`
-    embeds a reference image (similar/dissimilar). TargetError in one line when it does not fit."""
+    the LoadedModel with a TargetHead (class targets: the model itself). `files` reads the mask
+    or reference a target names (files.references.TargetFiles: `mask(path)` an (H, W) bool array,
+    `reference(path)` a vector, an image embedded by the model). TargetError in one line when it
+    does not fit."""
+    from gradcam_cli.explain.target_inputs import checked_reference, mask_on_grid, read_file
     from gradcam_cli.models.labels import class_index
 
     target = parse(target)
@@ -444,7 +321,8 @@ def bind(target, loaded, embed=None, explicit=True):
             code = class_index(target.index, loaded.labels, loaded.head.num_classes, model=loaded.name)
         except ClassError as error:
             raise TargetError(str(error)) from None
-        mask = None if target.path is None else read_mask(target.path, shape[:2])
+        mask = None if target.path is None else mask_on_grid(read_file(files, "mask", target.path), target.path,
+                                                             shape[:2])
         head = TargetHead(target, loaded.head, loaded.head.num_classes, _segment_table(mask),
                           per_image=_segment_details(mask, loaded.head, loaded.label), source=loaded)
         return Bound(target, replace(loaded, head=head), code)
@@ -463,9 +341,7 @@ def bind(target, loaded, embed=None, explicit=True):
     if target.kind == "callable":
         head = TargetHead(target, loaded.head, 1, _callable_table(target.function), source=loaded)
         return Bound(target, replace(loaded, head=head, labels=(target.spec,)), 0)
-    if embed is None:
-        raise TargetError(f"{target.kind} targets need the reference embedded by the model")
-    reference = read_reference(target.path, embed)
+    reference = checked_reference(read_file(files, "reference", target.path), target.path)
     units = int(np.prod(shape))
     if reference.size != units:
         raise TargetError(f"the reference {target.path!r} has {reference.size} values; {loaded.name}'s output has "
@@ -476,9 +352,10 @@ def bind(target, loaded, embed=None, explicit=True):
     return Bound(target, replace(loaded, head=head, labels=(label,)), 0)
 
 
-def for_method(spec, method, network, loaded, shared, embed):
+def for_method(spec, method, network, loaded, shared, files):
     """What api.Explainer explains: `spec` (None: classes; a Bound of one view as it is) bound to
-    `loaded` once per model and target in `shared`. GradcamError when a non-class target meets a
+    `loaded` once per model and target in `shared`; `files` as bind's. GradcamError when a
+    non-class target meets a
     method that explains classes (Finer-CAM's and Shapley-CAM's objectives, CAM's classifier, the
     dilated copies)."""
     from gradcam_cli.explain.methods import METHODS
@@ -493,5 +370,5 @@ def for_method(spec, method, network, loaded, shared, embed):
                            f"{target.kind} targets are read by the other methods")
     key = ("target", id(loaded), target, spec is not None)
     if key not in shared:
-        shared[key] = bind(target, loaded, embed, explicit=spec is not None)
+        shared[key] = bind(target, loaded, files, explicit=spec is not None)
     return shared[key]

@@ -6,6 +6,7 @@ the same 1000 names (the first WordNet lemma of each class, spaces as underscore
 """
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -62,13 +63,21 @@ def _labels_from_json(data, path):
 _LABELS = argument("labels", "'FILE'", "FILE")  # named in a message
 
 
+def whole_number(text):
+    """`text` as an int when it is ASCII digits with an optional leading minus ("-1", "007"),
+    else None. Python's int() also takes other scripts' digits ("\u0663") and str.isdigit()
+    superscripts ("\u00b2"), which int() then refuses: neither is an index here."""
+    text = str(text).strip()
+    return int(text) if re.fullmatch(r"-?[0-9]{1,4000}", text) else None  # int() takes 4300 digits at most
+
+
 def class_index(spec, labels, num_classes, model=None):
     """Resolve a class (an index or a class name) to an index; ClassError if neither.
     `model`: the model's name, for the message."""
     spec = str(spec).strip()
     the_model = f"model {model}" if model else "the model"
-    if spec.lstrip("-").isdigit():
-        index = int(spec)
+    index = whole_number(spec)
+    if index is not None:
         if not 0 <= index < num_classes:
             raise ClassError(
                 f"class {index} is out of range: {the_model} has {num_classes} classes "
