@@ -234,7 +234,8 @@ def test_max_pixels_refuses_a_64x64_image_and_the_folder_goes_on(tmp_path, monke
     assert [r["input"].rsplit("/", 1)[-1] for r in records] == ["big.png", "tiny.png"]
     assert records[0]["error"] == _too_large(64, 64, "100") and "maps" in records[1]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny.png.gradcam.heatmap.png",
-                                                                    "tiny.png.gradcam.overlay.png"]
+                                                                    "tiny.png.gradcam.overlay.png",
+                                                                    "tiny.png.gradcam.record.json"]
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "²", "1e9", "١٠٠", "many"])

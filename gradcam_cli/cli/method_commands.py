@@ -132,9 +132,11 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         elif ray_address is not None:
             for stored in resumed.values():
                 on_result(stored.record)
+            from gradcam_cli.files.images import max_pixels
+
             arguments = dict(model=model_options["model"], method=method, output_dir=output_dir, classes=class_indices,
                              top_k=top_k, save=save, colormap=colormap, alpha=alpha, precision=precision,
-                             **explainer_arguments, **_load_options(model_options))
+                             max_pixels=max_pixels(), **explainer_arguments, **_load_options(model_options))
             report = _on_ray(ray_address, workers, sources, arguments, built.engine.batch_size, quiet,
                              model_options["verbose"], on_result, on_failure, console.update, on_empty)
             report.done, report.resumed = report.done + len(resumed), len(resumed)

@@ -44,16 +44,21 @@ class Explain:
     Arguments are plain values, so that Ray sends a few bytes: model (a name or a path every
     node can read), method, layer, output_dir, threads (TensorFlow's and OpenCV's threads in
     this worker; give Ray num_cpus=threads), classes, top_k, save, colormap, alpha as the
-    command's options and Explainer.file_options, batch_size, and `options`: the other
+    command's options and Explainer.file_options, batch_size, max_pixels (the decoding gate's
+    limit, files.images.set_max_pixels; None: this process's), and `options`: the other
     arguments of api.Explainer and api.load_model (weights, preprocess, precision, device...).
     The model is loaded when the class is built, inside the worker.
     """
 
     def __init__(self, model, method="gradcam", layer=None, output_dir=None, threads=1, classes=(), top_k=1,
-                 save=None, colormap="jet", alpha=0.4, batch_size=16, **options):
+                 save=None, colormap="jet", alpha=0.4, batch_size=16, max_pixels=None, **options):
         from dataclasses import replace
 
         from gradcam_cli.api import Explainer
+        from gradcam_cli.files.images import set_max_pixels
+
+        if max_pixels is not None:  # the driver's --max-pixels: this worker's decoding gate
+            set_max_pixels(max_pixels)
 
         if int(threads) < 1:
             raise GradcamError(f"a worker needs at least one thread. Received: threads={threads}")
