@@ -203,8 +203,8 @@ class Console:
 
 def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=None):
     """IMAGE arguments expanded (inputs.collect: the files of `output_dir`, masks and those
-    `exclude(path)` names left out, then shard K/N), reported: missing arguments and broken
-    links are errors (a line on stderr, a record under --json; `failures` counts them),
+    `exclude(path)` names left out, then shard K/N), reported: missing arguments, broken
+    links and link loops are errors (a line on stderr, a record under --json; `failures` counts them),
     skipped files are counted on stderr. Exits 1 when nothing is left and something was
     missing, 0 for an empty shard; UsageProblem otherwise."""
     from gradcam_cli.files.inputs import collect as collect_inputs
@@ -215,7 +215,7 @@ def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=N
     for argument in collected.missing:
         console.failure(argument, "no such file or folder")
     for path in collected.broken:
-        console.failure(path, "broken symbolic link (its target does not exist)")
+        console.failure(path, collected.link_problem(path))
     if not quiet:
         for files, what in ((collected.skipped, "file(s) that are not images"),
                             (collected.masks, "mask file(s) (NAME.mask.png)"),
