@@ -75,8 +75,10 @@ def _remote(handle):
     Kaggle handle), or None (a folder, an unknown name: keras-hub says what is wrong)."""
     if handle.startswith(("kaggle://", "hf://")):
         return handle
-    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
-
+    try:  # keras-hub's registry of built-in names (0.32's module; another version: no offline check)
+        from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+    except ImportError:
+        return None
     entry = BUILTIN_PRESETS.get(handle)
     return entry.get("kaggle_handle") if isinstance(entry, dict) else None
 
