@@ -191,6 +191,7 @@ def test_an_unreachable_preset_is_one_line_naming_it_and_the_cache(monkeypatch, 
         raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='api.kaggle.com'): Max retries exceeded")
 
     monkeypatch.setattr(keras_hub.models.ImageClassifier, "from_preset", offline)
+    monkeypatch.setattr("gradcam_cli.models.hub.reachable", lambda host: True)  # the host answers, the download fails
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
     with pytest.raises(GradcamError) as caught:
         load_model("hub:vit_base_patch16_224_imagenet")
@@ -202,6 +203,70 @@ def test_an_unreachable_preset_is_one_line_naming_it_and_the_cache(monkeypatch, 
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     with pytest.raises(GradcamError, match=f"keeps downloaded presets in {tmp_path / 'hf' / 'hub'}$"):
         load_model("hf://google/vit-base-patch16-224")
+
+
+def _refused_within(seconds, name):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(GradcamError) as caught:
+        load_model(name)
+    assert time.perf_counter() - start < seconds
+    return str(caught.value)
+
+
+def test_an_uncached_preset_offline_is_refused_at_once_naming_it_and_the_cache(monkeypatch, tmp_path):
+    """conftest routes HTTPS through a closed port on loopback: the reachability check fails at
+    once, and nothing is downloaded or retried (keras-hub's own retries took 49 s)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle"))
+    tried = []
+    monkeypatch.setattr(keras_hub.models.ImageClassifier, "from_preset", lambda *a, **k: tried.append(a))
+    assert _refused_within(5, "hf://x/y") == (
+        f"cannot load keras-hub preset 'hf://x/y': it is not in keras-hub's cache ({tmp_path / 'hf' / 'hub'}) and "
+        "huggingface.co cannot be reached; download it once with a network, or give a preset folder (hub:FOLDER)")
+    assert _refused_within(5, "hub:vit_base_patch16_224_imagenet") == (
+        "cannot load keras-hub preset 'hub:vit_base_patch16_224_imagenet': it is not in keras-hub's cache "
+        f"({tmp_path / 'kaggle'}) and www.kaggle.com cannot be reached; download it once with a network, or give "
+        "a preset folder (hub:FOLDER)")
+    monkeypatch.setattr("gradcam_cli.models.hub.reachable", lambda host: True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user's offline mode, whatever the network
+    assert "not in keras-hub's cache" in _refused_within(5, "hf://x/y") and "HF_HUB_OFFLINE is set" in str(
+        _refused_within(5, "hf://x/y"))
+    assert not tried
+
+
+@pytest.mark.parametrize("name", ["hub:", "hub: ", "hf://", "kaggle://"])
+def test_a_preset_without_a_name_says_what_fits(name):
+    assert _refused_within(5, name) == (
+        "a keras-hub preset needs a name: hub:NAME (a keras-hub preset, such as hub:resnet_50_imagenet; "
+        "keras_hub.models.ImageClassifier.presets lists them), hub:FOLDER (a preset saved with save_to_preset), "
+        f"kaggle://OWNER/MODEL/keras/VARIANT[/VERSION] or hf://OWNER/MODEL. Received: {name!r}")
+
+
+def test_a_cached_preset_loads_offline_from_the_cache_and_records_name_the_preset(vit, monkeypatch, tmp_path):
+    """A preset in kagglehub's cache layout (the newest version of a built-in name's variation) and
+    in Hugging Face's (refs/main -> snapshots/REVISION) loads with no network, named as given."""
+    kaggle = tmp_path / "kaggle"
+    vit.save_to_preset(str(kaggle / "models" / "keras" / "vit" / "keras" / "vit_base_patch16_224_imagenet" / "4"))
+    hf = tmp_path / "hf"
+    vit.save_to_preset(str(hf / "models--someone--tiny-vit" / "snapshots" / "abc123"))
+    (hf / "models--someone--tiny-vit" / "refs").mkdir()
+    (hf / "models--someone--tiny-vit" / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(kaggle))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf))
+    from PIL import Image
+
+    from conftest import invoke_cli
+
+    Image.fromarray(_images((32, 32), 1)[0]).save(tmp_path / "scene.png")
+    for name in ("hub:vit_base_patch16_224_imagenet", "hf://someone/tiny-vit"):
+        loaded = load_model(name)
+        assert loaded.name == name and loaded.input_size == (32, 32)
+        run = invoke_cli(tmp_path / "scene.png", "--model", name, "-o", tmp_path / "out", "--json", "-q")
+        assert run.returncode == 0 and run.stderr == "", run.stderr
+        assert json.loads(run.stdout)["model"] == name
 
 
 def test_a_saved_model_with_a_keras_hub_backbone_through_the_command_line(keras, tmp_path):

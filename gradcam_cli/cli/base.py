@@ -202,6 +202,8 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(verbose, quiet=False):
+    """Our log's level (--verbose: INFO, --quiet: ERROR); under --quiet the libraries are silenced
+    too, for the rest of the command (`_silence_libraries`)."""
     STATE.verbose = verbose
     level = logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING
     if not any(isinstance(h, _StderrHandler) for h in log.handlers):
@@ -210,6 +212,87 @@ def setup_logging(verbose, quiet=False):
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(level)
+    if quiet and not verbose:
+        restore = _silence_libraries()
+        context = click.get_current_context(silent=True)
+        if context is not None:
+            context.call_on_close(restore)
+
+
+# What --quiet sets for libraries that read their verbosity from the environment when they start:
+# TensorFlow's and absl's C++ logs, OpenCV's log, Hugging Face's and kagglehub's progress and retries.
+_QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3", "OPENCV_LOG_LEVEL": "SILENT",
+                      "HF_HUB_DISABLE_PROGRESS_BARS": "1", "KAGGLEHUB_VERBOSITY": "error"}
+
+
+def _silence_libraries():
+    """Silence what libraries print, so that under --quiet stderr carries only our own error lines:
+    Python warnings (numpy's RuntimeWarnings, Keras's UserWarnings) are ignored, log records below
+    ERROR are dropped in every logger (absl, huggingface_hub's download retries, kagglehub), the
+    environment above is set, and file descriptor 2, where C and C++ code writes (libpng's
+    "libpng warning: ..." from OpenCV's decoder, TensorFlow, OpenCV), goes to /dev/null while
+    Python's sys.stderr, which our lines use, keeps the real stderr on a duplicate of it. Returns
+    a function that undoes all of it."""
+    import os
+    import warnings
+
+    filters = list(warnings.filters)
+    warnings.simplefilter("ignore")
+    previous_disable = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    environment = {name: os.environ.get(name) for name in _QUIET_ENVIRONMENT}
+    for name, value in _QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    cv2_logging = getattr(getattr(sys.modules.get("cv2"), "utils", None), "logging", None)
+    if cv2_logging is not None:  # already imported: it read OPENCV_LOG_LEVEL then
+        cv2_level = cv2_logging.getLogLevel()
+        cv2_logging.setLogLevel(cv2_logging.LOG_LEVEL_SILENT)
+    streams = _stderr_to_devnull()
+
+    def restore():
+        warnings.filters[:] = filters
+        logging.disable(previous_disable)
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if cv2_logging is not None:
+            cv2_logging.setLogLevel(cv2_level)
+        if streams is not None:
+            streams()
+
+    return restore
+
+
+def _stderr_to_devnull():
+    """Point file descriptor 2 at /dev/null, and sys.stderr at a duplicate of the real one. Only
+    when sys.stderr is descriptor 2 (not Click's test runner's buffer); returns the undo, or None."""
+    import io
+    import os
+
+    try:
+        sys.stderr.flush()
+        if sys.stderr.fileno() != 2:
+            return None
+        kept = os.dup(2)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    previous = sys.stderr
+    ours = io.TextIOWrapper(os.fdopen(kept, "wb", buffering=0), encoding=previous.encoding,
+                            errors="backslashreplace", line_buffering=True, write_through=True)
+    sys.stderr = ours
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+    def restore():  # `ours` stays open: a stream that kept it may still write
+        ours.flush()
+        os.dup2(kept, 2)
+        if sys.stderr is ours:
+            sys.stderr = previous
+
+    return restore
 
 
 def load(model, weights=None, preprocess=None, input_size=None, labels=None, trust_model=False, device="auto",
@@ -221,11 +304,16 @@ def load(model, weights=None, preprocess=None, input_size=None, labels=None, tru
 
     STATE.activity = f"loading model {model}"
     import_keras(device=device, verbose=verbose)
+    import contextlib
+    import io
+
     from gradcam_cli.models.loading import load as load_model
 
-    loaded = load_model(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
-                        trust=trust_model, precision=precision, output=output, imports=imports, grid=grid,
-                        prefix_tokens=prefix_tokens)
+    # under --quiet, what libraries write to sys.stderr while loading (kagglehub's download bars) is dropped
+    with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+        loaded = load_model(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
+                            trust=trust_model, precision=precision, output=output, imports=imports, grid=grid,
+                            prefix_tokens=prefix_tokens)
     if not quiet:
         for warning in loaded.warnings:
             click.echo(f"warning: {loaded.name}: {warning}", err=True)
@@ -273,8 +361,8 @@ class Console:
 
 def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=None):
     """IMAGE arguments expanded (inputs.collect: the files of `output_dir`, masks and those
-    `exclude(path)` names left out, then shard K/N), reported: missing arguments and broken
-    links are errors (a line on stderr, a record under --json; `failures` counts them),
+    `exclude(path)` names left out, then shard K/N), reported: missing arguments, broken
+    links and link loops are errors (a line on stderr, a record under --json; `failures` counts them),
     skipped files are counted on stderr. Exits 1 when nothing is left and something was
     missing, 0 for an empty shard; UsageProblem otherwise."""
     from gradcam_cli.files.inputs import collect as collect_inputs
@@ -285,7 +373,7 @@ def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=N
     for argument in collected.missing:
         console.failure(argument, "no such file or folder")
     for path in collected.broken:
-        console.failure(path, "broken symbolic link (its target does not exist)")
+        console.failure(path, collected.link_problem(path))
     if not quiet:
         for files, what in ((collected.skipped, "file(s) that are not images"),
                             (collected.masks, "mask file(s) (NAME.mask.png)"),

@@ -95,7 +95,7 @@ def concepts_command(images, k, layer, max_images, top_classes, seed, output_dir
     explainer.build()  # a layer that cannot be targeted: one line, exit 2
     kept = None if report_dir is None else [{"input": str(argument), "error": "no such file or folder"}
                                             for argument in collected.missing] + \
-        [{"input": str(path), "error": "broken symbolic link (its target does not exist)"} for path in collected.broken]
+        [{"input": str(path), "error": collected.link_problem(path)} for path in collected.broken]
     console = Console(min(max_images, len(sources)) + len(sources), quiet, as_json)
     failed, done = [], []
 

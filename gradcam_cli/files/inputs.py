@@ -4,8 +4,17 @@ Arguments may be files, folders (searched recursively), shell globs the shell di
 or `-` to read more arguments from standard input, one per line. Each file keeps the name it
 will have under the output folder: its path relative to the folder it was found in, or its
 file name when it was given directly, so that a folder tree is mirrored.
+
+Folders and globs are walked by one rule: symbolic links to folders are followed, and each real
+folder is entered once (a set of the real paths visited, as `find -L` would with loop detection),
+so a linked folder is read once, a link back up the tree (`ln -s . self`) adds nothing, and no
+walk loops. A glob's `**` matches folders by the same walk (Python's glob.glob follows such links
+for ever). A link whose target does not exist is "broken"; a link that resolves to itself through
+other links (a -> b, b -> a) is a "loop": both are failed inputs.
 """
 
+import errno
+import fnmatch
 import glob
 import os
 import zlib
@@ -32,6 +41,7 @@ class Collected:
     skipped: list = field(default_factory=list)  # files in folders that are not images
     missing: list = field(default_factory=list)  # arguments that name nothing
     broken: list = field(default_factory=list)  # symbolic links to nothing, found in folders or named
+    loops: list = field(default_factory=list)  # those of `broken` that are symbolic link loops
     masks: list = field(default_factory=list)  # NAME.mask.png files in folders (not inputs)
     excluded: list = field(default_factory=list)  # files in the output folder (earlier outputs)
 
@@ -40,24 +50,111 @@ class Collected:
         """Arguments and links that name no file: each is a failed input."""
         return len(self.missing) + len(self.broken)
 
+    def link_problem(self, path):
+        """Why the link `path` (one of `broken`) names no file, in words."""
+        if path in self.loops:
+            return "symbolic link loop (its target leads back to itself)"
+        return "broken symbolic link (its target does not exist)"
+
+
+LOOP, BROKEN = "loop", "broken"
+
+
+def _link_problem(path):
+    """LOOP or BROKEN for a symbolic link that names no file, else None."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as error:
+        return LOOP if error.errno == errno.ELOOP else BROKEN
+    return None
+
 
 def _read_stdin_arguments(stdin):
     return [line.strip() for line in stdin.read().splitlines() if line.strip()]
+
+
+def _walk(folder, visited):
+    """Every file and link to a non-folder under `folder`, following links to folders but
+    entering each real folder once (`visited`: the real paths entered, updated)."""
+    real = os.path.realpath(folder)
+    if real in visited:
+        return []
+    visited.add(real)
+    found = []
+    for here, folders, files in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(folders):  # sorted: which link names a folder does not depend on listing order
+            real = os.path.realpath(os.path.join(here, name))
+            if real not in visited:
+                visited.add(real)
+                kept.append(name)
+        folders[:] = kept
+        found.extend(Path(here) / name for name in files)
+    return found
+
+
+def _hidden(name):
+    return name.startswith(".")
+
+
+def _folders_below(folder):
+    """`folder` and every folder under it that glob's `**` matches (not hidden ones), each real
+    folder once."""
+    visited = {os.path.realpath(folder or ".")}
+    found = [folder]
+    for here, folders, _ in os.walk(folder or ".", followlinks=True):
+        kept = []
+        for name in sorted(folders):
+            real = os.path.realpath(os.path.join(here, name))
+            if not _hidden(name) and real not in visited:
+                visited.add(real)
+                kept.append(name)
+        folders[:] = kept
+        relative = os.path.relpath(here, folder or ".")
+        found.extend(os.path.join(folder, relative, name) if relative != "." else os.path.join(folder, name)
+                     for name in kept)
+    return found
+
+
+def _glob(pattern):
+    """The paths a shell glob matches, as glob.glob(recursive=True) gives them but with `**`
+    walked by the visited-folder rule; a trailing `**` matches the folder it is in (whose files
+    are all taken)."""
+    anchor = os.sep if os.path.isabs(pattern) else ""
+    parts = [part for part in pattern.split(os.sep) if part]
+    matched = [anchor]
+    for index, part in enumerate(parts):
+        found = []
+        for here in matched:
+            if part == "**":
+                found.extend([here] if index == len(parts) - 1 else _folders_below(here))
+            elif glob.has_magic(part):
+                try:
+                    names = os.listdir(here or ".")
+                except OSError:
+                    continue
+                found.extend(os.path.join(here, name) for name in sorted(names)
+                             if fnmatch.fnmatchcase(name, part) and (_hidden(part) or not _hidden(name)))
+            elif os.path.lexists(os.path.join(here, part)):
+                found.append(os.path.join(here, part))
+        matched = found
+    return [m or "." for m in matched]
 
 
 def _expand(argument):
     """An argument as (root, [paths]); root is the folder names are taken relative to."""
     path = Path(argument)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink())
-        return path, files
+        return path, sorted(_walk(path, set()))
     if path.exists():
         return path.parent, [path]
     if glob.has_magic(argument):
-        matched = sorted(Path(p) for p in glob.glob(argument, recursive=True))
+        visited = set()
         files = []
-        for m in matched:
-            files.extend(sorted(p for p in m.rglob("*") if p.is_file()) if m.is_dir() else [m])
+        for m in sorted(Path(p) for p in _glob(argument)):
+            files.extend(sorted(_walk(m, visited)) if m.is_dir() else [m])
         return None, files
     return None, None
 
@@ -71,24 +168,43 @@ def _inside(path, folder):
 
 
 def _earlier_output(path, root, output_dir):
-    """Whether `path`, found in the folder `root`, is an output of an earlier run: any file in
-    the output folder when that lies inside `root`; when the output folder is `root` itself (or
-    holds it), only files named as outputs are."""
+    """Whether `path`, found in the folder `root`, is an output of an earlier run: True for any
+    file in the output folder when that lies inside `root`; when the output folder is `root`
+    itself (or holds it), MAYBE for files named as outputs (`_made_from` decides), else False."""
     if output_dir is None or not _inside(path, output_dir):
         return False
     if root is not None and not _inside(root, output_dir):
         return True
     from gradcam_cli.files.outputs import is_output_name
 
-    return is_output_name(Path(path).name)
+    return MAYBE if is_output_name(Path(path).name) else False
+
+
+MAYBE = "maybe"
+
+
+def _made_from(path, output_dir, names):
+    """Whether the file `path` in the output folder, named as an output (NAME.METHOD[.TAG].KIND.png
+    and the like), can be one: the image NAME it would have been made from is beside it, or NAME
+    is the output name of an input of this run (`names`). Otherwise it is a user's image that
+    only looks like an output."""
+    relative = Path(os.path.realpath(path)).relative_to(output_dir)
+    parts = relative.name.split(".")
+    for end in range(1, len(parts) - 1):
+        stem = ".".join(parts[:end])
+        if (relative.parent / stem).as_posix() in names or os.path.isfile(Path(path).parent / stem):
+            return True
+    return False
 
 
 def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, shard=None):
     """Expand IMAGE arguments into a `Collected` (sources, skipped non-images, missing, broken
-    links). In folders and globs, masks (NAME.mask.png) are set aside unless `masks`, and the
-    files of `output_dir` (a run's own outputs) are left out, so a second run does not explain
-    the first one's pictures. Then the sources `exclude(path)` names are dropped, and `shard`
-    (K, N) keeps shard K of N."""
+    links and link loops). In folders and globs, masks (NAME.mask.png) are set aside unless
+    `masks`, and earlier outputs in `output_dir` are left out, so a second run does not explain
+    the first one's pictures: every file of the output folder when it lies inside the input
+    folder, else (the output folder is the input folder) the files named as outputs that can be
+    one (`_made_from`). Then the sources `exclude(path)` names are dropped, and `shard` (K, N)
+    keeps shard K of N."""
     if output_dir is not None:
         output_dir = Path(os.path.realpath(output_dir))
     collected = Collected()
@@ -101,10 +217,18 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
         else:
             expanded.append(argument)
 
+    def link_failed(path):
+        problem = _link_problem(path)
+        if problem is not None:
+            collected.broken.append(path)
+            if problem == LOOP:
+                collected.loops.append(path)
+        return problem is not None
+
     seen = set()
+    admitted = []  # (Source, whether it may be an earlier output)
     for argument in expanded:
-        if Path(argument).is_symlink() and not Path(argument).exists():
-            collected.broken.append(Path(argument))
+        if link_failed(Path(argument)):
             continue
         root, files = _expand(argument)
         if files is None or (not files and not Path(argument).is_dir()):
@@ -112,13 +236,12 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
             continue
         named_directly = Path(argument).is_file()
         for path in files:
+            earlier = False
             if not named_directly:
-                if path.is_symlink() and not path.exists():
-                    collected.broken.append(path)
+                if link_failed(path) or not path.is_file():
                     continue
-                if not path.is_file():
-                    continue
-                if _earlier_output(path, root, output_dir):
+                earlier = _earlier_output(path, root, output_dir)
+                if earlier is True:
                     collected.excluded.append(path)
                     continue
                 if not masks and is_mask(path):
@@ -126,7 +249,7 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
                     continue
             # A file named directly is always tried (the decoder gives the real reason if it is
             # not an image); in folders and globs, other files are skipped and counted.
-            if not named_directly and path.suffix.lower() not in IMAGE_SUFFIXES:
+            if not named_directly and not earlier and path.suffix.lower() not in IMAGE_SUFFIXES:
                 collected.skipped.append(path)
                 continue
             key = os.path.realpath(path)
@@ -134,7 +257,15 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
                 continue
             seen.add(key)
             name = path.relative_to(root).as_posix() if root is not None else path.name
-            collected.sources.append(Source(path=path, name=name))
+            admitted.append((Source(path=path, name=name), earlier == MAYBE))
+    names = {s.name for s in _disambiguate([source for source, maybe in admitted if not maybe])}
+    for source, maybe in admitted:
+        if maybe and _made_from(source.path, output_dir, names):
+            collected.excluded.append(source.path)
+        elif maybe and source.path.suffix.lower() not in IMAGE_SUFFIXES:
+            collected.skipped.append(source.path)
+        else:
+            collected.sources.append(source)
     collected.sources = _disambiguate(collected.sources)
     if exclude is not None:
         collected.sources = [s for s in collected.sources if not exclude(s.path)]

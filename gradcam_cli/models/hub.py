@@ -12,12 +12,15 @@ is the converter's crop. The classifier itself is explained as it is: its blocks
 subclassed layers (keras-hub's `vit_encoder`) are reached by models/sublayers.py.
 
 keras-hub is an extra: `pip install 'gradcam-cli[hub]'`. Presets are downloaded by keras-hub
-(from Kaggle or Hugging Face) and cached; offline, a preset not in the cache fails in one line.
+(from Kaggle or Hugging Face) and cached; offline, a preset not in the cache fails at once, in one
+line (`load_preset` states the rule).
 """
 
 import contextlib
 import os
+import socket
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +63,119 @@ def _network_failure(error, handle):
             or (handle.startswith("hf://") and "config.json" in text))
 
 
+_EMPTY = ("a keras-hub preset needs a name: hub:NAME (a keras-hub preset, such as hub:resnet_50_imagenet; "
+          "keras_hub.models.ImageClassifier.presets lists them), hub:FOLDER (a preset saved with save_to_preset), "
+          "kaggle://OWNER/MODEL/keras/VARIANT[/VERSION] or hf://OWNER/MODEL")
+HOSTS = {"hf": "huggingface.co", "kaggle": "www.kaggle.com"}
+REACH_SECONDS = 3.0
+
+
+def _remote(handle):
+    """The kaggle:// or hf:// handle keras-hub downloads `handle` from (a built-in preset name's
+    Kaggle handle), or None (a folder, an unknown name: keras-hub says what is wrong)."""
+    if handle.startswith(("kaggle://", "hf://")):
+        return handle
+    try:  # keras-hub's registry of built-in names (0.32's module; another version: no offline check)
+        from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
+    except ImportError:
+        return None
+    entry = BUILTIN_PRESETS.get(handle)
+    return entry.get("kaggle_handle") if isinstance(entry, dict) else None
+
+
+def cached_preset(remote):
+    """The folder of keras-hub's cache that holds the preset `remote` (its config.json), or None:
+    Hugging Face's snapshot (huggingface_hub.try_to_load_from_cache), or kagglehub's
+    CACHE/models/OWNER/MODEL/FRAMEWORK/VARIATION/VERSION (the newest version when none is given)."""
+    if remote.startswith("hf://"):
+        import huggingface_hub
+
+        try:
+            found = huggingface_hub.try_to_load_from_cache(remote[len("hf://"):], "config.json",
+                                                           cache_dir=cache_folder(remote))
+        except ValueError:  # not a repository id: keras-hub says so
+            return None
+        return os.path.dirname(found) if isinstance(found, str) else None
+    parts = remote[len("kaggle://"):].split("/")
+    if len(parts) not in (4, 5):
+        return None
+    base = Path(cache_folder(remote), "models", *parts[:4])
+    versions = [parts[4]] if len(parts) == 5 else sorted(
+        (p.name for p in base.glob("*") if p.name.isdigit()), key=int, reverse=True)
+    return next((str(base / v) for v in versions if (base / v / "config.json").is_file()), None)
+
+
+def _proxy_for(host):
+    """(host, port) of the HTTPS proxy the download would go through, or None."""
+    import urllib.parse
+    import urllib.request
+
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    return (parsed.hostname, parsed.port or 80) if parsed.hostname else None
+
+
+def reachable(host, seconds=REACH_SECONDS):
+    """Whether a TCP connection to `host`:443 (or to the HTTPS proxy that would carry it) opens
+    within `seconds`, name lookup included: the cheap check made before keras-hub's downloads,
+    whose retries take most of a minute when the network is down."""
+    address = _proxy_for(host) or (host, 443)
+    opened = []
+
+    def connect():
+        try:
+            socket.create_connection(address, timeout=seconds).close()
+            opened.append(True)
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return bool(opened)
+
+
+def _offline(remote):
+    """Why `remote` cannot be downloaded now (the user's offline setting, an unreachable host), or
+    None when the network may be tried."""
+    scheme = remote.split("://")[0]
+    if scheme == "hf" and os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    host = HOSTS[scheme]
+    if scheme == "hf":
+        import urllib.parse
+
+        host = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or host
+    return None if reachable(host) else f"{host} cannot be reached"
+
+
 def load_preset(name):
-    """The keras-hub ImageClassifier of preset `name` (hub:NAME, kaggle://..., hf://...). ModelError
-    in one line when it cannot be had: offline, naming the preset and keras-hub's cache."""
-    keras_hub = import_hub()
+    """The keras-hub ImageClassifier of preset `name` (hub:NAME, hub:FOLDER, kaggle://..., hf://...).
+    ModelError in one line when it cannot be had.
+
+    The offline rule: a preset folder loads from disk. For a download, keras-hub's cache is looked
+    at first only when the network cannot serve: when Hugging Face's offline mode is set
+    (HF_HUB_OFFLINE) or a TCP connection to the host (huggingface.co, www.kaggle.com, or the HTTPS
+    proxy that carries it) does not open within 3 s. Then a cached preset loads from its cache
+    folder, with no network call (so no retries), and one that is not cached is refused at once,
+    naming the preset and the cache folder. When the host answers, keras-hub downloads (or checks
+    its cache online) as it always does."""
     handle = name[len("hub:"):] if name.startswith("hub:") else name
+    if not handle.strip() or handle in ("kaggle://", "hf://"):
+        raise ModelError(f"{_EMPTY}. Received: {name!r}")
+    keras_hub = import_hub()
+    remote = None if Path(handle).is_dir() else _remote(handle)
+    if remote is not None:
+        why = _offline(remote)
+        if why is not None:
+            cached = cached_preset(remote)
+            if cached is None:
+                raise ModelError(f"cannot load keras-hub preset {name!r}: it is not in keras-hub's cache "
+                                 f"({cache_folder(remote)}) and {why}; download it once with a network, or give "
+                                 "a preset folder (hub:FOLDER)")
+            handle = cached
     try:
         with contextlib.redirect_stdout(sys.stderr):  # download progress: stdout carries results
             return keras_hub.models.ImageClassifier.from_preset(handle)

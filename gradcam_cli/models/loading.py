@@ -415,8 +415,11 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         if weights is not None:
             raise ModelError(f"{argument('weights', repr(weights))} is for keras.applications names and model "
                              "files; a model object or keras-hub preset brings its own")
-        model = hub.load_preset(model_name) if isinstance(model_name, str) else model_name
-        return _from_object(model, preprocess, input_size, class_names, output, layout)
+        if not isinstance(model_name, str):
+            return _from_object(model_name, preprocess, input_size, class_names, output, layout)
+        loaded = _from_object(hub.load_preset(model_name), preprocess, input_size, class_names, output, layout)
+        loaded.name = model_name  # records name the preset as given, not its class ("vi_t_image_classifier")
+        return loaded
     spec = registry.find(model_name)
     if spec is not None:
         if input_size is not None and tuple(input_size) != (spec.input_size, spec.input_size):

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from gradcam_cli.errors import ModelError, one_line
+from gradcam_cli.errors import ModelError, argument, one_line
 
 
 _UNKNOWN_CLASS = (r"Could not locate class '([^']+)'", r"Could not locate function '([^']+)'",
@@ -58,23 +58,48 @@ def _class_modules(path):
     return found
 
 
+_TAKES = f"{argument('imports')} takes a module name (mypackage.layers) or a Python file (layers.py)"
+
+
+def _module_name(text):
+    """Whether `text` is a dotted module name ('mypackage.layers')."""
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _refused(text, what):
+    return ModelError(f"cannot import {text!r}: {what}; {_TAKES}")
+
+
 def import_user_code(item):
     """Import a module by name ('mypackage.layers') or a Python file ('layers.py'), so that the
     Keras classes it registers (keras.saving.register_keras_serializable) can be deserialized.
-    Importing runs the module's code. ModelError in one line when it cannot be imported."""
+    Importing runs the module's code. ModelError in one line when it cannot be imported: a file
+    that is missing, a folder, not a .py file, a name that is neither a module name nor a file
+    (`../../etc/passwd`), or a module that fails while it runs (its exception, in one line).
+
+    The rule: a value that ends in .py, names something that exists, or is not a dotted module
+    name is a path; anything else is a module name."""
     import importlib
     import importlib.util
 
     text = str(item)
     path = Path(text)
+    as_path = text.endswith(".py") or os.path.lexists(text) or not _module_name(text)
     try:
-        if text.endswith(".py") or path.is_file():
+        if not text.strip():
+            raise _refused(text, "an empty name")
+        if as_path:
+            if path.is_dir():
+                raise _refused(text, "a folder (give its package's module name, or one of its .py files)")
             if not path.is_file():
-                raise ModelError(f"cannot import {text}: no such file")
+                raise _refused(text, "no such file" if text.endswith(".py") or os.sep in text or "/" in text
+                               else "neither a module name nor an existing file")
+            if path.suffix != ".py":
+                raise _refused(text, "a file whose name does not end in .py")
             name = path.stem
             spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None:
-                raise ModelError(f"cannot import {text}: not a Python file")
+            if spec is None or not _module_name(name):
+                raise _refused(text, f"{path.name} is not named as a Python module")
             module = importlib.util.module_from_spec(spec)
             folder = str(path.resolve().parent)
             if folder not in sys.path:
@@ -93,5 +118,10 @@ def import_user_code(item):
         raise
     except ModuleNotFoundError as error:
         raise ModelError(f"cannot import {text}: {error}") from None
+    except SyntaxError as error:  # the file's own line and place, not its text
+        where = f"{Path(error.filename or text).name}, line {error.lineno}"
+        raise ModelError(f"cannot import {text}: SyntaxError: {error.msg} ({where})") from None
+    except SystemExit as error:  # the module ended the interpreter: that is a failed import, not our exit
+        raise ModelError(f"cannot import {text}: it called sys.exit({error.code!r}) while importing") from None
     except Exception as error:  # the user's module failed while running: say how, in one line
         raise ModelError(f"cannot import {text}: {type(error).__name__}: {one_line(error, 200)}") from None
