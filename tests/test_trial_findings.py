@@ -62,3 +62,61 @@ def test_grid_7x7_on_demo_vit_is_refused_in_one_line(tmp_path):
     assert result.returncode == 0
     record = json.loads(result.stdout.splitlines()[0])
     assert record["grid"] == [8, 8] and record["prefix_tokens"] == 1
+
+
+# --- 2. concepts: the strongest concept of each scene is its own shape -------------------------
+
+SHAPES = ("circle", "cross", "square", "triangle")
+
+
+@pytest.mark.parametrize("k", [4, 5])
+def test_each_scenes_strongest_concept_is_its_own_shape(tmp_path, k):
+    """demo-gap's synthetic scenes: the concept named strongest in each single-shape scene's record,
+    and in the report's caption, has that shape as its top class; the overlay is brightest on it."""
+    from test_report import page_data
+
+    scenes = sorted(SAMPLES.glob("synthetic_*.png"))
+    result = invoke_cli("concepts", *scenes, "-m", "demo-gap", "-k", k, "-o", tmp_path / "out", "--json", "-q",
+                        "--save", "overlay,raw", "--report", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    *images, summary = records
+    top = [c["top_classes"][0]["label"] for c in summary["concepts"]]
+    assert sorted(set(top)) == list(SHAPES)  # every shape is a concept
+    by_shape = {Path(r["input"]).stem.removeprefix("synthetic_"): r for r in images}
+    for shape in SHAPES:
+        record = by_shape[shape]
+        assert top[record["strongest"]] == shape, (shape, record["concepts"])
+        shares = [c["share"] for c in record["concepts"]]
+        assert record["strongest"] == int(np.argmax(shares)) and max(shares) > 2 * sorted(shares)[-2]
+    # the report's captions and header
+    [entry] = page_data(tmp_path / "report" / "index.html")["concepts"]
+    named = {Path(image["name"]).stem.removeprefix("synthetic_"): image["strongest"] for image in entry["images"]}
+    names = [c["name"] for c in summary["concepts"]]
+    for shape in SHAPES:
+        assert top[names.index(named[shape])] == shape
+    assert page_data(tmp_path / "report" / "index.html")["summary"] == ["6 images with concepts", "0 failures"]
+
+
+def test_a_weak_concept_paints_faintly():
+    """Two concepts on a 4x4 map: one strong on the object (peak 10), one weak everywhere (1). Each
+    over its own maximum, the weak one would paint the background at full strength; over the
+    image's largest, at a tenth."""
+    from gradcam_cli.explain.concepts import ImageConcepts
+    from gradcam_cli.files import concepts as drawing
+
+    heatmaps = np.zeros((4, 4, 2), np.float32)
+    heatmaps[..., 1] = 1.0
+    heatmaps[1:3, 1:3, 0] = 10.0
+    image = ImageConcepts(0, heatmaps, (0, 0, 4, 4), (4, 4), True)
+    strongest, strength, shares, _ = drawing.strengths(image, [1.0, 1.0])
+    inside = np.zeros((4, 4), bool)
+    inside[1:3, 1:3] = True
+    assert (strongest[inside] == 0).all() and (strongest[~inside] == 1).all()
+    np.testing.assert_allclose(strength, np.where(inside, 1.0, 0.1), rtol=1e-6)
+    np.testing.assert_allclose(shares, [0.25, 0.1], rtol=1e-6)
+    black = np.zeros((4, 4, 3), np.uint8)
+    painted = drawing.overlay(black, image, 1.0, part_norms=[1.0, 1.0]).astype(float)
+    colours = np.array(drawing.colours(2), float)
+    np.testing.assert_array_equal(painted[0, 0], np.rint(colours[1] * 0.1))
+    np.testing.assert_array_equal(painted[1, 1], colours[0])

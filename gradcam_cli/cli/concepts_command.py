@@ -39,8 +39,9 @@ DEFAULT_SAVE = ("overlay",)
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images per forward pass.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per image on stdout (each concept's share of it: the mean of its heatmap "
-                   "normalised to its maximum; the area where it is the strongest; the strongest), then one for "
+              help="One JSON object per image on stdout (each concept's share of it: the mean of its strength, its "
+                   "heatmap weighed by the concept's norm over the image's largest such value; the area where it "
+                   "is the strongest; the strongest), then one for "
                    "the concepts (names, colours, top classes, vector norms, images fitted on and done); a failed "
                    "image gets a record with an error field.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")

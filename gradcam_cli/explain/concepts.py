@@ -78,6 +78,14 @@ class Concepts:
     def __len__(self):
         return len(self.vectors)
 
+    @property
+    def part_norms(self):
+        """(k,) the norm of each concept's NMF component (its vector less the shift): a heatmap
+        value h at a position stands for h * part_norms[c] of the activations' length there, so
+        these weigh the concepts' heatmaps into one unit (the NMF's own scale between H and C
+        is arbitrary per concept)."""
+        return np.linalg.norm(np.asarray(self.vectors, np.float64) - self.shift, axis=1)
+
 
 @dataclass
 class ImageConcepts:

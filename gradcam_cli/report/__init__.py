@@ -88,6 +88,7 @@ def write_report(records, output_dir, base_dir=None, title=None, thumbnail_size=
         "eval": [content.eval_entry(record, files) for record in kinds["eval"]],
         "concepts": content.concept_entries(kinds["concepts"], kinds["concept-image"], files),
     }
+    data["summary"] = content.summary(data)
     index = output_dir / INDEX
     _write_atomic(index, render_page(data, data["title"]).encode("utf-8"))  # last: the thumbnails are in place
     return Written(index=index, images=len(images), maps=sum(len(entry["maps"]) for entry in images),
