@@ -120,3 +120,101 @@ def test_a_weak_concept_paints_faintly():
     colours = np.array(drawing.colours(2), float)
     np.testing.assert_array_equal(painted[0, 0], np.rint(colours[1] * 0.1))
     np.testing.assert_array_equal(painted[1, 1], colours[0])
+
+
+# --- 3. concepts' writes: whole or absent, whatever interrupts them ---------------------------
+
+def _interrupting(monkeypatch, name, when, error):
+    """os.NAME raising `error` on its `when`-th call on a temporary (.part) file; for os.open, just
+    after the file was made (the instant a signal may land), else before the call."""
+    import os
+
+    original, calls = getattr(os, name), []
+
+    def call(*args, **kwargs):
+        if str(args[0]).endswith(".part"):
+            calls.append(args[0])
+            if len(calls) == when:
+                if name == "open":
+                    os.close(original(*args, **kwargs))
+                raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(os, name, call)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["open", "replace"])
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(143), OSError(28, "No space left on device")])
+def test_an_interrupted_write_leaves_no_part_file_and_the_old_file_whole(tmp_path, monkeypatch, name, error):
+    from gradcam_cli.files import outputs
+
+    path = tmp_path / "a.png.concepts.record.json"
+    outputs.write_json(path, {"old": 1})
+    _interrupting(monkeypatch, name, 1, error)
+    with pytest.raises(type(error)):
+        outputs.write_json(path, {"new": 2})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png.concepts.record.json"]
+    assert json.loads(path.read_text()) == {"old": 1}
+
+
+def test_an_interrupted_write_of_the_data_leaves_no_part_file(tmp_path, monkeypatch):
+    import os
+
+    from gradcam_cli.files import outputs
+
+    class HalfWritten:  # the stream takes half the bytes, then the interruption lands
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+        def write(self, data):
+            self.stream.write(data[: len(data) // 2])
+            self.stream.flush()
+            raise KeyboardInterrupt
+
+    original = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: HalfWritten(original(*a, **k)))
+    with pytest.raises(KeyboardInterrupt):
+        outputs.write_npy(tmp_path / "x.npy", np.ones((8, 8)))
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error, status", [(SystemExit(143), 143), (KeyboardInterrupt(), None)])
+def test_interrupted_concepts_leave_whole_files_and_records(tmp_path, monkeypatch, error, status):
+    """The 5th file rename (the third image's overlay, after two images' overlays and records) is
+    interrupted: the concepts' record names them with the 2 images done, those two have their
+    records and files, the third nothing, no .part file anywhere; the report shows what finished."""
+    scenes = sorted(SAMPLES.glob("synthetic_*.png"))[:4]
+    out, report = tmp_path / "out", tmp_path / "report"
+    # renames: concepts.json, then per image overlay, record, concepts.json: the 3rd image's overlay is the 8th
+    _interrupting(monkeypatch, "replace", 8, error)
+    result = invoke_cli("concepts", *scenes, "-m", "demo-gap", "-k", 4, "-o", out, "-q", "--report", report)
+    monkeypatch.undo()
+    if status is not None:
+        assert result.returncode == status
+    else:
+        assert result.returncode != 0
+    assert [p.name for p in out.rglob("*.part")] == [] and [p.name for p in report.rglob("*.part")] == []
+    concepts = json.loads((out / "concepts.json").read_text())
+    assert concepts["images"] == 2 and len(concepts["concepts"]) == 4 and concepts["method"] == "concepts"
+    records = sorted(out.glob("*.concepts.record.json"))
+    assert [p.name for p in records] == [f"{s.name}.concepts.record.json" for s in scenes[:2]]
+    for path in records:
+        record = json.loads(path.read_text())
+        assert [c["name"] for c in record["concepts"]] == [c["name"] for c in concepts["concepts"]]
+        assert record["outputs"]["record"] == str(path)
+        with Image.open(record["outputs"]["overlay"]) as picture:
+            picture.load()  # whole
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{s.name}.concepts.overlay.png" for s in scenes[:2]]
+    from test_report import page_data
+
+    [entry] = page_data(report / "index.html")["concepts"]
+    assert len(entry["images"]) == 2 and "found in 2 image(s)" in entry["title"]

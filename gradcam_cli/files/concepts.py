@@ -2,6 +2,12 @@
 overlay coloured by its strongest concept with a legend beneath, the raw heatmaps as .npy, and
 the JSON records of the images and of the concepts.
 
+Every file is written to a temporary name in its folder and renamed (outputs._write_atomic), and
+an image's record, OUTDIR/NAME.concepts.record.json, last, after its files: an image with a record
+on disk has all its files. The concepts' record, OUTDIR/concepts.json, is written as soon as they
+are fitted, before any image, and again after each image's record with the count done, so an
+interrupted run leaves the names of the concepts its images' records refer to.
+
 The overlay starts from pytorch-grad-cam's show_factorization_on_image: each pixel takes the colour
 of its strongest concept times that concept's strength, blended with the image: (1 - alpha) image +
 alpha strength colour. Where no concept is strong the colour is black, so the image shows darkened
@@ -16,17 +22,20 @@ render.LINE_COLOURS (pytorch-grad-cam: gist_rainbow spread over the concepts); p
 they repeat.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from gradcam_cli.explain.maps import resize_into_box
 from gradcam_cli.files import render
-from gradcam_cli.files.outputs import output_path, write_npy, write_png
+from gradcam_cli.files.outputs import output_path, write_json, write_npy, write_png
 
 METHOD = "concepts"  # the method in output names and records: NAME.concepts.overlay.png
 SAVE_KINDS = ("overlay", "raw")
 DEFAULT_SAVE = ("overlay",)
 DEFAULT_ALPHA = 0.5  # pytorch-grad-cam's image_weight=0.5 (run_dff_on_image uses 0.3 for the image)
 LEGEND_MIN_WIDTH = 256  # a narrower image is centred on a strip this wide, so the names can be read
+CONCEPTS_RECORD = "concepts.json"  # OUTDIR/concepts.json: the concepts' record (no image output ends so)
 
 
 def colours(count):
@@ -121,8 +130,9 @@ def picture(rgb, image, names, alpha=DEFAULT_ALPHA, found=None):
 
 def write_image(output_dir, source_name, input_name, rgb, image, concepts, model_name, save=DEFAULT_SAVE,
                 alpha=DEFAULT_ALPHA):
-    """Write an image's files (`save`: overlay, raw) as OUTDIR/NAME.concepts.KIND.png|npy,
-    atomically; returns its JSON record."""
+    """Write an image's files (`save`: overlay, raw) as OUTDIR/NAME.concepts.KIND.png|npy, then
+    its JSON record as OUTDIR/NAME.concepts.record.json, each atomically; returns the record (its
+    outputs name the record file too)."""
     found = strengths(image, concepts.part_norms)
     _, _, shares, areas = found
     outputs = {}
@@ -131,7 +141,15 @@ def write_image(output_dir, source_name, input_name, rgb, image, concepts, model
         outputs["overlay"] = write_png(path, picture(rgb, image, concepts.names, alpha, found))
     if "raw" in save:
         outputs["raw"] = write_npy(output_path(output_dir, source_name, METHOD, "raw"), image.heatmaps)
-    return image_record(input_name, image, concepts, model_name, shares, areas, outputs)
+    outputs["record"] = str(output_path(output_dir, source_name, METHOD, "record", extension="json"))
+    record = image_record(input_name, image, concepts, model_name, shares, areas, outputs)
+    write_json(outputs["record"], record)  # last: its files are in place
+    return record
+
+
+def write_concepts_record(output_dir, record):
+    """Write the concepts' record (concepts_record) atomically as OUTDIR/concepts.json; returns its path."""
+    return write_json(Path(output_dir) / CONCEPTS_RECORD, record)
 
 
 def image_record(input_name, image, concepts, model_name, shares, areas, outputs):
