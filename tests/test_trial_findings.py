@@ -218,3 +218,116 @@ def test_interrupted_concepts_leave_whole_files_and_records(tmp_path, monkeypatc
 
     [entry] = page_data(report / "index.html")["concepts"]
     assert len(entry["images"]) == 2 and "found in 2 image(s)" in entry["title"]
+
+
+# --- 4. records hold what was used: options that cannot apply are refused ---------------------
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--method", "rollout", "--layer", "block2_norm1"],
+     "Error: rollout does not apply to demo-vit at layer block2_norm1: it reads every attention layer over the "
+     "layer's 65 tokens (a 8x8 grid after 1 prefix token(s)), whichever layer of that grid is the target, and "
+     "'block2_norm1' has the grid of the default layer 'block4_norm1': its map would be the default's. Leave "
+     "--layer out"),
+    (["--method", "generic-attention", "--layer", "block1_norm1"],
+     "Error: generic-attention does not apply to demo-vit at layer block1_norm1: it reads every attention layer over "
+     "the layer's 65 tokens (a 8x8 grid after 1 prefix token(s)), whichever layer of that grid is the target, and "
+     "'block1_norm1' has the grid of the default layer 'block4_norm1': its map would be the default's. Leave "
+     "--layer out"),
+    (["--method", "legrad", "--legrad-blocks", "9"],
+     "Error: legrad does not apply to demo-vit at layer block4_norm1: demo-vit has 4 attention block(s) over the "
+     "layer's tokens: the last 9 cannot be averaged. Received: --legrad-blocks 9 (give at most 4)"),
+])
+def test_an_option_without_effect_is_refused_in_one_line(tmp_path, arguments, message):
+    result = invoke_cli(CIRCLE, "-m", "demo-vit", *arguments, "-o", tmp_path / "out", "--json")
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message + "\n")
+
+
+def test_the_values_used_are_recorded(tmp_path):
+    """The default layer given explicitly, and --legrad-blocks 4 of 4 blocks, are what was used:
+    accepted and recorded so, each map equal to the default run's."""
+    def run(*arguments):
+        result = invoke_cli(CIRCLE, "-m", "demo-vit", *arguments, "-o", tmp_path / "-".join(arguments), "--json",
+                            "--save", "raw", "-q")
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout)
+        return record, np.load(record["maps"][0]["outputs"]["raw"])
+
+    default, default_map = run("--method", "rollout")
+    given, given_map = run("--method", "rollout", "--layer", "block4_norm1")
+    assert default["layer"] == given["layer"] == "block4_norm1"
+    np.testing.assert_array_equal(given_map, default_map)
+    every, every_map = run("--method", "legrad")
+    four, four_map = run("--method", "legrad", "--legrad-blocks", "4")
+    assert "legrad_blocks" not in every and four["legrad_blocks"] == 4
+    np.testing.assert_allclose(four_map, every_map, rtol=1e-6)
+    _, last_map = run("--method", "legrad", "--legrad-blocks", "1")
+    assert not np.allclose(last_map, every_map)  # fewer blocks than there are: an effect
+
+
+def _two_stage(keras):
+    """Tokens on an 8x8 grid with attention, then (through a strided convolution) on a 4x4 grid
+    with attention: the default layer is the second stage's; the first stage's is another grid."""
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Conv2D(8, 4, strides=4, name="embed")(inputs)
+    x = layers.Reshape((64, 8))(x)
+    y = layers.LayerNormalization(name="stage1_norm")(x)
+    x = layers.Add()([x, layers.MultiHeadAttention(2, 4, name="stage1_attn")(y, y)])
+    x = layers.Conv2D(16, 2, strides=2, name="merge")(layers.Reshape((8, 8, 8))(x))
+    x = layers.Reshape((16, 16))(x)
+    y = layers.LayerNormalization(name="stage2_norm")(x)
+    x = layers.Add()([x, layers.MultiHeadAttention(2, 8, name="stage2_attn")(y, y)])
+    x = layers.LayerNormalization(name="final_norm")(x)
+    outputs = layers.Dense(3)(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_a_layer_of_another_grid_chooses_that_grid(keras):
+    from gradcam_cli import Explainer
+    from gradcam_cli.errors import GradcamError
+    from gradcam_cli.models import loading
+
+    loaded = loading.describe(_two_stage(keras), "two", (32, 32), "none", ("a", "b", "c"))
+    assert loaded.default_layer == ("stage2_norm",)
+    images = [np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)]
+    first = Explainer(loaded, "rollout", layer="stage1_norm")(images)[0]
+    default = Explainer(loaded, "rollout")(images)[0]
+    assert first.small_map.shape == (8, 8) and default.small_map.shape == (4, 4)
+    with pytest.raises(GradcamError, match="legrad_blocks=2 .give at most 1.$"):
+        Explainer(loaded, "legrad", legrad_blocks=2).build()
+
+
+# --- 5. checks that come first and say what is wrong ------------------------------------------
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--methods", "rollout,bogus"], "Error: --methods bogus: choose from "),
+    (["--variants", "pool-min"], "Error: --variants pool-min: choose from pool-mean, pool-max, argmax-channel, "
+                                 "relu-after-resize, comma-separated"),
+])
+def test_compare_refuses_a_wrong_name_before_keras_or_a_model(tmp_path, monkeypatch, arguments, message):
+    from gradcam_cli.cli import tools
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded (or Keras imported) before the names were checked")
+
+    monkeypatch.setattr(tools, "load", never)
+    monkeypatch.setattr("gradcam_cli.explain.runtime.import_keras", never)
+    result = invoke_cli("compare", CIRCLE, "-m", "demo-vit", *arguments, "-o", tmp_path / "out")
+    assert result.returncode == 2 and result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_variants_spelled_for_the_early_check_are_compares():
+    from gradcam_cli.cli.tools import COMPARE_VARIANTS
+    from gradcam_cli.compare.figures import VARIANTS
+
+    assert COMPARE_VARIANTS == VARIANTS
+
+
+def test_rollout_on_a_cnn_says_it_needs_a_transformer(tmp_path):
+    result = invoke_cli(CIRCLE, "-m", "demo-gap", "--method", "rollout", "-o", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr == ("Error: rollout does not apply to demo-gap at layer block3_conv2: attention maps read a "
+                             "vision transformer's attention (its keras.layers.MultiHeadAttention layers), and demo-gap "
+                             "has no attention layer: choose a method for its layers' maps (`gradcam methods`)\n")
