@@ -156,10 +156,13 @@ def test_attention_methods_refuse_a_model_without_attention(keras):
     x = layers.Conv2D(4, 3, name="conv")(inputs)
     model = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(x)))
     loaded = loading.describe(model, "cnn", (16, 16), "none", ("a", "b"))
-    for method in ("rollout", "generic-attention"):
+    for method in ("rollout", "generic-attention", "legrad"):  # not "choose a token layer": there is none
         with pytest.raises(GradcamError) as caught:
             Explainer(loaded, method)(_images((16, 16), 1))
-        assert "token grid" in str(caught.value) and "\n" not in str(caught.value)
+        assert str(caught.value) == (
+            f"{method} does not apply to cnn at layer conv: attention maps read a vision transformer's attention (its "
+            "keras.layers.MultiHeadAttention layers), and cnn has no attention layer: choose a method for its layers' "
+            "maps (`gradcam methods`)")
 
 
 @pytest.mark.parametrize("depth", [1, 3])

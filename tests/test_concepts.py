@@ -212,21 +212,38 @@ def test_fewer_positions_than_concepts_are_refused(keras, loaded):
 
 
 def test_the_overlay_colours_each_pixel_by_its_strongest_concept():
+    """Heatmaps 4 at (0, 0) for concept 0; 1 at (0, 1) and 2 at (1, 1) for concept 1, whose
+    component is 3 times as long: weighed, 4 and 3, 6; over the image's largest (6), concept 0 is
+    2/3 at its peak and concept 1 1/2 and 1. Each heatmap over its own maximum (pytorch-grad-cam's)
+    would give both 1 at their peaks."""
     from gradcam_cli.explain.concepts import ImageConcepts
     from gradcam_cli.files import concepts as drawing
 
     heatmaps = np.zeros((2, 2, 2), np.float32)
     heatmaps[0, 0, 0], heatmaps[1, 1, 1], heatmaps[0, 1, 1] = 4.0, 2.0, 1.0
     image = ImageConcepts(0, heatmaps, (0, 0, 2, 2), (2, 2), True)
-    strongest, strength, shares, areas = drawing.strengths(image)
+    strongest, strength, shares, areas = drawing.strengths(image, np.array([1.0, 3.0]))
     np.testing.assert_array_equal(strongest, [[0, 1], [0, 1]])
-    np.testing.assert_allclose(strength, [[1.0, 0.5], [0.0, 1.0]])
-    np.testing.assert_allclose(shares, [0.25, 0.375])
+    np.testing.assert_allclose(strength, [[2 / 3, 0.5], [0.0, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(shares, [1 / 6, 0.375], rtol=1e-6)
     np.testing.assert_allclose(areas, [0.25, 0.5])
     rgb = np.full((2, 2, 3), 100, np.uint8)
     colours = np.array(drawing.colours(2), np.float32)
     expected = 0.5 * 100 + 0.5 * colours[strongest] * strength[..., None]
-    np.testing.assert_array_equal(drawing.overlay(rgb, image, 0.5), np.rint(expected).astype(np.uint8))
+    np.testing.assert_array_equal(drawing.overlay(rgb, image, 0.5, part_norms=[1.0, 3.0]),
+                                  np.rint(expected).astype(np.uint8))
+    # unweighed, the heatmaps still share one scale: the weaker concept is the fainter
+    strongest, strength, shares, _ = drawing.strengths(image)
+    np.testing.assert_allclose(strength, [[1.0, 0.25], [0.0, 0.5]])
+    np.testing.assert_allclose(shares, [0.25, 0.1875])
+
+
+def test_a_concepts_part_norms_leave_out_the_shift():
+    from gradcam_cli.explain.concepts import Concepts
+
+    concepts = Concepts(np.array([[3.0, 3.0], [-1.0, 2.0]]), [[], []], ["a", "b"], "feat", np.array([-1.0, 0.0]),
+                        [0])
+    np.testing.assert_allclose(concepts.part_norms, [5.0, 2.0])  # (4, 3) and (0, 2)
 
 
 # --- the command --------------------------------------------------------------------------------

@@ -40,8 +40,9 @@ DEFAULT_SAVE = ("overlay",)
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images per forward pass.")
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per image on stdout (each concept's share of it: the mean of its heatmap "
-                   "normalised to its maximum; the area where it is the strongest; the strongest), then one for "
+              help="One JSON object per image on stdout (each concept's share of it: the mean of its strength, its "
+                   "heatmap weighed by the concept's norm over the image's largest such value; the area where it "
+                   "is the strongest; the strongest), then one for "
                    "the concepts (names, colours, top classes, vector norms, images fitted on and done); a failed "
                    "image gets a record with an error field.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
@@ -61,7 +62,8 @@ def concepts_command(images, k, layer, max_images, top_classes, seed, output_dir
 
     Writes per image OUTDIR/NAME.concepts.overlay.png: each pixel in the colour of its strongest
     concept, as bright as that concept is strong there, blended with the image, and a legend of
-    the concepts beneath. Channels with negative activations are shifted up first; NMF's random
+    the concepts beneath, then its record, NAME.concepts.record.json (OUTDIR/concepts.json holds the
+    concepts' record). Channels with negative activations are shifted up first; NMF's random
     start is --seed (pytorch-grad-cam's DeepFeatureFactorization factorises the transposed
     matrix, so its numbers differ).
 
@@ -97,7 +99,11 @@ def concepts_command(images, k, layer, max_images, top_classes, seed, output_dir
                                             for argument in collected.missing] + \
         [{"input": str(path), "error": collected.link_problem(path)} for path in collected.broken]
     console = Console(min(max_images, len(sources)) + len(sources), quiet, as_json)
-    failed, done = [], []
+    failed, done, fitted = [], [], []
+
+    def on_concepts(concepts):  # on disk before any image's record, which names them
+        fitted.append(concepts)
+        drawing.write_concepts_record(output_dir, drawing.concepts_record(concepts, loaded.name, 0))
 
     def on_failure(index, reason):
         failed.append(index)
@@ -116,19 +122,35 @@ def concepts_command(images, k, layer, max_images, top_classes, seed, output_dir
         done.append(record)
         if kept is not None:
             kept.append(record)
+        try:
+            drawing.write_concepts_record(output_dir, drawing.concepts_record(concepts, loaded.name, len(done)))
+        except OSError as error:
+            console.failure(sources[image.index], f"cannot update {drawing.CONCEPTS_RECORD}: "
+                                                  f"{error.strerror or error}")
         if as_json:
             click.echo(json_line(record))
         else:
-            for written in record["outputs"].values():
-                click.echo(written)
+            for kind, written in record["outputs"].items():
+                if kind != "record":  # the paths of the pictures and arrays, as the other commands print
+                    click.echo(written)
 
     STATE.activity = f"finding concepts with {loaded.name}"
     try:
         result = dff.factorize(explainer, [source.path for source in sources], k=k, max_images=max_images,
                                top_classes=top_classes, seed=seed, on_image=on_image, on_failure=on_failure,
-                               progress=console.update)
+                               progress=console.update, on_concepts=on_concepts)
     except dff.ConceptError as error:
         result = error
+    except BaseException:  # interrupted (SIGINT, SIGTERM): the report of what finished, then out
+        console.close()
+        if kept is not None:
+            finished = [drawing.concepts_record(fitted[0], loaded.name, len(done))] if fitted else []
+            try:
+                _write_report(kept + finished, report_dir, quiet=True)
+            except OSError as error:  # the interruption stays what the run ends with
+                click.echo(f"error: the report of the images done was not written: {error.strerror or error}",
+                           err=True)
+        raise
     finally:
         console.close()
     if isinstance(result, dff.UnreadableSample):  # every failure was said: the run failed, not its options

@@ -13,6 +13,9 @@ from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
 from gradcam_cli.models import registry
 
+# compare.figures.VARIANTS, spelled here so that a wrong name is refused before Keras is imported (a test ties them).
+COMPARE_VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
+
 
 @main.command("compare", short_help="Maps side by side: methods, layers, variants, models.")
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
@@ -70,19 +73,15 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
     model_options["grid"] = model_options.pop("token_grid")  # --grid lays out the figure here
     if class_name is not None and target is not None:
         raise UsageProblem("give --class or --target, not both (--class N is --target class:N)")
+    chosen_methods, chosen_variants = names(methods), names(variants)
+    checks = (("--methods", chosen_methods, COMPARE_COLUMNS), ("--variants", chosen_variants, COMPARE_VARIANTS))
+    for flag, chosen, known in checks:  # every name, before Keras is imported and any model loads
+        for name in chosen:
+            if name not in known:
+                raise UsageProblem(f"{flag} {name}: choose from {', '.join(known)}, comma-separated")
     setup_logging(model_options["verbose"], quiet)
     import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
     from gradcam_cli.compare import figures as comparing
-
-    chosen_methods, chosen_variants = names(methods), names(variants)
-    for name in chosen_methods:
-        if name not in COMPARE_COLUMNS:
-            raise click.BadParameter(f"choose from {', '.join(COMPARE_COLUMNS)}. Received: {name!r}",
-                                     param_hint="--methods")
-    for name in chosen_variants:
-        if name not in comparing.VARIANTS:
-            raise click.BadParameter(f"choose from {', '.join(comparing.VARIANTS)}. Received: {name!r}",
-                                     param_hint="--variants")
     from gradcam_cli.files.inputs import is_mask
 
     collected = collect(images, quiet, as_json, exclude=is_mask, output_dir=output_dir)

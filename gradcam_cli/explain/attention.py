@@ -19,6 +19,8 @@ import contextlib
 
 import keras
 
+from gradcam_cli.errors import argument
+
 
 def attention_layers(model):
     """Every keras.layers.MultiHeadAttention in `model`, in the order Keras lists its layers
@@ -32,13 +34,16 @@ def attention_layers(model):
 
 
 def check_applies(loaded, target_path, blocks=False):
-    """ValueError saying why attention maps cannot be read at `target_path` of `loaded`: not a
-    token grid, no attention layer, or (`blocks`: each block's own score) no pre-norm layout."""
+    """ValueError saying why attention maps cannot be read at `target_path` of `loaded`: no
+    attention layer, not a token grid, (`blocks`: each block's own score) no pre-norm layout, or a
+    layer that would change nothing (check_layer_matters)."""
+    if not attention_layers(loaded.model):
+        raise ValueError(f"attention maps read a vision transformer's attention (its keras.layers.MultiHeadAttention "
+                         f"layers), and {loaded.name} has no attention layer: choose a method for its layers' maps "
+                         "(`gradcam methods`)")
     if loaded.grid_of(target_path) is None:
         raise ValueError("attention maps are read on a transformer's token grid: choose a token layer as the target "
                          "(`gradcam layers` shows each token layer's grid)")
-    if not attention_layers(loaded.model):
-        raise ValueError("attention maps read keras.layers.MultiHeadAttention layers, and the model has none")
     grid = loaded.grid_of(target_path)
     counts = sorted({info.shape[0] for info in loaded.layers
                      if isinstance(info.layer, keras.layers.MultiHeadAttention) and info.shape})
@@ -48,6 +53,47 @@ def check_applies(loaded, target_path, blocks=False):
                          f"{', '.join(map(str, counts))} tokens: choose a layer of that grid")
     if blocks:
         BlockPlan(loaded)  # where each block's tokens are read and the head run on them
+    check_layer_matters(loaded, target_path)
+
+
+def _layout(grid):
+    return None if grid is None else (grid.height, grid.width, grid.prefix)
+
+
+def check_layer_matters(loaded, target_path):
+    """ValueError when `target_path` is not the default layer but reads the same token grid: the
+    attention methods roll out (or average) every attention layer over the grid's tokens, from the
+    first block to the last, as their papers do, and use the target layer for its grid alone (the
+    prefix to read and the patches' shape), so such a layer would give the default's map while its
+    record named another layer. A layer of another grid (a Swin-style stage) chooses that grid."""
+    from gradcam_cli.models.graph import path_name
+
+    default = loaded.default_layer
+    grid = loaded.grid_of(target_path)
+    if tuple(target_path) == tuple(default) or grid is None or _layout(grid) != _layout(loaded.grid_of(default)):
+        return
+    raise ValueError(f"it reads every attention layer over the layer's {grid.tokens} tokens (a {grid.height}x"
+                     f"{grid.width} grid after {grid.prefix} prefix token(s)), whichever layer of that grid is the "
+                     f"target, and {path_name(target_path)!r} has the grid of the default layer "
+                     f"{path_name(default)!r}: its map would be the default's. Leave {argument('layer')} out")
+
+
+def attention_blocks(loaded, target_path):
+    """How many attention layers attend over the target layer's tokens: the blocks rolled out."""
+    grid = loaded.grid_of(target_path)
+    return sum(1 for info in loaded.layers if isinstance(info.layer, keras.layers.MultiHeadAttention) and info.shape
+               and info.shape[0] == grid.tokens)
+
+
+def check_legrad(loaded, target_path, options=None):
+    """--legrad-blocks at most the blocks there are (more would average them all while the record
+    said more)."""
+    blocks = (options or {}).get("legrad_blocks")
+    count = attention_blocks(loaded, target_path)
+    if blocks is not None and count and blocks > count:
+        raise ValueError(f"{loaded.name} has {count} attention block(s) over the layer's tokens: the last "
+                         f"{blocks} cannot be averaged. Received: {argument('legrad_blocks', str(blocks))} "
+                         f"(give at most {count})")
 
 
 @contextlib.contextmanager

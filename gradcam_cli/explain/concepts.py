@@ -78,6 +78,14 @@ class Concepts:
     def __len__(self):
         return len(self.vectors)
 
+    @property
+    def part_norms(self):
+        """(k,) the norm of each concept's NMF component (its vector less the shift): a heatmap
+        value h at a position stands for h * part_norms[c] of the activations' length there, so
+        these weigh the concepts' heatmaps into one unit (the NMF's own scale between H and C
+        is arbitrary per concept)."""
+        return np.linalg.norm(np.asarray(self.vectors, np.float64) - self.shift, axis=1)
+
 
 @dataclass
 class ImageConcepts:
@@ -116,7 +124,7 @@ def sample_indices(count, max_images):
 
 
 def factorize(explainer, images, k=5, max_images=64, top_classes=2, seed=0, max_iter=NMF_MAX_ITER, on_image=None,
-              on_failure=None, progress=None):
+              on_failure=None, progress=None, on_concepts=None):
     """Deep Feature Factorization of `images` at `explainer`'s layer (an api.Explainer; its
     engine's forward pass gives the activations, batch by batch: any method will do, eigencam
     needs no more). images: paths, or (H, W, 3) uint8 RGB arrays. k: the number of concepts.
@@ -124,7 +132,8 @@ def factorize(explainer, images, k=5, max_images=64, top_classes=2, seed=0, max_
     heatmaps are their non-negative least-squares fit by the concepts. top_classes: the classes
     each concept is named by. seed: the NMF's random start.
 
-    Callbacks, in input order: on_image(concepts, ImageConcepts, rgb) per image done,
+    Callbacks, in input order: on_concepts(concepts) once they are fitted, before any image's
+    on_image; on_image(concepts, ImageConcepts, rgb) per image done,
     on_failure(index, reason) per image that cannot be read (it is skipped), progress(n) after
     each batch of n images read (the sample's, then every image's). Returns a Factorization.
     ConceptError when k does not fit the layer, no sampled image can be read or the activations
@@ -149,6 +158,8 @@ def factorize(explainer, images, k=5, max_images=64, top_classes=2, seed=0, max_
 
     concepts, fitted_maps, boxes = _fit(explainer, items, k, max_images, top_classes, seed, max_iter, failure,
                                         progress)
+    if on_concepts is not None:
+        on_concepts(concepts)
     found = []
     for indices, rgbs in _read(items, range(len(items)), ready.engine.batch_size, failed, failure, progress,
                                explainer.read_image):

@@ -2,26 +2,40 @@
 overlay coloured by its strongest concept with a legend beneath, the raw heatmaps as .npy, and
 the JSON records of the images and of the concepts.
 
-The overlay follows pytorch-grad-cam's show_factorization_on_image: each concept's heatmap is
-normalised by its maximum over the image (pytorch-grad-cam's scale_cam_image also subtracts its
-minimum, which is 0 for most NMF heatmaps), upsampled onto the image, and each pixel takes the
-colour of its strongest concept times that concept's strength, blended with the image:
-(1 - alpha) image + alpha strength colour. Where no concept is strong the colour is black, so the
-image shows darkened there, as in pytorch-grad-cam's. The colours are render.LINE_COLOURS
-(pytorch-grad-cam: gist_rainbow spread over the concepts); past ten concepts they repeat.
+Every file is written to a temporary name in its folder and renamed (outputs._write_atomic), and
+an image's record, OUTDIR/NAME.concepts.record.json, last, after its files: an image with a record
+on disk has all its files. The concepts' record, OUTDIR/concepts.json, is written as soon as they
+are fitted, before any image, and again after each image's record with the count done, so an
+interrupted run leaves the names of the concepts its images' records refer to.
+
+The overlay starts from pytorch-grad-cam's show_factorization_on_image: each pixel takes the colour
+of its strongest concept times that concept's strength, blended with the image: (1 - alpha) image +
+alpha strength colour. Where no concept is strong the colour is black, so the image shows darkened
+there, as in pytorch-grad-cam's. The strengths differ: pytorch-grad-cam normalises each concept's
+heatmap by its own maximum over the image, so a concept barely present (a faint background part)
+paints as brightly, and counts as much, as the object's; here each heatmap is first weighed by its
+concept's component norm (Concepts.part_norms: a heatmap value h stands for h times that much of the
+activations), then all of an image's are divided by the largest of them. A concept's strength at a
+pixel is thus relative to the image's strongest concept at its peak; weak concepts show faint, and
+the strongest concept of an image is the one that makes up most of its activations. The colours are
+render.LINE_COLOURS (pytorch-grad-cam: gist_rainbow spread over the concepts); past ten concepts
+they repeat.
 """
+
+from pathlib import Path
 
 import numpy as np
 
 from gradcam_cli.explain.maps import resize_into_box
 from gradcam_cli.files import render
-from gradcam_cli.files.outputs import output_path, write_npy, write_png
+from gradcam_cli.files.outputs import output_path, write_json, write_npy, write_png
 
 METHOD = "concepts"  # the method in output names and records: NAME.concepts.overlay.png
 SAVE_KINDS = ("overlay", "raw")
 DEFAULT_SAVE = ("overlay",)
 DEFAULT_ALPHA = 0.5  # pytorch-grad-cam's image_weight=0.5 (run_dff_on_image uses 0.3 for the image)
 LEGEND_MIN_WIDTH = 256  # a narrower image is centred on a strip this wide, so the names can be read
+CONCEPTS_RECORD = "concepts.json"  # OUTDIR/concepts.json: the concepts' record (no image output ends so)
 
 
 def colours(count):
@@ -33,20 +47,25 @@ def hex_colour(rgb):
     return "#" + "".join(f"{int(v):02x}" for v in rgb)
 
 
-def strengths(image):
+def strengths(image, part_norms=None):
     """An ImageConcepts' heatmaps at the image's resolution: (the strongest concept per pixel
-    (H, W) int, its strength in [0, 1] (H, W), each concept's share of the image (its normalised
-    heatmap's mean) (k,), each concept's area (the pixels where it is strongest and not 0) (k,)).
-    Concept by concept, so that a large photo holds two (H, W) maps, not k."""
-    heatmaps = np.asarray(image.heatmaps, dtype=np.float32)
+    (H, W) int, its strength in [0, 1] (H, W), each concept's share of the image (its strength's
+    mean) (k,), each concept's area (the pixels where it is strongest and not 0) (k,)).
+    part_norms: (k,) each concept's weight (Concepts.part_norms; None: 1 each). The heatmaps
+    times their weights are divided by the largest value of them all, so strengths compare across
+    concepts. Concept by concept, so that a large photo holds two (H, W) maps, not k."""
+    heatmaps = np.asarray(image.heatmaps, dtype=np.float64)
     count = heatmaps.shape[-1]
+    weights = np.ones(count) if part_norms is None else np.asarray(part_norms, dtype=np.float64)
+    weights = np.where(np.isfinite(weights) & (weights > 0), weights, 0.0)
+    peak = float((np.nan_to_num(heatmaps, nan=0.0, posinf=0.0, neginf=0.0) * weights).max(initial=0.0))
     strongest = np.zeros(image.image_shape, np.int64)
     strength = np.zeros(image.image_shape, np.float32)
     shares = np.zeros(count)
     for c in range(count):
-        peak = float(heatmaps[..., c].max(initial=0.0))
-        normalised = heatmaps[..., c] / peak if np.isfinite(peak) and peak > 0 else np.zeros_like(heatmaps[..., c])
-        upsampled = resize_into_box(normalised, image.box, image.image_shape)
+        part = np.nan_to_num(heatmaps[..., c], nan=0.0, posinf=0.0, neginf=0.0) * weights[c]
+        relative = (part / peak if peak > 0 else np.zeros_like(part)).astype(np.float32)
+        upsampled = resize_into_box(relative, image.box, image.image_shape)
         shares[c] = float(upsampled.mean())
         stronger = upsampled > strength
         strongest[stronger], strength[stronger] = c, upsampled[stronger]
@@ -54,11 +73,11 @@ def strengths(image):
     return strongest, strength, shares, areas
 
 
-def overlay(rgb, image, alpha=DEFAULT_ALPHA, found=None):
+def overlay(rgb, image, alpha=DEFAULT_ALPHA, found=None, part_norms=None):
     """The image with each pixel blended with its strongest concept's colour times its strength
     (uint8 RGB, the image's size); outside the model's view the image as it is. `found`: the
-    image's `strengths`, when computed already."""
-    strongest, strength, _, _ = found if found is not None else strengths(image)
+    image's `strengths`, when computed already (else computed with `part_norms`)."""
+    strongest, strength, _, _ = found if found is not None else strengths(image, part_norms)
     table = np.asarray(colours(image.heatmaps.shape[-1]), dtype=np.float32)
     painted = table[strongest] * strength[..., None]
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * painted
@@ -111,9 +130,10 @@ def picture(rgb, image, names, alpha=DEFAULT_ALPHA, found=None):
 
 def write_image(output_dir, source_name, input_name, rgb, image, concepts, model_name, save=DEFAULT_SAVE,
                 alpha=DEFAULT_ALPHA):
-    """Write an image's files (`save`: overlay, raw) as OUTDIR/NAME.concepts.KIND.png|npy,
-    atomically; returns its JSON record."""
-    found = strengths(image)
+    """Write an image's files (`save`: overlay, raw) as OUTDIR/NAME.concepts.KIND.png|npy, then
+    its JSON record as OUTDIR/NAME.concepts.record.json, each atomically; returns the record (its
+    outputs name the record file too)."""
+    found = strengths(image, concepts.part_norms)
     _, _, shares, areas = found
     outputs = {}
     if "overlay" in save:
@@ -121,7 +141,15 @@ def write_image(output_dir, source_name, input_name, rgb, image, concepts, model
         outputs["overlay"] = write_png(path, picture(rgb, image, concepts.names, alpha, found))
     if "raw" in save:
         outputs["raw"] = write_npy(output_path(output_dir, source_name, METHOD, "raw"), image.heatmaps)
-    return image_record(input_name, image, concepts, model_name, shares, areas, outputs)
+    outputs["record"] = str(output_path(output_dir, source_name, METHOD, "record", extension="json"))
+    record = image_record(input_name, image, concepts, model_name, shares, areas, outputs)
+    write_json(outputs["record"], record)  # last: its files are in place
+    return record
+
+
+def write_concepts_record(output_dir, record):
+    """Write the concepts' record (concepts_record) atomically as OUTDIR/concepts.json; returns its path."""
+    return write_json(Path(output_dir) / CONCEPTS_RECORD, record)
 
 
 def image_record(input_name, image, concepts, model_name, shares, areas, outputs):

@@ -8,6 +8,7 @@ half-written PNG behind.
 
 import json
 import os
+import secrets
 import stat
 import sys
 import tempfile
@@ -31,12 +32,6 @@ def is_output_name(name):
     if parts[-1] == "json":
         return kind == "record"
     return kind == "compare" or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
-
-
-def _file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def output_path(output_dir, source_name, method, kind, tag=None, extension=None):
@@ -67,16 +62,24 @@ def check_writable(folder):
 
 
 def _write_atomic(path, data):
+    """Write `data` (bytes) to `path` whole or not at all: into a temporary name in the same folder
+    (.NAME.XXXXXXXX.part, 8 random hex digits: distributed/cluster.py removes those of killed Ray
+    workers), then renamed over `path`. The temporary is named before it is made, so that an
+    exception at any instant (KeyboardInterrupt, SystemExit from a signal handler, a full disk),
+    even one just after it was created, removes it: no hidden .part file is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
     try:
+        # mode 0o666 less the umask (the kernel applies it): outputs are ordinary files
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        os.chmod(temporary, _file_mode())  # mkstemp creates 0600; outputs are ordinary files
         os.replace(temporary, path)
+    except FileExistsError:  # os.open's alone: another writer's temporary of that name, not ours to remove
+        return _write_atomic(path, data)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -105,13 +108,6 @@ def remove_stale(paths):
     return removed
 
 
-def write_bytes(path, data):
-    """Write `data` to `path` atomically (a temporary name in the same folder, then renamed);
-    returns the path as a string."""
-    _write_atomic(path, data)
-    return str(path)
-
-
 def write_png(path, rgb):
     """Write an RGB (or 2-D greyscale) uint8 image as PNG; returns the path as a string."""
     import cv2  # here, not at the top: the CLI reads KINDS at start-up
@@ -132,6 +128,12 @@ def write_npy(path, array):
     buffer = BytesIO()
     np.save(buffer, np.asarray(array, dtype=np.float32))
     _write_atomic(path, buffer.getvalue())
+    return str(path)
+
+
+def write_json(path, record):
+    """Write a JSON record (json_line, then a newline) atomically; returns the path as a string."""
+    _write_atomic(path, (json_line(record) + "\n").encode("utf-8"))
     return str(path)
 
 

@@ -54,7 +54,7 @@ def write_record(path, source, request, record):
     """The record file, written atomically (after the image's outputs). `request`: request_key's
     digest of what the run asks for."""
     stored = {"version": VERSION, "source": source_key(source), "request": request, "record": record}
-    return outputs.write_bytes(path, (outputs.json_line(stored) + "\n").encode("utf-8"))
+    return outputs.write_json(path, stored)
 
 
 @dataclass(frozen=True)

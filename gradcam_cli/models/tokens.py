@@ -12,7 +12,9 @@ the layers above unchanged (`TokenGrid.to_tokens`).
 The grid is found from the model (`read_grid`): the (h, w) of the patch embedding's spatial output
 (the last (height, width, channels) layer before the token layer), else the input size over a
 patch size; the prefix is what is left. Given `grid` and `prefix` (--grid HxW, --prefix-tokens N)
-override. The prefix tokens come first, as in ViT, DeiT and DINOv2 (class, distillation,
+override. A grid given alone leaves its remaining tokens as the prefix only when they are as many as
+the model's own reading gives (none when it has no reading): a 7x7 grid on 65 tokens read 8x8 + 1
+would otherwise take 16 patch tokens for class tokens. The prefix tokens come first, as in ViT, DeiT and DINOv2 (class, distillation,
 registers). A model that appends such tokens after its patches would be read shifted by this
 rule; no such layout is supported yet.
 """
@@ -87,6 +89,28 @@ def _input_grids(input_size):
     return [(height // p, width // p) for p in range(2, min(height, width) + 1) if not height % p and not width % p]
 
 
+def own_prefix(count, input_size, embedding=None):
+    """The prefix token count the model's own reading gives (read_grid without a grid or prefix: the patch
+    embedding's grid, else the input size over a patch size), or None when its tokens have no such reading."""
+    try:
+        return read_grid(count, input_size, embedding).prefix
+    except ValueError:
+        return None
+
+
+def _check_left_over(count, grid, left, own):
+    """A given grid without a given prefix: the tokens left over are the prefix only when they are as many as the
+    model's own reading has (its class token, distillation token, registers), or none when it has no reading.
+    Otherwise patch tokens would be taken for prefix tokens (or a class token for a patch): ValueError naming both."""
+    if left == (own or 0):
+        return
+    height, width = grid
+    has = f"the model's own reading has {own} prefix token(s)" if own is not None else \
+        "the model gives no prefix count of its own"
+    raise ValueError(f"its {count} tokens are a {height}x{width} grid ({height * width} tokens) with {left} left over, "
+                     f"but {has}: give a grid of {count - (own or 0)} tokens, or the prefix tokens too ({_PREFIX})")
+
+
 def read_grid(count, input_size, embedding=None, grid=None, prefix=None):
     """The TokenGrid of a layer with `count` tokens, for inputs of `input_size` (H, W).
 
@@ -104,6 +128,8 @@ def read_grid(count, input_size, embedding=None, grid=None, prefix=None):
         if prefix is not None and prefix != left or left < 0:
             wanted = f"{prefix} prefix token(s) + " if prefix is not None else ""
             raise ValueError(f"its {count} tokens are not {wanted}a {height}x{width} grid ({height * width} tokens)")
+        if prefix is None:
+            _check_left_over(count, (height, width), left, own_prefix(count, input_size, embedding))
         return TokenGrid(height, width, left, "given")
     candidates = ([(tuple(embedding), "patch embedding")] if embedding is not None else []) + \
                  [(g, "input size") for g in _input_grids(input_size)]

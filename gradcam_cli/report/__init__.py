@@ -107,6 +107,7 @@ def _write(records, output_dir, base_dir, title, thumbnail_size, progress, worke
         "eval": [content.eval_entry(record, files) for record in kinds["eval"]],
         "concepts": content.concept_entries(kinds["concepts"], kinds["concept-image"], files),
     }
+    data["summary"] = content.summary(data)
     index = output_dir / INDEX
     _write_atomic(index, render_page(data, data["title"]).encode("utf-8"))  # last: the thumbnails are in place
     return Written(index=index, images=len(images), maps=sum(len(entry["maps"]) for entry in images),

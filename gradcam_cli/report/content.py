@@ -266,3 +266,21 @@ def _concept_image(record, files):
     note = None if path else f"overlay missing: {recorded}" if recorded else "no overlay written"
     return {"name": str(record["input"]), "overlay": files.href(path) if path else None, "note": note,
             "strongest": named}
+
+
+def _counted(count, word):
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summary(data):
+    """The page's header counts, as phrases: the maps of the method commands' images (one card per
+    map, one for an image without maps) when there are any, or when there is nothing else; the
+    images of `gradcam concepts` when there are any; the failures."""
+    cards = sum(max(len(entry["maps"]), 1) for entry in data["images"])
+    concept_images = sum(len(entry["images"]) for entry in data["concepts"])
+    counts = []
+    if data["images"] or not concept_images:
+        counts.append(f"{_counted(cards, 'map')} of {_counted(len(data['images']), 'image')}")
+    if concept_images:
+        counts.append(f"{_counted(concept_images, 'image')} with concepts")
+    return counts + [_counted(len(data["failures"]), "failure")]

@@ -10,11 +10,6 @@ below. The entry says what the method needs (NEEDS) and how it makes its map:
   `contributions(result, context) -> (B, h, w, K)`, and the map is their channel sum;
 - any other method gives `spatial_map(result, context) -> (B, h, w)` (`principal=True` when that
   map is a first principal component already);
-
-Eigen smoothing (pytorch-grad-cam's eigen_smooth) replaces the channel sum of w_k A_k or of the
-contributions by its first principal component (methods/pca.py); a principal-component map is
-left as it is, and a method with a map of another kind refuses it.
-
 both before the final ReLU, which explain/compute.py applies (drawing resizes and normalises).
 `result` is the engine's engine.BatchResult: the target layer's activations, their gradients
 (None unless the method needs them: a gradient-free method never pays for one), the classes
@@ -22,6 +17,10 @@ explained, the preprocessed inputs, and the engine, whose `scores` and `probabil
 further inputs with the forward pass alone. A method with `backprop` also has the engine compute
 the input gradient through guided (or deconvnet) ReLUs, and compute.py multiplies it by the
 map (methods/guided.py).
+
+Eigen smoothing (pytorch-grad-cam's eigen_smooth) replaces the channel sum of w_k A_k or of the
+contributions by its first principal component (methods/pca.py); a principal-component map is
+left as it is, and a method with a map of another kind refuses it.
 
 What an entry holds: method.py (Method, Context, NEEDS) and options.py (Option, Choice).
 Adding a method: write its module and its tests, and add one entry to METHODS.
@@ -53,7 +52,7 @@ from gradcam_cli.explain.methods.kpcacam import DEFAULT_KERNEL as DEFAULT_KPCA_K
 from gradcam_cli.explain.methods.kpcacam import KERNELS as KPCA_KERNELS
 from gradcam_cli.explain.methods.kpcacam import kpcacam_spatial_map
 from gradcam_cli.explain.methods.layercam import layercam_contributions
-from gradcam_cli.explain.methods.legrad import legrad_map
+from gradcam_cli.explain.methods.legrad import legrad_applies, legrad_map
 from gradcam_cli.explain.methods.randomcam import randomcam_weights
 from gradcam_cli.explain.methods.refinecam import refinecam_maps, stage_layers
 from gradcam_cli.explain.methods.scorecam import BASELINES as SCORECAM_BASELINES
@@ -382,6 +381,7 @@ METHODS = {
         spatial_map=legrad_map,
         options=(Option("legrad_blocks", int, None, "average the last K blocks only (not given: every block; "
                         "torchcam's example takes 4, the authors' code 2)", minimum=1, metavar="K"),),
+        applies=legrad_applies,
     ),
     "dilated": Method(
         "dilated",
@@ -423,6 +423,7 @@ def context_for(method, loaded, target_path, pool="mean", options=None):
         from gradcam_cli.explain.attention import check_applies
 
         check_applies(loaded, target_path, blocks="block-attention-gradients" in METHODS[method].needs)
+    METHODS[method].check_applies(loaded, target_path, options)  # an option that would have no effect there
     return Context(pool=pool, classifier_kernel=kernel, relus=relus, options=dict(options or {}))
 
 

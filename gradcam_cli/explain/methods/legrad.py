@@ -19,7 +19,9 @@ Our choices, each named:
   too (for CLIP). With a class-token head, a block's score depends on its attention through the
   class token's query alone, so E^l is that row's gradient over N.
 - Every block is used (the paper aggregates all layers; torchcam takes the blocks it is given, its
-  example the last four; the authors' code the last two): `--legrad-blocks K` keeps the last K.
+  example the last four; the authors' code the last two): `--legrad-blocks K` keeps the last K,
+  at most the blocks there are (a larger K is refused: it would average them all while the record
+  said K).
 - No normalisation in the method (torchcam min-max normalises the mean; the files here are
   normalised).
 """
@@ -27,6 +29,14 @@ Our choices, each named:
 import numpy as np
 
 from gradcam_cli.explain.methods.attention_maps import _checked, _grid
+
+
+def legrad_applies(loaded, target_path, options):
+    """The registry's `applies`: more blocks than the model has over the layer's tokens are refused
+    (explain/attention.py's check_legrad)."""
+    from gradcam_cli.explain.attention import check_legrad
+
+    check_legrad(loaded, target_path, options)
 
 
 def legrad_map(result, context):

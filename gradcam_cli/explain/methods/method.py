@@ -51,6 +51,13 @@ class Method:
     suffix: Callable = None  # option values -> what output names add ('-smoothgrad'), or None
     meta: Callable = None  # (api.Explainer, inputs, codes) -> MapBatch: a meta-method composing its base method's maps
     default_layers: Callable = None  # LoadedModel -> target paths when no layer is given (None: the model's default)
+    applies: Callable = None  # (LoadedModel, target path, option values) -> None, or ValueError: the layer or an
+    #                           option would have no effect there (a record must not claim it)
+
+    def check_applies(self, loaded, target_path, values=None):
+        """ValueError when the layer or an option (`values`) would have no effect at `target_path` (`applies`)."""
+        if self.applies is not None:
+            self.applies(loaded, target_path, dict(values or {}))
 
     @property
     def smoothable(self):
