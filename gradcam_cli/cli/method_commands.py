@@ -94,7 +94,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     # Under --report, every record (failures too, missing arguments first), for the page.
     kept = None if report_dir is None else [{"input": str(argument), "error": "no such file or folder"}
                                             for argument in collected.missing] + \
-        [{"input": str(path), "error": "broken symbolic link (its target does not exist)"} for path in collected.broken]
+        [{"input": str(path), "error": collected.link_problem(path)} for path in collected.broken]
 
     def on_failure(source, reason, record=None):
         with uninterrupted():  # printed and kept together

@@ -56,8 +56,8 @@ def read_images(arguments, objects=False, boxes_file=None, stdin=None, output_di
     from gradcam_cli.files.inputs import collect
 
     collected = collect(arguments, stdin=stdin, output_dir=None if objects else output_dir)
-    problems = [(str(argument), "no such file or folder (or a broken link)")
-                for argument in collected.missing + collected.broken]
+    problems = [(str(argument), "no such file or folder") for argument in collected.missing]
+    problems += [(str(path), collected.link_problem(path)) for path in collected.broken]
     if objects:
         boxes = None if boxes_file is None else read_boxes(boxes_file)
         rgbs, found, paths, unusable = annotated_inputs(collected.sources, boxes)
