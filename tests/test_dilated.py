@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke_cli, probabilities, set_fixed_weights
+from conftest import assert_records_close, invoke_cli, probabilities, set_fixed_weights
 from gradcam_cli.explain import maps
 from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.explain.engine import Engine, top_rank
@@ -195,9 +195,20 @@ def test_dilated_compare_puts_three_maps_of_one_class_side_by_side(tmp_path):
     correlations = {(p["a"], p["b"]): p["rho"] for p in row["rank_correlation"]}
     exact = correlations[("gradcam@block4_conv2", "dilated@block4_conv2")]
     assert exact > 0.6 and exact > correlations[("gradcam@block4_conv2", "dilated-no-pooling@block4_conv2")]
-    again = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing")
-    assert again.returncode == 0 and again.stdout == ""
+    # resumed: its record file matches the source and the request, its stored record is emitted again
+    again = invoke_cli("dilated", image, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing",
+                       "--json")
+    assert again.returncode == 0, again.stderr
+    assert_records_close(json.loads(again.stdout), record)
     assert "skipped 1 image(s) whose outputs exist" in again.stderr
+    # another image of the same name is drawn, not skipped
+    other = tmp_path / "other" / "wide.png"
+    other.parent.mkdir()
+    Image.fromarray(np.repeat(scene_maker.generate(6, seed=1).image, 2, axis=1)).save(other)
+    drawn = invoke_cli("dilated", other, "--model", "demo-vgg", "-o", tmp_path / "out", "--compare", "--skip-existing",
+                       "--json")
+    assert drawn.returncode == 0 and "skipped" not in drawn.stderr
+    assert json.loads(drawn.stdout)["input"] == str(other)
 
 
 def test_dilated_refuses_residual_networks_in_one_line(tmp_path):

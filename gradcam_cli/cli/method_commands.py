@@ -62,8 +62,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         rows = comparing.dilated_rows(loaded, layer, class_indices[0] if class_indices else None, batch_size, crop)
         tag = "dilated" + (f".class{class_indices[0]}" if class_indices else "")
         options = comparing.Options(Path(output_dir), tag=tag, colormap=colormap.lower(), alpha=alpha, crop=crop)
-        sources = comparing.pending(collected.sources, options) if skip_existing else collected.sources
-        reference = None
+        sources, reference = collected.sources, None
     else:
         try:
             built = explainer.build()
@@ -89,8 +88,6 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
 
             sources, resumed = resumable(collected.sources, options)
         reference, layer_name = built.reference, built.layer
-    if compare and len(sources) < len(collected.sources) and not quiet:
-        click.echo(f"skipped {len(collected.sources) - len(sources)} image(s) whose outputs exist", err=True)
 
     # Under --report, every record (failures too, missing arguments first), for the page.
     kept = None if report_dir is None else [{"input": str(argument), "error": "no such file or folder"}
@@ -129,7 +126,8 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     console = Console(len(sources), quiet, as_json)
     try:
         if compare:
-            report = comparing.run(rows, sources, options, on_result, on_failure, console.update)
+            report = comparing.run(rows, sources, options, on_result, on_failure, console.update,
+                                   skip_existing=skip_existing)
         elif ray_address is not None:
             for stored in resumed.values():
                 on_result(stored.record)
@@ -356,7 +354,8 @@ def guided_command(mode, **kwargs):
 @method_parameters(DILATABLE)
 @click.option("--compare", is_flag=True,
               help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
-                   "Grad-CAM, the no-pooling map and the exact map side by side, for the same class.")
+                   "Grad-CAM, the no-pooling map and the exact map side by side, for the same class; then "
+                   "its record (NAME.dilated.compare.record.json), what --skip-existing reads.")
 def dilated_command(mode, method, compare, **kwargs):
     """Grad-CAM (or --method) on a dilated copy of a plain convolutional network (VGG16, VGG19, demo-vgg, or a
     model file of stride-1 convolutions, non-overlapping pooling, Flatten or global pooling and a

@@ -47,6 +47,11 @@ COMPARE_VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resiz
               help="Heatmap opacity in the overlays.")
 @click.option("--crop", is_flag=True, help="Centre-crop to the model's input (see `gradcam gradcam --help`).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--skip-existing", is_flag=True,
+              help="Resume an interrupted run: skip each image whose record file (NAME.compare.record.json, "
+                   "written after its figure) was made from the same file for the same request (models, "
+                   "methods, layers, variants, class or target, colormap, alpha, crop) and whose figure "
+                   "exists; its stored record is printed again in its place. Not with --grid.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per image: per row and cell the class, score, map statistics, the "
                    "pointing/energy/IoU figures when NAME.mask.png lies beside the image, and the rank "
@@ -54,7 +59,7 @@ COMPARE_VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resiz
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
 @precision_option
 def compare_command(images, models, methods, layers, variants, class_name, target, grid, output_dir, colormap, alpha,
-                    crop, batch_size, as_json, quiet, precision, **model_options):
+                    crop, batch_size, skip_existing, as_json, quiet, precision, **model_options):
     """Maps side by side, one figure per image: the image, then one cell per method (at
     each --layers layer) and per --variants variant, each an overlay (or, for guided and
     deconvnet, a gradient image) captioned with method, layer, resolution, class, pre-softmax
@@ -73,6 +78,9 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
     model_options["grid"] = model_options.pop("token_grid")  # --grid lays out the figure here
     if class_name is not None and target is not None:
         raise UsageProblem("give --class or --target, not both (--class N is --target class:N)")
+    if skip_existing and grid:
+        raise UsageProblem("--skip-existing does not apply to --grid (one figure of all images, drawn whole each "
+                           "time): drop one of them")
     chosen_methods, chosen_variants = names(methods), names(variants)
     checks = (("--methods", chosen_methods, COMPARE_COLUMNS), ("--variants", chosen_variants, COMPARE_VARIANTS))
     for flag, chosen, known in checks:  # every name, before Keras is imported and any model loads
@@ -112,10 +120,14 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
         click.echo(json_line(record) if as_json else record["outputs"]["compare"])
 
     try:
-        report = comparing.run(rows, sources, options, on_result, console.failure, console.update)
+        report = comparing.run(rows, sources, options, on_result, console.failure, console.update,
+                               skip_existing=skip_existing)
     finally:
         console.close()
     failed = len(report.failed) + collected.failures
+    if report.resumed and not quiet:
+        click.echo(f"skipped {report.resumed} image(s) whose figures exist (their records are emitted again)",
+                   err=True)
     if not quiet:
         click.echo(f"{report.done} image(s) compared, {failed} failed; figures in {output_dir}", err=True)
     sys.exit(1 if failed else 0)

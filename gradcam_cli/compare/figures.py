@@ -8,9 +8,18 @@ command (api.Explainer.maps), so a Grad-CAM cell is the `gradcam` command's map;
 normalised to their maximum and coloured with one colormap, gradient cells are drawn as the
 `guided` command draws them. A cell that does not apply to a model (CAM on VGG16, a layer the
 model lacks, a dilated copy of a ResNet) is drawn as such, with the reason in the JSON record.
+
+An image's figure and its record are one unit, as a method run's files are (files.records): the
+figure is written atomically, then its record file beside it (NAME[.TAG].compare.record.json),
+then the record is handed on. A resumed run (`skip_existing`) skips an image only when its record
+file was made from the same source for the same request (`planned`: the models, the cells and
+what each computes, the class or target, the colormap, alpha, crop and layout) and its figure
+exists where this run writes it; its stored record is handed on in its place. A --grid figure
+of all images writes no record files and does not resume: it is drawn again whole.
 """
 
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +29,7 @@ from gradcam_cli.evaluate.annotations import read_mask
 from gradcam_cli.evaluate.localization import rank_correlation, single_figures
 from gradcam_cli.explain import maps
 from gradcam_cli.explain.methods import COMPARE_COLUMNS
-from gradcam_cli.files import outputs, render, writing
+from gradcam_cli.files import outputs, records, render, writing
 from gradcam_cli.files.stream import decode, retry_alone
 from gradcam_cli.models.graph import path_name
 
@@ -136,11 +145,6 @@ def dilated_rows(loaded, layer, class_index, batch_size, crop=False):
         if item.reason is not None:
             raise LayerError(f"{item.cell.method}: {item.reason}")
     return [Row(loaded, ready, class_index)]
-
-
-def pending(sources, options):
-    """The sources whose figure does not exist yet (resuming)."""
-    return writing.pending(sources, lambda source: [figure_path(options, source.name)])
 
 
 def applies(loaded, method, target=None):
@@ -283,15 +287,103 @@ class Options:
     colormap: str = "jet"
     alpha: float = 0.4
     crop: bool = False
+    request: str = None  # the digest of what the figures show (`planned`): what a resumed run checks
 
 
 def figure_path(options, name):
     return Path(options.output_dir) / ".".join(part for part in (name, options.tag, "compare", "png") if part)
 
 
-def run(rows, sources, options, on_result, on_failure, progress=None):
-    """Write the figures; returns a files.writing.Report. on_result(record) per image done."""
+def record_path(options, name):
+    """Where an image's record file lies: beside its figure, NAME[.TAG].compare.record.json."""
+    return figure_path(options, name).with_suffix(".record.json")
+
+
+def planned(rows, options):
+    """`options` with the digest of what its figures show (files.records.request_key): every
+    row's model and class, every cell's method, layer, variant and, where it applies, the layer
+    and model it computes with, its options and target (api.Explainer.details), or why it does
+    not apply; the tag, the layout, colormap, alpha and crop. Two runs asking the same share it."""
+    request = {"figure": "compare", "tag": options.tag, "grid": options.grid, "colormap": options.colormap,
+               "alpha": options.alpha, "crop": options.crop, "rows": [_row_request(row) for row in rows]}
+    return replace(options, request=records.request_key(request))
+
+
+def _row_request(row):
+    loaded = row.loaded
+    cells = []
+    for ready in row.ready:
+        cell = {"method": ready.cell.method, "layer": ready.cell.layer, "variant": ready.cell.variant}
+        if ready.reason is not None:
+            cell["reason"] = ready.reason
+        else:
+            built = ready.explainer.build()
+            cell.update(model=ready.loaded.name, computed_at=built.layer, details=ready.explainer.details(),
+                        target=repr(built.target.target))
+        cells.append(cell)
+    return {"model": loaded.name, "output": loaded.output.name, "input_size": list(loaded.input_size),
+            "preprocess": str(loaded.preprocess), "precision": loaded.precision, "colour": loaded.colour,
+            "class": row.class_index, "cells": cells}
+
+
+def _has_figure(record):
+    """Whether a stored record has a compare record's shape (files.records.read_record)."""
+    return isinstance(record.get("rows"), list) and isinstance(record.get("outputs"), dict)
+
+
+def resumable(sources, options):
+    """The sources still to do, and {index: files.records.Stored} of those an earlier run
+    finished: their record file matches the source and options.request, and their figure exists
+    where this run writes it (the stored record is made to name it and the input as this run
+    does). With a grid nothing is finished: its one figure of all images is drawn again."""
+    done = {}
+    for index, source in enumerate(sources if not options.grid else ()):
+        stored = records.read_record(record_path(options, source.name), source, options.request, _has_figure)
+        path = figure_path(options, source.name)
+        if stored is not None and path.is_file():
+            stored.record.update(input=str(source.path), outputs={"compare": str(path)})
+            done[index] = stored
+    return [source for index, source in enumerate(sources) if index not in done], done
+
+
+def run(rows, sources, options, on_result, on_failure, progress=None, skip_existing=False):
+    """Write the figures, and after each its record file (not for a grid); returns a
+    files.writing.Report. on_result(record) per image done, in input order; with `skip_existing`
+    the images an earlier run finished (`resumable`) are not drawn again, their stored records
+    are handed to on_result in their places (report.resumed counts them)."""
+    if options.request is None:
+        options = planned(rows, options)
     report = writing.Report()
+    todo, done = resumable(sources, options) if skip_existing else (list(sources), {})
+    if not options.grid:  # what killed writes of this run's files left behind
+        outputs.remove_stale(path for source in todo for path in (figure_path(options, source.name),
+                                                                   record_path(options, source.name)))
+    position = {id(source): index for index, source in enumerate(sources)}
+    waiting = deque(sorted(done))
+
+    def finished_before(source):  # the stored records of the images before `source`, in their places
+        index = len(sources) if source is None else position[id(source)]
+        while waiting and waiting[0] < index:
+            report.done += 1
+            report.resumed += 1
+            on_result(done[waiting.popleft()].record)
+            if progress is not None:
+                progress(1)
+
+    def emit(source, record):
+        finished_before(source)
+        on_result(record)
+
+    def failure(source, reason):
+        finished_before(source)
+        on_failure(source, reason)
+
+    _draw(rows, todo, options, report, emit, failure, progress)
+    finished_before(None)
+    return report
+
+
+def _draw(rows, sources, options, report, emit, on_failure, progress):
     batch_size = min(row.batch_size for row in rows)
     grid = Figure()
     pending = []  # with --grid: records waiting for the figure to be written
@@ -311,13 +403,12 @@ def run(rows, sources, options, on_result, on_failure, progress=None):
                     grid.captions += figure.captions
                     pending.append((source, record))
                     continue
-                _write(figure, figure_path(options, source.name), options, [(source, record)], report,
-                       on_result, on_failure)
+                _write(figure, figure_path(options, source.name), options, [(source, record)], report, emit,
+                       on_failure)
         if progress is not None:
             progress(min(batch_size, len(sources) - start))
     if options.grid and pending:
-        _write(grid, figure_path(options, "grid"), options, pending, report, on_result, on_failure)
-    return report
+        _write(grid, figure_path(options, "grid"), options, pending, report, emit, on_failure)
 
 
 def _explain_pinned(rows, batch, options, report, on_failure):
@@ -331,14 +422,18 @@ def _explain_pinned(rows, batch, options, report, on_failure):
     return [batch[i] for kept, _ in done for i in kept], [image for _, explained in done for image in explained]
 
 
-def _write(figure, path, options, done, report, on_result, on_failure):
+def _write(figure, path, options, done, report, emit, on_failure):
+    """The figure, then (one image's figure) its record file, then emit(source, record) per image."""
     try:
         outputs.write_png(path, render.grid(figure.cells, figure.captions, colormap=options.colormap))
+        for source, record in done:
+            record["outputs"] = {"compare": str(path)}
+            if not options.grid:  # last: an image with a record file has its figure
+                records.write_record(record_path(options, source.name), source, options.request, record)
     except OSError as error:
         for source, _ in done:
             writing.write_failed(report, source, error, on_failure)
         return
     for source, record in done:
-        record["outputs"] = {"compare": str(path)}
         report.done += 1
-        on_result(record)
+        emit(source, record)

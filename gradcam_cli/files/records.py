@@ -2,7 +2,8 @@
 
 An image's files and its record are one unit, as a database transaction is: the PNGs (and
 arrays) are written first, each atomically, then the record, atomically, as
-OUTDIR/NAME.OUTPUT-NAME[.TAG].record.json. Whatever a crash leaves is therefore whole: an image
+OUTDIR/NAME.OUTPUT-NAME[.TAG].record.json (a compare figure's: NAME[.TAG].compare.record.json,
+compare.figures). Whatever a crash leaves is therefore whole: an image
 with a record file has all its files, and an image without one is done again on resume (its
 files are rewritten with the same bytes). `--skip-existing` skips an image only when its record
 file says it was made from the same source (path, size, modification time) for the same request
@@ -64,10 +65,18 @@ class Stored:
     record: dict
 
 
-def read_record(path, source, request):
-    """The Stored record at `path` when it was made from `source` for `request` (the digest); else
-    None (the image is done again). Whether its files exist is the caller's to check
-    (files.writer.resumable: where this run writes them)."""
+def lists_maps(record):
+    """Whether a stored record has a method run's shape: its maps, each naming its files."""
+    maps = record.get("maps")
+    return isinstance(maps, list) and all(isinstance(entry, dict) and isinstance(entry.get("outputs"), dict)
+                                          for entry in maps)
+
+
+def read_record(path, source, request, shaped=lists_maps):
+    """The Stored record at `path` when it was made from `source` for `request` (the digest) and
+    has the shape `shaped(record)` checks (a method run's by default; compare.figures passes its
+    own); else None (the image is done again). Whether its files exist is the caller's to check
+    (files.writer.resumable, compare.figures.resumable: where this run writes them)."""
     try:
         with open(path, "rb") as handle:
             stored = json.loads(handle.read(RECORD_BYTES + 1)[: RECORD_BYTES])
@@ -78,8 +87,6 @@ def read_record(path, source, request):
     if stored.get("source") != source_key(source):
         return None
     record = stored.get("record")
-    if not isinstance(record, dict) or not isinstance(record.get("maps"), list):
-        return None
-    if not all(isinstance(entry, dict) and isinstance(entry.get("outputs"), dict) for entry in record["maps"]):
+    if not isinstance(record, dict) or not shaped(record):
         return None
     return Stored(record)

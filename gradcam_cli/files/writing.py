@@ -97,12 +97,6 @@ def written_paths(source, options):
     return paths + ([record_path(source, options)] if options.records else [])
 
 
-def pending(sources, expected):
-    """The sources for which some path of `expected(source)` is not a file yet: what a resumed
-    run still has to do (outputs are written atomically, so an existing file is complete)."""
-    return [source for source in sources if not all(Path(p).is_file() for p in expected(source))]
-
-
 def rounded(value, digits=6):
     """A float for a JSON record, or None when it is not finite (JSON has no inf or NaN)."""
     value = float(value)
