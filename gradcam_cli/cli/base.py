@@ -72,6 +72,10 @@ class DefaultCommandGroup(click.Group):
         previous = on_signals(interrupt_handler)
         try:
             return super().invoke(ctx)
+        except click.MissingParameter:  # a missing IMAGE...: the usage block says what to give
+            raise
+        except click.BadParameter as error:  # a bad value (--colormap nope, --alpha nan): one line, as below
+            raise UsageProblem(error.format_message()) from None
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except GradcamError as error:  # the library's own: a usage error, before any image

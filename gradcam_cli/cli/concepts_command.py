@@ -6,6 +6,7 @@ import sys
 import click
 
 from gradcam_cli.cli.base import STATE, Console, UsageProblem, collect, load, main, setup_logging, worded, writable
+from gradcam_cli.cli.numbers import STRICT_INT, StrictFloatRange, StrictIntRange
 from gradcam_cli.cli.options import _save_parser, max_pixels_option, model_options
 
 # files.concepts.SAVE_KINDS and DEFAULT_SAVE, spelled here so that `--help` imports no OpenCV (a test ties them).
@@ -17,27 +18,27 @@ DEFAULT_SAVE = ("overlay",)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @model_options
 @max_pixels_option
-@click.option("-k", "--concepts", "k", type=int, default=5, show_default=True, metavar="K",
+@click.option("-k", "--concepts", "k", type=STRICT_INT, default=5, show_default=True, metavar="K",
               help="How many concepts to find (the factorisation's components): at most the layer's channels.")
 @click.option("--layer", "-l", metavar="NAME",
               help="The layer whose activations are factorised (see `gradcam layers --model M`). Default: the "
                    "model's default target layer.")
-@click.option("--max-images", type=int, default=64, show_default=True, metavar="N",
+@click.option("--max-images", type=STRICT_INT, default=64, show_default=True, metavar="N",
               help="Fit the concepts on at most N images, evenly spaced through the list (their activations are "
                    "held in memory together); every other image's heatmaps are then its non-negative least-squares "
                    "fit by those concepts.")
-@click.option("--top-classes", type=int, default=2, show_default=True, metavar="N",
+@click.option("--top-classes", type=STRICT_INT, default=2, show_default=True, metavar="N",
               help="Name each concept by the model's N most likely classes for a map made of that concept alone.")
-@click.option("--seed", type=int, default=0, show_default=True, help="The factorisation's random start.")
+@click.option("--seed", type=STRICT_INT, default=0, show_default=True, help="The factorisation's random start.")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
               help="Where outputs go: OUTDIR/NAME.concepts.overlay.png (and .raw.npy), folder trees mirrored.")
 @click.option("--save", callback=_save_parser(SAVE_KINDS), metavar="KIND,...",
               help="What to write, comma-separated: overlay (the image coloured by its strongest concept, with a "
                    "legend beneath), raw (the heatmaps as .npy (height, width, k) at the layer's resolution, as "
                    "the factorisation weighs them). Default: overlay.")
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+@click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="The concepts' opacity in the overlay (pytorch-grad-cam's 1 - image_weight).")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
               help="Images per forward pass.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per image on stdout (each concept's share of it: the mean of its strength, its "

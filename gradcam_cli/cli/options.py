@@ -4,9 +4,11 @@
 import click
 
 from gradcam_cli.cli.base import UsageProblem
+from gradcam_cli.cli.numbers import BadValue, StrictFloatRange, StrictIntRange, strict_type
 from gradcam_cli.explain.methods import POOLING
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 from gradcam_cli.files.outputs import KINDS, MAP_KINDS
+from gradcam_cli.numbers import grid as grid_of_text, wholes
 
 # The OpenCV colormap names, listed without importing cv2 at start-up.
 COLORMAP_NAMES = (
@@ -19,15 +21,14 @@ COLORMAP_NAMES = (
 def _parse_size(ctx, param, value):
     if value is None:
         return None
-    text = value.lower().replace("x", ",")
     try:
-        parts = [int(p) for p in text.split(",") if p.strip()]
+        parts = wholes(value.lower(), "x,")
     except ValueError:
-        raise click.BadParameter(f"expected N or H,W (e.g. 224 or 224,320). Received: {value!r}")
+        raise BadValue(f"expected N or H,W (e.g. 224 or 224,320) in the digits 0-9. Received: {value!r}") from None
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 8 or max(parts) > MAX_INPUT_SIDE:
-        raise click.BadParameter(f"expected N or H,W, each from 8 to {MAX_INPUT_SIDE}. Received: {value!r}")
+        raise BadValue(f"expected N or H,W, each from 8 to {MAX_INPUT_SIDE}. Received: {value!r}")
     return tuple(parts)
 
 
@@ -44,7 +45,7 @@ def _set_max_pixels(ctx, param, value):
     """--max-pixels: the one limit of files/'s decoding gate, set there (no command takes it)."""
     import re
 
-    text = str(value).strip()
+    text = str(value)
     if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) < 1:
         raise UsageProblem(f"--max-pixels {value}: give a whole number of pixels of at least 1, in the digits 0-9")
     from gradcam_cli.files.images import set_max_pixels
@@ -128,7 +129,18 @@ def _parse_shard(ctx, param, value):
     try:
         return parse_shard(value)
     except ValueError as error:
-        raise click.BadParameter(str(error))
+        raise BadValue(str(error)) from None
+
+
+def _check_grid(ctx, param, value):
+    """--grid HxW (--token-grid): its spelling checked at once, before Keras loads (the rule of
+    models.tokens.parse_grid); the text itself is what the command receives."""
+    if value is not None:
+        try:
+            grid_of_text(value)
+        except ValueError as error:
+            raise BadValue(str(error)) from None
+    return value
 
 
 def _parse_weights(ctx, param, value):
@@ -177,10 +189,10 @@ def model_options(function=None, grid_flag="--grid"):
                           "its decoded boxes (N, 4) and class scores (N, C) (a model with just those two is "
                           "found without it). Any other model with several outputs is refused without it, "
                           "listing them."),
-        click.option(grid_flag, metavar="HxW",
+        click.option(grid_flag, metavar="HxW", callback=_check_grid,
                      help="For a vision transformer: the patch grid its token layers are read as (default: "
                           "the patch embedding's, or the input size over the patch size)."),
-        click.option("--prefix-tokens", type=click.IntRange(min=0), metavar="N",
+        click.option("--prefix-tokens", type=StrictIntRange(min=0), metavar="N",
                      help="For a vision transformer: the tokens before the patch grid (class, "
                           "distillation, register tokens), dropped from the map (default: what the "
                           "token count leaves beside the grid)."),
@@ -225,7 +237,7 @@ def _method_options(function, save_kinds, save_help):
                           "or a .npy vector's: finite, not zero everywhere), output:INDEX[:decrease] (a regression "
                           "unit), box:X0,Y0,X1,Y1[:CLASS] (a detector: IoU + score of the predicted box that "
                           "matches this one, in the image's pixels). Default: classes. " + MASK_RULE),
-        click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("--top-k", type=StrictIntRange(min=1), default=1, show_default=True,
                      help="One map for each of the image's k most likely classes."),
         click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",
                      show_default=True,
@@ -235,12 +247,12 @@ def _method_options(function, save_kinds, save_help):
         click.option("--save", callback=_save_parser(save_kinds), metavar="KIND,...", help=save_help),
         click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False),
                      default="jet", show_default=True, help="OpenCV colormap for heatmaps."),
-        click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+        click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.4, show_default=True,
                      help="Heatmap opacity in the overlay."),
         click.option("--crop", is_flag=True,
                      help="Resize the shorter side then centre-crop to the model's input (the "
                           "ImageNet evaluation transform) instead of resizing the whole image."),
-        click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True,
+        click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
                      help="Images per forward/backward pass."),
         click.option("--json", "as_json", is_flag=True,
                      help="Write one JSON object per image to stdout: predictions, target class and "
@@ -267,7 +279,7 @@ def _method_options(function, save_kinds, save_help):
                           "belongs to (RAY_ADDRESS, or `ray start`); local, one started here; or the head's "
                           "ADDRESS (HOST:PORT). The same files and output lines, in input order. The images "
                           "and the output folder must be on storage every node shares (checked first)."),
-        click.option("--workers", type=click.IntRange(min=1), metavar="N",
+        click.option("--workers", type=StrictIntRange(min=1), metavar="N",
                      help="With --ray: how many workers, one core each, each holding the model (about 1 GB "
                           "for a small one). Default: one per core of the cluster."),
         click.option("--aug-smooth", is_flag=True,
@@ -295,10 +307,8 @@ def pool_option(help_text="Grad-CAM's channel pooling."):
 def _click_type(option):
     if option.choices:
         return click.Choice(option.choices)
-    if option.kind is int:
-        return click.IntRange(min=option.minimum, max=option.maximum)
-    if option.kind is float:
-        return click.FloatRange(min=option.minimum, max=option.maximum)
+    if option.kind in (int, float):
+        return strict_type(option.kind, option.minimum, option.maximum)
     return str
 
 

@@ -6,6 +6,7 @@ import sys
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, main, worded, writable
+from gradcam_cli.cli.numbers import StrictIntRange
 from gradcam_cli.cli.options import max_pixels_option
 
 
@@ -19,7 +20,7 @@ from gradcam_cli.cli.options import max_pixels_option
               help="The folder the run was started from: relative paths in the records are taken from it "
                    "(default: the current folder).")
 @click.option("--title", help="The page's title (default: gradcam report).")
-@click.option("--thumbnail-size", type=click.IntRange(32, 1024), default=160, show_default=True, metavar="PIXELS",
+@click.option("--thumbnail-size", type=StrictIntRange(32, 1024), default=160, show_default=True, metavar="PIXELS",
               help="The thumbnails' longer side.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def report_command(results, output_dir, base_dir, title, thumbnail_size, quiet):

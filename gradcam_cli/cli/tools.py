@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
+from gradcam_cli.cli.numbers import STRICT_INT, BadValue, StrictFloatRange, StrictIntRange
 from gradcam_cli.cli.options import (COLORMAP_NAMES, check_classes, check_target, max_pixels_option, method_parameters,
                                      model_options, pool_option, precision_option, split_method_options)
 from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
@@ -43,10 +44,10 @@ COMPARE_VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resiz
               help="Where figures go: OUTDIR/NAME.compare.png.")
 @click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False), default="jet",
               show_default=True)
-@click.option("--alpha", type=click.FloatRange(0.0, 1.0), default=0.4, show_default=True,
+@click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.4, show_default=True,
               help="Heatmap opacity in the overlays.")
 @click.option("--crop", is_flag=True, help="Centre-crop to the model's input (see `gradcam gradcam --help`).")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True)
 @click.option("--skip-existing", is_flag=True,
               help="Resume an interrupted run: skip each image whose record file (NAME.compare.record.json, "
                    "written after its figure) was made from the same file for the same request (models, "
@@ -188,7 +189,7 @@ def _parse_thresholds(ctx, param, value):
     try:
         return parse_thresholds(value)
     except GradcamError as error:
-        raise click.BadParameter(str(error)) from None
+        raise BadValue(str(error)) from None
 
 
 def _measures(ctx, param, value):
@@ -217,18 +218,18 @@ def _measures(ctx, param, value):
               help=f"What to measure, from: {', '.join(MEASURES)}. Only localization needs masks or boxes "
                    "with IMAGE arguments.")
 @pool_option()
-@click.option("--count", "-n", type=click.IntRange(min=2), default=200, show_default=True,
+@click.option("--count", "-n", type=StrictIntRange(min=2), default=200, show_default=True,
               help="One-object scenes to generate (randomisation takes the first "
                    f"{RANDOMISATION_SCENES} at most).")
-@click.option("--pairs", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("--pairs", type=StrictIntRange(min=0), default=100, show_default=True,
               help="Two-object scenes (objects of two classes) for class discrimination.")
-@click.option("--seed", type=int, default=1, show_default=True,
+@click.option("--seed", type=STRICT_INT, default=1, show_default=True,
               help="Scene set (the demo models trained on seed 0; seed 1 is their held-out set).")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
+@click.option("--threshold", type=StrictFloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
               help="Map threshold (fraction of its maximum) for the box.")
 @click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
               help="shuffled: score each map against another image's object (a negative control).")
-@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True,
+@click.option("--steps", type=StrictIntRange(min=1), default=20, show_default=True,
               help="Deletion and insertion: equal steps from no pixel to all.")
 @click.option("--baseline", type=click.Choice(["zero", "blur", "mean"]), default="zero", show_default=True,
               help="What deleted pixels become: black, the blurred image, its mean colour (insertion always "
@@ -236,7 +237,7 @@ def _measures(ctx, param, value):
                    "Quantus): compare methods under one baseline, beside the uniform and random maps.")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
               help="Where the figures go: eval.curves.png (deletion) and eval.randomisation.png.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=32, show_default=True)
 @click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="With IMAGE arguments: the objects' boxes from a COCO-style JSON file (images: id, file_name; "
                    "annotations: image_id, bbox [x, y, width, height]) instead of NAME.mask.png files; an "

@@ -91,7 +91,7 @@ def _check_reachable(address, timeout_s=10):
     import socket
 
     host, _, port = str(address).rpartition(":")
-    if "://" in str(address) or not host or not port.isdigit():
+    if "://" in str(address) or not host or not port.isascii() or not port.isdigit():
         return  # 'local', 'auto', ray://...: Ray says what is wrong at once
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()

@@ -2,6 +2,7 @@
 what fell short."""
 
 from gradcam_cli.errors import GradcamError
+from gradcam_cli.numbers import finite
 
 # Short names a gate (`--fail-under`) may use for a figure.
 ALIASES = {"energy": "energy_in_box", "mask": "energy_in_mask", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50",
@@ -17,9 +18,9 @@ def parse_thresholds(text):
             continue
         name, _, value = item.partition("=")
         try:
-            thresholds[ALIASES.get(name.strip(), name.strip())] = float(value)
+            thresholds[ALIASES.get(name.strip(), name.strip())] = finite(value)  # ASCII and finite
         except ValueError:
-            raise GradcamError(f"expected FIGURE=NUMBER, comma-separated (e.g. pointing=0.8). Received: {item!r}") from None
+            raise GradcamError(f"expected FIGURE=NUMBER, comma-separated, each NUMBER finite and in the digits 0-9 (e.g. pointing=0.8). Received: {item!r}") from None
     if not thresholds:
         raise GradcamError("give at least one FIGURE=NUMBER (e.g. pointing=0.8)")
     return thresholds

@@ -21,6 +21,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gradcam_cli.numbers import wholes
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 MASK_SUFFIX = ".mask.png"  # an image's object mask: NAME.mask.png beside NAME.ext (eval, compare)
 
@@ -305,9 +307,9 @@ def _disambiguate(sources):
 def parse_shard(text):
     """'K/N' -> (K, N) with 1 <= K <= N; ValueError quoting the text otherwise."""
     try:
-        k, n = (int(part) for part in str(text).split("/"))
+        k, n = wholes(text, "/")  # ASCII digits only: int() would take ' 2', '2_0', other scripts' digits
     except ValueError:
-        raise ValueError(f"expected K/N, such as 2/8. Received: {text!r}") from None
+        raise ValueError(f"expected K/N in the digits 0-9, such as 2/8. Received: {text!r}") from None
     if not 1 <= k <= n:
         raise ValueError(f"expected K/N with 1 <= K <= N. Received: {text!r}")
     return k, n

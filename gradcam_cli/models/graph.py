@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import keras
 
 from gradcam_cli.models import sublayers
+from gradcam_cli.models.labels import whole_number
 
 POOLING_AND_NOISE = (
     "MaxPooling2D",
@@ -199,8 +200,8 @@ def select_output(model, wanted):
             raise ValueError(f"the model has {len(outputs)} outputs ({listing})")
         return outputs[0]
     text = str(wanted).strip()
-    if text.lstrip("-").isdigit():
-        index = int(text)
+    index = whole_number(text)  # ASCII digits: isdigit() also takes '\u00b2', which int() refuses
+    if index is not None:
         if not 0 <= index < len(outputs):
             raise ValueError(f"output {index} is out of range: the model's outputs are {listing}")
         return outputs[index]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from keras import ops
 
 from gradcam_cli.errors import argument
+from gradcam_cli.numbers import grid as grid_of_text
 
 # The most prefix tokens read without --prefix-tokens: a class token, a distillation token and
 # registers (DINOv2 with registers has 1 + 4).
@@ -72,15 +73,9 @@ class TokenGrid:
 
 
 def parse_grid(text):
-    """'14x14' or '14,16' -> (14, 16). ValueError otherwise."""
-    parts = str(text).lower().replace("x", ",").split(",")
-    try:
-        height, width = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"expected a grid HxW (e.g. 14x14). Received: {text!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"expected a grid HxW of positive sides. Received: {text!r}")
-    return height, width
+    """'14x14' or '14,16' -> (14, 16), in the digits 0-9 (gradcam_cli.numbers.grid, which the
+    command line checks --grid with before Keras loads). ValueError otherwise."""
+    return grid_of_text(text)
 
 
 def _input_grids(input_size):
