@@ -280,9 +280,10 @@ def test_deconvnet_mode_names_its_outputs_and_resizes_onto_the_image(tmp_path):
     out = tmp_path / "out"
     result = invoke_cli("guided", image, "--model", "demo-vgg", "--mode", "deconvnet", "-o", out, "-q")
     assert result.returncode == 0, result.stderr
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if not p.name.endswith(".record.json"))
     assert names == sorted(f"wide.png.deconvnet.{kind}.png" for kind in
                            ("gradient", "gradient-gray", "gradcam", "gradcam-gray", "heatmap", "overlay"))
+    assert (out / "wide.png.deconvnet.record.json").is_file()
     assert sorted(result.stdout.split()) == [str(out / name) for name in names]
     for name in names:
         assert Image.open(out / name).size == (128, 64)

@@ -163,4 +163,4 @@ def test_the_command_on_a_quoted_recursive_glob_over_link_loops_ends(tmp_path):
     assert result.stderr.splitlines() == [
         f"error: p/loopdir/up/{name}.png: symbolic link loop (its target leads back to itself)" for name in "xy"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        f"{name}.png.gradcam.{kind}.png" for name in "abc" for kind in ("heatmap", "overlay")]
+        f"{name}.png.gradcam.{kind}" for name in "abc" for kind in ("heatmap.png", "overlay.png", "record.json")]
