@@ -9,7 +9,7 @@
    those of one uninterrupted run (records apart from timings, floats to float32 precision; PNGs
    byte for byte; no temporary file left).
 
-    python benchmarks/bench_soak.py [--images 10000] [--cycles 20] [--resume-images 400] [--workdir DIR]
+    python benchmarks/bench_soak.py [--images 10000] [--cycles 20] [--resume-images 2000] [--workdir DIR]
 
 Linux only (/proc). Offline: demo-gap ships with the package.
 """
@@ -73,6 +73,9 @@ def soak(workdir, count):
     ended = time.perf_counter()
     if process.returncode != 0:
         sys.exit(f"the soak run failed ({process.returncode}): {stderr}")
+    printed = (workdir / "soak.jsonl").read_text().count("\n")
+    if printed != count:
+        sys.exit(f"the soak run printed {printed} records for {count} images")
     print(f"soak: {count} images, demo-gap, --json --report, batch 16")
     for window in sorted(peaks):
         print(f"  images {window * 1000 + 1:>6}-{min((window + 1) * 1000, count):>6}: peak RSS "
@@ -113,19 +116,20 @@ def resume_cycles(workdir, count, cycles, seed=0):
         subprocess.run(command(), cwd=reference, stdout=stdout, check=True)
     chance = random.Random(seed)
     signals = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
-    statuses = []
+    statuses, finished = [], []
     for cycle in range(cycles):
         with open(interrupted / f"cycle{cycle}.jsonl", "wb") as stdout:
             process = subprocess.Popen(command(resume=cycle > 0), cwd=interrupted, stdout=stdout,
                                        stderr=subprocess.DEVNULL)
             # after a seeded number of new images (some cycles end in the middle of a batch), and a
             # seeded delay; every third cycle is killed before it starts explaining
-            wanted = records(interrupted) + (chance.randint(1, count // cycles) if cycle % 3 else 0)
+            wanted = records(interrupted) + (chance.randint(1, count // (2 * cycles)) if cycle % 3 else 0)
             while process.poll() is None and records(interrupted) < wanted:
                 time.sleep(0.005)
             time.sleep(chance.uniform(0, 0.2))
             process.send_signal(signals[cycle % 3])
             statuses.append(process.wait())
+            finished.append(records(interrupted))
     with open(interrupted / "final.jsonl", "wb") as stdout:
         subprocess.run(command(resume=True), cwd=interrupted, stdout=stdout, check=True)
     ours = [json.loads(line) for line in (interrupted / "final.jsonl").read_text().splitlines()]
@@ -140,6 +144,7 @@ def resume_cycles(workdir, count, cycles, seed=0):
     report = (interrupted / "rep" / "index.html").is_file()
     print(f"resume: {cycles} interrupt-and-resume cycles over {count} images (SIGKILL, SIGTERM, SIGINT in turn), "
           f"exit statuses {sorted(set(statuses))}")
+    print(f"  images finished after each cycle: {', '.join(map(str, finished))}")
     print(f"  final records equal an uninterrupted run's: {same_records} ({len(ours)} of {count})")
     print(f"  same files: {same_names}; PNGs byte for byte: {same_bytes}; temporary files left: {len(leftovers)}; "
           f"report written: {report}")
@@ -150,7 +155,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--resume-images", type=int, default=400)
+    parser.add_argument("--resume-images", type=int, default=2000)
     parser.add_argument("--workdir", type=Path, default=None)
     arguments = parser.parse_args()
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="gradcam-soak-"))
