@@ -232,3 +232,24 @@ def test_a_report_that_cannot_be_written_leaves_no_thumbnails(tmp_path, monkeypa
         report.write_report(records, tmp_path / "rep", base_dir=tmp_path)
     assert not (tmp_path / "rep" / "index.html").exists()
     assert not [p for p in (tmp_path / "rep").rglob("*") if p.is_file()]
+
+
+def test_options_without_a_request_resume_nothing(tmp_path):
+    """Options made by hand carry no request digest: their record files never let an image be skipped."""
+    from gradcam_cli.files import writer
+    from gradcam_cli.files.inputs import Source
+    from gradcam_cli.files.writing import Options
+    from conftest import write_image
+
+    image = write_image(tmp_path / "x.png", (8, 8))
+    options = Options(output_dir=tmp_path / "out")
+    source = Source(image, "x.png")
+    record = {"input": str(image), "maps": [{"class": 0, "outputs": {}}]}
+    from gradcam_cli.files import records
+
+    records.write_record(records.record_path(source, options, None), source, None, record)
+    assert writer.resumable([source], options) == ([source], {})
+    asked = Options(output_dir=tmp_path / "out", save=(), request="digest")
+    records.write_record(records.record_path(source, asked, None), source, "digest", record)
+    todo, done = writer.resumable([source], asked)
+    assert todo == [] and done[0].record["input"] == str(image)

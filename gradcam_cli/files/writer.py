@@ -65,6 +65,8 @@ def resumable(sources, options):
     A stored record names the files and the input as this run does (an output folder may have
     been moved or copied since)."""
     done = {}
+    if options.request is None:  # Options made by hand: nothing says what was asked, so nothing is skipped
+        return list(sources), done
     for index, source in enumerate(sources):
         stored = records.read_record(writing.record_path(source, options), source, options.request)
         if stored is not None and _in_place(stored.record, source, options):
