@@ -232,6 +232,18 @@ def test_a_report_that_cannot_be_written_leaves_no_thumbnails(tmp_path, monkeypa
         report.write_report(records, tmp_path / "rep", base_dir=tmp_path)
     assert not (tmp_path / "rep" / "index.html").exists()
     assert not [p for p in (tmp_path / "rep").rglob("*") if p.is_file()]
+    # an earlier report stays whole when the next one cannot be written: its thumbnails are kept
+    monkeypatch.undo()
+    report.write_report(records, tmp_path / "rep", base_dir=tmp_path)
+    earlier = sorted(p.name for p in (tmp_path / "rep" / "thumbs").iterdir())
+    assert earlier
+    other = write_image(tmp_path / "y.png.gradcam.heatmap.png", (64, 64), seed=4)
+    changed = [dict(records[0], maps=[dict(records[0]["maps"][0], outputs={"heatmap": str(other)})])]
+    monkeypatch.setattr(report, "_write_atomic", no_page)
+    with pytest.raises(OSError):
+        report.write_report(changed, tmp_path / "rep", base_dir=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "rep" / "thumbs").iterdir()) == earlier
+    assert (tmp_path / "rep" / "index.html").is_file()
 
 
 def test_options_without_a_request_resume_nothing(tmp_path):
@@ -253,3 +265,68 @@ def test_options_without_a_request_resume_nothing(tmp_path):
     records.write_record(records.record_path(source, asked, None), source, "digest", record)
     todo, done = writer.resumable([source], asked)
     assert todo == [] and done[0].record["input"] == str(image)
+
+
+def test_a_record_tag_of_many_maps_stays_short():
+    from gradcam_cli.files.writing import Options, record_tag
+
+    assert record_tag(Options(output_dir=Path("o"))) is None
+    assert record_tag(Options(output_dir=Path("o"), classes=(3, 5))) == "class3+class5"
+    many = record_tag(Options(output_dir=Path("o"), classes=tuple(range(40))))
+    assert many.startswith("maps-") and len(many) == 21
+    assert many != record_tag(Options(output_dir=Path("o"), classes=tuple(range(41))))
+
+
+def test_a_killed_run_for_another_request_leaves_no_record_vouching_for_its_files(tmp_path, monkeypatch):
+    """Run A finishes; run B (another alpha: the same file names) rewrites the files, then fails
+    before its record: A's record must be gone, so that resuming A does the image again."""
+    from conftest import invoke_cli, write_image
+    from gradcam_cli.files import records
+
+    image = write_image(tmp_path / "x.png", (64, 64))
+    out = tmp_path / "out"
+    assert invoke_cli(image, "--model", "demo-gap", "-o", out).returncode == 0
+    assert (out / "x.png.gradcam.record.json").is_file()
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "write_record", full_disk)
+    failed = invoke_cli(image, "--model", "demo-gap", "-o", out, "--alpha", "0.7")
+    assert failed.returncode == 1 and "No space left on device" in failed.stderr
+    monkeypatch.undo()
+    assert not (out / "x.png.gradcam.record.json").exists()
+    resumed = invoke_cli(image, "--model", "demo-gap", "-o", out, "--skip-existing")
+    assert "whose outputs exist" not in resumed.stderr and (out / "x.png.gradcam.record.json").is_file()
+
+
+def test_a_changed_mask_or_reference_is_another_request(tmp_path):
+    from gradcam_cli.explain.target_spec import Target
+    from gradcam_cli.files.writer import _target_request
+
+    mask = tmp_path / "m.png"
+    mask.write_bytes(b"one")
+    before = _target_request(Target("segment", index="circle", path=str(mask)))
+    assert before["spec"] == f"segment:circle:{mask}" and before["file"][0] == str(mask.resolve())
+    mask.write_bytes(b"two!")
+    assert _target_request(Target("segment", index="circle", path=str(mask))) != before
+
+
+def test_signals_wait_for_the_outermost_uninterrupted_block():
+    import signal
+
+    from gradcam_cli.cli.process import interrupt_handler, on_signals, uninterrupted
+
+    previous = on_signals(interrupt_handler)
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with uninterrupted():
+                with uninterrupted():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.05)
+                    reached.append("inner end")
+                reached.append("outer end")  # the inner block's end does not raise yet
+        assert reached == ["inner end", "outer end"]
+    finally:
+        on_signals(previous)

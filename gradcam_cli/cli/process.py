@@ -12,10 +12,10 @@ class Terminated(KeyboardInterrupt):
 
 
 class _Signals:
-    """Whether the main thread is in a block that a signal must not cut (`uninterrupted`), and
-    the interrupt that waits for its end."""
+    """How deep the main thread is in blocks that a signal must not cut (`uninterrupted`), and the
+    interrupt that waits for the outermost one's end."""
 
-    critical = False
+    critical = 0
     pending = None
 
 
@@ -40,12 +40,16 @@ class uninterrupted:
     exactly the records it printed."""
 
     def __enter__(self):
-        SIGNALS.critical = True
+        import threading
+
+        # signals reach the main thread only: another thread's block has nothing to defer
+        self.deferring = threading.current_thread() is threading.main_thread()
+        SIGNALS.critical += self.deferring
 
     def __exit__(self, *exc):
-        SIGNALS.critical = False
-        pending, SIGNALS.pending = SIGNALS.pending, None
-        if pending is not None:
+        SIGNALS.critical -= self.deferring
+        if SIGNALS.critical == 0 and SIGNALS.pending is not None:
+            pending, SIGNALS.pending = SIGNALS.pending, None
             raise pending
         return False
 
@@ -60,7 +64,8 @@ def on_signals(handlers):
         return None
     wanted = handlers if isinstance(handlers, dict) else {signal.SIGINT: handlers, signal.SIGTERM: handlers}
     try:
-        return {number: signal.signal(number, handler) for number, handler in wanted.items()}
+        # a handler installed outside Python reads as None and cannot be put back from here
+        return {number: signal.signal(number, handler) for number, handler in wanted.items() if handler is not None}
     except ValueError:
         return None
 

@@ -55,8 +55,22 @@ def _request(explainer, ready, options):
             "reference": None if ready.reference is None else ready.reference.name,
             "method": options.method, "name": options.name, "layer": ready.layer, "details": options.details,
             "classes": list(options.classes), "top_k": options.top_k,
-            "target": None if options.target is None else repr(options.target.target),
+            "target": None if options.target is None else _target_request(options.target.target),
             "save": list(options.save), "colormap": options.colormap, "alpha": options.alpha, "crop": options.crop}
+
+
+def _target_request(target):
+    """A target as a run asks for it: its spec, and the file it reads (a mask, a reference) as
+    the file is now, so that a changed mask or reference is not taken for the one used before."""
+    request = {"spec": target.spec}
+    if target.path is not None:
+        path = Path(target.path)
+        try:
+            status = path.stat()
+            request["file"] = [str(path.resolve()), status.st_size, status.st_mtime_ns]
+        except OSError:
+            request["file"] = None
+    return request
 
 
 def resumable(sources, options):

@@ -1,6 +1,7 @@
 """What a run writes for each image: its files (named in one place, `output_paths`) and its JSON
 record. Numpy and OpenCV only: a Ray driver reads Report from here without loading Keras."""
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from gradcam_cli.files import outputs, records, render
 
 log = logging.getLogger("gradcam_cli")
 
+RECORD_TAG_CHARACTERS = 24  # a record's tag, longer than any one map's, is hashed beyond this
 TOP_RANK = -1  # the target code of an image's top-1 class (explain.engine.top_rank(1))
 
 
@@ -83,7 +85,13 @@ def record_tag(options):
     """The tag of an image's record file: its maps' tags joined (None for one untagged map), so
     that runs for other classes or targets keep their own records."""
     tags = [target.tag for target in targets(options) if target.tag]
-    return "+".join(tags) if tags else None
+    if not tags:
+        return None
+    joined = "+".join(tags)
+    if len(joined) <= RECORD_TAG_CHARACTERS:
+        return joined
+    # many classes: a digest keeps the record's name as short as its maps' names
+    return f"maps-{hashlib.sha256(joined.encode('utf-8')).hexdigest()[:16]}"
 
 
 def record_path(source, options):
@@ -213,6 +221,8 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
         return [("rejected", source, (reason, dict(record, error=reason)))]
     empties = []
     try:
+        if options.records:  # first: an earlier run's record must not vouch for the files rewritten now
+            Path(record_path(source, options)).unlink(missing_ok=True)
         for target, result in computed.per_target:
             class_index = int(result.classes[i])
             paths = output_paths(source, options, target)

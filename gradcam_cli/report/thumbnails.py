@@ -76,8 +76,12 @@ def make_thumbnails(sources, folder, size, progress=None, workers=None):
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = dict(zip(wanted, pool.map(make, wanted)))
-    keep = set(wanted.values())
-    for path in folder.iterdir():
+    return {source: made for source, (made, _) in results.items()}, sum(n for _, n in results.values())
+
+
+def prune(folder, keep):
+    """Remove the thumbnails in `folder` whose names are not in `keep` (those of an earlier page):
+    called once the new page is in place, so that an earlier page stays whole until then."""
+    for path in Path(folder).iterdir():
         if is_thumbnail_name(path.name) and path.name not in keep:
             path.unlink(missing_ok=True)
-    return {source: made for source, (made, _) in results.items()}, sum(n for _, n in results.values())
