@@ -259,7 +259,7 @@ class Explainer:
         return COMPAT_MODES.get(self.compat, "zoom")
 
     @property
-    def target_names(self):
+    def layer_names(self):
         """The names of the layers the maps are of (several for a list of layers)."""
         from gradcam_cli.models.graph import path_name
 
@@ -381,7 +381,7 @@ class Explainer:
         return ImageMaps(MapBatch.joined(batches) if batches else None, rgbs, boxes)
 
     def file_options(self, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
-        """What `write` writes, as files.writing.Options: files named as the command names them
+        """What `write` writes, as files.writing.FileOptions: files named as the command names them
         (files.writer.plan_outputs)."""
         from gradcam_cli.files.writer import plan_outputs
 
@@ -419,17 +419,17 @@ class Explainer:
         one per class of `classes` (indices or class names), else one per its `top_k` most
         likely classes; in input order. `names`: the output names for arrays (default
         imageN.png). ImageError naming the file for an image that cannot be read."""
-        from gradcam_cli.files.writing import targets
+        from gradcam_cli.files.writing import planned_maps
 
         ready = self.build()
         decoded = [decode_input(item, i, names) for i, item in enumerate(input_list(images))]
         rgbs = [rgb for rgb, _, _ in decoded]
-        per_target = [(target, self.maps(rgbs, target.code)) for target in targets(self.file_options(".", classes,
-                                                                                                        top_k))]
+        per_map = [(planned, self.maps(rgbs, planned.code))
+                   for planned in planned_maps(self.file_options(".", classes, top_k))]
         bound = None if ready.target.is_class else ready.target
-        return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], target, self.method,
+        return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], planned, self.method,
                             ready.layer, self.network, self.name, bound)
-                for i, (rgb, source, name) in enumerate(decoded) for target, found in per_target]
+                for i, (rgb, source, name) in enumerate(decoded) for planned, found in per_map]
 
 
 def loaded_model(model):

@@ -250,31 +250,31 @@ def test_options_without_a_request_resume_nothing(tmp_path):
     """Options made by hand carry no request digest: their record files never let an image be skipped."""
     from gradcam_cli.files import writer
     from gradcam_cli.files.inputs import Source
-    from gradcam_cli.files.writing import Options
+    from gradcam_cli.files.writing import FileOptions
     from conftest import write_image
 
     image = write_image(tmp_path / "x.png", (8, 8))
-    options = Options(output_dir=tmp_path / "out")
+    options = FileOptions(output_dir=tmp_path / "out")
     source = Source(image, "x.png")
     record = {"input": str(image), "maps": [{"class": 0, "outputs": {}}]}
     from gradcam_cli.files import records
 
     records.write_record(records.record_path(source, options, None), source, None, record)
     assert writer.resumable([source], options) == ([source], {})
-    asked = Options(output_dir=tmp_path / "out", save=(), request="digest")
+    asked = FileOptions(output_dir=tmp_path / "out", save=(), request="digest")
     records.write_record(records.record_path(source, asked, None), source, "digest", record)
     todo, done = writer.resumable([source], asked)
     assert todo == [] and done[0].record["input"] == str(image)
 
 
 def test_a_record_tag_of_many_maps_stays_short():
-    from gradcam_cli.files.writing import Options, record_tag
+    from gradcam_cli.files.writing import FileOptions, record_tag
 
-    assert record_tag(Options(output_dir=Path("o"))) is None
-    assert record_tag(Options(output_dir=Path("o"), classes=(3, 5))) == "class3+class5"
-    many = record_tag(Options(output_dir=Path("o"), classes=tuple(range(40))))
+    assert record_tag(FileOptions(output_dir=Path("o"))) is None
+    assert record_tag(FileOptions(output_dir=Path("o"), classes=(3, 5))) == "class3+class5"
+    many = record_tag(FileOptions(output_dir=Path("o"), classes=tuple(range(40))))
     assert many.startswith("maps-") and len(many) == 21
-    assert many != record_tag(Options(output_dir=Path("o"), classes=tuple(range(41))))
+    assert many != record_tag(FileOptions(output_dir=Path("o"), classes=tuple(range(41))))
 
 
 def test_a_killed_run_for_another_request_leaves_no_record_vouching_for_its_files(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from gradcam_cli.evaluate import scenes
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.maps import saliency
 from gradcam_cli.explain.methods.guided import guided_gradcam
-from gradcam_cli.models import guided
+from gradcam_cli.models import backprop_relus
 from gradcam_cli.models.loading import describe
 from gradcam_cli.models.preprocess import MODES, preprocess, pullback
 
@@ -99,7 +99,7 @@ def test_the_hand_backward_pass_is_the_true_gradient(keras, net):
                                    rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", guided.MODES)
+@pytest.mark.parametrize("mode", backprop_relus.MODES)
 def test_input_gradients_equal_the_hand_backward_pass(keras, net, mode):
     model, images = net
     engine = Engine(describe(model, model.name, (SIZE, SIZE), "none", None), ("c2",), batch_size=4)
@@ -157,11 +157,11 @@ def test_relus_are_found_in_every_form_and_others_named(keras):
         (layers.MaxPooling2D(), None, None),
     ]
     for layer, kind, other in table:
-        assert guided.relu_kind(layer) == kind, layer
-        assert guided.other_activation(layer) == other, layer
-        assert (guided.relu_call(layer, "guided") is None) == (kind is None)
+        assert backprop_relus.relu_kind(layer) == kind, layer
+        assert backprop_relus.other_activation(layer) == other, layer
+        assert (backprop_relus.relu_call(layer, "guided") is None) == (kind is None)
     with pytest.raises(ValueError, match="Received: mode='backprop'"):
-        guided.relu_call(layers.ReLU(), "backprop")
+        backprop_relus.relu_call(layers.ReLU(), "backprop")
 
 
 @pytest.mark.parametrize("name, relus, others", [
@@ -172,7 +172,7 @@ def test_relus_are_found_in_every_form_and_others_named(keras):
 def test_census_of_keras_applications(keras, name, relus, others):
     model = getattr(keras.applications, name)(weights=None, input_shape=(96, 96, 3))
     loaded = describe(model, name, (96, 96), "none", None)
-    counted = guided.census(loaded.layers, loaded.final_path)
+    counted = backprop_relus.census(loaded.layers, loaded.final_path)
     kind, count = relus
     by_config = [layer for layer in model.layers if type(layer).__name__ == kind
                  and layer.get_config().get("activation", "relu") in ("relu", "relu6")

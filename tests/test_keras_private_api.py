@@ -11,7 +11,7 @@ version, or port that code.
     Functional._nodes_by_depth                            models/dilated.py:_model_nodes
     dict outputs: model.outputs in keras.tree.flatten's (sorted-key) order
                                                           models/graph.py:model_outputs, flat_output
-    a layer view sharing __dict__, activation=None        models/guided.py:_without_activation
+    a layer view sharing __dict__, activation=None        models/backprop_relus.py:without_activation
     BaseConv.convolution_op (undocumented)                models/heads.py:pre_activation
     keras.StatelessScope(state_mapping=) (public)         backend/jax.py
 """
@@ -208,10 +208,10 @@ def test_dict_outputs_follow_tree_flatten_order(keras):
         keras, "keras.tree.flatten of the outputs is not in the order of model.outputs", where)
 
 
-def test_layer_view_without_activation_shares_variables(keras):
-    from gradcam_cli.models.guided import _without_activation
+def test_layer_viewwithout_activation_shares_variables(keras):
+    from gradcam_cli.models.backprop_relus import without_activation
 
-    where = "models/guided.py:_without_activation"
+    where = "models/backprop_relus.py:without_activation"
     x = image(1)
     conv = keras.layers.Conv2D(4, 1, activation="relu", name="conv")
     dense = keras.layers.Dense(5, activation="relu", name="dense")
@@ -226,7 +226,7 @@ def test_layer_view_without_activation_shares_variables(keras):
         assert (expected < 0).any(), "the test's fixed weights give no negative pre-activation to check"
         assert hasattr(layer, "__dict__") and not hasattr(type(layer), "__slots__"), broken(
             keras, f"{kind} keeps its state outside __dict__", where)
-        view = _without_activation(layer)
+        view = without_activation(layer)
         assert type(view) is type(layer) and view.kernel is layer.kernel and view.bias is layer.bias, broken(
             keras, f"a copy of a {kind}'s __dict__ no longer shares its variables", where)
         assert layer.activation is not None and layer.activation.__name__ == "relu", broken(

@@ -66,7 +66,7 @@ def test_refinecam_default_layers_are_one_per_resolution(gap):
     names = [path[-1] for path in refinecam.stage_layers(gap)]
     assert names == ["conv2", "conv1"]  # the default layer (8x8), then the last 16x16 layer
     explainer = Explainer(gap, "refinecam")
-    assert explainer.target_names == ["conv2", "conv1"] and explainer.build().layer == "conv2+conv1"
+    assert explainer.layer_names == ["conv2", "conv1"] and explainer.build().layer == "conv2+conv1"
     assert explainer.options == {"base_method": "gradcam++"}
 
 

@@ -93,11 +93,11 @@ def test_imagenet_weights_come_from_keras_cache(keras, tmp_path, monkeypatch):
         np.testing.assert_array_equal(got, want)
     # MobileNetV3's layer names are numbered per session: compare positions
     position = lambda model, path: [p for p, _ in graph.iter_layers(model)].index(path)
-    from gradcam_cli.models import targets
+    from gradcam_cli.models import target_layers
 
-    reference_layers = targets.annotate(graph.describe_layers(reference, (224, 224)), (224, 224))
+    reference_layers = target_layers.annotate(graph.describe_layers(reference, (224, 224)), (224, 224))
     assert position(loaded.model, loaded.default_layer) == position(
-        reference, targets.default_target_layer(reference, reference_layers))
+        reference, target_layers.default_target_layer(reference, reference_layers))
     assert loaded.head.kind == "softmax" and loaded.num_classes == 1000
 
 

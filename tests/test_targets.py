@@ -340,7 +340,7 @@ def _hub_segmenters():
 
 def test_keras_hub_segmenters_from_their_constructors():
     from gradcam_cli.models.graph import select_output
-    from gradcam_cli.models.targets import feeding
+    from gradcam_cli.models.target_layers import feeding
 
     rgb = RNG.uniform(0, 255, size=(64, 64, 3)).astype(np.uint8)
     for model, inside in _hub_segmenters():

@@ -17,11 +17,11 @@ from gradcam_cli.explain.methods import METHODS
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
                compare=False, network=None, compat=None, ray_address=None, workers=None, report_dir=None, target=None,
-               **options):
+               **arguments):
     """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
-    with `ray_address`), report, exit status. options: the methods' own options (method_parameters:
+    with `ray_address`), report, exit status. arguments: the methods' own options (method_parameters:
     None when not given) and those of `model_options`, for base.load."""
-    given, model_options = split_method_options(options)
+    given, model_options = split_method_options(arguments)
     setup_logging(model_options["verbose"], quiet)
     collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
     if classes and top_k != 1:
@@ -61,7 +61,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
             raise UsageProblem("--compare draws one layer's plain maps: drop the extra --layer and the smoothing")
         rows = comparing.dilated_rows(loaded, layer, class_indices[0] if class_indices else None, batch_size, crop)
         tag = "dilated" + (f".class{class_indices[0]}" if class_indices else "")
-        options = comparing.Options(Path(output_dir), tag=tag, colormap=colormap.lower(), alpha=alpha, crop=crop)
+        figure_options = comparing.CompareOptions(Path(output_dir), tag=tag, colormap=colormap.lower(), alpha=alpha, crop=crop)
         sources, reference = collected.sources, None
     else:
         try:
@@ -80,13 +80,13 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
             click.echo(f"warning: {method}: {warning}", err=True)
         log.info("model %s, layer %s, input %sx%s, preprocess %s", loaded.name, built.layer, *loaded.input_size,
                  loaded.preprocess)
-        options = explainer.file_options(output_dir, classes=class_indices, top_k=top_k, save=save,
+        file_options = explainer.file_options(output_dir, classes=class_indices, top_k=top_k, save=save,
                                          colormap=colormap, alpha=alpha)
         sources, resumed = collected.sources, {}
         if skip_existing and ray_address is not None:  # the cluster gets what is left; the rest is re-emitted here
             from gradcam_cli.files.writer import resumable
 
-            sources, resumed = resumable(collected.sources, options)
+            sources, resumed = resumable(collected.sources, file_options)
         reference, layer_name = built.reference, built.layer
 
     # Under --report, every record (failures too, missing arguments first), for the page.
@@ -126,7 +126,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     console = Console(len(sources), quiet, as_json)
     try:
         if compare:
-            report = comparing.run(rows, sources, options, on_result, on_failure, console.update,
+            report = comparing.draw_figures(rows, sources, figure_options, on_result, on_failure, console.update,
                                    skip_existing=skip_existing)
         elif ray_address is not None:
             for stored in resumed.values():
@@ -140,7 +140,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
                              model_options["verbose"], on_result, on_failure, console.update, on_empty)
             report.done, report.resumed = report.done + len(resumed), len(resumed)
         else:
-            report = explainer.write(sources, options, on_result, on_failure, on_empty, console.update,
+            report = explainer.write(sources, file_options, on_result, on_failure, on_empty, console.update,
                                      skip_existing=skip_existing)
     except KeyboardInterrupt:  # SIGINT or SIGTERM (cli.base): the report of what finished, then exit 130 or 143
         console.close()

@@ -6,6 +6,7 @@ import click
 from gradcam_cli.cli.base import UsageProblem
 from gradcam_cli.cli.numbers import BadValue, StrictFloatRange, StrictIntRange, strict_type
 from gradcam_cli.explain.methods import POOLING
+from gradcam_cli.explain.target_spec import spelled
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 from gradcam_cli.files.outputs import KINDS, MAP_KINDS
 from gradcam_cli.numbers import grid as grid_of_text, wholes
@@ -231,12 +232,7 @@ def _method_options(function, save_kinds, save_help):
                      help="Class to explain: an index or a class name such as boxer (repeatable). "
                           "Default: each image's top-1 prediction."),
         click.option("--target", "-t", metavar="SPEC", callback=check_target,
-                     help="What the map explains: class:N|NAME (as --class), segment:CLASS[:MASK.png] (a "
-                          "segmenter: the sum of CLASS's scores over the pixels predicted as CLASS, or over a "
-                          "mask), similar:REF or dissimilar:REF (an embedding's cosine similarity to an image's "
-                          "or a .npy vector's: finite, not zero everywhere), output:INDEX[:decrease] (a regression "
-                          "unit), box:X0,Y0,X1,Y1[:CLASS] (a detector: IoU + score of the predicted box that "
-                          "matches this one, in the image's pixels). Default: classes. " + MASK_RULE),
+                     help=f"What the map explains: {spelled(meanings=True)}. Default: classes. " + MASK_RULE),
         click.option("--top-k", type=StrictIntRange(min=1), default=1, show_default=True,
                      help="One map for each of the image's k most likely classes."),
         click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",

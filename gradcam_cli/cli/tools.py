@@ -12,6 +12,7 @@ from gradcam_cli.cli.options import (COLORMAP_NAMES, check_classes, check_target
 from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.errors import GradcamError, LayerError
 from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
+from gradcam_cli.explain.target_spec import KINDS, spelled
 from gradcam_cli.models import registry
 
 # compare.figures.VARIANTS, spelled here so that a wrong name is refused before Keras is imported (a test ties them).
@@ -36,8 +37,7 @@ COMPARE_VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resiz
 @click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
               help="The class every cell explains (default: each row's top-1 prediction).")
 @click.option("--target", "-t", metavar="SPEC", callback=check_target,
-              help="What every cell explains instead of a class: segment:CLASS[:MASK.png], similar:REF, "
-                   "dissimilar:REF, output:INDEX[:decrease], box:X0,Y0,X1,Y1[:CLASS] (see `gradcam gradcam --help`).")
+              help=f"What every cell explains instead of a class: {spelled(KINDS[1:])} (see `gradcam gradcam --help`).")
 @click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
                                            "image and model.")
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
@@ -111,7 +111,7 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
         from gradcam_cli.explain.targets import parse
 
         tag = parse(target).tag
-    options = comparing.Options(Path(output_dir), tag=tag, grid=grid, colormap=colormap.lower(), alpha=alpha,
+    options = comparing.CompareOptions(Path(output_dir), tag=tag, grid=grid, colormap=colormap.lower(), alpha=alpha,
                                 crop=crop)
     from gradcam_cli.files.outputs import json_line
 
@@ -121,7 +121,7 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
         click.echo(json_line(record) if as_json else record["outputs"]["compare"])
 
     try:
-        report = comparing.run(rows, sources, options, on_result, console.failure, console.update,
+        report = comparing.draw_figures(rows, sources, options, on_result, console.failure, console.update,
                                skip_existing=skip_existing)
     finally:
         console.close()
@@ -208,8 +208,7 @@ def _measures(ctx, param, value):
 @click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
               help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
 @click.option("--target", "-t", metavar="SPEC", callback=check_target,
-              help="What the maps explain instead of a class: segment:CLASS[:MASK.png], similar:REF, "
-                   "dissimilar:REF, output:INDEX[:decrease], box:X0,Y0,X1,Y1[:CLASS]; faithfulness then scores "
+              help=f"What the maps explain instead of a class: {spelled(KINDS[1:])}; faithfulness then scores "
                    "the target's value. On "
                    "generated scenes a segmenter (demo-unet) explains each scene's object as a segment target.")
 @click.option("--methods", default="gradcam", show_default=True,

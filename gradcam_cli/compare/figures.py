@@ -187,7 +187,7 @@ def _cell_image(ready, computed, i, rgb, box, options):
         heat, normalised, empty = maps.full_map(small, box, rgb.shape, relu_after_resize=relu_later)
         picture = render.map_overlay(rgb, render.colorize(normalised, options.colormap), box, options.alpha)
         return picture, normalised, maps.statistics(np.maximum(small, 0), normalised, empty)
-    array = computed.input_gradients[i] if ready.shows == "gradient" else computed.guided(i)
+    array = computed.input_gradients[i] if ready.shows == "gradient" else computed.gradient_times_map(i)
     normalised, _ = maps.saliency_map(array, box, rgb.shape)
     return render.gradient_picture(array, box, rgb.shape), normalised, writing.gradient_stats(array)
 
@@ -280,7 +280,9 @@ def _name(cell):
 
 
 @dataclass
-class Options:
+class CompareOptions:
+    """What a `compare` run draws and where: files.writing.FileOptions' counterpart for figures."""
+
     output_dir: Path
     tag: str = ""  # file names: NAME[.tag].compare.png
     grid: bool = False  # one figure for all images
@@ -346,7 +348,7 @@ def resumable(sources, options):
     return [source for index, source in enumerate(sources) if index not in done], done
 
 
-def run(rows, sources, options, on_result, on_failure, progress=None, skip_existing=False):
+def draw_figures(rows, sources, options, on_result, on_failure, progress=None, skip_existing=False):
     """Write the figures, and after each its record file (not for a grid); returns a
     files.writing.Report. on_result(record) per image done, in input order; with `skip_existing`
     the images an earlier run finished (`resumable`) are not drawn again, their stored records

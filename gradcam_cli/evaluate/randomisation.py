@@ -342,7 +342,7 @@ def _view_maps(found, i, shows, side):
         before_relu = computed.weighted_sums if computed.weighted_sums is not None else computed.small_maps
         signed = maps.upsample(before_relu[i], box, shape)
     else:
-        gradient = computed.input_gradients[i] if shows == "gradient" else computed.guided(i)
+        gradient = computed.input_gradients[i] if shows == "gradient" else computed.gradient_times_map(i)
         drawn = maps.saliency_map(gradient, box, shape)[0]
         signed = maps.resize_into_box(render.gray(gradient), box, shape)
     return maps.shrink(drawn, side), maps.shrink(signed, side)

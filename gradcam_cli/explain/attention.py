@@ -163,11 +163,11 @@ def run(engine, images, targets, gradients, objective=None):
     images, targets = engine._padded(images, targets)
     forward = _forward(engine, objective)
     if gradients:
-        step = engine._compiled(("attention-gradients", objective), "tapped_gradients", forward)
+        step = engine.compiled(("attention-gradients", objective), "tapped_gradients", forward)
         _, grads, aux = step(images, targets)
         grads = [_numpy(g, count) for g in grads]
     else:
-        _, aux = engine._compiled(("attention", objective), "forward", forward)(images, targets)
+        _, aux = engine.compiled(("attention", objective), "forward", forward)(images, targets)
         grads = None
     return _result(engine, images, count, aux, grads)
 
@@ -201,7 +201,7 @@ class BlockPlan:
     whose last call it is). ValueError when the model is not laid out so."""
 
     def __init__(self, loaded):
-        from gradcam_cli.models import graph, targets
+        from gradcam_cli.models import graph, target_layers
 
         layers = loaded.layers
         positions = [i for i, info in enumerate(layers) if isinstance(info.layer, keras.layers.MultiHeadAttention)]
@@ -209,17 +209,17 @@ class BlockPlan:
             raise ValueError(f"{loaded.name} has no keras.layers.MultiHeadAttention layer")
         self.block_inputs = []
         for position in positions[1:]:
-            norm = next((info for info in reversed(layers[:position]) if targets.is_normalization(info.layer)), None)
+            norm = next((info for info in reversed(layers[:position]) if target_layers.is_normalization(info.layer)), None)
             if norm is None:
                 raise ValueError("no normalization before an attention layer: a block's tokens cannot be read")
             self.block_inputs.append(norm.path)
-        final = [info for info in layers[positions[-1] + 1:] if targets.is_normalization(info.layer)]
+        final = [info for info in layers[positions[-1] + 1:] if target_layers.is_normalization(info.layer)]
         if not final:
             raise ValueError("no final normalization after the last attention layer: the head cannot be run on a "
                              "block's tokens")
         self.final_path, self.final_layer = final[-1].path, final[-1].layer
         holder = next(path for path in (self.final_path[:n] for n in range(len(self.final_path), 0, -1))
-                      if targets._in_graph(loaded.model, path))
+                      if target_layers.in_graph(loaded.model, path))
         if holder != self.final_path:
             inside = [info.path for info in layers if info.path[: len(holder)] == holder and info.path != holder]
             if not inside or inside[-1] != self.final_path:
@@ -280,6 +280,6 @@ def run_blocks(engine, images, targets):
     plan = BlockPlan(engine.loaded)
     count = len(images)
     images, targets = engine._padded(images, targets)
-    step = engine._compiled(("block-attention-gradients",), "block_gradients", _block_forward(engine, plan))
+    step = engine.compiled(("block-attention-gradients",), "block_gradients", _block_forward(engine, plan))
     grads, aux = step(images, targets)
     return _result(engine, images, count, aux, [_numpy(g, count) for g in grads])

@@ -31,7 +31,7 @@ class MapBatch:
     weighted_sums: np.ndarray = None  # (B, h, w): sum_k w_k A_k before the ReLU
     details: list = None  # per image, what its record says of the map (Finer-CAM's compared classes...)
 
-    def guided(self, i):
+    def gradient_times_map(self, i):
         """Image i's input gradient times its map (Guided Grad-CAM), at the model's input size."""
         return guided_gradcam(self.input_gradients[i], self.small_maps[i])
 
@@ -41,14 +41,14 @@ class MapBatch:
         Guided Grad-CAM product at the model's input size. Not normalised."""
         if self.input_gradients is None:
             return np.asarray(self.small_maps[i], dtype=np.float32)
-        return maps.saliency(self.guided(i))
+        return maps.saliency(self.gradient_times_map(i))
 
     def on_image(self, i, box, image_shape):
         """Image i's map at the image's resolution (its view `box` of an image of `image_shape`),
         normalised to [0, 1]: what localization measures score (at_input, upsampled)."""
         if self.input_gradients is None:
             return maps.full_map(self.small_maps[i], box, image_shape)[1]
-        return maps.saliency_map(self.guided(i), box, image_shape)[0]
+        return maps.saliency_map(self.gradient_times_map(i), box, image_shape)[0]
 
     @classmethod
     def joined(cls, parts):

@@ -19,7 +19,7 @@ to BatchResult.compared.
 
 `run(..., backprop="plain"|"guided"|"deconvnet")` also returns the gradient of each image's
 objective with respect to the (preprocessed) input image: plain, or back-propagated through the
-model's ReLUs the guided or deconvnet way (models/guided.py): a second compiled step, made on
+model's ReLUs the guided or deconvnet way (models/backprop_relus.py): a second compiled step, made on
 first use, with the classes the first step chose. `input_gradients` gives the same for any
 number of inputs in compiled chunks (SmoothGrad, Integrated Gradients).
 
@@ -44,8 +44,8 @@ from keras import ops
 
 from gradcam_cli.explain import attention as attention_taps
 from gradcam_cli.explain import backend as backends
-from gradcam_cli.models import graph, targets
-from gradcam_cli.models.guided import _without_activation, relu_rewrite
+from gradcam_cli.models import graph, target_layers
+from gradcam_cli.models.backprop_relus import without_activation, relu_rewrite
 
 # What one scoring chunk's activations may take (Engine's memory_budget), and the most images a
 # chunk holds however small they are (a chunk is padded to its size: a tiny model must not pad
@@ -123,7 +123,7 @@ class Engine:
 
     # -- compiled steps ------------------------------------------------------------------------
 
-    def _compiled(self, key, builder, forward):
+    def compiled(self, key, builder, forward):
         """The step `key`, built once by `backend.builder(forward)`; its traces are counted
         under key[0]."""
         if key not in self._steps:
@@ -159,14 +159,14 @@ class Engine:
         return lambda images, targets, tap: self._objective(images, targets, self._rewrite(tap), objective)
 
     def _gradient_step(self, objective=None):
-        return self._compiled(("gradients", objective), "activation_gradients", self._tapped(objective))
+        return self.compiled(("gradients", objective), "activation_gradients", self._tapped(objective))
 
     def _hessian_step(self, objective=None):
-        return self._compiled(("hessian", objective), "activation_hessian", self._tapped(objective))
+        return self.compiled(("hessian", objective), "activation_hessian", self._tapped(objective))
 
     def _forward_only(self, images, targets, objective=None):
         """The forward pass alone at the batch size: (activations, aux)."""
-        return self._compiled(("forward", objective), "forward", self._tapped(objective))(images, targets)
+        return self.compiled(("forward", objective), "forward", self._tapped(objective))(images, targets)
 
     def _input_step(self, mode, objective=None):
         if mode not in INPUT_MODES:
@@ -178,7 +178,7 @@ class Engine:
             return logits if logits is not None else relus(path, layer)
 
         forward = lambda images, targets: self._objective(images, targets, rewrite, objective)
-        return self._compiled(("input", mode, objective), "input_gradients", forward)
+        return self.compiled(("input", mode, objective), "input_gradients", forward)
 
     def _objective(self, images, targets, rewrite, objective=None):
         raw = self.loaded.forward(images, rewrite)
@@ -242,7 +242,7 @@ class Engine:
         batch size), no gradient. Returns (N, units) float32."""
         images = np.asarray(images, dtype=np.float32)
         classes = self.loaded.num_classes
-        step = self._compiled(("scores",), "forward", self._tapped(None))
+        step = self.compiled(("scores",), "forward", self._tapped(None))
         return self._in_chunks(step, images, self.scoring_chunk) if len(images) else np.zeros((0, classes), np.float32)
 
     def scores(self, images):
@@ -275,12 +275,12 @@ class Engine:
 
     # -- the upper graph: the layers above the target ---------------------------------------------------------------
 
-    def _upper_cut(self):
+    def upper_cut(self):
         """The graph cut at the target layer, decided once; ValueError with the reason when the
         graph cannot be cut there (raised again on every later use)."""
         if self._cut is None:
             try:
-                self._cut = targets.upper_cut(self.loaded, self.target_path)
+                self._cut = target_layers.upper_cut(self.loaded, self.target_path)
             except ValueError as error:
                 self._cut = error
         if isinstance(self._cut, ValueError):
@@ -301,13 +301,13 @@ class Engine:
         `upper_chunk` rows (the rest in batches of the batch size), no gradient. Returns (N, units).
         ValueError when the graph cannot be cut at the target (graph.cut_above) or the
         activations do not have the target layer's shape."""
-        self._upper_cut()
+        self.upper_cut()
         activations = np.asarray(activations, dtype=np.float32)
         shape = next((info.map_shape for info in self.loaded.layers if info.path == self.target_path), None)
         if activations.ndim != 4 or (shape is not None and tuple(activations.shape[1:]) != tuple(shape)):
             raise ValueError(f"activations of layer {graph.path_name(self.target_path)!r} have shape (N, "
                              f"{', '.join(map(str, shape or ('h', 'w', 'K')))}). Received: {activations.shape}")
-        step = self._compiled(("upper",), "forward", self._upper_forward)
+        step = self.compiled(("upper",), "forward", self._upper_forward)
         return self._in_chunks(step, activations, self.upper_chunk)
 
     @property
@@ -327,7 +327,7 @@ class Engine:
         instead of (R, h, w, K), and exactly the same scores come out."""
         if self._pooling is None:
             self._pooling = False
-            cut = self._upper_cut()
+            cut = self.upper_cut()
             infos = self.loaded.layers
             index = [info.path for info in infos].index(self.target_path)
             following = [info for info in infos[index + 1 :] if not graph.is_model(info.layer)][:1]
@@ -360,7 +360,7 @@ class Engine:
         set to 0: row r is activations[images[r]] with channel channels[r] zeroed (-1: none).
         The copies are made inside the compiled upper-graph step (no host copies), in chunks of
         `upper_chunk` rows over groups of batch-size images. Returns (R, C) float32."""
-        self._upper_cut()
+        self.upper_cut()
         activations = np.asarray(activations, dtype=np.float32)
         images, channels = np.asarray(images, dtype=np.int64), np.asarray(channels, dtype=np.int64)
         pooling = self._channel_pooling()
@@ -368,9 +368,9 @@ class Engine:
             layer, cut = pooling
             activations = _numpy(layer(activations), len(activations))
             forward = lambda rows, codes, tap: self._upper_ablated_forward(rows, codes, tap, cut)
-            step = self._compiled(("upper-ablated", "pooled"), "forward", forward)
+            step = self.compiled(("upper-ablated", "pooled"), "forward", forward)
         else:
-            step = self._compiled(("upper-ablated",), "forward", self._upper_ablated_forward)
+            step = self.compiled(("upper-ablated",), "forward", self._upper_ablated_forward)
         size, rows, K = self.batch_size, self.upper_chunk, activations.shape[-1]
         out = np.zeros((len(images), self.loaded.head.num_classes), np.float32)
         for first in range(0, len(activations), size):
@@ -408,7 +408,7 @@ class Engine:
             activation = getattr(layer, "activation", None)
             if pre_activation and activation is not None and getattr(activation, "__name__", None) != "linear":
                 if path not in views:
-                    views[path] = _without_activation(layer)
+                    views[path] = without_activation(layer)
                 view = views[path]
                 return lambda *args, **kwargs: activation(tap(path, view(*args, **kwargs)))
             return lambda *args, **kwargs: tap(path, layer(*args, **kwargs))
@@ -440,7 +440,7 @@ class Engine:
 
             return self._objective(images, targets, self._layer_rewrite(paths, tapped, pre_activation), objective)
 
-        step = self._compiled(key, "tapped_gradients", forward)
+        step = self.compiled(key, "tapped_gradients", forward)
         count = len(images)
         padded, codes = self._padded(images, targets)
         input_gradients, gradients, aux = step(padded, codes)

@@ -15,6 +15,19 @@ KINDS = ("class", "segment", "similar", "dissimilar", "output", "box")
 # The spelling of each kind's spec, for messages and help.
 SPELLING = {"class": "class:N|NAME", "segment": "segment:CLASS[:MASK.png]", "similar": "similar:REF",
             "dissimilar": "dissimilar:REF", "output": "output:INDEX[:decrease]", "box": "box:X0,Y0,X1,Y1[:CLASS]"}
+# What each kind explains, for --help.
+MEANING = {"class": "as --class",
+           "segment": "a segmenter: the sum of CLASS's scores over the pixels predicted as CLASS, or over a mask",
+           "similar": "an embedding's cosine similarity to an image's or a .npy vector's: finite, not zero everywhere",
+           "dissimilar": "its opposite",
+           "output": "a regression unit",
+           "box": "a detector: IoU + score of the predicted box that matches this one, in the image's pixels"}
+
+
+def spelled(kinds=KINDS, meanings=False):
+    """The specs of `kinds` as --help lists them, each with what it explains when `meanings`."""
+    return ", ".join(SPELLING[kind] + (f" ({MEANING[kind]})" if meanings else "") for kind in kinds)
+
 
 class TargetError(GradcamError):
     """A target that cannot be read or does not fit the model."""

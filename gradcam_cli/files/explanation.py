@@ -60,12 +60,12 @@ class Explanation:
         from gradcam_cli.files.inputs import Source
 
         method = METHODS[self.method]
-        options = writing.Options(output_dir=Path(output_dir), method=self.method,
+        options = writing.FileOptions(output_dir=Path(output_dir), method=self.method,
                                   save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
                                   name=self.file_name or output_name(self.method, self.network),
                                   gradients=method.backprop is not None)
         paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
-                                     writing.Target(0, self.tag))
+                                     writing.PlannedMap(0, self.tag))
         entry = writing.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
                                    self.score, self.probability, paths, options)
         if self.input_gradient is not None:
@@ -103,9 +103,9 @@ class ImageMaps:
 
 
 
-def explanation(loaded, computed, i, rgb, source, name, box, target, method, layer, network=None, file_name=None,
+def explanation(loaded, computed, i, rgb, source, name, box, planned, method, layer, network=None, file_name=None,
                 bound=None):
-    """Image i of a MapBatch as an Explanation; `bound`: its explain.targets.Bound target when
+    """Image i of a MapBatch as an Explanation of the PlannedMap `planned`; `bound`: its explain.targets.Bound target when
     not a class."""
     from gradcam_cli.files.writing import predictions
 
@@ -114,7 +114,7 @@ def explanation(loaded, computed, i, rgb, source, name, box, target, method, lay
         image=rgb, small_map=computed.small_maps[i], class_index=class_index, label=loaded.label(class_index),
         score=float(computed.scores[i, class_index]), probability=float(computed.probabilities[i, class_index]),
         predictions=predictions(loaded, computed.probabilities[i]), method=method, layer=layer, source=source,
-        name=name, tag=target.tag, box=box, network=network, file_name=file_name,
+        name=name, tag=planned.tag, box=box, network=network, file_name=file_name,
         input_gradient=None if computed.input_gradients is None else computed.input_gradients[i],
         target=None if bound is None else bound.describe(float(computed.scores[i, class_index]),
                                                          (computed.details or [{}] * (i + 1))[i]),

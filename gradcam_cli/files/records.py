@@ -45,7 +45,7 @@ def request_key(request):
 
 
 def record_path(source, options, tag):
-    """Where the record of `source` under files.writing.Options `options` lies: beside its
+    """Where the record of `source` under files.writing.FileOptions `options` lies: beside its
     outputs, tagged like them (`tag`: the tags of every map the image gets, or None)."""
     return outputs.output_path(options.output_dir, source.name, options.name or options.method, "record", tag,
                                "json")

@@ -83,7 +83,7 @@ class Batch:
 
 class Stream:
     """Reader, writer and image thread pools for one run of `loaded` writing as `options` say
-    (files.writing.Options), its records naming `layer`. Use as a context manager."""
+    (files.writing.FileOptions), its records naming `layer`. Use as a context manager."""
 
     def __init__(self, loaded, options, layer, image_workers=None):
         self.loaded, self.options, self.layer = loaded, options, layer

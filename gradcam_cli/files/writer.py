@@ -21,7 +21,7 @@ from gradcam_cli.files import outputs, records, stream, writing
 
 
 def plan_outputs(explainer, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
-    """What a run of `explainer` writes, as files.writing.Options: files named as the command
+    """What a run of `explainer` writes, as files.writing.FileOptions: files named as the command
     names them, and the digest of what is asked (files.records.request_key) that a resumed run
     checks."""
     from gradcam_cli.explain.methods import METHODS
@@ -39,11 +39,11 @@ def plan_outputs(explainer, output_dir, classes=(), top_k=1, save=None, colormap
     if indices and int(top_k) != 1:
         raise ClassError(f"give classes or {argument('top_k')}, not both")
     method = METHODS[explainer.method]
-    options = writing.Options(output_dir=Path(output_dir), method=explainer.method, classes=indices,
+    options = writing.FileOptions(output_dir=Path(output_dir), method=explainer.method, classes=indices,
                               top_k=int(top_k), save=tuple(save or method.default_save), colormap=colormap.lower(),
                               alpha=alpha, crop=explainer.crop, reference=ready.reference, name=explainer.name,
                               details=explainer.details(), gradients=method.backprop is not None,
-                              target=None if ready.target.is_class else ready.target)
+                              bound=None if ready.target.is_class else ready.target)
     return replace(options, request=records.request_key(_request(explainer, ready, options)))
 
 
@@ -55,7 +55,7 @@ def _request(explainer, ready, options):
             "reference": None if ready.reference is None else ready.reference.name,
             "method": options.method, "name": options.name, "layer": ready.layer, "details": options.details,
             "classes": list(options.classes), "top_k": options.top_k,
-            "target": None if options.target is None else _target_request(options.target.target),
+            "target": None if options.bound is None else _target_request(options.bound.target),
             "save": list(options.save), "colormap": options.colormap, "alpha": options.alpha, "crop": options.crop}
 
 
@@ -91,12 +91,12 @@ def resumable(sources, options):
 def _in_place(record, source, options):
     """Whether every file of the stored `record` exists where this run writes it; if so, the
     record is made to name those files and the input as this run does."""
-    plan = writing.targets(options)
+    plan = writing.planned_maps(options)
     if len(record["maps"]) != len(plan):
         return False
     located = []
-    for target, entry in zip(plan, record["maps"]):
-        paths = writing.output_paths(source, options, target)
+    for planned, entry in zip(plan, record["maps"]):
+        paths = writing.output_paths(source, options, planned)
         if set(entry["outputs"]) != set(paths) or not all(Path(paths[kind]).is_file() for kind in paths):
             return False
         located.append({kind: str(paths[kind]) for kind in entry["outputs"]})
@@ -148,7 +148,7 @@ def _resumed(source, record):
 
 def _explained(explainer, sources, options, image_workers):
     ready = explainer.build()
-    plan = writing.targets(options)
+    plan = writing.planned_maps(options)
     with stream.Stream(ready.loaded, options, ready.layer, image_workers) as run:
         for batch in run.read(sources, ready.engine.batch_size):
             computed = None
@@ -170,10 +170,10 @@ def computed_maps(explainer, inputs, plan, options, views=None):
     import time
 
     started = time.perf_counter()
-    per_target = [(target, explainer.compute(inputs, np.full(len(inputs), target.code), views=views))
-                  for target in plan]
+    per_map = [(planned, explainer.compute(inputs, np.full(len(inputs), planned.code), views=views))
+               for planned in plan]
     seconds = (time.perf_counter() - started) / len(inputs)
-    return writing.Computed(per_target, seconds,
+    return writing.Computed(per_map, seconds,
                             None if options.reference is None else explainer.probabilities(inputs))
 
 

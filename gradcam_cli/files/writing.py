@@ -19,7 +19,7 @@ TOP_RANK = -1  # the target code of an image's top-1 class (explain.engine.top_r
 
 
 @dataclass
-class Options:
+class FileOptions:
     """What a run writes, and how its files are named: files.writer.plan_outputs makes one."""
 
     output_dir: Path
@@ -34,7 +34,7 @@ class Options:
     name: str = None  # what output files are named after (default: the method; methods.output_name)
     details: dict = field(default_factory=dict)  # how the maps were made, for the records (api.Explainer.details)
     gradients: bool = False  # the method draws input gradients too (guided, deconvnet): their files with `raw`
-    target: object = None  # an explain.targets.Bound other than a class: its one map per image, named by its tag
+    bound: object = None  # an explain.targets.Bound other than a class: its one map per image, named by its tag
     records: bool = True  # each image's record file beside its outputs (files.records): what resuming reads
     request: str = None  # the digest of what the run asks for (files.records.request_key; files.writer makes it)
 
@@ -50,29 +50,31 @@ class Report:
 
 
 @dataclass(frozen=True)
-class Target:
+class PlannedMap:
+    """One map each image gets, and the tag its files are named by."""
+
     code: int  # a class index, or a top rank (-1 the top class, -2 the second...)
     tag: object  # the file-name tag when an image gets several maps, else None
 
 
-def targets(options):
+def planned_maps(options):
     """The maps each image gets: a target's one (named by its tag), else one per explicit class,
     else one per top rank."""
-    if options.target is not None:
-        return [Target(options.target.code, options.target.target.tag)]
+    if options.bound is not None:
+        return [PlannedMap(options.bound.code, options.bound.target.tag)]
     if options.classes:  # always in the name: a run for another class must not overwrite or skip it
-        return [Target(c, f"class{c}") for c in options.classes]
+        return [PlannedMap(c, f"class{c}") for c in options.classes]
     if options.top_k == 1:
-        return [Target(TOP_RANK, None)]
-    return [Target(-r, f"top{r}") for r in range(1, options.top_k + 1)]
+        return [PlannedMap(TOP_RANK, None)]
+    return [PlannedMap(-r, f"top{r}") for r in range(1, options.top_k + 1)]
 
 
-def output_paths(source, options, target):
-    """{kind: path} of every file a run with `options` writes for `source` and `target`: the
+def output_paths(source, options, planned):
+    """{kind: path} of every file a run with `options` writes for `source` and one planned map: the
     --save kinds, and with `raw` for gradient methods the two gradient arrays (gradient-raw,
     gradcam-raw). The one place outputs are named."""
     def path(kind, extension=None):
-        return outputs.output_path(options.output_dir, source.name, options.name or options.method, kind, target.tag,
+        return outputs.output_path(options.output_dir, source.name, options.name or options.method, kind, planned.tag,
                                    extension)
 
     paths = {kind: path(kind) for kind in options.save}
@@ -84,7 +86,7 @@ def output_paths(source, options, target):
 def record_tag(options):
     """The tag of an image's record file: its maps' tags joined (None for one untagged map), so
     that runs for other classes or targets keep their own records."""
-    tags = [target.tag for target in targets(options) if target.tag]
+    tags = [planned.tag for planned in planned_maps(options) if planned.tag]
     if not tags:
         return None
     joined = "+".join(tags)
@@ -101,7 +103,7 @@ def record_path(source, options):
 
 def written_paths(source, options):
     """Every file a run with `options` writes for `source`: its outputs, then its record."""
-    paths = [path for target in targets(options) for path in output_paths(source, options, target).values()]
+    paths = [path for planned in planned_maps(options) for path in output_paths(source, options, planned).values()]
     return paths + ([record_path(source, options)] if options.records else [])
 
 
@@ -162,26 +164,26 @@ def render_gradients(rgb, box, gradient, product, paths, written):
 
 @dataclass
 class Computed:
-    """One batch's maps: per target (Target, explain.compute.MapBatch), the compute seconds per
+    """One batch's maps: per planned map (PlannedMap, explain.compute.MapBatch), the compute seconds per
     image, and the reference model's probabilities (dilated copies) or None."""
 
-    per_target: list
+    per_map: list
     seconds: float
     reference: np.ndarray = None
 
     def take(self, indices):
         """The images at `indices` alone."""
-        return Computed([(target, batch.take(indices)) for target, batch in self.per_target], self.seconds,
+        return Computed([(planned, batch.take(indices)) for planned, batch in self.per_map], self.seconds,
                         None if self.reference is None else self.reference[np.asarray(indices, dtype=np.int64)])
 
     @classmethod
     def joined(cls, parts):
         """Single-image Computed results joined into one batch's."""
-        per_target = [(target, type(first).joined([part.per_target[k][1] for part in parts]))
-                      for k, (target, first) in enumerate(parts[0].per_target)]
+        per_map = [(planned, type(first).joined([part.per_map[k][1] for part in parts]))
+                   for k, (planned, first) in enumerate(parts[0].per_map)]
         references = [part.reference for part in parts]
         reference = None if references[0] is None else np.concatenate(references)
-        return cls(per_target, float(np.mean([part.seconds for part in parts])), reference)
+        return cls(per_map, float(np.mean([part.seconds for part in parts])), reference)
 
 
 def image_events(loaded, source, rgb, box, i, computed, options, layer):
@@ -189,7 +191,7 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
     class) per map zero everywhere, ("rejected", source, (reason, record)) for a model output
     that is not finite, ("failed", source, OSError) for a write error, ("unreadable", source,
     reason) when rendering failed."""
-    probabilities = computed.per_target[0][1].probabilities
+    probabilities = computed.per_map[0][1].probabilities
     record = {
         "input": str(source.path),
         "model": loaded.name,
@@ -200,7 +202,7 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
         "output": loaded.output.name,
         "channels": loaded.colour,
         "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],  # [width, height], as every [x, y] here
-        **({"predictions": predictions(loaded, probabilities[i])} if options.target is None else {}),
+        **({"predictions": predictions(loaded, probabilities[i])} if options.bound is None else {}),
         "maps": [],
         "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
     }
@@ -209,34 +211,34 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
     if computed.reference is not None:
         record["reference_model"] = options.reference.name
         record["reference_predictions"] = predictions(options.reference, computed.reference[i])
-    scores = computed.per_target[0][1].scores[i]
+    scores = computed.per_map[0][1].scores[i]
     if not np.isfinite(scores).all():
         bad = int((~np.isfinite(scores)).sum())
         reason = (f"the model's output is not finite ({bad} of {scores.size} class scores are inf or NaN): "
                   "no map written")
         record.update(error=reason, warning="non-finite model output; such numbers are null here")
         return [("rejected", source, (reason, record))]
-    reason = (computed.per_target[0][1].details or [{}] * (i + 1))[i].get("target_refusal")
+    reason = (computed.per_map[0][1].details or [{}] * (i + 1))[i].get("target_refusal")
     if reason is not None:  # a target this image does not have: nothing predicted as the class, no box matched
         return [("rejected", source, (reason, dict(record, error=reason)))]
     empties = []
     try:
         if options.records:  # first: an earlier run's record must not vouch for the files rewritten now
             Path(record_path(source, options)).unlink(missing_ok=True)
-        for target, result in computed.per_target:
+        for planned, result in computed.per_map:
             class_index = int(result.classes[i])
-            paths = output_paths(source, options, target)
+            paths = output_paths(source, options, planned)
             entry = render_map(loaded.label(class_index), rgb, box, result.small_maps[i], class_index,
                                float(result.scores[i, class_index]), float(probabilities[i, class_index]),
                                paths, options)
             if result.details is not None:
                 entry.update(result.details[i])
-            if options.target is not None:
-                entry["target"] = options.target.describe(entry["score"], {key: entry.pop(key) for key in list(entry)
+            if options.bound is not None:
+                entry["target"] = options.bound.describe(entry["score"], {key: entry.pop(key) for key in list(entry)
                                                                            if key.startswith("target_")})
                 del entry["probability"]
             if result.input_gradients is not None:
-                entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.guided(i),
+                entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.gradient_times_map(i),
                                                      paths, entry["outputs"])
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))

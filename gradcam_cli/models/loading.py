@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 
 from gradcam_cli.errors import GradcamError, ModelError, argument, one_line
-from gradcam_cli.models import graph, heads, hub, labels as labels_module, registry, targets, tokens
+from gradcam_cli.models import graph, heads, hub, labels as labels_module, registry, target_layers, tokens
 from gradcam_cli.models.precision import set_precision
 from gradcam_cli.models.user_code import import_user_code, unknown_classes
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
@@ -91,7 +91,7 @@ class LoadedModel:
     def target_layer(self, name=None):
         """The path of the layer to explain: `name` ('block5_conv3', 'resnet50/conv5_block3_out')
         or, when None, the default. LayerError, listing candidates, when it cannot be a target."""
-        return self.default_layer if name is None else targets.resolve(self, name)
+        return self.default_layer if name is None else target_layers.resolve(self, name)
 
     def grid_of(self, path):
         """The tokens.TokenGrid of the layer at `path`, or None (a spatial layer)."""
@@ -332,7 +332,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
         layers = graph.describe_layers(model, input_size, channels)
     except Exception as error:  # a layer whose shape cannot be inferred symbolically
         raise ModelError(f"{name}: cannot infer layer shapes: {one_line(error, 200)}") from None
-    layers = targets.annotate(layers, input_size, *token_layout)
+    layers = target_layers.annotate(layers, input_size, *token_layout)
     spatial = {info.path for info in layers if info.mappable}
     if detection is None:
         found = heads.logit_layer(chain, lambda path: path in spatial)
@@ -348,8 +348,8 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
     try:
-        default_layer = (targets.bottleneck(layers, targets.feeding(model, chosen)) if output_kind == "map" else
-                         targets.default_target_layer(model, layers, input_size, token_layout))
+        default_layer = (target_layers.bottleneck(layers, target_layers.feeding(model, chosen)) if output_kind == "map" else
+                         target_layers.default_target_layer(model, layers, input_size, token_layout))
     except GradcamError as error:
         raise ModelError(f"{name}: {error.args[0]}") from None
     return LoadedModel(

@@ -102,7 +102,7 @@ def _smoothed_gradient_suffix(values):
 
 def _gradient_image_method(mode, summary, paper):
     """guided and deconvnet: Grad-CAM's map and the input gradient through the ReLUs `mode`'s way
-    (models/guided.py), optionally smoothed (--smoothgrad N)."""
+    (models/backprop_relus.py), optionally smoothed (--smoothgrad N)."""
     return Method(mode, summary, paper, _GRADIENT_NEEDS + ("input-gradients",), channel_weights=_gradcam,
                   backprop=mode, options=(GUIDED_SAMPLES, NOISE), record=_smoothed_gradient_record,
                   suffix=_smoothed_gradient_suffix)
@@ -407,7 +407,7 @@ POOLING = ("mean", "max")
 def context_for(method, loaded, target_path, pool="mean", options=None):
     """What `method` needs beyond the engine's results; ValueError when it does not apply.
     options: the method's option values (Method.values)."""
-    from gradcam_cli.models.guided import census
+    from gradcam_cli.models.backprop_relus import census
     from gradcam_cli.models.heads import cam_classifier
 
     kernel = relus = None

@@ -72,7 +72,7 @@ def ablationcam_channel_weights(result, context):
     can be cut there, else by the whole model (`whole_model_scores`)."""
     engine = result.engine
     try:
-        engine._upper_cut()
+        engine.upper_cut()
         ablated_scores = engine.upper_scores_ablated
     except ValueError:  # a residual connection from below, a transformer's prefix tokens: the whole model
         ablated_scores = whole_model_scores(engine, result.inputs)
@@ -108,7 +108,7 @@ def whole_model_scores(engine, inputs):
 
         return ops.zeros((ops.shape(rows)[0],)), {"raw": engine.loaded.forward(rows, rewrite)}
 
-    step = engine._compiled(("ablated-whole",), "forward", forward)
+    step = engine.compiled(("ablated-whole",), "forward", forward)
     inputs = np.asarray(inputs, dtype=np.float32)
 
     def scores(activations, images, channels):

@@ -125,5 +125,5 @@ class Context:
 
     pool: str = "mean"
     classifier_kernel: object = None  # (K, C) for CAM
-    relus: object = None  # models.guided.Census for backprop methods
+    relus: object = None  # models.backprop_relus.Census for backprop methods
     options: dict = field(default_factory=dict)  # {option name: value}

@@ -71,7 +71,7 @@ def refinecam_maps(explainer, inputs, codes):
     multiplied (refine). Returns an explain.compute.MapBatch with maps at the input's size."""
     from dataclasses import replace
 
-    bases = [explainer.base([name]) for name in explainer.target_names]
+    bases = [explainer.base([name]) for name in explainer.layer_names]
     first = bases[0].compute(inputs, codes)
     others = [base.compute(inputs, first.classes) for base in bases[1:]]
     refined = refine([first.small_maps] + [other.small_maps for other in others],

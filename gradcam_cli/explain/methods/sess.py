@@ -156,7 +156,7 @@ def sess_maps(explainer, inputs, codes):
     from gradcam_cli.explain.methods.refinecam import min_max
 
     options = explainer.options
-    base = explainer.base(explainer.target_names)
+    base = explainer.base(explainer.layer_names)
     size = tuple(inputs.shape[1:3])
     whole = base.compute(inputs, codes)
     found = windows(size, options.get("sess_scales", DEFAULT_SCALES),

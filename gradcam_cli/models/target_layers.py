@@ -125,7 +125,7 @@ def last_attention_input(model, layers):
         return None
     last = layers[attention[-1]]
     nodes = getattr(last.layer, "_inbound_nodes", None) or ()
-    if _in_graph(model, last.path):
+    if in_graph(model, last.path):
         arguments = getattr(nodes[0], "arguments", None) if nodes else None
         if arguments is None:
             return None
@@ -140,7 +140,7 @@ def last_attention_input(model, layers):
     return None
 
 
-def _in_graph(model, path):
+def in_graph(model, path):
     """Whether the layer at `path` is a node of a functional model (its own or a nested one's)."""
     holder = model
     for name in path[:-1]:

@@ -124,7 +124,7 @@ def _deconvnet_relu(pre_activation, activation):
     return call(pre_activation)
 
 
-def _without_activation(layer):
+def without_activation(layer):
     """A view of `layer` that shares its variables and everything else but calls no activation:
     its pre-activation output. Built beside the layer; the layer itself is not touched."""
     view = object.__new__(type(layer))
@@ -145,7 +145,7 @@ def relu_call(layer, mode):
         return lambda *args, **kwargs: _positive_gradient(layer(*args, **kwargs))
     if kind == "layer":
         return lambda x, *args, **kwargs: _deconvnet_relu(x, lambda z: layer(z, *args, **kwargs))
-    linear = _without_activation(layer)
+    linear = without_activation(layer)
     return lambda *args, **kwargs: _deconvnet_relu(linear(*args, **kwargs), layer.activation)
 
 
