@@ -19,19 +19,47 @@ of any images and classes; `compute` those of a prepared batch), and files.write
 files and records (`write` and `stream` hand a folder to it).
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError
+from gradcam_cli.explain.prepared import Prepared, shared_engine
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list, read_input
-from gradcam_cli.explain.prepared import Prepared, shared_engine
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
 
+if TYPE_CHECKING:  # (the casts below: explain/prepared.py's Prepared types its fields `object`)
+    import keras
 
-def load_model(model, weights=None, preprocess=None, input_size=None, labels=None, trust=False,
-               precision="float32", output=None, imports=(), device="auto", grid=None, prefix_tokens=None):
+    from gradcam_cli.explain.compute import MapBatch
+    from gradcam_cli.explain.engine import Engine
+    from gradcam_cli.explain.targets import Bound
+    from gradcam_cli.files.inputs import Source
+    from gradcam_cli.files.writing import FileOptions, Report
+    from gradcam_cli.models.loading import LoadedModel
+
+# What the API takes: an image is a path or an (H, W, 3) / (H, W) uint8 RGB array; a class an index or a name,
+# one for all images or one per image (None: the image's top-1); a model a LoadedModel, name, path or Explainer.
+ImageInput: TypeAlias = str | Path | npt.NDArray[np.uint8]
+Images: TypeAlias = ImageInput | Iterable[ImageInput]
+ClassChoice: TypeAlias = int | str
+Classes: TypeAlias = ClassChoice | Sequence[ClassChoice | None] | None
+ModelInput: TypeAlias = "LoadedModel | str | Path | Explainer"
+
+
+def load_model(model: str | os.PathLike[str] | keras.Model, weights: str | os.PathLike[str] | None = None,
+               preprocess: str | None = None, input_size: tuple[int, int] | None = None,
+               labels: str | os.PathLike[str] | None = None, trust: bool = False,
+               precision: Literal["float32", "mixed-bfloat16"] = "float32", output: str | int | None = None,
+               imports: Iterable[str] = (), device: Literal["auto", "cpu", "gpu"] = "auto",
+               grid: tuple[int, int] | str | None = None, prefix_tokens: int | None = None) -> LoadedModel:
     """A model ready to explain: a keras.applications or demo name ('resnet50', 'demo-gap'), a
     .keras / .h5 path, a keras-hub preset ('hub:vit_base_patch16_224_imagenet', 'kaggle://...',
     'hf://...'; the [hub] extra) or a Keras model object (a keras-hub ImageClassifier is given
@@ -76,8 +104,12 @@ class Explainer:
     (`gradcam methods NAME` lists them; a None value is "not given"), and load_model's.
     """
 
-    def __init__(self, model, method="gradcam", layer=None, batch_size=16, pool="mean", crop=False, jit=False,
-                 aug_smooth=False, eigen_smooth=False, network=None, compat=None, target=None, **arguments):
+    def __init__(self, model: LoadedModel | str | Path, method: str = "gradcam",
+                 layer: str | Sequence[str] | None = None, batch_size: int = 16, pool: Literal["mean", "max"] = "mean",
+                 crop: bool = False, jit: bool = False, aug_smooth: bool = False, eigen_smooth: bool = False,
+                 network: Literal["exact", "no-pooling"] | None = None,
+                 compat: Literal["pytorch-grad-cam", "tf-keras-vis"] | None = None,
+                 target: str | Callable[[Any], Any] | Bound | None = None, **arguments: Any) -> None:
         from gradcam_cli.explain.methods import METHODS, NETWORKS, OPTION_NAMES, POOLING
 
         if method not in METHODS:
@@ -124,14 +156,14 @@ class Explainer:
             self.base_options = {}
         self.options = chosen.values(given, compat)  # every option's value, checked
         self.load_options = {name: value for name, value in arguments.items() if name in LOAD_OPTIONS}
-        self._ready = None
-        self._bases = {}  # a meta-method's base Explainers, by their layers (`base`)
+        self._ready: Prepared | None = None
+        self._bases: dict[Any, Explainer] = {}  # a meta-method's base Explainers, by their layers (`base`)
 
     # An API input (a path or an array) as RGB through files/'s one gate: how explain/ code handed
     # this Explainer (explain.concepts) reads images without reading files itself.
     read_image = staticmethod(read_input)
 
-    def __getstate__(self):  # what a worker receives: the arguments, not a built engine
+    def __getstate__(self) -> dict[str, Any]:  # what a worker receives: the arguments, not a built engine
         state = dict(self.__dict__, _ready=None, _bases={})
         if not isinstance(self.model, (str, Path)):
             raise GradcamError("an Explainer built on a loaded model cannot be sent to another process; "
@@ -139,23 +171,21 @@ class Explainer:
         return state
 
     @property
-    def loaded(self):
+    def loaded(self) -> LoadedModel:
         """The model explained (for dilated methods, its dilated copy)."""
-        return self.build().loaded
+        return cast("LoadedModel", self.build().loaded)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """What the outputs are named after: the method, and the dilated copy it runs on."""
-        from gradcam_cli.explain.methods import output_name
-
-        from gradcam_cli.explain.methods import METHODS
+        from gradcam_cli.explain.methods import METHODS, output_name
 
         smoothing = ("-aug-smooth" if self.aug_smooth else "") + ("-eigen-smooth" if self.eigen_smooth else "")
         method = METHODS[self.method]
         return output_name(self.method, self.network) + (method.suffix(self.options) if method.suffix else "") \
             + smoothing
 
-    def build(self, shared=None):
+    def build(self, shared: dict[Any, Any] | None = None) -> Prepared:
         """Load the model if needed and build what computing maps takes, once: an engine per
         target layer (on the dilated copy for dilated methods, its batch cut to fit memory)
         and the method's context. Returns them as a Prepared. `shared`: a dict that Explainers
@@ -167,8 +197,8 @@ class Explainer:
 
     def _build(self, shared):
         from gradcam_cli.explain.methods import METHODS, context_for
-        from gradcam_cli.models.graph import path_name
         from gradcam_cli.models.dilated import dilated_copy, dilated_target, fitting_batch
+        from gradcam_cli.models.graph import path_name
 
         batch_size = self.batch_size
         loaded = self.model
@@ -232,47 +262,48 @@ class Explainer:
             prepare(loaded, [rgb], self.crop)[0])[0]
         return for_method(self.target, self.method, self.network, loaded, shared, TargetFiles(embedding))
 
-    def with_method(self, method, **options):
+    def with_method(self, method: str, **options: Any) -> Explainer:
         """An Explainer of another method on this one's model, layer, batch size and compilation,
         sharing what this one built (the model, dilated copies, engines): `options` are its own."""
         ready = self.build()
-        other = Explainer(ready.reference or ready.loaded, method, layer=self.layer, batch_size=self.batch_size,
-                          jit=self.jit, crop=self.crop, compat=self.compat, target=self.target, **options)
+        other = Explainer(cast("LoadedModel", ready.reference or ready.loaded), method, layer=self.layer,
+                          batch_size=self.batch_size, jit=self.jit, crop=self.crop, compat=self.compat,
+                          target=self.target, **options)
         other.build(ready.shared)
         return other
 
-    def class_indices(self, classes):
+    def class_indices(self, classes: ClassChoice | Iterable[ClassChoice] | None) -> tuple[int, ...]:
         """Class indices of `classes` (indices or class names, one or several), duplicates
         dropped; ClassError for one the model does not have."""
         from gradcam_cli.models.labels import class_index
 
-        loaded = self.model if hasattr(self.model, "target_layer") else self.build().loaded
+        loaded = cast("LoadedModel", self.model if hasattr(self.model, "target_layer") else self.build().loaded)
         wanted = [classes] if isinstance(classes, (int, str)) else list(classes or ())
         return tuple(dict.fromkeys(class_index(c, loaded.labels, loaded.num_classes) for c in wanted))
 
     @property
-    def aug_mode(self):
+    def aug_mode(self) -> str:
         """How --aug-smooth makes its views: zoomed (ours) or, under compat='pytorch-grad-cam', the
         input multiplied by 0.9/1.0/1.1 (its ttach transforms: smoothing.py)."""
         from gradcam_cli.explain.smoothing import COMPAT_MODES
 
-        return COMPAT_MODES.get(self.compat, "zoom")
+        return COMPAT_MODES.get(self.compat or "", "zoom")
 
     @property
-    def layer_names(self):
+    def layer_names(self) -> list[str]:
         """The names of the layers the maps are of (several for a list of layers)."""
         from gradcam_cli.models.graph import path_name
 
         return [path_name(engine.target_path) for engine in self.build().engines]
 
-    def base(self, layers):
+    def base(self, layers: Sequence[str]) -> Explainer:
         """A meta-method's base method as an Explainer on `layers` (names; several are averaged),
         sharing this one's model, engines, batch size, compilation, crop and compat; the base
         method's own options are those this Explainer was given for it."""
         ready = self.build()
         key = tuple(layers)
         if key not in self._bases:
-            base = Explainer(ready.reference or ready.loaded, self.options["base_method"],
+            base = Explainer(cast("LoadedModel", ready.reference or ready.loaded), self.options["base_method"],
                              layer=list(layers) if len(layers) > 1 else layers[0], batch_size=self.batch_size,
                              pool=self.pool, crop=self.crop, jit=self.jit, eigen_smooth=self.eigen_smooth,
                              compat=self.compat, target=self.target, **self.base_options)
@@ -280,7 +311,8 @@ class Explainer:
             self._bases[key] = base
         return self._bases[key]
 
-    def compute(self, inputs, codes, strongest=False, views=None):
+    def compute(self, inputs: npt.NDArray[np.floating[Any]], codes: npt.ArrayLike, strongest: bool = False,
+                views: Sequence[tuple[int, int, int, int]] | None = None) -> MapBatch:
         """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
         index, or engine.top_rank(r)): an explain.compute.MapBatch, smoothed and averaged over
         layers as the Explainer says. `strongest`: for channel-weight methods, the map of the
@@ -292,10 +324,10 @@ class Explainer:
 
         ready = self.build()
         codes = np.asarray(codes)
-        if ready.target.per_view:  # a box target: the images of each view geometry together
+        if cast("Bound", ready.target).per_view:  # a box target: the images of each view geometry together
             if views is None or len(views) != len(inputs):
                 raise GradcamError("a box target is carried onto each image's view: give the images' view boxes")
-            groups = {}
+            groups: dict[tuple[int, ...], list[int]] = {}
             for i, view in enumerate(views):
                 groups.setdefault(tuple(int(v) for v in view), []).append(i)
             parts = [self._view(view).compute(inputs[rows], codes[rows], strongest) for view, rows in groups.items()]
@@ -322,7 +354,7 @@ class Explainer:
             return first
         # every other layer explains the class the first one chose
         others = [one_layer(engine, first.classes) for engine in ready.engines[1:]]
-        return smoothing.layers_averaged([first] + others, ready.loaded.input_size)
+        return smoothing.layers_averaged([first] + others, cast("LoadedModel", ready.loaded).input_size)
 
     def _view(self, view):
         """This Explainer for one view geometry of a box target (explain.targets.bind_view),
@@ -339,36 +371,39 @@ class Explainer:
             self._bases[bound] = other
         return self._bases[bound]
 
-    def prepare(self, rgbs):
+    def prepare(self, rgbs: Iterable[npt.NDArray[np.uint8]]
+                ) -> tuple[npt.NDArray[np.floating[Any]], list[tuple[int, int, int, int]]]:
         """Decoded RGB images as the model sees them: (preprocessed batch, boxes)."""
         from gradcam_cli.files.images import prepare
 
         return prepare(self.build().loaded, rgbs, self.crop)
 
     @property
-    def scoring_engine(self):
+    def scoring_engine(self) -> Engine:
         """The compiled forward step of the model judged: the original model (for an Explainer
         on a dilated copy, the model it was made from)."""
         ready = self.build()
-        if ready.reference is None:
+        reference = cast("LoadedModel | None", ready.reference)
+        if reference is None:
             return ready.engine
-        return shared_engine(ready.shared, ready.reference, ready.reference.target_layer(None), self.batch_size, self.jit)
+        return shared_engine(ready.shared, reference, reference.target_layer(None), self.batch_size, self.jit)
 
-    def probabilities(self, inputs):
+    def probabilities(self, inputs: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
         """Class probabilities of preprocessed inputs (N, H, W, C) by the original model, through
         its compiled forward step (the one scoring route: faithfulness, compare, the top-1 of the
         randomisation test). (N, C) float32."""
         return self.scoring_engine.probabilities(inputs)
 
-    def maps(self, images, classes=None, strongest=False):
+    def maps(self, images: Images, classes: Classes = None, strongest: bool = False) -> ImageMaps:
         """Maps for these images and classes, in batches of the engine's batch size: an ImageMaps.
         images: decoded RGB arrays (H, W, 3) uint8 or paths. classes: None (each image's top-1),
         one class (an index or a name) for all, or one per image (None in the list: that image's
         top-1; a negative code: engine.top_rank). `strongest`: as compute."""
         ready = self.build()
         rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(input_list(images))]
-        if classes is None and ready.target.code >= 0:  # class:N, or a target's own column
-            classes = ready.target.code
+        target = cast("Bound", ready.target)
+        if classes is None and target.code >= 0:  # class:N, or a target's own column
+            classes = target.code
         codes = class_codes(ready.reference or ready.loaded, classes, len(rgbs))  # a target's columns alike
         size = ready.engine.batch_size
         batches, boxes = [], []
@@ -380,21 +415,23 @@ class Explainer:
 
         return ImageMaps(MapBatch.joined(batches) if batches else None, rgbs, boxes)
 
-    def file_options(self, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
+    def file_options(self, output_dir: str | os.PathLike[str], classes: Classes = (), top_k: int = 1,
+                     save: Sequence[str] | None = None, colormap: str = "jet", alpha: float = 0.4) -> FileOptions:
         """What `write` writes, as files.writing.FileOptions: files named as the command names them
         (files.writer.plan_outputs)."""
         from gradcam_cli.files.writer import plan_outputs
 
         return plan_outputs(self, output_dir, classes, top_k, save, colormap, alpha)
 
-    def details(self):
+    def details(self) -> dict[str, Any]:
         """What a record says of how its maps were made, beyond method and layer: the network,
         the smoothing, compat, the method's options (its entry's record) and warnings."""
         from gradcam_cli.explain.prepared import details
 
         return details(self, self.build())
 
-    def stream(self, sources, options, image_workers=None, skip_existing=False):
+    def stream(self, sources: Iterable[Source], options: FileOptions, image_workers: int | None = None,
+               skip_existing: bool = False) -> Iterator[tuple[str, Source | None, Any]]:
         """Explain inputs.Sources (files) and write their outputs and records as the command does,
         streaming; yields the run's events in input order (files.writer.stream_outputs).
         `skip_existing`: images an earlier run finished are not done again; their stored records
@@ -403,8 +440,11 @@ class Explainer:
 
         return stream_outputs(self, sources, options, image_workers, skip_existing)
 
-    def write(self, sources, options, on_result=None, on_failure=None, on_empty=None, progress=None,
-              image_workers=None, skip_existing=False):
+    def write(self, sources: Iterable[Source], options: FileOptions,
+              on_result: Callable[[dict[str, Any]], object] | None = None,
+              on_failure: Callable[..., object] | None = None, on_empty: Callable[[Source, int], object] | None = None,
+              progress: Callable[[int], object] | None = None, image_workers: int | None = None,
+              skip_existing: bool = False) -> Report:
         """`stream`, with a callback per event (files.writer.write_outputs): on_result(record) per
         image done, on_failure(source, reason[, record]) per image that failed (the others go on),
         on_empty(source, class_index) per map that is zero everywhere, progress(n) per batch.
@@ -414,7 +454,8 @@ class Explainer:
         return write_outputs(self, sources, options, on_result, on_failure, on_empty, progress, image_workers,
                              skip_existing)
 
-    def __call__(self, images, classes=None, top_k=1, names=None):
+    def __call__(self, images: Images, classes: Classes = None, top_k: int = 1,
+                 names: Sequence[str] | None = None) -> list[Explanation]:
         """Explanations of `images` (paths, or (H, W, 3) / (H, W) uint8 arrays): for each image,
         one per class of `classes` (indices or class names), else one per its `top_k` most
         likely classes; in input order. `names`: the output names for arrays (default
@@ -426,13 +467,13 @@ class Explainer:
         rgbs = [rgb for rgb, _, _ in decoded]
         per_map = [(planned, self.maps(rgbs, planned.code))
                    for planned in planned_maps(self.file_options(".", classes, top_k))]
-        bound = None if ready.target.is_class else ready.target
+        bound = None if cast("Bound", ready.target).is_class else ready.target
         return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], planned, self.method,
                             ready.layer, self.network, self.name, bound)
                 for i, (rgb, source, name) in enumerate(decoded) for planned, found in per_map]
 
 
-def loaded_model(model):
+def loaded_model(model: ModelInput) -> LoadedModel:
     """A LoadedModel from what the API's functions take: a LoadedModel (load_model), a model
     name or file path (loaded with default options), or an Explainer (its model; the original
     for one on a dilated copy)."""
@@ -440,7 +481,7 @@ def loaded_model(model):
         return load_model(str(model))
     if isinstance(model, Explainer):
         built = model.build()
-        return built.reference or built.loaded
+        return cast("LoadedModel", built.reference or built.loaded)
     if not hasattr(model, "target_layer"):
         raise GradcamError("give a model name or path, a model from gradcam_cli.load_model, or an Explainer. "
                            f"Received: {type(model).__name__}")
