@@ -5,6 +5,8 @@ measures of `gradcam eval` as functions: `measure_faithfulness(model, images, ma
 (gradcam_cli.evaluate.randomisation) and `assess(model, methods, measures)`
 (gradcam_cli.evaluate.assess). The rooms inside: README.md's "The package"."""
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 __all__ = ["Explainer", "Explanation", "load_model", "measure_faithfulness", "randomisation_check", "assess",
@@ -15,7 +17,14 @@ _LAZY = {"Explainer": ("api", "Explainer"), "Explanation": ("api", "Explanation"
          "assess": ("evaluate.assess", "assess")}
 
 
-def __getattr__(name):
+if TYPE_CHECKING:  # what type checkers and editors see of the lazy names below
+    from gradcam_cli.api import Explainer, Explanation, load_model
+    from gradcam_cli.evaluate.assess import assess
+    from gradcam_cli.evaluate.faithfulness_report import measure_faithfulness
+    from gradcam_cli.evaluate.randomisation import cascading_randomisation as randomisation_check
+
+
+def __getattr__(name: str) -> Any:
     # The API is imported on first use, so `gradcam --help` (which imports this package) stays
     # free of numpy, Keras and TensorFlow.
     if name in _LAZY:

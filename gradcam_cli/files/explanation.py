@@ -1,58 +1,69 @@
 """What the API hands back: an Explanation per image and class (the map, its class, scores,
 and how to draw or save it as the command does), and ImageMaps, Explainer.maps' answer."""
 
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from gradcam_cli.explain.compute import MapBatch
 
 
 @dataclass
 class Explanation:
     """One map: an image explained for one class."""
 
-    image: np.ndarray  # (H, W, 3) uint8 RGB, as decoded
-    small_map: np.ndarray  # (h, w) at the target layer's resolution, after the ReLU
+    image: npt.NDArray[np.uint8]  # (H, W, 3) RGB, as decoded
+    small_map: npt.NDArray[np.float32]  # (h, w) at the target layer's resolution, after the ReLU
     class_index: int
     label: str
     score: float  # the class score before the softmax
     probability: float
-    predictions: list  # the top 5: [{"class", "label", "probability"}]
+    predictions: list[dict[str, Any]]  # the top 5: [{"class", "label", "probability"}]
     method: str
     layer: str
-    source: str = None  # the input's path, or None for an array
+    source: str | None = None  # the input's path, or None for an array
     name: str = "image.png"  # the name outputs are given (the file name, extension kept)
-    tag: str = None  # the file-name tag: 'class3', 'top2', or None for the one top-1 map
-    input_gradient: np.ndarray = None  # (H', W', C) at the model's input size, backprop methods
-    box: tuple = None  # (x0, y0, x1, y1): the part of the image the model saw
-    network: str = None  # 'exact' or 'no-pooling' when computed on a dilated copy
-    file_name: str = None  # what its files are named after, as the command names them (api.Explainer.name)
-    target: dict = None  # a target other than a class: its record's entry (kind, spec, value, the box matched...)
+    tag: str | None = None  # the file-name tag: 'class3', 'top2', or None for the one top-1 map
+    input_gradient: npt.NDArray[np.float32] | None = None  # (H', W', C) at the model's input size, backprop methods
+    box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1): the part of the image the model saw
+    network: str | None = None  # 'exact' or 'no-pooling' when computed on a dilated copy
+    file_name: str | None = None  # what its files are named after, as the command names them (api.Explainer.name)
+    target: dict[str, Any] | None = None  # a target other than a class: its record's entry (kind, spec, value...)
 
     @property
-    def map(self):
+    def map(self) -> npt.NDArray[np.float32]:
         """The map at the image's resolution, normalised to [0, 1] (zero everywhere if empty)."""
         from gradcam_cli.explain.maps import full_map
 
         return full_map(self.small_map, self.box, self.image.shape)[1]
 
     @property
-    def empty(self):
+    def empty(self) -> bool:
+        """Whether the map is zero everywhere."""
         return not float(self.small_map.max(initial=0.0)) > 0.0
 
-    def heatmap(self, colormap="jet"):
+    def heatmap(self, colormap: str = "jet") -> npt.NDArray[np.uint8]:
         """The map in `colormap` as an (H, W, 3) uint8 RGB array."""
         from gradcam_cli.files import render
 
         return render.outside_box(render.colorize(self.map, colormap), self.image, self.box)
 
-    def overlay(self, colormap="jet", alpha=0.4):
+    def overlay(self, colormap: str = "jet", alpha: float = 0.4) -> npt.NDArray[np.uint8]:
         """The coloured map blended onto the image: an (H, W, 3) uint8 RGB array."""
         from gradcam_cli.files import render
 
         return render.map_overlay(self.image, render.colorize(self.map, colormap), self.box, alpha)
 
-    def save(self, output_dir, save=None, colormap="jet", alpha=0.4):
+    def save(self, output_dir: str | os.PathLike[str], save: Sequence[str] | None = None, colormap: str = "jet",
+             alpha: float = 0.4) -> dict[str, str]:
         """Write this map's files as the command does (OUTDIR/NAME.METHOD[.TAG].KIND.png):
         `save` kinds (default: the method's, as the command's --save). Returns {kind: path}."""
         from gradcam_cli.explain.methods import METHODS, output_name
@@ -80,25 +91,29 @@ class Explanation:
 @dataclass
 class ImageMaps:
     """Explainer.maps' answer: the maps of every image (an explain.compute.MapBatch over all of
-    them, in order), the images and the part of each the model saw."""
+    them, in order; None for no images), the images and the part of each the model saw."""
 
-    batch: object
-    images: list  # (H, W, 3) uint8 RGB
-    boxes: list  # (x0, y0, x1, y1) per image
+    batch: MapBatch | None
+    images: list[npt.NDArray[np.uint8]]  # (H, W, 3) RGB
+    boxes: list[tuple[int, int, int, int]]  # (x0, y0, x1, y1) per image
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.images)
 
     @property
-    def classes(self):
+    def classes(self) -> npt.NDArray[np.int64]:
+        """The class (or target column) each map explains, one per image."""
+        assert self.batch is not None, "no images"
         return self.batch.classes
 
-    def on_image(self, i):
+    def on_image(self, i: int) -> npt.NDArray[np.float32]:
         """Image i's map at its resolution, normalised to [0, 1] (MapBatch.on_image)."""
+        assert self.batch is not None, "no images"
         return self.batch.on_image(i, self.boxes[i], self.images[i].shape)
 
-    def at_input(self, i):
+    def at_input(self, i: int) -> npt.NDArray[np.float32]:
         """Image i's map over the model's view, not normalised (MapBatch.at_input)."""
+        assert self.batch is not None, "no images"
         return self.batch.at_input(i)
 
 
