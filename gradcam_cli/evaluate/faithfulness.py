@@ -1,99 +1,12 @@
-"""Faithfulness: does the output of the model depend on the pixels a map calls important? Deletion
-and insertion, Average Drop and Increase in Confidence, and ROAD, each beside a uniform- and a
-random-map baseline.
+"""Faithfulness: does the model's output depend on the pixels a map calls important? Deletion
+and insertion (RISE), Average Drop and Increase in Confidence (Grad-CAM++) and ROAD (its imputation:
+road.py), each beside a uniform- and a random-map baseline. Everything takes plain arrays and one
+callable, so the command line, the API and Ray workers share it: views (B, H, W, 3) RGB 0..255 as
+the model sees them before preprocessing, maps (B, h, w) at any resolution, classes (B,), and
+probabilities, RGB views (N, H, W, 3) -> (N, C). Figures perturb the view, never the preprocessed input.
 
-Everything here takes plain arrays and one callable, so the command line, the API and Ray
-workers share it:
-
-    views          (B, H, W, 3) float, RGB 0..255: each image as the model sees it before its
-                   preprocessing (files.images.model_view, what files.images.prepare preprocesses)
-    maps           (B, h, w): one map per image, any resolution (resized to H x W by view_maps:
-                   bilinear when enlarging, pixel-area averaging when shrinking)
-    classes        (B,): the class each map explains (explain.compute.MapBatch.classes)
-    probabilities  a callable (N, H, W, 3) RGB views -> (N, C) class probabilities; the caller
-                   preprocesses, e.g. `lambda rgb: engine.probabilities(preprocess(rgb, mode))`
-                   (engine.Engine.probabilities: compiled, chunked, forward only)
-
-f_c(X) below is the probability of class c on view X. Every figure perturbs the view (0..255
-RGB), never the preprocessed input.
-
-Deletion and insertion (Petsiuk, Das and Saenko, "RISE: Randomized Input Sampling for
-Explanation of Black-box Models", BMVC 2018). With pi the pixels ordered by decreasing map
-value, N = H W pixels and S steps:
-
-    n_k   = floor(k N / S), k = 0..S      pixels changed after step k (S equal steps)
-    x_k   = n_k / N                       the fraction of pixels changed, x_0 = 0, x_S = 1
-    D_k   = X with pi_1..pi_{n_k} replaced by the baseline B(X)     (deletion)
-    I_k   = blur(X) with pi_1..pi_{n_k} taken from X                (insertion)
-    AUC   = sum_k (x_{k+1} - x_k) (y_k + y_{k+1}) / 2,  y_k = f_c(D_k) or f_c(I_k)
-
-the trapezoid rule on x in [0, 1] (RISE's `auc`, with its equal spacing). A faithful map has a
-low deletion AUC (the probability falls as soon as its top pixels go) and a high insertion AUC.
-All S + 1 images of an image are built at once and scored in one call with the batch's other
-images (a call holds as many whole curves as SCORING_BUDGET_BYTES allows: one call for ResNet50's
-16 x 21 views).
-
-Average Drop and Increase in Confidence (Chattopadhyay, Sarkar, Howlader and Balasubramanian,
-"Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep Convolutional Networks",
-WACV 2018). With Y_i = f_c(X_i) and O_i = f_c(X_i o E_i), E_i the map at the view's resolution
-normalised to [0, 1]:
-
-    Average Drop %            = 100 / B sum_i max(0, Y_i - O_i) / Y_i
-    Increase in Confidence %  = 100 / B sum_i 1[O_i > Y_i]
-
-ROAD (Rong, Leemann, Borisov, Kasneci and Kasneci, "A Consistent and Efficient Evaluation
-Strategy for Attribution Methods", ICML 2022): the removed pixels imputed from their neighbours
-(road.py), not set to a constant. MoRF at p% removes the p% most relevant pixels, LeRF the p%
-least relevant, p = 10, 20, ..., 90; the summary's ROAD figure (pytorch-grad-cam's ROADCombined)
-is (mean LeRF - mean MoRF) / 2.
-
-Our choices, each named:
-
-- Pixel order: a stable sort of the map's values, largest first; ties keep raster order (row by
-  row from the top left, `removal_order`). RISE's `np.argsort` leaves ties in an unspecified
-  order; the ROAD code (tleemann/road_evaluation, ImputedDataset) adds 1e-4 N(0, 1) jitter to
-  the [0, 1]-rescaled map, a random tie order. A post-ReLU Grad-CAM map has large zero regions,
-  so the tie order decides the tail of every curve.
-- A uniform map (uniform_map) is all ties: its order is raster order, so its deletion curve is a
-  curtain lowered from the top row (random_map gives a random order). Its Average Drop is 0 and
-  it never increases confidence (X o 1 = X). Under ROAD it removes the top or bottom p% of rows.
-- Steps: DEFAULT_STEPS = 20 equal steps of floor(k N / S) pixels (RISE: 224 pixels a step at
-  224 x 224, 224 steps); x is the exact fraction n_k / N.
-- Deletion baseline (`baseline`, BASELINES): 'zero' (default) sets removed pixels to black,
-  0 in the RGB view; 'blur' to the blurred view; 'mean' to the view's mean colour (per channel).
-  RISE's zero substrate is `torch.zeros_like` of the *normalised* input, which is the ImageNet
-  mean colour in RGB: nearer our 'mean' than our 'zero'. Under caffe or torch preprocessing,
-  black is not the model's zero input.
-- Insertion starts from the blurred view (RISE), whatever `baseline` says; `insertion_curves`
-  takes `start` (any of BASELINES), and evaluate passes `insertion_start` to it. Rankings move
-  with the baseline (Hedstrom et al., "Quantus: An Explainable AI Toolkit for Responsible
-  Evaluation of Neural Network Explanations and Beyond", JMLR 2023): every figure carries its
-  baseline's name, beside the uniform- and random-map figures under the same baseline.
-- Blur: cv2.GaussianBlur, sigma BLUR_SIGMA_AT_224 = 5 pixels and a BLUR_KERNEL_AT_224 = 11 pixel
-  kernel at 224 pixels, both scaled with the view's longer side (kernel kept odd), reflected
-  borders (BORDER_REFLECT_101). RISE uses gkern(klen=11, nsig=5), a sigma-5 Gaussian cut to
-  11 x 11, applied with zero padding (`conv2d(..., padding=klen // 2)`), which darkens a 5-pixel
-  band at the edges; reflected borders keep the edges' colour. (pytorch-grad-cam's metrics,
-  cam_mult_image.py, perturbation_confidence.py and road.py, have no blur.)
-- The class probability is f_c itself, not normalised by f_c(X), as RISE's curves.
-- Average Drop's map: the map at the view's resolution, negative values set to 0 and divided by
-  its maximum (maps.normalise, as every drawn map); an all-zero map masks the whole view
-  (X o 0 = black). The product is taken in the RGB view, so masked pixels go to black;
-  pytorch-grad-cam (cam_mult_image.py) multiplies the normalised input tensor, where they go to
-  the mean colour. Y_i = 0 counts as no drop. Per image, `drop` is a fraction in [0, 1]; the
-  summary's `average_drop_percent` and `increase_in_confidence_percent` are x100, as the paper.
-- ROAD's sets: MoRF at p removes the first floor(p N / 100) pixels of the order, LeRF the last
-  floor(p N / 100). road_evaluation's LeRF at th_p removes all but the top th_p (its curve read
-  at p is ours at 100 - p); pytorch-grad-cam's ROADMostRelevantFirst(percentile=p) keeps the
-  pixels below the p-th percentile, so it removes (100 - p)% (its ROADMostRelevantFirst(80)
-  removes 20%). Averaged over 10..90 all three agree.
-- ROAD's noise is seeded per image: numpy's default_rng([seed, crc32 of the view's float32
-  bytes, p, MoRF or LeRF]), drawn over the whole H x W x 3 grid and added at the removed pixels.
-  The same view gets the same noise in any batch, at any position: a batch equals its images
-  one by one, and a rerun equals the run.
-Cost: deletion and insertion take 2 B (S + 1) forward passes, ROAD 18 B and 18 solves an image,
-Average Drop B; evaluate makes 4 scoring calls a batch (ResNet50, batch 16, 2 cores: deletion +
-insertion with 20 steps 43.6 times one Grad-CAM of the batch; ROAD's imputations 3-6 s an image).
+Equations, references and every choice (pixel order and ties, baselines, blur, ROAD's sets and
+noise, cost): docs/evaluation.md#faithfulness-faithfulnesspy.
 """
 
 import zlib
@@ -123,7 +36,7 @@ SCORING_BUDGET_BYTES = 256 * 2**20
 
 def uniform_map(shape):
     """A map with one value everywhere, (H, W) float32 ones: every pixel tied, so its order is
-    raster order (see the module's docstring for what that means for each figure)."""
+    raster order (what that means for each figure: docs/evaluation.md#faithfulness-choices)."""
     return np.ones(tuple(shape)[:2], dtype=np.float32)
 
 

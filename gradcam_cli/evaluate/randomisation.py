@@ -1,70 +1,11 @@
-"""The model-parameter randomisation test (Adebayo et al., "Sanity Checks for Saliency Maps",
-NeurIPS 2018, Sec. 3.1, cascading randomisation): a map that explains the model must change when
-the model's learned weights are replaced by random ones.
+"""The cascading model-parameter randomisation test (Adebayo et al., "Sanity Checks for Saliency
+Maps", NeurIPS 2018, Sec. 3.1): a map that explains the model must change when its learned weights
+are replaced by random ones. The weights are re-initialised from the output layer down, cumulatively,
+on a copy of the model; after each step each method's map is computed again for the same images and
+class and compared with its map on the trained model (Spearman's rho, per image and the mean).
 
-The weights are re-initialised from the output layer down, cumulatively: step 0 is the trained
-model ("original"), step k has the k top layers with weights re-initialised. After each step each
-method's map is computed again for the same images and the same class, and compared with its map
-on the original model:
-
-    rho_k(image) = Spearman(map_k(image), map_0(image))
-
-reported per image and as the mean over the images, per method and step. The paper finds that
-Grad-CAM (and the plain gradient) decorrelate as the cascade goes down, while guided
-backpropagation and Guided Grad-CAM stay close to their original maps: they depend on the image
-more than on the weights. On the shipped demo-vgg (20 generated scenes, tests/test_sanity.py)
-guided backpropagation keeps rho 0.92 with the three top layers random while Grad-CAM's falls to
-0.21 (-0.11 already with the output layer alone); Guided Grad-CAM stays close in SSIM only (0.85),
-its rank correlation following its Grad-CAM factor down (0.29).
-
-Our choices, each named:
-
-- The user's model is never changed: the cascade runs on a copy (`model_copy`: clone_model, which
-  rebuilds nested models too, then set_weights), described afresh as a LoadedModel.
-- The class explained at every step is the one the ORIGINAL model predicts for the image (its
-  top-1), or the class given (`classes`), never the randomised model's prediction: the map
-  answers the same question throughout.
-- Steps (`cascade_steps`): the layers with learned weights, in reverse call order (the output
-  layer first; nested models entered). A step is named after the lowest layer it re-initialised,
-  so far down the cascade has reached, as the paper's figures label it ("logits", "mixed_7c",
-  ...). `max_steps=N` groups the layers into N steps of (nearly) equal numbers of layers, the
-  larger groups at the top (numpy.array_split), for big models; the weights drawn do not depend
-  on the grouping, so every grouping ends at the same fully random model.
-- What is re-initialised: every learned weight, the paper's "weights (and other trainable
-  variables)": kernels, biases, BatchNormalization's gamma and beta. Not re-initialised: the
-  running statistics (moving_mean, moving_variance), which are not learned by gradient, and the
-  adapted statistics of Normalization layers. Whether a layer is frozen does not matter.
-- How (`reinit`): 'initializer' (the default) draws each weight with its layer's own initializer
-  (kernel_initializer, bias_initializer, gamma_initializer, depthwise_initializer...), seeded:
-  the weights a freshly built layer gets, so biases become zeros and gamma ones, as at the start
-  of training. 'normal' draws N(0, s^2), s the trained tensor's root mean square: its scale,
-  none of its structure. A weight with no initializer of its own (a custom layer's) gets the
-  'normal' draw in both modes. Each weight's draw is seeded by (seed, the layer's position in
-  call order, the weight's position in the layer): the same seed gives the same random models
-  (on one Keras backend: the initializers draw with the backend's own generator).
-- Maps compared (`VIEWS`): for a map method, the normalised map at the image's resolution (what
-  the `gradcam` command draws: full_map); for guided backpropagation and deconvnet, the
-  input gradient alone ('guided-backprop', 'deconvnet-backprop') or its product with the Grad-CAM
-  map ('guided-gradcam', 'deconvnet-gradcam'; the registry names 'guided' and 'deconvnet' mean
-  the product, as api.ImageMaps.on_image does), as saliency (the largest magnitude over
-  colours: saliency_map). One Explainer per registry method gives all its views.
-- Figures (`METRICS`), on the maps shrunk to at most `side` x `side` pixels (area averaging, as
-  localization.rank_correlation does):
-  'spearman': Spearman's rank correlation of the maps as drawn (ReLU'd, normalised; the
-  gradients' absolute value): the paper's "with absolute value".
-  'spearman_signed': of the signed maps: a CAM before its ReLU, a gradient's mean over colours
-  (signs kept): the paper's "without absolute value".
-  'ssim': the structural similarity of the maps as drawn (Wang et al. 2004: an 11 x 11 Gaussian
-  window of sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1).
-- Undefined correlations: an image whose original map is constant (an empty map) has nothing to
-  compare with: NaN, left out of the mean (`undefined` counts them). A randomised map that became
-  constant while the original was not has lost all its ranking: rho = 0.
-
-Efficiency: each step builds one Explainer per registry method and
-computes every image in batches. The engines (compiled gradient steps) are built once and kept
-across steps: their compiled steps read the copy's variables at each call, so re-initialising the
-variables in place is all a step changes. What holds weights copied at build time (CAM's
-classifier kernel in a method's context, the dilated copies) is rebuilt at each step.
+Findings, choices (the copy, the class, steps, what is re-initialised and how, the maps compared, the
+metrics, undefined correlations) and cost: docs/evaluation.md#cascading-randomisation-randomisationpy.
 """
 
 from dataclasses import dataclass, field
@@ -272,7 +213,7 @@ def _own_initializer(layer, variable, seed):
 def reinitialise(layer, position, seed=0, reinit="initializer"):
     """Redraw `layer`'s learned weights in place (call it on a copy only), seeded by (seed,
     position, the weight's index): with the layer's own initializers, or 'normal' noise of each
-    tensor's root mean square (see the module's docstring)."""
+    tensor's root mean square (docs/evaluation.md#randomisation-choices)."""
     from keras import ops
 
     for index, variable in enumerate(learned_weights(layer)):
@@ -395,7 +336,7 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
     explain, one for all images or one per image (indices or names; None, for all or in the
     list: the image's top-1 class on the original model, kept through every step). seed and reinit: how weights are redrawn; max_steps: group the
     layers into that many steps; metrics: METRICS to compute ('spearman' always); side: maps are
-    compared on at most side x side pixels. See the module's docstring for every choice."""
+    compared on at most side x side pixels. Every choice: docs/evaluation.md#randomisation-choices."""
     from gradcam_cli.api import Explainer, loaded_model
     from gradcam_cli.models.labels import class_codes
     from gradcam_cli.explain.engine import Engine

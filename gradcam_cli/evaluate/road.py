@@ -1,36 +1,10 @@
-"""ROAD (Rong, Leemann, Borisov, Kasneci and Kasneci, "A Consistent and Efficient Evaluation
-Strategy for Attribution Methods", ICML 2022): RemOve And Debias. The removed pixels are not
-set to a constant, whose shape would tell the model where the map was (the paper's class
-information leakage), but imputed by noisy linear imputation: each removed pixel i is the
-weighted average of its in-image 8-neighbours N(i), removed or kept,
+"""ROAD's noisy linear imputation (Rong et al., "A Consistent and Efficient Evaluation Strategy
+for Attribution Methods", ICML 2022): each removed pixel becomes the weighted average of its
+8-neighbours (1/6 direct, 1/12 diagonal), solved exactly with SciPy's sparse solver, plus noise,
+so the removed region's shape does not tell the model where the map was. faithfulness.py removes
+the pixels (road_views) and scores them.
 
-    (sum_{j in N(i)} w_ij) x_i - sum_{j in N(i), removed} w_ij x_j = sum_{j in N(i), kept} w_ij v_j
-    w_ij = 1/6 for the 4 direct neighbours, 1/12 for the 4 diagonal ones (they sum to 1)
-
-solved exactly for every removed pixel and colour, then x_i + sigma eps_i with eps ~ N(0, 1)
-per pixel and colour. MoRF at p% removes the p% most relevant pixels, LeRF the p% least
-relevant, p = 10, 20, ..., 90; a faithful map's MoRF probabilities fall fast and its LeRF ones
-stay high. The summary's ROAD figure (pytorch-grad-cam's ROADCombined) is
-(mean LeRF - mean MoRF) / 2.
-
-This module is the imputation; faithfulness.py removes the pixels (road_views) and scores them.
-Our choices, each named:
-
-- ROAD's weights and noise: 1/6 and 1/12 (road_evaluation's and pytorch-grad-cam's
-  `neighbors_weights`); pixels outside the image are dropped and the rest re-weighted (their
-  weights subtracted from the diagonal, as both do). The noise is ROAD_NOISE = 0.01 of the pixel
-  range, 2.55 on 0..255: road_evaluation's NoisyLinearImputer(noise=0.01) imputes ToTensor images
-  in [0, 1] before normalising. pytorch-grad-cam applies 0.01 to the normalised tensor instead
-  (about 0.58 on 0..255 for ImageNet's std). Imputed values are not clipped to 0..255 (neither
-  reference clips).
-- The solver: SciPy's sparse direct solver (spsolve, SuperLU), as the references call it: the
-  whole system for every removed pixel at once, float64, all colours as one right-hand side. The
-  matrix is symmetric positive definite whenever one pixel is kept (weakly diagonally dominant,
-  and every 8-connected region of removed pixels touches a kept one), so the solve is well posed.
-  It replaced a hand-written block elimination: on 224x224 views with 10-90% of a smooth map's
-  pixels removed it is as fast (0.98 times as long, median of 7 interleaved rounds, 0.86 to 1.01,
-  about 137 ms a view on 2 cores; benchmarks/bench_road.py) and gives the same float32 views,
-  with one well-kept call instead of 80 lines. All pixels removed is refused.
+Equations and choices (weights, noise scale, solver): docs/evaluation.md#roads-imputation-roadpy.
 """
 
 import numpy as np
