@@ -9,11 +9,16 @@ Equations, references and every choice (pixel order and ties, baselines, blur, R
 noise, cost): docs/evaluation.md#faithfulness-faithfulnesspy.
 """
 
+from __future__ import annotations
+
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, argument
 from gradcam_cli.evaluate.road import linear_imputation
@@ -30,17 +35,22 @@ ROAD_NOISE = 0.01 * 255.0
 # The most bytes of perturbed views sent to one scoring call (whole curves of whole images).
 SCORING_BUDGET_BYTES = 256 * 2**20
 
+Baseline: TypeAlias = Literal["zero", "blur", "mean"]  # BASELINES
+# What the figures score with: RGB views (N, H, W, 3) 0..255 -> (N, C) class probabilities.
+Scorer: TypeAlias = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating[Any]]]
+Maps: TypeAlias = Sequence[npt.ArrayLike] | npt.NDArray[np.floating[Any]]  # (h, w) each, one per view
+
 
 # -- maps, orders, baselines ---------------------------------------------------------------------
 
 
-def uniform_map(shape):
+def uniform_map(shape: Sequence[int]) -> npt.NDArray[np.float32]:
     """A map with one value everywhere, (H, W) float32 ones: every pixel tied, so its order is
     raster order (what that means for each figure: docs/evaluation.md#faithfulness-choices)."""
     return np.ones(tuple(shape)[:2], dtype=np.float32)
 
 
-def random_map(shape, seed=0):
+def random_map(shape: Sequence[int], seed: int = 0) -> npt.NDArray[np.float32]:
     """A map of independent uniform [0, 1) values, (H, W) float32, from numpy's
     default_rng(seed): a random pixel order (no ties, almost surely)."""
     return np.random.default_rng(seed).random(tuple(shape)[:2]).astype(np.float32)
@@ -126,7 +136,8 @@ def _whole(value, name, low=1):
     return int(value)
 
 
-def _checked(views, maps, classes):
+def _checked(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike
+             ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     views = np.asarray(views, dtype=np.float32)
     if views.ndim != 4 or views.shape[-1] != 3:
         raise GradcamError(f"views are (B, H, W, 3) RGB arrays. Received: shape {views.shape}")
@@ -175,25 +186,27 @@ def _curve_rows(start, finish, ranks, counts):
 class Curves:
     """Class probabilities along a perturbation: y (B, S + 1) at x = fractions (S + 1,)."""
 
-    fractions: np.ndarray
-    probabilities: np.ndarray
+    fractions: npt.NDArray[np.float64]
+    probabilities: npt.NDArray[np.float64]
 
     @property
-    def auc(self):
+    def auc(self) -> npt.NDArray[np.float64]:
         """(B,) the area under each curve (trapezoid rule on x in [0, 1])."""
         return area_under_curve(self.probabilities, self.fractions)
 
 
-def deletion_curves(views, maps, classes, probabilities, steps=DEFAULT_STEPS, baseline="zero",
-                    budget_bytes=SCORING_BUDGET_BYTES):
+def deletion_curves(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike,
+                    probabilities: Scorer, steps: int = DEFAULT_STEPS, baseline: Baseline = "zero",
+                    budget_bytes: int = SCORING_BUDGET_BYTES) -> Curves:
     """RISE's deletion: f_c of each view with its map's top n_k pixels set to `baseline`
     (BASELINES), k = 0..steps. All steps of the batch go to `probabilities` in one call (or one
     per SCORING_BUDGET_BYTES of views). Returns Curves."""
     return _curves(views, maps, classes, probabilities, steps, baseline, deletion=True, budget_bytes=budget_bytes)
 
 
-def insertion_curves(views, maps, classes, probabilities, steps=DEFAULT_STEPS, start="blur",
-                     budget_bytes=SCORING_BUDGET_BYTES):
+def insertion_curves(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike,
+                     probabilities: Scorer, steps: int = DEFAULT_STEPS, start: Baseline = "blur",
+                     budget_bytes: int = SCORING_BUDGET_BYTES) -> Curves:
     """RISE's insertion: f_c of the `start` substrate (default: the blurred view, RISE's) with
     each map's top n_k pixels put back from the view, k = 0..steps. Scored as deletion_curves.
     Returns Curves."""
@@ -228,7 +241,9 @@ def masked_views(views, maps):
     return views * masks[..., None]
 
 
-def confidence_change(views, maps, classes, probabilities, original=None, budget_bytes=SCORING_BUDGET_BYTES):
+def confidence_change(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike,
+                      probabilities: Scorer, original: npt.ArrayLike | None = None,
+                      budget_bytes: int = SCORING_BUDGET_BYTES) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(Y, O), (B,) each: f_c of each view and of the view times its normalised map
     (masked_views), from one call (or one per SCORING_BUDGET_BYTES). `original`: Y already
     known (only the masked views are scored then)."""
@@ -250,12 +265,12 @@ def drops(original, observed):
     return np.where(original > 0, np.maximum(0.0, original - observed) / safe, 0.0)
 
 
-def average_drop_percent(original, observed):
+def average_drop_percent(original: npt.ArrayLike, observed: npt.ArrayLike) -> float | None:
     """Grad-CAM++'s Average Drop %: 100 / B sum_i max(0, Y_i - O_i) / Y_i."""
     return float(100.0 * np.mean(drops(original, observed))) if len(np.atleast_1d(original)) else None
 
 
-def increase_in_confidence_percent(original, observed):
+def increase_in_confidence_percent(original: npt.ArrayLike, observed: npt.ArrayLike) -> float | None:
     """Grad-CAM++'s Increase in Confidence %: 100 / B sum_i 1[O_i > Y_i]."""
     original, observed = np.atleast_1d(original), np.atleast_1d(observed)
     return float(100.0 * np.mean(np.asarray(observed) > np.asarray(original))) if len(original) else None
@@ -287,8 +302,9 @@ def road_views(view, single_map, percentages=ROAD_PERCENTAGES, noise=ROAD_NOISE,
     return np.stack(rows)
 
 
-def road_curves(views, maps, classes, probabilities, percentages=ROAD_PERCENTAGES, noise=ROAD_NOISE, seed=0,
-                budget_bytes=SCORING_BUDGET_BYTES):
+def road_curves(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike, probabilities: Scorer,
+                percentages: Iterable[int] = ROAD_PERCENTAGES, noise: float = ROAD_NOISE, seed: int = 0,
+                budget_bytes: int = SCORING_BUDGET_BYTES) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """ROAD: f_c after noisy linear imputation of the p% most (MoRF) and least (LeRF) relevant
     pixels, p in `percentages`. All imputed views of the batch go to `probabilities` in one call
     (or one per SCORING_BUDGET_BYTES). Returns (MoRF (B, P), LeRF (B, P))."""
@@ -313,9 +329,9 @@ class Faithfulness:
     method: str
     class_index: int
     probability: float  # Y: f_c of the unperturbed view
-    fractions: np.ndarray  # (S + 1,) x of the deletion and insertion curves
-    deletion_curve: np.ndarray  # (S + 1,) f_c, pixels removed to `baseline`
-    insertion_curve: np.ndarray  # (S + 1,) f_c, pixels put back onto `insertion_start`
+    fractions: npt.NDArray[np.float64]  # (S + 1,) x of the deletion and insertion curves
+    deletion_curve: npt.NDArray[np.float64]  # (S + 1,) f_c, pixels removed to `baseline`
+    insertion_curve: npt.NDArray[np.float64]  # (S + 1,) f_c, pixels put back onto `insertion_start`
     deletion_auc: float
     insertion_auc: float
     masked_probability: float  # O: f_c of the view times the normalised map
@@ -323,11 +339,11 @@ class Faithfulness:
     increase: bool  # O > Y
     baseline: str = "zero"
     insertion_start: str = "blur"
-    road_percentages: tuple = ROAD_PERCENTAGES
-    road_morf: np.ndarray = None  # (P,) f_c after removing the p% most relevant pixels
-    road_lerf: np.ndarray = None  # (P,) ... the p% least relevant
+    road_percentages: tuple[int, ...] = ROAD_PERCENTAGES
+    road_morf: npt.NDArray[np.float64] | None = None  # (P,) f_c after removing the p% most relevant pixels
+    road_lerf: npt.NDArray[np.float64] | None = None  # (P,) ... the p% least relevant
 
-    def as_record(self):
+    def as_record(self) -> dict[str, Any]:
         """The figures as JSON-ready values."""
         record = {
             "method": self.method, "class": self.class_index, "probability": float(self.probability),
@@ -339,15 +355,17 @@ class Faithfulness:
             "masked_probability": float(self.masked_probability), "drop": float(self.drop),
             "increase": bool(self.increase),
         }
-        if self.road_morf is not None:
+        if self.road_morf is not None and self.road_lerf is not None:
             record.update(road_percentages=list(self.road_percentages),
                           road_morf=[float(y) for y in self.road_morf], road_lerf=[float(y) for y in self.road_lerf])
         return record
 
 
-def evaluate(views, maps, classes, probabilities, method="map", steps=DEFAULT_STEPS, baseline="zero",
-             insertion_start="blur", road=True, road_percentages=ROAD_PERCENTAGES, road_noise=ROAD_NOISE, seed=0,
-             budget_bytes=SCORING_BUDGET_BYTES):
+def evaluate(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike, probabilities: Scorer,
+             method: str = "map", steps: int = DEFAULT_STEPS, baseline: Baseline = "zero",
+             insertion_start: Baseline = "blur", road: bool = True, road_percentages: Iterable[int] = ROAD_PERCENTAGES,
+             road_noise: float = ROAD_NOISE, seed: int = 0, budget_bytes: int = SCORING_BUDGET_BYTES
+             ) -> list[Faithfulness]:
     """Every figure for a batch of views and their maps: [Faithfulness] in input order, named
     `method`. Scoring calls per batch (within SCORING_BUDGET_BYTES): deletion 1, insertion 1,
     Average Drop 1 (Y is the deletion curve's first point, the unperturbed view), ROAD 1
@@ -357,7 +375,8 @@ def evaluate(views, maps, classes, probabilities, method="map", steps=DEFAULT_ST
     inserted = insertion_curves(views, resized, classes, probabilities, steps, insertion_start, budget_bytes)
     original = deleted.probabilities[:, 0]
     _, observed = confidence_change(views, resized, classes, probabilities, original, budget_bytes)
-    morf = lerf = [None] * len(views)
+    morf: Sequence[npt.NDArray[np.float64] | None] | npt.NDArray[np.float64] = [None] * len(views)
+    lerf = morf
     if road:
         morf, lerf = road_curves(views, resized, classes, probabilities, road_percentages, road_noise, seed,
                                  budget_bytes)
@@ -374,14 +393,14 @@ def evaluate(views, maps, classes, probabilities, method="map", steps=DEFAULT_ST
     ]
 
 
-def summary(results):
+def summary(results: Iterable[Faithfulness]) -> dict[str, dict[str, Any]]:
     """Figures averaged over images, per method in first-seen order: {method: {images,
     deletion_auc, insertion_auc, deletion_curve, insertion_curve, fractions,
     average_drop_percent, increase_in_confidence_percent, and with ROAD road_percentages,
     road_morf, road_lerf (mean curves), road_morf_mean, road_lerf_mean, road_combined =
     (road_lerf_mean - road_morf_mean) / 2}}. Curves are averaged only over images with the same
     x (the same steps and view size)."""
-    grouped = {}
+    grouped: dict[str, list[Faithfulness]] = {}
     for result in results:
         grouped.setdefault(result.method, []).append(result)
     out = {}
@@ -403,8 +422,8 @@ def summary(results):
                            insertion_curve=np.mean([r.insertion_curve for r in group], axis=0).tolist())
         with_road = [r for r in group if r.road_morf is not None]
         if with_road and all(r.road_percentages == with_road[0].road_percentages for r in with_road):
-            morf = np.mean([r.road_morf for r in with_road], axis=0)
-            lerf = np.mean([r.road_lerf for r in with_road], axis=0)
+            morf = np.mean([r.road_morf for r in with_road if r.road_morf is not None], axis=0)
+            lerf = np.mean([r.road_lerf for r in with_road if r.road_lerf is not None], axis=0)
             figures.update(road_percentages=list(with_road[0].road_percentages), road_morf=morf.tolist(),
                            road_lerf=lerf.tolist(), road_morf_mean=float(morf.mean()),
                            road_lerf_mean=float(lerf.mean()),

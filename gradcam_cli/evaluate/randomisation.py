@@ -8,13 +8,22 @@ Findings, choices (the copy, the class, steps, what is re-initialised and how, t
 metrics, undefined correlations) and cost: docs/evaluation.md#cascading-randomisation-randomisationpy.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError, argument
+
+if TYPE_CHECKING:
+    from gradcam_cli.api import ClassChoice, ModelInput
 
 ORIGINAL = "original"
 REINIT = ("initializer", "normal")
@@ -48,7 +57,7 @@ class Step:
     trained model) and the layers it re-initialises (path names, top first)."""
 
     name: str
-    layers: tuple = ()
+    layers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -58,11 +67,11 @@ class Point:
 
     step: str
     rho: float
-    rhos: tuple
-    figures: dict = field(default_factory=dict)
+    rhos: tuple[float, ...]
+    figures: dict[str, tuple[float, tuple[float, ...]]] = field(default_factory=dict)
 
     @property
-    def undefined(self):
+    def undefined(self) -> int:
         """How many images have no rho (their original map is constant)."""
         return int(np.isnan(np.asarray(self.rhos, dtype=np.float64)).sum())
 
@@ -72,16 +81,16 @@ class Randomisation:
     """The cascade's results: per method (a VIEWS name), one Point per step."""
 
     model: str
-    methods: tuple
-    steps: list  # Step, 'original' first
-    classes: tuple  # the class explained in each image: the original model's (or the one given)
-    curves: dict  # method -> [Point per step]
-    metrics: tuple
+    methods: tuple[str, ...]
+    steps: list[Step]  # 'original' first
+    classes: tuple[int, ...]  # the class explained in each image: the original model's (or the one given)
+    curves: dict[str, list[Point]]  # method -> a Point per step
+    metrics: tuple[str, ...]
     reinit: str
     seed: int
     layer: str  # the target layer of the map methods
 
-    def table(self, metric="spearman"):
+    def table(self, metric: str = "spearman") -> str:
         """The mean of `metric` per step (rows) and method (columns), as text."""
         rows = [("step",) + tuple(self.methods)]
         for k, step in enumerate(self.steps):
@@ -95,7 +104,7 @@ class Randomisation:
                                      for i, (cell, w) in enumerate(zip(row, widths)))
         return "\n".join(line(row) for row in rows)
 
-    def as_record(self):
+    def as_record(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN as None)."""
         number = lambda value: None if np.isnan(value) else round(float(value), 6)
         return {
@@ -307,7 +316,8 @@ def _rgb(item, index):
         raise ImageError(f"{item}: {error}") from None
 
 
-def _check(methods, metrics, reinit, batch_size, side):
+def _check(methods: str | Sequence[str], metrics: str | Sequence[str], reinit: str, batch_size: object,
+           side: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
     methods = tuple(dict.fromkeys([methods] if isinstance(methods, str) else methods))
     if not methods:
         raise GradcamError("give at least one method")
@@ -327,20 +337,26 @@ def _check(methods, metrics, reinit, batch_size, side):
     return methods, metrics
 
 
-def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None, classes=None, batch_size=16,
-                            seed=0, reinit="initializer", max_steps=None, metrics=METRICS, side=COMPARED_SIDE):
+def cascading_randomisation(loaded: ModelInput, images: Iterable[str | os.PathLike[str] | npt.NDArray[np.uint8]],
+                            methods: str | Sequence[str] = DEFAULT_METHODS, layer: str | None = None,
+                            classes: ClassChoice | Sequence[ClassChoice | None] | None = None, batch_size: int = 16,
+                            seed: int = 0, reinit: Literal["initializer", "normal"] = "initializer",
+                            max_steps: int | None = None, metrics: str | Sequence[str] = METRICS,
+                            side: int = COMPARED_SIDE) -> Randomisation:
     """Adebayo et al.'s cascading randomisation test of `methods` (VIEWS names) on `loaded` (a
-    LoadedModel, a model name or path, or an Explainer's model; left unchanged) for `images` (RGB uint8 arrays or paths): a Randomisation.
+    LoadedModel, a model name or path, or an Explainer's model; left unchanged) for `images`
+    ((H, W, 3) uint8 RGB arrays or paths): a Randomisation.
 
     layer: the map methods' target layer (None: the model's default). classes: the class to
     explain, one for all images or one per image (indices or names; None, for all or in the
-    list: the image's top-1 class on the original model, kept through every step). seed and reinit: how weights are redrawn; max_steps: group the
-    layers into that many steps; metrics: METRICS to compute ('spearman' always); side: maps are
-    compared on at most side x side pixels. Every choice: docs/evaluation.md#randomisation-choices."""
+    list: the image's top-1 class on the original model, kept through every step). seed and
+    reinit: how weights are redrawn; max_steps: group the layers into that many steps; metrics:
+    METRICS to compute ('spearman' always); side: maps are compared on at most side x side
+    pixels. Every choice: docs/evaluation.md#randomisation-choices."""
     from gradcam_cli.api import Explainer, loaded_model
-    from gradcam_cli.models.labels import class_codes
     from gradcam_cli.explain.engine import Engine
     from gradcam_cli.models.graph import path_name
+    from gradcam_cli.models.labels import class_codes
 
     loaded = loaded_model(loaded)
     methods, metrics = _check(methods, metrics, reinit, batch_size, side)
@@ -354,19 +370,20 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
                  enumerate(_weighted_layers(copy.model))}
     size = int(batch_size)
     codes = class_codes(copy, classes, len(rgbs))
-    shared = {}
+    shared: dict[Any, Any] = {}
     if (codes < 0).any():  # the top-1 class of the trained model, kept through every step
         judge = Explainer(copy, "gradcam", layer=layer, batch_size=size)
         judge.build(shared)
         top1 = np.argmax(judge.probabilities(judge.prepare(rgbs)[0]), axis=1)
         codes = np.where(codes < 0, top1, codes)
-    per_method = {}
+    per_method: dict[str, list[str]] = {}
     for view in methods:
         per_method.setdefault(VIEWS[view][0], []).append(view)
 
     # what the Explainers share across steps: the engines of the copy, nothing else
     engines = {key: value for key, value in shared.items() if isinstance(value, Engine) and value.loaded is copy}
-    reference, curves = None, {view: [] for view in methods}
+    reference: dict[str, list[Any]] | None = None
+    curves: dict[str, list[Point]] = {view: [] for view in methods}
     for step in steps:
         for name in step.layers:
             position, layer_ = positions[name]
@@ -379,7 +396,7 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
             except LayerError as error:
                 raise LayerError(f"{method}: {error.args[0]}") from None
         engines = {key: value for key, value in shared.items() if isinstance(value, Engine) and value.loaded is copy}
-        step_maps = {view: [] for view in methods}
+        step_maps: dict[str, list[Any]] = {view: [] for view in methods}
         for method, views in per_method.items():
             found = explainers[method].maps(rgbs, codes)
             for view in views:
@@ -400,7 +417,7 @@ def cascading_randomisation(loaded, images, methods=DEFAULT_METHODS, layer=None,
 
 # -- the figure --------------------------------------------------------------------------------
 
-def render_curves(result, metric="spearman", height=420):
+def render_curves(result: Randomisation, metric: str = "spearman", height: int = 420) -> npt.NDArray[np.uint8]:
     """The randomisation curves as a uint8 RGB image: x = the cascade's steps ('original' first),
     y = the mean `metric` over the images in [-1, 1], one coloured line per method, a legend
     (render.line_plot)."""
@@ -416,7 +433,7 @@ def render_curves(result, metric="spearman", height=420):
                      y_ticks=(-1.0, -0.5, 0.0, 0.5, 1.0), height=height)
 
 
-def write_curves(result, path, metric="spearman"):
+def write_curves(result: Randomisation, path: str | os.PathLike[str], metric: str = "spearman") -> str:
     """render_curves written as a PNG at `path`; returns the path as a string."""
     from gradcam_cli.files import outputs
 
