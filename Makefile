@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install test test-fast bench demo demo-models clean
+.PHONY: install lint test test-fast bench demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests
 ## and keras-hub for its models' tests)
@@ -9,8 +9,16 @@ install:
 	$(PIP) install --upgrade pip
 	$(PIP) install -e ".[dev,ray,hub]"
 
-## test: the one test command (what .ci/run runs)
-test:
+## lint: ruff's rules, ruff's formatting check and mypy on the typed public API (settings: [tool.ruff] and
+## [tool.mypy] in pyproject.toml; mypy checks the files its `files` lists)
+LINT_PATHS = gradcam_cli tests scripts benchmarks
+lint:
+	$(PYTHON) -m ruff check $(LINT_PATHS)
+	$(PYTHON) -m ruff format --check $(LINT_PATHS)
+	$(PYTHON) -m mypy
+
+## test: the one test command (what .ci/run runs): the lint first, then the suite
+test: lint
 	$(PYTHON) -m pytest -q
 
 ## bench: throughput against the bare step, tf-keras-vis when installed, memory, start-up time (~30 min on 2 cores)

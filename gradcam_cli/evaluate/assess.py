@@ -20,10 +20,23 @@ library's own: localization (localization.py), deletion, confidence and road
 (faithfulness_report.py over faithfulness.py), randomisation (randomisation.py).
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from gradcam_cli.errors import GradcamError, argument
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from gradcam_cli.api import ClassChoice, ModelInput
+    from gradcam_cli.evaluate.scenes import SceneObject
+    from gradcam_cli.explain.targets import Bound
 
 MEASURES = ("localization", "deletion", "confidence", "road", "randomisation")
 FAITHFULNESS = ("deletion", "confidence", "road")
@@ -34,18 +47,20 @@ RANDOMISATION_SCENES = 20  # the generated scenes the randomisation test takes a
 class EvalImages:
     """The user's images an evaluation runs on, decoded."""
 
-    rgbs: list  # (H, W, 3) uint8 RGB
-    paths: list  # str, one per image
-    objects: list = None  # with masks or boxes: one evaluation SceneObject per image
-    problems: list = field(default_factory=list)  # (path, reason) of each input left out
+    rgbs: list[npt.NDArray[np.uint8]]  # (H, W, 3) RGB
+    paths: list[str]  # one per image
+    objects: list[SceneObject] | None = None  # with masks or boxes: one evaluation SceneObject per image
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of each input left out
 
     @property
-    def failures(self):
+    def failures(self) -> int:
         """How many inputs were left out."""
         return len(self.problems)
 
 
-def read_images(arguments, objects=False, boxes_file=None, stdin=None, output_dir=None):
+def read_images(arguments: Iterable[str | os.PathLike[str]], objects: bool = False,
+                boxes_file: str | os.PathLike[str] | None = None, stdin: IO[str] | None = None,
+                output_dir: str | os.PathLike[str] | None = None) -> EvalImages:
     """The images of IMAGE arguments (files, folders searched recursively, globs, '-' for paths
     on `stdin`) as EvalImages. objects: read each image's object too, from its NAME.mask.png or,
     given `boxes_file` (a COCO-style JSON, annotations.read_boxes), from its boxes; an image
@@ -85,13 +100,13 @@ class Assessment:
     command prints), `outputs` ({figure: path} written), `failed` (the gate's shortfalls, one
     'METHOD: FIGURE VALUE < N' line each)."""
 
-    report: dict
+    report: dict[str, Any]
     heading: str
-    tables: list
-    outputs: dict
-    failed: list
+    tables: list[str]
+    outputs: dict[str, str]
+    failed: list[str]
 
-    def text(self):
+    def text(self) -> str:
         """The heading and the tables, as the command prints them."""
         return "\n".join([self.heading, *self.tables])
 
@@ -122,7 +137,7 @@ def _checked(loaded, methods, measures, images, class_name, boxes_file):
         raise GradcamError("generated scenes are square: the model's input must be too")
 
 
-def randomisation_views(methods):
+def randomisation_views(methods: Iterable[str]) -> tuple[str, ...]:
     """The randomisation.VIEWS names for the chosen methods: guided (and deconvnet) as the Guided
     Grad-CAM product and the guided backpropagation gradient alone."""
     from gradcam_cli.explain.methods import METHODS
@@ -133,9 +148,15 @@ def randomisation_views(methods):
     return tuple(dict.fromkeys(views))
 
 
-def assess(loaded, methods, measures=("localization",), images=None, layer=None, class_name=None, count=200,
-           pairs=100, seed=1, threshold=0.5, control=None, steps=20, baseline="zero", output_dir=None,
-           batch_size=32, pool="mean", fail_under=None, boxes_file=None, options=None, compat=None, target=None):
+def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] = ("localization",),
+           images: EvalImages | None = None, layer: str | None = None, class_name: ClassChoice | None = None,
+           count: int = 200, pairs: int = 100, seed: int = 1, threshold: float = 0.5,
+           control: Literal["shuffled"] | None = None, steps: int = 20,
+           baseline: Literal["zero", "blur", "mean"] = "zero", output_dir: str | os.PathLike[str] | None = None,
+           batch_size: int = 32, pool: Literal["mean", "max"] = "mean", fail_under: dict[str, float] | None = None,
+           boxes_file: str | os.PathLike[str] | None = None, options: dict[str, Any] | None = None,
+           compat: Literal["pytorch-grad-cam", "tf-keras-vis"] | None = None,
+           target: str | Callable[[Any], Any] | Bound | None = None) -> Assessment:
     """Measure `methods` (METHODS names) on `loaded` (a LoadedModel, or a model name or path):
     an Assessment.
 
@@ -152,8 +173,8 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     scenes a segmenter explains each scene's object as a segment target, its class's pixels."""
     from gradcam_cli.evaluate import gate, localization
     from gradcam_cli.evaluate import scenes as scene_maker
-    from gradcam_cli.explain.engine import top_rank
     from gradcam_cli.evaluate.faithfulness_report import loaded_model
+    from gradcam_cli.explain.engine import top_rank
     from gradcam_cli.models.graph import path_name
 
     loaded = loaded_model(loaded)
@@ -176,7 +197,8 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
         rgbs, codes = [s.image for s in scenes], [code(s.objects[0].class_index) for s in scenes]
         report = {"scenes": count, "seed": seed, "methods": {m: {} for m in methods}}
         heading = f"{count} scenes (seed {seed})"
-    tables, outputs = [], {}
+    tables: list[str] = []
+    outputs: dict[str, str] = {}
     if "localization" in measures:
         report, heading = _localization(explainers, images, codes, count, pairs, seed, threshold, control)
         tables.append(localization.format_table(report))
@@ -249,8 +271,8 @@ def _randomisation(report, loaded, rgbs, methods, layer, classes, batch_size, ou
     """Add the cascading randomisation's record to `report`; its table."""
     from gradcam_cli.evaluate import randomisation
 
-    result = randomisation.cascading_randomisation(loaded, rgbs, randomisation_views(methods), layer=layer, classes=classes,
-                                            batch_size=batch_size)
+    result = randomisation.cascading_randomisation(loaded, rgbs, randomisation_views(methods), layer=layer,
+                                                   classes=classes, batch_size=batch_size)
     report["randomisation"] = result.as_record()
     if output_dir is not None:
         outputs["randomisation"] = randomisation.write_curves(result, Path(output_dir) / "eval.randomisation.png")

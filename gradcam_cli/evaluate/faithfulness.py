@@ -241,9 +241,9 @@ def masked_views(views, maps):
     return views * masks[..., None]
 
 
-def confidence_change(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike,
-                      probabilities: Scorer, original: npt.ArrayLike | None = None,
-                      budget_bytes: int = SCORING_BUDGET_BYTES) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def confidence_change(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike, probabilities: Scorer,
+                      original: npt.ArrayLike | None = None, budget_bytes: int = SCORING_BUDGET_BYTES
+                      ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(Y, O), (B,) each: f_c of each view and of the view times its normalised map
     (masked_views), from one call (or one per SCORING_BUDGET_BYTES). `original`: Y already
     known (only the masked views are scored then)."""

@@ -8,15 +8,23 @@ views). Maps are scored at the model's input view (faithfulness.view_maps resize
 the model the explainers explain (the original, for dilated copies) as the judge.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from gradcam_cli.api import loaded_model
-from gradcam_cli.models.labels import class_codes
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.evaluate import faithfulness as F
 from gradcam_cli.files.images import model_inputs
+from gradcam_cli.models.labels import class_codes
+
+if TYPE_CHECKING:
+    from gradcam_cli.api import Classes, Explainer, Explanation, Images, ModelInput
 
 MEASURES = ("deletion", "confidence", "road")
 # The figures each measure puts in a method's entry (report["methods"][m]).
@@ -32,7 +40,7 @@ def _judge(explainers):
     return loaded_model(first), scorer(first), first.scoring_engine.batch_size
 
 
-def scorer(explainer):
+def scorer(explainer: Explainer) -> F.Scorer:
     """The callable faithfulness.py takes: RGB views (N, H, W, 3) 0..255 -> (N, C) class
     probabilities of the explainer's original model (its preprocessing, then its compiled
     forward step: api.Explainer.probabilities)."""
@@ -40,8 +48,10 @@ def scorer(explainer):
     return lambda views: explainer.probabilities(model_inputs(model, views))
 
 
-def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEPS, baseline="zero", road=True,
-                         seed=0, crop=None, batch_size=16, name="map"):
+def measure_faithfulness(model: ModelInput, images: Images, maps: Iterable[npt.ArrayLike | Explanation],
+                         classes: Classes = None, steps: int = F.DEFAULT_STEPS, baseline: F.Baseline = "zero",
+                         road: bool = True, seed: int = 0, crop: bool | None = None, batch_size: int = 16,
+                         name: str = "map") -> list[F.Faithfulness]:
     """Faithfulness of your own maps, one per image: [faithfulness.Faithfulness] in input order
     (deletion and insertion curves and AUCs, the masked probability for Average Drop and
     Increase in Confidence, ROAD's MoRF and LeRF curves unless `road` is False);
@@ -56,28 +66,28 @@ def measure_faithfulness(model, images, maps, classes=None, steps=F.DEFAULT_STEP
     the Explanations' boxes (False for arrays). steps, baseline, seed: as
     faithfulness.evaluate. Scored at the model's input size, `batch_size` images a call."""
     from gradcam_cli.api import Explainer
-    from gradcam_cli.files.images import decode_input
-    from gradcam_cli.files.images import view_of
+    from gradcam_cli.files.images import decode_input, view_of
 
     loaded = loaded_model(model)
     judge = model if isinstance(model, Explainer) else Explainer(loaded, "gradcam", batch_size=batch_size)
     items = [images] if isinstance(images, (str, Path, np.ndarray)) else list(images)
-    maps = list(maps)
-    if len(maps) != len(items):
-        raise GradcamError(f"give one map per image: {len(items)} image(s), {len(maps)} map(s)")
+    given: list[Any] = list(maps)  # arrays or Explanations, told apart by their small_map
+    if len(given) != len(items):
+        raise GradcamError(f"give one map per image: {len(items)} image(s), {len(given)} map(s)")
     rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(items)]
-    explained = [getattr(m, "small_map", None) is not None for m in maps]
+    explained = [getattr(m, "small_map", None) is not None for m in given]
     if crop is None:
         crop = any(e and tuple(m.box) != (0, 0, rgb.shape[1], rgb.shape[0])
-                   for e, m, rgb in zip(explained, maps, rgbs))
+                   for e, m, rgb in zip(explained, given, rgbs))
     if classes is None:
-        classes = [m.class_index if e else None for e, m in zip(explained, maps)]
-    arrays = [np.asarray(m.small_map if e else m, dtype=np.float32) for e, m in zip(explained, maps)]
+        classes = [m.class_index if e else None for e, m in zip(explained, given)]
+    arrays = [np.asarray(m.small_map if e else m, dtype=np.float32) for e, m in zip(explained, given)]
     probabilities = scorer(judge)
     views = np.stack([view_of(loaded, rgb, crop=crop)[0] for rgb in rgbs]).astype(np.float32)
     codes = class_codes(loaded, classes, len(rgbs))
-    return F.evaluate(views, arrays, _classes(views, codes, probabilities, judge.scoring_engine.batch_size), probabilities,
-                      method=name, steps=steps, baseline=baseline, road=road, seed=seed)
+    classes_chosen = _classes(views, codes, probabilities, judge.scoring_engine.batch_size)
+    return F.evaluate(views, arrays, classes_chosen, probabilities, method=name, steps=steps, baseline=baseline,
+                      road=road, seed=seed)
 
 
 def method_maps(explainer, rgbs, classes):
@@ -209,7 +219,8 @@ def _merged(parts):
         elif key in ("fractions", "road_percentages") or any(v is None for v in values):
             merged[key] = value
         elif isinstance(value, list):
-            merged[key] = (sum(count * np.asarray(v, np.float64) for (count, _), v in zip(parts, values)) / total).tolist()
+            weighted = sum(count * np.asarray(v, np.float64) for (count, _), v in zip(parts, values))
+            merged[key] = (weighted / total).tolist()
         elif isinstance(value, (int, float)):
             merged[key] = float(sum(count * v for (count, _), v in zip(parts, values)) / total)
         else:

@@ -5,9 +5,9 @@ from gradcam_cli.errors import GradcamError
 from gradcam_cli.numbers import finite
 
 # Short names a gate (`--fail-under`) may use for a figure.
-ALIASES = {"energy": "energy_in_box", "mask": "energy_in_mask", "iou": "box_iou", "iou50": "localized_iou50", "localized": "localized_iou50",
-           "insertion": "insertion_auc", "deletion": "deletion_auc", "drop": "average_drop_percent",
-           "increase": "increase_in_confidence_percent"}
+ALIASES = {"energy": "energy_in_box", "mask": "energy_in_mask", "iou": "box_iou", "iou50": "localized_iou50",
+           "localized": "localized_iou50", "insertion": "insertion_auc", "deletion": "deletion_auc",
+           "drop": "average_drop_percent", "increase": "increase_in_confidence_percent"}
 
 
 def parse_thresholds(text):
@@ -20,7 +20,8 @@ def parse_thresholds(text):
         try:
             thresholds[ALIASES.get(name.strip(), name.strip())] = finite(value)  # ASCII and finite
         except ValueError:
-            raise GradcamError(f"expected FIGURE=NUMBER, comma-separated, each NUMBER finite and in the digits 0-9 (e.g. pointing=0.8). Received: {item!r}") from None
+            raise GradcamError("expected FIGURE=NUMBER, comma-separated, each NUMBER finite and in the digits 0-9 "
+                               f"(e.g. pointing=0.8). Received: {item!r}") from None
     if not thresholds:
         raise GradcamError("give at least one FIGURE=NUMBER (e.g. pointing=0.8)")
     return thresholds

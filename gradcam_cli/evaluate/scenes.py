@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from gradcam_cli.models.registry import DEMO_CLASSES as CLASS_NAMES
+
 IMAGE_SIZE = 64
 
 

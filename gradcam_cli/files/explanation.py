@@ -120,8 +120,8 @@ class ImageMaps:
 
 def explanation(loaded, computed, i, rgb, source, name, box, planned, method, layer, network=None, file_name=None,
                 bound=None):
-    """Image i of a MapBatch as an Explanation of the PlannedMap `planned`; `bound`: its explain.targets.Bound target when
-    not a class."""
+    """Image i of a MapBatch as an Explanation of the PlannedMap `planned`; `bound`: its
+    explain.targets.Bound target when not a class."""
     from gradcam_cli.files.writing import predictions
 
     class_index = int(computed.classes[i])
