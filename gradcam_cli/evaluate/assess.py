@@ -152,7 +152,7 @@ def assess(loaded, methods, measures=("localization",), images=None, layer=None,
     scenes a segmenter explains each scene's object as a segment target, its class's pixels."""
     from gradcam_cli.evaluate import gate, localization
     from gradcam_cli.evaluate import scenes as scene_maker
-    from gradcam_cli.explain.engine import top_rank
+    from gradcam_cli.explain.batch import top_rank
     from gradcam_cli.evaluate.faithfulness_report import loaded_model
     from gradcam_cli.models.graph import path_name
 
