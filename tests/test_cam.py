@@ -8,7 +8,8 @@ import pytest
 
 from conftest import gap_model, invoke_cli, nested_model, run_cli, write_image
 from gradcam_cli.explain import maps
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.cam import cam_weights
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.models import heads, loading

@@ -11,7 +11,8 @@ from PIL import Image
 from conftest import assert_records_close, invoke_cli, probabilities, set_fixed_weights
 from gradcam_cli.explain import maps
 from gradcam_cli.evaluate import scenes as scene_maker
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.models import dilated as dilated_module, loading
 from gradcam_cli.models.dilated import NotConvertible, dilated, dilated_copy

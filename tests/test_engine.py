@@ -5,7 +5,8 @@ import pytest
 
 from conftest import conv3x3_same, gap_model, nested_model, tiny_model
 from gradcam_cli.explain import maps
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.models.loading import describe
 

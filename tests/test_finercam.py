@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import run_on_jax, tiny_model
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.finercam import FinerObjective, finercam_weights
 from gradcam_cli.models.loading import describe
 

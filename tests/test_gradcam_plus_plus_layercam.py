@@ -9,7 +9,8 @@ import pytest
 from conftest import conv3x3_same, gap_model, tiny_model
 from gradcam_cli.explain import maps
 from gradcam_cli.evaluate import scenes as scene_maker
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_alphas, gradcam_plus_plus_weights
 from gradcam_cli.explain.methods.layercam import layercam_contributions
 from gradcam_cli.models import loading

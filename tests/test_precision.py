@@ -8,7 +8,8 @@ import pytest
 
 from conftest import invoke_cli, nested_model
 from gradcam_cli.evaluate import scenes as scene_maker
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.models import loading
 from gradcam_cli.models.dilated import dilated_copy

@@ -204,8 +204,8 @@ def map_worker_pids():
 
 
 def run_killing_a_worker(folder, out, retries):
-    """gradcam_cli.distributed.cluster.run on `folder` three times over, SIGKILLing one of its two workers when the
-    first record arrives (batches are still queued on both); returns (records, failures, killed)."""
+    """gradcam_cli.distributed.cluster.explain_on_cluster on `folder` three times over, SIGKILLing one of its two
+    workers when the first record arrives (batches are still queued on both); returns (records, failures, killed)."""
     many = out.parent / f"many-{retries}"
     for copy in range(3):
         shutil.copytree(folder, many / f"copy{copy}")
@@ -220,10 +220,10 @@ def run_killing_a_worker(folder, out, retries):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    report = on_ray.run(sources, dict(model="demo-gap", output_dir=str(out), batch_size=BATCH), workers=2,
-                        batch_size=BATCH, retries=retries, on_result=on_result,
-                        on_failure=lambda source, reason, record: (failures.append((source.name, reason)),
-                                                                   order.append(record["input"])))
+    report = on_ray.explain_on_cluster(sources, dict(model="demo-gap", output_dir=str(out), batch_size=BATCH),
+                                       workers=2, batch_size=BATCH, retries=retries, on_result=on_result,
+                                       on_failure=lambda source, reason, record: (failures.append((source.name, reason)),
+                                                                                  order.append(record["input"])))
     assert killed and killed[0] not in map_worker_pids()
     assert order == [str(s.path) for s in sources]  # in input order, the reported ones in their place
     assert report.done == len(records) and len(report.failed) == len(failures)
@@ -263,7 +263,7 @@ def test_workers_that_cannot_build_the_model_stop_the_job_with_their_error(clust
     sources = collect([str(folder)]).sources
     with pytest.raises(on_ray.ClusterError, match=r"^the Ray job failed before any image was done: LayerError: "
                                                   r"no layer 'block9' in demo-gap; layers a map can target"):
-        on_ray.run(sources, dict(model="demo-gap", layer="block9", output_dir=str(tmp_path)), workers=1)
+        on_ray.explain_on_cluster(sources, dict(model="demo-gap", layer="block9", output_dir=str(tmp_path)), workers=1)
 
 
 def test_what_killed_writers_leave_is_removed(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from conftest import channel_map, counting, gap_model
 from gradcam_cli.explain import maps
 from gradcam_cli.evaluate import scenes as scene_maker
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import Context
 from gradcam_cli.explain.methods import scorecam
 from gradcam_cli.models import loading

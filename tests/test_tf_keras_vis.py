@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gradcam_cli.evaluate import scenes as scene_maker
-from gradcam_cli.explain.engine import Engine, top_rank
+from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.models import loading
 from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.files.images import prepare

@@ -219,7 +219,8 @@ def test_the_sublayers_of_a_subclassed_layer_above_the_cut_run_as_it_does(keras)
     """conv2 -> a subclassed block (x + relu(LayerNorm(x)), its sublayers called by its own code)
     -> GAP -> Dense: the upper graph at conv2 runs the block's sublayers too, so its scores of
     conv2's activations are the model's scores."""
-    from gradcam_cli.explain.engine import Engine, top_rank
+    from gradcam_cli.explain.batch import top_rank
+    from gradcam_cli.explain.engine import Engine
     from gradcam_cli.models import loading
 
     class Block(keras.layers.Layer):

@@ -187,16 +187,17 @@ def _load_options(model_options):
 
 def _on_ray(address, workers, sources, arguments, batch_size, quiet, verbose, on_result, on_failure, progress,
             on_empty):
-    """The run on a Ray cluster (gradcam_cli.distributed.cluster.run), its notes on stderr unless quiet."""
+    """The run on a Ray cluster (gradcam_cli.distributed.cluster.explain_on_cluster), its notes on stderr unless
+    quiet."""
     from gradcam_cli.distributed import cluster as on_ray
 
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     if arguments["weights"] == "none":
         say("warning: with --weights none each Ray worker draws its own random weights")
     STATE.activity = f"running on the Ray cluster {address}"
-    return on_ray.run(sources, arguments, address, workers=workers, batch_size=batch_size, on_result=on_result,
-                      on_failure=on_failure, on_empty=on_empty, progress=progress, say=say,
-                      verbose=verbose)
+    return on_ray.explain_on_cluster(sources, arguments, address, workers=workers, batch_size=batch_size,
+                                     on_result=on_result, on_failure=on_failure, on_empty=on_empty, progress=progress,
+                                     say=say, verbose=verbose)
 
 
 MAP_METHODS = tuple(name for name, method in METHODS.items() if method.backprop is None)

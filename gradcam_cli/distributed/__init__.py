@@ -1,7 +1,9 @@
 """Explaining on a Ray cluster. worker.py is the Ray Data adapter: `Explain`, a callable class
 for map_batches that runs the Python API in each Ray actor. cluster.py is the driver behind
-`gradcam IMAGES... --ray ADDRESS`: it checks the cluster, streams the batches through `Explain`
-and hands the records back in input order.
+`gradcam IMAGES... --ray ADDRESS` (`explain_on_cluster`): it checks the cluster, streams the
+batches through `Explain` and hands the records back in input order. availability.py imports Ray
+on demand and holds ClusterError; this __init__ re-exports them and imports its modules, never
+the reverse.
 
     import json, ray
     from gradcam_cli.distributed import Explain
@@ -15,38 +17,18 @@ and hands the records back in input order.
 `import ray` happens in functions only: the package and `gradcam --help` run without Ray.
 """
 
-from gradcam_cli.errors import GradcamError
+from gradcam_cli.distributed.availability import INSTALL, ClusterError, import_ray
 
-INSTALL = "pip install 'gradcam-cli[ray]'"
-
-
-class ClusterError(GradcamError):
-    """Ray is missing, the cluster cannot be reached or cannot run the job as asked (an output
-    folder its nodes do not share, more workers than it has cores)."""
+__all__ = ["INSTALL", "ClusterError", "Explain", "explain_on_cluster", "import_ray"]
 
 
-def import_ray():
-    """The `ray` package; ClusterError when Ray Data is not installed."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ClusterError(f"running on Ray needs Ray Data: {INSTALL} ({error})") from None
-    try:
-        import ray.data  # noqa: F401 (ray[data]: pandas, pyarrow)
-    except ImportError as error:
-        raise ClusterError(f"running on Ray needs Ray Data: {INSTALL} ({error})") from None
-    return ray
-
-
-
-
-def __getattr__(name):  # Explain and run on first use: importing the package costs nothing
+def __getattr__(name):  # Explain and explain_on_cluster on first use: importing the package costs nothing
     if name == "Explain":
         from gradcam_cli.distributed.worker import Explain
 
         return Explain
-    if name == "run":
-        from gradcam_cli.distributed.cluster import run
+    if name == "explain_on_cluster":
+        from gradcam_cli.distributed.cluster import explain_on_cluster
 
-        return run
+        return explain_on_cluster
     raise AttributeError(f"module 'gradcam_cli.distributed' has no attribute {name!r}")

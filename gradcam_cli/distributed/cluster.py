@@ -1,4 +1,4 @@
-"""The driver of `gradcam IMAGES... --ray ADDRESS` (`run`): it checks that the output folder is
+"""The driver of `gradcam IMAGES... --ray ADDRESS` (`explain_on_cluster`): it checks that the output folder is
 one folder on every node, sends the images in the command's batches through worker.Explain,
 retries a batch whose worker died (its files are written atomically, so none is half-written),
 reports the images of a batch that kept failing, and hands the records back in input order.
@@ -12,7 +12,7 @@ import uuid
 import warnings
 from pathlib import Path
 
-from gradcam_cli.distributed import ClusterError, import_ray
+from gradcam_cli.distributed.availability import ClusterError, import_ray
 from gradcam_cli.distributed.worker import Explain
 from gradcam_cli.errors import unexpected
 from gradcam_cli.files.writing import Report
@@ -26,8 +26,8 @@ RETRIES = 3
 PROBE_TIMEOUT_S = 120
 
 
-def run(sources, arguments, address="auto", workers=None, threads=1, batch_size=16, on_result=None,
-        on_failure=None, on_empty=None, progress=None, say=None, verbose=False, retries=RETRIES):
+def explain_on_cluster(sources, arguments, address="auto", workers=None, threads=1, batch_size=16, on_result=None,
+                       on_failure=None, on_empty=None, progress=None, say=None, verbose=False, retries=RETRIES):
     """Explain inputs.Sources on a Ray cluster with Explain(**arguments) (its output_dir: a folder
     every node shares) in `workers` actors of `threads` threads each (default: as many as the
     cluster's cores hold), in batches of `batch_size` (the command's, so that each batch holds
@@ -219,7 +219,7 @@ def _blocks(sources, batch_size, workers):
 
 def _stream(ray, sources, arguments, shown_dir, workers, threads, batch_size, retries, verbose, report, on_result,
             on_failure, on_empty, progress):
-    """Run the dataset and hand each record on in input order (see run)."""
+    """Run the dataset and hand each record on in input order (see explain_on_cluster)."""
     output_dir = arguments.get("output_dir")
     device = arguments.get("device", "auto")
     expected = 0  # the index of the next source a record is due for

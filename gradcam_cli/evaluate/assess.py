@@ -174,7 +174,7 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
     from gradcam_cli.evaluate import gate, localization
     from gradcam_cli.evaluate import scenes as scene_maker
     from gradcam_cli.evaluate.faithfulness_report import loaded_model
-    from gradcam_cli.explain.engine import top_rank
+    from gradcam_cli.explain.batch import top_rank
     from gradcam_cli.models.graph import path_name
 
     loaded = loaded_model(loaded)

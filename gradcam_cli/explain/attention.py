@@ -13,13 +13,20 @@ subclassed layers (keras-hub's encoder blocks) alike.
 
 The probabilities are (batch, heads, queries, keys): row i of head h is how much token i reads
 from each token.
+
+`attention_batch` and `block_attention_batch` are the steps Engine.run calls for the attention
+methods: they take the engine as an argument and build on its public `padded`,
+`forward_objective` and `compiled`, and return explain/batch.py's BatchResult. This module does
+not import the engine (the engine imports it).
 """
 
 import contextlib
 
 import keras
+from keras import ops
 
 from gradcam_cli.errors import argument
+from gradcam_cli.explain.batch import BatchResult, numpy_rows
 
 
 def attention_layers(model):
@@ -145,27 +152,25 @@ def _forward(engine, objective):
             return probabilities
 
         with tapping(engine.loaded.model, tapped):
-            values, aux = engine._objective(images, targets, engine.loaded.logits_rewrite, objective)
+            values, aux = engine.forward_objective(images, targets, engine.loaded.logits_rewrite, objective)
         return values, dict(aux, attentions=list(seen))
 
     return forward
 
 
-def run(engine, images, targets, gradients, objective=None):
+def attention_batch(engine, images, targets, gradients, objective=None):
     """Engine.run for the attention methods (needs "attention", with "attention-gradients"): the
     probabilities of every attention layer, and with `gradients` the objective's gradients with
-    respect to them, from one compiled step of `engine`. Returns an engine.BatchResult."""
-    from gradcam_cli.explain.engine import _numpy
-
+    respect to them, from one compiled step of `engine`. Returns a BatchResult."""
     if not attention_layers(engine.loaded.model):
         raise ValueError(f"{engine.loaded.name} has no keras.layers.MultiHeadAttention layer: attention maps need one")
     count = len(images)
-    images, targets = engine._padded(images, targets)
+    images, targets = engine.padded(images, targets)
     forward = _forward(engine, objective)
     if gradients:
         step = engine.compiled(("attention-gradients", objective), "tapped_gradients", forward)
         _, grads, aux = step(images, targets)
-        grads = [_numpy(g, count) for g in grads]
+        grads = [numpy_rows(g, count) for g in grads]
     else:
         _, aux = engine.compiled(("attention", objective), "forward", forward)(images, targets)
         grads = None
@@ -173,19 +178,15 @@ def run(engine, images, targets, gradients, objective=None):
 
 
 def _result(engine, images, count, aux, gradients):
-    """The engine.BatchResult of an attention step: its first `count` rows."""
-    from keras import ops
-
-    from gradcam_cli.explain.engine import BatchResult, _numpy
-
+    """The BatchResult of an attention step: its first `count` rows."""
     return BatchResult(
         activations=None,
         gradients=None,
-        raw_outputs=_numpy(aux["raw"], count),
+        raw_outputs=numpy_rows(aux["raw"], count),
         classes=ops.convert_to_numpy(aux["classes"])[:count].astype("int64"),
         inputs=images[:count],
         engine=engine,
-        attentions=[_numpy(a, count) for a in aux["attentions"]],
+        attentions=[numpy_rows(a, count) for a in aux["attentions"]],
         attention_gradients=gradients,
     )
 
@@ -232,8 +233,6 @@ class BlockPlan:
 def _block_forward(engine, plan):
     """The forward pass with every attention layer's probabilities tapped, returning each image's
     score of its class from each block's tokens through the head: (B, L) values."""
-    from keras import ops
-
     from gradcam_cli.models import graph
 
     loaded = engine.loaded
@@ -256,7 +255,7 @@ def _block_forward(engine, plan):
             return loaded.logits_rewrite(path, layer)
 
         with tapping(loaded.model, tapped):
-            _, aux = engine._objective(images, targets, rewrite)
+            _, aux = engine.forward_objective(images, targets, rewrite)
         blocks = [inputs[path] for path in plan.block_inputs] + [inputs[plan.final_path]]
         count = len(blocks)
         normed = plan.final_layer(ops.concatenate(blocks, axis=0))
@@ -270,16 +269,14 @@ def _block_forward(engine, plan):
     return forward
 
 
-def run_blocks(engine, images, targets):
+def block_attention_batch(engine, images, targets):
     """Engine.run for LeGrad (needs "block-attention-gradients"): every attention layer's
     probabilities and, for each block l, d s^l / d A^l, the gradient of the block's own score
     (the head on its tokens, BlockPlan) with respect to its attention: one backward pass per
-    block, in one compiled step. Returns an engine.BatchResult."""
-    from gradcam_cli.explain.engine import _numpy
-
+    block, in one compiled step. Returns a BatchResult."""
     plan = BlockPlan(engine.loaded)
     count = len(images)
-    images, targets = engine._padded(images, targets)
+    images, targets = engine.padded(images, targets)
     step = engine.compiled(("block-attention-gradients",), "block_gradients", _block_forward(engine, plan))
     grads, aux = step(images, targets)
-    return _result(engine, images, count, aux, [_numpy(g, count) for g in grads])
+    return _result(engine, images, count, aux, [numpy_rows(g, count) for g in grads])

@@ -34,16 +34,20 @@ so that one chunk's activations fit `memory_budget` bytes (`scoring_chunk`), and
 (`upper_raw_outputs`) likewise (`upper_chunk`). Both use at most two compiled shapes: full chunks,
 and the engine's batch size for what is left (padded), so that scoring three images does not
 pay for a chunk of hundreds.
+
+The results' types (BatchResult, LayerGradients) and `top_rank` live in explain/batch.py, which
+the attention steps (explain/attention.py) share: the engine imports them both, neither imports
+the engine.
 """
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 from keras import ops
 
-from gradcam_cli.explain import attention as attention_taps
+from gradcam_cli.explain import attention
 from gradcam_cli.explain import backend as backends
+from gradcam_cli.explain.batch import BatchResult, LayerGradients, numpy_rows
 from gradcam_cli.models import graph, target_layers
 from gradcam_cli.models.backprop_relus import without_activation, relu_rewrite
 
@@ -60,49 +64,14 @@ INPUT_MODES = ("plain", "guided", "deconvnet")
 GRADIENT_NEEDS = ("activations", "gradients")
 
 
-def top_rank(rank):
-    """The target code for the rank-th most likely class (rank 1 = the top class)."""
-    return -int(rank)
-
-
-@dataclass
-class BatchResult:
-    """What a method reads: the engine's results for a batch, the batch itself, and the engine
-    (to score further inputs: `engine.scores`)."""
-
-    activations: np.ndarray  # (B, h, w, K) float32
-    gradients: np.ndarray  # (B, h, w, K) float32, or None when not asked for
-    raw_outputs: np.ndarray  # (B, units) pre-activation model outputs
-    classes: np.ndarray  # (B,) the class each image was explained for
-    input_gradients: np.ndarray = None  # (B, H, W, C) with `backprop`: d objective / d input
-    inputs: np.ndarray = None  # (B, H, W, C) the preprocessed batch
-    engine: object = None
-    hessian_products: np.ndarray = None  # (B, h, w, K) with `hessian`: H A at the target layer
-    compared: np.ndarray = None  # (B, n) the classes an objective compared with (Finer-CAM)
-    attentions: list = None  # with "attention": each attention layer's probabilities (B, heads, N, N), in call order
-    attention_gradients: list = None  # with "attention-gradients": d objective / d each of them
-
-
-@dataclass
-class LayerGradients:
-    """`Engine.layer_gradients`' results for a batch of n images."""
-
-    input_gradients: np.ndarray  # (n, H, W, C) d objective / d input
-    layers: list  # [(path, (n, ...) d objective / d the layer's output)], in call order
-    classes: np.ndarray  # (n,)
-    raw_outputs: np.ndarray  # (n, units)
-
-
-def _numpy(tensor, count):
-    return ops.convert_to_numpy(tensor)[:count].astype(np.float32)
-
-
 class Engine:
     """The compiled steps of one model (a models.loading.LoadedModel) at one target layer (its
     path) for batches of `batch_size` images: `run` (activations, gradients, Hessian products,
     input gradients, as a method's needs ask), `scores` / `probabilities` / `raw_outputs` (the
     forward pass alone, the one scoring route), `upper_scores` and `upper_scores_ablated` (the
-    upper graph: the layers above the target alone), `input_gradients` and `layer_gradients`.
+    upper graph: the layers above the target alone), `input_gradients` and `layer_gradients`;
+    `padded` and `forward_objective` are the pieces a step outside the engine builds on (the
+    attention steps of explain/attention.py).
     jit: compile with XLA. memory_budget: the bytes one scoring chunk's activations may take.
     Steps are built on first use and compiled once per input shape (`traces` counts them)."""
 
@@ -156,7 +125,7 @@ class Engine:
         return activations if self.grid is None else self.grid.from_grid(activations)
 
     def _tapped(self, objective):
-        return lambda images, targets, tap: self._objective(images, targets, self._rewrite(tap), objective)
+        return lambda images, targets, tap: self.forward_objective(images, targets, self._rewrite(tap), objective)
 
     def _gradient_step(self, objective=None):
         return self.compiled(("gradients", objective), "activation_gradients", self._tapped(objective))
@@ -177,10 +146,15 @@ class Engine:
             logits = self.loaded.logits_rewrite(path, layer)
             return logits if logits is not None else relus(path, layer)
 
-        forward = lambda images, targets: self._objective(images, targets, rewrite, objective)
+        forward = lambda images, targets: self.forward_objective(images, targets, rewrite, objective)
         return self.compiled(("input", mode, objective), "input_gradients", forward)
 
-    def _objective(self, images, targets, rewrite, objective=None):
+    def forward_objective(self, images, targets, rewrite, objective=None):
+        """The forward pass of a step (inside its trace): the model run with `rewrite` on
+        `images`, each target code resolved to a class, and what is differentiated, each image's
+        class score or `objective(scores, classes)`. Returns (values (B,), aux): aux holds "raw"
+        (the pre-activation outputs), "classes", "objective" (the values) and the objective's
+        extras. The attention steps (explain/attention.py) build theirs on it."""
         raw = self.loaded.forward(images, rewrite)
         scores = self.loaded.head.scores(raw)
         order = ops.argsort(-scores, axis=-1)
@@ -195,7 +169,10 @@ class Engine:
 
     # -- batches -------------------------------------------------------------------------------
 
-    def _padded(self, images, targets, size=None):
+    def padded(self, images, targets, size=None):
+        """(images, targets) as float32 / int32 arrays of `size` rows (default: the batch size),
+        the last image repeated to fill them, so that every call has the traced shape.
+        ValueError for an empty or too large batch, or a target code outside the classes."""
         size = self.batch_size if size is None else size
         count = len(images)
         if count == 0 or count > size:
@@ -223,7 +200,7 @@ class Engine:
             pad = size - len(part)
             padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
             _, aux = step(padded, np.full(size, -1, np.int32))
-            chunks.append(_numpy(aux["raw"], len(part)))
+            chunks.append(numpy_rows(aux["raw"], len(part)))
             start += len(part)
         return np.concatenate(chunks) if chunks else np.zeros((0, self.loaded.head.num_classes), np.float32)
 
@@ -265,10 +242,10 @@ class Engine:
         gradients, values = [], []
         for start in range(0, len(images), self.batch_size):
             chunk, codes = images[start : start + self.batch_size], targets[start : start + self.batch_size]
-            padded, codes = self._padded(chunk, codes)
+            padded, codes = self.padded(chunk, codes)
             grads, aux = step(padded, codes)
-            gradients.append(_numpy(grads, len(chunk)))
-            values.append(_numpy(aux["objective"], len(chunk)))
+            gradients.append(numpy_rows(grads, len(chunk)))
+            values.append(numpy_rows(aux["objective"], len(chunk)))
         if not gradients:
             return np.zeros(images.shape, np.float32), np.zeros((0,), np.float32)
         return np.concatenate(gradients), np.concatenate(values)
@@ -366,7 +343,7 @@ class Engine:
         pooling = self._channel_pooling()
         if pooling is not None:  # ablate after the pooling: the same scores, h w times less to copy
             layer, cut = pooling
-            activations = _numpy(layer(activations), len(activations))
+            activations = numpy_rows(layer(activations), len(activations))
             forward = lambda rows, codes, tap: self._upper_ablated_forward(rows, codes, tap, cut)
             step = self.compiled(("upper-ablated", "pooled"), "forward", forward)
         else:
@@ -382,7 +359,7 @@ class Engine:
                 codes = (images[part] - first) * (K + 1) + channels[part] + 1
                 codes = np.concatenate([codes, np.repeat(codes[-1:], rows - len(part))]).astype(np.int32)
                 _, aux = step(padded, codes)
-                raw = _numpy(aux["raw"], len(part))
+                raw = numpy_rows(aux["raw"], len(part))
                 out[part] = np.asarray(self.loaded.head.scores(raw), dtype=np.float32)
         return out
 
@@ -438,17 +415,17 @@ class Engine:
                 order.append(path)
                 return tap(tensor)
 
-            return self._objective(images, targets, self._layer_rewrite(paths, tapped, pre_activation), objective)
+            return self.forward_objective(images, targets, self._layer_rewrite(paths, tapped, pre_activation), objective)
 
         step = self.compiled(key, "tapped_gradients", forward)
         count = len(images)
-        padded, codes = self._padded(images, targets)
+        padded, codes = self.padded(images, targets)
         input_gradients, gradients, aux = step(padded, codes)
         return LayerGradients(
-            input_gradients=_numpy(input_gradients, count),
-            layers=[(path, _numpy(g, count)) for path, g in zip(list(order), gradients)],
+            input_gradients=numpy_rows(input_gradients, count),
+            layers=[(path, numpy_rows(g, count)) for path, g in zip(list(order), gradients)],
             classes=ops.convert_to_numpy(aux["classes"])[:count].astype(np.int64),
-            raw_outputs=_numpy(aux["raw"], count),
+            raw_outputs=numpy_rows(aux["raw"], count),
         )
 
     # -- a batch ---------------------------------------------------------------------------------
@@ -464,14 +441,14 @@ class Engine:
         BatchResult for the n images."""
         needs = frozenset(needs)
         if "block-attention-gradients" in needs:
-            return attention_taps.run_blocks(self, images, targets)
+            return attention.block_attention_batch(self, images, targets)
         if "attention" in needs:
-            return attention_taps.run(self, images, targets, "attention-gradients" in needs, objective)
+            return attention.attention_batch(self, images, targets, "attention-gradients" in needs, objective)
         if "input-gradients" in needs and backprop is None:
             raise ValueError("input gradients need backprop='plain', 'guided' or 'deconvnet'")
         hessian, gradients = "hessian" in needs, "gradients" in needs
         count = len(images)
-        images, targets = self._padded(images, targets)
+        images, targets = self.padded(images, targets)
         products = None
         if hessian:
             activations, gradients, products, aux = self._hessian_step(objective)(images, targets)
@@ -483,16 +460,16 @@ class Engine:
         input_gradients = None
         if backprop is not None:
             input_gradients, _ = self._input_step(backprop, objective)(images, classes)
-            input_gradients = _numpy(input_gradients, count)
+            input_gradients = numpy_rows(input_gradients, count)
         compared = aux.get("compared")
         return BatchResult(
-            activations=_numpy(activations, count),
-            gradients=None if gradients is None else _numpy(gradients, count),
-            raw_outputs=_numpy(aux["raw"], count),
+            activations=numpy_rows(activations, count),
+            gradients=None if gradients is None else numpy_rows(gradients, count),
+            raw_outputs=numpy_rows(aux["raw"], count),
             classes=classes[:count].astype(np.int64),
             input_gradients=input_gradients,
             inputs=images[:count],
             engine=self,
-            hessian_products=None if products is None else _numpy(products, count),
+            hessian_products=None if products is None else numpy_rows(products, count),
             compared=None if compared is None else ops.convert_to_numpy(compared)[:count].astype(np.int64),
         )

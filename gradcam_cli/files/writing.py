@@ -15,7 +15,7 @@ from gradcam_cli.files import outputs, records, render
 log = logging.getLogger("gradcam_cli")
 
 RECORD_TAG_CHARACTERS = 24  # a record's tag, longer than any one map's, is hashed beyond this
-TOP_RANK = -1  # the target code of an image's top-1 class (explain.engine.top_rank(1))
+TOP_RANK = -1  # the target code of an image's top-1 class (explain.batch.top_rank(1))
 
 
 @dataclass

@@ -98,7 +98,7 @@ def class_index(spec, labels, num_classes, model=None):
     raise ClassError(f"class {spec!r} is not a class name of {the_model}{hint}")
 
 
-# The target code of an image's top-1 class (explain.engine.top_rank(1)).
+# The target code of an image's top-1 class (explain.batch.top_rank(1)).
 TOP_RANK = -1
 
 

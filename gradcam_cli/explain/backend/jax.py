@@ -146,11 +146,11 @@ def forward(forward, jit=False, variables=()):
     """The forward pass alone, compiled: (images, targets) -> (tapped activations, aux)."""
     variables = list(variables)
 
-    def run(values, images, targets):
+    def tapped_forward(values, images, targets):
         _, aux, tapped = _tapped_call(forward, variables, values, images, targets)
         return _last(tapped), aux
 
-    compiled = jax.jit(run)
+    compiled = jax.jit(tapped_forward)
 
     def step(images, targets):
         return compiled(_values(variables), jnp.asarray(images), jnp.asarray(targets))
