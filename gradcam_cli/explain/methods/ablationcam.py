@@ -56,30 +56,35 @@ in groups of at most MASK_BUDGET_BYTES, and scores them with any `upper_scores`.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import MAX_MASKS, LibraryChoice, MethodOption
+
 # The most bytes of ablated activation copies built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
-# The smallest denominator |y_c| (see "y_c = 0" above).
+# The smallest denominator |y_c| (with 'absolute': a score of 0 gives finite weights).
 SCORE_FLOOR = 1e-6
 # What the drops are divided by: max(|y_c|, SCORE_FLOOR), or y_c itself (pytorch-grad-cam).
-DENOMINATORS = ("absolute", "signed")
-DEFAULT_DENOMINATOR = "absolute"
+DENOMINATOR = MethodOption("ablation_denominator", str, "absolute", "absolute: the drops are divided by |y_c| (at "
+                           "least 1e-6), so a negative class score keeps the weights' signs; signed: by y_c itself "
+                           "(pytorch-grad-cam), an image with y_c = 0 getting an empty map",
+                           choices=("absolute", "signed"))
 
 
-def ablationcam_channel_weights(result, context):
+def channel_weights(result, context):
     """Ablation-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K)
     float32. The context's options: max_masks, the channels ablated per image (None: all);
-    ablation_denominator (DENOMINATORS). Scored by the layers above the target when the graph
-    can be cut there, else by the whole model (`whole_model_scores`)."""
+    ablation_denominator. Scored by the layers above the target when the graph can be cut
+    there, else by the whole model (`whole_model_scores`)."""
     engine = result.engine
     try:
         engine.upper_cut()
         ablated_scores = engine.upper_scores_ablated
     except ValueError:  # a residual connection from below, a transformer's prefix tokens: the whole model
         ablated_scores = whole_model_scores(engine, result.inputs)
-    return ablation_weights(result.activations, result.classes, engine.upper_scores, max_masks=context.options.get("max_masks"),
-                            budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size,
-                            ablated_scores=ablated_scores,
-                            denominator=context.options.get("ablation_denominator", DEFAULT_DENOMINATOR))
+    return ablation_weights(result.activations, result.classes, engine.upper_scores,
+                            max_masks=context.options["max_masks"], budget_bytes=MASK_BUDGET_BYTES,
+                            multiple=engine.batch_size, ablated_scores=ablated_scores,
+                            denominator=context.options["ablation_denominator"])
 
 
 def whole_model_scores(engine, inputs):
@@ -143,7 +148,7 @@ def ablated_channels(activations, max_masks=None):
 
 
 def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_bytes=MASK_BUDGET_BYTES, multiple=1,
-                     ablated_scores=None, denominator=DEFAULT_DENOMINATOR):
+                     ablated_scores=None, denominator=DENOMINATOR.default):
     """Ablation-CAM channel weights w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) (`denominator`
     'signed': / y_c, an image with y_c = 0 getting weights 0), (B, K) float32; 0 for the channels
     not ablated (ablated_channels).
@@ -154,8 +159,8 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
     multiple of `multiple` rows (the engine's batch size). `ablated_scores(activations, images,
     channels)` (engine.upper_scores_ablated), when given, scores the same rows with the copies made
     inside the compiled upper-graph step instead: no copy is built here."""
-    if denominator not in DENOMINATORS:
-        raise ValueError(f"ablation_denominator must be one of {', '.join(DENOMINATORS)}. "
+    if denominator not in DENOMINATOR.choices:
+        raise ValueError(f"ablation_denominator must be one of {', '.join(DENOMINATOR.choices)}. "
                          f"Received: ablation_denominator={denominator!r}")
     activations = np.asarray(activations, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
@@ -191,7 +196,7 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
     return _weights(jobs, chosen, weights, denominator)
 
 
-def _weights(jobs, chosen, weights, denominator=DEFAULT_DENOMINATOR):
+def _weights(jobs, chosen, weights, denominator):
     """w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) ('signed': / y_c) from each job's score of
     its image's class."""
     original = {}
@@ -226,3 +231,21 @@ def _ablated_copies(activations, jobs, buffer):
     rows = np.flatnonzero(channels >= 0)
     copies[rows, :, :, channels[rows]] = 0.0
     return copies
+
+
+METHOD = Method(
+    "ablationcam",
+    "Ablation-CAM: channel weights = the relative drop of the class score when the channel is set to 0, "
+    "scored by the layers above the target alone",
+    "Desai and Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep Convolutional Network via "
+    "Gradient-free Localization",
+    ("activations", "upper-graph-scores"),
+    channel_weights=channel_weights,
+    options=(MAX_MASKS, DENOMINATOR),
+    choices=(LibraryChoice("ablation_denominator", "what the drop of the class score is divided by",
+                           "|y_c|, at least 1e-6",
+                           {"pytorch-grad-cam": ("signed", "y_c, no guard (y_c = 0 gives a NaN map; here an empty "
+                                                 "one). Its ablated value min(A) - 1e7 on a layer with negative "
+                                                 "activations is not reproduced: the ablated value stays 0"),
+                            "tf-keras-vis": (None, "not offered")}),),
+)

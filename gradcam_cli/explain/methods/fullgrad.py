@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
 from gradcam_cli.explain.methods.scorecam import bilinear
 
 NO_BIAS_WARNING = "no layer has a bias: FullGrad reduces to the input-gradient term"
@@ -124,7 +125,7 @@ def fullgrad_maps(inputs, input_gradients, layer_gradients, biases):
     return total
 
 
-def fullgrad_map(result, context=None):
+def spatial_map(result, context):
     """The FullGrad map of each image of an engine.BatchResult at the input's resolution,
     (B, H, W) float32, shifted to a minimum of 0 per image. Runs one compiled step through the
     engine (engine.layer_gradients) for the input- and bias-gradients of `result.classes`."""
@@ -135,3 +136,19 @@ def fullgrad_map(result, context=None):
     maps = fullgrad_maps(result.inputs, computed.input_gradients, [g for _, g in computed.layers],
                          [bias[path] for path, _ in computed.layers])
     return maps - maps.min(axis=(1, 2), keepdims=True)
+
+
+def warnings(loaded):
+    """The registry's warnings: FullGrad without a bias term on its map."""
+    return [w for w in [bias_warning(loaded)] if w]
+
+
+METHOD = Method(
+    "fullgrad",
+    "FullGrad: |input gradient x input| plus every conv/BN layer's |bias gradient|, each normalised, "
+    "at the input's resolution",
+    "Srinivas and Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
+    ("plain-input-gradients", "bias-gradients"),
+    spatial_map=spatial_map,
+    warnings=warnings,
+)

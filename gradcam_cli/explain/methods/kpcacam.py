@@ -37,24 +37,26 @@ How pytorch-grad-cam and sklearn differ: docs/methods.md#kpca-cam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import LibraryChoice, MethodOption
 from gradcam_cli.explain.methods.pca import channel_mean, finite_features, orient
 
-KERNELS = ("rbf", "sigmoid")
-DEFAULT_KERNEL = "rbf"
+KERNEL = MethodOption("kpca_kernel", str, "rbf", "rbf: the kernel exp(-||x - y||^2 / K); sigmoid: "
+                      "tanh(<x, y> / K + 1) (pytorch-grad-cam's default)", choices=("rbf", "sigmoid"))
 MAX_POSITIONS = 4096
 
 
-def kpcacam_spatial_map(result, context):
+def spatial_map(result, context):
     """KPCA-CAM's map of an engine.BatchResult, (B, h, w) float32; the context's option
-    kpca_kernel chooses the kernel (KERNELS)."""
-    return kpcacam_map(result.activations, kernel=context.options.get("kpca_kernel", DEFAULT_KERNEL))
+    kpca_kernel chooses the kernel."""
+    return kpcacam_map(result.activations, kernel=context.options["kpca_kernel"])
 
 
-def kpcacam_map(activations, kernel=DEFAULT_KERNEL, gamma=None, coef0=1.0):
+def kpcacam_map(activations, kernel=KERNEL.default, gamma=None, coef0=1.0):
     """The first kernel principal component of each image's activations: (B, h, w, K) ->
     (B, h, w) float32, before the final ReLU."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}. Received: kernel={kernel!r}")
+    if kernel not in KERNEL.choices:
+        raise ValueError(f"kernel must be one of {', '.join(KERNEL.choices)}. Received: kernel={kernel!r}")
     features = finite_features(activations)
     batch, height, width, channels = features.shape
     if height * width > MAX_POSITIONS:
@@ -85,3 +87,18 @@ def _first_component(gram):
     centred = gram - gram.mean(axis=0, keepdims=True) - gram.mean(axis=1, keepdims=True) + gram.mean()
     values, vectors = np.linalg.eigh((centred + centred.T) / 2.0)  # symmetric up to rounding
     return vectors[:, -1] * np.sqrt(max(values[-1], 0.0))
+
+
+METHOD = Method(
+    "kpcacam",
+    "KPCA-CAM: the first kernel (RBF) principal component of the activations (gradient-free, class-agnostic)",
+    "Karmani et al. 2024, KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA",
+    ("activations",),
+    spatial_map=spatial_map,
+    principal=True,
+    options=(KERNEL,),
+    choices=(LibraryChoice("kpca_kernel", "which kernel", "RBF, gamma 1 / K",
+                           {"pytorch-grad-cam": ("sigmoid", "sigmoid, gamma 1 / K, coef0 1 (its map's sign: "
+                                                 "sklearn's svd_flip, not ours)"),
+                            "tf-keras-vis": (None, "not offered")}),),
+)

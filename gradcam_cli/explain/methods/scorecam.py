@@ -57,46 +57,43 @@ groups of a few hundred; each call runs in the engine's compiled chunks.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import MAX_MASKS, LibraryChoice, MethodOption
 
 # What a masked input's probability is compared with: nothing (the default), or the zero input's.
-BASELINES = ("none", "zero")
-DEFAULT_BASELINE = "none"
+BASELINE = MethodOption("scorecam_baseline", str, "none", "none: each channel's weight is the class probability of "
+                        "the masked input, as the authors' code, pytorch-grad-cam and tf-keras-vis compute it; zero: "
+                        "minus that of the zero input, the paper's Eq. 4 (the increase of confidence)",
+                        choices=("none", "zero"))
 # What scores a masked input: the class probability, or the class logit then a softmax over channels.
-SCORES = ("probability", "softmax-logits")
-DEFAULT_SCORE = "probability"
+SCORE = MethodOption("scorecam_score", str, "probability", "probability: a masked input scores the class "
+                     "probability (the authors' code); softmax-logits: it scores the class logit, and the weights "
+                     "are a softmax of those scores over the channels, a constant channel's zero mask scored too "
+                     "(pytorch-grad-cam)", choices=("probability", "softmax-logits"))
 # How a channel is upsampled to the input size: cv2's half-pixel centres, or the corners aligned.
-UPSAMPLINGS = ("half-pixel", "corners")
-DEFAULT_UPSAMPLING = "half-pixel"
+UPSAMPLE = MethodOption("scorecam_upsample", str, "half-pixel", "half-pixel: the channels are upsampled to masks "
+                        "bilinearly with half-pixel centres (cv2; the authors' align_corners=False); corners: "
+                        "bilinearly with the corners aligned (pytorch-grad-cam's UpsamplingBilinear2d, "
+                        "tf-keras-vis's scipy zoom of order 1)", choices=("half-pixel", "corners"))
 # The most bytes of masked inputs built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
 # cv2.resize takes at most 128 channels at a time (OpenCV 5; 512 before).
 _CV2_CHANNELS = 128
 
 
-def scorecam_channel_weights(result, context):
+def channel_weights(result, context):
     """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
     The context's options: max_masks, the channels kept per image (None: all); scorecam_baseline;
-    scorecam_score; scorecam_upsample."""
+    scorecam_score; scorecam_upsample (checked by the entry's options)."""
     engine = result.engine
     options = context.options
-    score = options.get("scorecam_score", DEFAULT_SCORE)
-    if score not in SCORES:
-        raise ValueError(f"scorecam_score must be one of {', '.join(SCORES)}. Received: scorecam_score={score!r}")
-    softmax = score == "softmax-logits"
+    softmax = options["scorecam_score"] == "softmax-logits"
     return scorecam_weights(result.activations, result.inputs, result.classes,
                             engine.scores if softmax else engine.probabilities,
-                            max_masks=options.get("max_masks"), budget_bytes=MASK_BUDGET_BYTES,
-                            multiple=engine.batch_size, baseline=options.get("scorecam_baseline", DEFAULT_BASELINE),
-                            upsample=upsampling(options.get("scorecam_upsample", DEFAULT_UPSAMPLING)),
+                            max_masks=options["max_masks"], budget_bytes=MASK_BUDGET_BYTES,
+                            multiple=engine.batch_size, baseline=options["scorecam_baseline"],
+                            upsample=corners if options["scorecam_upsample"] == "corners" else bilinear,
                             softmax=softmax)
-
-
-def upsampling(name):
-    """The Up of a `scorecam_upsample` value: bilinear ('half-pixel') or corners ('corners')."""
-    if name not in UPSAMPLINGS:
-        raise ValueError(f"scorecam_upsample must be one of {', '.join(UPSAMPLINGS)}. "
-                         f"Received: scorecam_upsample={name!r}")
-    return bilinear if name == "half-pixel" else corners
 
 
 def bilinear(channels, size):
@@ -168,7 +165,7 @@ def masks(channels, size, upsample=bilinear):
 
 
 def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None, upsample=bilinear,
-                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=DEFAULT_BASELINE, softmax=False):
+                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=BASELINE.default, softmax=False):
     """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4; `baseline` 'none': f_c(X o H_k)
     alone), (B, K) float32; 0 for the channels not kept (kept_channels).
 
@@ -181,8 +178,8 @@ def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None
     activations = np.asarray(activations, dtype=np.float32)
     inputs = np.asarray(inputs, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}. Received: baseline={baseline!r}")
+    if baseline not in BASELINE.choices:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINE.choices)}. Received: baseline={baseline!r}")
     kept = kept_channels(activations, max_masks, constant=softmax)
     weights = np.zeros(kept.shape, dtype=np.float32)
     if not kept.any():  # every mask is zero: no channel is scored
@@ -247,3 +244,29 @@ def _masked_inputs(activations, inputs, jobs, upsample):
             np.multiply(masks(activations[image][:, :, channels], size, upsample), inputs[image], out=masked[start:end])
         start = end
     return masked
+
+
+METHOD = Method(
+    "scorecam",
+    "Score-CAM: channel weights = the class probability of the input masked by each upsampled, "
+    "min-max normalised channel (minus that of the zero input with --scorecam-baseline zero)",
+    "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
+    ("activations", "forward-scores"),
+    channel_weights=channel_weights,
+    options=(MAX_MASKS, BASELINE, SCORE, UPSAMPLE),
+    choices=(LibraryChoice("scorecam_baseline", "what a masked input's probability is compared with",
+                           "nothing: the probability itself (the authors' code)",
+                           {"pytorch-grad-cam": ("none", "nothing (then a softmax over the channels' scores)"),
+                            "tf-keras-vis": ("none", "nothing")}),
+             LibraryChoice("scorecam_score", "what scores a masked input",
+                           "the class probability, each channel's weight as it is (the authors' code)",
+                           {"pytorch-grad-cam": ("softmax-logits", "the class logit, then a softmax over the "
+                                                 "channels; a constant channel's zero mask is scored too"),
+                            "tf-keras-vis": ("probability", "its score of softmax(model output): the class "
+                                             "probability when the output is made linear (ReplaceToLinear)")}),
+             LibraryChoice("scorecam_upsample", "how a channel is upsampled to a mask",
+                           "bilinear, half-pixel centres (cv2; the authors' align_corners=False)",
+                           {"pytorch-grad-cam": ("corners", "bilinear, corners aligned (UpsamplingBilinear2d)"),
+                            "tf-keras-vis": ("corners", "bilinear, corners aligned (scipy.ndimage.zoom, "
+                                             "order 1)")})),
+)
