@@ -7,11 +7,37 @@ needs, its one rule (`channel_weights`, `contributions` or `spatial_map`, each
 (options.py). Adding a method: its module and its tests, and one line below.
 """
 
-from gradcam_cli.explain.methods import (ablationcam, cam, deconvnet, dilated, dilated_no_pooling, eigencam,
-                                         eigengradcam, fem, finercam, fullgrad, generic_attention, gradcam,
-                                         gradcam_elementwise, gradcam_plus_plus, guided, hirescam,
-                                         integrated_gradients, kpcacam, layercam, legrad, randomcam, refinecam,
-                                         rollout, scorecam, segeigencam, sess, shapleycam, smoothgrad, xgradcam)
+from gradcam_cli.explain.methods import (
+    ablationcam,
+    cam,
+    deconvnet,
+    dilated,
+    dilated_no_pooling,
+    eigencam,
+    eigengradcam,
+    fem,
+    finercam,
+    fullgrad,
+    generic_attention,
+    gradcam,
+    gradcam_elementwise,
+    gradcam_plus_plus,
+    guided,
+    hirescam,
+    integrated_gradients,
+    kpcacam,
+    layercam,
+    legrad,
+    randomcam,
+    refinecam,
+    rollout,
+    scorecam,
+    segeigencam,
+    sess,
+    shapleycam,
+    smoothgrad,
+    xgradcam,
+)
 from gradcam_cli.explain.methods.context import NETWORKS, POOLING, context_for, output_name  # noqa: F401
 from gradcam_cli.explain.methods.method import NEEDS, Context, Method, collected  # noqa: F401
 from gradcam_cli.explain.methods.options import LIBRARIES, LibraryChoice, MethodOption  # noqa: F401

@@ -4,7 +4,14 @@ is positive whatever the forward input (models/backprop_relus.py). Open choices:
 docs/methods.md#deconvnet.
 """
 
-from gradcam_cli.explain.methods.guided import NEEDS, SMOOTHGRAD, channel_weights, record, smoothed_gradients, suffix
+from gradcam_cli.explain.methods.guided import (
+    NEEDS,
+    SMOOTHGRAD,
+    channel_weights,
+    record,
+    smoothed_gradients,
+    suffix,
+)
 from gradcam_cli.explain.methods.method import Method
 from gradcam_cli.explain.methods.options import NOISE
 

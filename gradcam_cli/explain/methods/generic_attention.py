@@ -9,7 +9,11 @@ Open choices: docs/methods.md#generic-attention-explainability.
 
 import numpy as np
 
-from gradcam_cli.explain.methods.attention_maps import checked_blocks, read_map, token_grid
+from gradcam_cli.explain.methods.attention_maps import (
+    checked_blocks,
+    read_map,
+    token_grid,
+)
 from gradcam_cli.explain.methods.method import Method
 
 

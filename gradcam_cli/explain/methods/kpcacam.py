@@ -1,38 +1,11 @@
-"""KPCA-CAM (Karmani et al., "KPCA-CAM: Visual Explainability of Deep Computer Vision Models
-using Kernel PCA", 2024, arXiv:2410.00267; pytorch-grad-cam's KPCA_CAM, jacobgil/pytorch-grad-cam,
-pytorch_grad_cam/kpca_cam.py and utils/svd_on_activations.py get_2d_projection_kernel):
-gradient-free, Eigen-CAM with kernel PCA in place of PCA.
+"""KPCA-CAM (Karmani et al. 2024, "KPCA-CAM: Visual Explainability of Deep Computer Vision Models
+using Kernel PCA"): gradient-free, Eigen-CAM with kernel PCA in place of PCA. For an image's
+activations as N = hw centred samples, with G_c the centred kernel matrix (RBF or sigmoid, gamma 1/K),
 
-For an image's activations read as N = hw samples x_i of K channels, centred over the positions:
+    G_c u = lambda u (the largest eigenvalue),   map = sqrt(lambda) u
 
-    G_ij = kappa(x_i, x_j)                      the N x N kernel matrix
-           rbf:     exp(-gamma ||x_i - x_j||^2)
-           sigmoid: tanh(gamma <x_i, x_j> + coef0)
-    G_c  = G - 1_N G - G 1_N + 1_N G 1_N        centred in feature space (1_N: all entries 1/N)
-    G_c u = lambda u                            lambda the largest eigenvalue, ||u|| = 1
-    map  = sqrt(lambda) u                       reshaped to (h, w), before the final ReLU (explain/compute.py)
-
-which is what sklearn's KernelPCA(n_components=1).fit_transform returns (eigenvectors times the
-square roots of their eigenvalues), computed here with numpy alone.
-
-Our choices, each named:
-
-- `kpca_kernel`: 'rbf' (the default) or 'sigmoid', pytorch-grad-cam's KPCA_CAM default
-  (docs/methods.md#kpca-cam); with 'sigmoid' the map equals pytorch-grad-cam's up to its sign
-  (below) and its ARPACK tolerance above 200 positions.
-- gamma = 1 / K when None, sklearn's default for both kernels; coef0 = 1, sklearn's default
-  (sigmoid only).
-- Centring the samples first: it changes nothing for RBF (distances), and changes the sigmoid
-  kernel.
-- Eigenvector: the exact one, np.linalg.eigh on the dense N x N matrix. Cost: N^2 float64 and
-  O(N^3) time per image, so the layer may have at most MAX_POSITIONS (4096, 64x64) positions;
-  a larger one is refused with a LayerError. lambda <= 0 (a constant image) gives a zero map.
-- Sign: u's sign is arbitrary; we orient the map as pca.orient does for Eigen-CAM (positive
-  correlation with the channel mean of the activations; if nil, the largest-magnitude entry
-  positive).
-- Non-finite activations are set to 0; computed in float64.
-
-How pytorch-grad-cam and sklearn differ: docs/methods.md#kpca-cam.
+(sklearn's KernelPCA(n_components=1).fit_transform), exact by np.linalg.eigh, so at most
+MAX_POSITIONS positions. Open choices (kernel, sign): docs/methods.md#kpca-cam.
 """
 
 import numpy as np

@@ -5,11 +5,17 @@ and how the entries become the registry (`collected`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from gradcam_cli.errors import GradcamError, argument
-from gradcam_cli.explain.methods.options import LIBRARIES, LibraryChoice, MethodOption, Value
+from gradcam_cli.explain.methods.options import (
+    LIBRARIES,
+    LibraryChoice,
+    MethodOption,
+    Value,
+)
 
 # What a run can write (--save): every method's map kinds, and a backprop method's input-gradient images.
 MAP_KINDS = ("heatmap", "overlay", "raw")

@@ -9,14 +9,13 @@ Pure Python: the command line builds its options from here without loading numpy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from gradcam_cli.errors import GradcamError, argument
 
 LIBRARIES = ("pytorch-grad-cam", "tf-keras-vis")
 
 # An option's value: a number, a word, or None ("not given").
-Value = Optional[Union[int, float, str]]
+Value = int | float | str | None
 
 
 @dataclass(frozen=True)

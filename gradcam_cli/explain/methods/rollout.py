@@ -9,7 +9,11 @@ Open choices (head fusion, the discard ratio, the read-out): docs/methods.md#att
 
 import numpy as np
 
-from gradcam_cli.explain.methods.attention_maps import checked_blocks, read_map, token_grid
+from gradcam_cli.explain.methods.attention_maps import (
+    checked_blocks,
+    read_map,
+    token_grid,
+)
 from gradcam_cli.explain.methods.method import Method
 from gradcam_cli.explain.methods.options import MethodOption
 

@@ -1,58 +1,11 @@
-"""Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional
-Neural Networks", CVPR Workshops 2020): gradient-free, each channel weighted by how much the
-input it highlights raises the class's probability.
+"""Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations for Convolutional
+Neural Networks"): gradient-free, each channel weighted by the class score of the input it masks,
 
-Per image X (the preprocessed batch, `result.inputs`) of class c and channel k of the target
-layer's activations A:
+    H_k = s(Up(A_k)),   w_k = f_c(X o H_k) [- f_c(0)],   map = sum_k w_k A_k
 
-    H_k = s(Up(A_k))                  Eq. 5: Up bilinear to the input size, s min-max to [0, 1]
-    w_k = f_c(X o H_k)                the default (scorecam_baseline='none'), as the authors' code
-    w_k = f_c(X o H_k) - f_c(X_b)     scorecam_baseline='zero': Eq. 4, the channel-wise increase
-                                      of confidence (CIC)
-    w_k = softmax_k(y_c(X o H_k))     scorecam_score='softmax-logits': pytorch-grad-cam's rule (the
-                                      logit y_c, a softmax over the channels: the paper's Algorithm 1)
-    map = sum_k w_k A_k               the paper's L^c before its ReLU (compute.py applies it)
-
-Our choices, each named (each option's value per library: docs/methods.md#score-cam):
-
-- `scorecam_upsample`: Up is 'half-pixel', cv2's half-pixel-centre bilinear (`bilinear`, as
-  maps.upsample; the authors' align_corners=False), or 'corners', bilinear with the corners
-  aligned (`corners`: pytorch-grad-cam's UpsamplingBilinear2d, tf-keras-vis's scipy zoom order 1).
-  s divides exactly, no eps (theirs add 1e-8 or 1e-7: a relative 1e-8 of a channel's range), and
-  a constant channel gets a zero mask.
-- `scorecam_score`: f_c is 'probability', the probability of c (the model's own softmax or
-  sigmoid: engine.probabilities), or 'softmax-logits', pytorch-grad-cam's rule: S_k = y_c(X o H_k),
-  the class logit (engine.scores), and w_k = softmax_k(S_k), a softmax over the channels scored;
-  a constant channel's zero mask is scored too (X o 0 = 0, one zero input for the whole batch) and
-  enters the softmax.
-- `scorecam_baseline`: X o H_k multiplies the preprocessed input, and X_b = 0, that same zero
-  input: what a mask of zeros leaves (X o 0), so the CIC compares keeping the highlighted region
-  with keeping nothing. With that baseline, the "baseline-relative blend" X_b + H_k o (X - X_b) is
-  the same masked input. Zero is the zero of the model's input space: the mean colour under
-  caffe/torch preprocessing, mid-grey under 'tf', black under 'none' or 'unit'. (With
-  'softmax-logits' the softmax cancels it.)
-- No softmax over the channels with 'probability': Eq. 4's weights are kept as they are.
-  (Algorithm 1 of the paper ends with alpha_k = softmax_k(S_k), which cancels any constant
-  baseline; a softmax over K probabilities in [0, 1] would give nearly equal weights, between
-  1/(e K) and e/K, a map close to the plain sum of the channels.)
-- No baseline by default: the authors' code, pytorch-grad-cam and tf-keras-vis all leave it out,
-  and users of every other Score-CAM expect their maps. What the paper's baseline does: the map
-  is sum_k f_c(X o H_k) A_k - f_c(0) sum_k A_k. Where the zero input is itself confidently class
-  c, no mask raises f_c and the map is empty after the ReLU (the demo models call a black image a
-  cross, p = 1: every cross's map is empty).
-- A constant channel gives a zero mask; with 'probability' it is not scored and its weight is 0
-  (with the baseline, X o H_k = X_b and its weight is 0 exactly; without, the authors' code skips
-  it too; tf-keras-vis gives it f_c(0), which only adds a constant to the map).
-- The max_masks option, N (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
-  highest spatial variance of A_k (ties: the lower index); the others get weight 0 and are not
-  scored (with 'softmax-logits', the softmax is over the N kept). N >= K keeps them all.
-
-How pytorch-grad-cam, tf-keras-vis, torch-cam and the authors' code differ: docs/methods.md#score-cam.
-
-Memory: the B x K masked inputs are never held at once. They are built and scored in groups of
-at most MASK_BUDGET_BYTES (a multiple of the engine's batch size), filled image after image, so
-a small model scores a whole batch in one call and ResNet50's 2048 masks of 224x224x3 go in
-groups of a few hundred; each call runs in the engine's compiled chunks.
+(Eq. 4-5; Up bilinear to the input size, s min-max). The masked inputs are scored in groups of at
+most MASK_BUDGET_BYTES, never all at once. Open choices (score, baseline, upsampling, max_masks):
+docs/methods.md#score-cam.
 """
 
 import numpy as np

@@ -1,36 +1,12 @@
-"""SESS (Tursun, Denman, Sridharan and Fookes, "SESS: Saliency Enhancing with Scaling and
-Sliding", ECCV 2022; pytorch-grad-cam 1.5.7's sess.py, which its first author contributed): a
-meta-method. The image is scaled up several times; windows of the model's input size slide over
-each scaled image; the base method's map of every window, weighted by how confidently the model
-sees the class in it, is pasted back, brought to the image's size, and the pasted maps are fused
-and smoothed: a saliency map of higher resolution and fewer gaps than one pass gives.
+"""SESS (Tursun, Denman, Sridharan and Fookes 2022, "SESS: Saliency Enhancing with Scaling and
+Sliding"): a meta-method. The image is scaled up several times, windows of the model's input size
+slide over each, and the base method's map of every window, weighted by the class probability in
+it over the best window's, is pasted back, resized to the image, fused (mean above theta, or max)
+and blurred:
 
-For an input X (H x W, the model's input size; short side s) explaining class c:
+    map = GaussianBlur(fuse_i resize(paste(w_i mm(base map of window_i))), 11 x 11, sigma)
 
-    scales      S_i = s + round(s r) i, i = 0..n-1        (n = 12, r = 2/7: 224, 288, ... 928)
-    windows     of H x W, stride the window (or --sess-stride), the last one shifted back inside
-    score       p_i = max(P(c | window_i), 0), kept windows: the (1 - pre-filter) best
-    weight      w_i = p_i / max_j p_j                       (all 1 when every p is 0)
-    patch map   M_i = mm(Up(base map of window_i)), mm: min-max to [0, 1]
-    pasted      G_i = resize(paste(w_i M_i at its window in the scaled image), H x W)
-    fused       mean over i of G_i where G_i > theta (0 where none is), or max_i G_i
-    map         GaussianBlur(fused, 11 x 11, sigma 5)
-
-Our choices, each named:
-- Windows are the model's own input size (H x W): a Keras model takes one size. For a square
-  input this is pytorch-grad-cam's w = min(H, W); the scales apply to the short side, the long
-  side keeps the aspect (int(S long / short), as torchvision's resize).
-- Resizing the input to a scale: cv2's bilinear (half-pixel centres) on the preprocessed input;
-  pasted maps are brought back with cv2's bilinear too (pytorch-grad-cam: cv2.resize, no
-  antialiasing), the patch maps upsampled like every map here (maps.upsample).
-- The class is the one asked for, else the image's top-1 on the whole input; every window
-  explains that class.
-- p_i is the model's probability (its softmax or sigmoid) of the class on the window.
-- The patch map is min-max normalised exactly (a constant map is 0), as the authors' code does.
-- Every window of every image of a batch goes through the base method's compiled step in chunks
-  of the engine's batch size (`chunks`), each chunk's windows cut from the scaled images when it
-  is computed: memory holds one chunk of windows and the maps (H x W each), not every window.
-How pytorch-grad-cam and the authors' code differ: docs/methods.md#sess.
+Open choices (windows, scales, resizing, chunks): docs/methods.md#sess.
 """
 
 import numpy as np
