@@ -43,7 +43,7 @@ def test_equals_the_closed_form_on_a_gap_dense_head(gap):
     model, loaded, images = gap
     result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), needs=("activations",))
     assert result.gradients is None  # gradient-free
-    ours = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    ours = channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))
     assert ours.shape == (3, 16, 16) and ours.dtype == np.float32
 
     kernel, bias = [w.astype(np.float64) for w in model.get_layer("pred").get_weights()]
@@ -74,7 +74,7 @@ def test_equals_a_hand_run_nonlinear_head(keras):
     loaded = _loaded(model, 8)
     images = _images(3, 8, seed=7)
     result = Engine(loaded, ("target",), batch_size=2).run(images[:2], np.array([1, top_rank(1)]), needs=("activations",))
-    ours = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    ours = channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))
     post_kernel, post_bias = [w.astype(np.float64) for w in model.get_layer("post").get_weights()]
     pred_kernel, pred_bias = [w.astype(np.float64) for w in model.get_layer("pred").get_weights()]
 
@@ -111,7 +111,7 @@ def test_only_the_upper_graph_step_runs_after_the_forward_pass(gap):
         raise AssertionError("the whole network was run again")
 
     engine.raw_outputs = engine.run = engine._forward_only = engine.upper_scores = refuse
-    channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))
     assert sum(calls) == 3 * (1 + 16)  # per image: its unmodified activations, then each channel ablated
 
 
@@ -141,7 +141,7 @@ def test_rows_built_in_the_step_and_after_a_global_pooling_equal_the_copies(gap,
     calls = counting(small, "upper_scores_ablated")
     assert small.upper_chunk == 1
     small_result = small.run(x, np.array([0, 2]), needs=("activations",))
-    chunked = ablationcam.ablationcam_channel_weights(small_result, Context())
+    chunked = ablationcam.channel_weights(small_result, Context(options=ablationcam.METHOD.values()))
     np.testing.assert_allclose(chunked, in_step, rtol=1e-5, atol=1e-6 * np.abs(in_step).max())
     rows = ablationcam.ablated_channels(small_result.activations).sum(axis=1) + 1  # per image: itself, its channels
     assert calls == [int(rows.sum())] and small.traces["upper-ablated"] == 1
@@ -151,7 +151,7 @@ def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeyp
     _, loaded, images = gap
     engine = Engine(loaded, ("conv2",), batch_size=3)
     result = engine.run(images, np.array([0, 1, 2]), needs=("activations",))
-    whole = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    whole = channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))
     weights = lambda **kwargs: ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores,
                                                             multiple=engine.batch_size, **kwargs)
     calls = counting(engine, "upper_scores")
@@ -167,9 +167,9 @@ def test_groups_within_the_budget_and_batches_do_not_change_the_map(gap, monkeyp
 
     alone_engine = Engine(loaded, ("conv2",), batch_size=1)
     for i in range(3):
-        alone = channel_map(ablationcam.ablationcam_channel_weights, alone_engine.run(images[i : i + 1], [i], needs=("activations",)), Context())
+        alone = channel_map(ablationcam.channel_weights, alone_engine.run(images[i : i + 1], [i], needs=("activations",)), Context(options=ablationcam.METHOD.values()))
         np.testing.assert_allclose(alone[0], whole[i], rtol=0, atol=1e-5 * np.abs(whole[i]).max())
-    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context()), whole)  # deterministic
+    np.testing.assert_array_equal(channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values())), whole)  # deterministic
 
 
 def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
@@ -180,7 +180,7 @@ def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     full_weights = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
     calls = counting(engine, "upper_scores_ablated")
     n = 5
-    kept = channel_map(ablationcam.ablationcam_channel_weights, result, Context(options={"max_masks": n}))
+    kept = channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values({"max_masks": n})))
     assert sum(calls) == 3 * (1 + n)
     norms = np.abs(result.activations).sum(axis=(1, 2))
     top = np.zeros_like(full_weights)
@@ -189,10 +189,10 @@ def test_max_masks_ablates_the_n_channels_of_largest_l1_norm(gap):
     assert len({tuple(np.flatnonzero(row)) for row in top}) == 3  # each image its own channels
     expected = maps.weighted_sum(result.activations, full_weights * top)
     np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
-    full = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    full = channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))
     assert not np.allclose(kept, full)
-    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(options={"max_masks": 16})), full)  # N = K: all
-    np.testing.assert_array_equal(channel_map(ablationcam.ablationcam_channel_weights, result, Context(options={"max_masks": 99})), full)
+    np.testing.assert_array_equal(channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values({"max_masks": 16}))), full)  # N = K: all
+    np.testing.assert_array_equal(channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values({"max_masks": 99}))), full)
 
 
 def test_max_masks_ties_go_to_the_lower_channel():
@@ -244,8 +244,8 @@ def test_class_0_of_a_binary_model_gets_the_negated_map(keras):
     assert loaded.head.kind == "binary"
     engine = Engine(loaded, ("conv2",), batch_size=2)
     images = _images(2, 32, seed=9)
-    one = channel_map(ablationcam.ablationcam_channel_weights, engine.run(images, [1, 1], needs=("activations",)), Context())
-    zero = channel_map(ablationcam.ablationcam_channel_weights, engine.run(images, [0, 0], needs=("activations",)), Context())
+    one = channel_map(ablationcam.channel_weights, engine.run(images, [1, 1], needs=("activations",)), Context(options=ablationcam.METHOD.values()))
+    zero = channel_map(ablationcam.channel_weights, engine.run(images, [0, 0], needs=("activations",)), Context(options=ablationcam.METHOD.values()))
     np.testing.assert_allclose(zero, -one, rtol=0, atol=1e-6 * np.abs(one).max())
 
 
@@ -259,7 +259,7 @@ def test_an_image_of_all_zero_activations_is_not_scored(gap):
     weights = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
     assert sum(calls) == 1 + 15  # image 0: unmodified and 15 channels; image 1: nothing
     assert (weights[1] == 0).all() and weights[0, 4] == 0
-    assert channel_map(ablationcam.ablationcam_channel_weights, result, Context())[1].max() == 0
+    assert channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))[1].max() == 0
 
 
 def _rejoining_model(keras):
@@ -281,7 +281,7 @@ def test_a_graph_that_cannot_be_cut_at_the_target_runs_the_whole_model(keras):
     engine = Engine(_loaded(model, 8), ("conv2",), batch_size=2)
     images = _images(2, 8)
     result = engine.run(images, np.full(2, top_rank(1)), needs=("activations",))
-    weights = ablationcam.ablationcam_channel_weights(result, Context())
+    weights = ablationcam.channel_weights(result, Context(options=ablationcam.METHOD.values()))
     conv1, conv2 = model.get_layer("conv1"), model.get_layer("conv2")
     kernel, bias = model.get_layer("pred").get_weights()
     a1 = np.asarray(conv1(images))
@@ -306,7 +306,7 @@ def check_routes(keras):
         x = np.random.default_rng(6).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
         result = engine.run(x, np.array([0, 1]), needs=("activations",))
         copies = ablationcam.ablation_weights(result.activations, result.classes, engine.upper_scores)
-        routed = ablationcam.ablationcam_channel_weights(result, Context())
+        routed = ablationcam.channel_weights(result, Context(options=ablationcam.METHOD.values()))
         np.testing.assert_allclose(routed, copies, rtol=1e-5, atol=1e-6 * np.abs(copies).max())
 
 

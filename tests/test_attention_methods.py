@@ -116,7 +116,7 @@ def test_rollout_equals_a_numpy_rollout_of_the_attention_by_hand(keras, size, pr
 
 
 def test_rollout_discards_the_lowest_entries_but_not_the_class_tokens_own(keras):
-    from gradcam_cli.explain.methods.attention_maps import discard
+    from gradcam_cli.explain.methods.rollout import discard
 
     fused = np.array([[[0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.2, 0.7, 0.1]]])
     kept = discard(fused, 0.5, prefix=1)  # 4 of the 8 entries outside [0, 0] go: the lowest four

@@ -16,10 +16,8 @@ from gradcam_cli import Explainer
 from gradcam_cli.explain import maps, smoothing
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import METHODS, Context
-from gradcam_cli.explain.methods import ablationcam, scorecam
-from gradcam_cli.explain.methods.fem import fem_channel_contributions, fem_contributions
-from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_channel_weights
-from gradcam_cli.explain.methods.kpcacam import kpcacam_spatial_map
+from gradcam_cli.explain.methods import ablationcam, fem, gradcam_plus_plus, kpcacam, scorecam
+from gradcam_cli.explain.methods.fem import fem_contributions
 from gradcam_cli.models import loading
 
 needs_tf_keras_vis = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
@@ -94,7 +92,7 @@ def test_pytorch_grad_cams_score_cam_by_hand(gap):
     scored as the zero input (every masked input of the zero image is the zero input: its
     weights are 1/K)."""
     result = gap.result
-    ours = channel_map(scorecam.scorecam_channel_weights, result,
+    ours = channel_map(scorecam.channel_weights, result,
                        Context(options=METHODS["scorecam"].values(compat=PGC)))
     K = result.activations.shape[-1]
     for i, c in enumerate(result.classes):
@@ -105,7 +103,7 @@ def test_pytorch_grad_cams_score_cam_by_hand(gap):
         close(ours[i], expected)
         if i == 2:  # the zero image: all channels constant, all scored as the zero input
             np.testing.assert_allclose(weights, np.full(K, 1 / K))
-    weights = scorecam.scorecam_channel_weights(result, Context(options={"scorecam_score": "softmax-logits"}))
+    weights = scorecam.channel_weights(result, Context(options=scorecam.METHOD.values({"scorecam_score": "softmax-logits"})))
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
     assert (weights > 0).all()  # every channel, constant ones too
 
@@ -132,7 +130,7 @@ def test_tf_keras_vis_score_cam_by_hand(gap):
     the class probability, no baseline. A constant channel: tf-keras-vis scores its zero mask,
     p_c(0), where ours gives it 0 (documented), so that term is taken out of their map."""
     result = gap.result
-    ours = channel_map(scorecam.scorecam_channel_weights, result,
+    ours = channel_map(scorecam.channel_weights, result,
                        Context(options=METHODS["scorecam"].values(compat=TKV)))
     for i, c in enumerate(result.classes[:2]):
         masks = masks_by_hand(result.activations[i], (32, 32), 1e-7)
@@ -141,7 +139,7 @@ def test_tf_keras_vis_score_cam_by_hand(gap):
         constant = np.ptp(result.activations[i], axis=(0, 1)) == 0
         theirs = np.tensordot(result.activations[i], weights, axes=([2], [0]))
         close(ours[i], theirs - np.tensordot(result.activations[i], weights * constant, axes=([2], [0])))
-    plain = channel_map(scorecam.scorecam_channel_weights, result, Context())
+    plain = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values()))
     assert np.abs(plain[:2] - ours[:2]).max() > 1e-3 * np.abs(ours[:2]).max()  # the upsampling shows
 
 
@@ -152,14 +150,14 @@ def test_softmax_logits_scores_in_groups_with_one_zero_input(gap, monkeypatch):
     engine = result.engine
     original = engine.scores
     monkeypatch.setattr(engine, "scores", lambda inputs: calls.append(len(inputs)) or original(inputs))
-    options = Context(options={"scorecam_score": "softmax-logits"})
-    whole = scorecam.scorecam_channel_weights(result, options)
+    options = Context(options=scorecam.METHOD.values({"scorecam_score": "softmax-logits"}))
+    whole = scorecam.channel_weights(result, options)
     masked = scorecam.kept_channels(result.activations).sum()
     constant = (~scorecam.kept_channels(result.activations)).sum()
     assert constant > 0 and sum(calls) == masked + 1  # the constant channels: one zero input for all
     calls.clear()
     monkeypatch.setattr(scorecam, "MASK_BUDGET_BYTES", 7 * gap.images[0].nbytes)
-    np.testing.assert_allclose(scorecam.scorecam_channel_weights(result, options), whole, rtol=1e-6)
+    np.testing.assert_allclose(scorecam.channel_weights(result, options), whole, rtol=1e-6)
     assert len(calls) > 1 and all(size == 6 for size in calls[:-1]) and sum(calls) == masked + 1
 
 
@@ -172,7 +170,7 @@ def test_tf_keras_vis_scorecam_itself(gap):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     result, images = gap.result, gap.images[:2]
-    ours = channel_map(scorecam.scorecam_channel_weights, result,
+    ours = channel_map(scorecam.channel_weights, result,
                        Context(options=METHODS["scorecam"].values(compat=TKV)))[:2]
     explain = Scorecam(gap.model, model_modifier=ReplaceToLinear(), clone=True)
     with warnings.catch_warnings():
@@ -223,7 +221,7 @@ def test_grad_cam_plus_plus_rules_by_hand(tiny):
     maps_by_rule = {}
     for library in (PGC, TKV):
         context = Context(options=METHODS["gradcam++"].values(compat=library))
-        maps_by_rule[library] = channel_map(gradcam_plus_plus_channel_weights, result, context)
+        maps_by_rule[library] = channel_map(gradcam_plus_plus.channel_weights, result, context)
     for i, c in enumerate(result.classes):
         a, g, logits = tiny_by_hand(tiny.model, tiny.images[i], int(c))
         assert 1e-5 < np.abs(g).max() < 1e-1
@@ -238,7 +236,7 @@ def test_grad_cam_plus_plus_rules_by_hand(tiny):
         alphas = alphas / np.where(sums == 0, 1, sums)
         weights = (np.maximum(e * g, 0) * alphas).sum(axis=(0, 1))
         close(maps_by_rule[TKV][i] * e, a @ weights)
-    paper = channel_map(gradcam_plus_plus_channel_weights, result, Context())
+    paper = channel_map(gradcam_plus_plus.channel_weights, result, Context(options=gradcam_plus_plus.METHOD.values()))
     peak = lambda m: m / np.abs(m).max(axis=(1, 2), keepdims=True)
     assert np.abs(peak(paper) - peak(maps_by_rule[PGC])).max() > 1e-2  # the eps is visible here
 
@@ -250,8 +248,8 @@ def test_tf_keras_vis_gradcam_plus_plus_itself(tiny):
 
     engine = Engine(tiny.loaded, ("target",), batch_size=3)
     result = engine.run(tiny.images, np.array([0, 1, 2]))
-    ours = channel_map(gradcam_plus_plus_channel_weights, result,
-                       Context(options={"gradcampp_alphas": "normalised"}))
+    ours = channel_map(gradcam_plus_plus.channel_weights, result,
+                       Context(options=gradcam_plus_plus.METHOD.values({"gradcampp_alphas": "normalised"})))
     theirs = np.asarray(GradcamPlusPlus(tiny.model, clone=True)(
         CategoricalScore([0, 1, 2]), tiny.images, penultimate_layer="target", expand_cam=False, normalize_cam=False))
     for i in range(3):
@@ -267,9 +265,9 @@ def test_pytorch_grad_cams_kpca_cam_by_hand():
     Ours keeps its own sign (correlation with the channel mean)."""
     rng = np.random.default_rng(6)
     activations = np.maximum(rng.normal(size=(2, 5, 6, 7)), 0) * 0.5
-    ours = kpcacam_spatial_map(SimpleNamespace(activations=activations),
+    ours = kpcacam.spatial_map(SimpleNamespace(activations=activations),
                                Context(options=METHODS["kpcacam"].values(compat=PGC)))
-    rbf = kpcacam_spatial_map(SimpleNamespace(activations=activations), Context())
+    rbf = kpcacam.spatial_map(SimpleNamespace(activations=activations), Context(options=kpcacam.METHOD.values()))
     for i in range(2):
         x = activations[i].reshape(-1, 7)
         x = x - x.mean(axis=0)
@@ -287,8 +285,8 @@ def test_pytorch_grad_cams_kpca_cam_by_hand():
 
 
 def fem_maps(activations, weighting):
-    return fem_channel_contributions(SimpleNamespace(activations=activations),
-                                     Context(options={"fem_weights": weighting})).sum(axis=3)
+    return fem.contributions(SimpleNamespace(activations=activations),
+                                     Context(options=fem.METHOD.values({"fem_weights": weighting}))).sum(axis=3)
 
 
 def test_fem_spec_example_by_hand():
@@ -332,9 +330,9 @@ def test_pytorch_grad_cams_signed_denominator_by_hand(gap):
     classes = np.argmin(logits, axis=1)
     assert (logits[np.arange(2), classes] < 0).all()
     result = Engine(gap.loaded, ("conv2",), batch_size=2).run(images, classes, needs=("activations",))
-    signed = channel_map(ablationcam.ablationcam_channel_weights, result,
+    signed = channel_map(ablationcam.channel_weights, result,
                          Context(options=METHODS["ablationcam"].values(compat=PGC)))
-    absolute = channel_map(ablationcam.ablationcam_channel_weights, result, Context())
+    absolute = channel_map(ablationcam.channel_weights, result, Context(options=ablationcam.METHOD.values()))
     for i, c in enumerate(classes):
         drops = kernel[:, c] * result.activations[i].mean(axis=(0, 1))
         close(signed[i], result.activations[i] @ (drops / logits[i, c]))

@@ -10,7 +10,8 @@ import pytest
 from conftest import run_on_jax, tiny_model
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods.finercam import FinerObjective, finercam_weights
+from gradcam_cli.explain.methods import Context
+from gradcam_cli.explain.methods.finercam import FinerObjective, channel_weights
 from gradcam_cli.models.loading import describe
 
 CLASSES = 6
@@ -83,7 +84,7 @@ def check_finer_matches_hand(keras):
             np.testing.assert_array_equal(result.compared[i], compared)
             assert cls not in result.compared[i]
             np.testing.assert_allclose(result.gradients[i], d_a, rtol=1e-4, atol=1e-5)
-            weights = finercam_weights(result)
+            weights = channel_weights(result, Context())
             np.testing.assert_allclose(weights[i], d_a.mean(axis=(0, 1)), rtol=1e-4, atol=1e-6)
     return engine
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import conv3x3_same, conv3x3_same_transpose, gap_model, nested_model, run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods import fullgrad
+from gradcam_cli.explain.methods import Context, fullgrad
 from gradcam_cli.models.loading import describe
 
 
@@ -52,7 +52,7 @@ def check_tiny_fullgrad(keras):
     x = images(3, 8)
     before = model.predict(x, verbose=0)
     result = engine.run(x, np.array([0, 2, -1]), needs=("activations",))
-    maps = fullgrad.fullgrad_map(result)
+    maps = fullgrad.spatial_map(result, Context())
     assert maps.shape == (3, 8, 8)
     for i in range(3):
         logits, d_x, d_z1, d_z2, (b1, b2, b3) = hand_tiny(model, x[i], int(result.classes[i]))
@@ -94,7 +94,7 @@ def check_completeness(keras):
             score = engine.scores(x[i : i + 1])[0, computed.classes[i]]
             np.testing.assert_allclose(total, score, rtol=1e-4, atol=1e-4)
         result = engine.run(x, np.array([-1, 1]), needs=("activations",))
-        maps = fullgrad.fullgrad_map(result)
+        maps = fullgrad.spatial_map(result, Context())
         assert maps.shape == (2, size, size) and np.isfinite(maps).all() and maps.min() == 0.0 and maps.max() > 0
 
 
@@ -159,7 +159,7 @@ def check_without_biases(keras):
     gradients, scores = engine.input_gradients(x, result.classes)
     np.testing.assert_allclose((gradients * x).sum(axis=(1, 2, 3)), scores, rtol=1e-5, atol=1e-6)  # homogeneous
     expected = np.stack([psi_sum(np.abs(gradients[i] * x[i])) for i in range(2)])
-    np.testing.assert_allclose(fullgrad.fullgrad_map(result), expected - expected.min(axis=(1, 2), keepdims=True),
+    np.testing.assert_allclose(fullgrad.spatial_map(result, Context()), expected - expected.min(axis=(1, 2), keepdims=True),
                                rtol=1e-5, atol=1e-5)
     zero = tiny_model(keras)
     zero.set_weights([w if w.ndim > 1 else np.zeros_like(w) for w in zero.get_weights()])

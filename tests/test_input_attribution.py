@@ -11,6 +11,7 @@ from conftest import run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import Context
 from gradcam_cli.explain.methods import input_attribution as attribution
+from gradcam_cli.explain.methods import integrated_gradients, smoothgrad
 from gradcam_cli.models.loading import describe
 from gradcam_cli.models.precision import activation_bytes
 from conftest import conv3x3_same_transpose
@@ -136,10 +137,10 @@ def test_integrated_gradients_completeness_improves_with_steps(keras):
     assert errors[3] < 1e-3 * np.abs(scores).max()
     # the map: attributions summed over colours, so map.sum() - residual = S(x) - S(x')
     result = engine.run(x, classes, needs=("activations",))
-    heat, details = attribution.integrated_gradients_method_map(result, Context(options={"steps": 64}))
+    heat, details = integrated_gradients.spatial_map(result, Context(options=integrated_gradients.METHOD.values({"steps": 64})))
     assert [d["steps"] for d in details] == [64] * len(classes)
     np.testing.assert_allclose(heat.sum(axis=(1, 2)) - residuals, scores, rtol=1e-4, atol=1e-5)
-    assert attribution.smoothgrad_map(result, samples=2).shape == (2, 8, 8)
+    assert smoothgrad.spatial_map(result, Context(options=smoothgrad.METHOD.values({"samples": 2}))).shape == (2, 8, 8)
     with pytest.raises(ValueError, match="rule"):
         attribution.riemann_nodes(4, "simpson")
 

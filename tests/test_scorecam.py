@@ -54,7 +54,7 @@ def test_equals_a_hand_computation_on_a_tiny_model(keras, tiny, baseline):
     model, loaded, images = tiny
     result = Engine(loaded, ("conv2",), batch_size=3).run(images, np.array([2, 0, top_rank(1)]), needs=("activations",))
     options = {} if baseline == "none" else {"scorecam_baseline": "zero"}  # none is the default
-    ours = channel_map(scorecam.scorecam_channel_weights, result, Context(options=options))
+    ours = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values(options)))
 
     # By hand: activations from a plain keras.Model, numpy masks, model.predict's own softmax.
     activations = keras.Model(model.inputs, model.get_layer("conv2").output).predict(images, verbose=0)
@@ -157,10 +157,10 @@ def test_agrees_with_tf_keras_vis(keras, name):
         assert scale > 0
         # Their definition reproduced in our code: equal to float32 round-off (measured 2.5e-7 of the scale).
         np.testing.assert_allclose(their_definition(result), theirs, rtol=0, atol=1e-5 * scale)
-        ours = channel_map(scorecam.scorecam_channel_weights, result, Context())  # the default: no baseline
+        ours = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values()))  # the default: no baseline
         by_class.append(ours)
         # the paper's form is the default minus f_c(0) times the scored channels' sum
-        paper = channel_map(scorecam.scorecam_channel_weights, result, Context(options={"scorecam_baseline": "zero"}))
+        paper = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values({"scorecam_baseline": "zero"})))
         baseline = engine.probabilities(np.zeros((1,) + inputs.shape[1:], np.float32))[0, result.classes]
         kept = scorecam.kept_channels(result.activations)
         np.testing.assert_allclose(paper + maps.weighted_sum(result.activations, baseline[:, None] * kept), ours,
@@ -196,11 +196,11 @@ def test_max_masks_scores_only_n_masks(keras):
     inputs, _ = prepare(loaded, scenes(loaded, 3))
     engine = Engine(loaded, loaded.default_layer, batch_size=3)
     result = engine.run(inputs, np.full(3, top_rank(1)), needs=("activations",))
-    full = channel_map(scorecam.scorecam_channel_weights, result, Context())
+    full = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values()))
     weights = scorecam.scorecam_weights(result.activations, result.inputs, result.classes, engine.probabilities)
     calls = counting(engine, "probabilities")
     n = 6
-    kept = channel_map(scorecam.scorecam_channel_weights, result, Context(options={"max_masks": n}))
+    kept = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values({"max_masks": n})))
     assert calls == [3 * n]  # n masks per image, in one call (no baseline: the default)
     # By hand: each image's n channels of highest spatial variance keep their weights, the rest 0.
     variance = result.activations.var(axis=(1, 2))
@@ -213,7 +213,7 @@ def test_max_masks_scores_only_n_masks(keras):
     np.testing.assert_allclose(kept, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
     assert not np.allclose(kept, full)
     k = result.activations.shape[-1]
-    np.testing.assert_array_equal(channel_map(scorecam.scorecam_channel_weights, result, Context(options={"max_masks": k})), full)  # N = K: all
+    np.testing.assert_array_equal(channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values({"max_masks": k}))), full)  # N = K: all
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "4", True])
@@ -226,11 +226,11 @@ def test_masks_go_in_groups_within_the_budget(tiny, monkeypatch):
     _, loaded, images = tiny
     engine = Engine(loaded, ("conv2",), batch_size=3)
     result = engine.run(images, np.array([0, 1, 2]), needs=("activations",))
-    whole = channel_map(scorecam.scorecam_channel_weights, result, Context())
+    whole = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values()))
     calls = counting(engine, "probabilities")
     input_bytes = images[0].nbytes
     monkeypatch.setattr(scorecam, "MASK_BUDGET_BYTES", 7 * input_bytes)  # 7 inputs: groups of 6, the batch size x 2
-    grouped = channel_map(scorecam.scorecam_channel_weights, result, Context())
+    grouped = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values()))
     total = scorecam.kept_channels(result.activations).sum()  # no baseline input: the default
     assert len(calls) > 1 and sum(calls) == total and all(size == 6 for size in calls[:-1])
     np.testing.assert_allclose(grouped, whole, rtol=0, atol=1e-7 * np.abs(whole).max())
@@ -241,10 +241,10 @@ def test_a_batch_equals_its_images_one_by_one_and_is_deterministic(keras):
     inputs, _ = prepare(loaded, scenes(loaded, 3, seed=11))
     engine = Engine(loaded, loaded.default_layer, batch_size=3)
     result = engine.run(inputs, np.full(3, top_rank(1)), needs=("activations",))
-    together = channel_map(scorecam.scorecam_channel_weights, result, Context())
+    together = channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values()))
     assert together.shape == (3, 8, 8) and together.dtype == np.float32
-    np.testing.assert_array_equal(channel_map(scorecam.scorecam_channel_weights, result, Context()), together)
+    np.testing.assert_array_equal(channel_map(scorecam.channel_weights, result, Context(options=scorecam.METHOD.values())), together)
     alone_engine = Engine(loaded, loaded.default_layer, batch_size=1)
     for i in range(3):
-        alone = channel_map(scorecam.scorecam_channel_weights, alone_engine.run(inputs[i : i + 1], [top_rank(1)], needs=("activations",)), Context())
+        alone = channel_map(scorecam.channel_weights, alone_engine.run(inputs[i : i + 1], [top_rank(1)], needs=("activations",)), Context(options=scorecam.METHOD.values()))
         np.testing.assert_allclose(alone[0], together[i], rtol=0, atol=1e-5 * (np.abs(together[i]).max() + 1e-12))

@@ -11,7 +11,8 @@ import pytest
 from conftest import conv3x3_same, gap_model, run_on_jax, set_fixed_weights
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
-from gradcam_cli.explain.methods.shapleycam import ReST, shapleycam_channel_weights, shapleycam_weights
+from gradcam_cli.explain.methods import Context
+from gradcam_cli.explain.methods.shapleycam import ReST, channel_weights, shapleycam_weights
 from gradcam_cli.models.loading import describe
 
 
@@ -67,7 +68,7 @@ def check_hessian_products(keras):
             np.testing.assert_allclose(result.gradients[i], gradient(a), rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(result.hessian_products[i], hvp, rtol=1e-4, atol=1e-5 * np.abs(hvp).max())
             expected = (gradient(a) - 0.5 * hvp).mean(axis=(0, 1))
-            np.testing.assert_allclose(shapleycam_channel_weights(result)[i], expected, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(channel_weights(result, Context())[i], expected, rtol=1e-4, atol=1e-6)
         # the first-order step agrees with the second-order one
         plain = engine.run(x, np.array([0, 2]), objective=objective)
         np.testing.assert_allclose(plain.gradients, result.gradients, rtol=1e-5, atol=1e-7)
@@ -106,7 +107,7 @@ def test_compiled_once_and_a_batch_equals_its_images(keras):
         one = single.run(x[i : i + 1], np.array([-1]), needs=("activations", "gradients", "hessian"), objective=ReST())
         np.testing.assert_allclose(one.hessian_products[0], first.hessian_products[i], rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="hessian"):
-        shapleycam_channel_weights(single.run(x[:1], np.array([-1])))
+        channel_weights(single.run(x[:1], np.array([-1])), Context())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")

@@ -349,11 +349,11 @@ def test_ablationcam_at_a_token_layer_runs_the_whole_model(keras):
     images = _images((32, 48), 2, seed=8)
     from gradcam_cli.explain.engine import Engine
     from gradcam_cli.explain.methods import Context
-    from gradcam_cli.explain.methods.ablationcam import ablationcam_channel_weights
+    from gradcam_cli.explain.methods import ablationcam
 
     inputs = np.stack(images).astype(np.float32)
     result = Engine(loaded, ("block3_norm1",), batch_size=2).run(inputs, np.array([1, 1]), needs=("activations",))
-    ours = ablationcam_channel_weights(result, Context())
+    ours = ablationcam.channel_weights(result, Context(options=ablationcam.METHOD.values()))
     below = keras.Model(model.input, model.get_layer("block2_add2").output)
     kernel, bias = model.get_layer("predictions").get_weights()
     layer = model.get_layer

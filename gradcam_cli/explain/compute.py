@@ -1,12 +1,12 @@
 """The per-batch computation: a method's map for each image of a prepared batch.
 
 One forward pass (and, when the method's `needs` ask for them, gradients, a Hessian-vector
-product or input gradients) by the engine, then the method's rule from the registry
-(methods/__init__.py): channel weights, element-wise contributions or a spatial map, before
-the ReLU; then the ReLU. Upsampling onto the image and normalising happen later, where a map
+product or input gradients) by the engine, then the method's rule from its registry entry
+(methods/): channel weights, element-wise contributions or a spatial map, before the ReLU; then
+the ReLU. A backprop method's entry may replace the engine's input gradients (guided's SmoothGrad). Upsampling onto the image and normalising happen later, where a map
 is drawn (maps.full_map)."""
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -76,8 +76,10 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
     or engine.top_rank(r)); `context` from methods.context_for. `strongest`: a variant for
     channel-weight methods, the map of the channel with the largest weight alone.
     `eigen_smooth`: the first principal component of the channels' parts of the map instead of
-    their sum (methods/pca.py); GradcamError for a method whose map is no such sum."""
+    their sum (methods/pca.py); GradcamError for a method whose map is no such sum. The
+    context's options not given take the entry's defaults (Method.values)."""
     chosen = METHODS[method]
+    context = replace(context, options=chosen.values(context.options))
     if chosen.meta is not None:
         raise GradcamError(f"{method} composes its base method's maps: compute it with api.Explainer")
     if eigen_smooth and not chosen.smoothable:
@@ -85,12 +87,8 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
                            "map is not a sum over channels")
     objective = chosen.objective(context) if chosen.objective is not None else None
     result = engine.run(inputs, np.asarray(codes), needs=chosen.needs, backprop=chosen.backprop, objective=objective)
-    samples = context.options.get("smoothgrad_samples") if chosen.backprop is not None else None
-    if samples:  # `guided --smoothgrad N`: those gradients, smoothed
-        from gradcam_cli.explain.methods.input_attribution import DEFAULT_NOISE, smoothgrad
-
-        result.input_gradients = smoothgrad(engine, result.inputs, result.classes, samples,
-                                            context.options.get("noise", DEFAULT_NOISE), backprop=chosen.backprop)
+    if chosen.input_gradients is not None:  # the method's own input gradients (guided --smoothgrad N)
+        result.input_gradients = chosen.input_gradients(result, context)
     details = None
     if chosen.channel_weights is not None:
         weights = chosen.channel_weights(result, context)

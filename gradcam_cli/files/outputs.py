@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-# What a run can write (--save): the map's kinds, and the input-gradient images of `guided`.
-MAP_KINDS = ("heatmap", "overlay", "raw")
-GRADIENT_KINDS = ("gradient", "gradient-gray", "gradcam", "gradcam-gray")
+# What a run can write (--save): the map's kinds, and the input-gradient images of `guided`
+# (the methods declare them: explain/methods/method.py).
+from gradcam_cli.explain.methods.method import GRADIENT_KINDS, MAP_KINDS
+
 KINDS = MAP_KINDS + GRADIENT_KINDS
 
 

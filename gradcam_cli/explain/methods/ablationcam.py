@@ -1,85 +1,45 @@
-"""Ablation-CAM (Desai and Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional
-Network via Gradient-free Localization", WACV 2020): gradient-free, each channel weighted by how
-much the class score drops when that channel is removed.
+"""Ablation-CAM (Desai and Ramaswamy 2020, "Ablation-CAM: Visual Explanations for Deep
+Convolutional Network via Gradient-free Localization"): gradient-free, each channel weighted by the
+relative drop of the class score y_c (before the softmax) when it is set to 0,
 
-Per image of class c, with target-layer activations A (h, w, K) and y_c the class score computed
-from them by the layers above the target:
+    w_k = (y_c - y_c(A with A_k = 0)) / max(|y_c|, 1e-6),   map = sum_k w_k A_k
 
-    y_c^k = y_c(A with channel k set to 0)     the ablated score
-    w_k   = (y_c - y_c^k) / |y_c|              the paper's slope, "(y^c - y^c_k) / y^c"
-    map   = sum_k w_k A_k                      the paper's L^c before its ReLU (compute.py applies it)
-
-The paper first defines the slope with ||A_k|| as its denominator, then uses y^c instead, as
-we do (its absolute value: below). Our choices, each named:
-
-- y_c is the class score before the softmax (engine.upper_scores: the logit of a softmax model,
-  -z for class 0 of a one-unit binary model), the paper's y^c.
-- Only the layers above the target run (engine.upper_scores): the ablated activations are fed to
-  the upper-graph step, never to the whole network. y_c itself is scored by the same step from the
-  unmodified activations (one extra row per image), so that y_c and y_c^k come from one numerical
-  path (not y_c from the full forward pass, whose round-off differs from the upper-graph step's).
-  Where the graph cannot be cut at the target (a residual connection from below crosses it, as at
-  a transformer block's normalization; a token layer's prefix tokens), each ablated row runs the
-  whole model with the channel zeroed as the pass goes through the target (`whole_model_scores`),
-  y_c by the same step: one forward pass per channel and image.
-- The ablated value is 0, the paper's.
-- |y_c|, not y_c, in the denominator. The denominator only scales an image's map (its sign aside),
-  and drawing normalises that scale away; dividing by a negative y_c (a class scored below
-  0, or class 0 of a binary model) would flip every weight, so that the channels supporting the
-  class are the ones erased by the ReLU. For y_c > 0 this is the paper's weight exactly.
-- y_c = 0: the denominator is max(|y_c|, SCORE_FLOOR), so the map is the drops themselves times
-  1 / SCORE_FLOOR, finite, with the sign of the drops.
-- `ablation_denominator`: 'absolute' (the default), max(|y_c|, SCORE_FLOOR) as above; or
-  'signed', pytorch-grad-cam's (ablation_cam.py: `(original_scores - weights) / original_scores`,
-  no guard): y_c itself, so a negative y_c flips every weight. Where y_c = 0 (or the quotient
-  overflows float32) its weights are not finite and pytorch-grad-cam's map is NaN; here that
-  image's weights are all 0, an empty map (docs/methods.md#ablation-cam).
-- An all-zero channel is already ablated: w_k = 0 exactly, and it is not scored.
-- The max_masks option, N, ablates, per image, the N channels with the largest L1 norm
-  sum_ij |A_k(i, j)| (ties: the lower index): setting A_k to 0 changes the head's input by exactly
-  A_k, so these are the largest perturbations (for a GAP + Dense head, y_c - y_c^k =
-  W[k, c] mean(A_k)). The others get w_k = 0 and are not scored. N >= K ablates them all.
-
-How pytorch-grad-cam differs: docs/methods.md#ablation-cam.
-
-Memory and speed: the B x (K + 1) ablated rows are never copied here. The engine builds them
-inside its compiled upper-graph step (engine.upper_scores_ablated: row r is image i's activations with
-channel k set to 0, made on the device from the activations and the (i, k) pairs), in chunks of
-its memory budget. When the one layer above the target is a global pooling (the GAP + Dense heads
-of ResNet, MobileNet, DenseNet, EfficientNet...), the rows are built after it: a global pooling
-works channel by channel and maps 0 to 0, so zeroing a channel of its input zeroes that channel
-of its output, and the pooled rows (K values instead of h w K) give exactly the same scores.
-ResNet50 at conv5_block3_out, 2 CPU cores: 0.08 s an image at batch 16, 2.3 times Grad-CAM
-(benchmarks/bench.py). `ablation_weights` without `ablated_scores` builds the copies itself,
-in groups of at most MASK_BUDGET_BYTES, and scores them with any `upper_scores`.
+scored by the layers above the target alone (the engine builds the ablated rows inside its compiled
+step), or by the whole model where the graph cannot be cut there. Open choices (the denominator,
+max_masks, memory): docs/methods.md#ablation-cam.
 """
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import MAX_MASKS, LibraryChoice, MethodOption
+
 # The most bytes of ablated activation copies built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
-# The smallest denominator |y_c| (see "y_c = 0" above).
+# The smallest denominator |y_c| (with 'absolute': a score of 0 gives finite weights).
 SCORE_FLOOR = 1e-6
 # What the drops are divided by: max(|y_c|, SCORE_FLOOR), or y_c itself (pytorch-grad-cam).
-DENOMINATORS = ("absolute", "signed")
-DEFAULT_DENOMINATOR = "absolute"
+DENOMINATOR = MethodOption("ablation_denominator", str, "absolute", "absolute: the drops are divided by |y_c| (at "
+                           "least 1e-6), so a negative class score keeps the weights' signs; signed: by y_c itself "
+                           "(pytorch-grad-cam), an image with y_c = 0 getting an empty map",
+                           choices=("absolute", "signed"))
 
 
-def ablationcam_channel_weights(result, context):
+def channel_weights(result, context):
     """Ablation-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K)
     float32. The context's options: max_masks, the channels ablated per image (None: all);
-    ablation_denominator (DENOMINATORS). Scored by the layers above the target when the graph
-    can be cut there, else by the whole model (`whole_model_scores`)."""
+    ablation_denominator. Scored by the layers above the target when the graph can be cut
+    there, else by the whole model (`whole_model_scores`)."""
     engine = result.engine
     try:
         engine.upper_cut()
         ablated_scores = engine.upper_scores_ablated
     except ValueError:  # a residual connection from below, a transformer's prefix tokens: the whole model
         ablated_scores = whole_model_scores(engine, result.inputs)
-    return ablation_weights(result.activations, result.classes, engine.upper_scores, max_masks=context.options.get("max_masks"),
-                            budget_bytes=MASK_BUDGET_BYTES, multiple=engine.batch_size,
-                            ablated_scores=ablated_scores,
-                            denominator=context.options.get("ablation_denominator", DEFAULT_DENOMINATOR))
+    return ablation_weights(result.activations, result.classes, engine.upper_scores,
+                            max_masks=context.options["max_masks"], budget_bytes=MASK_BUDGET_BYTES,
+                            multiple=engine.batch_size, ablated_scores=ablated_scores,
+                            denominator=context.options["ablation_denominator"])
 
 
 def whole_model_scores(engine, inputs):
@@ -143,7 +103,7 @@ def ablated_channels(activations, max_masks=None):
 
 
 def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_bytes=MASK_BUDGET_BYTES, multiple=1,
-                     ablated_scores=None, denominator=DEFAULT_DENOMINATOR):
+                     ablated_scores=None, denominator=DENOMINATOR.default):
     """Ablation-CAM channel weights w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) (`denominator`
     'signed': / y_c, an image with y_c = 0 getting weights 0), (B, K) float32; 0 for the channels
     not ablated (ablated_channels).
@@ -154,8 +114,8 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
     multiple of `multiple` rows (the engine's batch size). `ablated_scores(activations, images,
     channels)` (engine.upper_scores_ablated), when given, scores the same rows with the copies made
     inside the compiled upper-graph step instead: no copy is built here."""
-    if denominator not in DENOMINATORS:
-        raise ValueError(f"ablation_denominator must be one of {', '.join(DENOMINATORS)}. "
+    if denominator not in DENOMINATOR.choices:
+        raise ValueError(f"ablation_denominator must be one of {', '.join(DENOMINATOR.choices)}. "
                          f"Received: ablation_denominator={denominator!r}")
     activations = np.asarray(activations, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
@@ -191,7 +151,7 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
     return _weights(jobs, chosen, weights, denominator)
 
 
-def _weights(jobs, chosen, weights, denominator=DEFAULT_DENOMINATOR):
+def _weights(jobs, chosen, weights, denominator):
     """w_k = (y_c - y_c^k) / max(|y_c|, SCORE_FLOOR) ('signed': / y_c) from each job's score of
     its image's class."""
     original = {}
@@ -226,3 +186,21 @@ def _ablated_copies(activations, jobs, buffer):
     rows = np.flatnonzero(channels >= 0)
     copies[rows, :, :, channels[rows]] = 0.0
     return copies
+
+
+METHOD = Method(
+    "ablationcam",
+    "Ablation-CAM: channel weights = the relative drop of the class score when the channel is set to 0, "
+    "scored by the layers above the target alone",
+    "Desai and Ramaswamy 2020, Ablation-CAM: Visual Explanations for Deep Convolutional Network via "
+    "Gradient-free Localization",
+    ("activations", "upper-graph-scores"),
+    channel_weights=channel_weights,
+    options=(MAX_MASKS, DENOMINATOR),
+    choices=(LibraryChoice("ablation_denominator", "what the drop of the class score is divided by",
+                           "|y_c|, at least 1e-6",
+                           {"pytorch-grad-cam": ("signed", "y_c, no guard (y_c = 0 gives a NaN map; here an empty "
+                                                 "one). Its ablated value min(A) - 1e7 on a layer with negative "
+                                                 "activations is not reproduced: the ablated value stays 0"),
+                            "tf-keras-vis": (None, "not offered")}),),
+)

@@ -16,6 +16,7 @@ Our choices (pca.first_principal_component has the details):
 How pytorch-grad-cam differs: docs/methods.md#eigen-cam.
 """
 
+from gradcam_cli.explain.methods.method import Method
 from gradcam_cli.explain.methods.pca import first_principal_component
 
 
@@ -23,3 +24,17 @@ def eigencam_map(activations):
     """The first principal component of each image's activations: (B, h, w, K) -> (B, h, w)
     float32, before the final ReLU."""
     return first_principal_component(activations)
+
+
+def spatial_map(result, context):
+    return eigencam_map(result.activations)
+
+
+METHOD = Method(
+    "eigencam",
+    "Eigen-CAM: the first principal component of the activations (gradient-free, class-agnostic)",
+    "Muhammad and Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
+    ("activations",),
+    spatial_map=spatial_map,
+    principal=True,
+)

@@ -16,6 +16,7 @@ How pytorch-grad-cam differs: docs/methods.md#eigen-grad-cam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, PYTORCH_GRAD_CAM, Method
 from gradcam_cli.explain.methods.pca import first_principal_component
 
 
@@ -24,3 +25,17 @@ def eigengradcam_map(activations, gradients):
     (B, h, w) float32, before the final ReLU."""
     products = np.asarray(activations, dtype=np.float64) * np.asarray(gradients, dtype=np.float64)
     return first_principal_component(products)
+
+
+def spatial_map(result, context):
+    return eigengradcam_map(result.activations, result.gradients)
+
+
+METHOD = Method(
+    "eigengradcam",
+    "Eigen-Grad-CAM: the first principal component of gradients times activations",
+    PYTORCH_GRAD_CAM + ", EigenGradCAM",
+    GRADIENT_NEEDS,
+    spatial_map=spatial_map,
+    principal=True,
+)

@@ -23,24 +23,29 @@ How the reference code, xplique and pytorch-grad-cam differ: docs/methods.md#fem
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import LibraryChoice, MethodOption
+
 K_SIGMA = 2.0
 # What weights a channel: its mean times its binary map (the paper), or the fraction of its
 # positions above the threshold times its activations (pytorch-grad-cam).
-WEIGHTINGS = ("channel-mean", "fraction-above")
-DEFAULT_WEIGHTING = "channel-mean"
+WEIGHTS = MethodOption("fem_weights", str, "channel-mean", "channel-mean: each channel's binary map of responses "
+                       "above mean + 2 std, weighted by the channel's mean (the paper); fraction-above: each "
+                       "channel's activations, weighted by the fraction of its positions above that threshold "
+                       "(pytorch-grad-cam)", choices=("channel-mean", "fraction-above"))
 
 
-def fem_channel_contributions(result, context):
+def contributions(result, context):
     """FEM's channel parts of the map of an engine.BatchResult, (B, h, w, K) float32; the
-    context's option fem_weights chooses the weighting (WEIGHTINGS)."""
-    return fem_contributions(result.activations, weights=context.options.get("fem_weights", DEFAULT_WEIGHTING))
+    context's option fem_weights chooses the weighting."""
+    return fem_contributions(result.activations, weights=context.options["fem_weights"])
 
 
-def fem_contributions(activations, k=K_SIGMA, weights=DEFAULT_WEIGHTING):
+def fem_contributions(activations, k=K_SIGMA, weights=WEIGHTS.default):
     """Each channel's part of the map: mu_k [A^k > mu_k + k sigma_k] ('channel-mean'), or
     mean_ij[A^k > mu_k + k sigma_k] A^k ('fraction-above'): (B, h, w, K) float32."""
-    if weights not in WEIGHTINGS:
-        raise ValueError(f"fem_weights must be one of {', '.join(WEIGHTINGS)}. Received: fem_weights={weights!r}")
+    if weights not in WEIGHTS.choices:
+        raise ValueError(f"fem_weights must be one of {', '.join(WEIGHTS.choices)}. Received: fem_weights={weights!r}")
     activations = np.asarray(activations, dtype=np.float64)
     means = activations.mean(axis=(1, 2), keepdims=True)
     deviations = activations.std(axis=(1, 2), keepdims=True)
@@ -48,3 +53,18 @@ def fem_contributions(activations, k=K_SIGMA, weights=DEFAULT_WEIGHTING):
     if weights == "fraction-above":
         return (above.mean(axis=(1, 2), keepdims=True) * activations).astype(np.float32)
     return (above * means).astype(np.float32)
+
+
+METHOD = Method(
+    "fem",
+    "FEM: each channel's responses above mean + 2 std, weighted by the channel's mean (gradient-free)",
+    "Fuad et al. 2020, Features Understanding in 3D CNNs for Actions Recognition in Video",
+    ("activations",),
+    contributions=contributions,
+    options=(WEIGHTS,),
+    choices=(LibraryChoice("fem_weights", "what is weighted, and by what",
+                           "the binary maps, by the channel means (the paper, the reference code)",
+                           {"pytorch-grad-cam": ("fraction-above", "the activations, by the fraction of positions "
+                                                 "above the threshold"),
+                            "tf-keras-vis": (None, "not offered")}),),
+)

@@ -31,11 +31,14 @@ docs/methods.md#finer-cam.
 
 from dataclasses import dataclass
 
-
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+from gradcam_cli.explain.methods.options import MethodOption
 
-DEFAULT_ALPHA = 1.0
-DEFAULT_COMPARE = 3
+ALPHA = MethodOption("finer_alpha", float, 1.0, "how much of the compared classes' scores is subtracted from the "
+                     "class's")
+COMPARE = MethodOption("finer_compare", int, 3, "how many classes, those scored nearest to the class, it is "
+                       "compared with (listed in --json as compared_classes)", minimum=1)
 _EPSILON = 1e-9
 
 
@@ -45,8 +48,8 @@ class FinerObjective:
     called in the compiled step with the class scores (B, C) and the classes (B,), returns
     (S (B,), {"compared": (B, n) int32})."""
 
-    alpha: float = DEFAULT_ALPHA
-    compare: int = DEFAULT_COMPARE
+    alpha: float = ALPHA.default
+    compare: int = COMPARE.default
 
     def __post_init__(self):
         if isinstance(self.compare, bool) or not isinstance(self.compare, int) or self.compare < 1:
@@ -72,9 +75,26 @@ class FinerObjective:
         return numerator / (ops.sum(weights, axis=-1) + _EPSILON), {"compared": compared}
 
 
-def finercam_weights(result, context=None):
-    """Finer-CAM channel weights (B, K): Grad-CAM's mean-pooled gradients of a BatchResult
-    computed with objective=FinerObjective (the pool of `context` when given)."""
+def objective(context):
+    """The registry's engine objective: FinerObjective with the context's finer_alpha and finer_compare."""
+    return FinerObjective(context.options["finer_alpha"], context.options["finer_compare"])
+
+
+def channel_weights(result, context):
+    """Finer-CAM channel weights (B, K): Grad-CAM's gradients, pooled with the context's pooling,
+    of a BatchResult computed with objective=FinerObjective."""
     if result.compared is None:
         raise ValueError("Finer-CAM needs the engine run with objective=FinerObjective(...)")
-    return gradcam_weights(result.activations, result.gradients, pool="mean" if context is None else context.pool)
+    return gradcam_weights(result.activations, result.gradients, pool=context.pool)
+
+
+METHOD = Method(
+    "finercam",
+    "Finer-CAM: Grad-CAM of the class score minus alpha x the scores of its nearest-scoring classes "
+    "(softmax-weighted)",
+    "Zhang et al. 2025, Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation",
+    GRADIENT_NEEDS,
+    channel_weights=channel_weights,
+    objective=objective,
+    options=(ALPHA, COMPARE),
+)

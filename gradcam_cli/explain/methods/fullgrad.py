@@ -1,48 +1,19 @@
-"""FullGrad (Srinivas and Fleuret, "Full-Gradient Representation for Neural Network
-Visualization", NeurIPS 2019): the input-gradient and every layer's bias-gradient, each made a
-map and summed, at the input's resolution.
-
-For a network of ReLUs (piecewise linear) the class score decomposes exactly (Eq. 2, the
-full-gradient representation):
-
-    S(x) = grad_x S . x + sum_layers sum_k sum_ij (dS / dz^l_ijk) b^l_k
-
-where z^l is layer l's output before its activation and b^l its bias. The saliency map
-(Eq. 4) keeps the spatial terms:
+"""FullGrad (Srinivas and Fleuret 2019, "Full-Gradient Representation for Neural Network
+Visualization"): the input-gradient and every spatial layer's bias-gradient, each made a map and
+summed at the input's resolution (Eq. 4),
 
     map = sum_c psi(|grad_x S o x|_c) + sum_{l spatial} sum_k psi(|dS / dz^l_k b^l_k|)
 
-psi: min-max normalise, bilinear resize to the input size. Our choices, each named:
-
-- S is the class score before the softmax (the engine's objective).
-- Which layers: those with a bias whose output is spatial (h, w, K): Conv1D/2D/3D, depthwise,
-  separable and transposed convolutions with use_bias, a Dense applied to a feature map, and
-  BatchNormalization with its effective bias beta - mean gamma / sqrt(var + eps) (gamma = 1
-  without `scale`, beta = 0 without `center`; BN(x) = gamma / sqrt(var + eps) x + that). The
-  classifier's Dense after pooling has no spatial extent, so its term is left out of the map.
-  Normalisations computed per sample (LayerNormalization, GroupNormalization) are not biases and
-  are not counted.
-- z is the output before a fused activation (a Conv2D(activation='relu')'s W x + b). Nested
-  models count (their layers by path).
-- psi: |.|, then min-max per image and per channel, (v - min) / (max - min), then bilinear
-  resize (cv2, half-pixel centres) and the sum over channels. Resizing is linear, so each layer's
-  channels are summed at its own resolution and the sum resized once: the same map without K
-  full-size arrays. We divide exactly; a constant channel gives 0.
-- The input term is taken in the model's input space (the preprocessed input), the space in
-  which the decomposition holds; one term per input channel.
-- The map is the sum minus its minimum per image, so the drawing's normalisation by the
-  maximum gives a [0, 1] map.
-- No bias (use_bias=False everywhere and no batch normalisation), or every bias zero: FullGrad
-  reduces to the input-gradient term; `bias_warning` says so in one line.
-
-They follow pytorch-grad-cam's FullGrad; how it and the authors' code differ:
-docs/methods.md#fullgrad.
+psi: |.|, min-max per image and channel, bilinear resize. Open choices (which layers, batch
+normalisation's effective bias, psi): docs/methods.md#fullgrad.
 """
+
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
 from gradcam_cli.explain.methods.scorecam import bilinear
 
 NO_BIAS_WARNING = "no layer has a bias: FullGrad reduces to the input-gradient term"
@@ -111,7 +82,8 @@ def normalised_sum(terms):
 
 
 def fullgrad_maps(inputs, input_gradients, layer_gradients, biases):
-    """The FullGrad map of each image, (B, H, W) float32, before the final min-max.
+    """The FullGrad map of each image, (B, H, W) float32, before the final min-max. Resizing is
+    linear, so each layer's channels are summed at its own resolution and the sum resized once.
 
     inputs, input_gradients (B, H, W, C) in the model's input space; layer_gradients
     [(B, h, w, K) dS/dz] and biases [(K,)], one pair per spatial bias layer."""
@@ -124,7 +96,7 @@ def fullgrad_maps(inputs, input_gradients, layer_gradients, biases):
     return total
 
 
-def fullgrad_map(result, context=None):
+def spatial_map(result, context):
     """The FullGrad map of each image of an engine.BatchResult at the input's resolution,
     (B, H, W) float32, shifted to a minimum of 0 per image. Runs one compiled step through the
     engine (engine.layer_gradients) for the input- and bias-gradients of `result.classes`."""
@@ -135,3 +107,19 @@ def fullgrad_map(result, context=None):
     maps = fullgrad_maps(result.inputs, computed.input_gradients, [g for _, g in computed.layers],
                          [bias[path] for path, _ in computed.layers])
     return maps - maps.min(axis=(1, 2), keepdims=True)
+
+
+def warnings(loaded):
+    """The registry's warnings: FullGrad without a bias term on its map."""
+    return [w for w in [bias_warning(loaded)] if w]
+
+
+METHOD = Method(
+    "fullgrad",
+    "FullGrad: |input gradient x input| plus every conv/BN layer's |bias gradient|, each normalised, "
+    "at the input's resolution",
+    "Srinivas and Fleuret 2019, Full-Gradient Representation for Neural Network Visualization",
+    ("plain-input-gradients", "bias-gradients"),
+    spatial_map=spatial_map,
+    warnings=warnings,
+)

@@ -6,6 +6,10 @@ How other implementations differ: docs/methods.md#grad-cam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+
+PAPER = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization"
+
 
 def gradcam_weights(activations, gradients, pool="mean"):
     """Channel weights alpha_k^c = (1/Z) sum_ij dy^c / dA^k_ij (Eq. 1), shape (B, K).
@@ -28,3 +32,17 @@ def strongest_channel(channel_weights):
     one_hot = np.zeros_like(channel_weights)
     one_hot[np.arange(len(channel_weights)), channel_weights.argmax(axis=1)] = 1.0
     return one_hot
+
+
+def channel_weights(result, context):
+    """The registry's rule: the gradients pooled with the context's pooling (mean or max)."""
+    return gradcam_weights(result.activations, result.gradients, pool=context.pool)
+
+
+METHOD = Method(
+    "gradcam",
+    "Grad-CAM: channel weights = spatially pooled gradients of the class score",
+    PAPER,
+    GRADIENT_NEEDS,
+    channel_weights=channel_weights,
+)

@@ -14,8 +14,22 @@ Other implementations: docs/methods.md#element-wise-grad-cam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, PYTORCH_GRAD_CAM, Method
 
 
 def gradcam_elementwise_contributions(activations, gradients):
     """Each channel's part of the map, relu(g^k_ij A^k_ij): (B, h, w, K) float32."""
     return np.maximum(np.asarray(activations, dtype=np.float32) * np.asarray(gradients, dtype=np.float32), 0.0)
+
+
+def contributions(result, context):
+    return gradcam_elementwise_contributions(result.activations, result.gradients)
+
+
+METHOD = Method(
+    "gradcam-elementwise",
+    "element-wise Grad-CAM: the positive part of gradients times activations, summed over channels",
+    PYTORCH_GRAD_CAM + ", GradCAMElementWise",
+    GRADIENT_NEEDS,
+    contributions=contributions,
+)

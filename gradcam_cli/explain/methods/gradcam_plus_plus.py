@@ -26,22 +26,27 @@ How pytorch-grad-cam, tf-keras-vis and the authors' code differ: docs/methods.md
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+from gradcam_cli.explain.methods.options import LibraryChoice, MethodOption
+
 # How the pixel weights are computed: the paper's closed form, pytorch-grad-cam's (eps 1e-6) or
 # tf-keras-vis's (normalised to sum 1 per channel).
-ALPHAS = ("paper", "paper-eps", "normalised")
-DEFAULT_ALPHAS = "paper"
+ALPHAS = MethodOption("gradcampp_alphas", str, "paper", "paper: the pixel weights of the paper's Eq. 19, "
+                      "g^2 / (2 g^2 + sum A g^3), no eps; paper-eps: the same with 1e-6 added to the denominator "
+                      "(pytorch-grad-cam; shrinks the alphas where g^2 is near 1e-6); normalised: each channel's "
+                      "alphas divided by their sum over the positions (tf-keras-vis, the authors' code)",
+                      choices=("paper", "paper-eps", "normalised"))
 # pytorch-grad-cam's eps in the alphas' denominator (grad_cam_plusplus.py).
 PGC_EPS = 1e-6
 
 
-def gradcam_plus_plus_channel_weights(result, context):
+def channel_weights(result, context):
     """Grad-CAM++'s channel weights of an engine.BatchResult, (B, K) float32; the context's option
-    gradcampp_alphas chooses the alphas' rule (ALPHAS)."""
-    return gradcam_plus_plus_weights(result.activations, result.gradients,
-                                     rule=context.options.get("gradcampp_alphas", DEFAULT_ALPHAS))
+    gradcampp_alphas chooses the alphas' rule."""
+    return gradcam_plus_plus_weights(result.activations, result.gradients, rule=context.options["gradcampp_alphas"])
 
 
-def gradcam_plus_plus_alphas(activations, gradients, rule=DEFAULT_ALPHAS):
+def gradcam_plus_plus_alphas(activations, gradients, rule=ALPHAS.default):
     """The pixel weights of Eq. 19, alpha^k_ij = g^2 / (2 g^2 + sum_ab A^k_ab g^3), where g =
     dS / dA^k_ij; (B, h, w, K) x (B, h, w, K) -> (B, h, w, K) float64.
 
@@ -51,8 +56,9 @@ def gradcam_plus_plus_alphas(activations, gradients, rule=DEFAULT_ALPHAS):
     float32 gradients underflows float32. `rule` 'paper-eps' adds PGC_EPS to the denominator
     (pytorch-grad-cam); 'normalised' divides each channel's alphas by their sum (tf-keras-vis).
     """
-    if rule not in ALPHAS:
-        raise ValueError(f"gradcampp_alphas must be one of {', '.join(ALPHAS)}. Received: gradcampp_alphas={rule!r}")
+    if rule not in ALPHAS.choices:
+        raise ValueError(f"gradcampp_alphas must be one of {', '.join(ALPHAS.choices)}. "
+                         f"Received: gradcampp_alphas={rule!r}")
     activations = np.asarray(activations, dtype=np.float64)
     gradients = np.asarray(gradients, dtype=np.float64)
     squared = gradients * gradients
@@ -68,9 +74,28 @@ def gradcam_plus_plus_alphas(activations, gradients, rule=DEFAULT_ALPHAS):
     return alphas
 
 
-def gradcam_plus_plus_weights(activations, gradients, rule=DEFAULT_ALPHAS):
+def gradcam_plus_plus_weights(activations, gradients, rule=ALPHAS.default):
     """Channel weights w_k = sum_ij alpha^k_ij relu(dS / dA^k_ij), shape (B, K) float32, with the
     alphas of gradcam_plus_plus_alphas (`rule`); pooled per sample, never across the batch."""
     gradients = np.asarray(gradients, dtype=np.float64)
     alphas = gradcam_plus_plus_alphas(activations, gradients, rule)
     return (alphas * np.maximum(gradients, 0.0)).sum(axis=(1, 2)).astype(np.float32)
+
+
+METHOD = Method(
+    "gradcam++",
+    "Grad-CAM++: channel weights = positive gradients summed with closed-form pixel weights (alphas)",
+    "Chattopadhyay et al. 2018, Grad-CAM++: Generalized Gradient-based Visual Explanations for Deep "
+    "Convolutional Networks",
+    GRADIENT_NEEDS,
+    channel_weights=channel_weights,
+    options=(ALPHAS,),
+    choices=(LibraryChoice("gradcampp_alphas", "how the pixel weights (alphas) are computed",
+                           "the paper's closed form (Eq. 19), no eps, not normalised",
+                           {"pytorch-grad-cam": ("paper-eps", "the closed form with 1e-6 added to its denominator, 0 "
+                                                 "where g = 0"),
+                            "tf-keras-vis": ("normalised", "the closed form, each channel's alphas divided by their "
+                                             "sum over the positions; it also multiplies the weights by exp(S), left "
+                                             "out here: a positive factor per image that the drawn map's "
+                                             "normalisation removes (inf in float32 for S > 88.7)")}),),
+)

@@ -16,8 +16,23 @@ pytorch-grad-cam computes the same: docs/methods.md#hirescam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
 
 
 def hirescam_contributions(activations, gradients):
     """Each channel's part of the map, g^k_ij A^k_ij: (B, h, w, K) float32."""
     return np.asarray(activations, dtype=np.float32) * np.asarray(gradients, dtype=np.float32)
+
+
+def contributions(result, context):
+    return hirescam_contributions(result.activations, result.gradients)
+
+
+METHOD = Method(
+    "hirescam",
+    "HiResCAM: gradients times activations, element by element, summed over channels (no pooling)",
+    "Draelos and Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional "
+    "neural networks",
+    GRADIENT_NEEDS,
+    contributions=contributions,
+)

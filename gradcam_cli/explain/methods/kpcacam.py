@@ -1,60 +1,35 @@
-"""KPCA-CAM (Karmani et al., "KPCA-CAM: Visual Explainability of Deep Computer Vision Models
-using Kernel PCA", 2024, arXiv:2410.00267; pytorch-grad-cam's KPCA_CAM, jacobgil/pytorch-grad-cam,
-pytorch_grad_cam/kpca_cam.py and utils/svd_on_activations.py get_2d_projection_kernel):
-gradient-free, Eigen-CAM with kernel PCA in place of PCA.
+"""KPCA-CAM (Karmani et al. 2024, "KPCA-CAM: Visual Explainability of Deep Computer Vision Models
+using Kernel PCA"): gradient-free, Eigen-CAM with kernel PCA in place of PCA. For an image's
+activations as N = hw centred samples, with G_c the centred kernel matrix (RBF or sigmoid, gamma 1/K),
 
-For an image's activations read as N = hw samples x_i of K channels, centred over the positions:
+    G_c u = lambda u (the largest eigenvalue),   map = sqrt(lambda) u
 
-    G_ij = kappa(x_i, x_j)                      the N x N kernel matrix
-           rbf:     exp(-gamma ||x_i - x_j||^2)
-           sigmoid: tanh(gamma <x_i, x_j> + coef0)
-    G_c  = G - 1_N G - G 1_N + 1_N G 1_N        centred in feature space (1_N: all entries 1/N)
-    G_c u = lambda u                            lambda the largest eigenvalue, ||u|| = 1
-    map  = sqrt(lambda) u                       reshaped to (h, w), before the final ReLU (explain/compute.py)
-
-which is what sklearn's KernelPCA(n_components=1).fit_transform returns (eigenvectors times the
-square roots of their eigenvalues), computed here with numpy alone.
-
-Our choices, each named:
-
-- `kpca_kernel`: 'rbf' (the default) or 'sigmoid', pytorch-grad-cam's KPCA_CAM default
-  (docs/methods.md#kpca-cam); with 'sigmoid' the map equals pytorch-grad-cam's up to its sign
-  (below) and its ARPACK tolerance above 200 positions.
-- gamma = 1 / K when None, sklearn's default for both kernels; coef0 = 1, sklearn's default
-  (sigmoid only).
-- Centring the samples first: it changes nothing for RBF (distances), and changes the sigmoid
-  kernel.
-- Eigenvector: the exact one, np.linalg.eigh on the dense N x N matrix. Cost: N^2 float64 and
-  O(N^3) time per image, so the layer may have at most MAX_POSITIONS (4096, 64x64) positions;
-  a larger one is refused with a LayerError. lambda <= 0 (a constant image) gives a zero map.
-- Sign: u's sign is arbitrary; we orient the map as pca.orient does for Eigen-CAM (positive
-  correlation with the channel mean of the activations; if nil, the largest-magnitude entry
-  positive).
-- Non-finite activations are set to 0; computed in float64.
-
-How pytorch-grad-cam and sklearn differ: docs/methods.md#kpca-cam.
+(sklearn's KernelPCA(n_components=1).fit_transform), exact by np.linalg.eigh, so at most
+MAX_POSITIONS positions. Open choices (kernel, sign): docs/methods.md#kpca-cam.
 """
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import LibraryChoice, MethodOption
 from gradcam_cli.explain.methods.pca import channel_mean, finite_features, orient
 
-KERNELS = ("rbf", "sigmoid")
-DEFAULT_KERNEL = "rbf"
+KERNEL = MethodOption("kpca_kernel", str, "rbf", "rbf: the kernel exp(-||x - y||^2 / K); sigmoid: "
+                      "tanh(<x, y> / K + 1) (pytorch-grad-cam's default)", choices=("rbf", "sigmoid"))
 MAX_POSITIONS = 4096
 
 
-def kpcacam_spatial_map(result, context):
+def spatial_map(result, context):
     """KPCA-CAM's map of an engine.BatchResult, (B, h, w) float32; the context's option
-    kpca_kernel chooses the kernel (KERNELS)."""
-    return kpcacam_map(result.activations, kernel=context.options.get("kpca_kernel", DEFAULT_KERNEL))
+    kpca_kernel chooses the kernel."""
+    return kpcacam_map(result.activations, kernel=context.options["kpca_kernel"])
 
 
-def kpcacam_map(activations, kernel=DEFAULT_KERNEL, gamma=None, coef0=1.0):
+def kpcacam_map(activations, kernel=KERNEL.default, gamma=None, coef0=1.0):
     """The first kernel principal component of each image's activations: (B, h, w, K) ->
     (B, h, w) float32, before the final ReLU."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}. Received: kernel={kernel!r}")
+    if kernel not in KERNEL.choices:
+        raise ValueError(f"kernel must be one of {', '.join(KERNEL.choices)}. Received: kernel={kernel!r}")
     features = finite_features(activations)
     batch, height, width, channels = features.shape
     if height * width > MAX_POSITIONS:
@@ -85,3 +60,18 @@ def _first_component(gram):
     centred = gram - gram.mean(axis=0, keepdims=True) - gram.mean(axis=1, keepdims=True) + gram.mean()
     values, vectors = np.linalg.eigh((centred + centred.T) / 2.0)  # symmetric up to rounding
     return vectors[:, -1] * np.sqrt(max(values[-1], 0.0))
+
+
+METHOD = Method(
+    "kpcacam",
+    "KPCA-CAM: the first kernel (RBF) principal component of the activations (gradient-free, class-agnostic)",
+    "Karmani et al. 2024, KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA",
+    ("activations",),
+    spatial_map=spatial_map,
+    principal=True,
+    options=(KERNEL,),
+    choices=(LibraryChoice("kpca_kernel", "which kernel", "RBF, gamma 1 / K",
+                           {"pytorch-grad-cam": ("sigmoid", "sigmoid, gamma 1 / K, coef0 1 (its map's sign: "
+                                                 "sklearn's svd_flip, not ours)"),
+                            "tf-keras-vis": (None, "not offered")}),),
+)

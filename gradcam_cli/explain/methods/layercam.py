@@ -11,6 +11,7 @@ pytorch-grad-cam and tf-keras-vis compute the same: docs/methods.md#layercam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
 
 
 def layercam_contributions(activations, gradients):
@@ -18,3 +19,16 @@ def layercam_contributions(activations, gradients):
     channel sum is the map; eigen smoothing takes their first principal component)."""
     activations = np.asarray(activations, dtype=np.float32)
     return activations * np.maximum(np.asarray(gradients, dtype=np.float32), 0.0)
+
+
+def contributions(result, context):
+    return layercam_contributions(result.activations, result.gradients)
+
+
+METHOD = Method(
+    "layercam",
+    "LayerCAM: each activation weighted by its own positive gradient, summed over channels",
+    "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
+    GRADIENT_NEEDS,
+    contributions=contributions,
+)

@@ -28,10 +28,15 @@ Our choices, each named:
 
 import numpy as np
 
-from gradcam_cli.explain.methods.attention_maps import _checked, _grid
+from gradcam_cli.explain.methods.attention_maps import checked_blocks, token_grid
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import MethodOption
+
+BLOCKS = MethodOption("legrad_blocks", int, None, "average the last K blocks only (not given: every block; "
+                      "torchcam's example takes 4, the authors' code 2)", minimum=1, metavar="K")
 
 
-def legrad_applies(loaded, target_path, options):
+def applies(loaded, target_path, options):
     """The registry's `applies`: more blocks than the model has over the layer's tokens are refused
     (explain/attention.py's check_legrad)."""
     from gradcam_cli.explain.attention import check_legrad
@@ -39,13 +44,27 @@ def legrad_applies(loaded, target_path, options):
     check_legrad(loaded, target_path, options)
 
 
-def legrad_map(result, context):
-    grid = _grid(result)
-    used = _checked(result, grid)
-    blocks = context.options.get("legrad_blocks")
+def spatial_map(result, context):
+    """LeGrad's map (B, h, w) of a BatchResult computed with "block-attention-gradients" in its needs."""
+    grid = token_grid(result)
+    used = checked_blocks(result, grid)
+    blocks = context.options["legrad_blocks"]
     if blocks:
         used = used[-int(blocks):]
     relevance = [np.maximum(np.asarray(result.attention_gradients[i], np.float64), 0).mean(axis=(1, 2))
                  for i in used]
     mean = np.mean(relevance, axis=0)  # (B, N): one value per key
     return mean[:, grid.prefix : grid.tokens].reshape(-1, grid.height, grid.width).astype(np.float32)
+
+
+METHOD = Method(
+    "legrad",
+    "LeGrad: each block's attention's sensitivity to that block's own score (the head on its tokens), "
+    "positive part averaged over heads and queries, then over blocks (a transformer's)",
+    "Bousselham et al. 2024, LeGrad: An Explainability Method for Vision Transformers via Feature Formation "
+    "Sensitivity",
+    ("attention", "block-attention-gradients"),
+    spatial_map=spatial_map,
+    options=(BLOCKS,),
+    applies=applies,
+)

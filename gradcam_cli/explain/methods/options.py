@@ -6,15 +6,20 @@ checks, the JSON record's fields and `gradcam methods NAME` are all made from th
 Pure Python: the command line builds its options from here without loading numpy or Keras.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 from gradcam_cli.errors import GradcamError, argument
 
 LIBRARIES = ("pytorch-grad-cam", "tf-keras-vis")
 
+# An option's value: a number, a word, or None ("not given").
+Value = int | float | str | None
+
 
 @dataclass(frozen=True)
-class Option:
+class MethodOption:
     """One option of a method. `name` is the API's keyword; the command line spells it `flag`
     (default --NAME-WITH-DASHES). `kind` is int, float or str; a None `default` means "not
     given" (the method then does without, e.g. every channel scored). `minimum`/`maximum` bound
@@ -23,25 +28,25 @@ class Option:
 
     name: str
     kind: type
-    default: object
+    default: Value
     help: str
-    minimum: float = None
-    maximum: float = None
-    choices: tuple = None
-    record: str = None
-    flag: str = None
-    metavar: str = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    record: str | None = None
+    flag: str | None = None
+    metavar: str | None = None
 
     @property
-    def spelled(self):
+    def spelled(self) -> str:
         """The command line's spelling."""
         return self.flag or "--" + self.name.replace("_", "-")
 
     @property
-    def record_key(self):
+    def record_key(self) -> str:
         return self.record or self.name
 
-    def check(self, value):
+    def check(self, value: object) -> Value:
         """`value` as this option takes it; GradcamError quoting what was received."""
         if value is None:
             return None
@@ -54,7 +59,7 @@ class Option:
         if isinstance(value, bool) or isinstance(value, str):
             raise GradcamError(f"{argument(self.name)} must be a number. {received}")
         try:
-            number = self.kind(value)
+            number: int | float = self.kind(value)
         except (TypeError, ValueError):
             raise GradcamError(f"{argument(self.name)} must be a number. {received}") from None
         if self.kind is int and number != value:
@@ -69,7 +74,7 @@ class Option:
                                f"{received}")
         return number
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for `gradcam methods NAME`: flag, type, default, range and help."""
         if self.choices:
             kind = "|".join(self.choices)
@@ -83,17 +88,24 @@ class Option:
 
 
 @dataclass(frozen=True)
-class Choice:
+class LibraryChoice:
     """A choice the paper leaves open, made by an option's value: ours (the option's default)
     and each library's (value, what it does)."""
 
     option: str
     question: str
     ours: str
-    libraries: dict = field(default_factory=dict)  # {library: (value, description)}
+    libraries: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # {library: (value, description)}
 
-    def value_for(self, library):
+    def value_for(self, library: str) -> str | None:
         """The option's value that does what `library` does, or None when it offers nothing else
         (or does what we do)."""
         entry = self.libraries.get(library)
         return None if entry is None else entry[0]
+
+
+# Options several methods share: one definition each, so one flag on the command line.
+MAX_MASKS = MethodOption("max_masks", int, None, "score only N channels per image (Score-CAM: those of highest "
+                         "variance; Ablation-CAM: of largest L1 norm); not given: all", minimum=1, metavar="N")
+NOISE = MethodOption("noise", float, 0.15, "the noise's standard deviation, as a fraction of the input's range",
+                     minimum=0.0, record="smoothgrad_noise")

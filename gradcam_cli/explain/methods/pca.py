@@ -1,36 +1,12 @@
 """The first principal component of an image's feature vectors: the map of Eigen-CAM
-(eigencam.py) and Eigen-Grad-CAM (eigengradcam.py), and eigen smoothing (pytorch-grad-cam's
-`--eigen-smooth`).
+(eigencam.py), Eigen-Grad-CAM (eigengradcam.py) and KPCA-CAM's orientation, and eigen smoothing
+(pytorch-grad-cam's `--eigen-smooth`). With M (hw, K) an image's features,
 
-An image's features X (h, w, K) are read as h w samples of K channels, the matrix M (hw, K).
-The map is the projection of the centred samples onto the first principal axis:
+    M_c = M - mean over positions,   M_c = U S V^T,   map = M_c V[:, 0]
 
-    M_c = M - mean over positions        centring, per channel and per image
-    M_c = U S V^T                        SVD; v = V[:, 0], the axis of the largest variance
-    map = M_c v = s_1 U[:, 0]            reshaped to (h, w)
-
-Our choices, each named:
-
-- Centring: yes. The Eigen-CAM paper projects the activations on V's first column and does not
-  centre; without centring the first axis mostly follows the mean feature vector, and the map is
-  close to the channel sum. The centred projection has zero mean over the positions, so after the
-  final ReLU about half the map is zero.
-- Sign: an SVD gives v only up to its sign (M = U S V^T = (-U) S (-V)^T), and LAPACK's choice is
-  arbitrary. We orient the map to agree with the features' mean: its correlation with the channel
-  mean (1/K) sum_k X_k over the positions is positive. For the PCA map that correlation has the
-  sign of <M_c v, M_c 1> = v^T M_c^T M_c 1 = s_1^2 sum_k v_k: the rule is "the axis' components
-  sum to a positive number". For eigen smoothing the channel mean is the unsmoothed map over K, so
-  the smoothed map keeps the polarity of the map it replaces. Where the correlation is nil
-  (|cos| < 1e-6, an axis orthogonal to the mean), or the channel mean itself is nil (below 1e-5
-  of the largest feature: a LayerNorm's output, whose channel mean is 0 up to rounding), the map's
-  entry of largest magnitude (the first in row-major order) is made positive, sklearn's svd_flip
-  convention.
-- Where the largest singular value is repeated the axis is not unique, and the map is any
-  vector of that eigenspace (what the SVD returns); constant features (s_1 = 0) give a zero map.
-- Non-finite features are set to 0 first, so that the SVD runs; computed in float64, per image
-  (np.linalg.svd on the stack: no image sees another's).
-
-How pytorch-grad-cam differs: docs/methods.md#eigen-cam, docs/methods.md#eigen-smooth.
+oriented to correlate positively with the channel mean (else its largest entry positive), since an
+SVD's sign is arbitrary. Open choices (centring, sign): docs/methods.md#eigen-cam,
+docs/methods.md#eigen-smooth.
 """
 
 import numpy as np

@@ -18,6 +18,8 @@ How pytorch-grad-cam differs: docs/methods.md#random-cam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import PYTORCH_GRAD_CAM, Method
+
 SEED = 0
 
 
@@ -28,3 +30,16 @@ def randomcam_weights(activations):
     channels = activations.shape[-1]
     weights = np.random.default_rng((SEED, channels)).uniform(-1.0, 1.0, size=channels)
     return np.broadcast_to(weights.astype(np.float32), (activations.shape[0], channels)).copy()
+
+
+def channel_weights(result, context):
+    return randomcam_weights(result.activations)
+
+
+METHOD = Method(
+    "randomcam",
+    "Random-CAM: channel weights uniform in [-1, 1], fixed per channel count (a baseline)",
+    PYTORCH_GRAD_CAM + ", RandomCAM",
+    ("activations",),
+    channel_weights=channel_weights,
+)

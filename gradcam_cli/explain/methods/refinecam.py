@@ -23,6 +23,9 @@ How pytorch-grad-cam differs: docs/methods.md#refinecam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method, base_method_option, base_suffix
+
+BASE_METHOD = base_method_option("gradcam++")
 # How many resolutions the default layers span at most (ResNet's four stages).
 DEFAULT_STAGES = 4
 
@@ -66,7 +69,7 @@ def refine(layer_maps, size):
     return product.astype(np.float32)
 
 
-def refinecam_maps(explainer, inputs, codes):
+def meta(explainer, inputs, codes):
     """The meta-method's batch: the base method at each of the Explainer's layers (api.Explainer.base),
     multiplied (refine). Returns an explain.compute.MapBatch with maps at the input's size."""
     from dataclasses import replace
@@ -77,3 +80,21 @@ def refinecam_maps(explainer, inputs, codes):
     refined = refine([first.small_maps] + [other.small_maps for other in others],
                      explainer.build().loaded.input_size)
     return replace(first, small_maps=refined, weighted_sums=refined, input_gradients=None)
+
+
+def suffix(values):
+    """The base method in output names when it is not Grad-CAM++ (method.base_suffix)."""
+    return base_suffix(values, BASE_METHOD.default)
+
+
+METHOD = Method(
+    "refinecam",
+    "RefineCAM: the base method's maps at several layers (one per resolution by default), each normalised and "
+    "upsampled to the input, multiplied",
+    "Domeniconi et al. 2026, How to Evaluate and Refine your CAM",
+    ("base-method",),
+    meta=meta,
+    default_layers=stage_layers,
+    options=(BASE_METHOD,),
+    suffix=suffix,
+)

@@ -1,102 +1,52 @@
-"""Score-CAM (Wang et al., "Score-CAM: Score-Weighted Visual Explanations for Convolutional
-Neural Networks", CVPR Workshops 2020): gradient-free, each channel weighted by how much the
-input it highlights raises the class's probability.
+"""Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations for Convolutional
+Neural Networks"): gradient-free, each channel weighted by the class score of the input it masks,
 
-Per image X (the preprocessed batch, `result.inputs`) of class c and channel k of the target
-layer's activations A:
+    H_k = s(Up(A_k)),   w_k = f_c(X o H_k) [- f_c(0)],   map = sum_k w_k A_k
 
-    H_k = s(Up(A_k))                  Eq. 5: Up bilinear to the input size, s min-max to [0, 1]
-    w_k = f_c(X o H_k)                the default (scorecam_baseline='none'), as the authors' code
-    w_k = f_c(X o H_k) - f_c(X_b)     scorecam_baseline='zero': Eq. 4, the channel-wise increase
-                                      of confidence (CIC)
-    w_k = softmax_k(y_c(X o H_k))     scorecam_score='softmax-logits': pytorch-grad-cam's rule (the
-                                      logit y_c, a softmax over the channels: the paper's Algorithm 1)
-    map = sum_k w_k A_k               the paper's L^c before its ReLU (compute.py applies it)
-
-Our choices, each named (each option's value per library: docs/methods.md#score-cam):
-
-- `scorecam_upsample`: Up is 'half-pixel', cv2's half-pixel-centre bilinear (`bilinear`, as
-  maps.upsample; the authors' align_corners=False), or 'corners', bilinear with the corners
-  aligned (`corners`: pytorch-grad-cam's UpsamplingBilinear2d, tf-keras-vis's scipy zoom order 1).
-  s divides exactly, no eps (theirs add 1e-8 or 1e-7: a relative 1e-8 of a channel's range), and
-  a constant channel gets a zero mask.
-- `scorecam_score`: f_c is 'probability', the probability of c (the model's own softmax or
-  sigmoid: engine.probabilities), or 'softmax-logits', pytorch-grad-cam's rule: S_k = y_c(X o H_k),
-  the class logit (engine.scores), and w_k = softmax_k(S_k), a softmax over the channels scored;
-  a constant channel's zero mask is scored too (X o 0 = 0, one zero input for the whole batch) and
-  enters the softmax.
-- `scorecam_baseline`: X o H_k multiplies the preprocessed input, and X_b = 0, that same zero
-  input: what a mask of zeros leaves (X o 0), so the CIC compares keeping the highlighted region
-  with keeping nothing. With that baseline, the "baseline-relative blend" X_b + H_k o (X - X_b) is
-  the same masked input. Zero is the zero of the model's input space: the mean colour under
-  caffe/torch preprocessing, mid-grey under 'tf', black under 'none' or 'unit'. (With
-  'softmax-logits' the softmax cancels it.)
-- No softmax over the channels with 'probability': Eq. 4's weights are kept as they are.
-  (Algorithm 1 of the paper ends with alpha_k = softmax_k(S_k), which cancels any constant
-  baseline; a softmax over K probabilities in [0, 1] would give nearly equal weights, between
-  1/(e K) and e/K, a map close to the plain sum of the channels.)
-- No baseline by default: the authors' code, pytorch-grad-cam and tf-keras-vis all leave it out,
-  and users of every other Score-CAM expect their maps. What the paper's baseline does: the map
-  is sum_k f_c(X o H_k) A_k - f_c(0) sum_k A_k. Where the zero input is itself confidently class
-  c, no mask raises f_c and the map is empty after the ReLU (the demo models call a black image a
-  cross, p = 1: every cross's map is empty).
-- A constant channel gives a zero mask; with 'probability' it is not scored and its weight is 0
-  (with the baseline, X o H_k = X_b and its weight is 0 exactly; without, the authors' code skips
-  it too; tf-keras-vis gives it f_c(0), which only adds a constant to the map).
-- The max_masks option, N (Faster Score-CAM, tabayashi0117) keeps, per image, the N channels of
-  highest spatial variance of A_k (ties: the lower index); the others get weight 0 and are not
-  scored (with 'softmax-logits', the softmax is over the N kept). N >= K keeps them all.
-
-How pytorch-grad-cam, tf-keras-vis, torch-cam and the authors' code differ: docs/methods.md#score-cam.
-
-Memory: the B x K masked inputs are never held at once. They are built and scored in groups of
-at most MASK_BUDGET_BYTES (a multiple of the engine's batch size), filled image after image, so
-a small model scores a whole batch in one call and ResNet50's 2048 masks of 224x224x3 go in
-groups of a few hundred; each call runs in the engine's compiled chunks.
+(Eq. 4-5; Up bilinear to the input size, s min-max). The masked inputs are scored in groups of at
+most MASK_BUDGET_BYTES, never all at once. Open choices (score, baseline, upsampling, max_masks):
+docs/methods.md#score-cam.
 """
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.options import MAX_MASKS, LibraryChoice, MethodOption
 
 # What a masked input's probability is compared with: nothing (the default), or the zero input's.
-BASELINES = ("none", "zero")
-DEFAULT_BASELINE = "none"
+BASELINE = MethodOption("scorecam_baseline", str, "none", "none: each channel's weight is the class probability of "
+                        "the masked input, as the authors' code, pytorch-grad-cam and tf-keras-vis compute it; zero: "
+                        "minus that of the zero input, the paper's Eq. 4 (the increase of confidence)",
+                        choices=("none", "zero"))
 # What scores a masked input: the class probability, or the class logit then a softmax over channels.
-SCORES = ("probability", "softmax-logits")
-DEFAULT_SCORE = "probability"
+SCORE = MethodOption("scorecam_score", str, "probability", "probability: a masked input scores the class "
+                     "probability (the authors' code); softmax-logits: it scores the class logit, and the weights "
+                     "are a softmax of those scores over the channels, a constant channel's zero mask scored too "
+                     "(pytorch-grad-cam)", choices=("probability", "softmax-logits"))
 # How a channel is upsampled to the input size: cv2's half-pixel centres, or the corners aligned.
-UPSAMPLINGS = ("half-pixel", "corners")
-DEFAULT_UPSAMPLING = "half-pixel"
+UPSAMPLE = MethodOption("scorecam_upsample", str, "half-pixel", "half-pixel: the channels are upsampled to masks "
+                        "bilinearly with half-pixel centres (cv2; the authors' align_corners=False); corners: "
+                        "bilinearly with the corners aligned (pytorch-grad-cam's UpsamplingBilinear2d, "
+                        "tf-keras-vis's scipy zoom of order 1)", choices=("half-pixel", "corners"))
 # The most bytes of masked inputs built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
 # cv2.resize takes at most 128 channels at a time (OpenCV 5; 512 before).
 _CV2_CHANNELS = 128
 
 
-def scorecam_channel_weights(result, context):
+def channel_weights(result, context):
     """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
     The context's options: max_masks, the channels kept per image (None: all); scorecam_baseline;
-    scorecam_score; scorecam_upsample."""
+    scorecam_score; scorecam_upsample (checked by the entry's options)."""
     engine = result.engine
     options = context.options
-    score = options.get("scorecam_score", DEFAULT_SCORE)
-    if score not in SCORES:
-        raise ValueError(f"scorecam_score must be one of {', '.join(SCORES)}. Received: scorecam_score={score!r}")
-    softmax = score == "softmax-logits"
+    softmax = options["scorecam_score"] == "softmax-logits"
     return scorecam_weights(result.activations, result.inputs, result.classes,
                             engine.scores if softmax else engine.probabilities,
-                            max_masks=options.get("max_masks"), budget_bytes=MASK_BUDGET_BYTES,
-                            multiple=engine.batch_size, baseline=options.get("scorecam_baseline", DEFAULT_BASELINE),
-                            upsample=upsampling(options.get("scorecam_upsample", DEFAULT_UPSAMPLING)),
+                            max_masks=options["max_masks"], budget_bytes=MASK_BUDGET_BYTES,
+                            multiple=engine.batch_size, baseline=options["scorecam_baseline"],
+                            upsample=corners if options["scorecam_upsample"] == "corners" else bilinear,
                             softmax=softmax)
-
-
-def upsampling(name):
-    """The Up of a `scorecam_upsample` value: bilinear ('half-pixel') or corners ('corners')."""
-    if name not in UPSAMPLINGS:
-        raise ValueError(f"scorecam_upsample must be one of {', '.join(UPSAMPLINGS)}. "
-                         f"Received: scorecam_upsample={name!r}")
-    return bilinear if name == "half-pixel" else corners
 
 
 def bilinear(channels, size):
@@ -168,7 +118,7 @@ def masks(channels, size, upsample=bilinear):
 
 
 def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None, upsample=bilinear,
-                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=DEFAULT_BASELINE, softmax=False):
+                     budget_bytes=MASK_BUDGET_BYTES, multiple=1, baseline=BASELINE.default, softmax=False):
     """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4; `baseline` 'none': f_c(X o H_k)
     alone), (B, K) float32; 0 for the channels not kept (kept_channels).
 
@@ -181,8 +131,8 @@ def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None
     activations = np.asarray(activations, dtype=np.float32)
     inputs = np.asarray(inputs, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64)
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {', '.join(BASELINES)}. Received: baseline={baseline!r}")
+    if baseline not in BASELINE.choices:
+        raise ValueError(f"baseline must be one of {', '.join(BASELINE.choices)}. Received: baseline={baseline!r}")
     kept = kept_channels(activations, max_masks, constant=softmax)
     weights = np.zeros(kept.shape, dtype=np.float32)
     if not kept.any():  # every mask is zero: no channel is scored
@@ -247,3 +197,29 @@ def _masked_inputs(activations, inputs, jobs, upsample):
             np.multiply(masks(activations[image][:, :, channels], size, upsample), inputs[image], out=masked[start:end])
         start = end
     return masked
+
+
+METHOD = Method(
+    "scorecam",
+    "Score-CAM: channel weights = the class probability of the input masked by each upsampled, "
+    "min-max normalised channel (minus that of the zero input with --scorecam-baseline zero)",
+    "Wang et al. 2020, Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
+    ("activations", "forward-scores"),
+    channel_weights=channel_weights,
+    options=(MAX_MASKS, BASELINE, SCORE, UPSAMPLE),
+    choices=(LibraryChoice("scorecam_baseline", "what a masked input's probability is compared with",
+                           "nothing: the probability itself (the authors' code)",
+                           {"pytorch-grad-cam": ("none", "nothing (then a softmax over the channels' scores)"),
+                            "tf-keras-vis": ("none", "nothing")}),
+             LibraryChoice("scorecam_score", "what scores a masked input",
+                           "the class probability, each channel's weight as it is (the authors' code)",
+                           {"pytorch-grad-cam": ("softmax-logits", "the class logit, then a softmax over the "
+                                                 "channels; a constant channel's zero mask is scored too"),
+                            "tf-keras-vis": ("probability", "its score of softmax(model output): the class "
+                                             "probability when the output is made linear (ReplaceToLinear)")}),
+             LibraryChoice("scorecam_upsample", "how a channel is upsampled to a mask",
+                           "bilinear, half-pixel centres (cv2; the authors' align_corners=False)",
+                           {"pytorch-grad-cam": ("corners", "bilinear, corners aligned (UpsamplingBilinear2d)"),
+                            "tf-keras-vis": ("corners", "bilinear, corners aligned (scipy.ndimage.zoom, "
+                                             "order 1)")})),
+)

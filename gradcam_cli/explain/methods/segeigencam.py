@@ -18,6 +18,7 @@ activations are constant over the positions gets a zero map. Computed in float64
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
 from gradcam_cli.explain.methods.pca import finite_features
 
 
@@ -33,3 +34,17 @@ def segeigencam_map(activations, gradients):
     flip = np.abs(projections.min(axis=1)) > np.abs(projections.max(axis=1))
     projections = np.where(flip[:, None], -projections, projections)
     return projections.reshape(batch, height, width).astype(np.float32)
+
+
+def spatial_map(result, context):
+    return segeigencam_map(result.activations, result.gradients)
+
+
+METHOD = Method(
+    "segeigencam",
+    "Seg-Eigen-CAM: the first principal component of |gradients| times activations, its larger side positive",
+    "Chung and Ying 2025, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation Models",
+    GRADIENT_NEEDS,
+    spatial_map=spatial_map,
+    principal=True,
+)

@@ -1,47 +1,37 @@
-"""SESS (Tursun, Denman, Sridharan and Fookes, "SESS: Saliency Enhancing with Scaling and
-Sliding", ECCV 2022; pytorch-grad-cam 1.5.7's sess.py, which its first author contributed): a
-meta-method. The image is scaled up several times; windows of the model's input size slide over
-each scaled image; the base method's map of every window, weighted by how confidently the model
-sees the class in it, is pasted back, brought to the image's size, and the pasted maps are fused
-and smoothed: a saliency map of higher resolution and fewer gaps than one pass gives.
+"""SESS (Tursun, Denman, Sridharan and Fookes 2022, "SESS: Saliency Enhancing with Scaling and
+Sliding"): a meta-method. The image is scaled up several times, windows of the model's input size
+slide over each, and the base method's map of every window, weighted by the class probability in
+it over the best window's, is pasted back, resized to the image, fused (mean above theta, or max)
+and blurred:
 
-For an input X (H x W, the model's input size; short side s) explaining class c:
+    map = GaussianBlur(fuse_i resize(paste(w_i mm(base map of window_i))), 11 x 11, sigma)
 
-    scales      S_i = s + round(s r) i, i = 0..n-1        (n = 12, r = 2/7: 224, 288, ... 928)
-    windows     of H x W, stride the window (or --sess-stride), the last one shifted back inside
-    score       p_i = max(P(c | window_i), 0), kept windows: the (1 - pre-filter) best
-    weight      w_i = p_i / max_j p_j                       (all 1 when every p is 0)
-    patch map   M_i = mm(Up(base map of window_i)), mm: min-max to [0, 1]
-    pasted      G_i = resize(paste(w_i M_i at its window in the scaled image), H x W)
-    fused       mean over i of G_i where G_i > theta (0 where none is), or max_i G_i
-    map         GaussianBlur(fused, 11 x 11, sigma 5)
-
-Our choices, each named:
-- Windows are the model's own input size (H x W): a Keras model takes one size. For a square
-  input this is pytorch-grad-cam's w = min(H, W); the scales apply to the short side, the long
-  side keeps the aspect (int(S long / short), as torchvision's resize).
-- Resizing the input to a scale: cv2's bilinear (half-pixel centres) on the preprocessed input;
-  pasted maps are brought back with cv2's bilinear too (pytorch-grad-cam: cv2.resize, no
-  antialiasing), the patch maps upsampled like every map here (maps.upsample).
-- The class is the one asked for, else the image's top-1 on the whole input; every window
-  explains that class.
-- p_i is the model's probability (its softmax or sigmoid) of the class on the window.
-- The patch map is min-max normalised exactly (a constant map is 0), as the authors' code does.
-- Every window of every image of a batch goes through the base method's compiled step in chunks
-  of the engine's batch size (`chunks`), each chunk's windows cut from the scaled images when it
-  is computed: memory holds one chunk of windows and the maps (H x W each), not every window.
-How pytorch-grad-cam and the authors' code differ: docs/methods.md#sess.
+Open choices (windows, scales, resizing, chunks): docs/methods.md#sess.
 """
 
 import numpy as np
 
-DEFAULT_SCALES = 12
-DEFAULT_SCALE_STEP = 2.0 / 7.0
-DEFAULT_BLUR = 5.0
-POOLS = ("mean", "max")
+from gradcam_cli.explain.methods.method import Method, base_method_option, base_suffix
+from gradcam_cli.explain.methods.options import MethodOption
+
+BASE_METHOD = base_method_option("gradcam")
+SCALES = MethodOption("sess_scales", int, 12, "how many scales the image is enlarged to (the first is its own "
+                      "size); each adds windows", minimum=1)
+SCALE_STEP = MethodOption("sess_scale_step", float, 2.0 / 7.0, "each scale's short side grows by this fraction of "
+                          "the input's", minimum=0.0)
+STRIDE = MethodOption("sess_stride", int, None, "the windows' stride in pixels; not given: the window's size",
+                      minimum=1, metavar="PIXELS")
+PRE_FILTER = MethodOption("sess_pre_filter", float, 0.0, "leave out this fraction of the windows, those in which the "
+                          "class scores lowest", minimum=0.0, maximum=0.99)
+THETA = MethodOption("sess_theta", float, 0.0, "with --sess-pool mean, a pixel's mean takes the pasted maps above "
+                     "this value only", minimum=0.0)
+POOL = MethodOption("sess_pool", str, "mean", "how the pasted maps are fused: their mean (over those above theta) "
+                    "or their maximum", choices=("mean", "max"))
+BLUR = MethodOption("sess_blur", float, 5.0, "the Gaussian blur's sigma over an 11 x 11 window (0: none)",
+                    minimum=0.0)
 
 
-def scales(short, count=DEFAULT_SCALES, step=DEFAULT_SCALE_STEP):
+def scales(short, count=SCALES.default, step=SCALE_STEP.default):
     """The short sides the image is scaled to: short + round(short step) i, i = 0..count-1."""
     return [int(short + round(short * step) * i) for i in range(int(count))]
 
@@ -66,7 +56,7 @@ def scaled_size(size, short_side):
     return int(short_side * height / width), short_side
 
 
-def windows(size, count=DEFAULT_SCALES, step=DEFAULT_SCALE_STEP, stride=None):
+def windows(size, count=SCALES.default, step=SCALE_STEP.default, stride=None):
     """Every window of an input of `size` (H, W): [(scaled size (Hs, Ws), (y, x))], scale by
     scale (ascending), row by row. Windows are H x W, `stride` pixels apart on both axes
     (default: the window's height and width)."""
@@ -108,7 +98,8 @@ def patches(inputs, found, rows):
     return out
 
 
-def fuse(patch_maps, scores, found, size, pre_filter=0.0, theta=0.0, pool="mean", blur=DEFAULT_BLUR):
+def fuse(patch_maps, scores, found, size, pre_filter=PRE_FILTER.default, theta=THETA.default, pool=POOL.default,
+         blur=BLUR.default):
     """One image's SESS map from its windows' maps (N, H, W) at the window's size, in [0, 1],
     and their scores (N,): weighted, pasted, resized, fused and blurred (see the module's
     equations). (H, W) float32."""
@@ -144,7 +135,7 @@ def chunks(count, size):
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def sess_maps(explainer, inputs, codes):
+def meta(explainer, inputs, codes):
     """The meta-method's batch (api.Explainer.base gives the base method on the Explainer's
     layers): the whole inputs once (their classes, scores and probabilities), then every window
     of every image through the base method in chunks of its batch size, then `fuse` per image.
@@ -159,8 +150,7 @@ def sess_maps(explainer, inputs, codes):
     base = explainer.base(explainer.layer_names)
     size = tuple(inputs.shape[1:3])
     whole = base.compute(inputs, codes)
-    found = windows(size, options.get("sess_scales", DEFAULT_SCALES),
-                    options.get("sess_scale_step", DEFAULT_SCALE_STEP), options.get("sess_stride"))
+    found = windows(size, options["sess_scales"], options["sess_scale_step"], options["sess_stride"])
     inputs = np.asarray(inputs, dtype=np.float32)
     rows = [(i, w) for i in range(len(inputs)) for w in range(len(found))]  # every window, image by image
     classes = np.repeat(whole.classes, len(found))
@@ -174,8 +164,25 @@ def sess_maps(explainer, inputs, codes):
         scores.append(computed.probabilities[np.arange(stop - start), classes[start:stop]])
     maps_, scores = np.concatenate(maps_), np.concatenate(scores)
     fused = np.stack([fuse(maps_[i * len(found) : (i + 1) * len(found)], scores[i * len(found) : (i + 1) * len(found)],
-                           found, size, options.get("sess_pre_filter", 0.0), options.get("sess_theta", 0.0),
-                           options.get("sess_pool", "mean"), options.get("sess_blur", DEFAULT_BLUR))
+                           found, size, options["sess_pre_filter"], options["sess_theta"], options["sess_pool"],
+                           options["sess_blur"])
                       for i in range(len(inputs))])
     details = [dict(d or {}, sess_windows=len(found)) for d in (whole.details or [None] * len(inputs))]
     return replace(whole, small_maps=fused, weighted_sums=fused, input_gradients=None, details=details)
+
+
+def suffix(values):
+    """The base method in output names when it is not Grad-CAM (method.base_suffix)."""
+    return base_suffix(values, BASE_METHOD.default)
+
+
+METHOD = Method(
+    "sess",
+    "SESS: the base method's maps of windows sliding over upscaled copies of the image, weighted by the class's "
+    "probability in each window, pasted back, fused and blurred",
+    "Tursun et al. 2022, SESS: Saliency Enhancing with Scaling and Sliding",
+    ("base-method",),
+    meta=meta,
+    suffix=suffix,
+    options=(BASE_METHOD, SCALES, SCALE_STEP, STRIDE, PRE_FILTER, THETA, POOL, BLUR),
+)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+
 
 @dataclass(frozen=True)
 class ReST:
@@ -51,8 +53,24 @@ def shapleycam_weights(gradients, hessian_products):
     return (gradients - 0.5 * hessian_products).mean(axis=(1, 2))
 
 
-def shapleycam_channel_weights(result, context=None):
+def objective(context):
+    """The registry's engine objective: the paper's ReST utility."""
+    return ReST()
+
+
+def channel_weights(result, context):
     """Shapley-CAM channel weights of an engine.BatchResult computed with "hessian" in its needs."""
     if result.hessian_products is None:
         raise ValueError("Shapley-CAM needs the engine run with \"hessian\" in its needs")
     return shapleycam_weights(result.gradients, result.hessian_products)
+
+
+METHOD = Method(
+    "shapleycam",
+    "Shapley-CAM: channel weights = spatial mean of (gradient - 1/2 Hessian x activations) of the "
+    "ReST utility",
+    "Cai et al. 2025, CAMs as Shapley Value-based Explainers",
+    GRADIENT_NEEDS + ("hessian",),
+    channel_weights=channel_weights,
+    objective=objective,
+)

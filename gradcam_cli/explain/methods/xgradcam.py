@@ -25,6 +25,8 @@ pytorch-grad-cam's choices: docs/methods.md#xgrad-cam.
 
 import numpy as np
 
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+
 EPS = 1e-7
 
 
@@ -37,3 +39,16 @@ def xgradcam_weights(activations, gradients):
     denominator = activations.sum(axis=(1, 2)) + EPS
     weights = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
     return weights.astype(np.float32)
+
+
+def channel_weights(result, context):
+    return xgradcam_weights(result.activations, result.gradients)
+
+
+METHOD = Method(
+    "xgradcam",
+    "XGrad-CAM: channel weights = gradients averaged with the channel's normalised activations as pixel weights",
+    "Fu et al. 2020, Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs",
+    GRADIENT_NEEDS,
+    channel_weights=channel_weights,
+)
