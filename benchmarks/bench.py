@@ -104,8 +104,8 @@ def time_method(loaded, engine, batch, method, context):
     a prepared batch."""
     import numpy as np
 
-    from gradcam_cli.explain.engine import top_rank
     from gradcam_cli.explain.compute import compute_maps
+    from gradcam_cli.explain.engine import top_rank
 
     started = time.perf_counter()
     compute_maps(loaded, engine, batch, np.full(len(batch), top_rank(1)), method, context)
@@ -171,8 +171,8 @@ def faithfulness_row(name, loaded, files, batch_size, steps=20, rounds=2):
 
     import numpy as np
 
-    from gradcam_cli.evaluate import faithfulness
     from gradcam_cli.api import Explainer
+    from gradcam_cli.evaluate import faithfulness
     from gradcam_cli.files.images import load_rgb, model_view
     from gradcam_cli.models.preprocess import preprocess
 
@@ -278,15 +278,14 @@ def main():
                         help="models whose deletion+insertion is timed beside Grad-CAM ('' to skip)")
     args = parser.parse_args()
 
+    import keras
     import numpy as np
 
     from gradcam_cli.api import Explainer
-    from gradcam_cli.files.images import load_rgb, prepare
-    from gradcam_cli.files.stream import IMAGE_WORKERS
     from gradcam_cli.explain.engine import Engine
+    from gradcam_cli.files.images import load_rgb, prepare
     from gradcam_cli.files.inputs import collect
-
-    import keras
+    from gradcam_cli.files.stream import IMAGE_WORKERS
 
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores, "

@@ -16,7 +16,6 @@ Linux only (/proc). Offline: demo-gap ships with the package.
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal

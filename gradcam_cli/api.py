@@ -145,7 +145,7 @@ class Explainer:
         self.network, self.compat, self.target = network, compat, target
         chosen = METHODS[method]
         if chosen.meta is not None:  # a meta-method: the options of its base method are the base's
-            base = chosen.values({k: v for k, v in given.items() if k == "base_method"})["base_method"]
+            base = str(chosen.values({k: v for k, v in given.items() if k == "base_method"})["base_method"])
             self.base_options = {k: v for k, v in given.items() if chosen.option(k) is None}
             given = {k: v for k, v in given.items() if chosen.option(k) is not None}
             METHODS[base].values(self.base_options, compat)  # checked here, used by `base`
@@ -173,7 +173,7 @@ class Explainer:
     @property
     def loaded(self) -> LoadedModel:
         """The model explained (for dilated methods, its dilated copy)."""
-        return cast("LoadedModel", self.build().loaded)
+        return self.build().loaded
 
     @property
     def name(self) -> str:
@@ -218,9 +218,9 @@ class Explainer:
         else:
             target_paths = [loaded.target_layer(layer) for layer in self.layers]
         try:
-            context = context_for(self.method, loaded, target_paths[0], self.pool, self.options)
+            context = context_for(METHODS[self.method], loaded, target_paths[0], self.pool, self.options)
             for target_path in target_paths[1:]:
-                context_for(self.method, loaded, target_path, self.pool, self.options)
+                context_for(METHODS[self.method], loaded, target_path, self.pool, self.options)
         except GradcamError:
             raise
         except ValueError as error:
@@ -245,7 +245,7 @@ class Explainer:
             base_options = METHODS[base].values(self.base_options, self.compat)
             for target_path in target_paths:
                 try:
-                    context_for(base, loaded, target_path, self.pool, base_options)
+                    context_for(METHODS[base], loaded, target_path, self.pool, base_options)
                 except ValueError as error:
                     raise LayerError(f"{self.method}'s base method {base} does not apply to {loaded.name} at layer "
                                      f"{path_name(target_path)}: {error}") from None
@@ -266,7 +266,7 @@ class Explainer:
         """An Explainer of another method on this one's model, layer, batch size and compilation,
         sharing what this one built (the model, dilated copies, engines): `options` are its own."""
         ready = self.build()
-        other = Explainer(cast("LoadedModel", ready.reference or ready.loaded), method, layer=self.layer,
+        other = Explainer(ready.reference or ready.loaded, method, layer=self.layer,
                           batch_size=self.batch_size, jit=self.jit, crop=self.crop, compat=self.compat,
                           target=self.target, **options)
         other.build(ready.shared)
@@ -303,7 +303,7 @@ class Explainer:
         ready = self.build()
         key = tuple(layers)
         if key not in self._bases:
-            base = Explainer(cast("LoadedModel", ready.reference or ready.loaded), self.options["base_method"],
+            base = Explainer(ready.reference or ready.loaded, str(self.options["base_method"]),
                              layer=list(layers) if len(layers) > 1 else layers[0], batch_size=self.batch_size,
                              pool=self.pool, crop=self.crop, jit=self.jit, eigen_smooth=self.eigen_smooth,
                              compat=self.compat, target=self.target, **self.base_options)
@@ -314,7 +314,7 @@ class Explainer:
     def compute(self, inputs: npt.NDArray[np.floating[Any]], codes: npt.ArrayLike, strongest: bool = False,
                 views: Sequence[tuple[int, int, int, int]] | None = None) -> MapBatch:
         """Maps for a preprocessed batch (`prepare`) with one target code per image (a class
-        index, or engine.top_rank(r)): an explain.compute.MapBatch, smoothed and averaged over
+        index, or batch.top_rank(r)): an explain.compute.MapBatch, smoothed and averaged over
         layers as the Explainer says. `strongest`: for channel-weight methods, the map of the
         channel with the largest weight alone (a variant). `views`: each image's view box (from
         `prepare`), which a box target needs to carry its box onto each image."""
@@ -324,7 +324,7 @@ class Explainer:
 
         ready = self.build()
         codes = np.asarray(codes)
-        if cast("Bound", ready.target).per_view:  # a box target: the images of each view geometry together
+        if ready.target.per_view:  # a box target: the images of each view geometry together
             if views is None or len(views) != len(inputs):
                 raise GradcamError("a box target is carried onto each image's view: give the images' view boxes")
             groups: dict[tuple[int, ...], list[int]] = {}
@@ -354,7 +354,7 @@ class Explainer:
             return first
         # every other layer explains the class the first one chose
         others = [one_layer(engine, first.classes) for engine in ready.engines[1:]]
-        return smoothing.layers_averaged([first] + others, cast("LoadedModel", ready.loaded).input_size)
+        return smoothing.layers_averaged([first] + others, ready.loaded.input_size)
 
     def _view(self, view):
         """This Explainer for one view geometry of a box target (explain.targets.bind_view),
@@ -383,7 +383,7 @@ class Explainer:
         """The compiled forward step of the model judged: the original model (for an Explainer
         on a dilated copy, the model it was made from)."""
         ready = self.build()
-        reference = cast("LoadedModel | None", ready.reference)
+        reference = ready.reference
         if reference is None:
             return ready.engine
         return shared_engine(ready.shared, reference, reference.target_layer(None), self.batch_size, self.jit)
@@ -398,10 +398,10 @@ class Explainer:
         """Maps for these images and classes, in batches of the engine's batch size: an ImageMaps.
         images: decoded RGB arrays (H, W, 3) uint8 or paths. classes: None (each image's top-1),
         one class (an index or a name) for all, or one per image (None in the list: that image's
-        top-1; a negative code: engine.top_rank). `strongest`: as compute."""
+        top-1; a negative code: batch.top_rank). `strongest`: as compute."""
         ready = self.build()
         rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(input_list(images))]
-        target = cast("Bound", ready.target)
+        target = ready.target
         if classes is None and target.code >= 0:  # class:N, or a target's own column
             classes = target.code
         codes = class_codes(ready.reference or ready.loaded, classes, len(rgbs))  # a target's columns alike
@@ -467,7 +467,7 @@ class Explainer:
         rgbs = [rgb for rgb, _, _ in decoded]
         per_map = [(planned, self.maps(rgbs, planned.code))
                    for planned in planned_maps(self.file_options(".", classes, top_k))]
-        bound = None if cast("Bound", ready.target).is_class else ready.target
+        bound = None if ready.target.is_class else ready.target
         return [explanation(ready.loaded, found.batch, i, rgb, source, name, found.boxes[i], planned, self.method,
                             ready.layer, self.network, self.name, bound)
                 for i, (rgb, source, name) in enumerate(decoded) for planned, found in per_map]
@@ -481,7 +481,7 @@ def loaded_model(model: ModelInput) -> LoadedModel:
         return load_model(str(model))
     if isinstance(model, Explainer):
         built = model.build()
-        return cast("LoadedModel", built.reference or built.loaded)
+        return built.reference or built.loaded
     if not hasattr(model, "target_layer"):
         raise GradcamError("give a model name or path, a model from gradcam_cli.load_model, or an Explainer. "
                            f"Received: {type(model).__name__}")

@@ -244,7 +244,7 @@ def run_on_jax(module, function):
 
 
 def channel_map(channel_weights, result, context):
-    """sum_k w_k A_k of each image of an engine.BatchResult for a registry rule giving channel
+    """sum_k w_k A_k of each image of an batch.BatchResult for a registry rule giving channel
     weights (Score-CAM's, Ablation-CAM's), before the ReLU: (B, h, w)."""
     from gradcam_cli.explain.maps import weighted_sum
 

@@ -6,13 +6,12 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from conftest import channel_map, counting, gap_model, run_on_jax, set_fixed_weights, tiny_model
+
 from gradcam_cli.explain import maps
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods import Context
-from gradcam_cli.explain.methods import ablationcam
+from gradcam_cli.explain.methods import Context, ablationcam
 from gradcam_cli.models import loading
 
 

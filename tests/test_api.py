@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import OFFLINE_ENV, gap_model, write_image
 from PIL import Image
 
-from conftest import OFFLINE_ENV, gap_model, write_image
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.cli import main
 from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError, ModelError

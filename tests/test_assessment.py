@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_records_close, invoke_cli
 
 import gradcam_cli
-from conftest import assert_records_close, invoke_cli
-from gradcam_cli.evaluate import assess
-from gradcam_cli.evaluate import faithfulness_report
-from gradcam_cli.evaluate import faithfulness as F
 from gradcam_cli.errors import GradcamError
+from gradcam_cli.evaluate import assess, faithfulness_report
+from gradcam_cli.evaluate import faithfulness as F
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENES = sorted(str(p) for p in (ROOT / "sample_images").glob("synthetic_*.png"))

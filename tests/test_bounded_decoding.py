@@ -14,9 +14,9 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import OFFLINE_ENV, invoke_cli, write_image
 from PIL import Image
 
-from conftest import OFFLINE_ENV, invoke_cli, write_image
 from gradcam_cli.errors import ImageError
 from gradcam_cli.files.headers import read_header
 from gradcam_cli.files.images import DEFAULT_MAX_PIXELS, load_rgb, read_mask
@@ -114,8 +114,9 @@ def _huge(folder, suffix, corrupt):
 # --- the gate -----------------------------------------------------------------------------------
 
 def test_the_default_limit_is_pillows():
-    from gradcam_cli.cli.options import DEFAULT_MAX_PIXELS as CLI_DEFAULT
     from PIL import Image as PillowImage
+
+    from gradcam_cli.cli.options import DEFAULT_MAX_PIXELS as CLI_DEFAULT
 
     assert DEFAULT_MAX_PIXELS == CLI_DEFAULT == 89_478_485
     assert PillowImage.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS

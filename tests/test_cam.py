@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import gap_model, invoke_cli, nested_model, run_cli, write_image
+
 from gradcam_cli.explain import maps
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine

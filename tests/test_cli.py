@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import gap_model, invoke_cli, python_cli, run_cli, write_image
 from PIL import Image
 
-from conftest import gap_model, invoke_cli, python_cli, run_cli, write_image
-from gradcam_cli.files import render
 from gradcam_cli.cli import main
+from gradcam_cli.files import render
 from gradcam_cli.models import registry
 
 NOISE = ("Traceback", "cudart", "I0000", "oneDNN", "cpu_feature_guard", "absl::")
@@ -268,9 +268,9 @@ def test_cli_runner_in_process(tmp_path, saved_models):
 def test_weights_path_and_imagenet_class_name_on_a_registry_model(tmp_path, keras):
     """--weights PATH loads a weights file into a named model; --class boxer uses the shipped
     ImageNet names (offline)."""
+    from gradcam_cli.files.images import load_rgb, model_view
     from gradcam_cli.models import loading
     from gradcam_cli.models.preprocess import preprocess
-    from gradcam_cli.files.images import load_rgb, model_view
 
     model = loading.build_application(registry.find("mobilenetv3small"), "none")
     rng = np.random.default_rng(12)

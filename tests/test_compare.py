@@ -5,15 +5,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke_cli
 from PIL import Image
 
-from conftest import invoke_cli
-from gradcam_cli.explain import maps
-from gradcam_cli.files import render
 from gradcam_cli.evaluate import scenes
 from gradcam_cli.evaluate.localization import rank_correlation
-from gradcam_cli.explain.methods.gradcam import strongest_channel
+from gradcam_cli.explain import maps
 from gradcam_cli.explain.maps import full_map
+from gradcam_cli.explain.methods.gradcam import strongest_channel
+from gradcam_cli.files import render
 
 
 def scene_files(folder, count=2, seed=1):

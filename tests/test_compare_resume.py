@@ -5,9 +5,9 @@ and the request and its figure exists; its stored record is emitted again in its
 import json
 
 import pytest
+from conftest import assert_records_close, invoke_cli
 from PIL import Image
 
-from conftest import assert_records_close, invoke_cli
 from gradcam_cli.evaluate import scenes
 
 

@@ -10,13 +10,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import channel_map, conv3x3_same, gap_model, invoke_cli, tiny_model, write_image
+
 from gradcam_cli import Explainer
 from gradcam_cli.explain import maps, smoothing
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods import METHODS, Context
-from gradcam_cli.explain.methods import ablationcam, fem, gradcam_plus_plus, kpcacam, scorecam
+from gradcam_cli.explain.methods import METHODS, Context, ablationcam, fem, gradcam_plus_plus, kpcacam, scorecam
 from gradcam_cli.explain.methods.fem import fem_contributions
 from gradcam_cli.models import loading
 

@@ -9,9 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import invoke_cli, python_cli, run_cli, set_fixed_weights, write_image
+from PIL import Image
 
 CLASSES = ("ring", "bar", "dot")
 
@@ -141,7 +140,8 @@ def test_max_images_fits_the_sample_and_solves_the_rest_by_nnls(keras, loaded):
     from scipy.optimize import nnls
 
     from gradcam_cli import Explainer
-    from gradcam_cli.explain.concepts import factorize as run, sample_indices
+    from gradcam_cli.explain.concepts import factorize as run
+    from gradcam_cli.explain.concepts import sample_indices
 
     model = dff_model(keras, activation=None)
     rgbs = images(7, seed=5)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import OFFLINE_ENV, assert_records_close
 
 IMAGES = 96
@@ -211,9 +210,10 @@ def test_a_full_disk_on_standard_output_is_named_as_such(tmp_path):
 
 
 def test_a_report_that_cannot_be_written_leaves_no_thumbnails(tmp_path, monkeypatch):
+    from conftest import write_image
+
     from gradcam_cli import report
     from gradcam_cli.files import outputs
-    from conftest import write_image
 
     image = write_image(tmp_path / "x.png", (64, 64))
     heat = write_image(tmp_path / "x.png.gradcam.heatmap.png", (64, 64), seed=3)
@@ -248,10 +248,11 @@ def test_a_report_that_cannot_be_written_leaves_no_thumbnails(tmp_path, monkeypa
 
 def test_options_without_a_request_resume_nothing(tmp_path):
     """Options made by hand carry no request digest: their record files never let an image be skipped."""
+    from conftest import write_image
+
     from gradcam_cli.files import writer
     from gradcam_cli.files.inputs import Source
     from gradcam_cli.files.writing import FileOptions
-    from conftest import write_image
 
     image = write_image(tmp_path / "x.png", (8, 8))
     options = FileOptions(output_dir=tmp_path / "out")
@@ -281,6 +282,7 @@ def test_a_killed_run_for_another_request_leaves_no_record_vouching_for_its_file
     """Run A finishes; run B (another alpha: the same file names) rewrites the files, then fails
     before its record: A's record must be gone, so that resuming A does the image again."""
     from conftest import invoke_cli, write_image
+
     from gradcam_cli.files import records
 
     image = write_image(tmp_path / "x.png", (64, 64))

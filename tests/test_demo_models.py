@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke_cli
 from PIL import Image
 
-from conftest import invoke_cli
-from gradcam_cli.evaluate import localization
-from gradcam_cli.evaluate import scenes
+from gradcam_cli.evaluate import localization, scenes
 from gradcam_cli.models import demo, loading, registry
 
 DEMOS = ("demo-gap", "demo-vgg")
@@ -34,7 +33,7 @@ def test_fold_batch_norm_computes_the_same_function(keras):
     images = rng.uniform(0, 1, (4, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(plain.predict(images, verbose=0), trained.predict(images, verbose=0),
                                rtol=1e-4, atol=1e-6)
-    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in plain.layers)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
 
 
 @pytest.mark.parametrize("name", DEMOS)
@@ -45,7 +44,7 @@ def test_demo_model_is_small_plain_and_accurate(demos, keras, name):
     assert loaded.default_layer == ((spec.default_layer,)) and loaded.preprocess == "unit"
     assert {"demo-gap": (16, 16, 64), "demo-vgg": (8, 8, 64)}[name] == next(
         info.shape for info in loaded.layers if info.path == loaded.default_layer)
-    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in loaded.model.layers)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in loaded.model.layers)
     from importlib import resources
 
     with resources.as_file(resources.files("gradcam_cli").joinpath("data", spec.file)) as path:

@@ -6,18 +6,19 @@ import re
 
 import numpy as np
 import pytest
+from conftest import assert_records_close, invoke_cli, probabilities, set_fixed_weights
 from PIL import Image
 
-from conftest import assert_records_close, invoke_cli, probabilities, set_fixed_weights
-from gradcam_cli.explain import maps
 from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain import maps
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.gradcam import gradcam_weights
-from gradcam_cli.models import dilated as dilated_module, loading
+from gradcam_cli.models import dilated as dilated_module
+from gradcam_cli.models import loading
 from gradcam_cli.models.dilated import NotConvertible, dilated, dilated_copy
-from gradcam_cli.models.precision import activation_bytes
 from gradcam_cli.models.layers import ATrousPooling2D, GridSubsample
+from gradcam_cli.models.precision import activation_bytes
 
 
 def feature(model, name, images):

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import conv3x3_same, gap_model, nested_model, tiny_model
+
 from gradcam_cli.explain import maps
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine

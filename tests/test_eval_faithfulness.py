@@ -5,13 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke_cli
 from PIL import Image
 
-from conftest import invoke_cli
-from gradcam_cli.evaluate import faithfulness_report
-from gradcam_cli.evaluate import localization
-from gradcam_cli.evaluate import scenes
 from gradcam_cli.evaluate import faithfulness as F
+from gradcam_cli.evaluate import faithfulness_report, localization, scenes
 
 
 @pytest.fixture(scope="module")

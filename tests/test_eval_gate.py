@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke_cli
 from PIL import Image
 
-from conftest import invoke_cli
-from gradcam_cli.evaluate import annotations, gate, localization
-from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.errors import GradcamError, ImageError
+from gradcam_cli.evaluate import annotations, gate
+from gradcam_cli.evaluate import scenes as scene_maker
 
 
 def coco(tmp_path, entries):

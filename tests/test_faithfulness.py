@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import counting
+
+from gradcam_cli.errors import GradcamError
 from gradcam_cli.evaluate import faithfulness as F
 from gradcam_cli.evaluate import road
-from gradcam_cli.errors import GradcamError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 

@@ -6,8 +6,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from conftest import run_on_jax, tiny_model
+
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import Context

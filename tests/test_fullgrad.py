@@ -7,8 +7,16 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import (
+    conv3x3_same,
+    conv3x3_same_transpose,
+    gap_model,
+    nested_model,
+    run_on_jax,
+    set_fixed_weights,
+    tiny_model,
+)
 
-from conftest import conv3x3_same, conv3x3_same_transpose, gap_model, nested_model, run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import Context, fullgrad
 from gradcam_cli.models.loading import describe

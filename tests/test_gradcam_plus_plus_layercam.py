@@ -5,16 +5,16 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from conftest import conv3x3_same, gap_model, tiny_model
-from gradcam_cli.explain import maps
+
 from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain import maps
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods.gradcam_plus_plus import gradcam_plus_plus_alphas, gradcam_plus_plus_weights
 from gradcam_cli.explain.methods.layercam import layercam_contributions
-from gradcam_cli.models import loading
 from gradcam_cli.files.images import prepare
+from gradcam_cli.models import loading
 
 needs_tf_keras_vis = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
                                         reason="tf-keras-vis is not installed")

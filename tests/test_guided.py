@@ -5,15 +5,15 @@ import json
 
 import numpy as np
 import pytest
+from conftest import conv3x3_same_transpose, invoke_cli, set_fixed_weights
 from PIL import Image
 
-from conftest import conv3x3_same_transpose, invoke_cli, set_fixed_weights
-from gradcam_cli.explain import maps
-from gradcam_cli.files import render
 from gradcam_cli.evaluate import scenes
+from gradcam_cli.explain import maps
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.maps import saliency
 from gradcam_cli.explain.methods.guided import guided_gradcam
+from gradcam_cli.files import render
 from gradcam_cli.models import backprop_relus
 from gradcam_cli.models.loading import describe
 from gradcam_cli.models.preprocess import MODES, preprocess, pullback
@@ -133,7 +133,7 @@ def test_guided_leaves_the_model_and_later_runs_as_they_were(keras, net):
     np.testing.assert_array_equal(first.gradients, plain.gradients)
     for old, new in zip(weights, model.get_weights()):
         np.testing.assert_array_equal(old, new)
-    assert {l.name: l.activation for l in model.layers if hasattr(l, "activation")} == activations
+    assert {layer.name: layer.activation for layer in model.layers if hasattr(layer, "activation")} == activations
     np.testing.assert_allclose(model.predict(images, verbose=0), before, rtol=1e-6)
 
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import write_image
 from PIL import Image
 
-from conftest import write_image
 from gradcam_cli.errors import ImageError
 from gradcam_cli.files.images import load_rgb, model_view
 

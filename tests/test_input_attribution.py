@@ -6,16 +6,14 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import conv3x3_same_transpose, run_on_jax, set_fixed_weights, tiny_model
+from test_fullgrad import hand_tiny
 
-from conftest import run_on_jax, set_fixed_weights, tiny_model
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods import Context
+from gradcam_cli.explain.methods import Context, integrated_gradients, smoothgrad
 from gradcam_cli.explain.methods import input_attribution as attribution
-from gradcam_cli.explain.methods import integrated_gradients, smoothgrad
 from gradcam_cli.models.loading import describe
 from gradcam_cli.models.precision import activation_bytes
-from conftest import conv3x3_same_transpose
-from test_fullgrad import hand_tiny
 
 
 def loaded_for(model, size=8):

@@ -3,6 +3,7 @@
 import io
 
 from conftest import write_image
+
 from gradcam_cli.files.inputs import collect
 from gradcam_cli.files.outputs import output_path
 

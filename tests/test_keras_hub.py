@@ -256,9 +256,8 @@ def test_a_cached_preset_loads_offline_from_the_cache_and_records_name_the_prese
     (hf / "models--someone--tiny-vit" / "refs" / "main").write_text("abc123")
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(kaggle))
     monkeypatch.setenv("HF_HUB_CACHE", str(hf))
-    from PIL import Image
-
     from conftest import invoke_cli
+    from PIL import Image
 
     Image.fromarray(_images((32, 32), 1)[0]).save(tmp_path / "scene.png")
     for name in ("hub:vit_base_patch16_224_imagenet", "hf://someone/tiny-vit"):

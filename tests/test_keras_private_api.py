@@ -19,7 +19,6 @@ version, or port that code.
 import inspect
 
 import numpy as np
-
 from conftest import set_fixed_weights
 
 

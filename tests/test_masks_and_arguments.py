@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import invoke_cli, write_image
 from PIL import Image
 
-from conftest import invoke_cli, write_image
 from gradcam_cli.files.images import read_mask
 
 # A disc on a 64x64 grid (demo-unet's output grid is its input's, 64x64): the cells inside, by hand.

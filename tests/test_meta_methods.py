@@ -7,8 +7,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import gap_model, invoke_cli, write_image
+
 from gradcam_cli import Explainer
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.explain.methods import METHODS, refinecam, sess

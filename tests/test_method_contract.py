@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import set_fixed_weights
+
 from gradcam_cli import Explainer
 from gradcam_cli.explain.methods import METHODS
 from gradcam_cli.models import loading
@@ -89,9 +89,9 @@ def test_every_map_method_runs_through_the_command(tmp_path, keras, method):
     """`gradcam gradcam --method NAME --save raw` on a demo model and on a user's .keras file;
     the raw map equals the API's map for the same image."""
     from click.testing import CliRunner
+    from conftest import gap_model
     from PIL import Image
 
-    from conftest import gap_model
     from gradcam_cli.cli import main
 
     user_file = tmp_path / "user.keras"

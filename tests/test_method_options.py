@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke_cli, set_fixed_weights, write_image
 from PIL import Image
 
-from conftest import invoke_cli, set_fixed_weights, write_image
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.explain.methods.input_attribution import integrated_gradients, smoothgrad

@@ -6,10 +6,11 @@ computing no gradient."""
 
 import numpy as np
 import pytest
-
 from conftest import conv3x3_same, gap_model, tiny_model
-from gradcam_cli.explain.engine import Engine
+
 from gradcam_cli.errors import LayerError
+from gradcam_cli.explain.compute import compute_maps
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.methods import METHODS
 from gradcam_cli.explain.methods.eigencam import eigencam_map
 from gradcam_cli.explain.methods.fem import fem_contributions
@@ -17,7 +18,6 @@ from gradcam_cli.explain.methods.kpcacam import kpcacam_map
 from gradcam_cli.explain.methods.pca import eigen_smooth, first_principal_component
 from gradcam_cli.explain.methods.randomcam import randomcam_weights
 from gradcam_cli.models import loading
-from gradcam_cli.explain.compute import compute_maps
 
 GRADIENT_METHODS = ("xgradcam", "hirescam", "gradcam-elementwise", "eigengradcam")
 GRADIENT_FREE = ("eigencam", "kpcacam", "fem", "randomcam")

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import gap_model, nested_model
+
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.models import graph, labels, loading, registry
 from gradcam_cli.models.preprocess import preprocess

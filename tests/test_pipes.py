@@ -6,9 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from PIL import Image
-
 from conftest import OFFLINE_ENV
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,17 +5,17 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import invoke_cli, nested_model
+
+from gradcam_cli.errors import GradcamError
 from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.errors import GradcamError
+from gradcam_cli.files.images import prepare
 from gradcam_cli.models import loading
 from gradcam_cli.models.dilated import dilated_copy
 from gradcam_cli.models.precision import PRECISIONS, activation_bytes, set_precision
-from gradcam_cli.explain.compute import compute_maps
-from gradcam_cli.files.images import prepare
 
 
 def scenes(size, count=4, seed=11):

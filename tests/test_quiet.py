@@ -8,7 +8,6 @@ import subprocess
 import warnings
 
 import pytest
-
 from conftest import OFFLINE_ENV, write_image
 
 NOISY_LAYERS = '''

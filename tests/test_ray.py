@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 from conftest import assert_records_close, invoke_cli, python_cli, run_cli  # noqa: E402
+
 from gradcam_cli.distributed import cluster as on_ray  # noqa: E402
 from gradcam_cli.files.inputs import collect  # noqa: E402
 

@@ -11,8 +11,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from conftest import invoke_cli
+
 from gradcam_cli.explain.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,10 @@ def test_readme_command_runs_as_written(line, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def _fewer_scenes(words, most={"-n": 2, "--count": 2, "--pairs": 1}):
+FEWEST = {"-n": 2, "--count": 2, "--pairs": 1}  # the most scenes and pairs a README command runs here
+
+
+def _fewer_scenes(words, most=FEWEST):
     words = list(words)
     for k, word in enumerate(words[:-1]):
         if word in most:

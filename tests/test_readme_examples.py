@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import FLOAT32_ABS, FLOAT32_REL, OFFLINE_ENV, run_cli
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- own-models-examples -->"

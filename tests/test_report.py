@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import OFFLINE_ENV, invoke_cli, run_cli
 from PIL import Image
 
-from conftest import OFFLINE_ENV, invoke_cli, run_cli
 from gradcam_cli.files import outputs
 from gradcam_cli.report import ReportError, Written, kind_of, read_results, write_report
 from gradcam_cli.report.page import embed_json

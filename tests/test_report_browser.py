@@ -14,9 +14,17 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from test_report import (
+    HOSTILE_LABEL,
+    HOSTILE_NAME,
+    compare_record,
+    eval_record,
+    image_record,
+    make_run,
+    map_record,
+    picture,
+)
 
-from test_report import HOSTILE_LABEL, HOSTILE_NAME, compare_record, eval_record, image_record, make_run, \
-    map_record, picture
 from gradcam_cli.report import write_report
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")

@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import gap_model, nested_model, probabilities, tiny_model
 from PIL import Image
 
-from conftest import gap_model, nested_model, probabilities, tiny_model
+from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError
 from gradcam_cli.evaluate import randomisation
 from gradcam_cli.files import render
-from gradcam_cli.errors import ClassError, GradcamError, ImageError, LayerError
 from gradcam_cli.files.images import prepare
 
 

@@ -6,16 +6,15 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import channel_map, counting, gap_model
-from gradcam_cli.explain import maps
+
 from gradcam_cli.evaluate import scenes as scene_maker
+from gradcam_cli.explain import maps
 from gradcam_cli.explain.batch import top_rank
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods import Context
-from gradcam_cli.explain.methods import scorecam
-from gradcam_cli.models import loading
+from gradcam_cli.explain.methods import Context, scorecam
 from gradcam_cli.files.images import prepare
+from gradcam_cli.models import loading
 
 needs_tf_keras_vis = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
                                         reason="tf-keras-vis is not installed")

@@ -7,11 +7,11 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from conftest import conv3x3_same, gap_model, run_on_jax, set_fixed_weights
+
 from gradcam_cli.explain.engine import Engine
-from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.explain.methods import Context
+from gradcam_cli.explain.methods.gradcam import gradcam_weights
 from gradcam_cli.explain.methods.shapleycam import ReST, channel_weights, shapleycam_weights
 from gradcam_cli.models.loading import describe
 

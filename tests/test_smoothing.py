@@ -6,17 +6,16 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import conv3x3_same, invoke_cli, tiny_model, write_image
+
 from gradcam_cli import Explainer
-from gradcam_cli.explain import maps
-from gradcam_cli.explain import smoothing
-from gradcam_cli.evaluate import scenes
 from gradcam_cli.errors import GradcamError
+from gradcam_cli.evaluate import scenes
+from gradcam_cli.explain import maps, smoothing
+from gradcam_cli.explain.compute import MapBatch
 from gradcam_cli.explain.methods import METHODS
 from gradcam_cli.explain.methods.pca import eigen_smooth
 from gradcam_cli.models import loading
-from gradcam_cli.explain.compute import MapBatch
 
 
 def ramp(height, width, a=0.3, b=-0.2, c=5.0):

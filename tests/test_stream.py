@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import invoke_cli, tiny_model, write_image
+
 from gradcam_cli import Explainer
-from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.explain.maps import full_map
 from gradcam_cli.files import stream

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 import pytest
-
 from conftest import invoke_cli
+
 from gradcam_cli import numbers
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"

@@ -3,7 +3,6 @@ assert_records_close, floats to float32 precision, everything else exactly."""
 
 import numpy as np
 import pytest
-
 from conftest import assert_records_close
 
 

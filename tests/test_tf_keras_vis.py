@@ -8,10 +8,10 @@ import pytest
 
 from gradcam_cli.evaluate import scenes as scene_maker
 from gradcam_cli.explain.batch import top_rank
-from gradcam_cli.explain.engine import Engine
-from gradcam_cli.models import loading
 from gradcam_cli.explain.compute import compute_maps
+from gradcam_cli.explain.engine import Engine
 from gradcam_cli.files.images import prepare
+from gradcam_cli.models import loading
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tf_keras_vis") is None,
                                 reason="tf-keras-vis is not installed")

@@ -310,9 +310,8 @@ def test_compare_and_the_report_on_the_demo_transformer(tmp_path):
     those that apply: CAM and the dilated copies do not); `--report` pages a transformer's run."""
     from pathlib import Path
 
-    from PIL import Image
-
     from conftest import invoke_cli
+    from PIL import Image
     from test_report import page_data
 
     image = Path(__file__).resolve().parents[1] / "sample_images" / "synthetic_two_circle_triangle.png"
@@ -348,8 +347,7 @@ def test_ablationcam_at_a_token_layer_runs_the_whole_model(keras):
     loaded = loading.describe(model, "vit", (32, 48), "none", NAMES)
     images = _images((32, 48), 2, seed=8)
     from gradcam_cli.explain.engine import Engine
-    from gradcam_cli.explain.methods import Context
-    from gradcam_cli.explain.methods import ablationcam
+    from gradcam_cli.explain.methods import Context, ablationcam
 
     inputs = np.stack(images).astype(np.float32)
     result = Engine(loaded, ("block3_norm1",), batch_size=2).run(inputs, np.array([1, 1]), needs=("activations",))

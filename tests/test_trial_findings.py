@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import invoke_cli
+from PIL import Image
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 CIRCLE = SAMPLES / "synthetic_circle.png"

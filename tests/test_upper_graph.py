@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import OFFLINE_ENV, gap_model, nested_model, set_fixed_weights, tiny_model
+
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.models import graph
 from gradcam_cli.models.loading import describe

@@ -1,7 +1,6 @@
 """--import: what it takes (a module name or a .py file), and one line for everything else."""
 
 import pytest
-
 from conftest import invoke_cli, write_image
 
 TAKES = "--import takes a module name (mypackage.layers) or a Python file (layers.py)"

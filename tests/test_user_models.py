@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import conv3x3_same, gap_model, set_fixed_weights, write_image
 from PIL import Image
 
-from conftest import conv3x3_same, gap_model, set_fixed_weights, write_image
 from gradcam_cli.cli import main
 from gradcam_cli.explain import compute
-from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.explain.batch import top_rank
+from gradcam_cli.explain.compute import compute_maps
 from gradcam_cli.explain.engine import Engine
 from gradcam_cli.files.images import model_view
 from gradcam_cli.models import loading

@@ -8,11 +8,11 @@ TensorFlow/Keras are imported inside the commands that compute, so `gradcam --he
 """
 
 from gradcam_cli.cli.base import UsageProblem, main
-from gradcam_cli.cli.options import COLORMAP_NAMES, MAX_INPUT_SIDE
-from gradcam_cli.cli.method_commands import cam_command, dilated_command, gradcam_command, guided_command
-from gradcam_cli.cli.tools import compare_command, eval_command, layers_command, models_command
-from gradcam_cli.cli.report_command import report_command  # noqa: F401 (registers `gradcam report`)
 from gradcam_cli.cli.concepts_command import concepts_command
+from gradcam_cli.cli.method_commands import cam_command, dilated_command, gradcam_command, guided_command
+from gradcam_cli.cli.options import COLORMAP_NAMES, MAX_INPUT_SIDE
+from gradcam_cli.cli.report_command import report_command  # noqa: F401 (registers `gradcam report`)
+from gradcam_cli.cli.tools import compare_command, eval_command, layers_command, models_command
 
 __all__ = ["main", "UsageProblem", "COLORMAP_NAMES", "MAX_INPUT_SIDE", "gradcam_command", "cam_command",
            "guided_command", "dilated_command", "compare_command", "eval_command", "layers_command",

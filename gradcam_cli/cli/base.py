@@ -7,8 +7,8 @@ import sys
 import click
 
 from gradcam_cli import __version__
-from gradcam_cli.errors import GradcamError
 from gradcam_cli.cli.process import Terminated, interrupt_handler, on_signals, silence_libraries
+from gradcam_cli.errors import GradcamError
 from gradcam_cli.files.outputs import StandardOutputError
 
 log = logging.getLogger("gradcam_cli")

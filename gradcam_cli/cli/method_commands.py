@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from gradcam_cli.cli.base import (STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded,
-                                  writable)
-from gradcam_cli.cli.process import uninterrupted
+from gradcam_cli.cli.base import STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded, writable
 from gradcam_cli.cli.options import method_options, method_parameters, pool_option, split_method_options
+from gradcam_cli.cli.process import uninterrupted
 from gradcam_cli.errors import LayerError
 from gradcam_cli.explain.methods import METHODS
 

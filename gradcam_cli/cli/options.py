@@ -7,9 +7,10 @@ from gradcam_cli.cli.base import UsageProblem
 from gradcam_cli.cli.numbers import BadValue, StrictFloatRange, StrictIntRange, strict_type
 from gradcam_cli.explain.methods import POOLING
 from gradcam_cli.explain.target_spec import spelled
-from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 from gradcam_cli.files.outputs import KINDS, MAP_KINDS
-from gradcam_cli.numbers import grid as grid_of_text, wholes
+from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
+from gradcam_cli.numbers import grid as grid_of_text
+from gradcam_cli.numbers import wholes
 
 # The OpenCV colormap names, listed without importing cv2 at start-up.
 COLORMAP_NAMES = (
@@ -327,7 +328,7 @@ def method_parameters(methods, prefix="", exclude=()):
     defaulting to None ("not given": the method's own default applies), and --compat. `prefix`
     begins --compat's help (what the options are for in this command); `exclude`: flags the
     command has for its own use (eval's --steps), which its methods' options then do not take."""
-    from gradcam_cli.explain.methods import METHODS, LIBRARIES
+    from gradcam_cli.explain.methods import LIBRARIES, METHODS
 
     flags = {}
     for name in methods:
@@ -337,18 +338,18 @@ def method_parameters(methods, prefix="", exclude=()):
                             help=prefix + "Make the methods' open choices as that library does, to see "
                                  "the maps it draws (`gradcam methods NAME` lists each method's choices; methods "
                                  "without one are unchanged).")]
-    for spelled, owners in flags.items():
-        if spelled in exclude:
+    for spelling, owners in flags.items():
+        if spelling in exclude:
             continue
         option = owners[0][1]
         if any((o.name, o.kind, o.choices, o.minimum, o.maximum) != (option.name, option.kind, option.choices,
                                                                         option.minimum, option.maximum)
                for _, o in owners):
-            raise ValueError(f"{spelled} means different things to {', '.join(n for n, _ in owners)}")
+            raise ValueError(f"{spelling} means different things to {', '.join(n for n, _ in owners)}")
         defaults = dict.fromkeys(_shown(o.default, o.kind) for _, o in owners)
         default = next(iter(defaults)) if len(defaults) == 1 else ", ".join(
             f"{_shown(o.default, o.kind)} ({n})" for n, o in owners)
-        options.append(click.option(spelled, option.name, type=_click_type(option), default=None,
+        options.append(click.option(spelling, option.name, type=_click_type(option), default=None,
                                     metavar=option.metavar, help=f"{', '.join(n for n, _ in owners)}: {option.help}. "
                                                                  f"Default: {default}."))
 

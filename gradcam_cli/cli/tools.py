@@ -7,10 +7,19 @@ import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
 from gradcam_cli.cli.numbers import STRICT_INT, BadValue, StrictFloatRange, StrictIntRange
-from gradcam_cli.cli.options import (COLORMAP_NAMES, check_classes, check_target, max_pixels_option, method_parameters,
-                                     model_options, pool_option, precision_option, split_method_options)
-from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
+from gradcam_cli.cli.options import (
+    COLORMAP_NAMES,
+    check_classes,
+    check_target,
+    max_pixels_option,
+    method_parameters,
+    model_options,
+    pool_option,
+    precision_option,
+    split_method_options,
+)
 from gradcam_cli.errors import GradcamError, LayerError
+from gradcam_cli.evaluate.assess import MEASURES, RANDOMISATION_SCENES
 from gradcam_cli.explain.methods import COMPARE_COLUMNS, METHODS
 from gradcam_cli.explain.target_spec import KINDS, spelled
 from gradcam_cli.models import registry
@@ -183,8 +192,8 @@ def layers_command(show_all, **model_options):
 def _parse_thresholds(ctx, param, value):
     if value is None:
         return None
-    from gradcam_cli.evaluate.gate import parse_thresholds
     from gradcam_cli.errors import GradcamError
+    from gradcam_cli.evaluate.gate import parse_thresholds
 
     try:
         return parse_thresholds(value)

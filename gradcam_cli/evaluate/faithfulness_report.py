@@ -99,7 +99,7 @@ def method_maps(explainer, rgbs, classes):
 
 
 def _classes(views, codes, probabilities, batch_size):
-    """Each image's class: its code when it is an index, else (engine.top_rank(r), negative) the
+    """Each image's class: its code when it is an index, else (batch.top_rank(r), negative) the
     r-th most probable class of the unperturbed view."""
     codes = np.broadcast_to(np.asarray(codes, dtype=np.int64), (len(views),))
     if (codes >= 0).all():
@@ -147,7 +147,7 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
                         seed=0):
     """Faithfulness figures of each method (explainers: {method: api.Explainer} of one model,
     localization.explainers_for) on `rgbs` (decoded RGB uint8 images), each explaining its code in
-    `codes` (one for all images or one per image: a class index, or engine.top_rank(1)).
+    `codes` (one for all images or one per image: a class index, or batch.top_rank(1)).
 
     measures: any of MEASURES; 'deletion' gives deletion_auc and insertion_auc (RISE),
     'confidence' average_drop_percent and increase_in_confidence_percent (Grad-CAM++), 'road'

@@ -73,7 +73,7 @@ class MapBatch:
 def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Context(), strongest=False,
                  eigen_smooth=False):
     """A method's maps for a prepared batch; `codes` gives each image's target (a class index,
-    or engine.top_rank(r)); `context` from methods.context_for. `strongest`: a variant for
+    or batch.top_rank(r)); `context` from methods.context_for. `strongest`: a variant for
     channel-weight methods, the map of the channel with the largest weight alone.
     `eigen_smooth`: the first principal component of the channels' parts of the map instead of
     their sum (methods/pca.py); GradcamError for a method whose map is no such sum. The

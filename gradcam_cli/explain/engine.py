@@ -49,7 +49,7 @@ from gradcam_cli.explain import attention
 from gradcam_cli.explain import backend as backends
 from gradcam_cli.explain.batch import BatchResult, LayerGradients, numpy_rows
 from gradcam_cli.models import graph, target_layers
-from gradcam_cli.models.backprop_relus import without_activation, relu_rewrite
+from gradcam_cli.models.backprop_relus import relu_rewrite, without_activation
 
 # What one scoring chunk's activations may take (Engine's memory_budget), and the most images a
 # chunk holds however small they are (a chunk is padded to its size: a tiny model must not pad

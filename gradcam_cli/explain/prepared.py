@@ -1,17 +1,25 @@
 """What an api.Explainer builds once (Prepared) and the engines its Explainers share."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradcam_cli.explain.methods.method import Context
+    from gradcam_cli.explain.targets import Bound
+    from gradcam_cli.models.loading import LoadedModel
 
 
 @dataclass
 class Prepared:
     """What an Explainer builds on first use: the model it computes with, engines, context."""
 
-    loaded: object
+    loaded: LoadedModel
     engines: list  # one per target layer; their target_path is the layer (in the dilated copy, for those)
-    context: object
-    reference: object = None  # the original model, when `loaded` is its dilated copy
-    target: object = None  # the explain.targets.Bound target: `loaded` reads it (its head is the target's)
+    context: Context
+    reference: LoadedModel | None  # the original model, when `loaded` is its dilated copy
+    target: Bound  # the explain.targets.Bound target: `loaded` reads it (its head is the target's)
     warnings: list = None  # what the method says of this model (FullGrad without biases)
     shared: dict = None  # what Explainers of this model share (Explainer.build's `shared`)
 

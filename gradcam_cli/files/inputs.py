@@ -284,7 +284,7 @@ def _disambiguate(sources):
     if all(len(group) == 1 for group in by_name.values()):
         return sources
     renamed = {}
-    for name, group in by_name.items():
+    for group in by_name.values():
         if len(group) == 1:
             continue
         absolute = [Path(os.path.abspath(s.path)) for s in group]

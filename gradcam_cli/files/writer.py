@@ -154,8 +154,8 @@ def _explained(explainer, sources, options, image_workers):
             computed = None
             if batch.decoded:
                 done, reasons = stream.retry_alone(
-                    lambda rows: computed_maps(explainer, batch.inputs[rows], plan, options,
-                                               [batch.boxes[r] for r in rows]),
+                    lambda rows: computed_maps(explainer, batch.inputs[rows], plan, options,  # noqa: B023 (called here)
+                                               [batch.boxes[r] for r in rows]),  # noqa: B023
                     len(batch.decoded))
                 kept = [i for rows, _ in done for i in rows]
                 computed = writing.Computed.joined([c for _, c in done]) if done else None

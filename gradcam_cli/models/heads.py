@@ -91,7 +91,7 @@ def logit_layer(chain, spatial):
     taken as the scores); if a softmax or sigmoid lies further back in the head (before the
     first `spatial(path)` layer) behind another layer, say that it cannot be removed."""
     position = len(chain)
-    for position, (path, layer) in enumerate(chain):
+    for position, (path, layer) in enumerate(chain):  # noqa: B007 (position: read after the loop)
         if _squashes(layer):
             return LogitLayer(path, layer)
         if not _identity_or_shape(layer):
@@ -103,7 +103,7 @@ def logit_layer(chain, spatial):
             break
         if _squashes(layer):
             kind = "softmax" if type(layer).__name__ == "Softmax" else _activation_name(layer)
-            after = ", ".join(f"{type(l).__name__} {p[-1]!r}" for p, l in reversed(chain[:index]))
+            after = ", ".join(f"{type(each).__name__} {p[-1]!r}" for p, each in reversed(chain[:index]))
             warning = (f"the {kind} of layer {path[-1]!r} is followed by {after}, so it cannot be removed: "
                        f"class scores are read after the {kind}, where gradients saturate")
             return LogitLayer(output_path, output_layer, warning)

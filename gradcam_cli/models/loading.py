@@ -18,10 +18,11 @@ from pathlib import Path
 import keras
 
 from gradcam_cli.errors import GradcamError, ModelError, argument, one_line
-from gradcam_cli.models import graph, heads, hub, labels as labels_module, registry, target_layers, tokens
+from gradcam_cli.models import graph, heads, hub, registry, target_layers, tokens
+from gradcam_cli.models import labels as labels_module
 from gradcam_cli.models.precision import set_precision
-from gradcam_cli.models.user_code import import_user_code, unknown_classes
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
+from gradcam_cli.models.user_code import import_user_code, unknown_classes
 
 
 @dataclass

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from gradcam_cli.errors import ModelError, argument, one_line
 
-
 _UNKNOWN_CLASS = (r"Could not locate class '([^']+)'", r"Could not locate function '([^']+)'",
                   r"Unknown (?:layer|object|class|activation|function)[a-z ]*: '([^']+)'")
 

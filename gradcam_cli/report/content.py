@@ -161,8 +161,10 @@ def _compare_row(row):
 
 def eval_entry(record, files):
     """`gradcam eval --json`'s report as tables (the command's own columns) and its figures."""
-    from gradcam_cli.evaluate import localization  # their tables' columns (no Keras in either
-    from gradcam_cli.evaluate import faithfulness_report
+    from gradcam_cli.evaluate import (
+        faithfulness_report,
+        localization,  # their tables' columns (no Keras in either
+    )
 
     methods = {str(name): figures for name, figures in record["methods"].items() if isinstance(figures, dict)}
     if "scenes" in record:

@@ -26,7 +26,7 @@ DENOMINATOR = MethodOption("ablation_denominator", str, "absolute", "absolute: t
 
 
 def channel_weights(result, context):
-    """Ablation-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K)
+    """Ablation-CAM's channel weights w_k of each image of an batch.BatchResult: (B, K)
     float32. The context's options: max_masks, the channels ablated per image (None: all);
     ablation_denominator. Scored by the layers above the target when the graph can be cut
     there, else by the whole model (`whole_model_scores`)."""
@@ -128,7 +128,8 @@ def ablation_weights(activations, classes, upper_scores, max_masks=None, budget_
     if not jobs:
         return weights
     if ablated_scores is not None:  # the copies made inside the compiled step
-        images = np.array([i for i, _ in jobs]); channels = np.array([k for _, k in jobs])
+        images = np.array([i for i, _ in jobs])
+        channels = np.array([k for _, k in jobs])
         try:
             scored = np.asarray(ablated_scores(activations, images, channels), dtype=np.float32)
         except ValueError as error:

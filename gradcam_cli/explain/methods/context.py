@@ -2,22 +2,20 @@
 and what its outputs are named after (`output_name`). Apart from the registry (methods/__init__.py)
 so that the registry only collects the entries."""
 
-from gradcam_cli.explain.methods.method import Context
+from gradcam_cli.explain.methods.method import Context, Method
 
 # Grad-CAM's channel pooling (Context.pool) and the dilated copies a method may run on (Method.network).
 POOLING = ("mean", "max")
 NETWORKS = ("exact", "no-pooling")
 
 
-def context_for(method, loaded, target_path, pool="mean", options=None):
-    """What registry method `method` needs beyond the engine's results; ValueError when it does
-    not apply. options: the method's option values (Method.values; those not given take their
-    defaults)."""
-    from gradcam_cli.explain.methods import METHODS  # the registry imports this module
+def context_for(entry: Method, loaded, target_path, pool="mean", options=None) -> Context:
+    """What the method of registry entry `entry` needs beyond the engine's results; ValueError
+    when it does not apply. options: the method's option values (Method.values; those not given
+    take their defaults)."""
     from gradcam_cli.models.backprop_relus import census
     from gradcam_cli.models.heads import cam_classifier
 
-    entry = METHODS[method]
     values = entry.values(options)
     kernel = relus = None
     if entry.needs_classifier:

@@ -36,7 +36,7 @@ WEIGHTS = MethodOption("fem_weights", str, "channel-mean", "channel-mean: each c
 
 
 def contributions(result, context):
-    """FEM's channel parts of the map of an engine.BatchResult, (B, h, w, K) float32; the
+    """FEM's channel parts of the map of an batch.BatchResult, (B, h, w, K) float32; the
     context's option fem_weights chooses the weighting."""
     return fem_contributions(result.activations, weights=context.options["fem_weights"])
 

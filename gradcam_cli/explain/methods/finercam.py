@@ -22,7 +22,7 @@ named:
   cancels: S = (y_c - alpha y_d) p_d / (p_d + 1e-9).
 - p is the softmax of the class scores whatever the model's own head; for a binary model
   (scores -z, z) it is softmax(-z, z), and n = 1 anyway.
-- The compared classes are returned per image (engine.BatchResult.compared, (B, n)) for the
+- The compared classes are returned per image (batch.BatchResult.compared, (B, n)) for the
   JSON record.
 
 They follow pytorch-grad-cam's FinerCAM (contributed by the paper's authors); where they differ:

@@ -97,7 +97,7 @@ def fullgrad_maps(inputs, input_gradients, layer_gradients, biases):
 
 
 def spatial_map(result, context):
-    """The FullGrad map of each image of an engine.BatchResult at the input's resolution,
+    """The FullGrad map of each image of an batch.BatchResult at the input's resolution,
     (B, H, W) float32, shifted to a minimum of 0 per image. Runs one compiled step through the
     engine (engine.layer_gradients) for the input- and bias-gradients of `result.classes`."""
     engine = result.engine

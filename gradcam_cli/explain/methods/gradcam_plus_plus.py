@@ -41,7 +41,7 @@ PGC_EPS = 1e-6
 
 
 def channel_weights(result, context):
-    """Grad-CAM++'s channel weights of an engine.BatchResult, (B, K) float32; the context's option
+    """Grad-CAM++'s channel weights of an batch.BatchResult, (B, K) float32; the context's option
     gradcampp_alphas chooses the alphas' rule."""
     return gradcam_plus_plus_weights(result.activations, result.gradients, rule=context.options["gradcampp_alphas"])
 

@@ -20,7 +20,7 @@ MAX_POSITIONS = 4096
 
 
 def spatial_map(result, context):
-    """KPCA-CAM's map of an engine.BatchResult, (B, h, w) float32; the context's option
+    """KPCA-CAM's map of an batch.BatchResult, (B, h, w) float32; the context's option
     kpca_kernel chooses the kernel."""
     return kpcacam_map(result.activations, kernel=context.options["kpca_kernel"])
 

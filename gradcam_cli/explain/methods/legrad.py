@@ -8,7 +8,7 @@ For each block l of a transformer with attention probabilities A^l (B, heads, N,
     map = mean over blocks of E^l, the prefix keys dropped, reshaped to the grid
 
 The gradient of each block's score is taken with respect to that block's attention alone (one
-backward pass per block, all in one compiled step: explain/attention.py's `run_blocks`);
+backward pass per block, all in one compiled step: explain/attention.py's `block_attention_batch`);
 attention values are not multiplied in.
 
 Our choices, each named:

@@ -26,7 +26,7 @@ GRADIENT_NEEDS = ("activations", "gradients")
 # The reference of the methods pytorch-grad-cam introduced without a paper of their own.
 PYTORCH_GRAD_CAM = "Gildenblat and contributors 2021, PyTorch library for CAM methods (pytorch-grad-cam)"
 
-# What the engine hands a method (engine.BatchResult), a loaded model (models.loading.LoadedModel),
+# What the engine hands a method (batch.BatchResult), a loaded model (models.loading.LoadedModel),
 # an api.Explainer: typed loosely here, so that this module imports neither Keras nor the layers above.
 Result = Any
 Loaded = Any

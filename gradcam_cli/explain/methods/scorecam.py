@@ -35,7 +35,7 @@ _CV2_CHANNELS = 128
 
 
 def channel_weights(result, context):
-    """Score-CAM's channel weights w_k of each image of an engine.BatchResult: (B, K) float32.
+    """Score-CAM's channel weights w_k of each image of an batch.BatchResult: (B, K) float32.
     The context's options: max_masks, the channels kept per image (None: all); scorecam_baseline;
     scorecam_score; scorecam_upsample (checked by the entry's options)."""
     engine = result.engine

@@ -59,7 +59,7 @@ def objective(context):
 
 
 def channel_weights(result, context):
-    """Shapley-CAM channel weights of an engine.BatchResult computed with "hessian" in its needs."""
+    """Shapley-CAM channel weights of an batch.BatchResult computed with "hessian" in its needs."""
     if result.hessian_products is None:
         raise ValueError("Shapley-CAM needs the engine run with \"hessian\" in its needs")
     return shapleycam_weights(result.gradients, result.hessian_products)

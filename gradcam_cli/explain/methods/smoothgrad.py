@@ -17,7 +17,7 @@ SAMPLES = MethodOption("samples", int, 50, "noisy copies per image", minimum=1, 
 
 
 def spatial_map(result, context):
-    """(B, H, W): the largest magnitude over colours of the SmoothGrad of an engine.BatchResult's
+    """(B, H, W): the largest magnitude over colours of the SmoothGrad of an batch.BatchResult's
     inputs and classes, at the input's resolution, with the context's samples and noise."""
     gradients = smoothgrad(result.engine, result.inputs, result.classes, context.options["samples"],
                            context.options["noise"])
