@@ -376,6 +376,8 @@ DICOM_REFUSALS = [
      "one series are not read as one volume"),
     ("off-line", dict(positions=[p + (k == 2) * 2.0 * ROTATION[:, 0] for k, p in enumerate(_positions())]),
      "the slice positions do not lie on one line (2 mm off it)"),
+    ("colour", dict(SamplesPerPixel=3), "im00.dcm is a colour image (3 samples a pixel): a series of greyscale "
+     "slices is read"),
     ("multi-frame", dict(NumberOfFrames=2), "im00.dcm is a multi-frame file (2 frames): a series of one slice a "
      "file is read"),
 ]
@@ -390,6 +392,22 @@ def test_dicom_refused_in_one_line(tmp_path, name, options, message):
     with pytest.raises(VolumeError) as caught:
         read_volume(tmp_path / name)
     assert str(caught.value) == f"{tmp_path / name}: {message}"
+
+
+def test_dicom_without_rescale_keeps_the_stored_values(tmp_path):
+    stored = _series(tmp_path / "mr", RescaleSlope=None, RescaleIntercept=None)
+    np.testing.assert_array_equal(read_volume(tmp_path / "mr").array[..., 0], np.stack(stored, axis=-1).transpose(1, 0, 2))
+
+
+def test_dicom_cut_pixel_data_refused_in_one_line(tmp_path):
+    _series(tmp_path / "cut", names=[f"im{k:02d}.dcm" for k in range(SLICES)])
+    dataset = pydicom.dcmread(tmp_path / "cut" / "im03.dcm")
+    dataset.PixelData = dataset.PixelData[:20]
+    dataset.save_as(tmp_path / "cut" / "im03.dcm")
+    with pytest.raises(VolumeError) as caught:
+        read_volume(tmp_path / "cut")
+    text = str(caught.value)
+    assert text.startswith(f"{tmp_path / 'cut'}: im03.dcm: cannot read its pixel data (") and "\n" not in text
 
 
 def test_dicom_bounded_before_any_pixel(tmp_path):
@@ -467,6 +485,18 @@ def test_write_nifti_round_trip(tmp_path, source, suffix):
     first = out.read_bytes()
     write_nifti(out, heat, volume)
     assert out.read_bytes() == first  # the same map, the same bytes
+
+
+def test_write_nifti_of_a_nifti_without_codes_keeps_its_affine(tmp_path):
+    """Both codes 0: nibabel's affine is its fallback from the voxel sizes; the map says it in its sform."""
+    image = nibabel.Nifti1Image(_values((4, 5, 6)), None)
+    image.header.set_zooms((2.0, 3.0, 4.0))
+    nibabel.save(image, tmp_path / "plain.nii")
+    volume = read_volume(tmp_path / "plain.nii")
+    assert volume.codes == (0, 0) and volume.spacing == (2.0, 3.0, 4.0)
+    out = nibabel.load(write_nifti(tmp_path / "map.nii.gz", volume.array[..., 0], volume))
+    np.testing.assert_array_equal(out.affine, volume.affine)
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (0, 2)
 
 
 def test_write_nifti_refuses_a_map_of_another_shape(tmp_path):

@@ -203,15 +203,17 @@ def read_series(pydicom, folder, check_shape):
     for index, (path, header) in enumerate(slices):
         transfer_syntax = pydicom.uid.UID(str(header.file_meta.get("TransferSyntaxUID", "")))
         try:
-            pixels = pydicom.dcmread(path).pixel_array
+            dataset = pydicom.dcmread(path)
+            # decoded only at the size measured (the file may have changed since its header was read)
+            same = (dataset.get("Rows"), dataset.get("Columns")) == (rows, columns)
+            pixels = dataset.pixel_array if same else None
         except Exception as error:  # pydicom's decoders raise many kinds (RuntimeError, ValueError, OSError...)
             if transfer_syntax.is_compressed:
                 raise _undecodable(path.name, transfer_syntax) from None
             raise ImageError(f"{path.name}: cannot read its pixel data ({one_line(error, 120)})") from None
-        if pixels.shape != (rows, columns):
-            raise ImageError(f"{path.name}: its pixel data is {pixels.shape}, not the {rows}x{columns} its header "
-                             f"says")
-        slope = float(header.get("RescaleSlope") if header.get("RescaleSlope") is not None else 1.0)
-        intercept = float(header.get("RescaleIntercept") or 0.0)
+        if pixels is None or pixels.shape != (rows, columns):
+            raise ImageError(f"{path.name}: its pixel data is not the {rows}x{columns} its header said")
+        slope, intercept = header.get("RescaleSlope"), header.get("RescaleIntercept")
+        slope, intercept = 1.0 if slope is None else float(slope), 0.0 if intercept is None else float(intercept)
         array[:, :, index] = (pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)).T
     return array, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine

@@ -181,6 +181,8 @@ def read_volume(path, max_voxels=DEFAULT_MAX_VOXELS):
         raise VolumeError(f"{path}: {error.args[0]}") from None
     except PermissionError:
         raise VolumeError(f"{path}: permission denied") from None
+    except OSError as error:
+        raise VolumeError(f"{path}: cannot read: {error.strerror or one_line(error, 120)}") from None
 
 
 def _needs(package, doing):
