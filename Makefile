@@ -3,11 +3,11 @@ PIP ?= $(PYTHON) -m pip
 
 .PHONY: install lint test test-fast bench demo demo-models clean
 
-## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests
-## and keras-hub for its models' tests)
+## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests,
+## keras-hub for its models' tests, and nibabel and pydicom for volumes)
 install:
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev,ray,hub]"
+	$(PIP) install -e ".[dev,ray,hub,volume]"
 
 ## lint: ruff's rules and mypy on the typed public API (settings: [tool.ruff] and [tool.mypy] in
 ## pyproject.toml; mypy checks the files its `files` lists). `ruff format` is configured for new code but not

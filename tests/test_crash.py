@@ -220,14 +220,14 @@ def test_a_report_that_cannot_be_written_leaves_no_thumbnails(tmp_path, monkeypa
     records = [{"input": str(image), "model": "m", "method": "gradcam", "layer": "l", "image_size": [64, 64],
                 "maps": [{"class": 0, "label": "a", "score": 1.0, "probability": 0.5,
                           "outputs": {"heatmap": str(heat)}, "stats": {"empty": False}}]}]
-    write = outputs._write_atomic
+    write = outputs.write_atomic
 
     def no_page(path, data):
         if Path(path).name == "index.html":
             raise OSError(28, "No space left on device")
         return write(path, data)
 
-    monkeypatch.setattr(report, "_write_atomic", no_page)
+    monkeypatch.setattr(report, "write_atomic", no_page)
     with pytest.raises(OSError):
         report.write_report(records, tmp_path / "rep", base_dir=tmp_path)
     assert not (tmp_path / "rep" / "index.html").exists()
@@ -239,7 +239,7 @@ def test_a_report_that_cannot_be_written_leaves_no_thumbnails(tmp_path, monkeypa
     assert earlier
     other = write_image(tmp_path / "y.png.gradcam.heatmap.png", (64, 64), seed=4)
     changed = [dict(records[0], maps=[dict(records[0]["maps"][0], outputs={"heatmap": str(other)})])]
-    monkeypatch.setattr(report, "_write_atomic", no_page)
+    monkeypatch.setattr(report, "write_atomic", no_page)
     with pytest.raises(OSError):
         report.write_report(changed, tmp_path / "rep", base_dir=tmp_path)
     assert sorted(p.name for p in (tmp_path / "rep" / "thumbs").iterdir()) == earlier

@@ -2,7 +2,7 @@
 overlay coloured by its strongest concept with a legend beneath, the raw heatmaps as .npy, and
 the JSON records of the images and of the concepts.
 
-Every file is written to a temporary name in its folder and renamed (outputs._write_atomic), and
+Every file is written to a temporary name in its folder and renamed (outputs.write_atomic), and
 an image's record, OUTDIR/NAME.concepts.record.json, last, after its files: an image with a record
 on disk has all its files. The concepts' record, OUTDIR/concepts.json, is written as soon as they
 are fitted, before any image, and again after each image's record with the count done, so an

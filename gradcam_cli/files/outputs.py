@@ -62,7 +62,7 @@ def check_writable(folder):
                 pass
 
 
-def _write_atomic(path, data):
+def write_atomic(path, data):
     """Write `data` (bytes) to `path` whole or not at all: into a temporary name in the same folder
     (.NAME.XXXXXXXX.part, 8 random hex digits: distributed/cluster.py removes those of killed Ray
     workers), then renamed over `path`. The temporary is named before it is made, so that an
@@ -78,7 +78,7 @@ def _write_atomic(path, data):
             stream.write(data)
         os.replace(temporary, path)
     except FileExistsError:  # os.open's alone: another writer's temporary of that name, not ours to remove
-        return _write_atomic(path, data)
+        return write_atomic(path, data)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -119,7 +119,7 @@ def write_png(path, rgb):
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    _write_atomic(path, encoded.tobytes())
+    write_atomic(path, encoded.tobytes())
     return str(path)
 
 
@@ -128,13 +128,13 @@ def write_npy(path, array):
 
     buffer = BytesIO()
     np.save(buffer, np.asarray(array, dtype=np.float32))
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return str(path)
 
 
 def write_json(path, record):
     """Write a JSON record (json_line, then a newline) atomically; returns the path as a string."""
-    _write_atomic(path, (json_line(record) + "\n").encode("utf-8"))
+    write_atomic(path, (json_line(record) + "\n").encode("utf-8"))
     return str(path)
 
 

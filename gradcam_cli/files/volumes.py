@@ -29,7 +29,7 @@ import numpy as np
 
 from gradcam_cli.errors import GradcamError, ImageError, argument, one_line
 from gradcam_cli.files.images import DEFAULT_MAX_PIXELS
-from gradcam_cli.files.outputs import _write_atomic, write_npy
+from gradcam_cli.files.outputs import write_atomic, write_npy
 
 # The suffixes of volume files (a folder of DICOM files is a volume too: is_volume).
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npy", ".npz")
@@ -311,7 +311,7 @@ def write_nifti(path, map_array, volume):
         with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as stream:
             stream.write(data)
         data = buffer.getvalue()
-    _write_atomic(path, data)
+    write_atomic(path, data)
     return str(path)
 
 

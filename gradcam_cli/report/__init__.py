@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gradcam_cli.errors import GradcamError, argument
-from gradcam_cli.files.outputs import _write_atomic
+from gradcam_cli.files.outputs import write_atomic
 from gradcam_cli.report import content
 from gradcam_cli.report.page import render_page
 from gradcam_cli.report.records import KINDS, kind_of, read_results
@@ -109,7 +109,7 @@ def _write(records, output_dir, base_dir, title, thumbnail_size, progress, worke
     }
     data["summary"] = content.summary(data)
     index = output_dir / INDEX
-    _write_atomic(index, render_page(data, data["title"]).encode("utf-8"))  # last: the thumbnails are in place
+    write_atomic(index, render_page(data, data["title"]).encode("utf-8"))  # last: the thumbnails are in place
     prune(output_dir / FOLDER, {name for name, _ in thumbnails.values() if name is not None})
     return Written(index=index, images=len(images), maps=sum(len(entry["maps"]) for entry in images),
                    failures=len(data["failures"]), compare=len(data["compare"]), eval=len(data["eval"]),

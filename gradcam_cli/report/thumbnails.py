@@ -36,7 +36,7 @@ def write_thumbnail(source, thumbnail, size):
     import cv2
 
     from gradcam_cli.files.images import load_rgb
-    from gradcam_cli.files.outputs import _write_atomic
+    from gradcam_cli.files.outputs import write_atomic
 
     rgb = load_rgb(source)
     scale = min(1.0, size / max(rgb.shape[:2]))
@@ -47,7 +47,7 @@ def write_thumbnail(source, thumbnail, size):
                                [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise OSError(f"JPEG encoding failed for {thumbnail}")
-    _write_atomic(thumbnail, encoded.tobytes())
+    write_atomic(thumbnail, encoded.tobytes())
 
 
 def make_thumbnails(sources, folder, size, progress=None, workers=None):
