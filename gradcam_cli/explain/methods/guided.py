@@ -7,7 +7,6 @@ shares all of it but the ReLU rule. Open choices: docs/methods.md#guided-grad-ca
 
 import numpy as np
 
-from gradcam_cli.explain import maps
 from gradcam_cli.explain.methods import gradcam
 from gradcam_cli.explain.methods.input_attribution import smoothgrad
 from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
@@ -26,6 +25,8 @@ def guided_gradcam(input_gradient, small_map):
     scaled to [0, 1] by its maximum. Zero wherever the map is zero; zero if the map is empty."""
     input_gradient = np.asarray(input_gradient, dtype=np.float32)
     height, width = input_gradient.shape[:2]
+    from gradcam_cli.explain import maps  # here: the registry imports this module, and `--help` must not load OpenCV
+
     upsampled = maps.upsample(np.asarray(small_map, dtype=np.float32), (0, 0, width, height), (height, width))
     normalised, _ = maps.normalise(np.maximum(upsampled, 0.0))
     return input_gradient * normalised[..., None]
