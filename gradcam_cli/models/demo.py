@@ -9,8 +9,12 @@ demo-unet: a small U-Net segmenter (Ronneberger et al. 2015, "U-Net: Convolution
 Biomedical Image Segmentation"): per pixel, background or one of the four shapes.
 Each takes 64x64 RGB scaled to 0..1 (preprocess 'unit'); the classifiers output 4 class
 probabilities, demo-unet a (64, 64, 5) map of them.
+demo-volume: a small 3-D classifier of synthetic scans (gradcam_cli.evaluate.volume_scenes), in the
+style of keras.io's "3D image classification from CT scans": Conv3D blocks with max pooling, a last
+Conv3D block, GlobalAveragePooling3D and Dense, so CAM applies. It takes a (32, 32, 24, 1) volume as
+stored (preprocess 'none') and outputs 2 class probabilities (sphere, cube).
 
-They train with batch normalisation after each convolution (`batch_norm=True`), which is then
+They (demo-vit excepted) train with batch normalisation after each convolution (`batch_norm=True`), which is then
 folded into the convolutions (`fold_batch_norm`), so the shipped networks are plain
 convolution / ReLU / pooling / dense stacks computing the same function.
 """
@@ -115,6 +119,44 @@ def demo_unet(input_size=64, classes=5, batch_norm=False):
     return keras.Model(inputs, outputs, name="demo_unet")
 
 
+VOLUME_WIDTHS = (8, 16, 32)
+
+
+def _conv3d(x, width, name, batch_norm):
+    if not batch_norm:
+        return layers.Conv3D(width, 3, padding="same", activation="relu", name=name)(x)
+    x = layers.Conv3D(width, 3, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def demo_volume(input_size=(32, 32, 24), classes=2, channels=1, batch_norm=False):
+    """A 3-D classifier (keras.io's "3D image classification from CT scans", smaller and without
+    its Dense(512) layer): block1_conv and block2_conv, each a 3x3x3 convolution with ReLU then
+    2x2x2 max pooling, block3_conv at 1/4 of each side, GlobalAveragePooling3D, predictions
+    (softmax). Target layer: block3_conv (8x8x6 for 32x32x24 inputs). One convolution in the last
+    block, not two: its cells then see 18 voxels, not 26 of a 32-voxel side, and its maps find the
+    object (a second one classified as well but pointed at the background). input_size: the
+    volume's three sides, each a multiple of 4."""
+    sides = tuple(int(side) for side in input_size) if isinstance(input_size, (tuple, list)) else ()
+    if len(sides) != 3 or min(sides) < 8 or any(side % 4 for side in sides):
+        raise ValueError(f"input_size must be three sides, each a multiple of 4 and at least 8. Received: "
+                         f"input_size={input_size}")
+    if int(classes) < 2:
+        raise ValueError(f"classes must be at least 2. Received: classes={classes}")
+    if int(channels) < 1:
+        raise ValueError(f"channels must be at least 1. Received: channels={channels}")
+    inputs = keras.Input((*sides, int(channels)), name="volume")
+    x = inputs
+    for block, width in enumerate(VOLUME_WIDTHS[:-1], start=1):
+        x = _conv3d(x, width, f"block{block}_conv", batch_norm)
+        x = layers.MaxPooling3D(2, name=f"block{block}_pool")(x)
+    x = _conv3d(x, VOLUME_WIDTHS[-1], f"block{len(VOLUME_WIDTHS)}_conv", batch_norm)
+    x = layers.GlobalAveragePooling3D(name="gap")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="demo_volume")
+
+
 def fold_batch_norm(trained, plain):
     """Copy `trained` (built with batch_norm=True) into `plain` (batch_norm=False), folding each
     inference-mode BatchNormalization into the convolution before it:
@@ -123,7 +165,7 @@ def fold_batch_norm(trained, plain):
         if not layer.weights:
             continue
         source = trained.get_layer(layer.name)
-        if isinstance(layer, layers.Conv2D) and len(source.get_weights()) == 1:  # followed by its batch norm
+        if isinstance(layer, (layers.Conv2D, layers.Conv3D)) and len(source.get_weights()) == 1:  # followed by its batch norm
             (kernel,) = source.get_weights()
             bn = trained.get_layer(f"{layer.name}_bn")
             gamma, beta, mean, variance = bn.get_weights()

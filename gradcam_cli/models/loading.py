@@ -242,22 +242,22 @@ def load_model_file(path, trust=False):
 MAX_INPUT_SIDE = 8192
 
 
-def _input_shape(model):
+def _input_shape(model, ranks=(4,)):
     shape = model.input_shape
     if isinstance(shape, list):
         if len(shape) != 1:
             raise ModelError(f"the model has {len(shape)} inputs; an image classifier with one is needed")
         shape = shape[0]
-    if len(shape) != 4:
+    if len(shape) not in ranks:
         raise ModelError(f"the model's input shape {shape} is not (height, width, channels) images")
     return shape
 
 
 def input_channels(model):
     """The model's input channels: 3 for RGB (and a free channel count), 1 for single-channel
-    images; other counts are kept here (tests drive the engine with them) and refused for images
-    by `check_image_channels`."""
-    return _input_shape(model)[-1] or 3
+    images or volumes ((batch, D1, D2, D3, channels) inputs: demo-volume's); other counts are kept
+    here (tests drive the engine with them) and refused for images by `check_image_channels`."""
+    return _input_shape(model, ranks=(4, 5))[-1] or 3
 
 
 def check_image_channels(loaded):
@@ -423,13 +423,13 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
         return loaded
     spec = registry.find(model_name)
     if spec is not None:
-        if input_size is not None and tuple(input_size) != (spec.input_size, spec.input_size):
+        size = spec.shape  # (size, size), or a volume demo's three sides
+        if input_size is not None and tuple(input_size) != size:
             raise ModelError(
-                f"{spec.name} takes {spec.input_size}x{spec.input_size} inputs; "
+                f"{spec.name} takes {'x'.join(map(str, size))} inputs; "
                 f"{argument('input_size')} is for model files whose input size is not fixed"
             )
         model = build_registered(spec, weights)
-        size = (spec.input_size, spec.input_size)
         names = class_names or spec.labels or labels_module.imagenet_labels()
         chosen = _resolve_preprocess(preprocess, spec.preprocess)
         notes = []

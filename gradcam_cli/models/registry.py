@@ -4,7 +4,7 @@ Pure data: `gradcam models` and `gradcam --help` read it without importing Tenso
 Adding a model is one `_entry(...)` line:
 
     constructor     the keras.applications function name
-    size            native input size (square)
+    size            native input size (square; a volume demo gives its three sides)
     preprocess      its preprocess_input mode (see preprocess.MODES)
     layer           default target layer: the last convolutional feature layer, whose output
                     the classifier head pools (None: found automatically, for models whose
@@ -15,6 +15,8 @@ Adding a model is one `_entry(...)` line:
 
 The demo models (`_demo(...)`) are small classifiers of synthetic shapes (gradcam_cli.evaluate.scenes)
 shipped as trained .keras files in gradcam_cli/data: the offline default, with known answers.
+demo-volume classifies synthetic scans (gradcam_cli.evaluate.volume_scenes): its input_size is a
+volume's three sides, (D1, D2, D3), with one channel; `ModelSpec.shape` gives any entry's as a tuple.
 """
 
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 class ModelSpec:
     name: str
     constructor: str
-    input_size: int
+    input_size: object  # the side of a square image, or a volume's (D1, D2, D3)
     preprocess: str
     default_layer: object
     weights_file: str
@@ -37,9 +39,16 @@ class ModelSpec:
     def is_application(self):
         return self.file is None
 
+    @property
+    def shape(self):
+        """The input's spatial size as a tuple: (size, size) for an image, (D1, D2, D3) for a volume."""
+        return tuple(self.input_size) if isinstance(self.input_size, tuple) else (self.input_size,) * 2
+
 
 # The classes of the synthetic scenes the demo models are trained on (gradcam_cli.evaluate.scenes).
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
+# The classes of the synthetic scans demo-volume is trained on (gradcam_cli.evaluate.volume_scenes).
+VOLUME_CLASSES = ("sphere", "cube")
 
 _TF_KERNELS = "_weights_tf_dim_ordering_tf_kernels.h5"
 _GAP_DENSE = "GAP, Dense"
@@ -97,8 +106,8 @@ _ENTRIES = [
 ]
 
 
-def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES):
-    return ModelSpec(name, constructor, 64, "unit", layer, None, cam, head, labels, f"{name}.keras")
+def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES, size=64, preprocess="unit"):
+    return ModelSpec(name, constructor, size, preprocess, layer, None, cam, head, labels, f"{name}.keras")
 
 
 _ENTRIES += [
@@ -107,6 +116,9 @@ _ENTRIES += [
     _demo("demo-vit", "demo_vit", "block4_norm1", False, "LayerNorm, class token, Dense"),
     _demo("demo-unet", "demo_unet", "bottleneck_conv2", False, "U-Net decoder, 1x1 Conv: a map",
           ("background",) + DEMO_CLASSES),
+    # A volume is given as stored, no intensity scaling (the scans are already about 0..1).
+    _demo("demo-volume", "demo_volume", "block3_conv", True, "GAP3D, Dense", VOLUME_CLASSES, (32, 32, 24),
+          "none"),
 ]
 
 
