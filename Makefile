@@ -33,7 +33,7 @@ test-fast:
 demo:
 	gradcam sample_images/synthetic_*.png --model demo-gap -o demo_out
 
-## demo-models: retrain the four shipped demo models (about 45 minutes on 2 cores)
+## demo-models: retrain the five shipped demo models (about 50 minutes on 2 cores)
 demo-models:
 	$(PYTHON) scripts/train_demo_models.py
 

@@ -149,8 +149,9 @@ def models_command():
     average pooling + one linear classifier), preprocessing. demo-vgg and demo-gap are shipped
     in the package (trained on synthetic shapes): they need no download."""
     rows = [("model", "input", "channels", "default layer", "CAM", "preprocess", "head")]
-    for spec in registry.MODELS.values():  # every known model takes RGB; `gradcam layers` tells a file's
-        rows.append((spec.name, f"{spec.input_size}x{spec.input_size}", "rgb", spec.default_layer or "(auto)",
+    for spec in registry.MODELS.values():  # images take RGB, demo-volume one channel; `gradcam layers` tells a file's
+        channels = "1" if len(spec.shape) == 3 else "rgb"
+        rows.append((spec.name, "x".join(map(str, spec.shape)), channels, spec.default_layer or "(auto)",
                      "yes" if spec.cam else "no", spec.preprocess, spec.head))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
