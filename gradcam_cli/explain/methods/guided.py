@@ -72,4 +72,5 @@ METHOD = Method(
     options=(SMOOTHGRAD, NOISE),
     record=record,
     suffix=suffix,
+    volumes=False,
 )
