@@ -30,8 +30,14 @@ import numpy as np
 import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError
-from gradcam_cli.explain.prepared import (Prepared, check_volumes, prepare_volumes, shared_engine, takes_volumes,
-                                          volume_inputs)
+from gradcam_cli.explain.prepared import (
+    Prepared,
+    check_volumes,
+    prepare_volumes,
+    shared_engine,
+    takes_volumes,
+    volume_inputs,
+)
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list, read_input
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
@@ -379,7 +385,7 @@ class Explainer:
         from gradcam_cli.files.images import prepare
 
         if takes_volumes(self.build().loaded):  # volumes (D1, D2, D3, C) float32, resized trilinearly, no box
-            return prepare_volumes(self.build().loaded, rgbs)  # type: ignore[arg-type]
+            return prepare_volumes(self.build().loaded, rgbs)
         return prepare(self.build().loaded, rgbs, self.crop)
 
     @property
