@@ -20,11 +20,8 @@ def context_for(entry: Method, loaded, target_path, pool="mean", options=None) -
 
     values = entry.values(options)
     if len(loaded.input_size) == 3 and not entry.volumes:
-        from gradcam_cli.explain.methods import METHODS
-
-        taking = ", ".join(name for name, method in METHODS.items() if method.volumes)
         raise GradcamError(f"{entry.name} does not take volumes yet (a model of (d1, d2, d3, channels) inputs); "
-                           f"methods that do: {taking}")
+                           "Grad-CAM's family, CAM, the Eigen methods and FEM do")
     kernel = relus = None
     if entry.needs_classifier:
         kernel, _ = cam_classifier(loaded.layers, target_path)
