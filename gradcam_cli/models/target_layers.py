@@ -1,7 +1,8 @@
 """Which layers a map can target, and which one is the default.
 
 A layer can be a target when its output is spatial, (height, width, channels), volumetric,
-(d1, d2, d3, channels) for a model of volumes, or a sequence of tokens that reads as a grid (models/tokens.py): `annotate` finds each token layer's grid.
+(d1, d2, d3, channels) for a model of volumes, or a sequence of tokens that reads as a grid
+(models/tokens.py): `annotate` finds each token layer's grid.
 
 The default (`default_target_layer`):
 - a transformer (a model with attention layers): the input of the last attention layer, i.e. the
