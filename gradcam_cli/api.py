@@ -30,7 +30,14 @@ import numpy as np
 import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError
-from gradcam_cli.explain.prepared import Prepared, shared_engine
+from gradcam_cli.explain.prepared import (
+    Prepared,
+    check_volumes,
+    prepare_volumes,
+    shared_engine,
+    takes_volumes,
+    volume_inputs,
+)
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list, read_input
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
@@ -226,6 +233,7 @@ class Explainer:
         except ValueError as error:
             raise LayerError(f"{self.method} does not apply to {loaded.name} at layer "
                              f"{path_name(target_paths[0])}: {error}") from None
+        check_volumes(self, loaded, target_paths)
         reference = None
         network = self.network or METHODS[self.method].network
         if network:
@@ -376,6 +384,8 @@ class Explainer:
         """Decoded RGB images as the model sees them: (preprocessed batch, boxes)."""
         from gradcam_cli.files.images import prepare
 
+        if takes_volumes(self.build().loaded):  # volumes (D1, D2, D3, C) float32, resized trilinearly, no box
+            return prepare_volumes(self.build().loaded, rgbs)
         return prepare(self.build().loaded, rgbs, self.crop)
 
     @property
@@ -400,7 +410,7 @@ class Explainer:
         one class (an index or a name) for all, or one per image (None in the list: that image's
         top-1; a negative code: batch.top_rank). `strongest`: as compute."""
         ready = self.build()
-        rgbs = [decode_input(item, i, None)[0] for i, item in enumerate(input_list(images))]
+        rgbs = [rgb for rgb, _, _ in self._decoded(images, None)]
         target = ready.target
         if classes is None and target.code >= 0:  # class:N, or a target's own column
             classes = target.code
@@ -414,6 +424,13 @@ class Explainer:
         from gradcam_cli.explain.compute import MapBatch
 
         return ImageMaps(MapBatch.joined(batches) if batches else None, rgbs, boxes)
+
+    def _decoded(self, images: Images, names: Sequence[str] | None) -> list[tuple[Any, str | None, str]]:
+        """(image, source, name) of each input: decoded RGB, or for a model of volumes float32 volumes
+        (explain/prepared.py's volume_inputs: no decoding, no preprocessing)."""
+        if takes_volumes(self.build().loaded):
+            return volume_inputs(self.build().loaded, input_list(images), names)
+        return [decode_input(item, i, names) for i, item in enumerate(input_list(images))]
 
     def file_options(self, output_dir: str | os.PathLike[str], classes: Classes = (), top_k: int = 1,
                      save: Sequence[str] | None = None, colormap: str = "jet", alpha: float = 0.4) -> FileOptions:
@@ -463,7 +480,7 @@ class Explainer:
         from gradcam_cli.files.writing import planned_maps
 
         ready = self.build()
-        decoded = [decode_input(item, i, names) for i, item in enumerate(input_list(images))]
+        decoded = self._decoded(images, names)
         rgbs = [rgb for rgb, _, _ in decoded]
         per_map = [(planned, self.maps(rgbs, planned.code))
                    for planned in planned_maps(self.file_options(".", classes, top_k))]

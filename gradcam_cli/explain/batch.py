@@ -30,14 +30,14 @@ class BatchResult:
     """What a method reads: the engine's results for a batch, the batch itself, and the engine
     (to score further inputs: `engine.scores`)."""
 
-    activations: np.ndarray  # (B, h, w, K) float32
-    gradients: np.ndarray  # (B, h, w, K) float32, or None when not asked for
+    activations: np.ndarray  # (B, h, w, K) float32; a volume's layer: (B, d1, d2, d3, K)
+    gradients: np.ndarray  # the activations' shape, float32, or None when not asked for
     raw_outputs: np.ndarray  # (B, units) pre-activation model outputs
     classes: np.ndarray  # (B,) the class each image was explained for
     input_gradients: np.ndarray = None  # (B, H, W, C) with `backprop`: d objective / d input
-    inputs: np.ndarray = None  # (B, H, W, C) the preprocessed batch
+    inputs: np.ndarray = None  # (B, H, W, C) the preprocessed batch; volumes: (B, D1, D2, D3, C)
     engine: object = None
-    hessian_products: np.ndarray = None  # (B, h, w, K) with `hessian`: H A at the target layer
+    hessian_products: np.ndarray = None  # the activations' shape, with `hessian`: H A at the target layer
     compared: np.ndarray = None  # (B, n) the classes an objective compared with (Finer-CAM)
     attentions: list = None  # with "attention": each attention layer's probabilities (B, heads, N, N), in call order
     attention_gradients: list = None  # with "attention-gradients": d objective / d each of them

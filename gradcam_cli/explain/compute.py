@@ -4,7 +4,11 @@ One forward pass (and, when the method's `needs` ask for them, gradients, a Hess
 product or input gradients) by the engine, then the method's rule from its registry entry
 (methods/): channel weights, element-wise contributions or a spatial map, before the ReLU; then
 the ReLU. A backprop method's entry may replace the engine's input gradients (guided's SmoothGrad). Upsampling onto the image and normalising happen later, where a map
-is drawn (maps.full_map)."""
+is drawn (maps.full_map).
+
+A model of volumes (its input (B, d1, d2, d3, C)) takes the same path: the target layer's
+activations are (B, d1, d2, d3, K), every method's reductions run over all their spatial axes, and
+the maps are (B, d1, d2, d3); methods that do not take volumes are refused before (Method.volumes)."""
 
 from dataclasses import dataclass, fields, replace
 
@@ -23,12 +27,12 @@ from gradcam_cli.models.preprocess import pullback
 class MapBatch:
     """The maps of a batch of B images, and what the forward pass said of them."""
 
-    small_maps: np.ndarray  # (B, h, w): ReLU(sum_k w_k A_k) at the layer's resolution
+    small_maps: np.ndarray  # (B, h, w): ReLU(sum_k w_k A_k) at the layer's resolution; a volume's (B, d1, d2, d3)
     classes: np.ndarray  # (B,) the class each map explains
     scores: np.ndarray  # (B, C) pre-softmax class scores
     probabilities: np.ndarray  # (B, C)
     input_gradients: np.ndarray = None  # (B, H, W, C) d score / d input, for backprop methods
-    weighted_sums: np.ndarray = None  # (B, h, w): sum_k w_k A_k before the ReLU
+    weighted_sums: np.ndarray = None  # (B, h, w) or (B, d1, d2, d3): sum_k w_k A_k before the ReLU
     details: list = None  # per image, what its record says of the map (Finer-CAM's compared classes...)
 
     def gradient_times_map(self, i):
@@ -45,7 +49,8 @@ class MapBatch:
 
     def on_image(self, i, box, image_shape):
         """Image i's map at the image's resolution (its view `box` of an image of `image_shape`),
-        normalised to [0, 1]: what localization measures score (at_input, upsampled)."""
+        normalised to [0, 1]: what localization measures score (at_input, upsampled). A volume's
+        map goes onto its volume whole (`box` None, `image_shape` the volume's: maps.full_map)."""
         if self.input_gradients is None:
             return maps.full_map(self.small_maps[i], box, image_shape)[1]
         return maps.saliency_map(self.gradient_times_map(i), box, image_shape)[0]
@@ -95,12 +100,12 @@ def compute_maps(loaded, engine, inputs, codes, method="gradcam", context=Contex
         if strongest:
             weights = strongest_channel(weights)
         if eigen_smooth:
-            weighted = smooth(result.activations * np.asarray(weights, np.float32)[:, None, None, :])
+            weighted = smooth(result.activations * maps.spread(weights, result.activations))
         else:
             weighted = maps.weighted_sum(result.activations, weights)
     elif chosen.contributions is not None:
         parts = np.asarray(chosen.contributions(result, context), dtype=np.float32)
-        weighted = smooth(parts) if eigen_smooth else parts.sum(axis=3)
+        weighted = smooth(parts) if eigen_smooth else parts.sum(axis=-1)
     else:
         weighted = chosen.spatial_map(result, context)
         if isinstance(weighted, tuple):  # (map, per-image details for the records)

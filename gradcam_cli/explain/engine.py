@@ -7,6 +7,9 @@ model's pre-activation outputs and the class each image was explained for. Each 
 on first use and compiled once per input shape; `traces` counts how often each step's forward
 pass was traced (abstract evaluations included), so a test can see that nothing is retraced.
 
+Volumes: a model whose input is (B, d1, d2, d3, C) runs through the same steps (nothing in them
+depends on the rank): its target layer's activations and gradients are (B, d1, d2, d3, K).
+
 Targets: an index >= 0 is that class; -1 is the image's top-1 class, -2 its second, ...
 so top-k maps and explicit classes share one compiled step.
 
@@ -281,7 +284,8 @@ class Engine:
         self.upper_cut()
         activations = np.asarray(activations, dtype=np.float32)
         shape = next((info.map_shape for info in self.loaded.layers if info.path == self.target_path), None)
-        if activations.ndim != 4 or (shape is not None and tuple(activations.shape[1:]) != tuple(shape)):
+        rank = 1 + (len(shape) if shape is not None else 3)  # (N, h, w, K), or a volumetric layer's (N, d1, d2, d3, K)
+        if activations.ndim != rank or (shape is not None and tuple(activations.shape[1:]) != tuple(shape)):
             raise ValueError(f"activations of layer {graph.path_name(self.target_path)!r} have shape (N, "
                              f"{', '.join(map(str, shape or ('h', 'w', 'K')))}). Received: {activations.shape}")
         step = self.compiled(("upper",), "forward", self._upper_forward)

@@ -7,10 +7,51 @@ import numpy as np
 
 
 def weighted_sum(activations, channel_weights):
-    """sum_k w_k A^k for each sample: (B, h, w, K) x (B, K) -> (B, h, w), float32."""
+    """sum_k w_k A^k for each sample: (B, h, w, K) x (B, K) -> (B, h, w), float32; a volume's
+    (B, d1, d2, d3, K) -> (B, d1, d2, d3)."""
     activations = np.asarray(activations, dtype=np.float32)
     channel_weights = np.asarray(channel_weights, dtype=np.float32)
-    return np.einsum("bhwk,bk->bhw", activations, channel_weights)
+    if activations.ndim == 4:  # the 2-D maps' own contraction, bit for bit
+        return np.einsum("bhwk,bk->bhw", activations, channel_weights)
+    return np.einsum("b...k,bk->b...", activations, channel_weights)
+
+
+def spread(channel_weights, activations):
+    """(B, K) channel weights shaped to multiply (B, ..., K) activations: (B, 1, ..., 1, K)."""
+    channel_weights = np.asarray(channel_weights, dtype=np.float32)
+    return channel_weights.reshape((len(channel_weights),) + (1,) * (np.ndim(activations) - 2) + (-1,))
+
+
+def resize_volume(array, shape):
+    """A (D1, D2, D3) or (D1, D2, D3, C) array resized trilinearly to `shape` (three sides),
+    float32: torch's F.interpolate(mode="trilinear", align_corners=False), half-pixel centres.
+
+    Trilinear interpolation is linear interpolation along each axis in turn (the weights are a
+    product), so each axis is done alone: output index i reads the input at
+    src = (i + 0.5) * n_in / n_out - 0.5, taken as 0 below 0 (the edge rule), from the samples
+    floor(src) and floor(src) + 1 (the last one at the upper edge) weighted 1 - t and t,
+    t = src - floor(src). No antialiasing when shrinking (torch's and cv2.INTER_LINEAR's rule):
+    an axis kept at its length is left as it is, so a resize that keeps one axis is cv2's bilinear
+    resize of each slice along it. Computed in float64."""
+    array = np.asarray(array, dtype=np.float64)
+    shape = tuple(int(side) for side in shape)
+    if array.ndim not in (3, 4) or len(shape) != 3 or min(shape) < 1 or min(array.shape[:3]) < 1:
+        raise ValueError(f"resize_volume takes a (D1, D2, D3) or (D1, D2, D3, C) array and three sides. "
+                         f"Received: array of shape {array.shape}, shape={shape}")
+    for axis, size in enumerate(shape):
+        if array.shape[axis] != size:
+            array = _linear_along(array, axis, size)
+    return array.astype(np.float32)
+
+
+def _linear_along(array, axis, size):
+    """`array` resized to `size` along `axis` by linear interpolation with half-pixel centres."""
+    length = array.shape[axis]
+    source = np.maximum((np.arange(size, dtype=np.float64) + 0.5) * (length / size) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), length - 1)
+    high = np.minimum(low + 1, length - 1)
+    weight = (source - low).reshape((-1,) + (1,) * (array.ndim - axis - 1))
+    return np.take(array, low, axis=axis) * (1.0 - weight) + np.take(array, high, axis=axis) * weight
 
 
 def relu(maps):
@@ -47,8 +88,13 @@ def resize_into_box(array, box, image_shape, fill=0.0):
 def full_map(small_map, box, image_shape, relu_after_resize=False):
     """The map at the image's resolution: (raw heat, normalised to [0, 1], empty flag).
     relu_after_resize: `small_map` is the weighted sum before its ReLU, applied after upsampling
-    (a variant, for comparison: a negative value then bleeds into its neighbours)."""
-    heat = upsample(small_map, box, image_shape)
+    (a variant, for comparison: a negative value then bleeds into its neighbours).
+    A volume's (d1, d2, d3) map goes onto the volume's `image_shape` (D1, D2, D3[, C]) whole
+    (`box` None: a volume is never cropped), resized trilinearly (resize_volume)."""
+    if np.ndim(small_map) == 3:
+        heat = resize_volume(small_map, tuple(image_shape)[:3])
+    else:
+        heat = upsample(small_map, box, image_shape)
     if relu_after_resize:
         heat = relu(heat)
     normalised, empty = normalise(heat)

@@ -1,4 +1,14 @@
-"""What an api.Explainer builds once (Prepared) and the engines its Explainers share."""
+"""What an api.Explainer builds once (Prepared), the engines its Explainers share, and how it
+takes volumes.
+
+Volumes: a model whose input is (batch, d1, d2, d3, channels) (`takes_volumes`: its input_size has
+three sides) is given float arrays, not RGB images: a sample (D1, D2, D3) gets a channel axis
+appended, (D1, D2, D3, C) is taken as it is, converted to float32; no uint8 decoding, no
+preprocessing mode, no crop (`volume_inputs`). A sample of another shape than the model's input is
+resized trilinearly to it (maps.resize_volume: half-pixel centres, torch's trilinear
+interpolate), `prepare_volumes`; its map comes back at the sample's own shape, resized the same
+way (maps.full_map). What does not take volumes yet is refused in one line (`check_volumes`;
+methods: their entry's `volumes`, methods/context.py)."""
 
 from __future__ import annotations
 
@@ -74,3 +84,71 @@ def details(explainer, ready):
     if ready.context.relus is not None:
         out["backprop"] = ready.context.relus.as_record(METHODS[explainer.method].backprop)
     return out
+
+
+def takes_volumes(loaded):
+    """Whether `loaded`'s model takes volumes, (batch, d1, d2, d3, channels): its input_size has
+    three sides."""
+    return len(tuple(loaded.input_size)) == 3
+
+
+def check_volumes(explainer, loaded, target_paths):
+    """GradcamError, one line, for what an api.Explainer on a model of volumes does not do yet:
+    augmentation smoothing, several layers averaged, a dilated copy, a centre crop, a target other
+    than a class. Nothing for a model of images."""
+    from gradcam_cli.errors import GradcamError
+    from gradcam_cli.explain.target_spec import parse
+
+    if not takes_volumes(loaded):
+        return
+    refused = [(explainer.aug_smooth, "aug_smooth (its flips and zooms are of images)"),
+               (len(target_paths) > 1, "several layers averaged"),
+               (explainer.network is not None, f"network={explainer.network!r} (a dilated copy)"),
+               (explainer.crop, "crop (a volume is resized whole to the model's input)")]
+    target = explainer.target
+    if target is not None and not (isinstance(target, str) and parse(target).kind == "class"):
+        refused.append((True, f"target={target!r} (a volume's map explains a class)"))
+    found = [what for refuse, what in refused if refuse]
+    if found:
+        raise GradcamError(f"{loaded.name} takes volumes: {found[0]} does not apply to volumes yet")
+
+
+def volume_inputs(loaded, items, names=None):
+    """The API's inputs for a model of volumes, [(volume, None, name)]: each a real-valued array
+    (D1, D2, D3) (a channel axis appended) or (D1, D2, D3, C) with the model's channels, as
+    float32, named names[i] or volumeI.npy. ImageError naming the input's index otherwise (a path:
+    volumes are given here as arrays)."""
+    import numpy as np
+
+    from gradcam_cli.errors import ImageError
+
+    found = []
+    for index, item in enumerate(items):
+        if not isinstance(item, np.ndarray):
+            raise ImageError(f"volume {index}: {loaded.name} takes volumes, given here as arrays (D1, D2, D3) or "
+                             f"(D1, D2, D3, C). Received: {type(item).__name__}")
+        if item.dtype.kind not in "iuf" or item.ndim not in (3, 4) or min(item.shape, default=0) < 1:
+            raise ImageError(f"volume {index}: expected a real-valued (D1, D2, D3) or (D1, D2, D3, C) array. "
+                             f"Received: shape {item.shape}, dtype {item.dtype}")
+        volume = np.asarray(item, dtype=np.float32)
+        volume = volume[..., None] if volume.ndim == 3 else volume
+        if volume.shape[-1] != loaded.channels:
+            raise ImageError(f"volume {index}: {loaded.name} takes {loaded.channels} channel(s). Received: shape "
+                             f"{item.shape}")
+        if not np.isfinite(volume).all():
+            raise ImageError(f"volume {index}: it holds NaN or infinite values")
+        found.append((volume, None, names[index] if names is not None else f"volume{index}.npy"))
+    return found
+
+
+def prepare_volumes(loaded, volumes):
+    """Volumes (D1, D2, D3, C) float32 as the model takes them: (batch (B, d1, d2, d3, C) at the
+    model's input size, each resized trilinearly when its shape differs, one None box each: a volume
+    is never cropped)."""
+    import numpy as np
+
+    from gradcam_cli.explain.maps import resize_volume
+
+    size = tuple(loaded.input_size)
+    batch = [volume if volume.shape[:3] == size else resize_volume(volume, size) for volume in volumes]
+    return np.stack(batch).astype(np.float32, copy=False), [None] * len(batch)

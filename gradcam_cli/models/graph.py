@@ -26,6 +26,11 @@ POOLING_AND_NOISE = (
     "AlphaDropout",
     "ATrousPooling2D",  # models/layers.py, in the dilated copies
     "GridSubsample",
+    "MaxPooling3D",
+    "AveragePooling3D",
+    "GlobalAveragePooling3D",
+    "GlobalMaxPooling3D",
+    "SpatialDropout3D",
 )
 
 
@@ -80,17 +85,31 @@ class LayerInfo:
         return shape is not None and len(shape) == 3 and all(isinstance(d, int) for d in shape)
 
     @property
+    def volumetric(self):
+        """A (d1, d2, d3, channels) output (a Conv3D network's): a layer a volume's map can target.
+        Apart from `spatial`, so that everything 2-D reads exactly what it read before."""
+        shape = self.shape
+        return shape is not None and len(shape) == 4 and all(isinstance(d, int) for d in shape)
+
+    @property
     def mappable(self):
-        """A layer a map can target: a spatial output, or tokens read as a grid, computed once a
-        forward pass."""
-        return (self.spatial or self.grid is not None) and self.calls == 1
+        """A layer a map can target: a spatial or volumetric output, or tokens read as a grid,
+        computed once a forward pass."""
+        return (self.spatial or self.volumetric or self.grid is not None) and self.calls == 1
 
     @property
     def map_shape(self):
-        """(height, width, channels) of the layer's map (a token layer's grid), or None."""
+        """(height, width, channels) of the layer's map (a token layer's grid), (d1, d2, d3,
+        channels) of a volumetric layer's, or None."""
         if self.grid is not None:
             return (self.grid.height, self.grid.width, self.shape[-1])
-        return self.shape if self.spatial else None
+        return self.shape if self.spatial or self.volumetric else None
+
+
+def spatial_axes(input_size):
+    """How many spatial axes a model's input has: 2 for images ((height, width)), 3 for volumes
+    ((d1, d2, d3), models whose input is (batch, d1, d2, d3, channels))."""
+    return len(tuple(input_size))
 
 
 def describe_layers(model, input_size, channels=3):

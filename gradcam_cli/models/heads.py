@@ -158,8 +158,8 @@ def pre_activation(layer):
 
 # Layers that are the identity at inference, or only reshape: allowed between GAP and the
 # classifier (Dropout in EfficientNet, Reshape in MobileNet's 1x1-conv head...).
-_PASS_THROUGH = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                 "Flatten", "Reshape")
+_PASS_THROUGH = ("Dropout", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+                 "AlphaDropout", "Flatten", "Reshape")
 
 
 def _is_pass_through(layer):
@@ -191,7 +191,8 @@ def _describe(layers):
 
 def cam_classifier(layers, target_path):
     """The linear classifier CAM needs (Zhou et al. 2016): the target layer must feed
-    GlobalAveragePooling2D (a token layer without prefix tokens: GlobalAveragePooling1D), then (identity layers allowed) one Dense or 1x1 Conv2D, then
+    GlobalAveragePooling2D (a token layer without prefix tokens: GlobalAveragePooling1D; a
+    volumetric layer: GlobalAveragePooling3D), then (identity layers allowed) one Dense or 1x1 Conv2D, then
     nothing but the softmax. Returns (kernel (K, C), bias (C,)); ValueError naming the head found.
     `layers`: graph.LayerInfo in call order, as LoadedModel.layers."""
     paths = [info.path for info in layers]
@@ -199,6 +200,8 @@ def cam_classifier(layers, target_path):
     # a transformer's tokens pooled by GlobalAveragePooling1D are a grid pooled when they are the grid alone
     pooling = ("GlobalAveragePooling2D",) + (("GlobalAveragePooling1D",) if target.grid is not None and
                                              not target.grid.prefix else ())
+    if target.volumetric:  # a volume's layer (d1, d2, d3, K): pooled over all three spatial axes
+        pooling = ("GlobalAveragePooling3D",)
     after = [info for info in layers[paths.index(tuple(target_path)) + 1 :]
              if info.path[: len(target_path)] != tuple(target_path)]  # skip the target's own inner layers
     after = [info for info in after if not isinstance(info.layer, keras.Model)]

@@ -1,7 +1,8 @@
 """Which layers a map can target, and which one is the default.
 
-A layer can be a target when its output is spatial, (height, width, channels), or a sequence of
-tokens that reads as a grid (models/tokens.py): `annotate` finds each token layer's grid.
+A layer can be a target when its output is spatial, (height, width, channels), volumetric,
+(d1, d2, d3, channels) for a model of volumes, or a sequence of tokens that reads as a grid
+(models/tokens.py): `annotate` finds each token layer's grid.
 
 The default (`default_target_layer`):
 - a transformer (a model with attention layers): the input of the last attention layer, i.e. the
@@ -13,6 +14,9 @@ The default (`default_target_layer`):
   MobileNetV2's out_relu, a nested base model's inner layer ('resnet50/conv5_block3_out');
 - a segmenter (its output is a map, height x width x classes): the bottleneck of its
   encoder-decoder, the last layer at the coarsest resolution (`bottleneck`);
+- a model of volumes (its input (batch, d1, d2, d3, channels)): the last volumetric layer
+  (d1, d2, d3, channels), its spatial axes not all 1, that is not pooling or dropout: a Conv3D
+  network's last convolutional feature layer, never its GlobalAveragePooling3D;
 - never the input, a preprocessing layer (Rescaling, Normalization, resizing, augmentation) or a
   patch embedding, whose maps show the image rather than what the model computed from it. When
   no layer qualifies, LayerError lists the layers a map can target.
@@ -176,7 +180,14 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
                 raise LayerError(f"the default layer {info.name!r} (the input of the last attention layer) has "
                                  f"output shape {info.shape}: {error}") from None
     chosen, transformer = None, is_transformer(layers)
+    volume = input_size is not None and graph.spatial_axes(input_size) == 3
     for info in layers:  # a model without attention keeps its convolutional default
+        if volume:  # a volume's model: the last volumetric feature layer (its spatial axes not all 1)
+            shape = info.shape if info.volumetric and info.calls == 1 else None
+            if shape is None or max(shape[:3]) <= 1 or _excluded(info, embedding):
+                continue
+            chosen = info.path
+            continue
         shape = info.map_shape if transformer else (info.shape if info.spatial and info.calls == 1 else None)
         if shape is None or (shape[0] <= 1 and shape[1] <= 1) or _excluded(info, embedding):
             continue
@@ -250,8 +261,13 @@ def resolve(loaded, name):
     info = next((info for info in loaded.layers if info.path == path), None)
     if info is None:  # a subclassed layer's sublayer that its code never calls
         raise LayerError(f"layer {graph.path_name(path)!r} is never called when {loaded.name} runs")
-    if info.mappable:
+    volume = graph.spatial_axes(loaded.input_size) == 3
+    if info.mappable and (info.volumetric == volume or info.grid is not None and not volume):
         return path
+    if info.mappable and info.calls == 1:  # a 2-D layer of a volume's model, or a 3-D layer of an image's
+        wanted = "(d1, d2, d3, channels) layer for a volume" if volume else "(height, width, channels) layer"
+        raise LayerError(f"layer {info.name!r} has output shape {info.shape}; the model takes "
+                         f"{'volumes' if volume else 'images'}, whose map needs a {wanted}")
     if info.calls > 1:
         raise LayerError(f"layer {info.name!r} is called {info.calls} times in one forward pass (its output differs "
                          "each time): a map needs a layer called once")

@@ -204,4 +204,5 @@ METHOD = Method(
                                                  "one). Its ablated value min(A) - 1e7 on a layer with negative "
                                                  "activations is not reproduced: the ablated value stays 0"),
                             "tf-keras-vis": (None, "not offered")}),),
+    volumes=False,
 )

@@ -27,4 +27,5 @@ METHOD = Method(
     "Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
     ("activations", "classifier"),
     channel_weights=channel_weights,
+    volumes=True,
 )

@@ -16,4 +16,5 @@ METHOD = Method(
     GRADIENT_NEEDS + ("dilated-copy",),
     channel_weights=channel_weights,
     network="exact",
+    volumes=False,
 )

@@ -16,4 +16,5 @@ METHOD = Method(
     GRADIENT_NEEDS + ("dilated-copy",),
     channel_weights=channel_weights,
     network="no-pooling",
+    volumes=False,
 )

@@ -37,4 +37,5 @@ METHOD = Method(
     ("activations",),
     spatial_map=spatial_map,
     principal=True,
+    volumes=True,
 )

@@ -38,4 +38,5 @@ METHOD = Method(
     GRADIENT_NEEDS,
     spatial_map=spatial_map,
     principal=True,
+    volumes=True,
 )

@@ -23,7 +23,7 @@ How the reference code, xplique and pytorch-grad-cam differ: docs/methods.md#fem
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.method import Method, spatial_axes
 from gradcam_cli.explain.methods.options import LibraryChoice, MethodOption
 
 K_SIGMA = 2.0
@@ -47,11 +47,12 @@ def fem_contributions(activations, k=K_SIGMA, weights=WEIGHTS.default):
     if weights not in WEIGHTS.choices:
         raise ValueError(f"fem_weights must be one of {', '.join(WEIGHTS.choices)}. Received: fem_weights={weights!r}")
     activations = np.asarray(activations, dtype=np.float64)
-    means = activations.mean(axis=(1, 2), keepdims=True)
-    deviations = activations.std(axis=(1, 2), keepdims=True)
+    space = spatial_axes(activations)  # over every position: a volume's three axes
+    means = activations.mean(axis=space, keepdims=True)
+    deviations = activations.std(axis=space, keepdims=True)
     above = activations > means + k * deviations
     if weights == "fraction-above":
-        return (above.mean(axis=(1, 2), keepdims=True) * activations).astype(np.float32)
+        return (above.mean(axis=space, keepdims=True) * activations).astype(np.float32)
     return (above * means).astype(np.float32)
 
 
@@ -67,4 +68,5 @@ METHOD = Method(
                            {"pytorch-grad-cam": ("fraction-above", "the activations, by the fraction of positions "
                                                  "above the threshold"),
                             "tf-keras-vis": (None, "not offered")}),),
+    volumes=True,
 )

@@ -97,4 +97,5 @@ METHOD = Method(
     channel_weights=channel_weights,
     objective=objective,
     options=(ALPHA, COMPARE),
+    volumes=True,
 )

@@ -122,4 +122,5 @@ METHOD = Method(
     ("plain-input-gradients", "bias-gradients"),
     spatial_map=spatial_map,
     warnings=warnings,
+    volumes=False,
 )

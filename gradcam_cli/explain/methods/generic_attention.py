@@ -43,4 +43,5 @@ METHOD = Method(
     "Encoder-Decoder Transformers",
     ("attention", "attention-gradients"),
     spatial_map=spatial_map,
+    volumes=False,
 )

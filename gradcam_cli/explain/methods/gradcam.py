@@ -6,7 +6,7 @@ How other implementations differ: docs/methods.md#grad-cam.
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method, spatial_axes
 
 PAPER = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization"
 
@@ -14,14 +14,14 @@ PAPER = "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks
 def gradcam_weights(activations, gradients, pool="mean"):
     """Channel weights alpha_k^c = (1/Z) sum_ij dy^c / dA^k_ij (Eq. 1), shape (B, K).
 
-    Pooled per sample over the spatial axes only. `pool="max"` is a variant (the strongest
+    Pooled per sample over the spatial axes only, all of them (a volume's three). `pool="max"` is a variant (the strongest
     gradient of each channel instead of the mean).
     """
     gradients = np.asarray(gradients, dtype=np.float32)
     if pool == "mean":
-        return gradients.mean(axis=(1, 2))
+        return gradients.mean(axis=spatial_axes(gradients))
     if pool == "max":
-        return gradients.max(axis=(1, 2))
+        return gradients.max(axis=spatial_axes(gradients))
     raise ValueError(f"pool must be 'mean' or 'max'. Received: pool={pool!r}")
 
 
@@ -45,4 +45,5 @@ METHOD = Method(
     PAPER,
     GRADIENT_NEEDS,
     channel_weights=channel_weights,
+    volumes=True,
 )

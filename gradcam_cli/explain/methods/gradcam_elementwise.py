@@ -32,4 +32,5 @@ METHOD = Method(
     PYTORCH_GRAD_CAM + ", GradCAMElementWise",
     GRADIENT_NEEDS,
     contributions=contributions,
+    volumes=True,
 )

@@ -26,7 +26,7 @@ How pytorch-grad-cam, tf-keras-vis and the authors' code differ: docs/methods.md
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method, spatial_axes
 from gradcam_cli.explain.methods.options import LibraryChoice, MethodOption
 
 # How the pixel weights are computed: the paper's closed form, pytorch-grad-cam's (eps 1e-6) or
@@ -62,14 +62,15 @@ def gradcam_plus_plus_alphas(activations, gradients, rule=ALPHAS.default):
     activations = np.asarray(activations, dtype=np.float64)
     gradients = np.asarray(gradients, dtype=np.float64)
     squared = gradients * gradients
-    denominator = 2.0 * squared + activations.sum(axis=(1, 2), keepdims=True) * squared * gradients
+    space = spatial_axes(gradients)  # every spatial axis: (1, 2), or a volume's (1, 2, 3)
+    denominator = 2.0 * squared + activations.sum(axis=space, keepdims=True) * squared * gradients
     if rule == "paper-eps":  # pytorch-grad-cam: aij = g^2 / (... + eps), then 0 where g == 0
         denominator = denominator + PGC_EPS
         alphas = np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
         return np.where(gradients != 0, alphas, 0.0)
     alphas = np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
     if rule == "normalised":  # tf-keras-vis: alphas / sum_ij alphas, a zero sum taken as 1
-        totals = alphas.sum(axis=(1, 2), keepdims=True)
+        totals = alphas.sum(axis=space, keepdims=True)
         alphas = alphas / np.where(totals == 0, 1.0, totals)
     return alphas
 
@@ -79,7 +80,7 @@ def gradcam_plus_plus_weights(activations, gradients, rule=ALPHAS.default):
     alphas of gradcam_plus_plus_alphas (`rule`); pooled per sample, never across the batch."""
     gradients = np.asarray(gradients, dtype=np.float64)
     alphas = gradcam_plus_plus_alphas(activations, gradients, rule)
-    return (alphas * np.maximum(gradients, 0.0)).sum(axis=(1, 2)).astype(np.float32)
+    return (alphas * np.maximum(gradients, 0.0)).sum(axis=spatial_axes(gradients)).astype(np.float32)
 
 
 METHOD = Method(
@@ -98,4 +99,5 @@ METHOD = Method(
                                              "sum over the positions; it also multiplies the weights by exp(S), left "
                                              "out here: a positive factor per image that the drawn map's "
                                              "normalisation removes (inf in float32 for S > 88.7)")}),),
+    volumes=True,
 )

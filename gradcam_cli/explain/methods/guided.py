@@ -73,4 +73,5 @@ METHOD = Method(
     options=(SMOOTHGRAD, NOISE),
     record=record,
     suffix=suffix,
+    volumes=False,
 )

@@ -35,4 +35,5 @@ METHOD = Method(
     "neural networks",
     GRADIENT_NEEDS,
     contributions=contributions,
+    volumes=True,
 )

@@ -34,4 +34,5 @@ METHOD = Method(
     ("plain-input-gradients",),
     spatial_map=spatial_map,
     options=(STEPS,),
+    volumes=False,
 )

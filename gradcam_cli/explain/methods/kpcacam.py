@@ -31,18 +31,21 @@ def kpcacam_map(activations, kernel=KERNEL.default, gamma=None, coef0=1.0):
     if kernel not in KERNEL.choices:
         raise ValueError(f"kernel must be one of {', '.join(KERNEL.choices)}. Received: kernel={kernel!r}")
     features = finite_features(activations)
-    batch, height, width, channels = features.shape
-    if height * width > MAX_POSITIONS:
+    batch, grid, channels = features.shape[0], features.shape[1:-1], features.shape[-1]
+    positions = int(np.prod(grid))  # a volume's d1 d2 d3 positions
+    if positions > MAX_POSITIONS:
         from gradcam_cli.errors import LayerError
 
-        raise LayerError(f"kpcacam builds an (h*w) x (h*w) kernel matrix per image; the target layer has "
-                         f"{height}x{width} = {height * width} positions, more than {MAX_POSITIONS}: choose a "
+        sides = "x".join(str(side) for side in grid)
+        what = "(h*w) x (h*w)" if len(grid) == 2 else "(d1*d2*d3) x (d1*d2*d3)"
+        raise LayerError(f"kpcacam builds an {what} kernel matrix per image; the target layer has "
+                         f"{sides} = {positions} positions, more than {MAX_POSITIONS}: choose a "
                          f"deeper layer. Received: activations of shape {features.shape[1:]}")
     gamma = 1.0 / channels if gamma is None else float(gamma)
-    samples = features.reshape(batch, height * width, channels)
+    samples = features.reshape(batch, positions, channels)
     centred = samples - samples.mean(axis=1, keepdims=True)
     projections = np.stack([_first_component(kernel_matrix(x, kernel, gamma, coef0)) for x in centred])
-    return orient(projections, channel_mean(samples)).reshape(batch, height, width).astype(np.float32)
+    return orient(projections, channel_mean(samples)).reshape((batch,) + grid).astype(np.float32)
 
 
 def kernel_matrix(samples, kernel, gamma, coef0=1.0):
@@ -74,4 +77,5 @@ METHOD = Method(
                            {"pytorch-grad-cam": ("sigmoid", "sigmoid, gamma 1 / K, coef0 1 (its map's sign: "
                                                  "sklearn's svd_flip, not ours)"),
                             "tf-keras-vis": (None, "not offered")}),),
+    volumes=True,
 )

@@ -31,4 +31,5 @@ METHOD = Method(
     "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
     GRADIENT_NEEDS,
     contributions=contributions,
+    volumes=True,
 )

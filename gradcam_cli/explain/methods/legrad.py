@@ -67,4 +67,5 @@ METHOD = Method(
     spatial_map=spatial_map,
     options=(BLOCKS,),
     applies=applies,
+    volumes=False,
 )

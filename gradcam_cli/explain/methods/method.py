@@ -95,6 +95,10 @@ class Method:
     default_layers: Callable[[Loaded], list[str]] | None = None  # -> target paths when no layer is given
     applies: Callable[[Loaded, str, Values], None] | None = None  # -> None, or ValueError: the layer or an
     #                                                                option would have no effect there
+    # Whether it takes a volume's model (input (B, d1, d2, d3, C), maps (B, d1, d2, d3)): every reduction
+    # "over space" of its rule runs over all the spatial axes (`spatial_axes`). False: refused there in one
+    # line (context_for), never computed with an axis silently flattened.
+    volumes: bool = False
 
     def check_applies(self, loaded: Loaded, target_path: str, values: Values | None = None) -> None:
         """ValueError when the layer or an option (`values`) would have no effect at `target_path` (`applies`)."""
@@ -169,6 +173,12 @@ class Method:
         if self.record is not None:
             return self.record(values)
         return {o.record_key: values[o.name] for o in self.options if values.get(o.name) is not None}
+
+
+def spatial_axes(array: Any) -> tuple[int, ...]:
+    """The spatial axes of a (B, ..., K) array of activations or gradients, those between the batch
+    and the channels: (1, 2) for images' (B, h, w, K), (1, 2, 3) for volumes' (B, d1, d2, d3, K)."""
+    return tuple(range(1, len(array.shape) - 1))
 
 
 def collected(*methods: Method) -> dict[str, Method]:

@@ -20,21 +20,22 @@ _NIL_MEAN = 1e-5
 
 def first_principal_component(features):
     """Each image's centred feature vectors projected onto their first principal axis, oriented to
-    correlate positively with the channel mean: (B, h, w, K) -> (B, h, w) float32."""
+    correlate positively with the channel mean: (B, h, w, K) -> (B, h, w) float32; a volume's
+    (B, d1, d2, d3, K) -> (B, d1, d2, d3), its d1 d2 d3 positions the samples."""
     features = finite_features(features)
-    batch, height, width, channels = features.shape
-    samples = features.reshape(batch, height * width, channels)
+    batch, positions, channels = features.shape[0], features.shape[1:-1], features.shape[-1]
+    samples = features.reshape(batch, int(np.prod(positions)), channels)
     centred = samples - samples.mean(axis=1, keepdims=True)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     projections = np.einsum("bnk,bk->bn", centred, vt[:, 0, :])
     oriented = orient(projections, channel_mean(samples))
-    return oriented.reshape(batch, height, width).astype(np.float32)
+    return oriented.reshape((batch,) + positions).astype(np.float32)
 
 
 def eigen_smooth(weighted):
     """pytorch-grad-cam's eigen smoothing: instead of the channel sum of the weighted activations
     (w_k A_k, or element-wise weights times A), their first principal component, per image:
-    (B, h, w, K) -> (B, h, w) float32, oriented like the channel sum it replaces (see the module's
+    (B, h, w, K) -> (B, h, w) float32 (a volume's (B, d1, d2, d3, K) -> (B, d1, d2, d3)), oriented like the channel sum it replaces (see the module's
     notes)."""
     return first_principal_component(weighted)
 
@@ -67,8 +68,10 @@ def orient(projections, reference):
 
 
 def finite_features(features):
-    """(B, h, w, K) float64 with non-finite entries set to 0; ValueError for another rank."""
+    """(B, h, w, K) or a volume's (B, d1, d2, d3, K) float64 with non-finite entries set to 0;
+    ValueError for another rank."""
     features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 4:
-        raise ValueError(f"features must be (batch, height, width, channels). Received: shape={features.shape}")
+    if features.ndim not in (4, 5):
+        raise ValueError(f"features must be (batch, height, width, channels) or (batch, d1, d2, d3, channels). "
+                         f"Received: shape={features.shape}")
     return np.where(np.isfinite(features), features, 0.0)

@@ -42,4 +42,5 @@ METHOD = Method(
     PYTORCH_GRAD_CAM + ", RandomCAM",
     ("activations",),
     channel_weights=channel_weights,
+    volumes=True,
 )

@@ -97,4 +97,5 @@ METHOD = Method(
     default_layers=stage_layers,
     options=(BASE_METHOD,),
     suffix=suffix,
+    volumes=False,
 )

@@ -75,4 +75,5 @@ METHOD = Method(
     ("attention",),
     spatial_map=spatial_map,
     options=(FUSION, DISCARD),
+    volumes=False,
 )

@@ -222,4 +222,5 @@ METHOD = Method(
                            {"pytorch-grad-cam": ("corners", "bilinear, corners aligned (UpsamplingBilinear2d)"),
                             "tf-keras-vis": ("corners", "bilinear, corners aligned (scipy.ndimage.zoom, "
                                              "order 1)")})),
+    volumes=False,
 )

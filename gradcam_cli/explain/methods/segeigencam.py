@@ -26,14 +26,14 @@ def segeigencam_map(activations, gradients):
     """(B, h, w, K) activations and gradients -> (B, h, w) float32 Seg-Eigen-CAM maps, before the
     final ReLU."""
     weighted = finite_features(np.abs(np.asarray(gradients, np.float64)) * np.asarray(activations, np.float64))
-    batch, height, width, channels = weighted.shape
-    samples = weighted.reshape(batch, height * width, channels)
+    batch, positions, channels = weighted.shape[0], weighted.shape[1:-1], weighted.shape[-1]
+    samples = weighted.reshape(batch, int(np.prod(positions)), channels)  # a volume's d1 d2 d3 positions too
     centred = samples - samples.mean(axis=1, keepdims=True)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     projections = np.einsum("bnk,bk->bn", centred, vt[:, 0, :])
     flip = np.abs(projections.min(axis=1)) > np.abs(projections.max(axis=1))
     projections = np.where(flip[:, None], -projections, projections)
-    return projections.reshape(batch, height, width).astype(np.float32)
+    return projections.reshape((batch,) + positions).astype(np.float32)
 
 
 def spatial_map(result, context):
@@ -47,4 +47,5 @@ METHOD = Method(
     GRADIENT_NEEDS,
     spatial_map=spatial_map,
     principal=True,
+    volumes=True,
 )

@@ -185,4 +185,5 @@ METHOD = Method(
     meta=meta,
     suffix=suffix,
     options=(BASE_METHOD, SCALES, SCALE_STEP, STRIDE, PRE_FILTER, THETA, POOL, BLUR),
+    volumes=False,
 )

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method, spatial_axes
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def shapleycam_weights(gradients, hessian_products):
     """w_k = mean_ij (g - 1/2 H A): (B, h, w, K) x (B, h, w, K) -> (B, K) float32."""
     gradients = np.asarray(gradients, dtype=np.float32)
     hessian_products = np.asarray(hessian_products, dtype=np.float32)
-    return (gradients - 0.5 * hessian_products).mean(axis=(1, 2))
+    return (gradients - 0.5 * hessian_products).mean(axis=spatial_axes(gradients))
 
 
 def objective(context):
@@ -73,4 +73,5 @@ METHOD = Method(
     GRADIENT_NEEDS + ("hessian",),
     channel_weights=channel_weights,
     objective=objective,
+    volumes=True,
 )

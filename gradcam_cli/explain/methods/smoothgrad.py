@@ -31,4 +31,5 @@ METHOD = Method(
     ("plain-input-gradients",),
     spatial_map=spatial_map,
     options=(SAMPLES, NOISE),
+    volumes=False,
 )

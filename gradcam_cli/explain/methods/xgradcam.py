@@ -25,7 +25,7 @@ pytorch-grad-cam's choices: docs/methods.md#xgrad-cam.
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method
+from gradcam_cli.explain.methods.method import GRADIENT_NEEDS, Method, spatial_axes
 
 EPS = 1e-7
 
@@ -35,8 +35,9 @@ def xgradcam_weights(activations, gradients):
     (B, h, w, K) -> (B, K) float32."""
     activations = np.asarray(activations, dtype=np.float64)
     gradients = np.asarray(gradients, dtype=np.float64)
-    numerator = (activations * gradients).sum(axis=(1, 2))
-    denominator = activations.sum(axis=(1, 2)) + EPS
+    space = spatial_axes(activations)  # every spatial axis (a volume's three)
+    numerator = (activations * gradients).sum(axis=space)
+    denominator = activations.sum(axis=space) + EPS
     weights = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
     return weights.astype(np.float32)
 
@@ -51,4 +52,5 @@ METHOD = Method(
     "Fu et al. 2020, Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs",
     GRADIENT_NEEDS,
     channel_weights=channel_weights,
+    volumes=True,
 )
