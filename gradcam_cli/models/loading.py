@@ -242,14 +242,15 @@ def load_model_file(path, trust=False):
 MAX_INPUT_SIDE = 8192
 
 
-def _input_shape(model, ranks=(4,)):
+def _input_shape(model, ranks=(4, 5)):
     shape = model.input_shape
     if isinstance(shape, list):
         if len(shape) != 1:
             raise ModelError(f"the model has {len(shape)} inputs; an image classifier with one is needed")
         shape = shape[0]
     if len(shape) not in ranks:
-        raise ModelError(f"the model's input shape {shape} is not (height, width, channels) images")
+        raise ModelError(f"the model's input shape {shape} is not (height, width, channels) images nor (D1, D2, D3, "
+                         "channels) volumes")
     return shape
 
 
@@ -257,12 +258,13 @@ def input_channels(model):
     """The model's input channels: 3 for RGB (and a free channel count), 1 for single-channel
     images or volumes ((batch, D1, D2, D3, channels) inputs: demo-volume's); other counts are kept
     here (tests drive the engine with them) and refused for images by `check_image_channels`."""
-    return _input_shape(model, ranks=(4, 5))[-1] or 3
+    return _input_shape(model)[-1] or 3
 
 
 def check_image_channels(loaded):
-    """ModelError unless an image can give `loaded` its input: 3 channels (RGB) or 1 (luminance)."""
-    if loaded.channels not in (1, 3):
+    """ModelError unless an image can give `loaded` its input: 3 channels (RGB) or 1 (luminance).
+    A volume model takes its volumes' channels as they are stored."""
+    if len(loaded.input_size) == 2 and loaded.channels not in (1, 3):
         raise ModelError(f"{loaded.name} takes {loaded.channels}-channel inputs; an image gives 1 (luminance) "
                            "or 3 (RGB)")
     return loaded
@@ -270,6 +272,8 @@ def check_image_channels(loaded):
 
 def _input_size(model, requested):
     shape = _input_shape(model)
+    if len(shape) == 5:
+        return _volume_size(shape[1:4], requested)
     height, width = shape[1], shape[2]
     if requested is not None:
         if height is not None and (height, width) != tuple(requested):
@@ -283,6 +287,25 @@ def _input_size(model, requested):
     if height is None or width is None:
         raise ModelError(f"the model's input size is not fixed: give it ({argument('input_size', '(H, W)', 'H,W')})")
     return (height, width)
+
+
+def _volume_size(sides, requested):
+    """A volume model's (D1, D2, D3): its input's, or `requested` when the model leaves them free."""
+    spelled = "x".join(str(side) for side in sides)
+    if requested is not None:
+        requested = tuple(requested)
+        if len(requested) != 3:
+            raise ModelError(f"input size {'x'.join(map(str, requested))}: the model takes volumes "
+                             f"({spelled}): give three sides")
+        if all(side is not None for side in sides) and requested != tuple(sides):
+            raise ModelError(f"input size {'x'.join(map(str, requested))}: the model takes {spelled} inputs")
+        if max(requested) > MAX_INPUT_SIDE:
+            raise ModelError(f"input size {'x'.join(map(str, requested))}: each side must be at most {MAX_INPUT_SIDE}")
+        return requested
+    if any(side is None for side in sides):
+        raise ModelError(f"the model's input size is not fixed ({spelled}): give it "
+                         f"({argument('input_size', '(D1, D2, D3)', 'D1,D2,D3')})")
+    return tuple(sides)
 
 
 def _resolve_preprocess(value, default):
