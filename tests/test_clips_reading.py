@@ -307,10 +307,12 @@ class _Stating:
 
     retrieved = 0
 
-    def __init__(self, capture, count):
-        self.capture, self.count = capture, count
+    def __init__(self, capture, count, rate=None):
+        self.capture, self.count, self.rate = capture, count, rate
 
     def get(self, prop):
+        if prop == cv2.CAP_PROP_FPS and self.rate is not None:
+            return self.rate
         return float(self.count) if prop == cv2.CAP_PROP_FRAME_COUNT else self.capture.get(prop)
 
     def retrieve(self):
@@ -334,6 +336,19 @@ def test_a_wrong_frame_count_is_counted(tmp_path, monkeypatch, stated):
     assert _left_columns(sampled.array) == [0, 6, 14, 22]
     assert read_clip(moving, frames=8).indices == (0, 1, 3, 4, 6, 7, 9, 11)
     assert _refusal(moving, frames=13) == f"{moving}: frames=13 asked, but the clip has 12 frames"
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, float("nan")])
+def test_a_container_without_a_frame_rate(tmp_path, monkeypatch, rate):
+    real_open = clips._open
+    monkeypatch.setattr(clips, "_open", lambda path: _Stating(real_open(path), T, rate))
+    moving = _moving(tmp_path)
+    clip = read_clip(moving, frames=4)
+    assert clip.fps is None and clip.times is None and clip.indices == (0, 3, 7, 11)
+    given = read_clip(moving, frames=4, fps=4)  # the rate given where the container states none
+    assert given.fps == 4.0 and given.times == (0.0, 0.75, 1.75, 2.75)
+    monkeypatch.setattr(clips, "_open", real_open)
+    assert read_clip(moving, frames=4, fps=4).fps == FPS  # the container's own rate wins
 
 
 def test_no_count_stated_stops_at_the_limit_while_decoding(tmp_path, monkeypatch):

@@ -293,7 +293,7 @@ def _video(path, frames, max_voxels, fps):
         rate = capture.get(cv2.CAP_PROP_FPS)
     finally:
         capture.release()
-    rate = float(rate) if math.isfinite(rate) and rate > 0 else fps
+    rate = float(rate) if math.isfinite(rate) and rate > 0 else None if fps is None else float(fps)
     if stated > 0 and width > 0 and height > 0 and (frames is None or frames <= stated):
         check_size(stated if frames is None else frames, height, width, max_voxels)  # before decoding
     count = stated
