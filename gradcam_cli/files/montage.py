@@ -43,6 +43,7 @@ from gradcam_cli.files.render import colorize, grid, overlay as blend, to_uint8
 
 MAX_WIDTH = 1600
 TOP_SIDE = 480  # the top row's panel box, longer side, in pixels (3 boxes: at most 1448 px wide)
+MIN_BOX_WIDTH = 160  # a narrow panel's box is padded to this width, so that its captions fit
 STRIP_SLICES = 8
 STRIP_SIDE = 200  # a strip cell's longer side at most, in pixels
 GAP = 4  # between cells, as render.grid's default
@@ -226,10 +227,10 @@ def montage(volume, heat, spacing, affine=None, colormap="jet", alpha=0.4, overl
     extents = [_extent(volume.shape, spacing, plane) for plane in planes]
     box_mm = (max(h for h, _ in extents), max(w for _, w in extents))
     scale = TOP_SIDE / max(box_mm)
-    box = (_pixels(box_mm[0], scale), _pixels(box_mm[1], scale))
+    box = (_pixels(box_mm[0], scale), max(MIN_BOX_WIDTH, _pixels(box_mm[1], scale)))
     cells = []
     for plane, (height, width) in zip(planes, extents):
-        size = (min(box[1], _pixels(width, scale)), min(box[0], _pixels(height, scale)))
+        size = (_pixels(width, scale), _pixels(height, scale))
         cell = np.full(box + (3,), 255, dtype=np.uint8)
         y, x = (box[0] - size[1]) // 2, (box[1] - size[0]) // 2
         cell[y : y + size[1], x : x + size[0]] = _panel(volume, heat, plane, centre[plane.axis], size, **draw)
