@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 from gradcam_cli.errors import GradcamError
-from gradcam_cli.files.render import colorize, grid, overlay as blend, to_uint8
+from gradcam_cli.files.render import colorize, grid, to_uint8
+from gradcam_cli.files.render import overlay as blend
 
 MAX_WIDTH = 1600
 TOP_SIDE = 480  # the top row's panel box, longer side, in pixels (3 boxes: at most 1448 px wide)
