@@ -11,8 +11,7 @@ import pytest
 
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.explain import maps
-from gradcam_cli.explain.methods import METHODS, Context
-from gradcam_cli.explain.methods import ablationcam, scorecam
+from gradcam_cli.explain.methods import METHODS, Context, ablationcam, scorecam
 
 SHAPE = (6, 6, 4)  # the tiny model's input sides, one channel
 LAYER_SHAPE = (3, 3, 2)  # 'relu2': conv2's stride 2
