@@ -302,7 +302,8 @@ def test_the_volume_methods_are_the_declared_ones():
     taking = {name for name, method in METHODS.items() if method.volumes}
     assert taking == {"gradcam", "cam", "gradcam++", "layercam", "xgradcam", "hirescam", "gradcam-elementwise",
                       "eigengradcam", "segeigencam", "eigencam", "kpcacam", "fem", "randomcam", "finercam",
-                      "shapleycam"}
+                      "shapleycam", "scorecam", "ablationcam", "guided", "deconvnet", "smoothgrad",
+                      "integrated-gradients", "fullgrad"}
 
 
 def test_eigen_smoothing_and_the_strongest_channel_on_volumes(volume, samples):

@@ -31,7 +31,7 @@ class MapBatch:
     classes: np.ndarray  # (B,) the class each map explains
     scores: np.ndarray  # (B, C) pre-softmax class scores
     probabilities: np.ndarray  # (B, C)
-    input_gradients: np.ndarray = None  # (B, H, W, C) d score / d input, for backprop methods
+    input_gradients: np.ndarray = None  # (B, H, W, C) d score / d input, for backprop methods; (B, D1, D2, D3, C)
     weighted_sums: np.ndarray = None  # (B, h, w) or (B, d1, d2, d3): sum_k w_k A_k before the ReLU
     details: list = None  # per image, what its record says of the map (Finer-CAM's compared classes...)
 
@@ -42,7 +42,8 @@ class MapBatch:
     def at_input(self, i):
         """Image i's map over the model's view: the class activation map at the target layer's
         resolution, or for backprop methods the saliency (largest magnitude over colours) of the
-        Guided Grad-CAM product at the model's input size. Not normalised."""
+        Guided Grad-CAM product at the model's input size (a volume's: over its channels,
+        (D1, D2, D3)). Not normalised."""
         if self.input_gradients is None:
             return np.asarray(self.small_maps[i], dtype=np.float32)
         return maps.saliency(self.gradient_times_map(i))
@@ -50,7 +51,8 @@ class MapBatch:
     def on_image(self, i, box, image_shape):
         """Image i's map at the image's resolution (its view `box` of an image of `image_shape`),
         normalised to [0, 1]: what localization measures score (at_input, upsampled). A volume's
-        map goes onto its volume whole (`box` None, `image_shape` the volume's: maps.full_map)."""
+        map goes onto its volume whole (`box` None, `image_shape` the volume's: maps.full_map), a
+        backprop method's saliency likewise (maps.saliency_map)."""
         if self.input_gradients is None:
             return maps.full_map(self.small_maps[i], box, image_shape)[1]
         return maps.saliency_map(self.gradient_times_map(i), box, image_shape)[0]

@@ -63,6 +63,8 @@ MAX_SCORING_CHUNK = 256
 # activations (a pooling and a dense layer are far less; a few convolutions about that).
 UPPER_BYTES_FACTOR = 4
 INPUT_MODES = ("plain", "guided", "deconvnet")
+# The global poolings after which ablated rows may be built pooled (_channel_pooling): images' and volumes'.
+GLOBAL_POOLINGS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling3D")
 # What a Grad-CAM-like method needs of a batch (methods.NEEDS keys): Engine.run's default.
 GRADIENT_NEEDS = ("activations", "gradients")
 
@@ -303,16 +305,17 @@ class Engine:
     def _channel_pooling(self):
         """(layer, Cut at it) when the one layer right above the target is a global pooling (the
         GlobalAveragePooling2D + Dense heads of ResNet, MobileNet, DenseNet...), else None. Such a
-        pooling works channel by channel and maps 0 to 0, so setting a channel of its input to 0
-        is setting that channel of its output to 0: ablated rows can be built after it, (R, K)
-        instead of (R, h, w, K), and exactly the same scores come out."""
+        pooling (or a volume's GlobalAveragePooling3D...) works channel by channel and maps 0 to 0,
+        so setting a channel of its input to 0 is setting that channel of its output to 0: ablated
+        rows can be built after it, (R, K) instead of (R, h, w, K), and exactly the same scores come
+        out."""
         if self._pooling is None:
             self._pooling = False
             cut = self.upper_cut()
             infos = self.loaded.layers
             index = [info.path for info in infos].index(self.target_path)
             following = [info for info in infos[index + 1 :] if not graph.is_model(info.layer)][:1]
-            if following and type(following[0].layer).__name__ in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            if following and type(following[0].layer).__name__ in GLOBAL_POOLINGS:
                 pooling = following[0]
                 try:
                     above = graph.cut_above(self.loaded.model, pooling.path, self.loaded.output)
@@ -340,7 +343,8 @@ class Engine:
         """Class scores (before the softmax) of rows of target-layer activations with one channel
         set to 0: row r is activations[images[r]] with channel channels[r] zeroed (-1: none).
         The copies are made inside the compiled upper-graph step (no host copies), in chunks of
-        `upper_chunk` rows over groups of batch-size images. Returns (R, C) float32."""
+        `upper_chunk` rows over groups of batch-size images. activations (B, h, w, K), or a 3-D
+        layer's (B, d1, d2, d3, K) (a channel's whole grid zeroed). Returns (R, C) float32."""
         self.upper_cut()
         activations = np.asarray(activations, dtype=np.float32)
         images, channels = np.asarray(images, dtype=np.int64), np.asarray(channels, dtype=np.int64)

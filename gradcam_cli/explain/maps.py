@@ -103,13 +103,17 @@ def full_map(small_map, box, image_shape, relu_after_resize=False):
 
 def saliency(input_gradient):
     """An (H, W) map from an (H, W, C) gradient: the largest magnitude over the colour channels
-    (Simonyan et al. 2014, Sec. 3.1), for localization figures."""
+    (Simonyan et al. 2014, Sec. 3.1), for localization figures; a volume's (D1, D2, D3) from its
+    (D1, D2, D3, C) gradient, over its channels."""
     return np.abs(np.asarray(input_gradient, dtype=np.float32)).max(axis=-1)
 
 
 def saliency_map(gradient, box, image_shape):
     """An (H, W, C) gradient's saliency at the image's resolution, normalised to [0, 1]; and
-    whether it is zero everywhere."""
+    whether it is zero everywhere. A volume's (D1, D2, D3, C) gradient: its saliency resized
+    trilinearly onto the volume's `image_shape` (D1', D2', D3'[, C]) whole (`box` None), as its map."""
+    if np.ndim(gradient) == 4:
+        return normalise(resize_volume(saliency(gradient), tuple(image_shape)[:3]))
     return normalise(resize_into_box(saliency(gradient), box, image_shape))
 
 

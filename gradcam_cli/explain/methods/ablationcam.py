@@ -7,11 +7,15 @@ relative drop of the class score y_c (before the softmax) when it is set to 0,
 scored by the layers above the target alone (the engine builds the ablated rows inside its compiled
 step), or by the whole model where the graph cannot be cut there. Open choices (the denominator,
 max_masks, memory): docs/methods.md#ablation-cam.
+
+Volumes: a 3-D layer's activations (B, d1, d2, d3, K) are ablated the same way, a channel's whole
+(d1, d2, d3) grid set to 0, and scored by the layers above it (the engine's ablated rows are of any
+rank; after a GlobalAveragePooling3D they are built after the pooling, as after a 2-D one).
 """
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.method import Method, spatial_axes
 from gradcam_cli.explain.methods.options import MAX_MASKS, LibraryChoice, MethodOption
 
 # The most bytes of ablated activation copies built at once.
@@ -61,7 +65,7 @@ def whole_model_scores(engine, inputs):
                 channels = int(grid.shape[-1])
                 keep = 1.0 - ops.one_hot(codes - 1, channels, dtype=grid.dtype)  # code 0: one_hot(-1), all kept
                 tap(ops.zeros(()))  # the forward step returns its tap: nothing of size
-                grid = grid * ops.reshape(keep, (-1, 1, 1, channels))
+                grid = grid * ops.reshape(keep, (-1,) + (1,) * (len(grid.shape) - 2) + (channels,))
                 return grid if engine.grid is None else engine.grid.to_tokens(grid, out)
 
             return ablate
@@ -90,7 +94,7 @@ def ablated_channels(activations, max_masks=None):
     """(B, K) bool: the channels that are ablated and scored. An all-zero channel never is (its
     weight is 0); with `max_masks` N, only each image's N channels of largest L1 norm."""
     activations = np.asarray(activations, dtype=np.float32)
-    norms = np.abs(activations).astype(np.float64).sum(axis=(1, 2))
+    norms = np.abs(activations).astype(np.float64).sum(axis=spatial_axes(activations))
     nonzero = norms > 0
     if max_masks is None:
         return nonzero
@@ -185,7 +189,7 @@ def _ablated_copies(activations, jobs, buffer):
     for start, end in zip(starts, np.append(starts[1:], len(jobs))):
         copies[start:end] = activations[images[start]]  # broadcast: no temporary
     rows = np.flatnonzero(channels >= 0)
-    copies[rows, :, :, channels[rows]] = 0.0
+    copies[rows, ..., channels[rows]] = 0.0  # (R, h, w, K) or a volume's (R, d1, d2, d3, K)
     return copies
 
 
@@ -204,5 +208,5 @@ METHOD = Method(
                                                  "one). Its ablated value min(A) - 1e7 on a layer with negative "
                                                  "activations is not reproduced: the ablated value stays 0"),
                             "tf-keras-vis": (None, "not offered")}),),
-    volumes=False,
+    volumes=True,
 )

@@ -13,15 +13,15 @@ NETWORKS = ("exact", "no-pooling")
 def context_for(entry: Method, loaded, target_path, pool="mean", options=None) -> Context:
     """What the method of registry entry `entry` needs beyond the engine's results; ValueError
     when it does not apply (GradcamError for a method that does not take volumes, Method.volumes,
-    on a model of volumes: its input_size has three sides). options: the method's option values (Method.values; those not given
-    take their defaults)."""
+    on a model of volumes, its input_size three sides: the message says why, Method.no_volumes).
+    options: the method's option values (Method.values; those not given take their defaults)."""
     from gradcam_cli.models.backprop_relus import census
     from gradcam_cli.models.heads import cam_classifier
 
     values = entry.values(options)
     if len(loaded.input_size) == 3 and not entry.volumes:
-        raise GradcamError(f"{entry.name} does not take volumes yet (a model of (d1, d2, d3, channels) inputs); "
-                           "Grad-CAM's family, CAM, the Eigen methods and FEM do")
+        why = entry.no_volumes or "not yet"
+        raise GradcamError(f"{entry.name} does not take volumes (a model of (d1, d2, d3, channels) inputs): {why}")
     kernel = relus = None
     if entry.needs_classifier:
         kernel, _ = cam_classifier(loaded.layers, target_path)

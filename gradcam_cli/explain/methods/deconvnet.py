@@ -32,5 +32,5 @@ METHOD = Method(
     options=(SMOOTHGRAD, NOISE),
     record=record,
     suffix=suffix,
-    volumes=False,
+    volumes=True,
 )

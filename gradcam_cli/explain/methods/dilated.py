@@ -17,4 +17,5 @@ METHOD = Method(
     channel_weights=channel_weights,
     network="exact",
     volumes=False,
+    no_volumes=("it runs on a dilated copy of a 2-D network (its Conv2D and 2-D pooling layers rewritten)"),
 )

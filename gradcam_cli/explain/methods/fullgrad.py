@@ -6,6 +6,10 @@ summed at the input's resolution (Eq. 4),
 
 psi: |.|, min-max per image and channel, bilinear resize. Open choices (which layers, batch
 normalisation's effective bias, psi): docs/methods.md#fullgrad.
+
+Volumes: the input (D1, D2, D3, C) and every 3-D layer's bias-gradient (d1, d2, d3, K) are the
+terms ("spatial" there means volumetric); psi's min-max runs over the three axes, its resize is
+trilinear with half-pixel centres (maps.resize_volume), and the map is (D1, D2, D3).
 """
 
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.method import Method, spatial_axes
 from gradcam_cli.explain.methods.scorecam import bilinear
 
 NO_BIAS_WARNING = "no layer has a bias: FullGrad reduces to the input-gradient term"
@@ -24,7 +28,7 @@ ZERO_BIAS_WARNING = "every layer's bias is zero: FullGrad reduces to the input-g
 class BiasTerm:
     path: tuple
     bias: np.ndarray  # (K,) float32: the layer's bias, or batch normalisation's effective bias
-    spatial: bool  # an (h, w, K) output: its term goes on the map
+    spatial: bool  # an (h, w, K) output (a volume's model: (d1, d2, d3, K)): its term goes on the map
 
 
 def _effective_bias(layer):
@@ -45,9 +49,11 @@ def _effective_bias(layer):
 
 def bias_terms(loaded):
     """Every layer of `loaded` (models.loading.LoadedModel) with a bias, in call order, nested
-    models entered: [BiasTerm]. Batch normalisation counts when it normalises the last axis."""
+    models entered: [BiasTerm]. Batch normalisation counts when it normalises the last axis. A
+    model of volumes (its input_size three sides) puts its 3-D layers' terms on the map."""
     from gradcam_cli.models import graph
 
+    volumes = len(tuple(loaded.input_size)) == 3
     terms = []
     for info in loaded.layers:
         layer = info.layer
@@ -57,7 +63,7 @@ def bias_terms(loaded):
             continue  # channels first: its bias is not per channel of our (h, w, K) maps
         bias = _effective_bias(layer)
         if bias is not None:
-            terms.append(BiasTerm(info.path, bias, info.spatial))
+            terms.append(BiasTerm(info.path, bias, bool(info.volumetric) if volumes else info.spatial))
     return terms
 
 
@@ -73,10 +79,11 @@ def bias_warning(loaded):
 
 def normalised_sum(terms):
     """psi summed over channels: (B, h, w, K) non-negative -> (B, h, w) float32, each (image,
-    channel) min-max normalised, a constant one 0."""
+    channel) min-max normalised, a constant one 0; a volume's (B, d1, d2, d3, K) -> (B, d1, d2, d3)."""
     terms = np.asarray(terms, dtype=np.float64)
-    low = terms.min(axis=(1, 2), keepdims=True)
-    span = terms.max(axis=(1, 2), keepdims=True) - low
+    axes = spatial_axes(terms)
+    low = terms.min(axis=axes, keepdims=True)
+    span = terms.max(axis=axes, keepdims=True) - low
     normalised = np.where(span > 0, (terms - low) / np.where(span > 0, span, 1.0), 0.0)
     return normalised.sum(axis=-1).astype(np.float32)
 
@@ -86,13 +93,19 @@ def fullgrad_maps(inputs, input_gradients, layer_gradients, biases):
     linear, so each layer's channels are summed at its own resolution and the sum resized once.
 
     inputs, input_gradients (B, H, W, C) in the model's input space; layer_gradients
-    [(B, h, w, K) dS/dz] and biases [(K,)], one pair per spatial bias layer."""
+    [(B, h, w, K) dS/dz] and biases [(K,)], one pair per spatial bias layer. A volume's: inputs (B, D1, D2, D3, C),
+    layers' (B, d1, d2, d3, K), resized trilinearly (maps.resize_volume) to (B, D1, D2, D3)."""
     inputs = np.asarray(inputs, dtype=np.float32)
-    size = inputs.shape[1:3]
+    size = inputs.shape[1:-1]
     total = normalised_sum(np.abs(np.asarray(input_gradients, dtype=np.float32) * inputs))
     for gradients, bias in zip(layer_gradients, biases):
         layer = normalised_sum(np.abs(np.asarray(gradients, dtype=np.float32) * np.asarray(bias, np.float32)))
-        total += np.stack([bilinear(one[:, :, None], size)[:, :, 0] for one in layer])
+        if inputs.ndim == 5:
+            from gradcam_cli.explain.maps import resize_volume  # here: maps imports OpenCV (`gradcam --help`)
+
+            total += np.stack([resize_volume(one, size) for one in layer])
+        else:
+            total += np.stack([bilinear(one[:, :, None], size)[:, :, 0] for one in layer])
     return total
 
 
@@ -106,7 +119,7 @@ def spatial_map(result, context):
     bias = {term.path: term.bias for term in terms}
     maps = fullgrad_maps(result.inputs, computed.input_gradients, [g for _, g in computed.layers],
                          [bias[path] for path, _ in computed.layers])
-    return maps - maps.min(axis=(1, 2), keepdims=True)
+    return maps - maps.min(axis=tuple(range(1, maps.ndim)), keepdims=True)
 
 
 def warnings(loaded):
@@ -122,5 +135,5 @@ METHOD = Method(
     ("plain-input-gradients", "bias-gradients"),
     spatial_map=spatial_map,
     warnings=warnings,
-    volumes=False,
+    volumes=True,
 )

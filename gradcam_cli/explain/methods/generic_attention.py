@@ -44,4 +44,6 @@ METHOD = Method(
     ("attention", "attention-gradients"),
     spatial_map=spatial_map,
     volumes=False,
+    no_volumes=("it reads an image transformer's attention and its gradients over image patches, which a model of "
+               "volumes has none of"),
 )

@@ -2,7 +2,9 @@
 Gradient-based Localization", ICCV 2017, Sec. 3.1): guided backpropagation's input gradient
 (Springenberg et al. 2015) multiplied point-wise by the Grad-CAM map upsampled to the input's
 resolution, so the fine-grained gradient keeps only the region that speaks for the class. With
---smoothgrad N the gradient is SmoothGrad's mean over N noisy copies. Deconvnet (deconvnet.py)
+--smoothgrad N the gradient is SmoothGrad's mean over N noisy copies. On volumes the input
+gradient is (D1, D2, D3, C) and the map is upsampled trilinearly; its saliency is the largest
+|gradient| over the channels. Deconvnet (deconvnet.py)
 shares all of it but the ReLU rule. Open choices: docs/methods.md#guided-grad-cam."""
 
 import numpy as np
@@ -22,12 +24,17 @@ NEEDS = GRADIENT_NEEDS + ("input-gradients",)
 
 def guided_gradcam(input_gradient, small_map):
     """(H, W, C) input gradient x the (h, w) Grad-CAM map, bilinearly upsampled to (H, W) and
-    scaled to [0, 1] by its maximum. Zero wherever the map is zero; zero if the map is empty."""
+    scaled to [0, 1] by its maximum. Zero wherever the map is zero; zero if the map is empty.
+    A volume's (D1, D2, D3, C) input gradient x its (d1, d2, d3) map upsampled trilinearly to
+    (D1, D2, D3) (maps.resize_volume: half-pixel centres, as the volume's own map is resized)."""
     input_gradient = np.asarray(input_gradient, dtype=np.float32)
     height, width = input_gradient.shape[:2]
     from gradcam_cli.explain import maps  # here: the registry imports this module, and `--help` must not load OpenCV
 
-    upsampled = maps.upsample(np.asarray(small_map, dtype=np.float32), (0, 0, width, height), (height, width))
+    if input_gradient.ndim == 4:  # a volume
+        upsampled = maps.resize_volume(np.asarray(small_map, dtype=np.float32), input_gradient.shape[:3])
+    else:
+        upsampled = maps.upsample(np.asarray(small_map, dtype=np.float32), (0, 0, width, height), (height, width))
     normalised, _ = maps.normalise(np.maximum(upsampled, 0.0))
     return input_gradient * normalised[..., None]
 
@@ -73,5 +80,5 @@ METHOD = Method(
     options=(SMOOTHGRAD, NOISE),
     record=record,
     suffix=suffix,
-    volumes=False,
+    volumes=True,
 )

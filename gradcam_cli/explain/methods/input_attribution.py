@@ -8,6 +8,10 @@ Noise is drawn per image from numpy's default generator seeded by (seed, a diges
 bytes): an image gets the same noise in a batch or alone. Integrated Gradients sums the gradients
 by a Riemann rule (trapezoid by default, O(1/m^2)) from a zero input in the model's input space.
 Open choices: docs/methods.md#smoothgrad, docs/methods.md#integrated-gradients.
+
+Volumes: the inputs are (B, D1, D2, D3, C) and everything above runs on them as it is: the noise
+is drawn per voxel and channel, sigma from the volume's own range, and the completeness residual
+sums over every voxel and channel.
 """
 
 import hashlib
@@ -64,8 +68,9 @@ def _gradient_sums(engine, inputs, classes, rows, backprop="plain"):
 def _prepared(inputs, classes):
     inputs = np.asarray(inputs, dtype=np.float32)
     classes = np.asarray(classes, dtype=np.int64).reshape(-1)
-    if inputs.ndim != 4 or len(classes) != len(inputs):
-        raise ValueError(f"inputs (B, H, W, C) need one class each. Received: inputs {inputs.shape}, "
+    if inputs.ndim not in (4, 5) or len(classes) != len(inputs):
+        raise ValueError(f"inputs (B, H, W, C) or volumes (B, D1, D2, D3, C) need one class each. Received: inputs "
+                         f"{inputs.shape}, "
                          f"classes {classes.shape}")
     if (classes < 0).any():
         raise ValueError(f"classes must be class indices (the engine's result.classes). Received: {classes}")
@@ -133,5 +138,5 @@ def integrated_gradients(engine, inputs, classes, steps, baseline=None, rule="tr
     sums, values = _gradient_sums(engine, inputs, classes, rows())
     attributions = (inputs.astype(np.float64) - baselines) * sums
     gaps = np.array([values[(i, 1.0)] - values[(i, 0.0)] for i in range(len(inputs))])
-    residuals = attributions.sum(axis=(1, 2, 3)) - gaps
+    residuals = attributions.sum(axis=tuple(range(1, inputs.ndim))) - gaps
     return attributions.astype(np.float32), residuals

@@ -4,7 +4,8 @@ model's input space), times the difference,
 
     IG_i(x) = (x_i - x'_i) integral_0^1 dS_c(x' + a (x - x')) / dx_i da
 
-summed over the colours for the map; each image's record gets the completeness residual
+summed over the colours for the map (a volume's: over its channels, the map (B, D1, D2, D3));
+each image's record gets the completeness residual
 sum_i IG_i - (S_c(x) - S_c(x')). Open choices: docs/methods.md#integrated-gradients.
 """
 
@@ -34,5 +35,5 @@ METHOD = Method(
     ("plain-input-gradients",),
     spatial_map=spatial_map,
     options=(STEPS,),
-    volumes=False,
+    volumes=True,
 )

@@ -68,4 +68,6 @@ METHOD = Method(
     options=(BLOCKS,),
     applies=applies,
     volumes=False,
+    no_volumes=("it reads an image transformer's attention over image patches, block by block, which a model of "
+               "volumes has none of"),
 )

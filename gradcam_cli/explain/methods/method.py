@@ -99,6 +99,9 @@ class Method:
     # "over space" of its rule runs over all the spatial axes (`spatial_axes`). False: refused there in one
     # line (context_for), never computed with an axis silently flattened.
     volumes: bool = False
+    # Why it cannot take volumes (volumes False): the end of its one-line refusal, what its rule is made of
+    # that a volume's model has no counterpart for ("it reads an image transformer's attention").
+    no_volumes: str | None = None
 
     def check_applies(self, loaded: Loaded, target_path: str, values: Values | None = None) -> None:
         """ValueError when the layer or an option (`values`) would have no effect at `target_path` (`applies`)."""

@@ -98,4 +98,6 @@ METHOD = Method(
     options=(BASE_METHOD,),
     suffix=suffix,
     volumes=False,
+    no_volumes=("it multiplies its base method's maps of several layers, one per 2-D resolution (height, width), and "
+               "a volume's maps are of one layer"),
 )

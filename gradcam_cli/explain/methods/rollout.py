@@ -76,4 +76,5 @@ METHOD = Method(
     spatial_map=spatial_map,
     options=(FUSION, DISCARD),
     volumes=False,
+    no_volumes=("it reads an image transformer's attention over image patches, which a model of volumes has none of"),
 )

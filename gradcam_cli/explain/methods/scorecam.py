@@ -6,11 +6,19 @@ Neural Networks"): gradient-free, each channel weighted by the class score of th
 (Eq. 4-5; Up bilinear to the input size, s min-max). The masked inputs are scored in groups of at
 most MASK_BUDGET_BYTES, never all at once. Open choices (score, baseline, upsampling, max_masks):
 docs/methods.md#score-cam.
+
+Volumes (a 3-D layer's channels (d1, d2, d3), the input (D1, D2, D3, C)): Up is trilinear to the
+volume's shape, with half-pixel centres (maps.resize_volume, torch's align_corners=False), or with
+--scorecam-upsample corners the corners aligned (`trilinear_corners`, torch's align_corners=True);
+s min-max over all three axes. Memory: a group holds N = max(1, MASK_BUDGET_BYTES // (4 D1 D2 D3 C))
+masked inputs (rounded down to a multiple of the engine's batch size when N >= it): 2,730 of a
+32 x 32 x 24 one-channel volume, 32 of a 128^3 one. Each channel is upsampled alone into its row of
+the group (its float64 temporaries are a few times D1 D2 D3 x 8 bytes), never all channels at once.
 """
 
 import numpy as np
 
-from gradcam_cli.explain.methods.method import Method
+from gradcam_cli.explain.methods.method import Method, spatial_axes
 from gradcam_cli.explain.methods.options import MAX_MASKS, LibraryChoice, MethodOption
 
 # What a masked input's probability is compared with: nothing (the default), or the zero input's.
@@ -27,7 +35,8 @@ SCORE = MethodOption("scorecam_score", str, "probability", "probability: a maske
 UPSAMPLE = MethodOption("scorecam_upsample", str, "half-pixel", "half-pixel: the channels are upsampled to masks "
                         "bilinearly with half-pixel centres (cv2; the authors' align_corners=False); corners: "
                         "bilinearly with the corners aligned (pytorch-grad-cam's UpsamplingBilinear2d, "
-                        "tf-keras-vis's scipy zoom of order 1)", choices=("half-pixel", "corners"))
+                        "tf-keras-vis's scipy zoom of order 1); a volume's, trilinearly the same two ways",
+                        choices=("half-pixel", "corners"))
 # The most bytes of masked inputs built at once.
 MASK_BUDGET_BYTES = 256 * 2**20
 # cv2.resize takes at most 128 channels at a time (OpenCV 5; 512 before).
@@ -41,12 +50,16 @@ def channel_weights(result, context):
     engine = result.engine
     options = context.options
     softmax = options["scorecam_score"] == "softmax-logits"
+    aligned = options["scorecam_upsample"] == "corners"
+    if np.ndim(result.activations) == 5:  # a volume's channels: trilinear
+        upsample = trilinear_corners if aligned else trilinear
+    else:
+        upsample = corners if aligned else bilinear
     return scorecam_weights(result.activations, result.inputs, result.classes,
                             engine.scores if softmax else engine.probabilities,
                             max_masks=options["max_masks"], budget_bytes=MASK_BUDGET_BYTES,
                             multiple=engine.batch_size, baseline=options["scorecam_baseline"],
-                            upsample=corners if options["scorecam_upsample"] == "corners" else bilinear,
-                            softmax=softmax)
+                            upsample=upsample, softmax=softmax)
 
 
 def bilinear(channels, size):
@@ -76,6 +89,25 @@ def corners(channels, size):
     return np.ascontiguousarray(np.einsum("Xx,Yxn->YXn", columns, tall), dtype=np.float32)
 
 
+def trilinear(channels, size):
+    """(d1, d2, d3, n) -> (D1, D2, D3, n) float32 for `size` (D1, D2, D3): trilinear with half-pixel
+    centres (maps.resize_volume: torch's interpolate(mode="trilinear", align_corners=False))."""
+    from gradcam_cli.explain.maps import resize_volume  # here: maps imports OpenCV (`gradcam --help`)
+
+    return resize_volume(channels, size)
+
+
+def trilinear_corners(channels, size):
+    """(d1, d2, d3, n) -> (D1, D2, D3, n) float32 for `size` (D1, D2, D3): trilinear with the
+    corners aligned, output index i along each axis read at i (d - 1) / (D - 1) (torch's
+    interpolate(mode="trilinear", align_corners=True)); linear along each axis in turn, in float64."""
+    array = np.asarray(channels, dtype=np.float64)
+    for axis, large in enumerate(size):
+        matrix = _corner_matrix(array.shape[axis], int(large)).astype(np.float64)
+        array = np.moveaxis(np.tensordot(matrix, array, axes=([1], [axis])), 0, axis)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def _corner_matrix(small, large):
     """(large, small) float32: row i interpolates linearly at i (small - 1) / (large - 1)."""
     source = np.arange(large) * ((small - 1) / (large - 1) if large > 1 else 0.0)
@@ -93,14 +125,15 @@ def kept_channels(activations, max_masks=None, constant=False):
     zero, its weight 0) unless `constant` (pytorch-grad-cam scores its zero mask too); with
     `max_masks` N, only each image's N channels of highest spatial variance."""
     activations = np.asarray(activations, dtype=np.float32)
-    spread = activations.max(axis=(1, 2)) > activations.min(axis=(1, 2))
+    axes = spatial_axes(activations)  # (1, 2); a volume's (1, 2, 3)
+    spread = activations.max(axis=axes) > activations.min(axis=axes)
     if constant:
         spread = np.ones_like(spread)
     if max_masks is None:
         return spread
     if isinstance(max_masks, bool) or not isinstance(max_masks, (int, np.integer)) or max_masks < 1:
         raise ValueError(f"max_masks must be a whole number of channels, 1 or more. Received: max_masks={max_masks!r}")
-    variance = activations.astype(np.float64).var(axis=(1, 2))
+    variance = activations.astype(np.float64).var(axis=axes)
     order = np.argsort(-variance, axis=1, kind="stable")[:, :max_masks]
     top = np.zeros_like(spread)
     np.put_along_axis(top, order, True, axis=1)
@@ -109,12 +142,14 @@ def kept_channels(activations, max_masks=None, constant=False):
 
 def masks(channels, size, upsample=bilinear):
     """H_k = s(Up(A_k)) (Eq. 5) of one image's channels (h, w, n): (n, H, W, 1) in [0, 1], upsampled
-    by `upsample(channels, size)` and min-max normalised per channel; a constant one is zero."""
+    by `upsample(channels, size)` and min-max normalised per channel; a constant one is zero. A
+    volume's channels (d1, d2, d3, n) give (n, D1, D2, D3, 1), normalised over all three axes."""
     upsampled = np.asarray(upsample(np.asarray(channels, dtype=np.float32), tuple(size)), dtype=np.float32)
-    low = upsampled.min(axis=(0, 1), keepdims=True)
-    span = upsampled.max(axis=(0, 1), keepdims=True) - low
+    axes = tuple(range(upsampled.ndim - 1))
+    low = upsampled.min(axis=axes, keepdims=True)
+    span = upsampled.max(axis=axes, keepdims=True) - low
     normalised = np.where(span > 0, (upsampled - low) / np.where(span > 0, span, 1.0), 0.0)
-    return np.moveaxis(normalised.astype(np.float32), 2, 0)[..., None]
+    return np.moveaxis(normalised.astype(np.float32), -1, 0)[..., None]
 
 
 def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None, upsample=bilinear,
@@ -122,7 +157,8 @@ def scorecam_weights(activations, inputs, classes, probabilities, max_masks=None
     """Score-CAM channel weights w_k = f_c(X o H_k) - f_c(0) (Eq. 4; `baseline` 'none': f_c(X o H_k)
     alone), (B, K) float32; 0 for the channels not kept (kept_channels).
 
-    activations (B, h, w, K); inputs (B, H, W, C) preprocessed; classes (B,); probabilities: a
+    activations (B, h, w, K) (a volume's (B, d1, d2, d3, K)); inputs (B, H, W, C) preprocessed (a
+    volume's (B, D1, D2, D3, C)); classes (B,); probabilities: a
     callable scoring (N, H, W, C) inputs -> (N, classes) (engine.probabilities; engine.scores for
     pytorch-grad-cam's logits). The masked inputs and the zero input go to it in groups of at most
     `budget_bytes`, a multiple of `multiple` inputs (the engine's batch size: no padded chunk but
@@ -183,8 +219,10 @@ def _group_size(input_bytes, budget_bytes, multiple):
 
 def _masked_inputs(activations, inputs, jobs, upsample):
     """The inputs X o H_k of `jobs` [(image, channel)], in order, in one array (no copies of the
-    group); image -1 is the baseline 0."""
-    size = inputs.shape[1:3]
+    group); image -1 is the baseline 0. A volume's channels are upsampled one at a time, each into
+    its own row (the module's memory bound)."""
+    size = inputs.shape[1:-1]
+    volume = inputs.ndim == 5
     masked = np.zeros((len(jobs),) + inputs.shape[1:], dtype=np.float32)
     start = 0
     while start < len(jobs):
@@ -192,7 +230,11 @@ def _masked_inputs(activations, inputs, jobs, upsample):
         end = start
         while end < len(jobs) and jobs[end][0] == image:
             end += 1
-        if image >= 0:  # the baseline rows stay 0
+        if image >= 0 and volume:  # the baseline rows stay 0
+            for row in range(start, end):
+                channel = activations[image][..., jobs[row][1] : jobs[row][1] + 1]
+                np.multiply(masks(channel, size, upsample)[0], inputs[image], out=masked[row])
+        elif image >= 0:
             channels = [k for _, k in jobs[start:end]]
             np.multiply(masks(activations[image][:, :, channels], size, upsample), inputs[image], out=masked[start:end])
         start = end
@@ -222,5 +264,5 @@ METHOD = Method(
                            {"pytorch-grad-cam": ("corners", "bilinear, corners aligned (UpsamplingBilinear2d)"),
                             "tf-keras-vis": ("corners", "bilinear, corners aligned (scipy.ndimage.zoom, "
                                              "order 1)")})),
-    volumes=False,
+    volumes=True,
 )

@@ -186,4 +186,6 @@ METHOD = Method(
     suffix=suffix,
     options=(BASE_METHOD, SCALES, SCALE_STEP, STRIDE, PRE_FILTER, THETA, POOL, BLUR),
     volumes=False,
+    no_volumes=("it slides windows of the model's input size over an image scaled up several times and pastes their "
+               "2-D maps back (bilinear resizing, an 11 x 11 Gaussian blur)"),
 )

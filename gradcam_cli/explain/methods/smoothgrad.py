@@ -3,7 +3,8 @@ adding noise", Eq. 3): the input gradient of the class score averaged over noisy
 
     M(x) = 1/n sum_i grad_x S_c(x + e_i),   e_i ~ N(0, sigma^2),   sigma = noise (max x - min x)
 
-shown as its largest magnitude over the colours. Open choices: docs/methods.md#smoothgrad.
+shown as its largest magnitude over the colours (a volume's: over its channels, noise drawn per
+voxel). Open choices: docs/methods.md#smoothgrad.
 """
 
 import numpy as np
@@ -18,7 +19,8 @@ SAMPLES = MethodOption("samples", int, 50, "noisy copies per image", minimum=1, 
 
 def spatial_map(result, context):
     """(B, H, W): the largest magnitude over colours of the SmoothGrad of an batch.BatchResult's
-    inputs and classes, at the input's resolution, with the context's samples and noise."""
+    inputs and classes, at the input's resolution, with the context's samples and noise; a
+    volume's (B, D1, D2, D3), over its channels."""
     gradients = smoothgrad(result.engine, result.inputs, result.classes, context.options["samples"],
                            context.options["noise"])
     return np.abs(gradients).max(axis=-1)
@@ -31,5 +33,5 @@ METHOD = Method(
     ("plain-input-gradients",),
     spatial_map=spatial_map,
     options=(SAMPLES, NOISE),
-    volumes=False,
+    volumes=True,
 )
