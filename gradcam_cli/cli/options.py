@@ -139,7 +139,10 @@ def _save_parser(kinds):
             return None  # the command's default (METHODS[...].default_save)
         chosen = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
         if not chosen or any(k not in kinds for k in chosen):
-            raise UsageProblem(f"--save {value}: choose from {', '.join(kinds)}, comma-separated")
+            listed = [kind for kind in kinds if kind not in VOLUME_KINDS]
+            volume = [kind for kind in kinds if kind in VOLUME_KINDS]
+            also = f"; for a volume also {', '.join(volume)}" if volume else ""
+            raise UsageProblem(f"--save {value}: choose from {', '.join(listed)}, comma-separated{also}")
         return chosen
 
     return parse

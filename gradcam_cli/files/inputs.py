@@ -101,6 +101,14 @@ def _read_stdin_arguments(stdin):
     return [line.strip() for line in stdin.read().splitlines() if line.strip()]
 
 
+def _known_suffix(name):
+    """Whether a file name ends as an image's or a volume file's (not a DICOM slice: those folders
+    are not read for the DICM mark)."""
+    from gradcam_cli.files.volumes import VOLUME_SUFFIXES
+
+    return name.lower().endswith(IMAGE_SUFFIXES + VOLUME_SUFFIXES)
+
+
 def _series(folder):
     """Whether `folder` is a DICOM series (files.volumes.is_volume: a DICOM file directly in it)."""
     from gradcam_cli.files.dicom import holds_dicom
@@ -118,7 +126,7 @@ def _walk(folder, visited, volumes=False):
     visited.add(real)
     found = []
     for here, folders, files in os.walk(folder, followlinks=True):
-        if volumes and _series(here):
+        if volumes and any(not _known_suffix(name) for name in files) and _series(here):
             found.append(Path(here))
             files = []
         kept = []
