@@ -433,12 +433,13 @@ class Explainer:
         return [decode_input(item, i, names) for i, item in enumerate(input_list(images))]
 
     def file_options(self, output_dir: str | os.PathLike[str], classes: Classes = (), top_k: int = 1,
-                     save: Sequence[str] | None = None, colormap: str = "jet", alpha: float = 0.4) -> FileOptions:
+                     save: Sequence[str] | None = None, colormap: str = "jet", alpha: float = 0.4,
+                     window: tuple[float, float] | None = None, max_voxels: int | None = None) -> FileOptions:
         """What `write` writes, as files.writing.FileOptions: files named as the command names them
-        (files.writer.plan_outputs)."""
+        (files.writer.plan_outputs; window, max_voxels: a model of volumes' intensity window and voxel limit)."""
         from gradcam_cli.files.writer import plan_outputs
 
-        return plan_outputs(self, output_dir, classes, top_k, save, colormap, alpha)
+        return plan_outputs(self, output_dir, classes, top_k, save, colormap, alpha, window, max_voxels)
 
     def details(self) -> dict[str, Any]:
         """What a record says of how its maps were made, beyond method and layer: the network,

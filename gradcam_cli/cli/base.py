@@ -230,16 +230,17 @@ class Console:
             self.bar.close()
 
 
-def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=None):
+def collect(images, quiet, as_json=False, shard=None, exclude=None, output_dir=None, volumes=False):
     """IMAGE arguments expanded (inputs.collect: the files of `output_dir`, masks and those
     `exclude(path)` names left out, then shard K/N), reported: missing arguments, broken
     links and link loops are errors (a line on stderr, a record under --json; `failures` counts them),
     skipped files are counted on stderr. Exits 1 when nothing is left and something was
-    missing, 0 for an empty shard; UsageProblem otherwise."""
+    missing, 0 for an empty shard; UsageProblem otherwise. `volumes`: volume files and DICOM
+    series folders are collected too (inputs.collect)."""
     from gradcam_cli.files.inputs import collect as collect_inputs
 
     collected = collect_inputs(images, stdin=click.get_text_stream("stdin"), output_dir=output_dir, exclude=exclude,
-                               shard=shard)
+                               shard=shard, volumes=volumes)
     console = Console(0, quiet=True, as_json=as_json)
     for argument in collected.missing:
         console.failure(argument, "no such file or folder")

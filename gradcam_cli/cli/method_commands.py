@@ -16,13 +16,14 @@ from gradcam_cli.explain.methods import METHODS
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
                compare=False, network=None, compat=None, ray_address=None, workers=None, report_dir=None, target=None,
-               **arguments):
+               window=None, max_voxels=None, **arguments):
     """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
     with `ray_address`), report, exit status. arguments: the methods' own options (method_parameters:
-    None when not given) and those of `model_options`, for base.load."""
+    None when not given) and those of `model_options`, for base.load. Volumes are collected with
+    images; once the model is loaded, what it does not take is set aside (`_for_model`)."""
     given, model_options = split_method_options(arguments)
     setup_logging(model_options["verbose"], quiet)
-    collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir)
+    collected = collect(images, quiet, as_json, shard=shard, output_dir=output_dir, volumes=True)
     if classes and top_k != 1:
         raise UsageProblem("give --class or --top-k, not both")
     if classes and target is not None:
@@ -43,6 +44,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     if report_dir is not None:
         writable(report_dir)
     loaded = load(precision=precision, quiet=quiet, **model_options)
+    _for_model(collected, loaded, images, quiet, ray_address=ray_address, compare=compare)
     batch_size = min(batch_size, len(collected.sources))
     from gradcam_cli.api import Explainer
     from gradcam_cli.files.outputs import json_line, write_line
@@ -80,7 +82,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         log.info("model %s, layer %s, input %sx%s, preprocess %s", loaded.name, built.layer, *loaded.input_size,
                  loaded.preprocess)
         file_options = explainer.file_options(output_dir, classes=class_indices, top_k=top_k, save=save,
-                                         colormap=colormap, alpha=alpha)
+                                              colormap=colormap, alpha=alpha, window=window, max_voxels=max_voxels)
         sources, resumed = collected.sources, {}
         if skip_existing and ray_address is not None:  # the cluster gets what is left; the rest is re-emitted here
             from gradcam_cli.files.writer import resumable
@@ -160,6 +162,27 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     sys.exit(1 if failed else 0)
 
 
+def _for_model(collected, loaded, images, quiet, ray_address=None, compare=False):
+    """The inputs `loaded` takes (inputs.Collected.for_model): for a model of images, the volumes
+    found in folders are skipped (said on stderr); UsageProblem when nothing is left, or for what
+    a model of volumes does not run with (--ray, --compare)."""
+    from gradcam_cli.explain.prepared import takes_volumes
+
+    volumes = takes_volumes(loaded)
+    if volumes and ray_address is not None:
+        raise UsageProblem(f"{loaded.name} takes volumes, which run on this machine: drop --ray")
+    if volumes and compare:
+        raise UsageProblem(f"{loaded.name} takes volumes: --compare (a dilated copy) does not apply to volumes yet")
+    dropped = collected.for_model(volumes)
+    if dropped and not quiet:
+        click.echo(f"skipped {len(dropped)} volume(s) (NIfTI, NumPy, DICOM) found in folders: {loaded.name} takes "
+                   "images", err=True)
+    if not collected.sources:
+        if collected.failures:  # as base.collect: the missing arguments were said
+            sys.exit(1)
+        raise UsageProblem("no images found in " + ", ".join(images))
+
+
 def _write_report(records, report_dir, quiet):
     """The run's HTML report (gradcam_cli.report), its path on stderr; False (said in one line)
     when it cannot be written."""
@@ -218,6 +241,10 @@ def gradcam_command(method, **kwargs):
 
     IMAGE may be files, folders (searched recursively), globs, or - to read paths from stdin.
     Exit status: 0 all images done, 1 some failed (each reported on stderr), 2 usage error.
+
+    Volumes (.nii, .nii.gz, .npy, .npz, DICOM series folders; a Conv3D model): the array goes in as stored,
+    in its own axis order, never reoriented or resampled to its voxel sizes (only resized to the model's input);
+    maps come back at the volume's shape, and --save nifti carries the input's affine to NAME.METHOD.nii.gz.
     """
     run_method(method, **kwargs)
 

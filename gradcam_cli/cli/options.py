@@ -7,7 +7,7 @@ from gradcam_cli.cli.base import UsageProblem
 from gradcam_cli.cli.numbers import BadValue, StrictFloatRange, StrictIntRange, strict_type
 from gradcam_cli.explain.methods import POOLING
 from gradcam_cli.explain.target_spec import spelled
-from gradcam_cli.files.outputs import KINDS, MAP_KINDS
+from gradcam_cli.files.outputs import KINDS, MAP_KINDS, VOLUME_KINDS
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 from gradcam_cli.numbers import grid as grid_of_text
 from gradcam_cli.numbers import wholes
@@ -63,6 +63,36 @@ max_pixels_option = click.option(
          "images go on. Pillow's decompression-bomb limit by default.")
 
 
+def _parse_window(ctx, param, value):
+    """--window LOW,HIGH: two finite numbers in ASCII (gradcam_cli.numbers.finite, the strict rule of
+    every number the command reads), LOW below HIGH; refused in one line otherwise."""
+    if value is None:
+        return None
+    from gradcam_cli.numbers import finite
+
+    parts = value.split(",")
+    try:
+        low, high = (finite(part) for part in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        low = high = None
+    if low is None:
+        raise BadValue(f"expected LOW,HIGH, two finite numbers such as -1000,400. Received: {value!r}")
+    if not low < high:
+        raise BadValue(f"LOW must be below HIGH. Received: {value!r}")
+    return (low, high)
+
+
+window_option = click.option(
+    "--window", callback=_parse_window, metavar="LOW,HIGH",
+    help="For a model of volumes: clip each volume's values to [LOW, HIGH] and scale them to [0, 1] (a CT "
+         "window such as -1000,400 in Hounsfield units). Default: the values as stored.")
+
+max_voxels_option = click.option(
+    "--max-voxels", type=StrictIntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True, metavar="N",
+    help="Refuse any volume (NIfTI, NumPy, DICOM series) whose header gives more than N voxels (every axis "
+         "multiplied), in one line, before its data is read; the others go on.")
+
+
 def check_target(ctx, param, value):
     """--target: its spelling checked at once, before the model loads (explain.target_spec.parse,
     without Keras); the text itself is what the command receives."""
@@ -109,14 +139,19 @@ def _save_parser(kinds):
             return None  # the command's default (METHODS[...].default_save)
         chosen = tuple(dict.fromkeys(k.strip().lower() for k in value.split(",") if k.strip()))
         if not chosen or any(k not in kinds for k in chosen):
-            raise UsageProblem(f"--save {value}: choose from {', '.join(kinds)}, comma-separated")
+            listed = [kind for kind in kinds if kind not in VOLUME_KINDS]
+            volume = [kind for kind in kinds if kind in VOLUME_KINDS]
+            also = f"; for a volume also {', '.join(volume)}" if volume else ""
+            raise UsageProblem(f"--save {value}: choose from {', '.join(listed)}, comma-separated{also}")
         return chosen
 
     return parse
 
 
 _MAP_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the float map before "
-                  "normalisation, as .npy (height, width) at the image's resolution). Default: heatmap,overlay.")
+                  "normalisation, as .npy (height, width) at the image's resolution), nifti (a volume's map as "
+                  "NAME.METHOD.nii.gz with the input's affine; NIfTI and DICOM inputs). Default: heatmap,overlay "
+                  "(for a volume: PNG montages of slices; raw is (D1, D2, D3) in the volume's axis order).")
 _GUIDED_SAVE_HELP = ("What to write, comma-separated: heatmap, overlay, raw (the Grad-CAM map, as for "
                      "`gradcam gradcam`), gradient and gradcam (the input gradient and Guided Grad-CAM "
                      "images) and their -gray versions; raw also saves both as .npy (height, width, "
@@ -217,7 +252,7 @@ precision_option = click.option(
 
 def method_options(guided=False):
     """Options every method command shares (`guided`: the --save kinds of guided backpropagation)."""
-    return lambda function: _method_options(function, KINDS if guided else MAP_KINDS,
+    return lambda function: _method_options(function, KINDS if guided else MAP_KINDS + VOLUME_KINDS,
                                             _GUIDED_SAVE_HELP if guided else _MAP_SAVE_HELP)
 
 
@@ -289,6 +324,8 @@ def _method_options(function, save_kinds, save_help):
                                                  "a slower first batch)."),
         precision_option,
         max_pixels_option,
+        window_option,
+        max_voxels_option,
     ]
     for option in reversed(options):
         function = option(function)

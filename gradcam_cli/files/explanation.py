@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Explanation:
-    """One map: an image explained for one class."""
+    """One map: an image explained for one class. A volume's (a model of volumes): `image` is the
+    volume as the model took it, (D1, D2, D3, C) float32, `small_map` (d1, d2, d3), `map` at the
+    volume's shape; heatmap and overlay are montages of slices (files.montage), and save writes
+    the volume's kinds (files.volume_outputs)."""
 
-    image: npt.NDArray[np.uint8]  # (H, W, 3) RGB, as decoded
+    image: npt.NDArray[np.uint8]  # (H, W, 3) RGB, as decoded; a volume's (D1, D2, D3, C) float32
     small_map: npt.NDArray[np.float32]  # (h, w) at the target layer's resolution, after the ReLU
     class_index: int
     label: str
@@ -50,22 +53,42 @@ class Explanation:
         """Whether the map is zero everywhere."""
         return not float(self.small_map.max(initial=0.0)) > 0.0
 
-    def heatmap(self, colormap: str = "jet") -> npt.NDArray[np.uint8]:
-        """The map in `colormap` as an (H, W, 3) uint8 RGB array."""
+    @property
+    def is_volume(self) -> bool:
+        """Whether this is a volume's map (its small map has three axes)."""
+        return np.ndim(self.small_map) == 3
+
+    def heatmap(self, colormap: str = "jet", volume: Any = None) -> npt.NDArray[np.uint8]:
+        """The map in `colormap` as an (H, W, 3) uint8 RGB array; a volume's: a montage of its slices
+        (`volume`: the files.volumes.Volume it is of, for its voxel sizes and affine; None: 1 mm voxels)."""
         from gradcam_cli.files import render
 
+        if self.is_volume:
+            return self._montage(colormap, 0.4, False, volume)
         return render.outside_box(render.colorize(self.map, colormap), self.image, self.box)
 
-    def overlay(self, colormap: str = "jet", alpha: float = 0.4) -> npt.NDArray[np.uint8]:
-        """The coloured map blended onto the image: an (H, W, 3) uint8 RGB array."""
+    def overlay(self, colormap: str = "jet", alpha: float = 0.4, volume: Any = None) -> npt.NDArray[np.uint8]:
+        """The coloured map blended onto the image: an (H, W, 3) uint8 RGB array; a volume's: a
+        montage of its slices with the map blended on (`volume`: as heatmap's)."""
         from gradcam_cli.files import render
 
+        if self.is_volume:
+            return self._montage(colormap, alpha, True, volume)
         return render.map_overlay(self.image, render.colorize(self.map, colormap), self.box, alpha)
 
+    def _montage(self, colormap, alpha, overlay, volume):
+        from gradcam_cli.files.volume_outputs import montage_picture
+
+        spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
+        return montage_picture(self.image, self.map, spacing, None if volume is None else volume.affine,
+                               colormap.lower(), alpha, overlay)
+
     def save(self, output_dir: str | os.PathLike[str], save: Sequence[str] | None = None, colormap: str = "jet",
-             alpha: float = 0.4) -> dict[str, str]:
+             alpha: float = 0.4, volume: Any = None) -> dict[str, str]:
         """Write this map's files as the command does (OUTDIR/NAME.METHOD[.TAG].KIND.png):
-        `save` kinds (default: the method's, as the command's --save). Returns {kind: path}."""
+        `save` kinds (default: the method's, as the command's --save). Returns {kind: path}.
+        A volume's map: heatmap, overlay (montages), raw and, given the files.volumes.Volume it is
+        of as `volume` (its affine), nifti; GradcamError in one line for other kinds."""
         from gradcam_cli.explain.methods import METHODS, output_name
         from gradcam_cli.files import writing
         from gradcam_cli.files.inputs import Source
@@ -74,7 +97,10 @@ class Explanation:
         options = writing.FileOptions(output_dir=Path(output_dir), method=self.method,
                                   save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
                                   name=self.file_name or output_name(self.method, self.network),
-                                  gradients=method.backprop is not None)
+                                  gradients=method.backprop is not None and not self.is_volume,
+                                  volumes=self.is_volume)
+        if self.is_volume:
+            return self._save_volume(options, volume)
         paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
                                      writing.PlannedMap(0, self.tag))
         entry = writing.render_map(self.label, self.image, self.box, self.small_map, self.class_index,
@@ -86,6 +112,23 @@ class Explanation:
                                      guided_gradcam(self.input_gradient, self.small_map), paths, entry["outputs"])
         return entry["outputs"]
 
+    def _save_volume(self, options, volume):
+        from gradcam_cli.errors import GradcamError
+        from gradcam_cli.files import writing
+        from gradcam_cli.files.inputs import Source
+        from gradcam_cli.files.volume_outputs import VOLUME_SAVE, render_volume_map
+
+        other = [kind for kind in options.save if kind not in VOLUME_SAVE]
+        if other:
+            raise GradcamError(f"a volume's map is saved as {', '.join(VOLUME_SAVE)}; not as {', '.join(other)}")
+        if "nifti" in options.save and volume is None:
+            raise GradcamError("a NIfTI map carries its input's affine: give the volume it is of "
+                               "(volume=files.volumes.read_volume(path))")
+        paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
+                                     writing.PlannedMap(0, self.tag))
+        entry = render_volume_map(self.label, self.image, self.small_map, self.class_index, self.score,
+                                  self.probability, paths, options, volume)
+        return entry["outputs"]
 
 
 @dataclass

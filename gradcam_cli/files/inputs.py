@@ -11,6 +11,15 @@ so a linked folder is read once, a link back up the tree (`ln -s . self`) adds n
 walk loops. A glob's `**` matches folders by the same walk (Python's glob.glob follows such links
 for ever). A link whose target does not exist is "broken"; a link that resolves to itself through
 other links (a -> b, b -> a) is a "loop": both are failed inputs.
+
+With `volumes` (a method command, before it knows whether its model takes images or volumes),
+folders and globs also give volume files (.nii, .nii.gz, .npy, .npz: files.volumes.VOLUME_SUFFIXES)
+and DICOM series folders (a folder with a DICOM file directly in it: one input, its files not
+walked, its subfolders walked), listed in `Collected.volumes` too; `Collected.for_model` then keeps
+what the model takes. A file or folder named directly is always an input, and the run says in one
+line when it is not what the model takes. The tool's outputs (NAME.METHOD.raw.npy...) are never
+inputs: in the output folder they are left out by the rule above, and a .npy named as an output
+is never taken from a folder.
 """
 
 import errno
@@ -46,6 +55,21 @@ class Collected:
     loops: list = field(default_factory=list)  # those of `broken` that are symbolic link loops
     masks: list = field(default_factory=list)  # NAME.mask.png files in folders (not inputs)
     excluded: list = field(default_factory=list)  # files in the output folder (earlier outputs)
+    volumes: list = field(default_factory=list)  # with `volumes`: the sources found in folders and globs that are
+    # volumes (volume files, DICOM series folders); those named directly are not listed
+
+    def for_model(self, takes_volumes):
+        """What a model takes, of what was found: for a model of images, the volumes found in folders
+        and globs move to `skipped` (returned, the others kept); a model of volumes keeps everything
+        (an image among them is refused in one line when read). Returns the sources moved."""
+        if takes_volumes or not self.volumes:
+            return []
+        moved = {id(source) for source in self.volumes}
+        dropped = [source for source in self.sources if id(source) in moved]
+        self.sources = [source for source in self.sources if id(source) not in moved]
+        self.skipped += [source.path for source in dropped]
+        self.volumes = []
+        return dropped
 
     @property
     def failures(self):
@@ -77,15 +101,34 @@ def _read_stdin_arguments(stdin):
     return [line.strip() for line in stdin.read().splitlines() if line.strip()]
 
 
-def _walk(folder, visited):
+def _known_suffix(name):
+    """Whether a file name ends as an image's or a volume file's (not a DICOM slice: those folders
+    are not read for the DICM mark)."""
+    from gradcam_cli.files.volumes import VOLUME_SUFFIXES
+
+    return name.lower().endswith(IMAGE_SUFFIXES + VOLUME_SUFFIXES)
+
+
+def _series(folder):
+    """Whether `folder` is a DICOM series (files.volumes.is_volume: a DICOM file directly in it)."""
+    from gradcam_cli.files.dicom import holds_dicom
+
+    return holds_dicom(folder)
+
+
+def _walk(folder, visited, volumes=False):
     """Every file and link to a non-folder under `folder`, following links to folders but
-    entering each real folder once (`visited`: the real paths entered, updated)."""
+    entering each real folder once (`visited`: the real paths entered, updated). With `volumes`,
+    a DICOM series folder is listed itself, in place of its files."""
     real = os.path.realpath(folder)
     if real in visited:
         return []
     visited.add(real)
     found = []
     for here, folders, files in os.walk(folder, followlinks=True):
+        if volumes and any(not _known_suffix(name) for name in files) and _series(here):
+            found.append(Path(here))
+            files = []
         kept = []
         for name in sorted(folders):  # sorted: which link names a folder does not depend on listing order
             real = os.path.realpath(os.path.join(here, name))
@@ -145,18 +188,21 @@ def _glob(pattern):
     return [m or "." for m in matched]
 
 
-def _expand(argument):
-    """An argument as (root, [paths]); root is the folder names are taken relative to."""
+def _expand(argument, volumes=False):
+    """An argument as (root, [paths]); root is the folder names are taken relative to. With
+    `volumes`, a DICOM series folder named directly is itself the one path."""
     path = Path(argument)
     if path.is_dir():
-        return path, sorted(_walk(path, set()))
+        if volumes and _series(path):
+            return path.parent, [path]
+        return path, sorted(_walk(path, set(), volumes))
     if path.exists():
         return path.parent, [path]
     if glob.has_magic(argument):
         visited = set()
         files = []
         for m in sorted(Path(p) for p in _glob(argument)):
-            files.extend(sorted(_walk(m, visited)) if m.is_dir() else [m])
+            files.extend(sorted(_walk(m, visited, volumes)) if m.is_dir() else [m])
         return None, files
     return None, None
 
@@ -199,14 +245,20 @@ def _made_from(path, output_dir, names):
     return False
 
 
-def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, shard=None):
+def _volume_file(path):
+    from gradcam_cli.files.volumes import volume_suffix
+
+    return volume_suffix(path) is not None
+
+
+def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, shard=None, volumes=False):
     """Expand IMAGE arguments into a `Collected` (sources, skipped non-images, missing, broken
     links and link loops). In folders and globs, masks (NAME.mask.png) are set aside unless
     `masks`, and earlier outputs in `output_dir` are left out, so a second run does not explain
     the first one's pictures: every file of the output folder when it lies inside the input
     folder, else (the output folder is the input folder) the files named as outputs that can be
     one (`_made_from`). Then the sources `exclude(path)` names are dropped, and `shard` (K, N)
-    keeps shard K of N."""
+    keeps shard K of N. `volumes`: folders and globs give volumes too (the module's docstring)."""
     if output_dir is not None:
         output_dir = Path(os.path.realpath(output_dir))
     collected = Collected()
@@ -232,15 +284,16 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
     for argument in expanded:
         if link_failed(Path(argument)):
             continue
-        root, files = _expand(argument)
+        root, files = _expand(argument, volumes)
         if files is None or (not files and not Path(argument).is_dir()):
             collected.missing.append(argument)
             continue
-        named_directly = Path(argument).is_file()
+        named_directly = Path(argument).is_file() or files == [Path(argument)]
         for path in files:
             earlier = False
+            series = volumes and path.is_dir()  # only a DICOM series folder is listed among files
             if not named_directly:
-                if link_failed(path) or not path.is_file():
+                if link_failed(path) or not (path.is_file() or series):
                     continue
                 earlier = _earlier_output(path, root, output_dir)
                 if earlier is True:
@@ -251,29 +304,49 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
                     continue
             # A file named directly is always tried (the decoder gives the real reason if it is
             # not an image); in folders and globs, other files are skipped and counted.
-            if not named_directly and not earlier and path.suffix.lower() not in IMAGE_SUFFIXES:
+            volume = series or (volumes and _volume_file(path))
+            if not named_directly and not earlier and path.suffix.lower() not in IMAGE_SUFFIXES and not volume:
                 collected.skipped.append(path)
+                continue
+            if volume and not named_directly and path.suffix.lower() == ".npy" and _output_named(path):
+                collected.skipped.append(path)  # an output's array (NAME.METHOD.raw.npy) is never an input
                 continue
             key = os.path.realpath(path)
             if key in seen:
                 continue
             seen.add(key)
             name = path.relative_to(root).as_posix() if root is not None else path.name
-            admitted.append((Source(path=path, name=name), earlier == MAYBE))
-    names = {s.name for s in _disambiguate([source for source, maybe in admitted if not maybe])}
-    for source, maybe in admitted:
+            admitted.append((Source(path=path, name=name), earlier == MAYBE, volume and not named_directly))
+    names = {s.name for s in _disambiguate([source for source, maybe, _ in admitted if not maybe])}
+    walked_volumes = set()
+    for source, maybe, volume in admitted:
         if maybe and _made_from(source.path, output_dir, names):
             collected.excluded.append(source.path)
-        elif maybe and source.path.suffix.lower() not in IMAGE_SUFFIXES:
+        elif maybe and source.path.suffix.lower() not in IMAGE_SUFFIXES and not (volume and _nifti(source.path)):
             collected.skipped.append(source.path)
         else:
             collected.sources.append(source)
+            if volume:
+                walked_volumes.add(os.path.realpath(source.path))
     collected.sources = _disambiguate(collected.sources)
     if exclude is not None:
         collected.sources = [s for s in collected.sources if not exclude(s.path)]
     if shard is not None:
         collected.sources = in_shard(collected.sources, *shard)
+    collected.volumes = [s for s in collected.sources if os.path.realpath(s.path) in walked_volumes]
     return collected
+
+
+def _output_named(path):
+    from gradcam_cli.files.outputs import is_output_name
+
+    return is_output_name(Path(path).name)
+
+
+def _nifti(path):
+    """A NIfTI file's name (a user's scan in the output folder may look like an output's name: taken
+    unless an earlier run made it, `_made_from`)."""
+    return Path(path).name.lower().endswith((".nii", ".nii.gz"))
 
 
 def _disambiguate(sources):

@@ -20,13 +20,21 @@ import numpy as np
 # (the methods declare them: explain/methods/method.py).
 from gradcam_cli.explain.methods.method import GRADIENT_KINDS, MAP_KINDS
 
-KINDS = MAP_KINDS + GRADIENT_KINDS
+# What a run writes for a volume beyond the map kinds: `nifti`, the map as NAME.METHOD[.TAG].nii.gz
+# with the input's affine (NIfTI and DICOM inputs). Declared here, files-side: the methods' kinds
+# (MAP_KINDS) are the same for every method, and this one depends on the input, not the method.
+VOLUME_KINDS = ("nifti",)
+KINDS = MAP_KINDS + GRADIENT_KINDS + VOLUME_KINDS
+# The file name ending of each kind that is not named NAME.METHOD[.TAG].KIND.png.
+NIFTI_ENDING = "nii.gz"
 
 
 def is_output_name(name):
     """Whether a file name has the shape of this tool's outputs (NAME.METHOD[.TAG].KIND.png|npy,
-    NAME[.TAG].compare.png, NAME.METHOD[.TAG].record.json)."""
+    NAME[.TAG].compare.png, NAME.METHOD[.TAG].record.json, a volume's NAME.METHOD[.TAG].nii.gz)."""
     parts = str(name).split(".")
+    if len(parts) >= 4 and parts[-2:] == NIFTI_ENDING.split("."):
+        return True
     if len(parts) < 4 or parts[-1] not in ("png", "npy", "json"):
         return False
     kind = parts[-2]
@@ -36,6 +44,10 @@ def is_output_name(name):
 
 
 def output_path(output_dir, source_name, method, kind, tag=None, extension=None):
+    """OUTDIR/NAME.METHOD[.TAG].KIND.EXTENSION (png, or npy for raw); a volume's `nifti` map is
+    OUTDIR/NAME.METHOD[.TAG].nii.gz."""
+    if kind == "nifti":
+        return Path(output_dir) / ".".join([source_name, method] + ([tag] if tag else []) + [NIFTI_ENDING])
     extension = extension or ("npy" if kind == "raw" else "png")
     parts = [source_name, method] + ([tag] if tag else []) + [kind, extension]
     return Path(output_dir) / ".".join(parts)

@@ -27,11 +27,17 @@ RECORD_BYTES = 16 << 20  # a record file larger than this is not one of ours: th
 def source_key(source):
     """What identifies an image's source: its name under the output folder, the real path of its
     file, its size and its modification time (a different image of the same name, or the same
-    file changed, is not the one explained before)."""
+    file changed, is not the one explained before); for a folder (a DICOM series), the total size
+    of the files in it and the latest of their modification times."""
     path = Path(source.path)
     try:
-        status = path.stat()
-        size, modified = status.st_size, status.st_mtime_ns
+        if path.is_dir():  # a DICOM series: its files together (a folder's own size and time say little)
+            statuses = [entry.stat() for entry in os.scandir(path) if entry.is_file()]
+            size = sum(status.st_size for status in statuses)
+            modified = max((status.st_mtime_ns for status in statuses), default=path.stat().st_mtime_ns)
+        else:
+            status = path.stat()
+            size, modified = status.st_size, status.st_mtime_ns
     except OSError:
         size, modified = None, None
     return {"name": source.name, "path": os.path.realpath(path), "size": size, "modified_ns": modified}

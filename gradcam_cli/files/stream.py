@@ -6,6 +6,11 @@ computes its maps, and hands them to `Stream.write`, which returns the events of
 written so far, in input order. Memory stays bounded by READ_AHEAD and WRITE_BEHIND batches,
 however many images a folder holds. A failure that concerns one image (an unreadable file, a
 write error) is an event for that image, and the run goes on.
+
+For a model of volumes (FileOptions.volumes) each source is read as a files.volumes.Volume (its
+voxel count checked against the limit before its data is read), windowed when asked, and prepared
+by explain.prepared.prepare_volumes; an input that is not what the model takes (an image for a
+model of volumes, a volume for a model of images) fails in one line saying what the model takes.
 """
 
 import logging
@@ -14,7 +19,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from gradcam_cli.errors import ImageError, unexpected
+from gradcam_cli.errors import GradcamError, ImageError, unexpected
 from gradcam_cli.files.images import load_rgb, prepare
 from gradcam_cli.files.writing import image_events
 
@@ -35,6 +40,57 @@ def _load_one(source):
         return source, None, str(error)
     except Exception as error:  # a decoder's own failure (cv2.error, MemoryError...) is this file's
         return source, None, f"cannot decode: {unexpected(error)}"
+
+
+def _flag(name, python, command):
+    """How a volume's refusal spells an argument (errors.argument): as the command's option."""
+    return f"--{name.replace('_', '-')} {command}".strip()
+
+
+def _load_image(loaded):
+    """What reads a source for a model of images: _load_one, refusing a volume in one line."""
+    from gradcam_cli.files.volumes import is_volume
+
+    def load(source):
+        if is_volume(source.path):
+            return source, None, (f"{loaded.name} takes images: this is a volume (a NIfTI, NumPy or DICOM scan); "
+                                  "give it to a model of volumes (a Conv3D model, demo-volume)")
+        return _load_one(source)
+
+    return load
+
+
+def _load_volume(loaded, options):
+    """What reads a source for a model of volumes: (source, Volume, None) or (source, None, reason)."""
+    from dataclasses import replace
+
+    from gradcam_cli.files import volumes
+    from gradcam_cli.files.volume_outputs import check_nifti
+
+    sides = "x".join(str(n) for n in loaded.input_size)
+    limit = volumes.DEFAULT_MAX_VOXELS if options.max_voxels is None else options.max_voxels
+
+    def load(source):
+        path = source.path
+        if not volumes.is_volume(path):
+            return source, None, (f"{loaded.name} takes volumes ({sides}, {loaded.channels} channel(s), any shape "
+                                  f"resized): give a NIfTI (.nii, .nii.gz) or NumPy (.npy, .npz) file or a DICOM "
+                                  "series folder")
+        try:
+            check_nifti("npy" if volumes.volume_suffix(path) in (".npy", ".npz") else "scan", options.save)
+            volume = volumes.read_volume(path, limit)
+            if volume.channels != loaded.channels:
+                return source, None, (f"{loaded.name} takes {loaded.channels} channel(s); this volume has "
+                                      f"{volume.channels} (shape {'x'.join(map(str, volume.array.shape))})")
+            if options.window is not None:
+                volume = replace(volume, array=volumes.window(volume.array, *options.window))
+        except GradcamError as error:  # VolumeError included: its reason, named by the file
+            return source, None, error.worded(_flag).removeprefix(f"{path}: ")
+        except Exception as error:  # a reader's own failure is this file's
+            return source, None, f"cannot read: {unexpected(error)}"
+        return source, volume, None
+
+    return load
 
 
 def decode(sources, workers=None):
@@ -106,8 +162,20 @@ class Stream:
 
     def _read(self, sources):
         """Reader threads' work: decode and prepare a batch, image by image on the image pool
-        (OpenCV and Pillow release the GIL while they decode and resize)."""
-        decoded, failed = decode(sources, self._workers)
+        (OpenCV and Pillow release the GIL while they decode and resize); for a model of volumes,
+        read them (files.volumes) and prepare them (explain.prepared.prepare_volumes)."""
+        if self.options.volumes:
+            from gradcam_cli.explain.prepared import prepare_volumes
+
+            loaded = list(self._workers.map(_load_volume(self.loaded, self.options), sources))
+            decoded = [(source, volume) for source, volume, reason in loaded if reason is None]
+            failed = [(source, reason) for source, _, reason in loaded if reason is not None]
+            inputs, boxes = (prepare_volumes(self.loaded, [volume.array for _, volume in decoded])
+                             if decoded else (None, []))
+            return Batch(sources, decoded, failed, inputs, boxes)
+        loaded = list(self._workers.map(_load_image(self.loaded), sources))
+        decoded = [(source, rgb) for source, rgb, reason in loaded if reason is None]
+        failed = [(source, reason) for source, _, reason in loaded if reason is not None]
         inputs, boxes = (prepare(self.loaded, [rgb for _, rgb in decoded], self.options.crop, self._workers)
                          if decoded else (None, []))
         return Batch(sources, decoded, failed, inputs, boxes)

@@ -16,14 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.errors import ClassError, argument
+from gradcam_cli.errors import ClassError, GradcamError, argument
 from gradcam_cli.files import outputs, records, stream, writing
 
 
-def plan_outputs(explainer, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4):
+def plan_outputs(explainer, output_dir, classes=(), top_k=1, save=None, colormap="jet", alpha=0.4, window=None,
+                 max_voxels=None):
     """What a run of `explainer` writes, as files.writing.FileOptions: files named as the command
     names them, and the digest of what is asked (files.records.request_key) that a resumed run
-    checks."""
+    checks. For a model of volumes: `window` (low, high), the intensity window each volume is
+    clipped to and scaled from to [0, 1] (None: none), and `max_voxels`, the voxel limit of a
+    volume file (None: files.volumes.DEFAULT_MAX_VOXELS); see `_volume_plan`."""
     from gradcam_cli.explain.methods import METHODS
 
     ready = explainer.build()
@@ -39,12 +42,47 @@ def plan_outputs(explainer, output_dir, classes=(), top_k=1, save=None, colormap
     if indices and int(top_k) != 1:
         raise ClassError(f"give classes or {argument('top_k')}, not both")
     method = METHODS[explainer.method]
+    save = tuple(save or method.default_save)
+    volumes = _volume_plan(ready.loaded, explainer.method, save, window, max_voxels)
     options = writing.FileOptions(output_dir=Path(output_dir), method=explainer.method, classes=indices,
-                              top_k=int(top_k), save=tuple(save or method.default_save), colormap=colormap.lower(),
+                              top_k=int(top_k), save=save, colormap=colormap.lower(),
                               alpha=alpha, crop=explainer.crop, reference=ready.reference, name=explainer.name,
-                              details=explainer.details(), gradients=method.backprop is not None,
-                              bound=None if ready.target.is_class else ready.target)
+                              details=explainer.details(), gradients=method.backprop is not None and not volumes,
+                              bound=None if ready.target.is_class else ready.target, volumes=volumes,
+                              window=None if window is None else tuple(float(v) for v in window),
+                              max_voxels=max_voxels)
     return replace(options, request=records.request_key(_request(explainer, ready, options)))
+
+
+def _volume_plan(loaded, method, save, window, max_voxels):
+    """Whether `loaded` takes volumes; GradcamError (one line) for what does not fit: a volume's
+    option for a model of images, a kind a volume's map is not written as, a dilated copy, a window
+    whose low end is not below its high end."""
+    from gradcam_cli.explain.methods import METHODS
+    from gradcam_cli.explain.prepared import takes_volumes
+    from gradcam_cli.files.volume_outputs import VOLUME_SAVE
+
+    volumes = takes_volumes(loaded)
+    if not volumes:
+        asked = [what for what, given in ((argument("window"), window is not None),
+                                          (argument("save", "'nifti'", "nifti"), "nifti" in save)) if given]
+        if asked:
+            raise GradcamError(f"{asked[0]} is for volumes: {loaded.name} takes images")
+        return False
+    if METHODS[method].network is not None:
+        raise GradcamError(f"{loaded.name} takes volumes: {method} (a dilated copy) does not apply to volumes yet")
+    other = [kind for kind in save if kind not in VOLUME_SAVE]
+    if other:
+        raise GradcamError(f"a volume's map is written as {', '.join(VOLUME_SAVE)}; not as {', '.join(other)}. "
+                           f"Received: {argument('save', repr(','.join(save)), ','.join(save))}")
+    if window is not None:
+        low, high = (float(v) for v in window)
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise GradcamError(f"a window's low end must be below its high end, both finite. "
+                               f"Received: {argument('window', f'({low!r}, {high!r})', f'{low:g},{high:g}')}")
+    if max_voxels is not None and (isinstance(max_voxels, bool) or int(max_voxels) != max_voxels or max_voxels < 1):
+        raise GradcamError(f"{argument('max_voxels')} must be a whole number of at least 1. Received: {max_voxels!r}")
+    return True
 
 
 def _request(explainer, ready, options):
@@ -56,7 +94,8 @@ def _request(explainer, ready, options):
             "method": options.method, "name": options.name, "layer": ready.layer, "details": options.details,
             "classes": list(options.classes), "top_k": options.top_k,
             "target": None if options.bound is None else _target_request(options.bound.target),
-            "save": list(options.save), "colormap": options.colormap, "alpha": options.alpha, "crop": options.crop}
+            "save": list(options.save), "colormap": options.colormap, "alpha": options.alpha, "crop": options.crop,
+            **({"window": None if options.window is None else list(options.window)} if options.volumes else {})}
 
 
 def _target_request(target):

@@ -37,6 +37,9 @@ class FileOptions:
     bound: object = None  # an explain.targets.Bound other than a class: its one map per image, named by its tag
     records: bool = True  # each image's record file beside its outputs (files.records): what resuming reads
     request: str = None  # the digest of what the run asks for (files.records.request_key; files.writer makes it)
+    volumes: bool = False  # the model takes volumes: inputs are read as files.volumes.Volume (files.stream)
+    window: tuple = None  # a volume's (low, high) intensity window: clipped and scaled to [0, 1] (volumes.window)
+    max_voxels: int = None  # the voxel limit of a volume file (None: files.volumes.DEFAULT_MAX_VOXELS)
 
 
 @dataclass
@@ -190,7 +193,11 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
     """Image i's files and record, as events: ("result", source, record), ("empty", source,
     class) per map zero everywhere, ("rejected", source, (reason, record)) for a model output
     that is not finite, ("failed", source, OSError) for a write error, ("unreadable", source,
-    reason) when rendering failed."""
+    reason) when rendering failed. `rgb`: the decoded image, or a files.volumes.Volume (its
+    files and record: files.volume_outputs)."""
+    from gradcam_cli.files import volume_outputs
+
+    volume = rgb if hasattr(rgb, "affine") else None
     probabilities = computed.per_map[0][1].probabilities
     record = {
         "input": str(source.path),
@@ -201,7 +208,8 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
         "precision": loaded.precision,
         "output": loaded.output.name,
         "channels": loaded.colour,
-        "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],  # [width, height], as every [x, y] here
+        **({"image_size": [int(rgb.shape[1]), int(rgb.shape[0])]}  # [width, height], as every [x, y] here
+           if volume is None else {}),
         **({"predictions": predictions(loaded, probabilities[i])} if options.bound is None else {}),
         "maps": [],
         "seconds": round(computed.seconds, 4),  # computing the maps, per image (batch time / batch size)
@@ -228,21 +236,27 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
         for planned, result in computed.per_map:
             class_index = int(result.classes[i])
             paths = output_paths(source, options, planned)
-            entry = render_map(loaded.label(class_index), rgb, box, result.small_maps[i], class_index,
-                               float(result.scores[i, class_index]), float(probabilities[i, class_index]),
-                               paths, options)
+            label, score = loaded.label(class_index), float(result.scores[i, class_index])
+            if volume is None:
+                entry = render_map(label, rgb, box, result.small_maps[i], class_index, score,
+                                   float(probabilities[i, class_index]), paths, options)
+            else:
+                entry = volume_outputs.render_volume_map(label, volume.array, result.small_maps[i], class_index, score,
+                                                         float(probabilities[i, class_index]), paths, options, volume)
             if result.details is not None:
                 entry.update(result.details[i])
             if options.bound is not None:
                 entry["target"] = options.bound.describe(entry["score"], {key: entry.pop(key) for key in list(entry)
                                                                            if key.startswith("target_")})
                 del entry["probability"]
-            if result.input_gradients is not None:
+            if result.input_gradients is not None and volume is None:  # a volume's: no pictures of them yet
                 entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.gradient_times_map(i),
                                                      paths, entry["outputs"])
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))
             record["maps"].append(entry)
+        if volume is not None:
+            record["volume"] = volume_outputs.volume_record(volume, record["maps"], options.window)
         if options.records:  # last: an image with a record file has all its files
             records.write_record(record_path(source, options), source, options.request, record)
     except OSError as error:

@@ -1,0 +1,136 @@
+"""What a run writes for a volume (files/volumes.py's conventions: the stored axis order, the
+affine carried, never applied): its map's files and the parts of its record that differ from an
+image's. files.writing.image_events calls these for a volume; Explanation.save for a volume's map.
+
+Files, named as an image's (files.writing.output_paths):
+  raw      NAME.METHOD[.TAG].raw.npy: the map at the volume's shape (D1, D2, D3), in the model array's
+           axis order, float32, before normalisation, as an image's raw map.
+  nifti    NAME.METHOD[.TAG].nii.gz: the same numbers as a NIfTI with the input's affine and codes
+           (files.volumes.write_nifti); a NumPy input has no affine: refused (`check_nifti`).
+  heatmap, overlay   a PNG montage of slices (files.montage.montage): the map coloured alone, or
+           blended onto the volume.
+
+A map entry's statistics are an image's where they mean the same (empty, raw_max, raw_mean,
+resolution: the layer's grid, here (d1, d2, d3) in array order; mean; area_above_half: here the
+share of voxels at or above half the peak) plus the peak voxel (i, j, k) and its world
+position; an image's peak [x, y] and box are absent. The record's `volume` block says what the
+volume was: its kind, shape, channels, voxel sizes, affine, the window applied, and the first
+map's peak voxel and world position (affine @ [i, j, k, 1]; null for a NumPy input, whose affine
+is nobody's)."""
+
+import numpy as np
+
+from gradcam_cli.errors import GradcamError
+from gradcam_cli.explain import maps
+from gradcam_cli.files import outputs
+
+# The kinds a volume's map is written as (files.outputs.KINDS): no gradient pictures.
+VOLUME_SAVE = ("heatmap", "overlay", "raw", "nifti")
+
+
+def check_nifti(kind, save):
+    """GradcamError (one line) when `save` asks for a NIfTI map of an input of `kind` ('npy'), which
+    has no affine."""
+    if "nifti" in save and kind == "npy":
+        raise GradcamError("a NIfTI map carries its input's affine: a NumPy volume (.npy, .npz) has none; "
+                           "save raw instead (the same numbers as .npy)")
+
+
+def montage_picture(array, normalised, spacing, affine, colormap, alpha, overlay):
+    """The map's montage (H, W, 3) uint8 (files.montage.montage) over the volume `array` (D1, D2, D3, C):
+    its channels' mean is the background."""
+    try:
+        from gradcam_cli.files.montage import montage
+    except ModuleNotFoundError as error:  # files/montage.py is being written beside this: until it lands
+        if error.name != "gradcam_cli.files.montage":
+            raise
+        montage = _stand_in_montage
+    background = np.asarray(array, dtype=np.float32).mean(axis=-1)
+    return montage(background, normalised, tuple(float(s) for s in spacing), affine, colormap=colormap, alpha=alpha,
+                   overlay=overlay)
+
+
+def _stand_in_montage(volume, heat, spacing, affine, colormap="jet", alpha=0.4, overlay=True):
+    """A stand-in for files.montage.montage until it lands: the three slices through the map's peak
+    (axes 0, 1, 2 held in turn), side by side; voxel sizes and affine not used."""
+    from gradcam_cli.files import render
+
+    peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    span = float(volume.max() - volume.min())
+    grey = (volume - volume.min()) / span if span > 0 else np.zeros_like(volume)
+    pictures = []
+    for axis in range(3):
+        colored = render.colorize(np.take(heat, peak[axis], axis=axis), colormap)
+        if overlay:
+            plane = np.take(grey, peak[axis], axis=axis)
+            colored = render.overlay(np.repeat(np.rint(plane[..., None] * 255).astype(np.uint8), 3, axis=2),
+                                     colored, alpha)
+        pictures.append(colored)
+    height = max(p.shape[0] for p in pictures)
+    return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in pictures], axis=1)
+
+
+def statistics(small_map, normalised, empty):
+    """What a volume map's record entry says of it (the module's docstring)."""
+    peak = None if empty else [int(v) for v in np.unravel_index(int(np.argmax(normalised)), normalised.shape)]
+    return {
+        "empty": bool(empty),
+        "raw_max": float(small_map.max(initial=0.0)),
+        "raw_mean": float(small_map.mean()),
+        "resolution": [int(n) for n in small_map.shape],
+        "mean": float(normalised.mean()),
+        "area_above_half": float((normalised >= 0.5).mean()),
+        "peak_voxel": peak,
+    }
+
+
+def world(affine, voxel):
+    """World millimetres [x, y, z] of `voxel` (i, j, k) by `affine`, or None (no voxel or no affine)."""
+    if voxel is None or affine is None:
+        return None
+    return [float(v) for v in (np.asarray(affine, dtype=np.float64) @ np.array([*voxel, 1.0]))[:3]]
+
+
+def render_volume_map(label, array, small_map, class_index, score, probability, paths, options, volume=None):
+    """A volume map's files (heatmap, overlay, raw, nifti: those in `paths`) and its JSON entry.
+    array: the volume as the model took it (D1, D2, D3, C); volume: its files.volumes.Volume (the
+    affine, voxel sizes and kind), or None for an array given through the API (no NIfTI then)."""
+    heat, normalised, empty = maps.full_map(small_map, None, array.shape)
+    written = {}
+    affine = None if volume is None else volume.affine
+    spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
+    for kind in ("heatmap", "overlay"):
+        if kind in paths:
+            picture = montage_picture(array, normalised, spacing, affine, options.colormap, options.alpha,
+                                      kind == "overlay")
+            written[kind] = outputs.write_png(paths[kind], picture)
+    if "raw" in paths:
+        written["raw"] = outputs.write_npy(paths["raw"], heat)
+    if "nifti" in paths:
+        if volume is None:
+            raise GradcamError("a NIfTI map carries its input's affine: give the volume it is of "
+                               "(files.volumes.read_volume)")
+        check_nifti(volume.kind, ("nifti",))
+        from gradcam_cli.files.volumes import write_nifti
+
+        written["nifti"] = write_nifti(paths["nifti"], heat, volume)
+    stats = statistics(small_map, normalised, empty)
+    stats["peak_world_mm"] = None if volume is None or volume.kind == "npy" else world(affine, stats["peak_voxel"])
+    return {
+        "class": class_index,
+        "label": label,
+        "score": round(score, 6),
+        "probability": round(probability, 6),
+        "outputs": written,
+        "stats": stats,
+    }
+
+
+def volume_record(volume, entries, window):
+    """The record's `volume` block: the volume's own (files.volumes.Volume.record), the window
+    applied ([low, high] or None) and the first map's peak voxel and world position."""
+    block = volume.record()
+    first = entries[0]["stats"] if entries else {}
+    block.update(peak_voxel=first.get("peak_voxel"), peak_world_mm=first.get("peak_world_mm"),
+                 window=None if window is None else [float(window[0]), float(window[1])])
+    return block
