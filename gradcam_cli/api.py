@@ -9,14 +9,9 @@
         e.overlay(colormap="jet", alpha=0.4)            # an RGB array
         e.save("out/")                                  # the files the command writes
 
-An Explainer built from a model name or path (`Explainer("demo-gap", ...)`) holds only plain,
-picklable arguments until its first call, which loads the model in the process that makes it:
-a Ray or Dask worker can receive one and build its own. Errors are `gradcam_cli.errors`'s
-GradcamError family (ValueErrors), whose messages say what is wrong.
-
-The command line, `compare` and `eval` run the same Explainer: it computes (`maps` gives the maps
-of any images and classes; `compute` those of a prepared batch), and files.writer turns them into
-files and records (`write` and `stream` hand a folder to it).
+An Explainer made from a model's name holds plain, picklable arguments until its first call (a
+Ray worker builds its own). Volumes (arrays of 3 or 4 axes) go to a Conv3D model as they are.
+The command line, `compare` and `eval` run the same Explainer; files.writer writes its maps.
 """
 
 from __future__ import annotations

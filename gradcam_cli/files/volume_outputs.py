@@ -39,35 +39,11 @@ def check_nifti(kind, save):
 def montage_picture(array, normalised, spacing, affine, colormap, alpha, overlay):
     """The map's montage (H, W, 3) uint8 (files.montage.montage) over the volume `array` (D1, D2, D3, C):
     its channels' mean is the background."""
-    try:
-        from gradcam_cli.files.montage import montage
-    except ModuleNotFoundError as error:  # files/montage.py is being written beside this: until it lands
-        if error.name != "gradcam_cli.files.montage":
-            raise
-        montage = _stand_in_montage
+    from gradcam_cli.files.montage import montage
+
     background = np.asarray(array, dtype=np.float32).mean(axis=-1)
     return montage(background, normalised, tuple(float(s) for s in spacing), affine, colormap=colormap, alpha=alpha,
                    overlay=overlay)
-
-
-def _stand_in_montage(volume, heat, spacing, affine, colormap="jet", alpha=0.4, overlay=True):
-    """A stand-in for files.montage.montage until it lands: the three slices through the map's peak
-    (axes 0, 1, 2 held in turn), side by side; voxel sizes and affine not used."""
-    from gradcam_cli.files import render
-
-    peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    span = float(volume.max() - volume.min())
-    grey = (volume - volume.min()) / span if span > 0 else np.zeros_like(volume)
-    pictures = []
-    for axis in range(3):
-        colored = render.colorize(np.take(heat, peak[axis], axis=axis), colormap)
-        if overlay:
-            plane = np.take(grey, peak[axis], axis=axis)
-            colored = render.overlay(np.repeat(np.rint(plane[..., None] * 255).astype(np.uint8), 3, axis=2),
-                                     colored, alpha)
-        pictures.append(colored)
-    height = max(p.shape[0] for p in pictures)
-    return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 0), (0, 0))) for p in pictures], axis=1)
 
 
 def statistics(small_map, normalised, empty):
