@@ -9,10 +9,8 @@
         e.overlay(colormap="jet", alpha=0.4)            # an RGB array
         e.save("out/")                                  # the files the command writes
 
-An Explainer made from a model's name holds plain, picklable arguments until its first call (a
-Ray worker builds its own). Volumes (arrays of 3 or 4 axes) go to a Conv3D model as they are.
-The command line, `compare` and `eval` run the same Explainer; files.writer writes its maps.
-"""
+An Explainer made from a model's name is picklable until its first call (a Ray worker builds its
+own). Volumes (arrays of 3 or 4 axes) go to a Conv3D model as they are; files.writer writes maps."""
 
 from __future__ import annotations
 
