@@ -516,3 +516,14 @@ def test_write_raw(tmp_path):
     assert loaded.dtype == np.float32
     np.testing.assert_array_equal(loaded, heat.astype(np.float32))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npy"]
+
+
+def test_only_an_affine_with_a_meaning_orients_the_volume(tmp_path):
+    """A NIfTI with a qform or sform code is placed in the patient's world (its montage names the
+    planes axial, coronal, sagittal); one with neither code, and a NumPy array, are not: their
+    planes are the array's axes and their records give no world coordinates."""
+    array = np.zeros((4, 5, 6), dtype=np.float32)
+    assert read_volume(_nifti(tmp_path / "coded.nii.gz", array)).oriented
+    assert not read_volume(_nifti(tmp_path / "bare.nii.gz", array, qform_code=0, sform_code=0)).oriented
+    np.save(tmp_path / "plain.npy", array)
+    assert not read_volume(tmp_path / "plain.npy").oriented

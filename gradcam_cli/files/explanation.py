@@ -80,7 +80,7 @@ class Explanation:
         from gradcam_cli.files.volume_outputs import montage_picture
 
         spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
-        return montage_picture(self.image, self.map, spacing, None if volume is None else volume.affine,
+        return montage_picture(self.image, self.map, spacing, volume.affine if volume is not None and volume.oriented else None,
                                colormap.lower(), alpha, overlay)
 
     def save(self, output_dir: str | os.PathLike[str], save: Sequence[str] | None = None, colormap: str = "jet",

@@ -73,7 +73,7 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
     affine, voxel sizes and kind), or None for an array given through the API (no NIfTI then)."""
     heat, normalised, empty = maps.full_map(small_map, None, array.shape)
     written = {}
-    affine = None if volume is None else volume.affine
+    affine = volume.affine if volume is not None and volume.oriented else None  # planes named only when known
     spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
     for kind in ("heatmap", "overlay"):
         if kind in paths:
@@ -91,7 +91,7 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
 
         written["nifti"] = write_nifti(paths["nifti"], heat, volume)
     stats = statistics(small_map, normalised, empty)
-    stats["peak_world_mm"] = None if volume is None or volume.kind == "npy" else world(affine, stats["peak_voxel"])
+    stats["peak_world_mm"] = world(affine, stats["peak_voxel"])
     return {
         "class": class_index,
         "label": label,

@@ -72,6 +72,12 @@ class Volume:
     def channels(self):
         return int(self.array.shape[3])
 
+    @property
+    def oriented(self):
+        """Whether the affine places the volume in a patient's world: DICOM's, and a NIfTI's with a
+        qform or sform code. A NumPy array's identity, or a NIfTI's without codes, tells no anatomy."""
+        return self.kind == "dicom" or (self.kind == "nifti" and (self.codes is None or any(self.codes)))
+
     def world(self, index):
         """World millimetres of voxel `index` = (i, j, k) (whole or fractional): affine @ [i, j, k, 1]."""
         i, j, k = (float(v) for v in index)
