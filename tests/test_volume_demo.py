@@ -232,3 +232,24 @@ def test_a_conv3d_model_file_loads_with_its_three_sides(keras, tmp_path):
         loading.load(str(tmp_path / "c3d.keras"), input_size=(16, 12))
     with pytest.raises(ModelError, match=r"^input size 8x8x8: the model takes 16x12x8 inputs$"):
         loading.load(str(tmp_path / "c3d.keras"), input_size=(8, 8, 8))
+
+
+def test_a_free_size_conv3d_model_takes_its_sides_from_the_command_line(keras, tmp_path):
+    """A Conv3D file whose input sides are free: refused in one line without --input-size, and
+    explained with --input-size D1,D2,D3 (the volume resized trilinearly to it, its map at its own
+    shape)."""
+    from conftest import invoke_cli
+
+    inputs = keras.Input((None, None, None, 1))
+    x = keras.layers.Conv3D(4, 3, padding="same", activation="relu", name="features")(inputs)
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)).save(tmp_path / "free.keras")
+    scan = tmp_path / "scan.npy"
+    np.save(scan, np.random.default_rng(0).uniform(0, 1, (10, 9, 7)).astype(np.float32))
+    refused = invoke_cli(str(scan), "--model", str(tmp_path / "free.keras"), "-o", str(tmp_path / "a"))
+    assert refused.returncode == 2 and "--input-size D1,D2,D3" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    done = invoke_cli(str(scan), "--model", str(tmp_path / "free.keras"), "--input-size", "8,8,6", "--save", "raw",
+                      "-o", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert np.load(tmp_path / "b" / "scan.npy.gradcam.raw.npy").shape == (10, 9, 7)

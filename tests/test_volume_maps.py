@@ -135,13 +135,10 @@ def conv3d_model(keras, seed=0):
 
 def describe_volume_model(model):
     """The LoadedModel of a model of volumes (its input_size the three sides), as loading.describe
-    makes it. Until the loader reads (batch, d1, d2, d3, channels) inputs itself, its input
-    channels are read here from the model's last input axis."""
+    makes it."""
     from gradcam_cli.models import loading
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loading, "input_channels", lambda m: m.input_shape[-1])
-        return loading.describe(model, model.name, SHAPE, "none", None)
+    return loading.describe(model, model.name, SHAPE, "none", None)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ def _parse_size(ctx, param, value):
         raise BadValue(f"expected N or H,W (e.g. 224 or 224,320) in the digits 0-9. Received: {value!r}") from None
     if len(parts) == 1:
         parts = parts * 2
+    if len(parts) == 3 and min(parts) >= 1 and max(parts) <= MAX_INPUT_SIDE:
+        return tuple(parts)  # a volume's three sides (a Conv3D model whose input is not fixed)
     if len(parts) != 2 or min(parts) < 8 or max(parts) > MAX_INPUT_SIDE:
         raise BadValue(f"expected N or H,W, each from 8 to {MAX_INPUT_SIDE}. Received: {value!r}")
     return tuple(parts)
@@ -208,7 +210,8 @@ def model_options(function=None, grid_flag="--grid"):
                           "replaces the model's own, with a warning. A 1-channel model is given the "
                           "image's luminance (0..255), then this preprocessing (none, unit or tf)."),
         click.option("--input-size", callback=_parse_size, metavar="N|H,W",
-                     help="Input size for a model file whose input shape is not fixed."),
+                     help="Input size for a model file whose input shape is not fixed (D1,D2,D3 for a volume "
+                          "model)."),
         click.option("--labels", type=click.Path(dir_okay=False), metavar="FILE",
                      help="Class names for a model file: a text file (one per line) or JSON "
                           "(a list, or {index: name}). 1000-class files default to ImageNet's."),

@@ -1,11 +1,7 @@
-"""Walking a Keras model's layers, nested models included.
-
-A layer is named by its path: the names of the nested models that hold it, then its own name,
-joined by '/' ('resnet50/conv5_block3_out'). `run_graph` calls a model layer by layer,
-descending into nested models, and lets the caller replace any layer's call: that is how the
-engine taps the target layer's output and reads the classifier before its softmax, without
-building a second model, copying layers or changing the user's model.
-"""
+"""Walking a Keras model's layers, nested models included. A layer is named by its path
+('resnet50/conv5_block3_out'). `run_graph` calls a model layer by layer and lets the caller
+replace any layer's call: the engine taps the target layer and reads the logits that way,
+without a second model, copied layers or a changed user's model."""
 
 from dataclasses import dataclass
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import keras
 
 from gradcam_cli.errors import GradcamError, ModelError, argument, one_line
-from gradcam_cli.models import graph, heads, hub, registry, target_layers, tokens
+from gradcam_cli.models import graph, heads, hub, input_shape, registry, target_layers, tokens
 from gradcam_cli.models import labels as labels_module
+from gradcam_cli.models.input_shape import MAX_INPUT_SIDE  # noqa: F401 (the CLI's --input-size limit is tied to it)
 from gradcam_cli.models.precision import set_precision
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
 from gradcam_cli.models.user_code import import_user_code, unknown_classes
@@ -237,77 +238,6 @@ def load_model_file(path, trust=False):
         raise ModelError(f"cannot load model {path}: {text}") from None
 
 
-# The largest input side accepted for a model whose input size is free: 8192 x 8192 x 3 float32
-# is already 800 MB an image.
-MAX_INPUT_SIDE = 8192
-
-
-def _input_shape(model, ranks=(4, 5)):
-    shape = model.input_shape
-    if isinstance(shape, list):
-        if len(shape) != 1:
-            raise ModelError(f"the model has {len(shape)} inputs; an image classifier with one is needed")
-        shape = shape[0]
-    if len(shape) not in ranks:
-        raise ModelError(f"the model's input shape {shape} is not (height, width, channels) images nor (D1, D2, D3, "
-                         "channels) volumes")
-    return shape
-
-
-def input_channels(model):
-    """The model's input channels: 3 for RGB (and a free channel count), 1 for single-channel
-    images or volumes ((batch, D1, D2, D3, channels) inputs: demo-volume's); other counts are kept
-    here (tests drive the engine with them) and refused for images by `check_image_channels`."""
-    return _input_shape(model)[-1] or 3
-
-
-def check_image_channels(loaded):
-    """ModelError unless an image can give `loaded` its input: 3 channels (RGB) or 1 (luminance).
-    A volume model takes its volumes' channels as they are stored."""
-    if len(loaded.input_size) == 2 and loaded.channels not in (1, 3):
-        raise ModelError(f"{loaded.name} takes {loaded.channels}-channel inputs; an image gives 1 (luminance) "
-                           "or 3 (RGB)")
-    return loaded
-
-
-def _input_size(model, requested):
-    shape = _input_shape(model)
-    if len(shape) == 5:
-        return _volume_size(shape[1:4], requested)
-    height, width = shape[1], shape[2]
-    if requested is not None:
-        if height is not None and (height, width) != tuple(requested):
-            raise ModelError(
-                f"input size {requested[0]}x{requested[1]}: the model takes {height}x{width} inputs"
-            )
-        if max(requested) > MAX_INPUT_SIDE:
-            raise ModelError(f"input size {requested[0]}x{requested[1]}: each side must be at most "
-                               f"{MAX_INPUT_SIDE}")
-        return tuple(requested)
-    if height is None or width is None:
-        raise ModelError(f"the model's input size is not fixed: give it ({argument('input_size', '(H, W)', 'H,W')})")
-    return (height, width)
-
-
-def _volume_size(sides, requested):
-    """A volume model's (D1, D2, D3): its input's, or `requested` when the model leaves them free."""
-    spelled = "x".join(str(side) for side in sides)
-    if requested is not None:
-        requested = tuple(requested)
-        if len(requested) != 3:
-            raise ModelError(f"input size {'x'.join(map(str, requested))}: the model takes volumes "
-                             f"({spelled}): give three sides")
-        if all(side is not None for side in sides) and requested != tuple(sides):
-            raise ModelError(f"input size {'x'.join(map(str, requested))}: the model takes {spelled} inputs")
-        if max(requested) > MAX_INPUT_SIDE:
-            raise ModelError(f"input size {'x'.join(map(str, requested))}: each side must be at most {MAX_INPUT_SIDE}")
-        return requested
-    if any(side is None for side in sides):
-        raise ModelError(f"the model's input size is not fixed ({spelled}): give it "
-                         f"({argument('input_size', '(D1, D2, D3)', 'D1,D2,D3')})")
-    return tuple(sides)
-
-
 def _resolve_preprocess(value, default):
     if value is None:
         return default
@@ -343,7 +273,7 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
     except ValueError as error:
         hint = f"; choose the classifier output to explain ({_OUTPUT})" if "outputs" in str(error) else ""
         raise ModelError(f"{name}: {error}{hint}") from None
-    channels = input_channels(model)
+    channels = input_shape.input_channels(model)
     if channels == 1 and preprocess in _COLOUR_MODES:
         raise ModelError(f"{name} takes 1-channel images: {preprocess} preprocessing works per colour; "
                            "use none, unit or tf")
@@ -421,7 +351,7 @@ def load(model_name, weights=None, preprocess=None, input_size=None, labels_file
     if layout[1] is not None and layout[1] < 0:
         raise ModelError(f"{argument('prefix_tokens', str(prefix_tokens))}: a count of tokens, 0 or more")
     loaded = _load(model_name, weights, preprocess, input_size, labels_file, trust, output, layout)
-    return set_precision(check_image_channels(loaded), precision)
+    return set_precision(input_shape.check_image_channels(loaded), precision)
 
 
 def _grid(grid):
@@ -473,7 +403,7 @@ def _load(model_name, weights, preprocess, input_size, labels_file, trust, outpu
             f"(or give a weights file, {_WEIGHTS_FILE})"
         )
     model = load_model_file(path, trust=trust)
-    size = _input_size(model, input_size)
+    size = input_shape.input_size(model, input_size)
     if weights is not None:
         _load_weights(model, Path(weights))
     try:
@@ -504,7 +434,7 @@ def _from_object(model, preprocess, input_size, class_names, output, layout):
             except ModelError as error:
                 raise ModelError(f"{name}: {error.args[0]}") from None
     else:
-        size = _input_size(model, input_size)
+        size = input_shape.input_size(model, input_size)
         chosen = _resolve_preprocess(preprocess, "none")
     try:
         units = graph.select_output(model, output).shape[-1] if len(model.outputs) == 1 or output is not None else None
