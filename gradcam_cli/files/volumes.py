@@ -52,8 +52,9 @@ class Volume:
     affine:  (4, 4) float64, voxel index (i, j, k, 1) -> world millimetres (NIfTI's RAS+ world;
              the identity for .npy and .npz).
     spacing: the voxel sizes in mm, the norms of the affine's first three columns (1s for NumPy).
-    source:  the path read; kind: 'nifti', 'npy' or 'dicom'.
+    source:  the path read; kind: 'nifti', 'npy', 'dicom', or 'clip' (a video's frames (T, H, W, 3)).
     codes:   (qform_code, sform_code) of a NIfTI input; None for the others.
+    clip:    for kind 'clip', the files.clips.Clip it came from (frame indices, times); else None.
     """
 
     array: np.ndarray
@@ -62,6 +63,7 @@ class Volume:
     source: str
     kind: str
     codes: tuple = None
+    clip: object = None
 
     @property
     def shape(self):
