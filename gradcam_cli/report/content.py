@@ -18,6 +18,8 @@ TOP_PREDICTIONS = 5
 THUMBNAIL_KINDS = ("overlay", "heatmap", "gradcam", "gradient", "gradcam-gray", "gradient-gray")
 # Keys of an image's record that have their own place on the page; other scalars go to "details".
 _PLACED = {"input", "model", "method", "layer", "image_size", "predictions", "maps", "warnings", "seconds"}
+SHEET_TILES = 4096  # more tiles than this in a sheet's layout: not a layout this page believes
+DEFAULT_FPS = 10.0  # a clip's player without an fps in the record (as the animated overlay's 100 ms)
 RUN_KEYS = ("model", "method", "layer", "details")
 _FIGURE_TITLES = {"curves": "deletion and insertion curves", "randomisation": "cascading randomisation"}
 
@@ -69,7 +71,7 @@ def image_entry(record, files):
         "model": str(record.get("model", "")),
         "method": str(record.get("method", "")),
         "layer": str(record.get("layer", "")),
-        "size": compact(record.get("image_size")),
+        "size": compact(record.get("image_size") or _volume_shape(record)),
         "seconds": number(record.get("seconds")),
         "predictions": [[p.get("class"), str(p.get("label", "")), number(p.get("probability"))]
                         for p in record.get("predictions") or [] if isinstance(p, dict)][:TOP_PREDICTIONS],
@@ -79,13 +81,88 @@ def image_entry(record, files):
         "notes": [] if original else [f"original image missing: {record['input']}"],
         "maps": [],
     }
+    clip = clip_entry(record.get("clip"))
+    if clip is not None:
+        entry["clip"] = clip
     sources = []
     for item in record["maps"]:
         if isinstance(item, dict):
             entry_map, source = map_entry(item, files)
+            if "sheet" in entry_map:
+                entry_map["sheet"]["start"] = _start_tile(entry_map["sheet"], _peak_index(record, item))
             entry["maps"].append(entry_map)
             sources.append(source or original)
     return entry, sources
+
+
+def _volume_shape(record):
+    """A volume's or clip's shape (its `volume` block's), the size the page shows when a record has
+    no image_size."""
+    volume = record.get("volume")
+    shape = volume.get("shape") if isinstance(volume, dict) else None
+    return shape if isinstance(shape, list) and all(_count(side) for side in shape) else None
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def clip_entry(clip):
+    """A clip's block as the player needs it: fps (the record's, or DEFAULT_FPS with "assumed"
+    true when it has none) and the number of frames taken; None when the record has no clip block."""
+    if not isinstance(clip, dict):
+        return None
+    fps, count = clip.get("fps"), clip.get("count")
+    given = _finite(fps) and fps > 0
+    return {"fps": number(float(fps)) if given else DEFAULT_FPS, "assumed": not given,
+            "count": count if _count(count) else None}
+
+
+def sheet_layout(sheet):
+    """A map's tile sheet layout (the `sheet` block: count, columns, tile [h, w], axis, labels,
+    indices) as the page's scrubber and player use it, or None when it is not one (the page then
+    shows the sheet as a plain picture, as for a record without a layout). Missing labels are made
+    from the indices: "frame I" for frames, "AXIS I" otherwise."""
+    if not isinstance(sheet, dict):
+        return None
+    count, columns, tile = sheet.get("count"), sheet.get("columns"), sheet.get("tile")
+    if not (_count(count) and _count(columns) and count <= SHEET_TILES and isinstance(tile, list) and len(tile) == 2
+            and all(_count(side) for side in tile)):
+        return None
+    axis = str(sheet.get("axis") or "slice")
+    indices = sheet.get("indices")
+    if not (isinstance(indices, list) and len(indices) == count and all(isinstance(i, int) for i in indices)):
+        indices = list(range(count))
+    labels = sheet.get("labels")
+    labels = [str(label) for label in labels] if isinstance(labels, list) else []
+    word = "frame" if axis == "frames" else axis
+    labels = labels[:count] + [f"{word} {index}" for index in indices[len(labels):]]
+    return {"count": count, "columns": columns, "tile": tile, "axis": axis, "labels": labels, "indices": indices}
+
+
+def _peak_index(record, item):
+    """The index along the sheet's axis where a map peaks: a clip's peak frame (its index in the
+    clip, as the sheet's indices), a volume's map's peak voxel's third index (the sheet's slices
+    run along D3), else the record's; None when the record does not say."""
+    clip = record.get("clip")
+    if isinstance(clip, dict):
+        return clip["peak_frame"] if isinstance(clip.get("peak_frame"), int) else None
+    for block in (item.get("stats"), record.get("volume")):
+        peak = block.get("peak_voxel") if isinstance(block, dict) else None
+        if isinstance(peak, list) and len(peak) == 3 and isinstance(peak[2], int):
+            return peak[2]
+    return None
+
+
+def _start_tile(sheet, peak):
+    """The tile a scrubber opens at: the one whose index is nearest the peak, else the first."""
+    if peak is None:
+        return 0
+    return min(range(sheet["count"]), key=lambda k: (abs(sheet["indices"][k] - peak), k))
 
 
 def map_entry(record, files):
@@ -108,6 +185,9 @@ def map_entry(record, files):
         else:
             found[kind] = path
             entry["files"][str(kind)] = files.href(path)
+    layout = sheet_layout(record.get("sheet"))
+    if layout is not None and "sheet" in found:
+        entry["sheet"] = layout
     source = next((found[kind] for kind in THUMBNAIL_KINDS if kind in found), None)
     return entry, source or next(iter(found.values()), None)
 
