@@ -1,6 +1,8 @@
 """The report page in a real headless Chromium, driven by Playwright: it loads without console
 errors, shows the expected cards, sorts and filters, keeps hostile names as text, shows the
-detail view and the other sections, draws something, and stays quick with 10,000 maps.
+detail view and the other sections, draws something, and stays quick with 10,000 maps; a
+volume's slice scrubber and a clip's frame player show the tile asked for (checked by its
+pixels), under the page's Content-Security-Policy.
 
 Skipped when the Python package `playwright` or a Chromium is absent. The browser is the
 system's (Debian: apt-get install chromium), never Playwright's download; GRADCAM_CHROMIUM
@@ -10,6 +12,7 @@ names another executable.
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +27,8 @@ from test_report import (
     map_record,
     picture,
 )
+
+from test_report_volumes import TILE_COLOURS, clip_record, volume_record
 
 from gradcam_cli.report import write_report
 
@@ -258,3 +263,121 @@ def test_policy_blocks_injected_handlers(page):
     page.page.wait_for_timeout(200)
     assert page.page.evaluate("typeof window.__pwned") == "undefined"
     assert any("Content Security Policy" in error for error in page.errors), page.errors
+
+
+# --- volumes and clips: the slice scrubber and the frame player -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def volume_report(tmp_path_factory):
+    """A volume (7 slices, 3 a row, 20x30 tiles, opening at tile 3), a clip (5 frames at 8 fps, 4 a
+    row, 24x32 tiles, opening at its peak, the last) and an image, in that order."""
+    folder = tmp_path_factory.mktemp("volumes")
+    records = [volume_record(folder), clip_record(folder, fps=8.0)]
+    records.append(image_record(picture(folder / "images" / "flat.png"), [map_record(folder / "out", "flat.png",
+                                                                                         "class 1", 1, 0.5)]))
+    written = write_report(records, folder / "report")
+    assert (written.maps, written.missing) == (3, 0)
+    return written.index
+
+
+def screenshots_folder(tmp_path):
+    """Where the viewers' screenshots go: GRADCAM_SCREENSHOTS (to look at them), else tmp_path."""
+    named = os.environ.get("GRADCAM_SCREENSHOTS")
+    folder = Path(named) if named else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def tile_shown(page, path):
+    """The viewer's canvas as the screen shows it, saved at `path`: its pixels (H, W, 3)."""
+    page.page.locator(".viewer canvas").screenshot(path=str(path))
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int32)
+
+
+def assert_shows(pixels, colour):
+    """The canvas shows one flat tile of `colour`: at the centre and near each corner (a crop off by
+    part of a tile would bring in a neighbour's colour or the black beyond the sheet)."""
+    h, w = pixels.shape[:2]
+    for y, x in ((h // 2, w // 2), (4, 4), (4, w - 5), (h - 5, 4), (h - 5, w - 5)):
+        assert np.abs(pixels[y, x] - colour).max() <= 3, ((y, x), pixels[y, x].tolist(), colour)
+
+
+def viewer_label(page):
+    return page.page.inner_text(".viewer .viewer-label")
+
+
+def test_volume_scrubber_shows_the_tile_asked_for(browser, volume_report, tmp_path):
+    page = Page(browser, volume_report)
+    try:
+        page.cards().first.click()
+        captions = page.page.eval_on_selector_all("#detail-figures figcaption", "cs => cs.map(c => c.textContent)")
+        assert captions == ["heatmap", "overlay", "7 slices along d3"]  # the montage stays; a scan is no picture
+        page.page.wait_for_function("() => document.querySelector('.viewer canvas') !== null")
+        page.wait_until_loaded("#detail-figures img")
+        scrubber = page.page.locator(".viewer input[type=range]")
+        assert scrubber.input_value() == "3" and viewer_label(page) == "k=12 · 4/7"  # the peak slice
+        folder = screenshots_folder(tmp_path)
+        assert_shows(tile_shown(page, folder / "volume-tile3.png"), TILE_COLOURS[3])
+        for tile in (0, 6, 5):
+            scrubber.fill(str(tile))
+            assert viewer_label(page) == f"k={4 * tile} · {tile + 1}/7"
+            assert_shows(tile_shown(page, tmp_path / f"tile{tile}.png"), TILE_COLOURS[tile])
+        scrubber.focus()
+        page.page.keyboard.press("ArrowLeft")  # the arrows step through the slices, not to the next map
+        page.page.keyboard.press("ArrowLeft")
+        assert scrubber.input_value() == "3" and viewer_label(page) == "k=12 · 4/7"
+        assert_shows(tile_shown(page, tmp_path / "stepped.png"), TILE_COLOURS[3])
+        page.page.keyboard.press("End")
+        assert viewer_label(page) == "k=24 · 7/7"
+        assert page.page.inner_text("#detail-name").endswith("scan.nii.gz")
+        page.page.locator("#detail-panel").screenshot(path=str(folder / "volume-scrubber.png"))
+        page.page.keyboard.press("Escape")
+        assert not page.page.is_visible("#detail")
+        assert page.errors == []  # no Content-Security-Policy violation either
+    finally:
+        page.close()
+
+
+def test_clip_player_plays_at_the_clips_fps(browser, volume_report, tmp_path):
+    page = Page(browser, volume_report)
+    try:
+        page.cards().nth(1).click()
+        assert page.page.inner_text("#detail-name").endswith("walk.mp4")
+        page.wait_until_loaded("#detail-figures img")  # the animated overlay
+        captions = page.page.eval_on_selector_all("#detail-figures figcaption", "cs => cs.map(c => c.textContent)")
+        assert captions == ["heatmap", "overlay", "5 frames at 8 fps"]
+        assert page.page.inner_text("#detail-meta").startswith("demo-video · gradcam · layer block3_conv · clip · 5×24×32")
+        frame = page.page.locator(".viewer input[type=range]")
+        assert frame.input_value() == "4" and viewer_label(page) == "frame 12 · 1.50 s · 5/5"  # the peak frame
+        folder = screenshots_folder(tmp_path)
+        assert_shows(tile_shown(page, tmp_path / "clip-start.png"), TILE_COLOURS[4])
+        button = page.page.locator(".viewer button")
+        assert button.inner_text() == "play"
+        started = page.page.evaluate("() => performance.now()")
+        button.click()
+        assert button.inner_text() == "pause"
+        page.page.wait_for_function("() => document.querySelector('.viewer input').value === '2'")  # 4, 0, 1, 2
+        elapsed = page.page.evaluate("() => performance.now()") - started
+        assert 3 * 125 - 30 <= elapsed < 3 * 125 + 1500, elapsed  # three steps at 8 fps
+        button.click()
+        assert button.inner_text() == "play"
+        stopped = frame.input_value()
+        page.page.wait_for_timeout(400)
+        assert frame.input_value() == stopped  # paused
+        tile = int(stopped)
+        assert viewer_label(page).startswith(f"frame {3 * tile} · ")
+        assert_shows(tile_shown(page, folder / "clip-frame.png"), TILE_COLOURS[tile])
+        frame.fill("1")
+        assert viewer_label(page) == "frame 3 · 0.38 s · 2/5"
+        assert_shows(tile_shown(page, tmp_path / "clip-1.png"), TILE_COLOURS[1])
+        button.click()
+        page.page.wait_for_function("() => document.querySelector('.viewer input').value !== '1'")
+        page.page.locator("#detail-panel").screenshot(path=str(folder / "clip-player.png"))
+        page.page.keyboard.press("Escape")  # leaving stops the player
+        assert page.page.evaluate("() => document.querySelector('.viewer button').textContent") == "play"
+        page.page.locator("#grid .card").nth(2).click()  # a plain image: no viewer, as before
+        assert page.page.locator(".viewer").count() == 0
+        assert page.errors == []
+    finally:
+        page.close()

@@ -91,7 +91,9 @@ def clip_record(folder, count=5, columns=4, tile=(24, 32), fps=8.0, name="walk.m
         Path(path).unlink()
     indices = [3 * k for k in range(count)]
     seconds = [index / (fps or 30.0) for index in indices]
-    outputs = {"overlay": str(animated(out / f"{name}.gradcam.overlay.png", TILE_COLOURS[:count], fps or DEFAULT_FPS)),
+    outputs = {"heatmap": str(animated(out / f"{name}.gradcam.heatmap.png", TILE_COLOURS[count:0:-1],
+                                       fps or DEFAULT_FPS)),
+               "overlay": str(animated(out / f"{name}.gradcam.overlay.png", TILE_COLOURS[:count], fps or DEFAULT_FPS)),
                "sheet": str(sheet_picture(out / f"{name}.gradcam.sheet.png", count, columns, tile))}
     sheet = {"count": count, "columns": columns, "tile": list(tile), "axis": "frames",
              "labels": [f"frame {i} · {t:.2f} s" for i, t in zip(indices, seconds)], "indices": indices}
@@ -139,7 +141,7 @@ def test_volume_map_gets_its_sheet_layout_and_opens_at_the_peak_slice(tmp_path):
 def test_clip_gets_its_fps_and_the_animated_overlay_its_first_frame_as_thumbnail(tmp_path):
     written = write_report([clip_record(tmp_path, fps=12.5)], tmp_path / "report")
     entry = page_data(written.index)["images"][0]
-    assert entry["clip"] == {"fps": 12.5, "assumed": False, "count": 5}
+    assert entry["clip"] == {"fps": 12.5, "assumed": False, "count": 5} and entry["volume"] == "clip"
     assert entry["size"] == [5, 24, 32]
     sheet = entry["maps"][0]["sheet"]
     assert sheet["axis"] == "frames" and sheet["start"] == 4  # the peak frame, 12, is the last taken

@@ -81,6 +81,8 @@ def image_entry(record, files):
         "notes": [] if original else [f"original image missing: {record['input']}"],
         "maps": [],
     }
+    if isinstance(record.get("volume"), dict):  # the original is a scan or a clip, not a picture a page shows
+        entry["volume"] = str(record["volume"].get("kind") or "volume")
     clip = clip_entry(record.get("clip"))
     if clip is not None:
         entry["clip"] = clip
