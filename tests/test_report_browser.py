@@ -27,7 +27,6 @@ from test_report import (
     map_record,
     picture,
 )
-
 from test_report_volumes import TILE_COLOURS, clip_record, volume_record
 
 from gradcam_cli.report import write_report

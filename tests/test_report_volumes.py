@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from conftest import invoke_cli
+from PIL import Image
 from test_report import page_data
 
 from gradcam_cli.report import write_report

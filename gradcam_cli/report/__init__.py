@@ -3,8 +3,10 @@
 REPORT/index.html is one static page (no server, no network, nothing external): a grid of the
 maps' thumbnails (file name, class, score, map statistics), sorted and filtered in the page;
 a click shows the original, the heatmap and the overlay side by side with the top-5
-predictions. Failures, `compare` figures, `eval` tables and curves and the concepts of `gradcam
-concepts` (their names and colours, each image's overlay) get their own sections.
+predictions; a volume's or clip's map with a tile sheet (its `sheet` output and block) also gets
+a slice scrubber or a frame player at the clip's fps (report/content.sheet_layout). Failures,
+`compare` figures, `eval` tables and curves and the concepts of `gradcam concepts` (their names
+and colours, each image's overlay) get their own sections.
 The records are embedded as JSON and the grid is built in chunks as it scrolls, so a page of
 10,000 maps opens at once.
 
