@@ -45,7 +45,9 @@ def is_output_name(name):
     kind = parts[-2]
     if parts[-1] == "json":
         return kind == "record"
-    return kind in ("compare", SHEET_KIND) or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
+    if kind == SHEET_KIND:
+        return parts[-1] == "png"
+    return kind == "compare" or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
 
 
 def output_path(output_dir, source_name, method, kind, tag=None, extension=None):
