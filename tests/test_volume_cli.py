@@ -331,3 +331,39 @@ def test_an_explanation_of_a_volume_draws_and_saves(demo_volume, tmp_path):
         explained.save(tmp_path, save=("nifti",))
     with pytest.raises(GradcamError, match="not as gradient"):
         explained.save(tmp_path, save=("gradient",))
+
+
+@pytest.mark.parametrize("method", ["guided", "deconvnet"])
+def test_backprop_gradients_of_a_scan_are_montages_and_raw_arrays(demo_volume, tmp_path, method):
+    from gradcam_cli import Explainer
+    from gradcam_cli.explain.methods.guided import guided_gradcam
+    from gradcam_cli.files.volumes import read_volume
+
+    out = tmp_path / "out"
+    result = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", out, "--json",
+                        "--save", "overlay,raw,gradient,gradcam")
+    assert result.returncode == 0, result.stderr
+    (record,) = records(result)
+    entry = record["maps"][0]
+    stem = out / f"synthetic_sphere.nii.gz.{method}"
+    assert entry["outputs"] == {kind: f"{stem}.{ending}" for kind, ending in (
+        ("overlay", "overlay.png"), ("raw", "raw.npy"), ("gradient-raw", "gradient.npy"),
+        ("gradcam-raw", "gradcam.npy"), ("gradient", "gradient.png"), ("gradcam", "gradcam.png"),
+        ("sheet", "sheet.png"))}
+    (explained,) = Explainer(demo_volume, method=method)([read_volume(NIFTI).array])
+    gradient = np.load(entry["outputs"]["gradient-raw"])
+    assert gradient.dtype == np.float32 and gradient.shape == (32, 32, 24, 1)  # the model's input size, signs kept
+    np.testing.assert_allclose(gradient, explained.input_gradient, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.load(entry["outputs"]["gradcam-raw"]),
+                               guided_gradcam(explained.input_gradient, explained.small_map), rtol=1e-5, atol=1e-7)
+    assert entry["gradient"]["resolution"] == [32, 32, 24]
+    assert entry["gradient"]["rms"] == pytest.approx(float(np.sqrt(np.mean(np.square(gradient)))), rel=1e-5)
+    for kind in ("gradient", "gradcam"):
+        assert_picture(entry["outputs"][kind])
+    again = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", out, "--json",
+                       "--save", "overlay,raw,gradient,gradcam", "--skip-existing")
+    assert again.returncode == 0 and "skipped 1 image(s)" in again.stderr
+    refused = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", tmp_path / "o2",
+                         "--save", "gradient-gray")
+    assert refused.returncode == 2
+    one_error_line(refused.stderr, "gradient-gray")

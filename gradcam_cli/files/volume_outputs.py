@@ -12,6 +12,9 @@ Files, named as an image's (files.writing.output_paths):
   sheet    NAME.METHOD[.TAG].sheet.png, written with the overlay: the overlay's slices along D3 as a
            tile sheet (files.sheets, files.montage.d3_tiles: every slice up to 64, evenly chosen
            beyond, labelled "k=5"); the map entry's `sheet` gives its layout.
+  gradient, gradcam   a backprop method's (guided, deconvnet) input gradient and Guided Grad-CAM
+           product as montages (render_volume_gradients), and with raw both arrays as
+           NAME.METHOD[.TAG].gradient.npy / .gradcam.npy, (D1, D2, D3, C) at the model's input size.
 A clip (kind 'clip') is written by files.clip_outputs: animated PNGs and a sheet of its frames.
 
 A map entry's statistics are an image's where they mean the same (empty, raw_max, raw_mean,
@@ -28,8 +31,10 @@ from gradcam_cli.errors import GradcamError
 from gradcam_cli.explain import maps
 from gradcam_cli.files import outputs
 
-# The kinds a volume's map is written as (files.outputs.KINDS): no gradient pictures.
+# The kinds a volume's map is written as (files.outputs.KINDS), and the gradient pictures a backprop
+# method's (guided, deconvnet) adds: montages (render_volume_gradients); no greyscale kinds.
 VOLUME_SAVE = ("heatmap", "overlay", "raw", "nifti")
+VOLUME_GRADIENT_SAVE = ("gradient", "gradcam")
 
 
 def check_nifti(kind, save):
@@ -139,3 +144,27 @@ def volume_record(volume, entries, window):
     block.update(peak_voxel=first.get("peak_voxel"), peak_world_mm=first.get("peak_world_mm"),
                  window=None if window is None else [float(window[0]), float(window[1])])
     return block
+
+
+def render_volume_gradients(array, gradient, product, paths, written, options, volume=None):
+    """A backprop method's input gradient and its product with the map (Guided Grad-CAM) for a
+    volume: the kinds in `paths` (gradient, gradcam: montages; gradient-raw, gradcam-raw: the
+    arrays (D1, D2, D3, C) float32 at the model's input size, signs kept), added to `written`.
+    Returns the gradient's statistics for the JSON entry.
+
+    The picture (a choice): the gradient's MAGNITUDE, the largest |gradient| over the channels
+    (maps.saliency, Simonyan et al.'s rule, as the localization measures read a volume's backprop
+    map), resized trilinearly onto the volume's shape, scaled by its maximum and drawn as the
+    montage's heat alone (no scan beneath, as an image's gradient picture stands alone); the sign
+    is in the raw arrays only. A channel-mean would let opposite signs cancel."""
+    affine = volume.affine if volume is not None and volume.oriented else None
+    spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
+    for name, values in (("gradient", gradient), ("gradcam", product)):
+        if name in paths:
+            magnitude, _ = maps.saliency_map(values, None, array.shape)
+            written[name] = outputs.write_png(paths[name], montage_picture(array, magnitude, spacing, affine,
+                                                                          options.colormap, options.alpha, False))
+        if f"{name}-raw" in paths:
+            written[f"{name}-raw"] = outputs.write_npy(paths[f"{name}-raw"], values)
+    rms = float(np.sqrt(np.mean(np.square(np.asarray(gradient, dtype=np.float64)))))
+    return {"rms": rms, "empty": rms == 0.0, "resolution": [int(n) for n in np.shape(gradient)[:3]]}

@@ -257,9 +257,13 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
                 entry["target"] = options.bound.describe(entry["score"], {key: entry.pop(key) for key in list(entry)
                                                                            if key.startswith("target_")})
                 del entry["probability"]
-            if result.input_gradients is not None and volume is None:  # a volume's: no pictures of them yet
+            if result.input_gradients is not None and volume is None:
                 entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.gradient_times_map(i),
                                                      paths, entry["outputs"])
+            elif result.input_gradients is not None:  # a clip's too: its (T, H, W) as a volume's montage
+                entry["gradient"] = volume_outputs.render_volume_gradients(
+                    volume.array, result.input_gradients[i], result.gradient_times_map(i), paths, entry["outputs"],
+                    options, volume)
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))
             record["maps"].append(entry)
