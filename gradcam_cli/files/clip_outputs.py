@@ -1,6 +1,7 @@
 """What a run writes for a clip (a files.volumes.Volume of kind 'clip': frames (T, H, W, 3), axis 0
 time; docs: the clips and sheets contract): its map's files and its record's `clip` block.
-files.volume_outputs.render_volume_map hands a clip's map here.
+`render_map` hands a clip's map here and a volume's to files.volume_outputs.render_volume_map
+(files.writing.image_events and Explanation.save call it).
 
 Files, named as an image's (files.writing.output_paths):
   overlay  NAME.METHOD[.TAG].overlay.png: an animated PNG (APNG, looping), frame t = taken frame t
@@ -114,6 +115,16 @@ def render_clip_map(label, volume, small_map, class_index, score, probability, p
     if layout is not None:
         entry["sheet"] = layout
     return entry
+
+
+def render_map(label, array, small_map, class_index, score, probability, paths, options, volume=None):
+    """A volume's or a clip's map files and JSON entry: render_clip_map for a clip (volume.kind
+    'clip'), else files.volume_outputs.render_volume_map (same arguments)."""
+    from gradcam_cli.files.volume_outputs import render_volume_map
+
+    if volume is not None and volume.kind == "clip":
+        return render_clip_map(label, volume, small_map, class_index, score, probability, paths, options)
+    return render_volume_map(label, array, small_map, class_index, score, probability, paths, options, volume)
 
 
 def clip_record(volume, entries):

@@ -94,11 +94,7 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
     """A volume map's files (heatmap, overlay, raw, nifti: those in `paths`) and its JSON entry.
     array: the volume as the model took it (D1, D2, D3, C); volume: its files.volumes.Volume (the
     affine, voxel sizes and kind), or None for an array given through the API (no NIfTI then).
-    A clip's (volume.kind 'clip'): files.clip_outputs.render_clip_map."""
-    if volume is not None and volume.kind == "clip":
-        from gradcam_cli.files.clip_outputs import render_clip_map
-
-        return render_clip_map(label, volume, small_map, class_index, score, probability, paths, options)
+    A clip's map (volume.kind 'clip') is files.clip_outputs.render_clip_map's (`render_map` picks)."""
     heat, normalised, empty = maps.full_map(small_map, None, array.shape)
     written, layout = {}, None
     affine = volume.affine if volume is not None and volume.oriented else None  # planes named only when known

@@ -198,7 +198,7 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
     that is not finite, ("failed", source, OSError) for a write error, ("unreadable", source,
     reason) when rendering failed. `rgb`: the decoded image, or a files.volumes.Volume (its
     files and record: files.volume_outputs)."""
-    from gradcam_cli.files import volume_outputs
+    from gradcam_cli.files import clip_outputs, volume_outputs
 
     volume = rgb if hasattr(rgb, "affine") else None
     probabilities = computed.per_map[0][1].probabilities
@@ -249,8 +249,8 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
                 entry = render_map(label, rgb, box, result.small_maps[i], class_index, score,
                                    float(probabilities[i, class_index]), paths, options)
             else:
-                entry = volume_outputs.render_volume_map(label, volume.array, result.small_maps[i], class_index, score,
-                                                         float(probabilities[i, class_index]), paths, options, volume)
+                entry = clip_outputs.render_map(label, volume.array, result.small_maps[i], class_index, score,
+                                                float(probabilities[i, class_index]), paths, options, volume)
             if result.details is not None:
                 entry.update(result.details[i])
             if options.bound is not None:
@@ -270,9 +270,7 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
         if volume is not None:
             record["volume"] = volume_outputs.volume_record(volume, record["maps"], options.window)
             if volume.kind == "clip":
-                from gradcam_cli.files.clip_outputs import clip_record
-
-                record["clip"] = clip_record(volume, record["maps"])
+                record["clip"] = clip_outputs.clip_record(volume, record["maps"])
         if options.records:  # last: an image with a record file has all its files
             records.write_record(record_path(source, options), source, options.request, record)
     except OSError as error:
