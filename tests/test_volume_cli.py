@@ -64,7 +64,10 @@ def test_a_nifti_scan_through_the_cli_is_the_apis_map_with_its_affine(demo_volum
     entry = record["maps"][0]
     stem = out / "synthetic_sphere.nii.gz.gradcam"
     assert entry["outputs"] == {"raw": f"{stem}.raw.npy", "nifti": f"{stem}.nii.gz",
-                                "overlay": f"{stem}.overlay.png", "heatmap": f"{stem}.heatmap.png"}
+                                "overlay": f"{stem}.overlay.png", "heatmap": f"{stem}.heatmap.png",
+                                "sheet": f"{stem}.sheet.png"}  # with the overlay: the slices along D3
+    assert entry["sheet"]["count"] == 24 and entry["sheet"]["axis"] == "d3"
+    assert entry["sheet"]["labels"][:2] == ["k=0", "k=1"] and entry["sheet"]["indices"] == list(range(24))
     volume = read_volume(NIFTI)
     heat, explained = api_heat(demo_volume, volume.array)
     raw = np.load(entry["outputs"]["raw"])
@@ -163,12 +166,25 @@ def test_skip_existing_resumes_a_volume_run(keras, tmp_path):
     first = invoke_cli(*arguments)
     assert first.returncode == 0, first.stderr
     written = {path: path.stat().st_mtime_ns for path in out.iterdir()}
-    assert len(written) == 4  # raw, nifti, overlay, record
+    assert len(written) == 5  # raw, nifti, overlay, sheet, record
     again = invoke_cli(*arguments, "--skip-existing")
     assert again.returncode == 0, again.stderr
     assert "skipped 1 image(s) whose outputs exist" in again.stderr
     assert {path: path.stat().st_mtime_ns for path in out.iterdir()} == written
     assert_records_close(records(again), records(first))
+    # a missing sheet: the volume is done again, its sheet written
+    sheet = out / "synthetic_sphere.nii.gz.gradcam.sheet.png"
+    sheet.unlink()
+    redone = invoke_cli(*arguments, "--skip-existing")
+    assert redone.returncode == 0 and "skipped" not in redone.stderr and sheet.is_file()
+    # another method's files beside them: nothing overwritten
+    before = {path: path.stat().st_mtime_ns for path in out.iterdir()}
+    other = invoke_cli(NIFTI, "--model", "demo-volume", "-o", out, "--json", "--save", "overlay", "--method",
+                       "layercam")
+    assert other.returncode == 0, other.stderr
+    assert records(other)[0]["maps"][0]["outputs"]["sheet"] == str(out / "synthetic_sphere.nii.gz.layercam.sheet.png")
+    after = {path: path.stat().st_mtime_ns for path in out.iterdir()}
+    assert len(after) == 5 + 3 and all(after[path] == stamp for path, stamp in before.items())  # overlay, sheet, record
     # another window is another request: done again
     windowed = invoke_cli(*arguments, "--skip-existing", "--window", "0,0.5")
     assert windowed.returncode == 0 and "skipped" not in windowed.stderr
@@ -315,3 +331,39 @@ def test_an_explanation_of_a_volume_draws_and_saves(demo_volume, tmp_path):
         explained.save(tmp_path, save=("nifti",))
     with pytest.raises(GradcamError, match="not as gradient"):
         explained.save(tmp_path, save=("gradient",))
+
+
+@pytest.mark.parametrize("method", ["guided", "deconvnet"])
+def test_backprop_gradients_of_a_scan_are_montages_and_raw_arrays(demo_volume, tmp_path, method):
+    from gradcam_cli import Explainer
+    from gradcam_cli.explain.methods.guided import guided_gradcam
+    from gradcam_cli.files.volumes import read_volume
+
+    out = tmp_path / "out"
+    result = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", out, "--json",
+                        "--save", "overlay,raw,gradient,gradcam")
+    assert result.returncode == 0, result.stderr
+    (record,) = records(result)
+    entry = record["maps"][0]
+    stem = out / f"synthetic_sphere.nii.gz.{method}"
+    assert entry["outputs"] == {kind: f"{stem}.{ending}" for kind, ending in (
+        ("overlay", "overlay.png"), ("raw", "raw.npy"), ("gradient-raw", "gradient.npy"),
+        ("gradcam-raw", "gradcam.npy"), ("gradient", "gradient.png"), ("gradcam", "gradcam.png"),
+        ("sheet", "sheet.png"))}
+    (explained,) = Explainer(demo_volume, method=method)([read_volume(NIFTI).array])
+    gradient = np.load(entry["outputs"]["gradient-raw"])
+    assert gradient.dtype == np.float32 and gradient.shape == (32, 32, 24, 1)  # the model's input size, signs kept
+    np.testing.assert_allclose(gradient, explained.input_gradient, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.load(entry["outputs"]["gradcam-raw"]),
+                               guided_gradcam(explained.input_gradient, explained.small_map), rtol=1e-5, atol=1e-7)
+    assert entry["gradient"]["resolution"] == [32, 32, 24]
+    assert entry["gradient"]["rms"] == pytest.approx(float(np.sqrt(np.mean(np.square(gradient)))), rel=1e-5)
+    for kind in ("gradient", "gradcam"):
+        assert_picture(entry["outputs"][kind])
+    again = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", out, "--json",
+                       "--save", "overlay,raw,gradient,gradcam", "--skip-existing")
+    assert again.returncode == 0 and "skipped 1 image(s)" in again.stderr
+    refused = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", tmp_path / "o2",
+                         "--save", "gradient-gray")
+    assert refused.returncode == 2
+    one_error_line(refused.stderr, "gradient-gray")

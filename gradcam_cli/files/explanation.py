@@ -115,8 +115,9 @@ class Explanation:
     def _save_volume(self, options, volume):
         from gradcam_cli.errors import GradcamError
         from gradcam_cli.files import writing
+        from gradcam_cli.files.clip_outputs import render_map
         from gradcam_cli.files.inputs import Source
-        from gradcam_cli.files.volume_outputs import VOLUME_SAVE, render_volume_map
+        from gradcam_cli.files.volume_outputs import VOLUME_SAVE
 
         other = [kind for kind in options.save if kind not in VOLUME_SAVE]
         if other:
@@ -126,8 +127,8 @@ class Explanation:
                                "(volume=files.volumes.read_volume(path))")
         paths = writing.output_paths(Source(Path(self.source or self.name), self.name), options,
                                      writing.PlannedMap(0, self.tag))
-        entry = render_volume_map(self.label, self.image, self.small_map, self.class_index, self.score,
-                                  self.probability, paths, options, volume)
+        entry = render_map(self.label, self.image, self.small_map, self.class_index, self.score,
+                           self.probability, paths, options, volume)
         return entry["outputs"]
 
 

@@ -47,6 +47,8 @@ TOP_SIDE = 480  # the top row's panel box, longer side, in pixels (3 boxes: at m
 MIN_BOX_WIDTH = 160  # a narrow panel's box is padded to this width, so that its captions fit
 STRIP_SLICES = 8
 STRIP_SIDE = 200  # a strip cell's longer side at most, in pixels
+SHEET_SLICES = 64  # a tile sheet (d3_tiles) takes every slice up to this many, evenly chosen beyond
+SHEET_SIDE = 160  # a sheet tile's longer side, in pixels
 GAP = 4  # between cells, as render.grid's default
 ROW_GAP = 10  # between the top row's captions and the strip
 GREY_SAMPLE = 2_000_000  # at most about this many voxels sampled for the grey's percentiles
@@ -257,3 +259,34 @@ def montage(volume, heat, spacing, affine=None, colormap="jet", alpha=0.4, overl
     canvas[: top.shape[0], : top.shape[1]] = top
     canvas[top.shape[0] + ROW_GAP :, : strip.shape[1]] = strip
     return canvas
+
+
+def sheet_indices(depth, count=SHEET_SLICES):
+    """The slices along D3 a tile sheet shows: every one when there are at most `count`, else
+    `count` evenly chosen, the centres of equal bins (the montage strip's rule)."""
+    if depth <= count:
+        return list(range(depth))
+    return [int((k + 0.5) * depth / count) for k in range(count)]
+
+
+def d3_tiles(volume, heat, spacing, colormap="jet", alpha=0.4, overlay=True, side=SHEET_SIDE):
+    """The tiles of a tile sheet (files.sheets): the slices of a (D1, D2, D3) volume and its heat
+    (in [0, 1]) along the array's third axis D3, (N, h, w, 3) uint8, and their indices k.
+
+    Each tile is the slice [:, :, k] as numpy prints it (axis 0 down the rows, axis 1 along the
+    columns, nothing flipped, whatever the affine: the sheet indexes the array, as the raw .npy
+    map does), drawn as the montage draws a plane: at its physical aspect from the voxel sizes
+    (the longer side `side` pixels), with the montage's grey range and colour scale (the heat's
+    [0, 1]), so a tile is the montage's picture of that slice at another size. overlay=False:
+    the heat alone."""
+    volume, heat, spacing = _checked(volume, heat, spacing, alpha)
+    colorize(np.zeros((1, 1), dtype=np.float32), colormap)
+    plane = _Plane("axis 2", 2, 0, 1, False, False, "axis 0 down, axis 1 right")
+    height, width = _extent(volume.shape, spacing, plane)
+    scale = side / max(height, width)
+    size = (_pixels(width, scale), _pixels(height, scale))
+    grey_range = _grey_range(volume) if overlay else (0.0, 1.0)
+    indices = sheet_indices(volume.shape[2])
+    tiles = np.stack([_panel(volume, heat, plane, k, size, grey_range, colormap, float(alpha), overlay)
+                      for k in indices])
+    return tiles, indices

@@ -25,13 +25,18 @@ from gradcam_cli.explain.methods.method import GRADIENT_KINDS, MAP_KINDS
 # (MAP_KINDS) are the same for every method, and this one depends on the input, not the method.
 VOLUME_KINDS = ("nifti",)
 KINDS = MAP_KINDS + GRADIENT_KINDS + VOLUME_KINDS
+# The tile sheet of a volume's slices or a clip's frames, NAME.METHOD[.TAG].sheet.png: written with
+# the overlay of a model of volumes (files.writing.output_paths), never asked for alone, so it is
+# no --save choice (not in KINDS).
+SHEET_KIND = "sheet"
 # The file name ending of each kind that is not named NAME.METHOD[.TAG].KIND.png.
 NIFTI_ENDING = "nii.gz"
 
 
 def is_output_name(name):
     """Whether a file name has the shape of this tool's outputs (NAME.METHOD[.TAG].KIND.png|npy,
-    NAME[.TAG].compare.png, NAME.METHOD[.TAG].record.json, a volume's NAME.METHOD[.TAG].nii.gz)."""
+    NAME[.TAG].compare.png, NAME.METHOD[.TAG].record.json, a volume's NAME.METHOD[.TAG].nii.gz
+    and NAME.METHOD[.TAG].sheet.png)."""
     parts = str(name).split(".")
     if len(parts) >= 4 and parts[-2:] == NIFTI_ENDING.split("."):
         return True
@@ -40,6 +45,8 @@ def is_output_name(name):
     kind = parts[-2]
     if parts[-1] == "json":
         return kind == "record"
+    if kind == SHEET_KIND:
+        return parts[-1] == "png"
     return kind == "compare" or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
 
 
@@ -132,6 +139,32 @@ def write_png(path, rgb):
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
     write_atomic(path, encoded.tobytes())
+    return str(path)
+
+
+def write_apng(path, frames, duration_ms):
+    """Write (T, H, W, 3) uint8 RGB frames as an animated PNG (APNG, Pillow's writer: `save_all`,
+    looping for ever, `duration_ms` per frame, fractional milliseconds kept as the APNG delay's
+    fraction), atomically; returns the path as a string. Every frame is kept, identical ones too
+    (Pillow's writer would merge consecutive identical frames into one longer frame; frames here
+    alternate the APNG blend operation between SOURCE and OVER, the same pixels for opaque RGB
+    frames, which it does not merge), so frame t of the file is frame t of the array. One frame
+    gives a still PNG."""
+    from io import BytesIO
+
+    from PIL import Image
+    from PIL.PngImagePlugin import Blend
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.shape[0] < 1 or frames.dtype != np.uint8:
+        raise ValueError(f"frames are (T, H, W, 3) uint8, T at least 1. Received: shape {frames.shape}, "
+                         f"dtype {frames.dtype}")
+    pictures = [Image.fromarray(frame) for frame in frames]
+    buffer = BytesIO()
+    pictures[0].save(buffer, format="PNG", save_all=True, append_images=pictures[1:], loop=0,
+                     duration=[float(duration_ms)] * len(pictures),
+                     blend=[Blend.OP_SOURCE if t % 2 == 0 else Blend.OP_OVER for t in range(len(pictures))])
+    write_atomic(path, buffer.getvalue())
     return str(path)
 
 

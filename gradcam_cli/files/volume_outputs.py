@@ -9,6 +9,13 @@ Files, named as an image's (files.writing.output_paths):
            (files.volumes.write_nifti); a NumPy input has no affine: refused (`check_nifti`).
   heatmap, overlay   a PNG montage of slices (files.montage.montage): the map coloured alone, or
            blended onto the volume.
+  sheet    NAME.METHOD[.TAG].sheet.png, written with the overlay: the overlay's slices along D3 as a
+           tile sheet (files.sheets, files.montage.d3_tiles: every slice up to 64, evenly chosen
+           beyond, labelled "k=5"); the map entry's `sheet` gives its layout.
+  gradient, gradcam   a backprop method's (guided, deconvnet) input gradient and Guided Grad-CAM
+           product as montages (render_volume_gradients), and with raw both arrays as
+           NAME.METHOD[.TAG].gradient.npy / .gradcam.npy, (D1, D2, D3, C) at the model's input size.
+A clip (kind 'clip') is written by files.clip_outputs: animated PNGs and a sheet of its frames.
 
 A map entry's statistics are an image's where they mean the same (empty, raw_max, raw_mean,
 resolution: the layer's grid, here (d1, d2, d3) in array order; mean; area_above_half: here the
@@ -24,16 +31,32 @@ from gradcam_cli.errors import GradcamError
 from gradcam_cli.explain import maps
 from gradcam_cli.files import outputs
 
-# The kinds a volume's map is written as (files.outputs.KINDS): no gradient pictures.
+# The kinds a volume's map is written as (files.outputs.KINDS), and the gradient pictures a backprop
+# method's (guided, deconvnet) adds: montages (render_volume_gradients); no greyscale kinds.
 VOLUME_SAVE = ("heatmap", "overlay", "raw", "nifti")
+VOLUME_GRADIENT_SAVE = ("gradient", "gradcam")
 
 
 def check_nifti(kind, save):
-    """GradcamError (one line) when `save` asks for a NIfTI map of an input of `kind` ('npy'), which
-    has no affine."""
-    if "nifti" in save and kind == "npy":
-        raise GradcamError("a NIfTI map carries its input's affine: a NumPy volume (.npy, .npz) has none; "
+    """GradcamError (one line) when `save` asks for a NIfTI map of an input of `kind` ('npy', 'clip'),
+    which has no affine."""
+    if "nifti" in save and kind in ("npy", "clip"):
+        what = "a NumPy volume (.npy, .npz)" if kind == "npy" else "a clip (video frames)"
+        raise GradcamError(f"a NIfTI map carries its input's affine: {what} has none; "
                            "save raw instead (the same numbers as .npy)")
+
+
+def sheet_picture(array, normalised, spacing, colormap, alpha):
+    """The overlay's tile sheet of the volume `array` (D1, D2, D3, C) and its map: (picture, layout)
+    (files.sheets.tile_sheet of files.montage.d3_tiles, the channels' mean the background, as the
+    montage's)."""
+    from gradcam_cli.files.montage import d3_tiles
+    from gradcam_cli.files.sheets import tile_sheet
+
+    background = np.asarray(array, dtype=np.float32).mean(axis=-1)
+    tiles, indices = d3_tiles(background, normalised, tuple(float(s) for s in spacing), colormap=colormap,
+                              alpha=alpha)
+    return tile_sheet(tiles, [f"k={k}" for k in indices], indices, "d3")
 
 
 def montage_picture(array, normalised, spacing, affine, colormap, alpha, overlay):
@@ -70,9 +93,10 @@ def world(affine, voxel):
 def render_volume_map(label, array, small_map, class_index, score, probability, paths, options, volume=None):
     """A volume map's files (heatmap, overlay, raw, nifti: those in `paths`) and its JSON entry.
     array: the volume as the model took it (D1, D2, D3, C); volume: its files.volumes.Volume (the
-    affine, voxel sizes and kind), or None for an array given through the API (no NIfTI then)."""
+    affine, voxel sizes and kind), or None for an array given through the API (no NIfTI then).
+    A clip's map (volume.kind 'clip') is files.clip_outputs.render_clip_map's (`render_map` picks)."""
     heat, normalised, empty = maps.full_map(small_map, None, array.shape)
-    written = {}
+    written, layout = {}, None
     affine = volume.affine if volume is not None and volume.oriented else None  # planes named only when known
     spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
     for kind in ("heatmap", "overlay"):
@@ -80,6 +104,9 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
             picture = montage_picture(array, normalised, spacing, affine, options.colormap, options.alpha,
                                       kind == "overlay")
             written[kind] = outputs.write_png(paths[kind], picture)
+    if "sheet" in paths:
+        picture, layout = sheet_picture(array, normalised, spacing, options.colormap, options.alpha)
+        written["sheet"] = outputs.write_png(paths["sheet"], picture)
     if "raw" in paths:
         written["raw"] = outputs.write_npy(paths["raw"], heat)
     if "nifti" in paths:
@@ -92,7 +119,7 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
         written["nifti"] = write_nifti(paths["nifti"], heat, volume)
     stats = statistics(small_map, normalised, empty)
     stats["peak_world_mm"] = world(affine, stats["peak_voxel"])
-    return {
+    entry = {
         "class": class_index,
         "label": label,
         "score": round(score, 6),
@@ -100,6 +127,9 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
         "outputs": written,
         "stats": stats,
     }
+    if layout is not None:
+        entry["sheet"] = layout
+    return entry
 
 
 def volume_record(volume, entries, window):
@@ -110,3 +140,27 @@ def volume_record(volume, entries, window):
     block.update(peak_voxel=first.get("peak_voxel"), peak_world_mm=first.get("peak_world_mm"),
                  window=None if window is None else [float(window[0]), float(window[1])])
     return block
+
+
+def render_volume_gradients(array, gradient, product, paths, written, options, volume=None):
+    """A backprop method's input gradient and its product with the map (Guided Grad-CAM) for a
+    volume: the kinds in `paths` (gradient, gradcam: montages; gradient-raw, gradcam-raw: the
+    arrays (D1, D2, D3, C) float32 at the model's input size, signs kept), added to `written`.
+    Returns the gradient's statistics for the JSON entry.
+
+    The picture (a choice): the gradient's MAGNITUDE, the largest |gradient| over the channels
+    (maps.saliency, Simonyan et al.'s rule, as the localization measures read a volume's backprop
+    map), resized trilinearly onto the volume's shape, scaled by its maximum and drawn as the
+    montage's heat alone (no scan beneath, as an image's gradient picture stands alone); the sign
+    is in the raw arrays only. A channel-mean would let opposite signs cancel."""
+    affine = volume.affine if volume is not None and volume.oriented else None
+    spacing = (1.0, 1.0, 1.0) if volume is None else volume.spacing
+    for name, values in (("gradient", gradient), ("gradcam", product)):
+        if name in paths:
+            magnitude, _ = maps.saliency_map(values, None, array.shape)
+            written[name] = outputs.write_png(paths[name], montage_picture(array, magnitude, spacing, affine,
+                                                                          options.colormap, options.alpha, False))
+        if f"{name}-raw" in paths:
+            written[f"{name}-raw"] = outputs.write_npy(paths[f"{name}-raw"], values)
+    rms = float(np.sqrt(np.mean(np.square(np.asarray(gradient, dtype=np.float64)))))
+    return {"rms": rms, "empty": rms == 0.0, "resolution": [int(n) for n in np.shape(gradient)[:3]]}

@@ -42,16 +42,28 @@ def plan_outputs(explainer, output_dir, classes=(), top_k=1, save=None, colormap
     if indices and int(top_k) != 1:
         raise ClassError(f"give classes or {argument('top_k')}, not both")
     method = METHODS[explainer.method]
-    save = tuple(save or method.default_save)
+    save = tuple(save or _default_save(ready.loaded, method))
     volumes = _volume_plan(ready.loaded, explainer.method, save, window, max_voxels)
     options = writing.FileOptions(output_dir=Path(output_dir), method=explainer.method, classes=indices,
                               top_k=int(top_k), save=save, colormap=colormap.lower(),
                               alpha=alpha, crop=explainer.crop, reference=ready.reference, name=explainer.name,
-                              details=explainer.details(), gradients=method.backprop is not None and not volumes,
+                              details=explainer.details(), gradients=method.backprop is not None,
                               bound=None if ready.target.is_class else ready.target, volumes=volumes,
                               window=None if window is None else tuple(float(v) for v in window),
                               max_voxels=max_voxels)
     return replace(options, request=records.request_key(_request(explainer, ready, options)))
+
+
+def _default_save(loaded, method):
+    """What a run writes when not told: the method's kinds; for a model of volumes those a volume's
+    map is written as (a backprop method's greyscale pictures left out: a volume's gradient picture
+    is already one channel's, files.volume_outputs.render_volume_gradients)."""
+    from gradcam_cli.explain.prepared import takes_volumes
+    from gradcam_cli.files.volume_outputs import VOLUME_GRADIENT_SAVE, VOLUME_SAVE
+
+    if not takes_volumes(loaded):
+        return method.default_save
+    return tuple(kind for kind in method.default_save if kind in VOLUME_SAVE + VOLUME_GRADIENT_SAVE)
 
 
 def _volume_plan(loaded, method, save, window, max_voxels):
@@ -60,7 +72,7 @@ def _volume_plan(loaded, method, save, window, max_voxels):
     whose low end is not below its high end."""
     from gradcam_cli.explain.methods import METHODS
     from gradcam_cli.explain.prepared import takes_volumes
-    from gradcam_cli.files.volume_outputs import VOLUME_SAVE
+    from gradcam_cli.files.volume_outputs import VOLUME_GRADIENT_SAVE, VOLUME_SAVE
 
     volumes = takes_volumes(loaded)
     if not volumes:
@@ -71,9 +83,10 @@ def _volume_plan(loaded, method, save, window, max_voxels):
         return False
     if METHODS[method].network is not None:
         raise GradcamError(f"{loaded.name} takes volumes: {method} (a dilated copy) does not apply to volumes yet")
-    other = [kind for kind in save if kind not in VOLUME_SAVE]
+    kinds = VOLUME_SAVE + (VOLUME_GRADIENT_SAVE if METHODS[method].backprop else ())
+    other = [kind for kind in save if kind not in kinds]
     if other:
-        raise GradcamError(f"a volume's map is written as {', '.join(VOLUME_SAVE)}; not as {', '.join(other)}. "
+        raise GradcamError(f"a volume's map is written as {', '.join(kinds)}; not as {', '.join(other)}. "
                            f"Received: {argument('save', repr(','.join(save)), ','.join(save))}")
     if window is not None:
         low, high = (float(v) for v in window)

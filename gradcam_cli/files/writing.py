@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.errors import unexpected
+from gradcam_cli.errors import GradcamError, unexpected
 from gradcam_cli.explain import maps
 from gradcam_cli.files import outputs, records, render
 
@@ -74,8 +74,9 @@ def planned_maps(options):
 
 def output_paths(source, options, planned):
     """{kind: path} of every file a run with `options` writes for `source` and one planned map: the
-    --save kinds, and with `raw` for gradient methods the two gradient arrays (gradient-raw,
-    gradcam-raw). The one place outputs are named."""
+    --save kinds, with `raw` for gradient methods the two gradient arrays (gradient-raw,
+    gradcam-raw), and with `overlay` for a model of volumes the tile sheet (`sheet`: a volume's
+    slices or a clip's frames, files.sheets). The one place outputs are named."""
     def path(kind, extension=None):
         return outputs.output_path(options.output_dir, source.name, options.name or options.method, kind, planned.tag,
                                    extension)
@@ -83,6 +84,8 @@ def output_paths(source, options, planned):
     paths = {kind: path(kind) for kind in options.save}
     if "raw" in options.save and options.gradients:
         paths.update({f"{name}-raw": path(name, "npy") for name in ("gradient", "gradcam")})
+    if options.volumes and "overlay" in options.save:
+        paths[outputs.SHEET_KIND] = path(outputs.SHEET_KIND)
     return paths
 
 
@@ -195,7 +198,7 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
     that is not finite, ("failed", source, OSError) for a write error, ("unreadable", source,
     reason) when rendering failed. `rgb`: the decoded image, or a files.volumes.Volume (its
     files and record: files.volume_outputs)."""
-    from gradcam_cli.files import volume_outputs
+    from gradcam_cli.files import clip_outputs, volume_outputs
 
     volume = rgb if hasattr(rgb, "affine") else None
     probabilities = computed.per_map[0][1].probabilities
@@ -229,6 +232,11 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
     reason = (computed.per_map[0][1].details or [{}] * (i + 1))[i].get("target_refusal")
     if reason is not None:  # a target this image does not have: nothing predicted as the class, no box matched
         return [("rejected", source, (reason, dict(record, error=reason)))]
+    if volume is not None:  # a clip's NIfTI: refused before anything is removed or written
+        try:
+            volume_outputs.check_nifti(volume.kind, options.save)
+        except GradcamError as error:
+            return [("unreadable", source, str(error))]
     empties = []
     try:
         if options.records:  # first: an earlier run's record must not vouch for the files rewritten now
@@ -241,22 +249,28 @@ def image_events(loaded, source, rgb, box, i, computed, options, layer):
                 entry = render_map(label, rgb, box, result.small_maps[i], class_index, score,
                                    float(probabilities[i, class_index]), paths, options)
             else:
-                entry = volume_outputs.render_volume_map(label, volume.array, result.small_maps[i], class_index, score,
-                                                         float(probabilities[i, class_index]), paths, options, volume)
+                entry = clip_outputs.render_map(label, volume.array, result.small_maps[i], class_index, score,
+                                                float(probabilities[i, class_index]), paths, options, volume)
             if result.details is not None:
                 entry.update(result.details[i])
             if options.bound is not None:
                 entry["target"] = options.bound.describe(entry["score"], {key: entry.pop(key) for key in list(entry)
                                                                            if key.startswith("target_")})
                 del entry["probability"]
-            if result.input_gradients is not None and volume is None:  # a volume's: no pictures of them yet
+            if result.input_gradients is not None and volume is None:
                 entry["gradient"] = render_gradients(rgb, box, result.input_gradients[i], result.gradient_times_map(i),
                                                      paths, entry["outputs"])
+            elif result.input_gradients is not None:  # a clip's too: its (T, H, W) as a volume's montage
+                entry["gradient"] = volume_outputs.render_volume_gradients(
+                    volume.array, result.input_gradients[i], result.gradient_times_map(i), paths, entry["outputs"],
+                    options, volume)
             if entry["stats"]["empty"]:
                 empties.append(("empty", source, entry["class"]))
             record["maps"].append(entry)
         if volume is not None:
             record["volume"] = volume_outputs.volume_record(volume, record["maps"], options.window)
+            if volume.kind == "clip":
+                record["clip"] = clip_outputs.clip_record(volume, record["maps"])
         if options.records:  # last: an image with a record file has all its files
             records.write_record(record_path(source, options), source, options.request, record)
     except OSError as error:
