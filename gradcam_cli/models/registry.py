@@ -17,6 +17,9 @@ The demo models (`_demo(...)`) are small classifiers of synthetic shapes (gradca
 shipped as trained .keras files in gradcam_cli/data: the offline default, with known answers.
 demo-volume classifies synthetic scans (gradcam_cli.evaluate.volume_scenes): its input_size is a
 volume's three sides, (D1, D2, D3), with one channel; `ModelSpec.shape` gives any entry's as a tuple.
+demo-clip and demo-clip-frames classify synthetic clips (gradcam_cli.evaluate.clip_scenes): their
+input_size is a clip's (T, H, W), with 3 channels (RGB): a model of volumes with 3 channels is a
+video model.
 """
 
 from dataclasses import dataclass
@@ -49,6 +52,8 @@ class ModelSpec:
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 # The classes of the synthetic scans demo-volume is trained on (gradcam_cli.evaluate.volume_scenes).
 VOLUME_CLASSES = ("sphere", "cube")
+# The classes of the synthetic clips the video demos are trained on (gradcam_cli.evaluate.clip_scenes).
+CLIP_CLASSES = ("still", "moving")
 
 _TF_KERNELS = "_weights_tf_dim_ordering_tf_kernels.h5"
 _GAP_DENSE = "GAP, Dense"
@@ -119,6 +124,10 @@ _ENTRIES += [
     # A volume is given as stored, no intensity scaling (the scans are already about 0..1).
     _demo("demo-volume", "demo_volume", "block3_conv", True, "GAP3D, Dense", VOLUME_CLASSES, (32, 32, 24),
           "none"),
+    # Video models: an (8, 32, 32) clip of RGB frames, T x H x W, scaled to 0..1 as the image demos.
+    _demo("demo-clip", "demo_clip", "block3_conv", True, "GAP3D, Dense", CLIP_CLASSES, (8, 32, 32)),
+    _demo("demo-clip-frames", "demo_clip_frames", "frames3_conv", True, "GAP3D, Dense", CLIP_CLASSES,
+          (8, 32, 32)),
 ]
 
 
