@@ -153,7 +153,7 @@ def test_cli_refuses_across_kinds_in_one_line_and_goes_on(tmp_path):
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if "moving_square.avi" in line]
     assert len(lines) == 1 and "takes images" in lines[0] and "video" in lines[0]
-    assert list((tmp_path / "a").glob("synthetic_square.gradcam.*"))
+    assert list((tmp_path / "a").glob("synthetic_square.png.gradcam.*"))
     result = _run("gradcam", "--model", "demo-clip", image, SAMPLE, "-o", tmp_path / "b", "--json", "--quiet")
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if "synthetic_square.png" in line]

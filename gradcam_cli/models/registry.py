@@ -37,6 +37,7 @@ class ModelSpec:
     head: str
     labels: tuple = None  # class names, when not ImageNet's
     file: str = None  # a trained model shipped in gradcam_cli/data; constructor is in models.demo
+    channels: int = 3  # the input's channels: 3 (RGB images, video clips), 1 for demo-volume's scans
 
     @property
     def is_application(self):
@@ -111,8 +112,8 @@ _ENTRIES = [
 ]
 
 
-def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES, size=64, preprocess="unit"):
-    return ModelSpec(name, constructor, size, preprocess, layer, None, cam, head, labels, f"{name}.keras")
+def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES, size=64, preprocess="unit", channels=3):
+    return ModelSpec(name, constructor, size, preprocess, layer, None, cam, head, labels, f"{name}.keras", channels)
 
 
 _ENTRIES += [
@@ -123,7 +124,7 @@ _ENTRIES += [
           ("background",) + DEMO_CLASSES),
     # A volume is given as stored, no intensity scaling (the scans are already about 0..1).
     _demo("demo-volume", "demo_volume", "block3_conv", True, "GAP3D, Dense", VOLUME_CLASSES, (32, 32, 24),
-          "none"),
+          "none", channels=1),
     # Video models: an (8, 32, 32) clip of RGB frames, T x H x W, scaled to 0..1 as the image demos.
     _demo("demo-clip", "demo_clip", "block3_conv", True, "GAP3D, Dense", CLIP_CLASSES, (8, 32, 32)),
     _demo("demo-clip-frames", "demo_clip_frames", "frames3_conv", True, "GAP3D, Dense", CLIP_CLASSES,
