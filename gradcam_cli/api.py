@@ -23,14 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError
-from gradcam_cli.explain.prepared import (
-    Prepared,
-    check_volumes,
-    prepare_volumes,
-    shared_engine,
-    takes_volumes,
-    volume_inputs,
-)
+from gradcam_cli.explain.prepared import Prepared, check_frames, check_volumes, prepare_volumes, shared_engine
+from gradcam_cli.explain.prepared import takes_volumes
+from gradcam_cli.files.clips import model_inputs
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list, read_input
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
@@ -100,7 +95,9 @@ class Explainer:
     compat: 'pytorch-grad-cam' or 'tf-keras-vis': the method's open choices made as that library
     makes them (its registry entry's choices). target: what the maps explain (explain/targets.py):
     None (each image's classes), a spec ('segment:circle', 'similar:ref.png', 'output:0',
-    'class:3') or a callable outputs (B, ...) -> (B,) in keras.ops. `arguments`: the method's own options
+    'class:3') or a callable outputs (B, ...) -> (B,) in keras.ops. frames: for a video model
+    (input (T, H, W, 3)), the frames each clip path gives, evenly sampled (files.clips; default T).
+    `arguments`: the method's own options
     (`gradcam methods NAME` lists them; a None value is "not given"), and load_model's.
     """
 
@@ -109,7 +106,8 @@ class Explainer:
                  crop: bool = False, jit: bool = False, aug_smooth: bool = False, eigen_smooth: bool = False,
                  network: Literal["exact", "no-pooling"] | None = None,
                  compat: Literal["pytorch-grad-cam", "tf-keras-vis"] | None = None,
-                 target: str | Callable[[Any], Any] | Bound | None = None, **arguments: Any) -> None:
+                 target: str | Callable[[Any], Any] | Bound | None = None, frames: int | None = None,
+                 **arguments: Any) -> None:
         from gradcam_cli.explain.methods import METHODS, NETWORKS, OPTION_NAMES, POOLING
 
         if method not in METHODS:
@@ -118,6 +116,7 @@ class Explainer:
             raise GradcamError(f"unknown pooling {pool!r}; choose from {', '.join(POOLING)}")
         if int(batch_size) < 1:
             raise GradcamError(f"the batch size must be at least 1. Received: {batch_size}")
+        check_frames(frames)
         if network is not None and network not in NETWORKS:
             raise GradcamError(f"unknown network {network!r}; choose from {', '.join(NETWORKS)}")
         if network is not None and METHODS[method].network is not None:
@@ -142,7 +141,7 @@ class Explainer:
         self.layers = tuple(dict.fromkeys(layers))
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
         self.aug_smooth, self.eigen_smooth = bool(aug_smooth), bool(eigen_smooth)
-        self.network, self.compat, self.target = network, compat, target
+        self.network, self.compat, self.target, self.frames = network, compat, target, frames
         chosen = METHODS[method]
         if chosen.meta is not None:  # a meta-method: the options of its base method are the base's
             base = str(chosen.values({k: v for k, v in given.items() if k == "base_method"})["base_method"])
@@ -420,9 +419,9 @@ class Explainer:
 
     def _decoded(self, images: Images, names: Sequence[str] | None) -> list[tuple[Any, str | None, str]]:
         """(image, source, name) of each input: decoded RGB, or for a model of volumes float32 volumes
-        (explain/prepared.py's volume_inputs: no decoding, no preprocessing)."""
-        if takes_volumes(self.build().loaded):
-            return volume_inputs(self.build().loaded, input_list(images), names)
+        (explain/prepared.py's volume_inputs; a video model's clips RGB 0..255: files.clips)."""
+        if takes_volumes(self.build().loaded):  # a video model's clip paths too (files.clips.model_inputs)
+            return model_inputs(self.build().loaded, input_list(images), names, self.frames)
         return [decode_input(item, i, names) for i, item in enumerate(input_list(images))]
 
     def file_options(self, output_dir: str | os.PathLike[str], classes: Classes = (), top_k: int = 1,

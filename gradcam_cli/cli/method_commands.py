@@ -16,7 +16,7 @@ from gradcam_cli.explain.methods import METHODS
 def run_method(method, images, layers, classes, top_k, output_dir, save, colormap, alpha, crop, batch_size,
                as_json, quiet, shard, skip_existing, jit, precision, aug_smooth=False, eigen_smooth=False, pool="mean",
                compare=False, network=None, compat=None, ray_address=None, workers=None, report_dir=None, target=None,
-               window=None, max_voxels=None, **arguments):
+               window=None, max_voxels=None, frames=None, **arguments):
     """What every method command does: collect inputs, load, explain (here, or on a Ray cluster
     with `ray_address`), report, exit status. arguments: the methods' own options (method_parameters:
     None when not given) and those of `model_options`, for base.load. Volumes are collected with
@@ -52,7 +52,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
                                aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network, compat=compat,
-                               target=target, **given)
+                               target=target, **({} if frames is None else {"frames": frames}), **given)
     explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side
@@ -166,17 +166,17 @@ def _for_model(collected, loaded, images, quiet, ray_address=None, compare=False
     """The inputs `loaded` takes (inputs.Collected.for_model): for a model of images, the volumes
     found in folders are skipped (said on stderr); UsageProblem when nothing is left, or for what
     a model of volumes does not run with (--ray, --compare)."""
-    from gradcam_cli.explain.prepared import takes_volumes
+    from gradcam_cli.explain.prepared import takes_clips, takes_volumes
 
     volumes = takes_volumes(loaded)
     if volumes and ray_address is not None:
         raise UsageProblem(f"{loaded.name} takes volumes, which run on this machine: drop --ray")
     if volumes and compare:
         raise UsageProblem(f"{loaded.name} takes volumes: --compare (a dilated copy) does not apply to volumes yet")
-    dropped = collected.for_model(volumes)
+    dropped = collected.for_model(volumes, clips=takes_clips(loaded))
     if dropped and not quiet:
-        click.echo(f"skipped {len(dropped)} volume(s) (NIfTI, NumPy, DICOM) found in folders: {loaded.name} takes "
-                   "images", err=True)
+        click.echo(f"skipped {len(dropped)} volume(s) or clip(s) (NIfTI, NumPy, DICOM, video) found in folders: "
+                   f"{loaded.name} takes images", err=True)
     if not collected.sources:
         if collected.failures:  # as base.collect: the missing arguments were said
             sys.exit(1)
@@ -245,6 +245,10 @@ def gradcam_command(method, **kwargs):
     Volumes (.nii, .nii.gz, .npy, .npz, DICOM series folders; a Conv3D model): the array goes in as stored,
     in its own axis order, never reoriented or resampled to its voxel sizes (only resized to the model's input);
     maps come back at the volume's shape, and --save nifti carries the input's affine to NAME.METHOD.nii.gz.
+
+    Clips (.mp4, .avi, .mov, .webm, or a folder of numbered frames named directly; a video model whose input
+    is T x H x W x 3): --frames N frames are taken evenly (default the model's T), as RGB, then the model's
+    preprocessing; the maps are (T, H, W), one per frame taken, at the clip's own frame size.
     """
     run_method(method, **kwargs)
 

@@ -95,6 +95,15 @@ max_voxels_option = click.option(
          "multiplied), in one line, before its data is read; the others go on.")
 
 
+frames_option = click.option(
+    "--frames", type=StrictIntRange(min=1), metavar="N",
+    help="For a video model (input T x H x W x 3: a Conv3D or TimeDistributed network, demo-clip): take N "
+         "frames of each clip (a .mp4, .avi, .mov or .webm file, or a folder of numbered frames), evenly: "
+         "indices floor(linspace(0, count - 1, N)), torchvision's UniformTemporalSubsample rule. Default: the "
+         "model's T frames (a clip of fewer frames gives them all). N other than T: the N frames are resized "
+         "over time to T on the way in, and the maps come back with N frames. Ignored for scans.")
+
+
 def check_target(ctx, param, value):
     """--target: its spelling checked at once, before the model loads (explain.target_spec.parse,
     without Keras); the text itself is what the command receives."""
@@ -329,6 +338,7 @@ def _method_options(function, save_kinds, save_help):
         max_pixels_option,
         window_option,
         max_voxels_option,
+        frames_option,
     ]
     for option in reversed(options):
         function = option(function)

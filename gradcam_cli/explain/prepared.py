@@ -8,7 +8,15 @@ preprocessing mode, no crop (`volume_inputs`). A sample of another shape than th
 resized trilinearly to it (maps.resize_volume: half-pixel centres, torch's trilinear
 interpolate), `prepare_volumes`; its map comes back at the sample's own shape, resized the same
 way (maps.full_map). What does not take volumes yet is refused in one line (`check_volumes`;
-methods: their entry's `volumes`, methods/context.py)."""
+methods: their entry's `volumes`, methods/context.py).
+
+Clips: a model of volumes whose input has 3 channels is a video model (`takes_clips`): its input
+(batch, T, H, W, 3) is a clip's frames. A clip comes as RGB 0..255 float32, like an image's pixels,
+and `prepare_volumes` gives it the model's preprocessing mode after the resize, as an image gets
+it (demo-clip's 'unit'; a model file's default 'none', so --preprocess names what it was trained
+on). The choice: a video model's frames are images, and a video backbone is trained on
+preprocessed frames; a scan (other channel counts) keeps its values as stored (--window aside).
+A 3-channel .npy given to a video model is taken as RGB 0..255 frames too."""
 
 from __future__ import annotations
 
@@ -72,6 +80,8 @@ def details(explainer, ready):
         out["eigen_smooth"] = True
     if explainer.compat is not None:
         out["compat"] = explainer.compat
+    if explainer.frames is not None and takes_clips(ready.loaded):  # --frames: which frames a clip gives
+        out["frames"] = explainer.frames
     out.update(METHODS[explainer.method].record_of(explainer.options))
     if METHODS[explainer.method].meta is not None:  # the base method's options, as its own record gives them
         base = METHODS[explainer.options["base_method"]]
@@ -90,6 +100,22 @@ def takes_volumes(loaded):
     """Whether `loaded`'s model takes volumes, (batch, d1, d2, d3, channels): its input_size has
     three sides."""
     return len(tuple(loaded.input_size)) == 3
+
+
+def check_frames(frames):
+    """GradcamError unless `frames` (the frames a clip gives a video model) is None or a whole number >= 1."""
+    import numpy as np
+
+    from gradcam_cli.errors import GradcamError, argument
+
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1):
+        raise GradcamError(f"{argument('frames')} must be a whole number of at least 1. Received: {frames!r}")
+
+
+def takes_clips(loaded):
+    """Whether `loaded`'s model is a video model: it takes volumes (`takes_volumes`) of 3 channels,
+    (batch, T, H, W, 3): clips of RGB frames."""
+    return takes_volumes(loaded) and loaded.channels == 3
 
 
 def check_volumes(explainer, loaded, target_paths):
@@ -144,11 +170,17 @@ def volume_inputs(loaded, items, names=None):
 def prepare_volumes(loaded, volumes):
     """Volumes (D1, D2, D3, C) float32 as the model takes them: (batch (B, d1, d2, d3, C) at the
     model's input size, each resized trilinearly when its shape differs, one None box each: a volume
-    is never cropped)."""
+    is never cropped). A video model's clips (T, H, W, 3), RGB 0..255, then get its preprocessing
+    mode (the module's docstring)."""
     import numpy as np
 
     from gradcam_cli.explain.maps import resize_volume
 
     size = tuple(loaded.input_size)
     batch = [volume if volume.shape[:3] == size else resize_volume(volume, size) for volume in volumes]
-    return np.stack(batch).astype(np.float32, copy=False), [None] * len(batch)
+    batch = np.stack(batch).astype(np.float32, copy=False)
+    if takes_clips(loaded):
+        from gradcam_cli.models.preprocess import preprocess
+
+        batch = preprocess(batch, loaded.preprocess)
+    return batch, [None] * len(batch)

@@ -59,6 +59,10 @@ class ClipError(ImageError):
     """One video file or frame folder could not be used: the message names it and says why."""
 
 
+class TooFewFrames(ClipError):
+    """More frames were asked than the clip holds."""
+
+
 @dataclass(frozen=True, eq=False)
 class Clip:
     """A clip as a video model's time axis receives it.
@@ -184,7 +188,7 @@ def check_size(taken, height, width, max_voxels):
 
 
 def _too_many(asked, count):
-    return ClipError(f"{argument('frames', str(asked))} asked, but the clip has {count} frame"
+    return TooFewFrames(f"{argument('frames', str(asked))} asked, but the clip has {count} frame"
                      f"{'' if count == 1 else 's'}")
 
 
@@ -212,7 +216,7 @@ def read_clip(path, frames=None, max_voxels=DEFAULT_MAX_VOXELS, fps=None):
     except ClipError as error:
         if error.args[0].startswith("OpenCV cannot decode"):
             raise
-        raise ClipError(f"{path}: {error.args[0]}") from None  # the reason (its tokens kept), named
+        raise type(error)(f"{path}: {error.args[0]}") from None  # the reason (its tokens kept), named
     except PermissionError:
         raise ClipError(f"{path}: permission denied") from None
     except OSError as error:
@@ -375,3 +379,40 @@ def _folder(folder, frames, max_voxels, fps):
         held.append(rgb)
     return Clip(np.stack(held), tuple(indices), _times(indices, fps), None if fps is None else float(fps),
                 str(folder), "frames", len(names), tuple(names[i] for i in indices))
+
+
+def read_for_model(path, frames, time_axis, max_voxels=DEFAULT_MAX_VOXELS):
+    """The Clip at `path` as a video model of `time_axis` frames (T, or None where free) takes it.
+
+    frames: N (--frames) takes N frames evenly (sample_indices); N other than T is then resized
+    over time to T on the way in, as any volume is to the model's input (explain.prepared).
+    frames=None (the default) takes T frames evenly: the clip resampled to the model's time axis
+    here, by the same rule; a clip of fewer than T frames gives every frame it has (stretched over
+    time to T on the way in), and a model whose T is free every frame."""
+    if frames is not None or time_axis is None:
+        return read_clip(path, frames, max_voxels)
+    try:
+        return read_clip(path, int(time_axis), max_voxels)
+    except TooFewFrames:
+        return read_clip(path, None, max_voxels)
+
+
+def model_inputs(loaded, items, names, frames):
+    """The API's inputs for a model of volumes, as explain.prepared.volume_inputs gives them: for a
+    video model (explain.prepared.takes_clips) each clip path (a video file, a folder of numbered
+    frames) is first read by read_for_model as (T, H, W, 3) float32 RGB 0..255 and named by its
+    file or folder name; arrays are taken as they are (a clip's (T, H, W, 3), RGB 0..255)."""
+    from gradcam_cli.explain.prepared import takes_clips, volume_inputs
+
+    if not takes_clips(loaded):
+        return volume_inputs(loaded, items, names)
+    arrays, found = [], []
+    for index, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            arrays.append(item)
+            found.append(f"clip{index}.npy")
+            continue
+        clip = read_for_model(item, frames, loaded.input_size[0])
+        arrays.append(clip.array.astype(np.float32))
+        found.append(Path(item).name)
+    return volume_inputs(loaded, arrays, names if names is not None else found)

@@ -15,8 +15,12 @@ other links (a -> b, b -> a) is a "loop": both are failed inputs.
 With `volumes` (a method command, before it knows whether its model takes images or volumes),
 folders and globs also give volume files (.nii, .nii.gz, .npy, .npz: files.volumes.VOLUME_SUFFIXES)
 and DICOM series folders (a folder with a DICOM file directly in it: one input, its files not
-walked, its subfolders walked), listed in `Collected.volumes` too; `Collected.for_model` then keeps
-what the model takes. A file or folder named directly is always an input, and the run says in one
+walked, its subfolders walked), and video clips (.mp4, .avi, .mov, .webm), listed in
+`Collected.volumes` too; `Collected.for_model` then keeps what the model takes. A folder of numbered
+frames named directly, holding no other images, is also noted (`Collected.clip_folders`): for a
+video model it is one clip, for an image model its frames are images. Found inside a folder that
+is walked, such a folder stays images: one rule (a folder named directly is the clip) leaves no
+doubt which folders are clips. A file or folder named directly is always an input, and the run says in one
 line when it is not what the model takes. The tool's outputs (NAME.METHOD.raw.npy...) are never
 inputs: in the output folder they are left out by the rule above, and a .npy named as an output
 is never taken from a folder.
@@ -56,12 +60,22 @@ class Collected:
     masks: list = field(default_factory=list)  # NAME.mask.png files in folders (not inputs)
     excluded: list = field(default_factory=list)  # files in the output folder (earlier outputs)
     volumes: list = field(default_factory=list)  # with `volumes`: the sources found in folders and globs that are
-    # volumes (volume files, DICOM series folders); those named directly are not listed
+    # volumes (volume files, DICOM series folders, video clips); those named directly are not listed
+    clip_folders: list = field(default_factory=list)  # with `volumes`: folders named directly that are clips,
+    # [(Source of the folder, [the Sources of its frames])]
 
-    def for_model(self, takes_volumes):
-        """What a model takes, of what was found: for a model of images, the volumes found in folders
-        and globs move to `skipped` (returned, the others kept); a model of volumes keeps everything
-        (an image among them is refused in one line when read). Returns the sources moved."""
+    def for_model(self, takes_volumes, clips=False):
+        """What a model takes, of what was found: for a model of images, the volumes and clips found
+        in folders and globs move to `skipped` (returned, the others kept); a model of volumes keeps
+        everything (an image among them is refused in one line when read). For a video model
+        (`clips`), each folder of numbered frames named directly (`clip_folders`) is one input, a
+        clip, in place of its frames. Returns the sources moved to `skipped`."""
+        if clips:
+            for folder, frames in self.clip_folders:
+                gone = {id(source) for source in frames}
+                at = next((i for i, source in enumerate(self.sources) if id(source) in gone), len(self.sources))
+                kept = [source for source in self.sources[:at] if id(source) not in gone]
+                self.sources = kept + [folder] + [s for s in self.sources[at:] if id(s) not in gone]
         if takes_volumes or not self.volumes:
             return []
         moved = {id(source) for source in self.volumes}
@@ -246,9 +260,26 @@ def _made_from(path, output_dir, names):
 
 
 def _volume_file(path):
+    """A volume file's name, or a video clip's (files.clips.CLIP_SUFFIXES)."""
+    from gradcam_cli.files.clips import clip_suffix
     from gradcam_cli.files.volumes import volume_suffix
 
-    return volume_suffix(path) is not None
+    return volume_suffix(path) is not None or clip_suffix(path) is not None
+
+
+def _frame_folder(folder, files):
+    """Whether `folder`, named directly, is a clip for a video model: it holds numbered frames
+    (files.clips.numbered_frames) and the images found in it (`files`, walked) are exactly those
+    frames, directly in it; a folder with other images, or images in subfolders, is not (it stays a
+    folder of images, each its own input)."""
+    from gradcam_cli.files.clips import ClipError, numbered_frames
+
+    try:
+        frames = {name for _, name in numbered_frames(folder)}
+    except (OSError, ClipError):
+        return False
+    images = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES and not is_mask(path)]
+    return bool(frames) and all(path.parent == Path(folder) and path.name in frames for path in images)
 
 
 def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, shard=None, volumes=False):
@@ -281,10 +312,14 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
 
     seen = set()
     admitted = []  # (Source, whether it may be an earlier output)
+    frame_folders = []  # (folder, its frames' real paths) of the folders named directly that are clips
     for argument in expanded:
         if link_failed(Path(argument)):
             continue
         root, files = _expand(argument, volumes)
+        if volumes and files and Path(argument).is_dir() and _frame_folder(argument, files):
+            frame_folders.append((Path(argument), {os.path.realpath(p) for p in files
+                                                   if p.suffix.lower() in IMAGE_SUFFIXES}))
         if files is None or (not files and not Path(argument).is_dir()):
             collected.missing.append(argument)
             continue
@@ -334,6 +369,9 @@ def collect(arguments, stdin=None, output_dir=None, masks=False, exclude=None, s
     if shard is not None:
         collected.sources = in_shard(collected.sources, *shard)
     collected.volumes = [s for s in collected.sources if os.path.realpath(s.path) in walked_volumes]
+    for folder, frames in frame_folders:
+        collected.clip_folders.append((Source(path=folder, name=Path(os.path.abspath(folder)).name),
+                                       [s for s in collected.sources if os.path.realpath(s.path) in frames]))
     return collected
 
 

@@ -11,6 +11,11 @@ For a model of volumes (FileOptions.volumes) each source is read as a files.volu
 voxel count checked against the limit before its data is read), windowed when asked, and prepared
 by explain.prepared.prepare_volumes; an input that is not what the model takes (an image for a
 model of volumes, a volume for a model of images) fails in one line saying what the model takes.
+A model of volumes with 3 channels is a video model (explain.prepared.takes_clips): a clip (a video
+file, a folder of numbered frames) is read for it by files.clips.read_for_model (frames sampled
+evenly: `--frames`, carried in FileOptions.details["frames"] as the record says it, else the
+model's time axis) and becomes a files.volumes.Volume of kind 'clip'; a clip for any other model
+fails in one line.
 """
 
 import logging
@@ -51,10 +56,15 @@ def _load_image(loaded):
     """What reads a source for a model of images: _load_one, refusing a volume in one line."""
     from gradcam_cli.files.volumes import is_volume
 
+    from gradcam_cli.files.clips import is_clip
+
     def load(source):
         if is_volume(source.path):
             return source, None, (f"{loaded.name} takes images: this is a volume (a NIfTI, NumPy or DICOM scan); "
                                   "give it to a model of volumes (a Conv3D model, demo-volume)")
+        if is_clip(source.path):
+            return source, None, (f"{loaded.name} takes images: this is a video clip; give it to a video model "
+                                  "(input (T, H, W, 3): a Conv3D or TimeDistributed model, demo-clip)")
         return _load_one(source)
 
     return load
@@ -64,14 +74,23 @@ def _load_volume(loaded, options):
     """What reads a source for a model of volumes: (source, Volume, None) or (source, None, reason)."""
     from dataclasses import replace
 
-    from gradcam_cli.files import volumes
+    from gradcam_cli.files import clips, volumes
     from gradcam_cli.files.volume_outputs import check_nifti
 
     sides = "x".join(str(n) for n in loaded.input_size)
     limit = volumes.DEFAULT_MAX_VOXELS if options.max_voxels is None else options.max_voxels
+    video = loaded.channels == 3  # explain.prepared.takes_clips (files/ does not import explain/)
 
     def load(source):
         path = source.path
+        if clips.is_clip(path, folders=video):
+            if not video:
+                return source, None, (f"{loaded.name} takes volumes of {loaded.channels} channel(s) ({sides}): this "
+                                      "is a video clip; give it to a video model (input (T, H, W, 3), demo-clip)")
+            return _load_clip(source, loaded, options, limit)
+        if video and not volumes.is_volume(path):
+            return source, None, (f"{loaded.name} takes video clips ({sides}, T x H x W, RGB; any size resized): "
+                                  f"give a {', '.join(clips.CLIP_SUFFIXES)} file or a folder of numbered frames")
         if not volumes.is_volume(path):
             return source, None, (f"{loaded.name} takes volumes ({sides}, {loaded.channels} channel(s), any shape "
                                   f"resized): give a NIfTI (.nii, .nii.gz) or NumPy (.npy, .npz) file or a DICOM "
@@ -91,6 +110,19 @@ def _load_volume(loaded, options):
         return source, volume, None
 
     return load
+
+
+def _load_clip(source, loaded, options, limit):
+    """A clip for a video model: (source, Volume of kind 'clip', None) or (source, None, reason)."""
+    from gradcam_cli.files import clips, volumes
+
+    try:
+        clip = clips.read_for_model(source.path, options.details.get("frames"), loaded.input_size[0], limit)
+    except GradcamError as error:  # ClipError included: its reason, named by the file
+        return source, None, error.worded(_flag).removeprefix(f"{source.path}: ")
+    except Exception as error:  # a decoder's own failure is this file's
+        return source, None, f"cannot read: {unexpected(error)}"
+    return source, volumes.clip_volume(clip), None
 
 
 def decode(sources, workers=None):

@@ -91,6 +91,13 @@ class Volume:
                 "spacing": [float(s) for s in self.spacing], "affine": self.affine.tolist()}
 
 
+def clip_volume(clip):
+    """A files.clips.Clip as the volume a video model takes (the clips contract): its frames
+    (T, H, W, 3) as float32 RGB 0..255 (the model's preprocessing comes later, as an image's), the
+    identity affine, voxel sizes 1, kind 'clip', the Clip kept for its frame indices and times."""
+    return Volume(clip.array.astype(np.float32), np.eye(4), (1.0, 1.0, 1.0), clip.source, "clip", None, clip)
+
+
 def spacing_of(affine):
     """The voxel sizes of `affine`: the norms of its first three columns (what nibabel's
     `voxel_sizes` gives)."""

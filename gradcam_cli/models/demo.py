@@ -13,6 +13,11 @@ demo-volume: a small 3-D classifier of synthetic scans (gradcam_cli.evaluate.vol
 style of keras.io's "3D image classification from CT scans": Conv3D blocks with max pooling, a last
 Conv3D block, GlobalAveragePooling3D and Dense, so CAM applies. It takes a (32, 32, 24, 1) volume as
 stored (preprocess 'none') and outputs 2 class probabilities (sphere, cube).
+demo-clip and demo-clip-frames: two small video classifiers of synthetic clips
+(gradcam_cli.evaluate.clip_scenes: two squares in noise, one of them moving or not). Each takes an
+(8, 32, 32, 3) clip, T x H x W x RGB, scaled to 0..1 (preprocess 'unit', as the image demos) and
+outputs 2 class probabilities (still, moving). demo-clip is a Conv3D network; demo-clip-frames a
+(2+1)-D one whose 2-D convolutions are TimeDistributed, with a temporal convolution between them.
 
 They (demo-vit excepted) train with batch normalisation after each convolution (`batch_norm=True`), which is then
 folded into the convolutions (`fold_batch_norm`), so the shipped networks are plain
@@ -157,15 +162,85 @@ def demo_volume(input_size=(32, 32, 24), classes=2, channels=1, batch_norm=False
     return keras.Model(inputs, outputs, name="demo_volume")
 
 
+CLIP_WIDTHS = (8, 16, 16)
+
+
+def _check_clip(input_size, classes):
+    sides = tuple(int(side) for side in input_size) if isinstance(input_size, (tuple, list)) else ()
+    if len(sides) != 3 or sides[0] < 3 or min(sides[1:]) < 8 or any(side % 4 for side in sides[1:]):
+        raise ValueError(f"input_size must be (frames, height, width): at least 3 frames, each side a multiple of 4 "
+                         f"and at least 8. Received: input_size={input_size}")
+    if int(classes) < 2:
+        raise ValueError(f"classes must be at least 2. Received: classes={classes}")
+    return sides
+
+
+def demo_clip(input_size=(8, 32, 32), classes=2, batch_norm=False):
+    """A Conv3D video classifier of (T, H, W, 3) clips (a small C3D, Tran et al. 2015): block1_conv,
+    a 3x3x3 convolution (time x height x width) with ReLU, and block2_conv, a 1x3x3 one, each then
+    1x2x2 max pooling (space halved, time kept: the map keeps a value per frame), block3_conv (1x3x3)
+    at 1/4 of each side, GlobalAveragePooling3D, predictions (softmax). Target layer: block3_conv
+    (8x8x8 for 8x32x32 clips). Only the first convolution looks across time, so a cell of the
+    target layer sees 3 frames: with 3x3x3 kernels throughout it saw 7 of the 8, and the map of an
+    end frame peaked on the middle of the square's path, not where the square is in that frame."""
+    sides = _check_clip(input_size, classes)
+    inputs = keras.Input((*sides, 3), name="clip")
+    x = inputs
+    for block, width in enumerate(CLIP_WIDTHS[:-1], start=1):
+        x = _conv3d_kernel(x, width, (3, 3, 3) if block == 1 else (1, 3, 3), f"block{block}_conv", batch_norm)
+        x = layers.MaxPooling3D((1, 2, 2), name=f"block{block}_pool")(x)
+    x = _conv3d_kernel(x, CLIP_WIDTHS[-1], (1, 3, 3), f"block{len(CLIP_WIDTHS)}_conv", batch_norm)
+    x = layers.GlobalAveragePooling3D(name="gap")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="demo_clip")
+
+
+def _frames_conv(x, width, name, batch_norm):
+    """A 3x3 Conv2D applied to each frame (TimeDistributed), with ReLU (batch norm before it when asked)."""
+    if not batch_norm:
+        return layers.TimeDistributed(layers.Conv2D(width, 3, padding="same", activation="relu"), name=name)(x)
+    x = layers.TimeDistributed(layers.Conv2D(width, 3, padding="same", use_bias=False), name=name)(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def demo_clip_frames(input_size=(8, 32, 32), classes=2, batch_norm=False):
+    """A (2+1)-D video classifier (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions"):
+    per-frame 2-D convolutions (TimeDistributed Conv2D: frames1_conv, 2x2 pooling per frame,
+    frames2_conv), then temporal_conv, a 3x1x1 convolution over time alone (it can take differences
+    of frames: what moves), then frames3_conv, a TimeDistributed Conv2D again, GlobalAveragePooling3D
+    and predictions. Target layer: frames3_conv, a TimeDistributed layer's (T, h, w, K) output (8x16x16
+    for 8x32x32 clips), read as any 5-D output."""
+    sides = _check_clip(input_size, classes)
+    inputs = keras.Input((*sides, 3), name="clip")
+    x = _frames_conv(inputs, CLIP_WIDTHS[0], "frames1_conv", batch_norm)
+    x = layers.TimeDistributed(layers.MaxPooling2D(2), name="frames1_pool")(x)
+    x = _frames_conv(x, CLIP_WIDTHS[1], "frames2_conv", batch_norm)
+    x = _conv3d_kernel(x, CLIP_WIDTHS[1], (3, 1, 1), "temporal_conv", batch_norm)
+    x = _frames_conv(x, CLIP_WIDTHS[2], "frames3_conv", batch_norm)
+    x = layers.GlobalAveragePooling3D(name="gap")(x)
+    outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="demo_clip_frames")
+
+
+def _conv3d_kernel(x, width, kernel, name, batch_norm):
+    if not batch_norm:
+        return layers.Conv3D(width, kernel, padding="same", activation="relu", name=name)(x)
+    x = layers.Conv3D(width, kernel, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
 def fold_batch_norm(trained, plain):
     """Copy `trained` (built with batch_norm=True) into `plain` (batch_norm=False), folding each
-    inference-mode BatchNormalization into the convolution before it:
+    inference-mode BatchNormalization into the convolution before it (a TimeDistributed one's too):
     kernel * gamma / sqrt(var + eps), bias = beta - mean * gamma / sqrt(var + eps)."""
     for layer in plain.layers:
         if not layer.weights:
             continue
         source = trained.get_layer(layer.name)
-        if isinstance(layer, (layers.Conv2D, layers.Conv3D)) and len(source.get_weights()) == 1:  # followed by its batch norm
+        convolution = (layers.Conv2D, layers.Conv3D)
+        if isinstance(getattr(layer, "layer", layer), convolution) and len(source.get_weights()) == 1:  # then its BN
             (kernel,) = source.get_weights()
             bn = trained.get_layer(f"{layer.name}_bn")
             gamma, beta, mean, variance = bn.get_weights()

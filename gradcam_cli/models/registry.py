@@ -17,6 +17,9 @@ The demo models (`_demo(...)`) are small classifiers of synthetic shapes (gradca
 shipped as trained .keras files in gradcam_cli/data: the offline default, with known answers.
 demo-volume classifies synthetic scans (gradcam_cli.evaluate.volume_scenes): its input_size is a
 volume's three sides, (D1, D2, D3), with one channel; `ModelSpec.shape` gives any entry's as a tuple.
+demo-clip and demo-clip-frames classify synthetic clips (gradcam_cli.evaluate.clip_scenes): their
+input_size is a clip's (T, H, W), with 3 channels (RGB): a model of volumes with 3 channels is a
+video model.
 """
 
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ class ModelSpec:
     head: str
     labels: tuple = None  # class names, when not ImageNet's
     file: str = None  # a trained model shipped in gradcam_cli/data; constructor is in models.demo
+    channels: int = 3  # the input's channels: 3 (RGB images, video clips), 1 for demo-volume's scans
 
     @property
     def is_application(self):
@@ -49,6 +53,8 @@ class ModelSpec:
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 # The classes of the synthetic scans demo-volume is trained on (gradcam_cli.evaluate.volume_scenes).
 VOLUME_CLASSES = ("sphere", "cube")
+# The classes of the synthetic clips the video demos are trained on (gradcam_cli.evaluate.clip_scenes).
+CLIP_CLASSES = ("still", "moving")
 
 _TF_KERNELS = "_weights_tf_dim_ordering_tf_kernels.h5"
 _GAP_DENSE = "GAP, Dense"
@@ -106,8 +112,8 @@ _ENTRIES = [
 ]
 
 
-def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES, size=64, preprocess="unit"):
-    return ModelSpec(name, constructor, size, preprocess, layer, None, cam, head, labels, f"{name}.keras")
+def _demo(name, constructor, layer, cam, head, labels=DEMO_CLASSES, size=64, preprocess="unit", channels=3):
+    return ModelSpec(name, constructor, size, preprocess, layer, None, cam, head, labels, f"{name}.keras", channels)
 
 
 _ENTRIES += [
@@ -118,7 +124,11 @@ _ENTRIES += [
           ("background",) + DEMO_CLASSES),
     # A volume is given as stored, no intensity scaling (the scans are already about 0..1).
     _demo("demo-volume", "demo_volume", "block3_conv", True, "GAP3D, Dense", VOLUME_CLASSES, (32, 32, 24),
-          "none"),
+          "none", channels=1),
+    # Video models: an (8, 32, 32) clip of RGB frames, T x H x W, scaled to 0..1 as the image demos.
+    _demo("demo-clip", "demo_clip", "block3_conv", True, "GAP3D, Dense", CLIP_CLASSES, (8, 32, 32)),
+    _demo("demo-clip-frames", "demo_clip_frames", "frames3_conv", True, "GAP3D, Dense", CLIP_CLASSES,
+          (8, 32, 32)),
 ]
 
 
