@@ -258,3 +258,51 @@ def test_gradcam_of_a_2plus1d_video_model_equals_the_hand_computation(keras):
         expected = upsampled / upsampled.max()  # explain/maps.normalise: by the peak
         assert found.on_image(i).shape == CLIP
         np.testing.assert_allclose(found.on_image(i), expected, atol=1e-4)
+
+
+def test_a_clip_of_another_size_gets_its_map_at_its_own_size(vivit):
+    """A clip (10, 20, 24) is resized trilinearly to the model's (8, 16, 16); its map comes back at (10, 20, 24)."""
+    model, loaded = vivit
+    clip = np.random.default_rng(8).uniform(0.0, 1.0, (10, 20, 24, 3)).astype(np.float32)
+    found = explained(loaded, [clip], layer="block1_add2")
+    assert found.batch.small_maps.shape == (1,) + GRID
+    heat = found.on_image(0)
+    assert heat.shape == (10, 20, 24)
+    small = found.batch.small_maps[0]
+    np.testing.assert_allclose(heat, maps.resize_volume(small, (10, 20, 24)) / small.max(), atol=1e-5)
+
+
+QUICK = {"smoothgrad": {"samples": 2}, "integrated-gradients": {"steps": 4}, "scorecam": {"max_masks": 4},
+         "ablationcam": {"max_masks": 4}}
+
+
+def _methods():
+    from gradcam_cli.explain.methods import METHODS
+
+    return list(METHODS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _methods())
+def test_every_method_maps_a_video_transformer_or_says_why_not(vivit, name):
+    """Every method that takes volumes gives a (t', h', w') map of the tubelet grid (a backprop method its
+    clip-sized saliency); the others refuse in one line."""
+    from gradcam_cli import Explainer
+    from gradcam_cli.explain.methods import METHODS
+
+    model, loaded = vivit
+    clip = clips(1, seed=6)
+    if not METHODS[name].volumes:
+        with pytest.raises(GradcamError) as error:
+            Explainer(loaded, method=name).maps(clip)
+        assert "\n" not in str(error.value) and str(error.value).startswith(f"{name} does not take volumes")
+        return
+    if name == "cam":  # CAM needs a global pooling and one linear layer above the map; a class token is neither
+        with pytest.raises(GradcamError, match="CAM needs the target layer to feed GlobalAveragePooling") as error:
+            Explainer(loaded, method=name).maps(clip)
+        assert "\n" not in str(error.value)
+        return
+    found = Explainer(loaded, method=name, **QUICK.get(name, {})).maps(clip)
+    heat = found.on_image(0)
+    assert heat.shape == CLIP and np.isfinite(heat).all() and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert found.batch.small_maps.shape[1:] in (GRID, CLIP)
