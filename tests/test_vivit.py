@@ -306,3 +306,21 @@ def test_every_method_maps_a_video_transformer_or_says_why_not(vivit, name):
     heat = found.on_image(0)
     assert heat.shape == CLIP and np.isfinite(heat).all() and 0.0 <= heat.min() and heat.max() <= 1.0
     assert found.batch.small_maps.shape[1:] in (GRID, CLIP)
+
+
+def test_a_saved_video_transformer_loads_with_a_given_grid(keras, vivit, tmp_path):
+    """load_model(path, grid='4x4x4' or (4, 4, 4)) reads its tokens on that grid; an HxW grid is refused in one line."""
+    from gradcam_cli.api import load_model
+    from gradcam_cli.errors import ModelError
+
+    model, _ = vivit
+    path = tmp_path / "vivit.keras"
+    model.save(path)
+    for grid in ("4x4x4", (4, 4, 4)):
+        loaded = load_model(str(path), grid=grid)
+        assert loaded.input_size == CLIP and loaded.default_layer == ("block2_norm1",)
+        found = loaded.grid_of(loaded.default_layer)
+        assert found.sides == GRID and found.prefix == 1 and found.source == "given"
+    with pytest.raises(ModelError, match="TxHxW grid.*Received: 8x8") as error:
+        load_model(str(path), grid="8x8")
+    assert "\n" not in str(error.value)
