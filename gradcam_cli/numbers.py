@@ -61,3 +61,19 @@ def grid(text):
     if height < 1 or width < 1:
         raise ValueError(f"expected a grid HxW of positive sides. Received: {text!r}")
     return height, width
+
+
+def grid_sides(text):
+    """A token grid of an image's (HxW) or a clip's (TxHxW) transformer, as the command line writes it ('14x14',
+    '8x14x14', '4,6', any case) -> (14, 14) or (8, 14, 14); ValueError quoting the text unless it is two or three
+    positive whole numbers (models.tokens.parse_grid). `grid` keeps to two sides."""
+    try:
+        sides = tuple(wholes(str(text).lower(), "x,"))
+    except ValueError:
+        sides = ()
+    if len(sides) not in (2, 3):
+        raise ValueError(f"expected a grid HxW (e.g. 14x14) or TxHxW (e.g. 8x14x14) in the digits 0-9. "
+                         f"Received: {text!r}")
+    if min(sides) < 1:
+        raise ValueError(f"expected a grid of positive sides. Received: {text!r}")
+    return sides

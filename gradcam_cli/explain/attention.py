@@ -52,6 +52,10 @@ def check_applies(loaded, target_path, blocks=False):
         raise ValueError("attention maps are read on a transformer's token grid: choose a token layer as the target "
                          "(`gradcam layers` shows each token layer's grid)")
     grid = loaded.grid_of(target_path)
+    if grid.frames is not None:
+        raise ValueError(f"attention maps are read on an image transformer's 2-D token grid; {loaded.name}'s tokens are "
+                         f"a {grid.describe()} grid of tubelets (a video transformer): choose a method for its layers' "
+                         "maps (`gradcam methods`)")
     counts = sorted({info.shape[0] for info in loaded.layers
                      if isinstance(info.layer, keras.layers.MultiHeadAttention) and info.shape})
     if grid.tokens not in counts:
@@ -64,7 +68,7 @@ def check_applies(loaded, target_path, blocks=False):
 
 
 def _layout(grid):
-    return None if grid is None else (grid.height, grid.width, grid.prefix)
+    return None if grid is None else (grid.sides, grid.prefix)
 
 
 def check_layer_matters(loaded, target_path):

@@ -8,7 +8,8 @@ on first use and compiled once per input shape; `traces` counts how often each s
 pass was traced (abstract evaluations included), so a test can see that nothing is retraced.
 
 Volumes: a model whose input is (B, d1, d2, d3, C) runs through the same steps (nothing in them
-depends on the rank): its target layer's activations and gradients are (B, d1, d2, d3, K).
+depends on the rank): its target layer's activations and gradients are (B, d1, d2, d3, K); a clip
+transformer's token layer is tapped as its (B, t', h', w', K) grid (models/tokens.py), time slowest.
 
 Targets: an index >= 0 is that class; -1 is the image's top-1 class, -2 its second, ...
 so top-k maps and explicit classes share one compiled step.
@@ -110,8 +111,8 @@ class Engine:
         return self._steps[key]
 
     def _rewrite(self, tap):
-        """Taps the target layer's output: a token layer's as its (B, h, w, K) grid, the prefix
-        tokens passing on untouched (models/tokens.py)."""
+        """Taps the target layer's output: a token layer's as its (B, h, w, K) grid (a clip
+        transformer's (B, t', h', w', K)), the prefix tokens passing on untouched (models/tokens.py)."""
         target, grid = self.target_path, self.grid
 
         def tap_tokens(tokens):

@@ -95,10 +95,10 @@ class LayerInfo:
 
     @property
     def map_shape(self):
-        """(height, width, channels) of the layer's map (a token layer's grid), (d1, d2, d3,
-        channels) of a volumetric layer's, or None."""
+        """(height, width, channels) of the layer's map (a token layer's grid; a clip transformer's
+        (t', h, w, channels)), (d1, d2, d3, channels) of a volumetric layer's, or None."""
         if self.grid is not None:
-            return (self.grid.height, self.grid.width, self.shape[-1])
+            return tuple(self.grid.sides) + (self.shape[-1],)
         return self.shape if self.spatial or self.volumetric else None
 
 

@@ -20,6 +20,10 @@ The default (`default_target_layer`):
 - never the input, a preprocessing layer (Rescaling, Normalization, resizing, augmentation) or a
   patch embedding, whose maps show the image rather than what the model computed from it. When
   no layer qualifies, LayerError lists the layers a map can target.
+
+A video transformer (its input (batch, T, H, W, channels), a Conv3D tubelet embedding, attention
+layers: ViViT) is a transformer: its default is the input of its last attention layer, read as a
+(t', h', w', channels) grid (models/tokens.py); its Conv3D of kernel = stride is its patch embedding.
 """
 
 import dataclasses
@@ -47,11 +51,11 @@ def is_attention(layer):
 
 def _patch_embedding(layers):
     """The paths of the patch embedding: the first layer with weights when it cuts the image into
-    patches (a Conv2D whose kernel equals its stride, > 1; or a layer named for patches), and the
-    layers named for patches or embeddings before the first attention layer."""
+    patches (a Conv2D whose kernel equals its stride, > 1; a clip's Conv3D tubelets alike; or a layer named
+    for patches), and the layers named for patches or embeddings before the first attention layer."""
     found = set()
     first = next((info for info in layers if info.layer.weights and not graph.is_model(info.layer)), None)
-    if first is not None and isinstance(first.layer, keras.layers.Conv2D):
+    if first is not None and isinstance(first.layer, (keras.layers.Conv2D, keras.layers.Conv3D)):
         kernel, strides = tuple(first.layer.kernel_size), tuple(first.layer.strides)
         if kernel == strides and max(kernel) > 1:
             found.add(first.path)
@@ -74,13 +78,14 @@ def annotate(layers, input_size, grid=None, prefix=None):
     """`layers` (graph.LayerInfo in call order) with each token layer's TokenGrid: a (tokens,
     channels) output that reads as prefix + h x w (tokens.read_grid; `grid`, `prefix` override).
     The patch embedding's grid is the last spatial output before the layer. A model without
-    attention layers has token grids only where the user gives the grid or prefix."""
+    attention layers has token grids only where the user gives the grid or prefix. A clip's model
+    (`input_size` (T, H, W)) reads the last (t', h', w', channels) output before the layer instead."""
     if grid is None and prefix is None and not is_transformer(layers):
         return list(layers)
     annotated, embedding = [], None
     for info in layers:
-        if info.spatial and not graph.is_model(info.layer):
-            embedding = info.shape[:2]
+        if _embeds(info, input_size):
+            embedding = info.shape[:-1]
         found = token_grid(info, input_size, embedding, grid, prefix, quiet=True)
         annotated.append(dataclasses.replace(info, grid=found) if found is not None else info)
     return annotated
@@ -104,14 +109,22 @@ def token_grid(info, input_size, embedding=None, grid=None, prefix=None, quiet=F
         raise
 
 
-def embedding_before(layers, path):
-    """The (h, w) of the last spatial output before the layer at `path`, or None."""
+def _embeds(info, input_size):
+    """Whether `info`'s output can be a patch embedding's grid: a spatial one ((h, w, channels)) for
+    images, a volumetric one ((t', h', w', channels): a Conv3D's tubelets) for a clip's (T, H, W)."""
+    found = info.volumetric if graph.spatial_axes(input_size) == 3 else info.spatial
+    return found and not graph.is_model(info.layer)
+
+
+def embedding_before(layers, path, input_size=(None, None)):
+    """The (h, w) of the last spatial output before the layer at `path` (a clip's (t', h', w') of the
+    last volumetric one: `input_size` three sides), or None."""
     embedding = None
     for info in layers:
         if info.path == tuple(path):
             return embedding
-        if info.spatial and not graph.is_model(info.layer):
-            embedding = info.shape[:2]
+        if _embeds(info, input_size):
+            embedding = info.shape[:-1]
     return embedding
 
 
@@ -175,7 +188,7 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
             return info.path
         if info is not None and _token_layer(info) and input_size is not None:
             try:
-                token_grid(info, input_size, embedding_before(layers, info.path), *layout)
+                token_grid(info, input_size, embedding_before(layers, info.path, input_size), *layout)
             except ValueError as error:
                 raise LayerError(f"the default layer {info.name!r} (the input of the last attention layer) has "
                                  f"output shape {info.shape}: {error}") from None
@@ -184,6 +197,8 @@ def default_target_layer(model, layers, input_size=None, layout=(None, None)):
     for info in layers:  # a model without attention keeps its convolutional default
         if volume:  # a volume's model: the last volumetric feature layer (its spatial axes not all 1)
             shape = info.shape if info.volumetric and info.calls == 1 else None
+            if transformer and info.grid is not None and info.calls == 1:  # a clip transformer's token grid
+                shape = info.map_shape
             if shape is None or max(shape[:3]) <= 1 or _excluded(info, embedding):
                 continue
             chosen = info.path
@@ -262,7 +277,7 @@ def resolve(loaded, name):
     if info is None:  # a subclassed layer's sublayer that its code never calls
         raise LayerError(f"layer {graph.path_name(path)!r} is never called when {loaded.name} runs")
     volume = graph.spatial_axes(loaded.input_size) == 3
-    if info.mappable and (info.volumetric == volume or info.grid is not None and not volume):
+    if info.mappable and (info.volumetric == volume or info.grid is not None):  # a clip's grid is (t', h', w')
         return path
     if info.mappable and info.calls == 1:  # a 2-D layer of a volume's model, or a 3-D layer of an image's
         wanted = "(d1, d2, d3, channels) layer for a volume" if volume else "(height, width, channels) layer"
@@ -276,7 +291,8 @@ def resolve(loaded, name):
             raise LayerError(f"layer {info.name!r} has output shape {info.shape}: a model without attention layers has "
                              f"its tokens read as a patch grid only when told so ({tokens._GRID}, {tokens._PREFIX})")
         try:
-            token_grid(info, loaded.input_size, embedding_before(loaded.layers, path), *loaded.token_layout)
+            token_grid(info, loaded.input_size, embedding_before(loaded.layers, path, loaded.input_size),
+                       *loaded.token_layout)
         except ValueError as error:
             raise LayerError(f"layer {info.name!r} has output shape {info.shape}: {error}") from None
     raise LayerError(f"layer {info.name!r} has output shape {info.shape}; a class activation map needs a "
