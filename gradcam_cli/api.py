@@ -23,8 +23,14 @@ import numpy as np
 import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError
-from gradcam_cli.explain.prepared import Prepared, check_frames, check_volumes, prepare_volumes, shared_engine
-from gradcam_cli.explain.prepared import takes_volumes
+from gradcam_cli.explain.prepared import (
+    Prepared,
+    check_frames,
+    check_volumes,
+    prepare_volumes,
+    shared_engine,
+    takes_volumes,
+)
 from gradcam_cli.files.clips import model_inputs
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list, read_input

@@ -9,8 +9,7 @@ from gradcam_cli.explain.methods import POOLING
 from gradcam_cli.explain.target_spec import spelled
 from gradcam_cli.files.outputs import KINDS, MAP_KINDS, VOLUME_KINDS
 from gradcam_cli.models.preprocess import MODES as PREPROCESS_MODES
-from gradcam_cli.numbers import grid as grid_of_text
-from gradcam_cli.numbers import wholes
+from gradcam_cli.numbers import grid_sides, wholes
 
 # The OpenCV colormap names, listed without importing cv2 at start-up.
 COLORMAP_NAMES = (
@@ -181,11 +180,11 @@ def _parse_shard(ctx, param, value):
 
 
 def _check_grid(ctx, param, value):
-    """--grid HxW (--token-grid): its spelling checked at once, before Keras loads (the rule of
+    """--grid HxW or TxHxW (--token-grid): its spelling checked at once, before Keras loads (the rule of
     models.tokens.parse_grid); the text itself is what the command receives."""
     if value is not None:
         try:
-            grid_of_text(value)
+            grid_sides(value)
         except ValueError as error:
             raise BadValue(str(error)) from None
     return value
@@ -239,8 +238,9 @@ def model_options(function=None, grid_flag="--grid"):
                           "found without it). Any other model with several outputs is refused without it, "
                           "listing them."),
         click.option(grid_flag, metavar="HxW", callback=_check_grid,
-                     help="For a vision transformer: the patch grid its token layers are read as (default: "
-                          "the patch embedding's, or the input size over the patch size)."),
+                     help="For a vision transformer: the patch grid its token layers are read as, HxW "
+                          "(TxHxW for a video transformer's tubelets) (default: the patch embedding's, or "
+                          "the input size over the patch size)."),
         click.option("--prefix-tokens", type=StrictIntRange(min=0), metavar="N",
                      help="For a vision transformer: the tokens before the patch grid (class, "
                           "distillation, register tokens), dropped from the map (default: what the "

@@ -9,7 +9,7 @@ import numpy as np
 from gradcam_cli.errors import GradcamError, ImageError
 from gradcam_cli.files.images import load_rgb
 from gradcam_cli.files.images import read_mask as read_mask_file
-from gradcam_cli.files.inputs import MASK_SUFFIX, is_mask
+from gradcam_cli.files.names import MASK_SUFFIX, is_mask
 
 
 def read_mask(image_path, shape):

@@ -44,9 +44,8 @@ import numpy as np
 
 from gradcam_cli.errors import GradcamError, ImageError, argument, one_line
 from gradcam_cli.files.images import DEFAULT_MAX_PIXELS, load_rgb
-from gradcam_cli.files.inputs import is_mask
+from gradcam_cli.files.names import CLIP_SUFFIXES, clip_suffix, is_mask
 
-CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".webm")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 # The default limit on frames x height x width: the image pixel limit's number (Pillow's own).
 DEFAULT_MAX_VOXELS = DEFAULT_MAX_PIXELS
@@ -114,12 +113,6 @@ def sample_indices(count, n):
     if n > count:
         raise GradcamError(f"cannot take {n} frames of {count}")
     return [int(i) for i in np.floor(np.linspace(0, count - 1, n))]
-
-
-def clip_suffix(path):
-    """The video suffix `path`'s name ends with (case ignored), or None."""
-    name = Path(path).name.lower()
-    return next((s for s in CLIP_SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
 
 
 def numbered_frames(folder):

@@ -34,14 +34,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gradcam_cli.files.names import IMAGE_SUFFIXES, clip_suffix, is_mask
 from gradcam_cli.numbers import wholes
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-MASK_SUFFIX = ".mask.png"  # an image's object mask: NAME.mask.png beside NAME.ext (eval, compare)
-
-
-def is_mask(path):
-    return Path(path).name.endswith(MASK_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -260,8 +254,7 @@ def _made_from(path, output_dir, names):
 
 
 def _volume_file(path):
-    """A volume file's name, or a video clip's (files.clips.CLIP_SUFFIXES)."""
-    from gradcam_cli.files.clips import clip_suffix
+    """A volume file's name, or a video clip's (files.names.CLIP_SUFFIXES)."""
     from gradcam_cli.files.volumes import volume_suffix
 
     return volume_suffix(path) is not None or clip_suffix(path) is not None

@@ -54,9 +54,8 @@ def _flag(name, python, command):
 
 def _load_image(loaded):
     """What reads a source for a model of images: _load_one, refusing a volume in one line."""
-    from gradcam_cli.files.volumes import is_volume
-
     from gradcam_cli.files.clips import is_clip
+    from gradcam_cli.files.volumes import is_volume
 
     def load(source):
         if is_volume(source.path):
@@ -115,8 +114,10 @@ def _load_volume(loaded, options):
 def _load_clip(source, loaded, options, limit):
     """A clip for a video model: (source, Volume of kind 'clip', None) or (source, None, reason)."""
     from gradcam_cli.files import clips, volumes
+    from gradcam_cli.files.volume_outputs import check_nifti
 
     try:
+        check_nifti("clip", options.save)  # a clip has no affine: refused before it is decoded
         clip = clips.read_for_model(source.path, options.details.get("frames"), loaded.input_size[0], limit)
     except GradcamError as error:  # ClipError included: its reason, named by the file
         return source, None, error.worded(_flag).removeprefix(f"{source.path}: ")

@@ -44,6 +44,6 @@ METHOD = Method(
     ("attention", "attention-gradients"),
     spatial_map=spatial_map,
     volumes=False,
-    no_volumes=("it reads an image transformer's attention and its gradients over image patches, which a model of "
-               "volumes has none of"),
+    no_volumes=("it reads an image transformer's attention and its gradients over a 2-D patch grid; a model "
+                "of volumes or clips (a video transformer's tubelets included) has none"),
 )

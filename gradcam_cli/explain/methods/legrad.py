@@ -68,6 +68,6 @@ METHOD = Method(
     options=(BLOCKS,),
     applies=applies,
     volumes=False,
-    no_volumes=("it reads an image transformer's attention over image patches, block by block, which a model of "
-               "volumes has none of"),
+    no_volumes=("it reads an image transformer's attention over a 2-D patch grid, block by block; a model of "
+                "volumes or clips (a video transformer's tubelets included) has none"),
 )

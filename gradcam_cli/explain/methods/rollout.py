@@ -76,5 +76,6 @@ METHOD = Method(
     spatial_map=spatial_map,
     options=(FUSION, DISCARD),
     volumes=False,
-    no_volumes=("it reads an image transformer's attention over image patches, which a model of volumes has none of"),
+    no_volumes=("it reads an image transformer's attention over a 2-D patch grid; a model of volumes or clips "
+                "(a video transformer's tubelets included) has none"),
 )
