@@ -78,7 +78,7 @@ def check_fits(target, loaded, explicit=True):
                           f"{shape}): use --target similar:REF (or --target class:N to read its output as classes)")
     if target.kind not in FITTING[kind]:
         what = {"classes": "(batch, units)", "embedding": "an embedding (batch, units)",
-                "map": "a map (batch, height, width, classes) or (batch, d1, d2, d3, classes)",
+                "map": "a map (batch, " + ("d1, d2, d3" if len(shape) == 5 else "height, width") + ", classes)",
                 "detections": "a detector's boxes and class scores"}[kind]
         raise TargetError(f"{loaded.name}: {target.kind} targets do not fit its output {shape}, {what}: "
                           f"use --target {fitting(kind)}")
