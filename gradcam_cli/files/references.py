@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcam_cli.errors import ImageError
+from gradcam_cli.files.headers import NpyVersionError, read_npy_header
 from gradcam_cli.files.images import load_rgb, read_mask
 
 # The most values a .npy reference may hold (10^8: 400 MB as float32), checked from its header.
@@ -24,19 +25,13 @@ def read_vector(path):
     a .npy array (not empty, not another file), of a real dtype (bool, integer, float), of at
     most MAX_VECTOR_VALUES values. ImageError with the reason otherwise. Values that are not
     finite in float32 are left for the caller (explain.targets) to refuse."""
-    from numpy.lib import format as npy
-
     try:
         with open(path, "rb") as file:
             try:
-                version = npy.read_magic(file)
-                if version == (1, 0):
-                    shape, fortran, dtype = npy.read_array_header_1_0(file)
-                elif version == (2, 0):
-                    shape, fortran, dtype = npy.read_array_header_2_0(file)
-                else:
-                    raise ImageError(f"a .npy file of format version {version[0]}.{version[1]}: save it with "
-                                     "numpy.save")
+                shape, fortran, dtype = read_npy_header(file)
+            except NpyVersionError as error:
+                raise ImageError(f"a .npy file of format version {error.version[0]}.{error.version[1]}: save it "
+                                 "with numpy.save") from None
             except (ValueError, EOFError, SyntaxError, TypeError) as error:
                 empty = file.seek(0, 2) == 0
                 raise ImageError("an empty file, not a .npy array" if empty else
