@@ -185,3 +185,16 @@ def test_unet_refuses_an_image_mask(unet, tmp_path):
     Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "flat.png")
     with pytest.raises(TargetError, match=r"is an image mask \(2-D\); the model's output is 16x16x16"):
         Explainer(loaded, "gradcam", target=f"segment:1:{tmp_path / 'flat.png'}").build()
+
+
+def test_unet_eval_with_label_maps_localizes_the_sphere(unet, tmp_path):
+    from gradcam_cli.evaluate import assess
+
+    loaded, _ = unet
+    written = volume_scenes.write_scans(tmp_path, 6, seed=1, shape=volume_scenes.UNET_SHAPE, spheres=True)
+    images = assess.read_images([tmp_path], objects=True, volumes=True)
+    assert len(images.rgbs) == 6 and images.failures == 0
+    result = assess.assess(loaded, ["gradcam"], ("localization",), images=images, target="segment:1")
+    figures, chance = result.report["methods"]["gradcam"], result.report["chance"]
+    assert figures["pointing"] >= 5 / 6 and figures["energy_in_mask"] > 2 * chance["energy_in_mask"]
+    assert chance["energy_in_mask"] == pytest.approx(np.mean([scene.mask.mean() for _, scene in written]))
