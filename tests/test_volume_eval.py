@@ -180,3 +180,21 @@ def test_eval_command_on_scans(scans, tmp_path):
     road = invoke_cli("eval", folder, "--model", "demo-volume", "--measures", "road", "-o", tmp_path / "out")
     assert road.returncode == 2 and "road does not apply to volumes yet" in road.stderr
     assert len(road.stderr.strip().splitlines()) <= 3  # one line, under Click's usage lines
+
+
+def test_demo_volume_on_generated_scans_and_refusals():
+    from gradcam_cli import load_model
+    from gradcam_cli.evaluate import assess
+
+    model = load_model("demo-volume")
+    result = assess.assess(model, ["gradcam"], ("localization",), count=6, seed=1)
+    assert result.report["scenes"] == 6 and result.heading.endswith("6 generated scans (seed 1)")
+    scans = [volume_scenes.generate(i, 1) for i in range(6)]
+    assert result.report["chance"]["pointing"] == pytest.approx(np.mean([s.mask.mean() for s in scans]))
+    assert result.report["methods"]["gradcam"]["energy_in_mask"] > result.report["chance"]["energy_in_mask"]
+    with pytest.raises(GradcamError, match="randomisation does not apply to volumes yet"):
+        assess.assess(model, ["gradcam"], ("randomisation",), count=2)
+    with pytest.raises(GradcamError, match="demo-gap does not classify the generated scans|takes images"):
+        assess.assess(load_model("demo-gap"), ["gradcam"], ("localization",),
+                      images=assess.EvalImages([np.zeros((16, 16, 16, 1), np.float32)], ["x.npy"], volumes=True,
+                                               masks=[np.ones((16, 16, 16), bool)]))

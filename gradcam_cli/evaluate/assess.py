@@ -200,9 +200,8 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
     from gradcam_cli.evaluate import scenes as scene_maker
     from gradcam_cli.evaluate.faithfulness_report import loaded_model
     from gradcam_cli.explain.batch import top_rank
-    from gradcam_cli.models.graph import path_name
-
     from gradcam_cli.explain.prepared import takes_volumes
+    from gradcam_cli.models.graph import path_name
 
     loaded = loaded_model(loaded)
     methods, measures = tuple(methods), tuple(dict.fromkeys(measures))
