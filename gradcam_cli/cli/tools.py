@@ -271,6 +271,13 @@ def eval_command(images, layer, class_name, target, methods, measures, pool, cou
     transparent or, without transparency, non-zero, as --target's masks) or --boxes; the other
     measures need no mask.
 
+    A model of volumes (demo-volume, a 3-D U-Net) takes scans (.nii, .nii.gz, .npy, .npz);
+    localization needs each scan's label map beside it, NAME.mask.nii.gz (or .nii, .npy, .npz;
+    the object: its non-zero voxels), of the scan's shape: pointing is the peak voxel inside it,
+    its chance the mask's share of voxels. Deletion and confidence run over voxels (road and
+    randomisation do not apply to volumes yet). Without scans, demo-volume is measured on
+    generated ones (gradcam_cli.evaluate.volume_scenes).
+
     \b
     localization:
     pointing        the map's maximum lies on the object (15 px tolerance at 224, scaled)
@@ -301,16 +308,19 @@ def eval_command(images, layer, class_name, target, methods, measures, pool, cou
     if figures_out:
         writable(output_dir)
     inputs = None
+    loaded = load(quiet=quiet, **model_options)  # first: whether the inputs are images or scans is the model's
     if images:
+        from gradcam_cli.explain.prepared import takes_volumes
+
         try:
             inputs = assess.read_images(images, objects="localization" in measures, boxes_file=boxes_file,
-                                            stdin=click.get_text_stream("stdin"),
-                                            output_dir=output_dir if figures_out else None)
+                                        stdin=click.get_text_stream("stdin"),
+                                        output_dir=output_dir if figures_out else None,
+                                        volumes=takes_volumes(loaded))
         except GradcamError as error:
             raise UsageProblem(worded(error)) from None
         for path, reason in inputs.problems if not quiet else ():
             click.echo(f"skipped {path}: {reason}", err=True)
-    loaded = load(quiet=quiet, **model_options)
     try:
         result = assess.assess(loaded, chosen, measures, images=inputs, layer=layer, class_name=class_name,
                                    count=count, pairs=pairs, seed=seed, threshold=threshold,

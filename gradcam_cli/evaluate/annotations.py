@@ -1,6 +1,9 @@
 """Objects users mark in their own images, for localization figures: a mask beside each image
 (NAME.mask.png: the object where it is not transparent or, without transparency, non-zero;
-files.images.read_mask) or boxes in a COCO-style JSON file."""
+files.images.read_mask) or boxes in a COCO-style JSON file. A scan's object is a label map beside
+it, matched by name as an image's mask is: NAME.mask.nii.gz, NAME.mask.nii, NAME.mask.npy or
+NAME.mask.npz beside NAME.nii.gz (or any volume file), the first found in that order; the object is
+its non-zero voxels (files.references.read_label_map, the same rule), of the scan's shape."""
 
 from pathlib import Path
 
@@ -25,6 +28,60 @@ def read_mask(image_path, shape):
     if not mask.any():
         raise ImageError("the mask is empty")
     return annotated_object(mask)
+
+
+VOLUME_MASK_SUFFIXES = (".mask.nii.gz", ".mask.nii", ".mask.npy", ".mask.npz")
+
+
+def is_volume_mask(path):
+    """Whether `path` is named as a scan's label map (NAME.mask.nii.gz...): never an input."""
+    return Path(path).name.lower().endswith(VOLUME_MASK_SUFFIXES)
+
+
+def read_volume_mask(scan_path, shape, max_voxels=None):
+    """The object's label map beside the scan at `scan_path` (VOLUME_MASK_SUFFIXES, in order) as a
+    (D1, D2, D3) bool array of the scan's `shape`. ImageError when there is none, it is not of the
+    scan's shape, or it is empty."""
+    from gradcam_cli.files.references import read_label_map
+    from gradcam_cli.files.volumes import volume_suffix
+
+    scan_path = Path(scan_path)
+    suffix = volume_suffix(scan_path)
+    stem = scan_path.name[: len(scan_path.name) - len(suffix)] if suffix else scan_path.name
+    found = [scan_path.with_name(stem + end) for end in VOLUME_MASK_SUFFIXES]
+    found = [path for path in found if path.is_file()]
+    if not found:
+        raise ImageError(f"no label map {stem}.mask.nii.gz (or .nii, .npy, .npz) beside it")
+    mask = read_label_map(found[0], max_voxels)
+    if mask.shape != tuple(shape[:3]):
+        raise ImageError(f"the label map {found[0].name} is {'x'.join(map(str, mask.shape))}, the scan "
+                         f"{'x'.join(map(str, shape[:3]))}")
+    if not mask.any():
+        raise ImageError(f"the label map {found[0].name} is empty (no non-zero voxel)")
+    return mask
+
+
+def annotated_volumes(sources, objects=True, max_voxels=None):
+    """The scans among `sources` (inputs.Source; label maps are not inputs) read by
+    files.volumes.read_volume, with their label maps (read_volume_mask) when `objects`:
+    (volumes (D1, D2, D3, C) float32, masks or None, paths, [(path, reason)] of those that cannot
+    be used)."""
+    from gradcam_cli.files.volumes import DEFAULT_MAX_VOXELS, read_volume
+
+    volumes, masks, paths, unusable = [], [], [], []
+    for source in sources:
+        if is_volume_mask(source.path) or is_mask(source.path):
+            continue
+        try:
+            volume = read_volume(source.path, DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels)
+            if objects:
+                masks.append(read_volume_mask(source.path, volume.shape, max_voxels))
+        except ImageError as error:
+            unusable.append((source.path, str(error)))
+            continue
+        volumes.append(volume.array)
+        paths.append(str(source.path))
+    return volumes, masks if objects else None, paths, unusable
 
 
 def read_boxes(path):

@@ -18,6 +18,13 @@ Without images it measures on generated scenes (gradcam_cli.evaluate.scenes) who
 which needs a model of the four scene classes (demo-gap, demo-vgg). Each measure is the
 library's own: localization (localization.py), deletion, confidence and road
 (faithfulness_report.py over faithfulness.py), randomisation (randomisation.py).
+
+A model of volumes (a Conv3D classifier, a 3-D segmenter) is measured on scans: read_images(...,
+volumes=True) reads NIfTI or NumPy scans and, for localization, the label map beside each
+(annotations.read_volume_mask); without scans, on generated ones (volume_scenes) for a model of
+their classes (demo-volume). Localization is the pointing game and the energy inside the label map
+beside their chance (the mask's share of voxels, localization.evaluate_volumes); deletion and
+confidence run over voxels (faithfulness.py); road and randomisation do not apply to volumes yet.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class EvalImages:
     paths: list[str]  # one per image
     objects: list[SceneObject] | None = None  # with masks or boxes: one evaluation SceneObject per image
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of each input left out
+    volumes: bool = False  # scans: `rgbs` are (D1, D2, D3, C) float32 volumes, `masks` their label maps
+    masks: list[npt.NDArray[np.bool_]] | None = None  # with volumes and objects: (D1, D2, D3) bool per scan
 
     @property
     def failures(self) -> int:
@@ -60,15 +69,31 @@ class EvalImages:
 
 def read_images(arguments: Iterable[str | os.PathLike[str]], objects: bool = False,
                 boxes_file: str | os.PathLike[str] | None = None, stdin: IO[str] | None = None,
-                output_dir: str | os.PathLike[str] | None = None) -> EvalImages:
+                output_dir: str | os.PathLike[str] | None = None, volumes: bool = False) -> EvalImages:
     """The images of IMAGE arguments (files, folders searched recursively, globs, '-' for paths
     on `stdin`) as EvalImages. objects: read each image's object too, from its NAME.mask.png or,
     given `boxes_file` (a COCO-style JSON, annotations.read_boxes), from its boxes; an image
     without a usable one is left out with its reason. output_dir: a run's output folder, whose
-    files are not inputs. GradcamError when no image is left."""
-    from gradcam_cli.evaluate.annotations import annotated_inputs, read_boxes
+    files are not inputs. volumes: the inputs are scans (NIfTI, NumPy, files.volumes), read with
+    their label maps when `objects` (annotations.annotated_volumes). GradcamError when no image is
+    left."""
+    from gradcam_cli.evaluate.annotations import annotated_inputs, annotated_volumes, is_volume_mask, read_boxes
     from gradcam_cli.files.images import load_rgb
     from gradcam_cli.files.inputs import collect
+
+    if volumes:
+        if boxes_file is not None:
+            raise GradcamError(f"{argument('boxes')} marks objects in images; a scan's object is its label map "
+                               "(NAME.mask.nii.gz beside NAME.nii.gz)")
+        collected = collect(arguments, stdin=stdin, output_dir=output_dir, exclude=is_volume_mask, volumes=True)
+        problems = [(str(argument), "no such file or folder") for argument in collected.missing]
+        problems += [(str(path), collected.link_problem(path)) for path in collected.broken]
+        arrays, masks, paths, unusable = annotated_volumes(collected.sources, objects)
+        problems += [(str(path), reason) for path, reason in unusable]
+        if not arrays:
+            where = "with a usable label map (NAME.mask.nii.gz beside NAME.nii.gz)" if objects else "that can be read"
+            raise GradcamError(f"no scan {where} in " + ", ".join(map(str, arguments)))
+        return EvalImages(arrays, paths, None, problems, volumes=True, masks=masks)
 
     collected = collect(arguments, stdin=stdin, output_dir=None if objects else output_dir)
     problems = [(str(argument), "no such file or folder") for argument in collected.missing]
@@ -175,10 +200,14 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
     from gradcam_cli.evaluate import scenes as scene_maker
     from gradcam_cli.evaluate.faithfulness_report import loaded_model
     from gradcam_cli.explain.batch import top_rank
+    from gradcam_cli.explain.prepared import takes_volumes
     from gradcam_cli.models.graph import path_name
 
     loaded = loaded_model(loaded)
     methods, measures = tuple(methods), tuple(dict.fromkeys(measures))
+    if takes_volumes(loaded) or (images is not None and images.volumes):
+        return _assess_volumes(loaded, methods, measures, images, layer, class_name, count, seed, control, steps,
+                               baseline, output_dir, batch_size, pool, fail_under, options, compat, target)
     _checked(loaded, methods, measures, images, class_name, boxes_file)
     if target is None and images is None:
         target = localization.scene_target(loaded)  # a segmenter: each scene's object as a segment target
@@ -227,6 +256,71 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
             raise GradcamError(f"{argument('fail_under')}: {error.args[0]}") from None
         report["failed"] = failed
     shuffled = ", maps shuffled across images (negative control)" if control and "localization" in measures else ""
+    return Assessment(report, f"{loaded.name}, layer {report['layer']}: {heading}{shuffled}", tables, outputs, failed)
+
+
+def _assess_volumes(loaded, methods, measures, images, layer, class_name, count, seed, control, steps, baseline,
+                    output_dir, batch_size, pool, fail_under, options, compat, target):
+    """assess() for a model of volumes: on `images` (scans read with volumes=True) or `count`
+    generated scans of set `seed` (volume_scenes, for a model of their classes)."""
+    from gradcam_cli.evaluate import gate, localization, volume_scenes
+    from gradcam_cli.explain.batch import top_rank
+    from gradcam_cli.explain.prepared import takes_volumes
+    from gradcam_cli.models.graph import path_name
+
+    if not takes_volumes(loaded):
+        raise GradcamError(f"{loaded.name} takes images; these inputs are scans (volumes): give a model of volumes")
+    if images is not None and not images.volumes:
+        raise GradcamError(f"{loaded.name} takes volumes: give scans (.nii, .nii.gz, .npy, .npz, DICOM folders)")
+    refused = [m for m in measures if m in ("road", "randomisation")]
+    if refused:
+        raise GradcamError(f"{refused[0]} does not apply to volumes yet: measure localization, deletion or confidence")
+    if images is None:
+        if not set(volume_scenes.CLASS_NAMES) <= set(loaded.labels):
+            raise GradcamError(f"{loaded.name} does not classify the generated scans "
+                               f"({', '.join(volume_scenes.CLASS_NAMES)}): use demo-volume, or give scans with "
+                               "label maps (NAME.mask.nii.gz)")
+        scans = [volume_scenes.generate(i, seed, loaded.input_size) for i in range(count)]
+        volumes, masks = [scan.volume[..., None] for scan in scans], [scan.mask for scan in scans]
+        codes = [list(loaded.labels).index(scan.label) for scan in scans]
+        report = {"scenes": count, "seed": seed}
+        heading = f"{count} generated scans (seed {seed})"
+    else:
+        volumes, masks = images.rgbs, images.masks
+        report = {"images": len(volumes), "inputs": images.paths, "skipped": images.failures}
+        heading = f"{len(volumes)} scan(s)" + (f", {images.failures} skipped" if images.failures else "")
+    if "localization" in measures and masks is None:
+        raise GradcamError("localization needs each scan's label map: read the scans with objects=True")
+    explainers = localization.explainers_for(loaded, methods, layer=layer, batch_size=batch_size, pool=pool,
+                                             options=options, compat=compat, target=target)
+    bound = next(iter(explainers.values())).build().target
+    if images is not None:
+        codes = top_rank(1) if class_name is None else next(iter(explainers.values())).class_indices(class_name)[0]
+    codes = codes if bound.code < 0 else bound.code
+    report.update(methods={m: {} for m in methods}, model=loaded.name, layer=path_name(loaded.target_layer(layer)),
+                  measures=list(measures))
+    tables, outputs = [], {}
+    if "localization" in measures:
+        found = localization.evaluate_volumes(explainers, volumes, masks, codes, control)
+        for method, figures in found["methods"].items():
+            report["methods"][method].update(figures)
+        report.update(chance=found["chance"], control=control, predicted=found["predicted"])
+        tables.append(localization.format_table({"methods": {m: report["methods"][m] for m in methods},
+                                                 "chance": found["chance"]}))
+    faithful = tuple(m for m in measures if m in FAITHFULNESS)
+    if faithful:
+        tables.append(_faithfulness(report, explainers, volumes, codes, faithful, steps, baseline, output_dir,
+                                    loaded.name, outputs))
+    if outputs:
+        report["outputs"] = outputs
+    failed = []
+    if fail_under is not None:
+        try:
+            failed = gate.shortfalls(report, fail_under)
+        except GradcamError as error:
+            raise GradcamError(f"{argument('fail_under')}: {error.args[0]}") from None
+        report["failed"] = failed
+    shuffled = ", maps shuffled across scans (negative control)" if control and "localization" in measures else ""
     return Assessment(report, f"{loaded.name}, layer {report['layer']}: {heading}{shuffled}", tables, outputs, failed)
 
 

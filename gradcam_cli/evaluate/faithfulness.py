@@ -5,6 +5,13 @@ callable, so the command line, the API and Ray workers share it: views (B, H, W,
 the model sees them before preprocessing, maps (B, h, w) at any resolution, classes (B,), and
 probabilities, RGB views (N, H, W, 3) -> (N, C). Figures perturb the view, never the preprocessed input.
 
+Volumes take the same code path, voxel for pixel: views (B, D1, D2, D3, C) float32 as the model takes
+them (a volume's view is its input: nothing is preprocessed), maps (B, d1, d2, d3), resized to the view
+trilinearly (maps.resize_volume); the removal order runs over all D1 D2 D3 voxels (each voxel's
+channels together, as a pixel's colours), steps of floor(k N / S) voxels, the same trapezoid AUC;
+'mean' is each channel's mean over the volume, 'blur' a 3-D Gaussian (blurred). Nothing flattens an
+axis: a map of another dimension than its view is refused. ROAD's imputation is 2-D (refused).
+
 Equations, references and every choice (pixel order and ties, baselines, blur, ROAD's sets and
 noise, cost): docs/evaluation.md#faithfulness-faithfulnesspy.
 """
@@ -22,7 +29,7 @@ import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, argument
 from gradcam_cli.evaluate.road import linear_imputation
-from gradcam_cli.explain.maps import normalise, resize_into_box
+from gradcam_cli.explain.maps import normalise, resize_into_box, resize_volume
 
 BASELINES = ("zero", "blur", "mean")
 DEFAULT_STEPS = 20
@@ -44,32 +51,36 @@ Maps: TypeAlias = Sequence[npt.ArrayLike] | npt.NDArray[np.floating[Any]]  # (h,
 # -- maps, orders, baselines ---------------------------------------------------------------------
 
 
-def uniform_map(shape: Sequence[int]) -> npt.NDArray[np.float32]:
-    """A map with one value everywhere, (H, W) float32 ones: every pixel tied, so its order is
-    raster order (what that means for each figure: docs/evaluation.md#faithfulness-choices)."""
-    return np.ones(tuple(shape)[:2], dtype=np.float32)
+def uniform_map(shape: Sequence[int], axes: int = 2) -> npt.NDArray[np.float32]:
+    """A map with one value everywhere, (H, W) float32 ones (axes 3: a volume's (D1, D2, D3)):
+    every pixel tied, so its order is raster order (what that means for each figure:
+    docs/evaluation.md#faithfulness-choices)."""
+    return np.ones(tuple(shape)[:axes], dtype=np.float32)
 
 
-def random_map(shape: Sequence[int], seed: int = 0) -> npt.NDArray[np.float32]:
-    """A map of independent uniform [0, 1) values, (H, W) float32, from numpy's
-    default_rng(seed): a random pixel order (no ties, almost surely)."""
-    return np.random.default_rng(seed).random(tuple(shape)[:2]).astype(np.float32)
+def random_map(shape: Sequence[int], seed: int = 0, axes: int = 2) -> npt.NDArray[np.float32]:
+    """A map of independent uniform [0, 1) values, (H, W) float32 (axes 3: (D1, D2, D3)), from
+    numpy's default_rng(seed): a random pixel order (no ties, almost surely)."""
+    return np.random.default_rng(seed).random(tuple(shape)[:axes]).astype(np.float32)
 
 
 def view_maps(maps, size):
     """(B, h, w) maps -> (B, H, W) float32 at `size` (H, W), values kept (not normalised):
     bilinear when enlarging, pixel-area averaging when shrinking (maps.resize_into_box);
-    NaN and inf count as 0."""
-    height, width = size
+    NaN and inf count as 0. A volume's: (B, d1, d2, d3) -> (B, D1, D2, D3) at `size` (D1, D2,
+    D3), trilinear (maps.resize_volume). GradcamError for a map of other dimensions."""
+    size = tuple(int(n) for n in size)
     out = []
     for single in maps:
         single = np.nan_to_num(np.asarray(single, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        if single.ndim != 2:
-            raise GradcamError(f"a map is 2-D (h, w). Received: shape {single.shape}")
-        if single.shape != (height, width):
-            single = resize_into_box(single, (0, 0, width, height), (height, width))
+        if single.ndim != len(size):
+            raise GradcamError(f"a map is {'2-D (h, w)' if len(size) == 2 else '3-D (d1, d2, d3) for a volume'}. "
+                               f"Received: shape {single.shape}")
+        if single.shape != size:
+            single = (resize_into_box(single, (0, 0, size[1], size[0]), size) if len(size) == 2
+                      else resize_volume(single, size).astype(np.float32))
         out.append(single)
-    return np.stack(out) if out else np.zeros((0, height, width), np.float32)
+    return np.stack(out) if out else np.zeros((0,) + size, np.float32)
 
 
 def removal_order(single_map):
@@ -88,6 +99,33 @@ def _ranks(single_map):
 
 
 def blurred(view):
+    """blurred_image for an (H, W, 3) view, blurred_volume for a (D1, D2, D3, C) one."""
+    view = np.asarray(view, dtype=np.float32)
+    return blurred_volume(view) if view.ndim == 4 else blurred_image(view)
+
+
+def blurred_volume(view):
+    """A volume's substrate: blurred_image's Gaussian in 3-D, separable (the same sigma and odd
+    kernel, from the longest side, on each spatial axis), borders reflected without repeating
+    the edge voxel (BORDER_REFLECT_101, numpy's 'reflect'). float32."""
+    side = max(view.shape[:3])
+    sigma = BLUR_SIGMA_AT_224 * side / 224.0
+    half = int(round((BLUR_KERNEL_AT_224 // 2) * side / 224.0))
+    if half == 0:
+        return view.copy()
+    taps = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    out = view.astype(np.float64)
+    for axis in range(3):
+        padding = [(0, 0)] * out.ndim
+        padding[axis] = (half, half)
+        padded = np.pad(out, padding, mode="reflect")
+        index = np.arange(out.shape[axis])
+        out = sum(w * np.take(padded, index + half + k, axis=axis) for k, w in zip(range(-half, half + 1), taps))
+    return out.astype(np.float32)
+
+
+def blurred_image(view):
     """RISE's blurred substrate of an (H, W, 3) view: cv2.GaussianBlur with sigma
     BLUR_SIGMA_AT_224 and a BLUR_KERNEL_AT_224 kernel at 224 pixels, scaled with the longer side
     (kernel odd; 1, no blur, below about 22 pixels), reflected borders. float32."""
@@ -108,8 +146,9 @@ def substrate(view, baseline):
         return np.zeros_like(view)
     if baseline == "blur":
         return blurred(view)
-    if baseline == "mean":
-        return np.broadcast_to(view.mean(axis=(0, 1), dtype=np.float64).astype(np.float32), view.shape).copy()
+    if baseline == "mean":  # each channel's mean over the view's spatial axes
+        spatial = tuple(range(view.ndim - 1))
+        return np.broadcast_to(view.mean(axis=spatial, dtype=np.float64).astype(np.float32), view.shape).copy()
     raise GradcamError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
 
 
@@ -139,13 +178,14 @@ def _whole(value, name, low=1):
 def _checked(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike
              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     views = np.asarray(views, dtype=np.float32)
-    if views.ndim != 4 or views.shape[-1] != 3:
-        raise GradcamError(f"views are (B, H, W, 3) RGB arrays. Received: shape {views.shape}")
+    if not (views.ndim == 4 and views.shape[-1] == 3 or views.ndim == 5):
+        raise GradcamError(f"views are (B, H, W, 3) RGB arrays or volumes (B, D1, D2, D3, C). Received: shape "
+                           f"{views.shape}")
     classes = np.asarray(classes, dtype=np.int64).reshape(-1)
     if len(maps) != len(views) or len(classes) != len(views):
         raise GradcamError(f"one map and one class per view: {len(views)} views, {len(maps)} maps, "
                            f"{len(classes)} classes")
-    return views, view_maps(maps, views.shape[1:3]), classes
+    return views, view_maps(maps, views.shape[1:-1]), classes
 
 
 # -- scoring -------------------------------------------------------------------------------------
@@ -174,8 +214,9 @@ def _scored(probabilities, rows_of, classes, per_image, row_bytes, budget_bytes)
 
 
 def _curve_rows(start, finish, ranks, counts):
-    """(S + 1, H, W, 3): row k is `start` with the pixels of rank < counts[k] from `finish`."""
-    changed = ranks[None] < counts[:, None, None]
+    """(S + 1, H, W, 3): row k is `start` with the pixels of rank < counts[k] from `finish` (a
+    volume's (S + 1, D1, D2, D3, C): its voxels)."""
+    changed = ranks[None] < counts.reshape((-1,) + (1,) * ranks.ndim)
     return np.where(changed[..., None], finish[None], start[None]).astype(np.float32)
 
 
@@ -218,7 +259,7 @@ def _curves(views, maps, classes, probabilities, steps, baseline, deletion, budg
     if baseline not in BASELINES:
         raise GradcamError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
     steps = _whole(steps, "steps")
-    counts, fractions = step_fractions(views.shape[1] * views.shape[2], steps)
+    counts, fractions = step_fractions(int(np.prod(views.shape[1:-1])), steps)  # pixels, or a volume's voxels
 
     def rows_of(i):
         other = substrate(views[i], baseline)
@@ -236,7 +277,7 @@ def masked_views(views, maps):
     """X o E: each view times its map at the view's resolution, normalised to [0, 1] (negative
     values 0, divided by the maximum: maps.normalise). (B, H, W, 3) float32."""
     views = np.asarray(views, dtype=np.float32)
-    resized = view_maps(maps, views.shape[1:3])
+    resized = view_maps(maps, views.shape[1:-1])
     masks = np.stack([normalise(np.maximum(single, 0.0))[0] for single in resized]) if len(resized) else resized
     return views * masks[..., None]
 
@@ -309,6 +350,9 @@ def road_curves(views: npt.ArrayLike, maps: Maps, classes: npt.ArrayLike, probab
     pixels, p in `percentages`. All imputed views of the batch go to `probabilities` in one call
     (or one per SCORING_BUDGET_BYTES). Returns (MoRF (B, P), LeRF (B, P))."""
     views, resized, classes = _checked(views, maps, classes)
+    if views.ndim == 5:
+        raise GradcamError("ROAD's imputation is of images (each pixel from its 2-D neighbours): it does not apply "
+                           "to volumes")
     percentages = tuple(int(p) for p in percentages)
     if not percentages or any(p < 0 or p >= 100 for p in percentages):
         raise GradcamError(f"ROAD percentages are from 0 to 99. Received: {percentages}")

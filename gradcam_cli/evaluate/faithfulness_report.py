@@ -160,6 +160,9 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
     seed + image index) and the `randomcam` method (random channel weights), which is computed
     here when it is not among the methods (else its entry under "methods" is its row).
 
+    Volumes (a model of volumes; `rgbs` then (D1, D2, D3, C) float32 arrays) are scored the same
+    way over their voxels at the model's input (faithfulness.py's docstring); road is refused.
+
     Returns {"images", "measures", "steps", "baseline", "insertion_start", "classes",
     "methods": {method: figures}, "baselines": {name: figures}}; figures hold the mean curves
     too (fractions, deletion_curve, insertion_curve; road_percentages, road_morf_curve,
@@ -174,12 +177,21 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
         raise GradcamError(f"unknown baseline {baseline!r}; choose from {', '.join(F.BASELINES)}")
     if not len(rgbs):
         raise GradcamError("give at least one image")
+    from gradcam_cli.explain.prepared import takes_volumes
+
     model, probabilities, batch_size = _judge(explainers)
-    crop = next(iter(explainers.values())).crop
-    seen = [view_of(model, rgb, crop=crop) for rgb in rgbs]
-    views = np.stack([view for view, _ in seen]).astype(np.float32)
-    classes = _classes(views, codes, probabilities, batch_size)
     first = next(iter(explainers.values()))
+    if takes_volumes(model):  # volumes (D1, D2, D3, C): the view is the model's input itself (no preprocessing)
+        if "road" in measures:
+            raise GradcamError("road does not apply to volumes (its imputation is of images' pixels): measure "
+                               "localization, deletion or confidence")
+        views = np.asarray(first.prepare(list(rgbs))[0], dtype=np.float32)
+        probabilities = lambda batch: first.probabilities(np.asarray(batch, dtype=np.float32))  # noqa: E731
+        seen = [(view, None) for view in views]
+    else:
+        seen = [view_of(model, rgb, crop=first.crop) for rgb in rgbs]
+        views = np.stack([view for view, _ in seen]).astype(np.float32)
+    classes = _classes(views, codes, probabilities, batch_size)
     bound = first.build().target
     groups = {(): (list(range(len(views))), probabilities)}  # view geometry -> (images, their scorer)
     if bound.per_view:  # a box target: the images of each view geometry scored with their own binding
@@ -195,9 +207,10 @@ def faithfulness_report(explainers, rgbs, codes, measures=MEASURES, steps=F.DEFA
               "scored": "class probability" if bound.is_class else "target value"}
     for method, explainer in explainers.items():
         report["methods"][method] = score(method_maps(explainer, rgbs, classes), method)
-    shape = views.shape[1:3]
-    report["baselines"]["uniform"] = score([F.uniform_map(shape)] * len(views), "uniform")
-    report["baselines"]["random"] = score([F.random_map(shape, seed + i) for i in range(len(views))], "random")
+    shape = views.shape[1:-1]  # (H, W), or a volume's (D1, D2, D3)
+    report["baselines"]["uniform"] = score([F.uniform_map(shape, len(shape))] * len(views), "uniform")
+    report["baselines"]["random"] = score([F.random_map(shape, seed + i, len(shape)) for i in range(len(views))],
+                                          "random")
     if "randomcam" not in explainers:  # random channel weights at the first method's layer
         randomcam = next(iter(explainers.values())).with_method("randomcam")
         report["baselines"]["randomcam"] = score(method_maps(randomcam, rgbs, classes), "randomcam")

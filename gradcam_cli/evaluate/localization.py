@@ -268,6 +268,57 @@ def evaluate_annotated(explainers, images, objects, class_code, threshold=0.5, c
     return report
 
 
+# -- volumes -----------------------------------------------------------------------------------
+
+
+def volume_figures(normalised, mask):
+    """One volume's map (D1, D2, D3) against its object's label map (D1, D2, D3) bool: the
+    pointing game (the map's maximum voxel lies inside the mask: no tolerance, unlike an image's
+    15 px at 224, so that its chance is exactly the mask's share of voxels) and the energy inside
+    the mask (energy_in_mask). GradcamError when the shapes differ (nothing is flattened)."""
+    from gradcam_cli.errors import GradcamError
+
+    normalised, mask = np.asarray(normalised), np.asarray(mask, bool)
+    if normalised.ndim != 3 or normalised.shape != mask.shape:
+        raise GradcamError(f"a volume's map and its mask are (D1, D2, D3) of one shape. Received: map "
+                           f"{normalised.shape}, mask {mask.shape}")
+    peak = np.unravel_index(int(np.argmax(normalised)), normalised.shape)
+    return {"pointing": bool(normalised.max(initial=0.0) > 0 and mask[peak]),
+            "energy_in_mask": energy_in_mask(normalised, mask)}
+
+
+def volume_chance(mask):
+    """The chance of both figures for one label map: its share of voxels (a voxel drawn at random
+    lies inside with that probability; a uniform map puts that share of its energy inside)."""
+    share = float(np.mean(np.asarray(mask, bool)))
+    return {"pointing": share, "energy_in_mask": share}
+
+
+def evaluate_volumes(explainers, volumes, masks, codes, control=None):
+    """Localization figures on volumes (D1, D2, D3, C) with their objects' label maps (D1, D2, D3)
+    bool (pointing and energy in the mask, volume_figures; box figures do not apply), each
+    explaining its code in `codes` (one per volume, or one for all), beside their chance
+    (volume_chance, averaged). control 'shuffled': each map against the next volume's mask (of
+    the same shape)."""
+    count = len(volumes)
+    codes = list(codes) if isinstance(codes, (list, tuple, np.ndarray)) else [codes] * count
+    report = {"volumes": count, "control": control, "methods": {}}
+    for method, explainer in explainers.items():
+        found = explainer.maps(list(volumes), [int(c) for c in codes])
+        scores = Scores.empty()
+        for i in range(count):
+            j = (i + 1) % count if control == "shuffled" else i
+            figures = volume_figures(found.on_image(i), masks[j])
+            scores.pointing.append(figures["pointing"])
+            scores.mask_energy.append(figures["energy_in_mask"])
+        report["methods"][method] = {**scores.summary(), "accuracy": None}
+        report.setdefault("predicted", [int(c) for c in np.argmax(found.batch.scores, axis=1)])
+    chance = [volume_chance(mask) for mask in masks]
+    report["chance"] = {**Scores.empty().summary(), "pointing": float(np.mean([c["pointing"] for c in chance])),
+                        "energy_in_mask": float(np.mean([c["energy_in_mask"] for c in chance]))}
+    return report
+
+
 COLUMNS = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("energy_in_mask", "energy in mask"),
            ("box_iou", "box IoU"),
            ("localized_iou50", "IoU>=0.5"), ("discrimination", "class discrimination"), ("accuracy", "accuracy"))

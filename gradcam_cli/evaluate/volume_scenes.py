@@ -97,3 +97,85 @@ def dataset(count, seed=0, shape=VOLUME_SHAPE):
     volumes = np.stack([scan.volume for scan in scans])[..., None]
     labels = np.array([scan.class_index for scan in scans], dtype=np.int64)
     return volumes, labels, np.stack([scan.mask for scan in scans])
+
+
+# -- a tiny 3-D segmenter and scans written to files ------------------------------------------------
+
+UNET_SHAPE = (16, 16, 16)  # the tiny U-Net's scans: spheres only (even indices), smaller for speed
+UNET_LABELS = ("background", "sphere")
+
+
+def sphere_scans(count, seed=0, shape=UNET_SHAPE):
+    """`count` sphere scans (generate's even indices) of `shape`: volumes (N, D1, D2, D3, 1)
+    float32 and label maps (N, D1, D2, D3) int64 (1 on the sphere's voxels, 0 elsewhere)."""
+    scans = [generate(2 * i, seed, shape) for i in range(count)]
+    return (np.stack([scan.volume for scan in scans])[..., None],
+            np.stack([scan.mask for scan in scans]).astype(np.int64))
+
+
+def tiny_unet(shape=UNET_SHAPE, width=8):
+    """A 3-D U-Net of one level (Cicek et al. 2016's shape, cut down): enc_conv (width, 3x3x3,
+    ReLU), 2x max pooling, bottleneck_conv (2 width), 2x upsampling, concatenation with enc_conv,
+    dec_conv (width), and a 1x1x1 Conv3D `segmentation` with a softmax over UNET_LABELS per voxel:
+    output (d1, d2, d3, 2). Each side of `shape` even."""
+    from keras import layers, models
+
+    if len(shape) != 3 or any(side % 2 for side in shape):
+        raise ValueError(f"shape must be three even sides. Received: shape={shape}")
+    inputs = layers.Input(tuple(shape) + (1,), name="scan")
+    encoded = layers.Conv3D(width, 3, padding="same", activation="relu", name="enc_conv")(inputs)
+    x = layers.MaxPooling3D(2, name="pool")(encoded)
+    x = layers.Conv3D(2 * width, 3, padding="same", activation="relu", name="bottleneck_conv")(x)
+    x = layers.UpSampling3D(2, name="up")(x)
+    x = layers.Concatenate(name="skip")([x, encoded])
+    x = layers.Conv3D(width, 3, padding="same", activation="relu", name="dec_conv")(x)
+    outputs = layers.Conv3D(len(UNET_LABELS), 1, activation="softmax", name="segmentation")(x)
+    return models.Model(inputs, outputs, name="tiny_unet3d")
+
+
+def train_tiny_unet(count=48, epochs=16, seed=0, shape=UNET_SHAPE):
+    """tiny_unet trained on `count` sphere_scans of set `seed` to tell the sphere's voxels from the
+    background (sparse categorical cross-entropy, Adam 0.01, batches of 8, the sphere's voxels
+    weighted by the background's share so that the rare class counts), weights seeded by `seed`.
+    About 20 s on two CPU cores. Returns the Keras model."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    volumes, labels = sphere_scans(count, seed, shape)
+    share = float(labels.mean())
+    weights = np.where(labels == 1, (1 - share) / max(share, 1e-6), 1.0).astype(np.float32)
+    model = tiny_unet(shape)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    model.fit(volumes, labels[..., None], sample_weight=weights, batch_size=8, epochs=epochs, verbose=0,
+              shuffle=True)
+    return model
+
+
+def write_scans(folder, count, seed=1, shape=VOLUME_SHAPE, kind="nifti", spheres=False):
+    """Write `count` scans of set `seed` into `folder` with their label maps beside them, as
+    `gradcam eval` reads them: scanI.nii.gz and scanI.mask.nii.gz (kind 'nifti', the identity
+    affine) or scanI.npy and scanI.mask.npy (kind 'npy'); the label map is 1 on the object's
+    voxels, 0 elsewhere (uint8). spheres: only spheres (generate's even indices). Returns
+    [(scan path, VolumeScene)]."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(count):
+        scan = generate(2 * i if spheres else i, seed, shape)
+        label = scan.mask.astype(np.uint8)
+        if kind == "npy":
+            path = folder / f"scan{i}.npy"
+            np.save(path, scan.volume)
+            np.save(folder / f"scan{i}.mask.npy", label)
+        elif kind == "nifti":
+            import nibabel
+
+            path = folder / f"scan{i}.nii.gz"
+            nibabel.save(nibabel.Nifti1Image(scan.volume, np.eye(4)), path)
+            nibabel.save(nibabel.Nifti1Image(label, np.eye(4)), folder / f"scan{i}.mask.nii.gz")
+        else:
+            raise ValueError(f"kind is 'nifti' or 'npy'. Received: kind={kind!r}")
+        written.append((str(path), scan))
+    return written

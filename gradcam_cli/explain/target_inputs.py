@@ -13,17 +13,49 @@ MASK_SHARE = 0.5
 
 
 def mask_on_grid(inside, path, grid):
-    """A mask read as an (H, W) bool array (files.references.TargetFiles.mask) on the output's
-    grid (h, w) as float32 0/1: a cell is inside when at least MASK_SHARE of it is. TargetError
-    when no cell is."""
-    import cv2
+    """A mask read as an (H, W) bool array (files.references.TargetFiles.mask) on a 2-D output's
+    grid (h, w), or a label map's (D1, D2, D3) bool array on a 3-D output's grid (d1, d2, d3), as
+    float32 0/1: a cell is inside when at least MASK_SHARE of it is. The share is the cell's box
+    overlap with the mask (area averaging: cv2.INTER_AREA in 2-D, overlap_share in 3-D). TargetError
+    in one line for a 2-D mask on a 3-D output or the other way round, and when no cell is inside."""
+    inside = np.asarray(inside)
+    grid = tuple(int(n) for n in grid)
+    if inside.ndim != len(grid):
+        given, wanted = ("an image mask (2-D)", "a 3-D label map (.nii, .nii.gz, .npy)") if inside.ndim == 2 else \
+            ("a 3-D label map", "an image mask (.png...)")
+        raise TargetError(f"the mask {str(path)!r} is {given}; the model's output is "
+                          f"{'x'.join(map(str, grid))} per class: give {wanted}")
+    if len(grid) == 2:
+        import cv2
 
-    share = cv2.resize(np.asarray(inside, np.float32), (int(grid[1]), int(grid[0])), interpolation=cv2.INTER_AREA)
+        share = cv2.resize(inside.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    else:
+        share = overlap_share(inside, grid)
     mask = (share >= MASK_SHARE).astype(np.float32)
     if not mask.any():
-        raise TargetError(f"the mask {str(path)!r} covers no cell of the output's {grid[0]}x{grid[1]} grid "
+        raise TargetError(f"the mask {str(path)!r} covers no cell of the output's {'x'.join(map(str, grid))} grid "
                           f"(a cell is inside when at least half of it is)")
     return mask
+
+
+def overlap_share(inside, grid):
+    """Each cell of `grid` (n axes, the mask's extent divided evenly) as the share of its box that
+    lies inside the bool array `inside`: area (box overlap) averaging, one axis at a time (the
+    shares are products of per-axis overlaps), as cv2.INTER_AREA shrinks an image. float64."""
+    share = np.asarray(inside, dtype=np.float64)
+    for axis, cells in enumerate(grid):
+        share = np.moveaxis(np.tensordot(_overlaps(share.shape[axis], cells), np.moveaxis(share, axis, 0), axes=1),
+                            0, axis)
+    return share
+
+
+def _overlaps(length, cells):
+    """(cells, length): the share of output cell i's extent [i L / n, (i + 1) L / n) that voxel j covers."""
+    edges = np.arange(cells + 1) * (length / cells)
+    low, high = edges[:-1, None], edges[1:, None]
+    voxel = np.arange(length)[None, :]
+    covered = np.clip(np.minimum(high, voxel + 1) - np.maximum(low, voxel), 0, None)
+    return covered / (length / cells)
 
 
 def read_file(files, what, path):
@@ -33,7 +65,8 @@ def read_file(files, what, path):
         raise TargetError(f"{what} files are read by the API (api.Explainer): give the target there")
     if not Path(path).is_file():
         raise TargetError(f"the {what} {str(path)!r} is not a file: give "
-                          + ("an image" if what == "mask" else "an image or a .npy vector"))
+                          + ("an image (a 3-D label map for a 3-D segmenter)" if what == "mask"
+                             else "an image or a .npy vector"))
     try:
         return files.mask(path) if what == "mask" else files.reference(path)
     except (OSError, ValueError) as error:

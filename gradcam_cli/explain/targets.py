@@ -4,11 +4,15 @@ The kinds (`--target SPEC` on the command line; `Explainer(target=...)` in the A
 
     class:N|NAME            a class's score: the model's own head (models/heads.py: the logit, the
                             sigmoid sign rule, the softmax found anywhere in the head).
-    segment:CLASS[:MASK]    for outputs (h, w, classes): the sum of CLASS's logits over a mask
-                            (pytorch-grad-cam's SemanticSegmentationTarget). MASK is an image file
-                            of any size read by files.images.read_mask's rule (alpha where there
-                            is alpha, else non-zero labels), resized to the output's grid (a cell
-                            is inside when at least half of it is). Without MASK, the pixels the
+    segment:CLASS[:MASK]    for outputs (h, w, classes), or a 3-D segmenter's (d1, d2, d3, classes):
+                            the sum of CLASS's logits over a mask (pytorch-grad-cam's
+                            SemanticSegmentationTarget), over every spatial axis. MASK is, for a
+                            2-D output, an image file of any size read by files.images.read_mask's
+                            rule (alpha where there is alpha, else non-zero labels); for a 3-D
+                            output a label map (.nii, .nii.gz, .npy; files.references.read_label_map:
+                            the voxels whose label is non-zero, the same rule). It is resized to
+                            the output's grid by box overlap (target_inputs.mask_on_grid: a cell
+                            is inside when at least half of it is). Without MASK, the cells the
                             model predicts as CLASS (its argmax; a sigmoid output: logit > 0).
     similar:REF             the cosine similarity of the output vector to REF's: an image run
                             through the same model and preprocessing, or a .npy vector (checked
@@ -74,7 +78,7 @@ def check_fits(target, loaded, explicit=True):
                           f"{shape}): use --target similar:REF (or --target class:N to read its output as classes)")
     if target.kind not in FITTING[kind]:
         what = {"classes": "(batch, units)", "embedding": "an embedding (batch, units)",
-                "map": "a map (batch, height, width, classes)",
+                "map": "a map (batch, " + ("d1, d2, d3" if len(shape) == 5 else "height, width") + ", classes)",
                 "detections": "a detector's boxes and class scores"}[kind]
         raise TargetError(f"{loaded.name}: {target.kind} targets do not fit its output {shape}, {what}: "
                           f"use --target {fitting(kind)}")
@@ -113,14 +117,15 @@ class TargetHead:
 def _segment_table(mask):
     def table(raw, base):
         scores = base.scores(raw)  # (B, h, w, C) per-pixel class scores (a binary output's two)
+        spatial = tuple(range(1, len(scores.shape) - 1))  # (1, 2) for a 2-D map, (1, 2, 3) for a volume's
         if mask is not None:
-            inside = ops.convert_to_tensor(mask[None, :, :, None], dtype=scores.dtype)
+            inside = ops.convert_to_tensor(mask[None, ..., None], dtype=scores.dtype)
         elif base.kind == "sigmoid":  # independent classes: a pixel is predicted as each whose logit is > 0
             inside = ops.stop_gradient(ops.cast(scores > 0, scores.dtype))
         else:
             predicted = ops.argmax(scores, axis=-1)
             inside = ops.stop_gradient(ops.one_hot(predicted, ops.shape(scores)[-1], dtype=scores.dtype))
-        return ops.sum(scores * inside, axis=(1, 2))
+        return ops.sum(scores * inside, axis=spatial)
 
     return table
 
@@ -132,11 +137,12 @@ def _segment_details(mask, base, label):
             counts = np.full(len(raw), int(mask.sum()))
         else:
             scores = np.asarray(ops.convert_to_numpy(base.scores(raw)))
+            at = codes.reshape((-1,) + (1,) * (scores.ndim - 1))  # each image's class, against every cell
             if base.kind == "sigmoid":
-                inside = np.take_along_axis(scores, codes[:, None, None, None], axis=-1)[..., 0] > 0
+                inside = np.take_along_axis(scores, at, axis=-1)[..., 0] > 0
             else:
-                inside = np.argmax(scores, axis=-1) == codes[:, None, None]
-            counts = inside.sum(axis=(1, 2))
+                inside = np.argmax(scores, axis=-1) == at[..., 0]
+            counts = inside.reshape(len(inside), -1).sum(axis=1)
         return [{"target_pixels": int(n)} if n else
                 {"target_pixels": 0, "target_refusal": f"nothing in this image is predicted as {label(int(c))}: no map "
                                                        "(give a mask: segment:CLASS:MASK.png)"}
@@ -322,7 +328,7 @@ def bind(target, loaded, files=None, explicit=True):
         except ClassError as error:
             raise TargetError(str(error)) from None
         mask = None if target.path is None else mask_on_grid(read_file(files, "mask", target.path), target.path,
-                                                             shape[:2])
+                                                             shape[:-1])
         head = TargetHead(target, loaded.head, loaded.head.num_classes, _segment_table(mask),
                           per_image=_segment_details(mask, loaded.head, loaded.label), source=loaded)
         return Bound(target, replace(loaded, head=head), code)

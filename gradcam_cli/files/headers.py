@@ -285,3 +285,29 @@ def _sun(file):
     _read(file, 4)
     width, height = struct.unpack(">II", _read(file, 8))
     return Header("Sun raster", width, height)
+
+
+# -- .npy arrays -------------------------------------------------------------------------------------
+
+
+class NpyVersionError(ValueError):
+    """A .npy header of a format version other than 1.0 and 2.0: `version` (major, minor)."""
+
+    def __init__(self, version):
+        super().__init__(f"a .npy file of format version {version[0]}.{version[1]}")
+        self.version = tuple(version)
+
+
+def read_npy_header(stream):
+    """(shape, fortran_order, dtype) from the .npy header at the start of `stream`
+    (numpy.lib.format, versions 1.0 and 2.0), the stream left at the first value: no value is
+    read. NpyVersionError for another version; a malformed header raises what numpy raises
+    (ValueError, EOFError, SyntaxError or TypeError): each caller words its own message."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(stream)
+    if version == (1, 0):
+        return npy.read_array_header_1_0(stream)
+    if version == (2, 0):
+        return npy.read_array_header_2_0(stream)
+    raise NpyVersionError(version)
