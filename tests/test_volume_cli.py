@@ -367,3 +367,21 @@ def test_backprop_gradients_of_a_scan_are_montages_and_raw_arrays(demo_volume, t
                          "--save", "gradient-gray")
     assert refused.returncode == 2
     one_error_line(refused.stderr, "gradient-gray")
+
+
+@pytest.mark.parametrize("model, first, default, channels", [
+    ("demo-volume", "# input 32x32x24x1 (luminance)", "block3_conv", "1"),
+    ("demo-clip", "# input 8x32x32x3 (rgb)", "block3_conv", "rgb"),
+    ("demo-clip-frames", "# input 8x32x32x3 (rgb)", "frames3_conv", "rgb"),
+])
+def test_layers_and_models_list_the_models_of_volumes_and_clips(keras, model, first, default, channels):
+    """`gradcam layers` of a model of three sides prints every side of its input (it once took
+    the input as height and width and failed); `gradcam models` gives its channels."""
+    result = invoke_cli("layers", "--model", model)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(first)
+    marked = [line.split()[1] for line in lines if line.startswith("*")]
+    assert marked == [default]
+    row = next(line.split() for line in invoke_cli("models").stdout.splitlines() if line.split()[:1] == [model])
+    assert row[2] == channels

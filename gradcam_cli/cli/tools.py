@@ -149,8 +149,8 @@ def models_command():
     average pooling + one linear classifier), preprocessing. demo-vgg and demo-gap are shipped
     in the package (trained on synthetic shapes): they need no download."""
     rows = [("model", "input", "channels", "default layer", "CAM", "preprocess", "head")]
-    for spec in registry.MODELS.values():  # images take RGB, demo-volume one channel; `gradcam layers` tells a file's
-        channels = "1" if len(spec.shape) == 3 else "rgb"
+    for spec in registry.MODELS.values():  # `gradcam layers` tells a file's
+        channels = "1" if spec.channels == 1 else "rgb"
         rows.append((spec.name, "x".join(map(str, spec.shape)), channels, spec.default_layer or "(auto)",
                      "yes" if spec.cam else "no", spec.preprocess, spec.head))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -173,10 +173,10 @@ def layers_command(show_all, **model_options):
     if model_options["weights"] is None and spec is not None and spec.is_application:
         model_options["weights"] = "none"  # layer names and shapes do not depend on the weights
     loaded = load(**model_options, maps=False)
-    height, width = loaded.input_size
+    sides = "x".join(str(side) for side in loaded.input_size)  # HxW, a scan's D1xD2xD3, a clip's TxHxW
     what = {"classes": f"{loaded.num_classes} classes", "embedding": f"an embedding of {loaded.num_classes}",
             "map": f"a map of {loaded.num_classes} classes per pixel (a segmenter)"}[loaded.output_kind]
-    click.echo(f"# input {height}x{width}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
+    click.echo(f"# input {sides}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
                f"output {loaded.output.name}, {what}")
     for info in loaded.layers:
         if not show_all and not info.mappable:
@@ -186,7 +186,7 @@ def layers_command(show_all, **model_options):
         if mark == "*" and loaded.output_kind == "map":
             shape_text += "  the bottleneck (the coarsest layer the output is computed from)"
         if info.grid is not None:
-            shape_text += f"  grid {info.grid.height}x{info.grid.width}, prefix {info.grid.prefix}"
+            shape_text += f"  grid {'x'.join(map(str, info.grid.sides))}, prefix {info.grid.prefix}"
         click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}".rstrip())
 
 

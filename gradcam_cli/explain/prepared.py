@@ -132,8 +132,9 @@ def check_volumes(explainer, loaded, target_paths):
                (explainer.network is not None, f"network={explainer.network!r} (a dilated copy)"),
                (explainer.crop, "crop (a volume is resized whole to the model's input)")]
     target = explainer.target
-    if target is not None and not (isinstance(target, str) and parse(target).kind == "class"):
-        refused.append((True, f"target={target!r} (a volume's map explains a class)"))
+    kind = parse(target).kind if isinstance(target, str) else getattr(getattr(target, "target", target), "kind", None)
+    if target is not None and kind not in ("class", "segment"):
+        refused.append((True, f"target={target!r} (a volume's map explains a class, or a 3-D segmenter's segment)"))
     found = [what for refuse, what in refused if refuse]
     if found:
         raise GradcamError(f"{loaded.name} takes volumes: {found[0]} does not apply to volumes yet")

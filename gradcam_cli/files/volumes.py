@@ -229,18 +229,14 @@ def _nifti(path, max_voxels):
 
 
 def _npy_header(stream):
-    """(shape, dtype) from a .npy header (numpy.lib.format), the stream left after it."""
-    from numpy.lib import format as npy
+    """(shape, dtype) from a .npy header (files.headers.read_npy_header), the stream left after it."""
+    from gradcam_cli.files.headers import NpyVersionError, read_npy_header
 
     try:
-        version = npy.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = npy.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = npy.read_array_header_2_0(stream)
-        else:
-            raise VolumeError(f"a .npy file of format version {version[0]}.{version[1]}: versions 1.0 and 2.0 "
-                              f"are read")
+        shape, _, dtype = read_npy_header(stream)
+    except NpyVersionError as error:
+        major, minor = error.version
+        raise VolumeError(f"a .npy file of format version {major}.{minor}: versions 1.0 and 2.0 are read") from None
     except (ValueError, EOFError) as error:
         raise VolumeError(f"not a readable .npy array ({one_line(error, 120)})") from None
     return shape, dtype

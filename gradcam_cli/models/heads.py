@@ -238,6 +238,6 @@ def output_kind(chain, shape):
     normalising the vector), 'map' (height, width, classes: a segmenter) or None."""
     if len(shape) == 2:
         return "embedding" if chain and _normalises(chain[0][1]) else "classes"
-    if len(shape) == 4:
+    if len(shape) in (4, 5):  # (batch, height, width, classes) or a 3-D segmenter's (batch, d1, d2, d3, classes)
         return "map"
     return None

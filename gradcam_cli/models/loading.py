@@ -302,7 +302,8 @@ def describe(model, name, input_size, preprocess, class_names, spec=None, output
             f"{len(class_names)} class names were given for a model with {head.num_classes} classes"
         )
     try:
-        default_layer = (target_layers.bottleneck(layers, target_layers.feeding(model, chosen)) if output_kind == "map" else
+        default_layer = (target_layers.bottleneck(layers, target_layers.feeding(model, chosen),
+                                                   graph.spatial_axes(input_size) == 3) if output_kind == "map" else
                          target_layers.default_target_layer(model, layers, input_size, token_layout))
     except GradcamError as error:
         raise ModelError(f"{name}: {error.args[0]}") from None

@@ -29,6 +29,7 @@ layers: ViViT) is a transformer: its default is the input of its last attention 
 import dataclasses
 
 import keras
+import numpy as np
 
 from gradcam_cli.errors import LayerError, argument
 from gradcam_cli.models import graph, tokens
@@ -240,11 +241,17 @@ def feeding(model, output):
     return {path for path, _, _ in seen}
 
 
-def bottleneck(layers, used=None):
+def _cells(info):
+    """The cells of a layer's map: h w, or a 3-D segmenter's d1 d2 d3."""
+    return int(np.prod(info.shape[:-1]))
+
+
+def bottleneck(layers, used=None, volume=False):
     """The default target of an encoder-decoder (a segmenter: its output is a map): the
     bottleneck, the last layer at the coarsest resolution (above 1x1) among the spatial layers
     the output is computed from (`used`: their paths, `feeding`; a layer inside a used layer
-    counts), the deepest features before the decoder upsamples them. LayerError when none is."""
+    counts), the deepest features before the decoder upsamples them; with `volume` (a 3-D segmenter) among the
+    volumetric layers (d1, d2, d3, channels). LayerError when none is."""
     last = layers[-1].path if layers else None  # the output's own layer: the prediction, not features
 
     by_path = {info.path: info.layer for info in layers}
@@ -253,13 +260,14 @@ def bottleneck(layers, used=None):
         return used is None or path in used or any(
             path[:n] in used and not graph.is_model(by_path.get(path[:n])) for n in range(1, len(path)))
 
-    spatial = [info for info in layers if info.spatial and info.calls == 1 and not _excluded(info, ()) and feeds(info.path)
+    spatial = [info for info in layers if (info.volumetric if volume else info.spatial) and info.calls == 1
+               and not _excluded(info, ()) and feeds(info.path)
                and not isinstance(info.layer, keras.layers.InputLayer) and info.path != last
-               and info.shape[0] * info.shape[1] > 1]  # a global pooling branch (DeepLabV3's) is no map
+               and _cells(info) > 1]  # a global pooling branch (DeepLabV3's) is no map
     if not spatial:
         raise LayerError(f"no spatial layer to explain: choose one ({_LAYER})")
-    coarsest = min(info.shape[0] * info.shape[1] for info in spatial)
-    return [info for info in spatial if info.shape[0] * info.shape[1] == coarsest][-1].path
+    coarsest = min(_cells(info) for info in spatial)
+    return [info for info in spatial if _cells(info) == coarsest][-1].path
 
 
 def resolve(loaded, name):
