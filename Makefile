@@ -40,6 +40,11 @@ test: lint
 bench:
 	$(PYTHON) benchmarks/bench.py
 
+## bench-volume: Grad-CAM of a 128x128x64 volume through keras.io's CT network against pytorch-grad-cam and
+## MONAI on its torch twin (`make twin` first): time, peak memory, the maps' agreement; Score-CAM's mask bound
+bench-volume:
+	$(PYTHON) benchmarks/bench_volume.py
+
 ## test-fast: the suite without the large keras.applications builds
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"
