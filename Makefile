@@ -1,13 +1,28 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install lint test test-fast bench demo demo-models clean
+.PHONY: install twin lint test test-fast bench bench-volume demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests,
 ## keras-hub for its models' tests, and nibabel and pydicom for volumes)
 install:
 	$(PIP) install --upgrade pip
 	$(PIP) install -e ".[dev,ray,hub,volume]"
+
+## twin: a separate virtual environment at .twin/ (gitignored) with torch (CPU), pytorch-grad-cam and MONAI,
+## for the torch-twin comparison (tests/test_torch_twin.py) and benchmarks/bench_volume.py. torch never enters
+## the project's environment (it would load beside TensorFlow): the twin runs in its own process.
+## torch==2.13.0 is the CPU build this machine holds (any other version means GBs of CUDA). grad-cam goes in
+## with --no-deps: it imports torchvision, which does not load beside torch 2.13.0+cpu; the twin script puts
+## a stand-in module in its place (benchmarks/twin/torch_twin.py says why that is sound). Remade from scratch.
+TWIN ?= .twin
+TWIN_PACKAGES = torch==2.13.0 monai==1.6.1 ttach==0.0.3 opencv-python-headless scipy scikit-learn tqdm matplotlib
+twin:
+	rm -rf $(TWIN)
+	$(PYTHON) -m venv $(TWIN)
+	$(TWIN)/bin/python -m pip install -q $(TWIN_PACKAGES)
+	$(TWIN)/bin/python -m pip install -q --no-deps grad-cam==1.5.7
+	$(TWIN)/bin/python benchmarks/twin/torch_twin.py check
 
 ## lint: ruff's rules and mypy on the typed public API (settings: [tool.ruff] and [tool.mypy] in
 ## pyproject.toml; mypy checks the files its `files` lists). `ruff format` is configured for new code but not
@@ -24,6 +39,11 @@ test: lint
 ## bench: throughput against the bare step, tf-keras-vis when installed, memory, start-up time (~30 min on 2 cores)
 bench:
 	$(PYTHON) benchmarks/bench.py
+
+## bench-volume: Grad-CAM of a 128x128x64 volume through keras.io's CT network against pytorch-grad-cam and
+## MONAI on its torch twin (`make twin` first): time, peak memory, the maps' agreement; Score-CAM's mask bound
+bench-volume:
+	$(PYTHON) benchmarks/bench_volume.py
 
 ## test-fast: the suite without the large keras.applications builds
 test-fast:
