@@ -23,15 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gradcam_cli.errors import GradcamError, LayerError
-from gradcam_cli.explain.prepared import (
-    Prepared,
-    check_frames,
-    check_volumes,
-    prepare_volumes,
-    shared_engine,
-    takes_volumes,
-)
-from gradcam_cli.files.clips import model_inputs
+from gradcam_cli.explain.prepared import Prepared, check_volumes, prepare_volumes, shared_engine, takes_volumes
+from gradcam_cli.files.clips import check_frames, model_inputs
 from gradcam_cli.files.explanation import Explanation, ImageMaps, explanation  # noqa: F401 (Explanation: public here)
 from gradcam_cli.files.images import decode_input, input_list, read_input
 from gradcam_cli.models.labels import class_codes  # noqa: F401 (part of the API)
@@ -103,8 +96,7 @@ class Explainer:
     None (each image's classes), a spec ('segment:circle', 'similar:ref.png', 'output:0',
     'class:3') or a callable outputs (B, ...) -> (B,) in keras.ops. frames: for a video model
     (input (T, H, W, 3)), the frames each clip path gives, evenly sampled (files.clips; default T).
-    `arguments`: the method's own options
-    (`gradcam methods NAME` lists them; a None value is "not given"), and load_model's.
+    `arguments`: the method's own options (`gradcam methods NAME`; None: "not given"), and load_model's.
     """
 
     def __init__(self, model: LoadedModel | str | Path, method: str = "gradcam",
@@ -231,7 +223,7 @@ class Explainer:
         except ValueError as error:
             raise LayerError(f"{self.method} does not apply to {loaded.name} at layer "
                              f"{path_name(target_paths[0])}: {error}") from None
-        check_volumes(self, loaded, target_paths)
+        batch_size = check_volumes(self, loaded, target_paths, batch_size)  # a scan's batch fits a budget
         reference = None
         network = self.network or METHODS[self.method].network
         if network:

@@ -410,3 +410,28 @@ def test_the_refusals_name_their_reason():
         assert "image transformer's attention" in refused[name]
     assert "dilated copy of a 2-D network" in refused["dilated"] == refused["dilated-no-pooling"]
     assert "slides windows" in refused["sess"] and "several layers" in refused["refinecam"]
+
+
+def test_a_batch_of_volumes_is_cut_to_the_activation_budget(tiny, samples, monkeypatch):
+    """The engine pads a short batch to the batch size, so a model of volumes runs batches that
+    fit VOLUME_MEMORY_BUDGET: its per-volume activations counted by hand, the batch is the budget
+    over them, at least 1, at most what was asked; the maps do not depend on it."""
+    from gradcam_cli.api import Explainer
+    from gradcam_cli.models import precision
+
+    _, loaded = tiny
+    by_hand = 4 * sum(int(np.prod(info.shape)) for info in loaded.layers if info.mappable)
+    assert precision.activation_bytes(loaded) == by_hand
+
+    def batch(requested):
+        return Explainer(loaded, "gradcam", batch_size=requested).build().engines[0].batch_size
+
+    assert batch(16) == 16  # a small model: the whole batch fits the default budget
+    monkeypatch.setattr(precision, "VOLUME_MEMORY_BUDGET", 3.5 * by_hand)
+    assert (batch(16), batch(2)) == (3, 2)
+    cut = [e.map for e in Explainer(loaded, "gradcam", batch_size=16)(list(samples))]
+    monkeypatch.setattr(precision, "VOLUME_MEMORY_BUDGET", 1)
+    assert batch(16) == 1
+    alone = [e.map for e in Explainer(loaded, "gradcam", batch_size=16)(list(samples))]
+    for a, b in zip(cut, alone):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -102,31 +102,24 @@ def takes_volumes(loaded):
     return len(tuple(loaded.input_size)) == 3
 
 
-def check_frames(frames):
-    """GradcamError unless `frames` (the frames a clip gives a video model) is None or a whole number >= 1."""
-    import numpy as np
-
-    from gradcam_cli.errors import GradcamError, argument
-
-    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1):
-        raise GradcamError(f"{argument('frames')} must be a whole number of at least 1. Received: {frames!r}")
-
-
 def takes_clips(loaded):
     """Whether `loaded`'s model is a video model: it takes volumes (`takes_volumes`) of 3 channels,
     (batch, T, H, W, 3): clips of RGB frames."""
     return takes_volumes(loaded) and loaded.channels == 3
 
 
-def check_volumes(explainer, loaded, target_paths):
-    """GradcamError, one line, for what an api.Explainer on a model of volumes does not do yet:
-    augmentation smoothing, several layers averaged, a dilated copy, a centre crop, a target other
-    than a class. Nothing for a model of images."""
+def check_volumes(explainer, loaded, target_paths, batch_size):
+    """The batch size `loaded` is run with: for a model of volumes, `batch_size` cut to fit
+    models.precision.VOLUME_MEMORY_BUDGET (a scan's activations are large, and the engine pads a
+    short batch to its size). GradcamError, one line, for what an api.Explainer on a model of
+    volumes does not do yet: augmentation smoothing, several layers averaged, a dilated copy, a
+    centre crop, a target other than a class or a 3-D segment."""
     from gradcam_cli.errors import GradcamError
     from gradcam_cli.explain.target_spec import parse
+    from gradcam_cli.models import precision
 
     if not takes_volumes(loaded):
-        return
+        return batch_size
     refused = [(explainer.aug_smooth, "aug_smooth (its flips and zooms are of images)"),
                (len(target_paths) > 1, "several layers averaged"),
                (explainer.network is not None, f"network={explainer.network!r} (a dilated copy)"),
@@ -138,6 +131,7 @@ def check_volumes(explainer, loaded, target_paths):
     found = [what for refuse, what in refused if refuse]
     if found:
         raise GradcamError(f"{loaded.name} takes volumes: {found[0]} does not apply to volumes yet")
+    return precision.fitting_batch(loaded, batch_size, precision.VOLUME_MEMORY_BUDGET)
 
 
 def volume_inputs(loaded, items, names=None):

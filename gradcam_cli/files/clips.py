@@ -157,11 +157,16 @@ def is_clip(path, folders=False):
     return path.is_file() and clip_suffix(path) is not None
 
 
-def _check_arguments(frames, max_voxels, fps):
+def check_frames(frames):
+    """GradcamError unless `frames` (the frames a clip gives a video model) is None or a whole number >= 1."""
     if frames is not None and (isinstance(frames, bool) or not isinstance(frames, (int, np.integer))
                                or frames < 1):
         raise GradcamError(f"{argument('frames')} must be a whole number of at least 1 or None. "
                            f"Received: {frames!r}")
+
+
+def _check_arguments(frames, max_voxels, fps):
+    check_frames(frames)
     if max_voxels is not None and (isinstance(max_voxels, bool) or not isinstance(max_voxels, (int, np.integer))
                                    or max_voxels < 1):
         raise GradcamError(f"{argument('max_voxels')} must be a whole number of at least 1 or None. "

@@ -188,6 +188,6 @@ DILATED_MEMORY_BUDGET = 2 * 2**30
 
 def fitting_batch(loaded, requested):
     """The largest batch size up to `requested` whose activations fit DILATED_MEMORY_BUDGET."""
-    from gradcam_cli.models.precision import activation_bytes
+    from gradcam_cli.models import precision
 
-    return max(1, min(int(requested), int(DILATED_MEMORY_BUDGET // activation_bytes(loaded))))
+    return precision.fitting_batch(loaded, requested, DILATED_MEMORY_BUDGET)

@@ -24,6 +24,17 @@ def activation_bytes(loaded):
 
 
 
+# What one batch of volumes (scans, clips) may hold in activations: batches are cut to fit, and
+# the engine pads a short batch to the batch size, so a scan given alone would otherwise cost 16
+# forward passes of its size (keras.io's CT network holds about 0.6 GB per 128x128x64 scan).
+VOLUME_MEMORY_BUDGET = 2 * 2**30
+
+
+def fitting_batch(loaded, requested, budget):
+    """The largest batch size up to `requested` whose activations (activation_bytes) fit `budget` bytes."""
+    return max(1, min(int(requested), int(budget // max(1, activation_bytes(loaded)))))
+
+
 def set_precision(loaded, precision):
     """Compute `loaded`'s convolutional trunk in `precision` and return `loaded`.
 
