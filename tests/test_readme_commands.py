@@ -1,6 +1,6 @@
 """Every `gradcam` command line of the README that runs offline, run as written (in-process, the
 output folder moved into tmp_path), and the README's methods table against the registry. Lines
-marked as needing the internet, a GPU or jax, pipelines, and the "Your own models" block (run by
+marked as needing the internet, a GPU or jax, pipelines, and the "Your own models" code block (run by
 test_readme_examples.py with the model files it needs) are left out. `eval` lines run on fewer
 generated scenes than written (-n 2, --pairs 1 at most): the same options and methods, in
 seconds instead of minutes. The report pair (a run's --json into results.jsonl, then `gradcam
@@ -21,7 +21,7 @@ README = (REPO / "README.md").read_text()
 
 def offline_commands():
     own = README.index("<!-- own-models-examples -->")
-    own_end = README.index("\n## ", own)
+    own_end = _block_end(README, own)
     commands = []
     for match in re.finditer(r"^    (gradcam [^\n]*)$", README, re.M):
         line = match.group(1)
@@ -36,12 +36,50 @@ def offline_commands():
     return commands
 
 
+def _block_end(text, marker):
+    """Where the indented code block after `marker` ends (its first unindented, non-blank line)."""
+    lines = text[marker:].split("\n")[1:]
+    offset = marker + len(text[marker:].split("\n")[0]) + 1
+    started = False
+    for line in lines:
+        if line.strip() and not line.startswith("    "):
+            if started:
+                return offset
+        elif line.strip():
+            started = True
+        offset += len(line) + 1
+    return len(text)
+
+
 COMMANDS = offline_commands()
+# The README's `python -c "...save('NAME.keras')"` lines: the model file a later command names.
+MADE = {match.group(2): match.group(1)
+        for match in re.finditer(r"^    python -c (\"[^\n]*save\('([\w.-]+\.keras)'\)[^\n]*\")$", README, re.M)}
+
+
+def _made_models(words, tmp_path):
+    """`words` with each model file a README line makes (MADE) made in tmp_path, as written, and named there."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import OFFLINE_ENV
+
+    for name, snippet in MADE.items():
+        if name in words and not (tmp_path / name).exists():
+            made = subprocess.run([sys.executable, "-c", shlex.split(snippet)[0]], cwd=tmp_path, capture_output=True,
+                                  text=True, env={**os.environ, **OFFLINE_ENV, "PYTHONPATH": str(REPO)})
+            assert made.returncode == 0, made.stderr
+    return [str(tmp_path / word) if word in MADE else word for word in words]
 
 
 def test_the_readme_has_offline_commands_to_run():
     assert len(COMMANDS) >= 20
     assert any("--method layercam --eigen-smooth" in c for c in COMMANDS)
+    # the sections between the own-models block and the demo models (transformers, targets,
+    # volumes, clips) are run too, and the model file a README line makes is made for them
+    assert any("--model demo-clip " in c for c in COMMANDS) and any("vit.keras" in c for c in COMMANDS)
+    assert list(MADE) == ["vit.keras"]
 
 
 @pytest.mark.parametrize("line", COMMANDS)
@@ -52,6 +90,7 @@ def test_readme_command_runs_as_written(line, tmp_path):
     words = [str(tmp_path / word[len("out/"):]) if word.startswith("out/") else word for word in words]
     if words[0] == "eval":
         words = _fewer_scenes(words)
+    words = _made_models(words, tmp_path)
     if "-o" not in words and "--output-dir" not in words and words[0] not in ("models", "methods", "layers", "eval"):
         words += ["-o", str(tmp_path / "gradcam_out")]
     result = invoke_cli(*words, cwd=REPO)
