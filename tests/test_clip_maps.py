@@ -163,12 +163,28 @@ def test_cli_refuses_across_kinds_in_one_line_and_goes_on(tmp_path):
 
 
 def test_cli_sample_clip_with_json_and_raw(tmp_path):
-    result = _run("gradcam", "--model", "demo-clip", SAMPLE, "-o", tmp_path, "--json", "--save", "raw", "--quiet")
+    """The sample clip end to end: the frames the reader takes reach the record, the animated
+    overlay has one frame per frame taken, the sheet's tiles are those frames, the raw map is
+    (T, H, W), and the summary counts clips."""
+    from PIL import Image
+
+    result = _run("gradcam", "--model", "demo-clip", SAMPLE, "-o", tmp_path, "--json", "--save", "raw,overlay")
     assert result.returncode == 0, result.stderr
+    assert "1 clip(s) explained, 0 failed" in result.stderr
     record = json.loads(result.stdout.splitlines()[0])
-    assert record["maps"]
-    raw = list(tmp_path.glob("moving_square.avi.gradcam*.raw.npy"))
-    assert raw and np.load(raw[0]).shape == (8, 48, 64)
+    taken = clips.read_clip(SAMPLE, frames=8)
+    assert record["clip"]["indices"] == list(taken.indices) and record["clip"]["frames"] == 8
+    assert record["clip"]["peak_frame"] in taken.indices
+    entry = record["maps"][0]
+    raw = np.load(entry["outputs"]["raw"])
+    assert raw.shape == (8, 48, 64)
+    assert record["clip"]["peak_frame"] == taken.indices[int(np.unravel_index(raw.argmax(), raw.shape)[0])]
+    with Image.open(entry["outputs"]["overlay"]) as overlay:
+        assert overlay.is_animated and overlay.n_frames == 8 and overlay.size == (64, 48)
+    assert entry["sheet"]["count"] == 8 and entry["sheet"]["indices"] == list(taken.indices)
+    with Image.open(entry["outputs"]["sheet"]) as sheet:
+        columns, (h, w) = entry["sheet"]["columns"], entry["sheet"]["tile"]
+        assert sheet.size == (columns * w, -(-8 // columns) * h)
 
 
 def test_cli_frames_option(tmp_path):

@@ -169,7 +169,7 @@ def test_skip_existing_resumes_a_volume_run(keras, tmp_path):
     assert len(written) == 5  # raw, nifti, overlay, sheet, record
     again = invoke_cli(*arguments, "--skip-existing")
     assert again.returncode == 0, again.stderr
-    assert "skipped 1 image(s) whose outputs exist" in again.stderr
+    assert "skipped 1 scan(s) whose outputs exist" in again.stderr and "1 scan(s) explained" in again.stderr
     assert {path: path.stat().st_mtime_ns for path in out.iterdir()} == written
     assert_records_close(records(again), records(first))
     # a missing sheet: the volume is done again, its sheet written

@@ -153,13 +153,21 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     failed = len(report.failed) + collected.failures
     if kept is not None and not _write_report(kept, report_dir, quiet):
         failed += 1
+    noun = _inputs_noun(loaded)
     if report.resumed and not quiet:
-        click.echo(f"skipped {report.resumed} image(s) whose outputs exist (their records are emitted again)",
+        click.echo(f"skipped {report.resumed} {noun} whose outputs exist (their records are emitted again)",
                    err=True)
     if not quiet:
         empty = f", {report.empty_maps} map(s) zero everywhere" if report.empty_maps else ""
-        click.echo(f"{report.done} image(s) explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
+        click.echo(f"{report.done} {noun} explained, {failed} failed{empty}; outputs in {output_dir}", err=True)
     sys.exit(1 if failed else 0)
+
+
+def _inputs_noun(loaded):
+    """What the summary calls the inputs `loaded` takes: clip(s), scan(s) or image(s)."""
+    from gradcam_cli.explain.prepared import takes_clips, takes_volumes
+
+    return "clip(s)" if takes_clips(loaded) else "scan(s)" if takes_volumes(loaded) else "image(s)"
 
 
 def _for_model(collected, loaded, images, quiet, ray_address=None, compare=False):
