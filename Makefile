@@ -4,10 +4,10 @@ PIP ?= $(PYTHON) -m pip
 .PHONY: install twin lint test test-fast bench bench-volume demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests,
-## keras-hub for its models' tests, and nibabel and pydicom for volumes)
+## keras-hub for its models' tests, nibabel and pydicom for volumes, and Sphinx for the documentation site)
 install:
 	$(PIP) install --upgrade pip
-	$(PIP) install -e ".[dev,ray,hub,volume]"
+	$(PIP) install -e ".[dev,ray,hub,volume,docs]"
 
 ## twin: a separate virtual environment at .twin/ (gitignored) with torch (CPU), pytorch-grad-cam and MONAI,
 ## for the torch-twin comparison (tests/test_torch_twin.py) and benchmarks/bench_volume.py. torch never enters
