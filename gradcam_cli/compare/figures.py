@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gradcam_cli.errors import ImageError
+from gradcam_cli.compare import layers as layer_plot
 from gradcam_cli.evaluate.annotations import read_mask
 from gradcam_cli.evaluate.localization import rank_correlation, single_figures
 from gradcam_cli.explain import maps
@@ -290,6 +291,7 @@ class CompareOptions:
     alpha: float = 0.4
     crop: bool = False
     request: str = None  # the digest of what the figures show (`planned`): what a resumed run checks
+    layers: bool = True  # a layers plot beside each figure whose cells span two or more layers (compare.layers)
 
 
 def figure_path(options, name):
@@ -341,9 +343,12 @@ def resumable(sources, options):
     done = {}
     for index, source in enumerate(sources if not options.grid else ()):
         stored = records.read_record(record_path(options, source.name), source, options.request, _has_figure)
-        path = figure_path(options, source.name)
-        if stored is not None and path.is_file():
-            stored.record.update(input=str(source.path), outputs={"compare": str(path)})
+        path, plot = figure_path(options, source.name), layer_plot.layers_path(options, source.name)
+        drawn = {"compare": str(path)}
+        if "layers" in ((stored.record.get("outputs") or {}) if stored is not None else {}):
+            drawn["layers"] = str(plot)  # the stored record had one: it must still be there
+        if stored is not None and all(Path(p).is_file() for p in drawn.values()):
+            stored.record.update(input=str(source.path), outputs=drawn)
             done[index] = stored
     return [source for index, source in enumerate(sources) if index not in done], done
 
@@ -359,6 +364,7 @@ def draw_figures(rows, sources, options, on_result, on_failure, progress=None, s
     todo, done = resumable(sources, options) if skip_existing else (list(sources), {})
     if not options.grid:  # what killed writes of this run's files left behind
         outputs.remove_stale(path for source in todo for path in (figure_path(options, source.name),
+                                                                   layer_plot.layers_path(options, source.name),
                                                                    record_path(options, source.name)))
     position = {id(source): index for index, source in enumerate(sources)}
     waiting = deque(sorted(done))
@@ -380,6 +386,8 @@ def draw_figures(rows, sources, options, on_result, on_failure, progress=None, s
         finished_before(source)
         on_failure(source, reason)
 
+    if not layer_plot.shows_layers(rows):
+        options = replace(options, layers=False)
     _draw(rows, todo, options, report, emit, failure, progress)
     finished_before(None)
     return report
@@ -403,9 +411,9 @@ def _draw(rows, sources, options, report, emit, on_failure, progress):
                 if options.grid:
                     grid.cells += figure.cells
                     grid.captions += figure.captions
-                    pending.append((source, record))
+                    pending.append((source, record, rgb))
                     continue
-                _write(figure, figure_path(options, source.name), options, [(source, record)], report, emit,
+                _write(figure, figure_path(options, source.name), options, [(source, record, rgb)], report, emit,
                        on_failure)
         if progress is not None:
             progress(min(batch_size, len(sources) - start))
@@ -425,17 +433,23 @@ def _explain_pinned(rows, batch, options, report, on_failure):
 
 
 def _write(figure, path, options, done, report, emit, on_failure):
-    """The figure, then (one image's figure) its record file, then emit(source, record) per image."""
+    """The figure, its layers plot when options.layers (compare.layers), then (one image's
+    figure) its record file, then emit(source, record) per image. done: [(source, record, rgb)]."""
     try:
         outputs.write_png(path, render.grid(figure.cells, figure.captions, colormap=options.colormap))
-        for source, record in done:
-            record["outputs"] = {"compare": str(path)}
+        written = {"compare": str(path)}
+        if options.layers:
+            name = "grid" if options.grid else done[0][0].name
+            plot = layer_plot.render_layers([(source.name, rgb, record) for source, record, rgb in done])
+            written["layers"] = outputs.write_png(layer_plot.layers_path(options, name), plot)
+        for source, record, _ in done:
+            record["outputs"] = dict(written)
             if not options.grid:  # last: an image with a record file has its figure
                 records.write_record(record_path(options, source.name), source, options.request, record)
     except OSError as error:
-        for source, _ in done:
+        for source, _, _ in done:
             writing.write_failed(report, source, error, on_failure)
         return
-    for source, record in done:
+    for source, record, _ in done:
         report.done += 1
         emit(source, record)

@@ -189,9 +189,9 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
     one-object scenes and `pairs` two-object ones of scene set `seed`. class_name: with images,
     the class every image explains (index or name; default each image's top-1). threshold,
     control ('shuffled' or None): localization's (localization.evaluate). steps, baseline:
-    deletion's (faithfulness.deletion_curves). output_dir: where eval.curves.png (deletion) and
-    eval.randomisation.png go; None draws nothing. fail_under: {figure: minimum}
-    (gate.parse_thresholds) checked against each method. boxes_file: only named in the
+    deletion's (faithfulness.deletion_curves). output_dir: where eval.curves.png (deletion),
+    eval.bars.png (localization or faithfulness figures) and eval.randomisation.png go; None
+    draws nothing. fail_under: {figure: minimum} (gate.parse_thresholds) checked against each method. boxes_file: only named in the
     report's errors (read_images reads it). options, compat: the methods' own options and
     their compat (localization.explainers_for); the randomisation check runs the methods with
     their defaults. target: what the maps explain (explain/targets.py; None: classes); on generated
@@ -246,6 +246,7 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
         classes = None if images is not None and class_name is None else \
             (codes if images is not None else codes[: len(taken)])
         tables.append(_randomisation(report, loaded, taken, methods, layer, classes, batch_size, output_dir, outputs))
+    _bars(report, output_dir, loaded.name, outputs)
     if outputs:
         report["outputs"] = outputs
     failed = []
@@ -311,6 +312,7 @@ def _assess_volumes(loaded, methods, measures, images, layer, class_name, count,
     if faithful:
         tables.append(_faithfulness(report, explainers, volumes, codes, faithful, steps, baseline, output_dir,
                                     loaded.name, outputs))
+    _bars(report, output_dir, loaded.name, outputs)
     if outputs:
         report["outputs"] = outputs
     failed = []
@@ -359,6 +361,15 @@ def _faithfulness(report, explainers, rgbs, codes, measures, steps, baseline, ou
     how = f"; deletion to {baseline}, {steps} steps" if "deletion" in measures else ""
     return (f"faithfulness ({', '.join(measures)}{how}):\n"
             + faithfulness_report.format_table({**faith, "methods": {m: report["methods"][m] for m in explainers}}))
+
+
+def _bars(report, output_dir, model_name, outputs):
+    """eval.bars.png (faithfulness_report.render_bars) in `output_dir` when the report has a
+    localization or faithfulness figure to chart; its path in outputs["bars"]."""
+    from gradcam_cli.evaluate import faithfulness_report
+
+    if output_dir is not None and faithfulness_report.bar_groups(report)[0]:
+        outputs["bars"] = faithfulness_report.write_bars(report, Path(output_dir) / "eval.bars.png", model_name)
 
 
 def _randomisation(report, loaded, rgbs, methods, layer, classes, batch_size, output_dir, outputs):

@@ -250,11 +250,13 @@ def curve_series(report, curve):
     return {name: (figures["fractions"], figures[curve]) for name, figures in rows if figures.get(curve)}
 
 
-def render_curves(report, model_name="", height=420):
+def render_curves(report, model_name=""):
     """The mean deletion and insertion curves of every method and baseline: two panels side by
-    side (x = the fraction of pixels, y = the class probability), one coloured line per series
-    (render.line_plot), the legend on the right. uint8 RGB. GradcamError without deletion."""
-    from gradcam_cli.files.render import line_plot
+    side (x = the fraction of pixels, y = the class probability, or the target's value over its
+    own range), one coloured line per series, the baselines dashed, one legend on the right
+    (files.charts.curves, matplotlib). uint8 RGB, charts.CURVES_SIZE. GradcamError without
+    deletion."""
+    from gradcam_cli.files import charts
 
     deletion, insertion = curve_series(report, "deletion_curve"), curve_series(report, "insertion_curve")
     if not deletion:
@@ -262,16 +264,11 @@ def render_curves(report, model_name="", height=420):
     scored = report.get("scored", "class probability")  # a target's value is no probability: its own range
     values = [v for series in (deletion, insertion) for _, curve in series.values() for v in curve if v is not None]
     span = (0.0, 1.0) if scored == "class probability" else (min([0.0] + values), max([1.0] + values))
-    prefix = f"{model_name}: " if model_name else ""
-    panels = [
-        line_plot(deletion, span, f"{prefix}deletion (to {report['baseline']}; lower AUC is better)",
-                  "fraction of pixels removed", y_caption=scored, markers=False, legend=False, height=height),
-        line_plot(insertion, span, f"{prefix}insertion (from blur; higher AUC is better)",
-                  "fraction of pixels inserted", y_caption=scored, markers=False, height=height),
-    ]
-    rows = max(p.shape[0] for p in panels)
-    panels = [np.pad(p, ((0, rows - p.shape[0]), (0, 0), (0, 0)), constant_values=255) for p in panels]
-    return np.concatenate(panels, axis=1)
+    panels = [charts.Panel(f"deletion (to {report['baseline']}; lower AUC is better)", "fraction of pixels removed",
+                           deletion),
+              charts.Panel("insertion (from blur; higher AUC is better)", "fraction of pixels inserted", insertion)]
+    title = f"{model_name}: mean curves over the images" if model_name else "mean curves over the images"
+    return charts.curves(panels, scored, span, dashed=tuple(report.get("baselines", {})), title=title)
 
 
 def write_curves(report, path, model_name=""):
@@ -279,6 +276,60 @@ def write_curves(report, path, model_name=""):
     from gradcam_cli.files import outputs
 
     return outputs.write_png(Path(path), render_curves(report, model_name))
+
+
+# The bar chart's measures: (report key, title); localization's beside its chance row, faithfulness's
+# beside its baselines' rows.
+BAR_MEASURES = (("pointing", "pointing"), ("energy_in_box", "energy in box"), ("energy_in_mask", "energy in mask"),
+                ("deletion_auc", "deletion AUC\n(lower is better)"), ("insertion_auc", "insertion AUC\n(higher is better)"))
+
+
+def bar_groups(report):
+    """(groups, marked) of the eval table's bar chart (files.charts.bars): a BarGroup per measure
+    of BAR_MEASURES that some row has, each with every method's value, the chance row's
+    ('chance') and the faithfulness baselines' (uniform, random, randomcam); marked: the names of
+    those reference rows. Empty groups when no row has any of the measures."""
+    from gradcam_cli.files.charts import BarGroup
+
+    rows = [(str(name), figures) for name, figures in (report.get("methods") or {}).items() if isinstance(figures, dict)]
+    references = []
+    if isinstance(report.get("chance"), dict):
+        references.append(("chance", report["chance"]))
+    faith = report.get("faithfulness") if isinstance(report.get("faithfulness"), dict) else report
+    references += [(str(name), figures) for name, figures in (faith.get("baselines") or {}).items()
+                   if isinstance(figures, dict)]
+    groups = []
+    for key, title in BAR_MEASURES:
+        values = {name: _finite(figures.get(key)) for name, figures in rows + references}
+        if any(v is not None for v in values.values()):
+            groups.append(BarGroup(title, values))
+    return groups, tuple(name for name, _ in references)
+
+
+def _finite(value):
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
+
+
+def render_bars(report, model_name=""):
+    """The eval table as a bar chart (files.charts.bars, matplotlib): per measure a bar per
+    method, the chance and baseline rows grey and hatched. uint8 RGB, charts.BARS_SIZE.
+    GradcamError when the report has none of BAR_MEASURES."""
+    from gradcam_cli.files import charts
+
+    groups, marked = bar_groups(report)
+    if not groups:
+        raise GradcamError("no localization or deletion figures in the report to chart")
+    scored = (report.get("faithfulness") or report).get("scored", "class probability")
+    prefix = f"{model_name}: " if model_name else ""
+    return charts.bars(groups, marked, f"{prefix}localization and faithfulness per method (grey: chance and "
+                                       "baselines)", f"hit rate, share of energy, or AUC ({scored})")
+
+
+def write_bars(report, path, model_name=""):
+    """render_bars written as a PNG at `path`; returns the path as a string."""
+    from gradcam_cli.files import outputs
+
+    return outputs.write_png(Path(path), render_bars(report, model_name))
 
 
 # -- the table -----------------------------------------------------------------------------------

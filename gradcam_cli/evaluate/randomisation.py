@@ -417,20 +417,21 @@ def cascading_randomisation(loaded: ModelInput, images: Iterable[str | os.PathLi
 
 # -- the figure --------------------------------------------------------------------------------
 
-def render_curves(result: Randomisation, metric: str = "spearman", height: int = 420) -> npt.NDArray[np.uint8]:
+def render_curves(result: Randomisation, metric: str = "spearman") -> npt.NDArray[np.uint8]:
     """The randomisation curves as a uint8 RGB image: x = the cascade's steps ('original' first),
-    y = the mean `metric` over the images in [-1, 1], one coloured line per method, a legend
-    (render.line_plot)."""
-    from gradcam_cli.files.render import line_plot
+    y = the mean `metric` over the images in [-1, 1], one coloured line with markers per method,
+    a legend (files.charts.curves, matplotlib; wider by charts.STEP_WIDTH per step)."""
+    from gradcam_cli.files import charts
 
     if metric not in result.metrics:
         raise GradcamError(f"{metric!r} was not computed; the result has {', '.join(result.metrics)}")
     steps = [step.name for step in result.steps]
     series = {method: (range(len(steps)), [p.figures[metric][0] for p in result.curves[method]])
               for method in result.methods}
-    return line_plot(series, (-1.0, 1.0), f"{result.model}: cascading randomisation, {METRIC_TITLES[metric]}",
-                     "re-initialised from the output layer down to (cumulative)", x_labels=steps,
-                     y_ticks=(-1.0, -0.5, 0.0, 0.5, 1.0), height=height)
+    panel = charts.Panel(f"{result.model}: cascading randomisation, {METRIC_TITLES[metric]}",
+                         "re-initialised from the output layer down to (cumulative)", series, x_labels=steps)
+    return charts.curves([panel], METRIC_TITLES[metric].split(" (")[0], (-1.0, 1.0),
+                         y_ticks=(-1.0, -0.5, 0.0, 0.5, 1.0))
 
 
 def write_curves(result: Randomisation, path: str | os.PathLike[str], metric: str = "spearman") -> str:

@@ -150,142 +150,14 @@ def _colorbar(draw, canvas, colormap, font, top):
     draw.text((36 + length, top + 3), "each map's maximum", fill="black", font=font)
 
 
-# -- line plots ----------------------------------------------------------------------------------
-
-# Line colours (RGB), one per series in order; the legend shows each as a filled swatch.
+# -- colours of named things -----------------------------------------------------------------------
+# (Charts are drawn with matplotlib: files/charts.py.) These are the concepts' colours (files/concepts.py):
+# matplotlib's tab10, RGB, one per concept in order, repeating past ten.
 LINE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
                 (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-SWATCH = (24, 12)  # the legend's colour swatches, width x height in pixels
-# Past the tenth series the colours repeat, so lines get a dash pattern (on, off pixels) instead:
-# solid for the first ten, then dashed, then dotted, then dashed again...
-DASHES = (None, (9, 5), (1, 5))
+SWATCH = (24, 12)  # a legend's colour swatches, width x height in pixels
 
 
 def line_colours(count):
     return [LINE_COLOURS[k % len(LINE_COLOURS)] for k in range(count)]
 
-
-def line_dashes(count):
-    """Each series' dash pattern: None (solid) for the first ten, then DASHES in turn."""
-    return [DASHES[0] if k < len(LINE_COLOURS) else DASHES[1 + (k // len(LINE_COLOURS) - 1) % (len(DASHES) - 1)]
-            for k in range(count)]
-
-
-def _polyline(canvas, points, colour, dash, thickness=2):
-    """Segments between consecutive points (None breaks the line), solid or with `dash` (on,
-    off) running on across the segments."""
-    travelled = 0.0
-    for a, b in zip(points, points[1:]):
-        if a is None or b is None:
-            travelled = 0.0
-            continue
-        if dash is None:
-            cv2.line(canvas, a, b, colour, thickness, cv2.LINE_8)
-            continue
-        length = float(np.hypot(b[0] - a[0], b[1] - a[1]))
-        on, off = dash
-        position = 0.0
-        while position < length:
-            phase = (travelled + position) % (on + off)
-            run = (on - phase) if phase < on else (on + off - phase)
-            end = min(length, position + run)
-            if phase < on:  # OpenCV's thick line reaches a pixel past each end: the dash ends sooner
-                stop = max(position, end - (thickness - 1))
-                start_point = (int(round(a[0] + (b[0] - a[0]) * position / length)),
-                               int(round(a[1] + (b[1] - a[1]) * position / length)))
-                end_point = (int(round(a[0] + (b[0] - a[0]) * stop / length)),
-                             int(round(a[1] + (b[1] - a[1]) * stop / length)))
-                cv2.line(canvas, start_point, end_point, colour, thickness, cv2.LINE_8)
-            position = end if end > position else length
-        travelled += length
-
-
-def line_plot(series, y_range, title, x_caption, x_labels=None, x_range=(0.0, 1.0), y_ticks=None, y_caption=None,
-              height=420, markers=True, legend=True, min_plot_width=320):
-    """Lines on axes as a uint8 RGB image: series {name: (xs, ys)} in order, each a coloured line
-    (LINE_COLOURS; NaN breaks it), with markers at its points, and a legend of swatches.
-
-    x_labels: category names at x = 0, 1, ..., written upwards beneath the axis (the series' xs
-    are those positions); otherwise x runs over `x_range` with five numeric ticks. y runs over
-    `y_range` (values clipped to it), ticks at `y_ticks` (default five, evenly spaced; a tick at
-    0 drawn darker). Lines and markers drawn with OpenCV (no anti-aliasing: each colour appears
-    exactly), text with Pillow's default font, as `grid` does."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default(size=13)
-    low, high = (float(v) for v in y_range)
-    y_ticks = tuple(np.linspace(low, high, 5)) if y_ticks is None else tuple(y_ticks)
-    names = list(series)
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    if x_labels is not None:
-        x_low, x_high = 0.0, float(max(1, len(x_labels) - 1))
-        ticks = [(float(k), str(name)) for k, name in enumerate(x_labels)]
-        label_room = 14 + int(max(measure.textlength(name, font=font) for _, name in ticks)) + 22  # upwards
-        plot_width = max(min_plot_width, 44 * (len(x_labels) - 1))
-    else:
-        x_low, x_high = (float(v) for v in x_range)
-        ticks = [(float(x), f"{x:g}") for x in np.round(np.linspace(x_low, x_high, 5), 6)]
-        label_room = 14 + 16 + 22
-        plot_width = min_plot_width
-    legend_width = (46 + int(max(measure.textlength(name, font=font) for name in names))) if legend and names else 20
-    left, top, right = 56, 34, 20 + legend_width
-    width = max(left + plot_width + right, left + int(measure.textlength(title, font=font)) + 12)
-    caption_y = height + label_room - 6
-    # Taller than the plot when the legend needs the room: every series is named.
-    total_height = max(height + label_room, top + 8 + 22 * len(names) + 8 if legend else 0)
-    bottom = height - 10
-    canvas = np.full((total_height, width, 3), 255, dtype=np.uint8)
-
-    def y_of(value):
-        return int(round(top + (high - value) / (high - low) * (bottom - top)))
-
-    def x_of(x):
-        return int(round(left + (x - x_low) * plot_width / (x_high - x_low)))
-
-    for tick in y_ticks:
-        shade = (150, 150, 150) if tick == 0.0 else (225, 225, 225)
-        cv2.line(canvas, (left, y_of(tick)), (left + plot_width, y_of(tick)), shade, 1)
-    for x, _ in ticks:
-        cv2.line(canvas, (x_of(x), bottom), (x_of(x), bottom + 4), (0, 0, 0), 1)
-    cv2.rectangle(canvas, (left, top), (left + plot_width, bottom), (0, 0, 0), 1)
-    colours, dashes = line_colours(len(names)), line_dashes(len(names))
-    for name, colour, dash in zip(names, colours, dashes):
-        xs, ys = series[name]
-        points = [(x_of(float(x)), y_of(float(np.clip(y, low, high)))) if np.isfinite(y) else None
-                  for x, y in zip(xs, ys)]
-        _polyline(canvas, points, colour, dash)
-        for point in points if markers else ():
-            if point is not None:
-                cv2.circle(canvas, point, 4, colour, -1, cv2.LINE_8)
-    legend_x = left + plot_width + 16
-    for k, (colour, dash) in enumerate(zip(colours, dashes) if legend else ()):
-        y = top + 8 + 22 * k
-        if dash is None:
-            cv2.rectangle(canvas, (legend_x, y), (legend_x + SWATCH[0] - 1, y + SWATCH[1] - 1), colour, -1)
-        else:  # the line's own pattern, thick
-            middle = y + SWATCH[1] // 2
-            _polyline(canvas, [(legend_x, middle), (legend_x + SWATCH[0] - 1, middle)], colour, dash, thickness=4)
-
-    picture = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(picture)
-    draw.text((left, 8), title, fill="black", font=font)
-    draw.text((left + plot_width // 2, caption_y), x_caption, fill="black", font=font, anchor="ms")
-    for tick in y_ticks:
-        draw.text((left - 6, y_of(tick)), f"{tick:g}", fill="black", font=font, anchor="rm")
-    if y_caption:
-        label = Image.new("RGB", (int(draw.textlength(y_caption, font=font)) + 4, 16), "white")
-        ImageDraw.Draw(label).text((2, 1), y_caption, fill="black", font=font)
-        label = label.rotate(90, expand=True)
-        picture.paste(label, (2, (top + bottom) // 2 - label.height // 2))
-    for x, name in ticks:
-        if x_labels is not None:
-            label = Image.new("RGB", (int(draw.textlength(name, font=font)) + 4, 16), "white")
-            ImageDraw.Draw(label).text((2, 1), name, fill="black", font=font)
-            label = label.rotate(90, expand=True)
-            picture.paste(label, (x_of(x) - label.width // 2, bottom + 8))
-        else:
-            draw.text((x_of(x), bottom + 8), name, fill="black", font=font, anchor="mt")
-    for k, name in enumerate(names if legend else ()):
-        draw.text((legend_x + SWATCH[0] + 6, top + 8 + 22 * k + SWATCH[1] // 2), name, fill="black", font=font,
-                  anchor="lm")
-    return np.asarray(picture)
