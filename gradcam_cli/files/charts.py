@@ -223,7 +223,7 @@ def layer_peaks(panels, title="", size=LAYERS_ROW):
             bar_ax.set_yticks(positions, names)
             bar_ax.invert_yaxis()
             bar_ax.set_xlim(0.0, max([10.0] + shares) * 1.45)
-            bar_ax.set_xlabel("share of the image at or above half the map's maximum (%; smaller is sharper)")
+            bar_ax.set_xlabel("% of the image at or above half the map's maximum (smaller: sharper)")
             bar_ax.grid(True, axis="x", color="#e0e0e0", linewidth=0.8)
             bar_ax.set_axisbelow(True)
         if title:

@@ -35,8 +35,8 @@ NIFTI_ENDING = "nii.gz"
 
 def is_output_name(name):
     """Whether a file name has the shape of this tool's outputs (NAME.METHOD[.TAG].KIND.png|npy,
-    NAME[.TAG].compare.png, NAME.METHOD[.TAG].record.json, a volume's NAME.METHOD[.TAG].nii.gz
-    and NAME.METHOD[.TAG].sheet.png)."""
+    NAME[.TAG].compare.png and its layers plot NAME[.TAG].layers.png, NAME.METHOD[.TAG].record.json,
+    a volume's NAME.METHOD[.TAG].nii.gz and NAME.METHOD[.TAG].sheet.png)."""
     parts = str(name).split(".")
     if len(parts) >= 4 and parts[-2:] == NIFTI_ENDING.split("."):
         return True
@@ -47,7 +47,7 @@ def is_output_name(name):
         return kind == "record"
     if kind == SHEET_KIND:
         return parts[-1] == "png"
-    return kind == "compare" or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
+    return kind in ("compare", "layers") or kind in KINDS or kind in ("gradient-raw", "gradcam-raw")
 
 
 def output_path(output_dir, source_name, method, kind, tag=None, extension=None):

@@ -21,7 +21,9 @@ _PLACED = {"input", "model", "method", "layer", "image_size", "predictions", "ma
 SHEET_TILES = 4096  # more tiles than this in a sheet's layout: not a layout this page believes
 DEFAULT_FPS = 10.0  # a clip's player without an fps in the record (as the animated overlay's 100 ms)
 RUN_KEYS = ("model", "method", "layer", "details")
-_FIGURE_TITLES = {"curves": "deletion and insertion curves", "randomisation": "cascading randomisation"}
+_FIGURE_TITLES = {"curves": "deletion and insertion curves", "bars": "localization and faithfulness per method "
+                  "(grey, hatched: chance and baselines)", "randomisation": "cascading randomisation"}
+LAYERS_TITLE = "where each layer's map peaks, and the share of the image above half its maximum"
 
 
 def number(value, digits=4):
@@ -214,7 +216,8 @@ def failure_entry(record):
 
 
 def compare_entries(records, files):
-    """`gradcam compare` records grouped by figure (with --grid, several images share one)."""
+    """`gradcam compare` records grouped by figure (with --grid, several images share one), with
+    the figure's layers plot (compare --layers: outputs["layers"]) when the records name one."""
     groups = {}
     for record in records:
         figure = (record.get("outputs") or {}).get("compare")
@@ -222,9 +225,13 @@ def compare_entries(records, files):
     entries = []
     for figure, members in groups.items():
         path = files.find(figure)
+        plot = next((r["outputs"]["layers"] for r in members if (r.get("outputs") or {}).get("layers")), None)
+        plot_path = files.find(plot) if plot else None
         entries.append({
             "figure": files.href(path) if path else None,
             "note": None if path else f"figure missing: {figure}" if figure else "no figure in the records",
+            "layers": None if plot is None else {"title": LAYERS_TITLE, "src": files.href(plot_path) if plot_path
+                                                 else None, "note": None if plot_path else f"figure missing: {plot}"},
             "images": [{"name": str(r["input"]),
                         "rows": [_compare_row(row) for row in r["rows"] if isinstance(row, dict)]} for r in members],
         })
