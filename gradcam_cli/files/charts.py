@@ -30,7 +30,8 @@ LAYERS_ROW = (10.0, 3.6)  # per image: 1000 x 360 pixels
 STEP_WIDTH = 0.45  # a categorical line chart (randomisation): inches per x label, past its minimum width
 STYLES = ("-", "--", ":")
 # Reference rows of a bar chart: grey shades and hatches, in turn.
-REFERENCE_GREYS = ("#8c8c8c", "#b4b4b4", "#d2d2d2", "#6e6e6e")
+REFERENCE_GREYS = ((140, 140, 140), (180, 180, 180), (210, 210, 210), (110, 110, 110))  # RGB
+HATCH_COLOUR = (64, 64, 64)
 REFERENCE_HATCHES = ("//", "\\\\", "xx", "..")
 
 
@@ -167,8 +168,8 @@ def bars(groups, marked=(), title="", y_label="", y_range=None, size=BARS_SIZE):
             heights = [float(groups[g].values[name]) for g in xs]
             offsets = [(present[g].index(name) - (len(present[g]) - 1) / 2) * width for g in xs]
             if name in marked:
-                style = {"color": REFERENCE_GREYS[reference % len(REFERENCE_GREYS)],
-                         "hatch": REFERENCE_HATCHES[reference % len(REFERENCE_HATCHES)], "edgecolor": "#404040",
+                style = {"color": _rgb(REFERENCE_GREYS[reference % len(REFERENCE_GREYS)]),
+                         "hatch": REFERENCE_HATCHES[reference % len(REFERENCE_HATCHES)], "edgecolor": _rgb(HATCH_COLOUR),
                          "linewidth": 0.6}
                 reference += 1
             else:

@@ -135,6 +135,7 @@ def _missing(data):
     """Images (original or a map's file) and figures with a file missing."""
     missing = sum(bool(entry["notes"] or any(m["missing"] for m in entry["maps"])) for entry in data["images"])
     missing += sum(entry["figure"] is None for entry in data["compare"])
+    missing += sum(entry.get("layers") is not None and entry["layers"]["src"] is None for entry in data["compare"])
     missing += sum(image["overlay"] is None for entry in data["concepts"] for image in entry["images"])
     return missing + sum(figure["src"] is None for entry in data["eval"] for figure in entry["figures"])
 
