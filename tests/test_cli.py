@@ -32,7 +32,7 @@ def test_help_and_models_do_not_import_tensorflow():
         "        main(args, standalone_mode=False)",
         "    except SystemExit:",
         "        pass",
-        "heavy = [m for m in ('tensorflow', 'keras', 'cv2') if m in sys.modules]",
+        "heavy = [m for m in ('tensorflow', 'keras', 'cv2', 'matplotlib') if m in sys.modules]",
         "print('HEAVY', heavy)",
     )
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr

@@ -1,19 +1,22 @@
 """`gradcam compare`: figure geometry, captions, not-applicable cells, agreement with the method
-commands, rank correlations, masks, and the Grad-CAM variants."""
+commands, rank correlations, masks, the Grad-CAM variants, and the layers plot of --layers."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import invoke_cli
 from PIL import Image
 
+from gradcam_cli.compare import layers as layer_plot
 from gradcam_cli.evaluate import scenes
 from gradcam_cli.evaluate.localization import rank_correlation
 from gradcam_cli.explain import maps
 from gradcam_cli.explain.maps import full_map
 from gradcam_cli.explain.methods.gradcam import strongest_channel
 from gradcam_cli.files import render
+from gradcam_cli.files.outputs import is_output_name
 
 
 def scene_files(folder, count=2, seed=1):
@@ -74,6 +77,8 @@ def test_gradcam_cell_is_the_gradcam_commands_map_and_cam_correlates_perfectly(t
     assert len(rho) == 10  # every pair of the five cells
     assert rho[("gradcam", "dilated")] > 0.5
     assert cells["guided"]["stats"]["resolution"] == [64, 64]
+    assert "layers" not in record["outputs"]  # one layer: no layers plot
+    assert sorted(p.name for p in (tmp_path / "c").iterdir() if "layers" in p.name) == []
 
 
 def test_masks_beside_images_give_eval_figures_and_are_not_inputs(tmp_path):
@@ -105,6 +110,17 @@ def test_variants_columns_and_bad_names(tmp_path):
     assert [c["stats"]["resolution"] for c in cells[:2]] == [[16, 16], [8, 8]]
     figure = np.asarray(Image.open(json.loads(result.stdout)["outputs"]["compare"]))
     assert figure.shape[:2] == expected_size(rows=1, columns=9)
+    # two layers: the layers plot beside the figure, drawn from the record's peaks and shares
+    record = json.loads(result.stdout)
+    plot = tmp_path / "out" / f"{Path(image).name}.layers.png"
+    assert record["outputs"]["layers"] == str(plot) and is_output_name(plot.name)
+    rgb = np.asarray(Image.open(image).convert("RGB"))
+    drawn = layer_plot.render_layers([(Path(image).name, rgb, record)])
+    assert np.array_equal(np.asarray(Image.open(plot).convert("RGB")), drawn)
+    assert [label for label, _, _ in layer_plot.peak_items(record)] == [
+        f"gradcam {v}@{layer}" for v in ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
+        for layer in ("block3_conv2", "block4_conv2")]
+    assert [peak for _, peak, _ in layer_plot.peak_items(record)] == [tuple(c["stats"]["peak"]) for c in cells]
     for args, message in ((["--methods", "gradcam,bogus"], "--methods"), (["--variants", "pool-min"], "--variants")):
         bad = invoke_cli("compare", image, "--model", "demo-vgg", "-o", tmp_path / "out", *args)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr

@@ -68,6 +68,12 @@ def test_deletion_and_confidence_on_images_without_masks(folder, tmp_path):
     assert report["outputs"]["curves"] == str(png) and str(png) in result.stderr
     picture = np.asarray(Image.open(png).convert("RGB"))
     assert picture.std() > 10 and (picture != 255).any(axis=-1).mean() > 0.02  # lines and text, not blank
+    assert picture.shape == (460, 1000, 3)  # charts.CURVES_SIZE at charts.DPI
+    assert np.array_equal(picture, faithfulness_report.render_curves(report, "demo-gap"))  # the report's curves
+    bars = tmp_path / "out" / "eval.bars.png"  # the AUCs as bars, beside the curves
+    assert report["outputs"]["bars"] == str(bars) and str(bars) in result.stderr
+    assert np.array_equal(np.asarray(Image.open(bars).convert("RGB")), faithfulness_report.render_bars(report,
+                                                                                                     "demo-gap"))
     for method in ("gradcam", "guided"):
         figures = report["methods"][method]
         assert 0 <= figures["deletion_auc"] <= 1 and 0 <= figures["insertion_auc"] <= 1
@@ -77,6 +83,7 @@ def test_deletion_and_confidence_on_images_without_masks(folder, tmp_path):
     assert text.returncode == 0, text.stderr
     assert "ROAD LeRF" in text.stdout and "uniform (baseline)" in text.stdout and "pointing" not in text.stdout
     assert not (tmp_path / "o2" / "eval.curves.png").exists()
+    assert not (tmp_path / "o2" / "eval.bars.png").exists()  # nothing of the chart's measures
 
 
 def test_fail_under_on_insertion_names_every_method(folder, tmp_path):

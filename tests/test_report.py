@@ -286,13 +286,16 @@ def eval_record(folder):
             "randomisation": {"steps": [{"name": "original", "layers": []}, {"name": "predictions", "layers": []}],
                               "methods": {"gradcam": [{"step": "original", "spearman": {"mean": 1.0}},
                                                       {"step": "predictions", "spearman": {"mean": 0.1787}}]}},
-            "outputs": {"curves": str(curves), "randomisation": str(folder / "gone.png")}}
+            "outputs": {"curves": str(curves), "randomisation": str(folder / "gone.png"),
+                        "bars": str(picture(folder / "eval.bars.png", (100, 50)))}}
 
 
 def test_compare_and_eval_sections(tmp_path):
     grid = picture(tmp_path / "c" / "grid.compare.png", (200, 80))
     single = picture(tmp_path / "c" / "b.png.compare.png", (200, 80))
-    records = [compare_record("a.png", grid), compare_record("c.png", grid, klass=1), compare_record("b.png", single),
+    layered = compare_record("b.png", single)
+    layered["outputs"]["layers"] = str(picture(tmp_path / "c" / "b.png.layers.png", (150, 60)))
+    records = [compare_record("a.png", grid), compare_record("c.png", grid, klass=1), layered,
                eval_record(tmp_path / "e")]
     written = write_report(records, tmp_path / "report")
     assert (written.maps, written.compare, written.eval, written.missing) == (0, 2, 1, 1)
@@ -315,6 +318,13 @@ def test_compare_and_eval_sections(tmp_path):
     assert report["figures"][0] == {"title": "deletion and insertion curves", "src": "../e/eval.curves.png",
                                     "note": None}
     assert report["figures"][1]["src"] is None and "gone.png" in report["figures"][1]["note"]
+    assert report["figures"][2]["src"] == "../e/eval.bars.png" and "chance and baselines" in report["figures"][2]["title"]
+    assert first["layers"] is None and data["compare"][1]["layers"]["src"] == "../c/b.png.layers.png"
+    # a layers plot named by a record but gone: a note, and counted missing
+    gone = compare_record("d.png", single)
+    gone["outputs"]["layers"] = str(tmp_path / "c" / "d.png.layers.png")
+    again = write_report([gone], tmp_path / "report2")
+    assert again.missing == 1 and "d.png.layers.png" in page_data(again.index)["compare"][0]["layers"]["note"]
 
 
 def test_unknown_records_are_counted(tmp_path):

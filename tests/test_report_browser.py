@@ -105,6 +105,7 @@ def report(tmp_path_factory):
     records += make_run(folder, count=7, zero=(2, 4), size=(120, 90))
     records += [compare_record("a.png", picture(folder / "c" / "a.png.compare.png", (300, 100))),
                 compare_record("b.png", picture(folder / "c" / "b.png.compare.png", (300, 100)))]
+    records[-1]["outputs"]["layers"] = str(picture(folder / "c" / "b.png.layers.png", (250, 90)))  # --layers
     records.append(eval_record(folder / "e"))
     records[-1]["outputs"].pop("randomisation")  # no missing figure: every image on the page loads
     written = write_report(records, folder / "report", title="browser test")
@@ -206,6 +207,11 @@ def test_failures_compare_and_eval_sections(page):
     assert page.page.locator("#compare .compare-item").count() == 2
     assert page.page.locator("#eval table").count() == 3
     assert "deletion and insertion curves" in page.page.inner_text("#eval")
+    # the charts: the eval table's bars and compare's layers plot, shown and loaded under the page's CSP
+    assert page.page.locator("#eval img[src$='eval.bars.png']").count() == 1
+    assert page.page.locator("#compare figure img[src$='b.png.layers.png']").count() == 1
+    assert "where each layer's map peaks" in page.page.inner_text("#compare")
+    assert all(page.images_loaded("#compare img, #eval img")) and len(page.images_loaded("#eval img")) == 2
     toc = page.page.eval_on_selector_all("#toc a", "links => links.map(a => a.textContent)")
     assert toc == ["maps (9)", "failures (1)", "comparisons (2)", "evaluation (1)"]
     assert page.errors == []
