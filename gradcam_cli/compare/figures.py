@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcam_cli.errors import ImageError
 from gradcam_cli.compare import layers as layer_plot
+from gradcam_cli.errors import ImageError
 from gradcam_cli.evaluate.annotations import read_mask
 from gradcam_cli.evaluate.localization import rank_correlation, single_figures
 from gradcam_cli.explain import maps

@@ -44,7 +44,7 @@ class Panel:
     title: str
     x_label: str
     series: dict
-    x_labels: list = None
+    x_labels: list | None = None
     x_range: tuple = (0.0, 1.0)
 
 
