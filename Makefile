@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install twin lint test test-fast bench bench-volume demo demo-models clean
+.PHONY: install twin lint test test-fast docs bench bench-volume demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests,
 ## keras-hub for its models' tests, nibabel and pydicom for volumes, and Sphinx for the documentation site)
@@ -36,6 +36,12 @@ lint:
 test: lint
 	$(PYTHON) -m pytest -q
 
+## docs: the documentation site (Sphinx, MyST pages in docs/, the CLI reference from the Click commands, the API
+## from docstrings, the gallery run from examples/ on the demo models), offline, every warning an error;
+## open docs/_build/html/index.html
+docs:
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 ## bench: throughput against the bare step, tf-keras-vis when installed, memory, start-up time (~30 min on 2 cores)
 bench:
 	$(PYTHON) benchmarks/bench.py
@@ -58,4 +64,4 @@ demo-models:
 	$(PYTHON) scripts/train_demo_models.py
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache demo_out gradcam_out
+	rm -rf build dist *.egg-info .pytest_cache demo_out gradcam_out docs/_build docs/auto_examples

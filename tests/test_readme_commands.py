@@ -1,10 +1,11 @@
-"""Every `gradcam` command line of the README that runs offline, run as written (in-process, the
-output folder moved into tmp_path), and the README's methods table against the registry. Lines
-marked as needing the internet, a GPU or jax, pipelines, and the "Your own models" code block (run by
+"""Every `gradcam` command line of the README and of the documentation pages (docs/*.md) that runs
+offline, run as written (in-process, the output folder moved into tmp_path), and the methods and
+compat tables (docs/using-methods.md, docs/compat.md) against the registry. Lines marked as needing
+the internet, a GPU or jax, pipelines, and the "Your own models" code block (run by
 test_readme_examples.py with the model files it needs) are left out. `eval` lines run on fewer
 generated scenes than written (-n 2, --pairs 1 at most): the same options and methods, in
 seconds instead of minutes. The report pair (a run's --json into results.jsonl, then `gradcam
-report results.jsonl`) runs in sequence."""
+report results.jsonl`) runs in sequence. A line written on two pages runs once."""
 
 import re
 import shlex
@@ -16,23 +17,29 @@ from conftest import invoke_cli
 from gradcam_cli.explain.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+# The README first, then the pages in name order: the documents whose command lines run here.
+DOCUMENTS = {path.relative_to(REPO).as_posix(): path.read_text()
+             for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]}
+TEXT = "\n\n".join(DOCUMENTS.values())
+OWN_MODELS = "<!-- own-models-examples -->"
 
 
 def offline_commands():
-    own = README.index("<!-- own-models-examples -->")
-    own_end = _block_end(README, own)
     commands = []
-    for match in re.finditer(r"^    (gradcam [^\n]*)$", README, re.M):
-        line = match.group(1)
-        code = line.split("#")[0]
-        if own <= match.start() < own_end or "needs" in line or "|" in code:
-            continue
-        if any(placeholder in code for placeholder in ("IMAGE...", "MODEL ", "photos/", "$(")):
-            continue  # a synopsis, or a job-array template
-        if code.startswith("gradcam report "):
-            continue  # reads the run before it: test_the_readme_report_pair_runs
-        commands.append(line)
+    for text in DOCUMENTS.values():
+        own = text.index(OWN_MODELS) if OWN_MODELS in text else len(text)
+        own_end = _block_end(text, own) if OWN_MODELS in text else len(text)
+        for match in re.finditer(r"^    (gradcam [^\n]*)$", text, re.M):
+            line = match.group(1)
+            code = line.split("#")[0]
+            if own <= match.start() < own_end or "needs" in line or "|" in code:
+                continue
+            if any(placeholder in code for placeholder in ("IMAGE...", "MODEL ", "photos/", "$(")):
+                continue  # a synopsis, or a job-array template
+            if code.startswith("gradcam report "):
+                continue  # reads the run before it: test_the_readme_report_pair_runs
+            if line not in commands:
+                commands.append(line)
     return commands
 
 
@@ -52,9 +59,9 @@ def _block_end(text, marker):
 
 
 COMMANDS = offline_commands()
-# The README's `python -c "...save('NAME.keras')"` lines: the model file a later command names.
+# The `python -c "...save('NAME.keras')"` lines: the model file a later command names.
 MADE = {match.group(2): match.group(1)
-        for match in re.finditer(r"^    python -c (\"[^\n]*save\('([\w.-]+\.keras)'\)[^\n]*\")$", README, re.M)}
+        for match in re.finditer(r"^    python -c (\"[^\n]*save\('([\w.-]+\.keras)'\)[^\n]*\")$", TEXT, re.M)}
 
 
 def _made_models(words, tmp_path):
@@ -75,9 +82,13 @@ def _made_models(words, tmp_path):
 
 def test_the_readme_has_offline_commands_to_run():
     assert len(COMMANDS) >= 20
+    # the README's quick start runs, and so do the lines moved into the pages
+    readme = [line for line in COMMANDS if re.search(rf"^    {re.escape(line)}$", DOCUMENTS["README.md"], re.M)]
+    assert len(readme) >= 5 and any(line.startswith("gradcam eval ") for line in readme)
+    assert len(COMMANDS) - len(readme) >= 20
     assert any("--method layercam --eigen-smooth" in c for c in COMMANDS)
     # the sections between the own-models block and the demo models (transformers, targets,
-    # volumes, clips) are run too, and the model file a README line makes is made for them
+    # volumes, clips) are run too, and the model file a page's line makes is made for them
     assert any("--model demo-clip " in c for c in COMMANDS) and any("vit.keras" in c for c in COMMANDS)
     assert list(MADE) == ["vit.keras"]
 
@@ -122,8 +133,8 @@ def test_fewer_scenes_keeps_every_other_word():
 def test_the_readme_report_pair_runs(tmp_path):
     import json
 
-    run = next(c for c in re.findall(r"^    (gradcam [^\n]*> results\.jsonl)$", README, re.M))
-    report = next(c for c in re.findall(r"^    (gradcam report results\.jsonl[^\n]*)$", README, re.M))
+    run = next(c for c in re.findall(r"^    (gradcam [^\n]*> results\.jsonl)$", TEXT, re.M))
+    report = next(c for c in re.findall(r"^    (gradcam report results\.jsonl[^\n]*)$", TEXT, re.M))
     words = [str(tmp_path / w[len("out/"):]) if w.startswith("out/") else w
              for w in shlex.split(run, comments=True)[1:]]
     result = invoke_cli(*words[: words.index(">")], cwd=REPO)
@@ -141,19 +152,19 @@ def test_the_readme_report_pair_runs(tmp_path):
 
 
 def test_the_methods_table_lists_every_method():
-    start = README.index("<!-- methods-table -->")
-    table = README[start : README.index("\n\n", start + len("<!-- methods-table -->") + 2)]
+    start = TEXT.index("<!-- methods-table -->")
+    table = TEXT[start : TEXT.index("\n\n", start + len("<!-- methods-table -->") + 2)]
     named = set(re.findall(r"`([a-z0-9+-]+)`", "\n".join(line.split("|")[1] for line in table.splitlines()[3:])))
     assert named == set(METHODS), (set(METHODS) - named, named - set(METHODS))
 
 
 def test_the_compat_table_is_the_registrys_choices():
-    """Every open choice of the registry is a row of the README's compat table, with its default
+    """Every open choice of the registry is a row of the compat table (docs/compat.md), with its default
     and each library's value in their columns, and no row names a choice the registry lacks."""
     from gradcam_cli.explain.methods import LIBRARIES
 
-    start = README.index("<!-- compat-table -->")
-    table = README[start : README.index("\n\n", start + len("<!-- compat-table -->") + 2)]
+    start = TEXT.index("<!-- compat-table -->")
+    table = TEXT[start : TEXT.index("\n\n", start + len("<!-- compat-table -->") + 2)]
     rows = {}
     for line in table.splitlines()[3:]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]

@@ -1,6 +1,6 @@
-"""The README's "Your own models" examples, run as written: the model files from
+"""The "Your own models" examples (docs/models.md), run as written: the model files from
 scripts/make_example_models.py, then every `gradcam` command of the code block after
-`<!-- own-models-examples -->`, with `examples/` and `out/` moved into tmp_path; outputs opened
+`<!-- own-models-examples -->`, with `my_models/` and `out/` moved into tmp_path; outputs opened
 and checked."""
 
 import json
@@ -18,12 +18,13 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- own-models-examples -->"
+PAGE = REPO / "docs" / "models.md"  # the page holding MARKER and its block
 WITHOUT_IMPORT = "custom.keras without --import"
 
 
 def readme_example_lines():
     """The lines of the indented code block that follows MARKER, indentation removed."""
-    lines = (REPO / "README.md").read_text().splitlines()
+    lines = PAGE.read_text().splitlines()
     start = lines.index(MARKER) + 1
     while not lines[start].strip():
         start += 1
@@ -37,8 +38,8 @@ def readme_example_lines():
 
 def gradcam_commands(models_dir, out_dir):
     """Each `gradcam ...` line as an argument list (its trailing # comment dropped), with the
-    README's examples/ and out/ folders replaced by `models_dir` and `out_dir`."""
-    folders = {"examples/": models_dir, "out/": out_dir}
+    page's my_models/ and out/ folders replaced by `models_dir` and `out_dir`."""
+    folders = {"my_models/": models_dir, "out/": out_dir}
     commands = []
     for line in readme_example_lines():
         words = shlex.split(line, comments=True)
@@ -54,10 +55,10 @@ def gradcam_commands(models_dir, out_dir):
 
 @pytest.fixture(scope="module")
 def readme_runs(tmp_path_factory):
-    """{README command line: CompletedProcess}, and the out folder they wrote into. The key
+    """{page command line: CompletedProcess}, and the out folder they wrote into. The key
     WITHOUT_IMPORT holds `gradcam layers` on custom.keras without --import, which must fail."""
     root = tmp_path_factory.mktemp("readme")
-    models_dir, out_dir = root / "examples", root / "out"
+    models_dir, out_dir = root / "my_models", root / "out"
     made = subprocess.run([sys.executable, "scripts/make_example_models.py", str(models_dir)], cwd=REPO,
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, **OFFLINE_ENV))
     assert made.returncode == 0, made.stderr
@@ -74,7 +75,7 @@ def readme_runs(tmp_path_factory):
 
 
 def find_run(runs, *needles):
-    """The result of the one README line containing every needle."""
+    """The result of the one line of the block containing every needle."""
     matches = [result for line, result in runs.items()
                if line != WITHOUT_IMPORT and all(n in line for n in needles)]
     assert len(matches) == 1, (needles, list(runs))
@@ -94,7 +95,7 @@ def image_size(name):
 
 def test_block_covers_every_option_of_the_section():
     text = "\n".join(readme_example_lines())
-    assert readme_example_lines()[0] == "python scripts/make_example_models.py examples/"
+    assert readme_example_lines()[0] == "python scripts/make_example_models.py my_models/"
     for option in ("--preprocess", "--input-size", "--labels", "--import", "--output", "--class", "gradcam cam",
                    "gray.keras", "custom.keras", "two_outputs.keras", "augmented.keras", "binary.keras"):
         assert option in text, option
