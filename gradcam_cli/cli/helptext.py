@@ -63,7 +63,7 @@ EXAMPLES = {
     ],
     "dilated": [
         "gradcam dilated sample_images/synthetic_square.png --model demo-vgg -o out/",
-        "gradcam dilated sample_images/synthetic_cross.png --model demo-vgg --compare -o out/",
+        "gradcam dilated sample_images/synthetic_cross.png --model demo-vgg --mode no-pooling -o out/",
     ],
     "compare": [
         "gradcam compare sample_images/synthetic_square.png --model demo-gap --methods gradcam,cam -o out/",
@@ -79,8 +79,9 @@ EXAMPLES = {
         "-k 2 -o out/",
     ],
     "report": [
-        "gradcam gradcam sample_images/synthetic_square.png --model demo-gap -o out/ --report out/report/",
-        "gradcam report out/synthetic_square.png.gradcam.record.json -o out/report/",
+        "gradcam gradcam sample_images/synthetic_square.png sample_images/synthetic_cross.png --model demo-gap "
+        "-o out/ --json > out/results.jsonl",
+        "gradcam report out/results.jsonl -o out/report/",
     ],
     "layers": [
         "gradcam layers --model demo-vgg",
