@@ -5,8 +5,8 @@ import logging
 import sys
 
 import click
+import cloup
 
-from gradcam_cli import __version__
 from gradcam_cli.cli.process import Terminated, interrupt_handler, on_signals, silence_libraries
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.files.outputs import StandardOutputError
@@ -56,9 +56,11 @@ class _State:
 STATE = _State()
 
 
-class DefaultCommandGroup(click.Group):
+class DefaultCommandGroup(cloup.Group):
     """A group whose bare form `gradcam IMAGE... [options]` runs the default command, and which
-    reports any unexpected exception in one line (the traceback only with --verbose), exit 1."""
+    reports any unexpected exception in one line (the traceback only with --verbose), exit 1.
+    A cloup group: its commands are cloup.Commands, whose --help lists their options under
+    headings (helptext.grouped); they subclass Click's, so Click's testing and sphinx-click work."""
 
     default_command = "gradcam"
 
@@ -116,11 +118,22 @@ def _close_stdout():
         pass
 
 
+def _print_versions(ctx, param, value):
+    """--version: the tool's, Keras's and its backend's versions (helptext.versions: no import of either)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from gradcam_cli.cli.helptext import versions
+
+    click.echo(versions())
+    ctx.exit()
+
+
 @click.group(
     cls=DefaultCommandGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(__version__, prog_name="gradcam")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_versions,
+              help="Show the versions of gradcam-cli, Keras and its backend, and exit.")
 def main():
     """Show where a Keras image classifier looks: class activation maps as PNG heatmaps and
     overlays.

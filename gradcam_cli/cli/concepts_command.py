@@ -6,6 +6,7 @@ import sys
 import click
 
 from gradcam_cli.cli.base import STATE, Console, UsageProblem, collect, load, main, setup_logging, worded, writable
+from gradcam_cli.cli.helptext import EXPLAIN, OUTPUT, RUN, SETTINGS, epilog
 from gradcam_cli.cli.numbers import STRICT_INT, StrictFloatRange, StrictIntRange
 from gradcam_cli.cli.options import _save_parser, max_pixels_option, model_options
 
@@ -14,42 +15,48 @@ SAVE_KINDS = ("overlay", "raw")
 DEFAULT_SAVE = ("overlay",)
 
 
-@main.command("concepts", short_help="The concepts a model finds across images (Deep Feature Factorization).")
+@main.command("concepts", short_help="The concepts a model finds across images (Deep Feature Factorization).",
+              epilog=epilog("concepts"))
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@model_options
-@max_pixels_option
-@click.option("-k", "--concepts", "k", type=STRICT_INT, default=5, show_default=True, metavar="K",
-              help="How many concepts to find (the factorisation's components): at most the layer's channels.")
-@click.option("--layer", "-l", metavar="NAME",
-              help="The layer whose activations are factorised (see `gradcam layers --model M`). Default: the "
-                   "model's default target layer.")
-@click.option("--max-images", type=STRICT_INT, default=64, show_default=True, metavar="N",
-              help="Fit the concepts on at most N images, evenly spaced through the list (their activations are "
-                   "held in memory together); every other image's heatmaps are then its non-negative least-squares "
-                   "fit by those concepts.")
-@click.option("--top-classes", type=STRICT_INT, default=2, show_default=True, metavar="N",
-              help="Name each concept by the model's N most likely classes for a map made of that concept alone.")
-@click.option("--seed", type=STRICT_INT, default=0, show_default=True, help="The factorisation's random start.")
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
-              help="Where outputs go: OUTDIR/NAME.concepts.overlay.png (and .raw.npy), folder trees mirrored.")
-@click.option("--save", callback=_save_parser(SAVE_KINDS), metavar="KIND,...",
-              help="What to write, comma-separated: overlay (the image coloured by its strongest concept, with a "
-                   "legend beneath), raw (the heatmaps as .npy (height, width, k) at the layer's resolution, as "
-                   "the factorisation weighs them). Default: overlay.")
-@click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.5, show_default=True,
-              help="The concepts' opacity in the overlay (pytorch-grad-cam's 1 - image_weight).")
-@click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
-              help="Images per forward pass.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per image on stdout (each concept's share of it: the mean of its strength, its "
-                   "heatmap weighed by the concept's norm over the image's largest such value; the area where it "
-                   "is the strongest; the strongest), then one for "
-                   "the concepts (names, colours, top classes, vector norms, images fitted on and done); a failed "
-                   "image gets a record with an error field.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Also write an HTML report into DIR/index.html: the concepts with their names and colours, and "
-                   "each image's overlay (as `gradcam report` writes from --json lines).")
+@model_options(None, "--grid", (EXPLAIN, [
+    click.option("--layer", "-l", metavar="NAME",
+                 help="The layer whose activations are factorised (see `gradcam layers --model M`). Default: the "
+                      "model's default target layer."),
+]), (SETTINGS, [
+    click.option("-k", "--concepts", "k", type=STRICT_INT, default=5, show_default=True, metavar="K",
+                 help="How many concepts to find (the factorisation's components): at most the layer's channels."),
+    click.option("--max-images", type=STRICT_INT, default=64, show_default=True, metavar="N",
+                 help="Fit the concepts on at most N images, evenly spaced through the list (their activations are "
+                      "held in memory together); every other image's heatmaps are then its non-negative "
+                      "least-squares fit by those concepts."),
+    click.option("--top-classes", type=STRICT_INT, default=2, show_default=True, metavar="N",
+                 help="Name each concept by the model's N most likely classes for a map made of that concept "
+                      "alone."),
+    click.option("--seed", type=STRICT_INT, default=0, show_default=True, help="The factorisation's random start."),
+]), (OUTPUT, [
+    click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
+                 help="Where outputs go: OUTDIR/NAME.concepts.overlay.png (and .raw.npy), folder trees mirrored."),
+    click.option("--save", callback=_save_parser(SAVE_KINDS), metavar="KIND,...",
+                 help="What to write, comma-separated: overlay (the image coloured by its strongest concept, with a "
+                      "legend beneath), raw (the heatmaps as .npy (height, width, k) at the layer's resolution, as "
+                      "the factorisation weighs them). Default: overlay."),
+    click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.5, show_default=True,
+                 help="The concepts' opacity in the overlay (pytorch-grad-cam's 1 - image_weight)."),
+    click.option("--json", "as_json", is_flag=True,
+                 help="One JSON object per image on stdout (each concept's share of it: the mean of its strength, "
+                      "its heatmap weighed by the concept's norm over the image's largest such value; the area "
+                      "where it is the strongest; the strongest), then one for the concepts (names, colours, top "
+                      "classes, vector norms, images fitted on and done); a failed image gets a record with an "
+                      "error field."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
+    click.option("--report", "report_dir", type=click.Path(file_okay=False), metavar="DIR",
+                 help="Also write an HTML report into DIR/index.html: the concepts with their names and colours, "
+                      "and each image's overlay (as `gradcam report` writes from --json lines)."),
+]), (RUN, [
+    click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
+                 help="Images per forward pass."),
+    max_pixels_option,
+]))
 def concepts_command(images, k, layer, max_images, top_classes, seed, output_dir, save, alpha, batch_size, as_json,
                      quiet, report_dir, **model_options):
     """Find the concepts a model sees across a set of images: Deep Feature Factorization (Collins,

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded, writable
-from gradcam_cli.cli.options import method_options, method_parameters, pool_option, split_method_options
+from gradcam_cli.cli.helptext import epilog
+from gradcam_cli.cli.options import method_options, method_parameter_options, pool_option, split_method_options
 from gradcam_cli.cli.process import uninterrupted
 from gradcam_cli.errors import LayerError
 from gradcam_cli.explain.methods import METHODS
@@ -235,13 +236,15 @@ MAP_METHODS = tuple(name for name, method in METHODS.items() if method.backprop 
 DILATABLE = tuple(name for name in MAP_METHODS if METHODS[name].network is None and METHODS[name].meta is None)
 
 
-@main.command("gradcam", short_help="Grad-CAM maps, or any map method (also what a bare `gradcam IMAGE...` runs).")
-@method_options()
-@click.option("--method", type=click.Choice(MAP_METHODS), default="gradcam", show_default=True,
-              help="The method (see `gradcam methods`); the other commands are presets of it.")
-@pool_option("How gradients become channel weights: their spatial mean (Grad-CAM) or maximum (a "
-             "variant: the strongest gradient of each channel).")
-@method_parameters(MAP_METHODS)
+@main.command("gradcam", short_help="Grad-CAM maps, or any map method (also what a bare `gradcam IMAGE...` runs).",
+              epilog=epilog("gradcam"))
+@method_options(
+    explain=[click.option("--method", type=click.Choice(MAP_METHODS), default="gradcam", show_default=True,
+                          metavar="NAME", help=f"The method: {', '.join(MAP_METHODS)} (see `gradcam methods`); "
+                                               "the other commands are presets of it.")],
+    settings=[pool_option("How gradients become channel weights: their spatial mean (Grad-CAM) or maximum (a "
+                          "variant: the strongest gradient of each channel)."),
+              *method_parameter_options(MAP_METHODS)])
 def gradcam_command(method, **kwargs):
     """Grad-CAM (Selvaraju et al. 2017): the target layer's channels weighted by the spatially
     pooled gradient of the class score (before softmax), summed, ReLU, upsampled onto the image.
@@ -261,7 +264,7 @@ def gradcam_command(method, **kwargs):
     run_method(method, **kwargs)
 
 
-@main.command("methods")
+@main.command("methods", epilog=epilog("methods"))
 @click.argument("name", required=False, metavar="[NAME]")
 def methods_command(name):
     """List the methods: name, what each needs from the model, what its map is, and its paper.
@@ -310,7 +313,8 @@ def method_page(method):
     return "\n".join(lines)
 
 
-@main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.")
+@main.command("cam", short_help="CAM maps, for models whose head is global average pooling + Dense.",
+              epilog=epilog("cam"))
 @method_options()
 def cam_command(**kwargs):
     """CAM (Zhou et al. 2016): the target layer's channels weighted by the classifier's kernel
@@ -348,14 +352,16 @@ def _describe_relus(relus, method):
                    f"these keep their plain gradient: {relus.describe_others()}", err=True)
 
 
-@main.command("guided", short_help="Guided backpropagation and Guided Grad-CAM (or deconvnet) images.")
-@method_options(guided=True)
-@click.option("--mode", type=click.Choice(["guided", "deconvnet"]), default="guided", show_default=True,
-              help="How gradients pass back through ReLUs: guided backpropagation (only positive "
-                   "gradients, only where the forward input was positive) or deconvnet (only "
-                   "positive gradients, wherever the input was).")
-@pool_option("Grad-CAM's channel pooling, for the map the gradient is multiplied by.")
-@method_parameters(("guided", "deconvnet"))
+@main.command("guided", short_help="Guided backpropagation and Guided Grad-CAM (or deconvnet) images.",
+              epilog=epilog("guided"))
+@method_options(
+    guided=True,
+    explain=[click.option("--mode", type=click.Choice(["guided", "deconvnet"]), default="guided", show_default=True,
+                          help="How gradients pass back through ReLUs: guided backpropagation (only positive "
+                               "gradients, only where the forward input was positive) or deconvnet (only "
+                               "positive gradients, wherever the input was).")],
+    settings=[pool_option("Grad-CAM's channel pooling, for the map the gradient is multiplied by."),
+              *method_parameter_options(("guided", "deconvnet"))])
 def guided_command(mode, **kwargs):
     """Guided backpropagation (Springenberg et al. 2015) or deconvnet (Zeiler & Fergus 2014):
     the gradient of the class score (before softmax) with respect to the input image, passed
@@ -380,21 +386,21 @@ def guided_command(mode, **kwargs):
     run_method(mode, **kwargs)
 
 
-@main.command("dilated", short_help="Grad-CAM at full resolution on a dilated copy of VGG16/VGG19/demo-vgg.")
-@method_options()
-@click.option("--mode", type=click.Choice(["exact", "no-pooling"]), default="exact", show_default=True,
-              help="exact: the a trous network, which computes the original's predictions exactly; "
-                   "no-pooling: the poolings removed and the convolutions dilated instead, a different "
-                   "classifier.")
-@click.option("--method", type=click.Choice(DILATABLE), default="gradcam", show_default=True,
-              help="The map method to compute on the dilated copy (see `gradcam methods`): a full-"
-                   "resolution map for any of them.")
-@pool_option()
-@method_parameters(DILATABLE)
-@click.option("--compare", is_flag=True,
-              help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
-                   "Grad-CAM, the no-pooling map and the exact map side by side, for the same class; then "
-                   "its record (NAME.dilated.compare.record.json), what --skip-existing reads.")
+@main.command("dilated", short_help="Grad-CAM at full resolution on a dilated copy of VGG16/VGG19/demo-vgg.",
+              epilog=epilog("dilated"))
+@method_options(
+    explain=[click.option("--mode", type=click.Choice(["exact", "no-pooling"]), default="exact", show_default=True,
+                          help="exact: the a trous network, which computes the original's predictions exactly; "
+                               "no-pooling: the poolings removed and the convolutions dilated instead, a different "
+                               "classifier."),
+             click.option("--method", type=click.Choice(DILATABLE), default="gradcam", show_default=True,
+                          metavar="NAME", help=f"The map method to compute on the dilated copy: {', '.join(DILATABLE)} "
+                                               "(see `gradcam methods`): a full-resolution map for any of them.")],
+    settings=[pool_option(), *method_parameter_options(DILATABLE)],
+    output=[click.option("--compare", is_flag=True,
+                         help="Instead, write one figure per image (NAME.dilated.compare.png): the original's "
+                              "Grad-CAM, the no-pooling map and the exact map side by side, for the same class; "
+                              "then its record (NAME.dilated.compare.record.json), what --skip-existing reads.")])
 def dilated_command(mode, method, compare, **kwargs):
     """Grad-CAM (or --method) on a dilated copy of a plain convolutional network (VGG16, VGG19, demo-vgg, or a
     model file of stride-1 convolutions, non-overlapping pooling, Flatten or global pooling and a

@@ -4,6 +4,7 @@
 import click
 
 from gradcam_cli.cli.base import UsageProblem
+from gradcam_cli.cli.helptext import EXPLAIN, INPUT, LOADING, OUTPUT, RUN, SETTINGS, VOLUMES, grouped
 from gradcam_cli.cli.numbers import BadValue, StrictFloatRange, StrictIntRange, strict_type
 from gradcam_cli.explain.methods import POOLING
 from gradcam_cli.explain.target_spec import spelled
@@ -141,6 +142,15 @@ MASK_RULE = ("A mask is an image of any size: where it has transparency, its pix
              "inside when at least half of it is.")
 
 
+# What --target's help says of similar:IMAGE references: how api.Explainer embeds one (files.images.load_rgb,
+# then prepare: model_view and model_inputs, as every input image).
+REFERENCE_RULE = ("A similar:IMAGE reference is read and resized exactly as each input image is (EXIF "
+                  "orientation applied; the whole image resized to the model's input by OpenCV, area averaging "
+                  "when shrinking and bilinear when enlarging; with --crop the same centre crop; a keras-hub "
+                  "preset's own image converter), then the model's preprocessing: another resize, such as "
+                  "PIL's, gives a slightly different vector. A .npy reference is used as stored.")
+
+
 def _save_parser(kinds):
     """A --save callback accepting the command's own kinds."""
 
@@ -196,12 +206,19 @@ def _parse_weights(ctx, param, value):
     return value.lower() if value.lower() in ("imagenet", "none") else value
 
 
-def model_options(function=None, grid_flag="--grid"):
-    """Options that choose and load a model (shared by the method commands and `layers`).
-    `compare`, whose --grid lays out its figure, spells the token grid --token-grid
-    (`model_options(grid_flag="--token-grid")`; its parameter is then token_grid)."""
+def model_options(function=None, grid_flag="--grid", *sections):
+    """Options that choose and load a model (shared by the method commands and `layers`), under
+    their --help headings, with the command's own `sections` ((heading, [options]) pairs:
+    helptext.grouped). `compare`, whose --grid lays out its figure, spells the token grid
+    --token-grid (`model_options(grid_flag="--token-grid")`; its parameter is then token_grid)."""
     if function is None:
-        return lambda decorated: model_options(decorated, grid_flag)
+        return lambda decorated: model_options(decorated, grid_flag, *sections)
+    return grouped(*model_sections(grid_flag), *sections)(function)
+
+
+def model_sections(grid_flag="--grid"):
+    """model_options' options as (heading, [options]) sections: --model and --weights under INPUT,
+    the rest of loading under LOADING, --device and --verbose under RUN."""
     options = [
         click.option("--model", "-m", default="vgg16", show_default=True,
                      help="A keras.applications model name (case-insensitive; see `gradcam models`), "
@@ -211,6 +228,8 @@ def model_options(function=None, grid_flag="--grid"):
                      help="ImageNet weights (the default for named models; downloaded once into "
                           "~/.keras/models or $KERAS_HOME/models), none (random, for trying things "
                           "offline), or a weights file (.weights.h5 / .h5) to load into the model."),
+    ]
+    loading = [
         click.option("--preprocess", metavar="MODE",
                      help=f"Input preprocessing: {', '.join(PREPROCESS_MODES)} (0..1 scaling), or a "
                           "keras.applications name whose preprocess_input to use. Default: a named "
@@ -245,13 +264,11 @@ def model_options(function=None, grid_flag="--grid"):
                      help="For a vision transformer: the tokens before the patch grid (class, "
                           "distillation, register tokens), dropped from the map (default: what the "
                           "token count leaves beside the grid)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
-                     show_default=True, help="Where to compute."),
-        click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    run = [click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+                        show_default=True, help="Where to compute."),
+           click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages.")]
+    return [(INPUT, options), (LOADING, loading), (RUN, run)]
 
 
 precision_option = click.option(
@@ -262,15 +279,22 @@ precision_option = click.option(
          "by about 1% of their maximum, guided gradients by up to about 10%.")
 
 
-def method_options(guided=False):
-    """Options every method command shares (`guided`: the --save kinds of guided backpropagation)."""
+def method_options(guided=False, explain=(), settings=(), output=()):
+    """Options every method command shares (`guided`: the --save kinds of guided backpropagation),
+    under their --help headings, with the command's own: `explain` first under "What to explain"
+    (its --method or --mode), `settings` first under "Method settings" (--pool, method_parameters'
+    options), `output` last under "Output"."""
     return lambda function: _method_options(function, KINDS if guided else MAP_KINDS + VOLUME_KINDS,
-                                            _GUIDED_SAVE_HELP if guided else _MAP_SAVE_HELP)
+                                            _GUIDED_SAVE_HELP if guided else _MAP_SAVE_HELP, explain, settings, output)
 
 
-def _method_options(function, save_kinds, save_help):
-    options = [
-        click.argument("images", nargs=-1, required=True, metavar="IMAGE..."),
+def _method_options(function, save_kinds, save_help, explain, settings, output):
+    function = click.argument("images", nargs=-1, required=True, metavar="IMAGE...")(function)
+    crop = click.option("--crop", is_flag=True,
+                        help="Resize the shorter side then centre-crop to the model's input (the "
+                             "ImageNet evaluation transform) instead of resizing the whole image.")
+    what = [
+        *explain,
         click.option("--layer", "-l", "layers", multiple=True, metavar="NAME",
                      help="Target layer (see `gradcam layers --model M`). Default: the model's last "
                           "convolutional feature layer, found automatically, also inside nested "
@@ -280,9 +304,12 @@ def _method_options(function, save_kinds, save_help):
                      help="Class to explain: an index or a class name such as boxer (repeatable). "
                           "Default: each image's top-1 prediction."),
         click.option("--target", "-t", metavar="SPEC", callback=check_target,
-                     help=f"What the map explains: {spelled(meanings=True)}. Default: classes. " + MASK_RULE),
+                     help=f"What the map explains: {spelled(meanings=True)}. Default: classes. " + MASK_RULE + " "
+                          + REFERENCE_RULE),
         click.option("--top-k", type=StrictIntRange(min=1), default=1, show_default=True,
                      help="One map for each of the image's k most likely classes."),
+    ]
+    written = [
         click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out",
                      show_default=True,
                      help="Where outputs go, named <input name>.<method>[.classN|.topK].<kind>.png, "
@@ -293,11 +320,6 @@ def _method_options(function, save_kinds, save_help):
                      default="jet", show_default=True, help="OpenCV colormap for heatmaps."),
         click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.4, show_default=True,
                      help="Heatmap opacity in the overlay."),
-        click.option("--crop", is_flag=True,
-                     help="Resize the shorter side then centre-crop to the model's input (the "
-                          "ImageNet evaluation transform) instead of resizing the whole image."),
-        click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
-                     help="Images per forward/backward pass."),
         click.option("--json", "as_json", is_flag=True,
                      help="Write one JSON object per image to stdout: predictions, target class and "
                           "score, layer, output, channels, output paths, map statistics; a failed "
@@ -305,6 +327,15 @@ def _method_options(function, save_kinds, save_help):
                           "height] and [x, y]; raw .npy arrays are (height, width). Numbers that are "
                           "not finite are null."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
+        click.option("--report", "report_dir", type=click.Path(file_okay=False), metavar="DIR",
+                     help="Also write an HTML report of the run into DIR (DIR/index.html, thumbnails in "
+                          "DIR/thumbs): the maps sortable and filterable, failures with their reasons; "
+                          "as `gradcam report` writes from --json lines."),
+        *output,
+    ]
+    run = [
+        click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
+                     help="Images per forward/backward pass."),
         click.option("--shard", callback=_parse_shard, metavar="K/N",
                      help="Process only shard K of N (1-based): a fixed share of the images chosen by "
                           "their names, so N jobs (a SLURM or Kubernetes job array) split a folder with "
@@ -314,10 +345,6 @@ def _method_options(function, save_kinds, save_help):
                           "(NAME.METHOD.record.json, written after its outputs) was made from the same "
                           "file for the same request and whose outputs exist; its stored record is "
                           "printed (and reported) again in its place."),
-        click.option("--report", "report_dir", type=click.Path(file_okay=False), metavar="DIR",
-                     help="Also write an HTML report of the run into DIR (DIR/index.html, thumbnails in "
-                          "DIR/thumbs): the maps sortable and filterable, failures with their reasons; "
-                          "as `gradcam report` writes from --json lines."),
         click.option("--ray", "ray_address", metavar="auto|local|ADDRESS",
                      help="Run on a Ray cluster (pip install 'gradcam-cli[ray]'): auto, the one this machine "
                           "belongs to (RAY_ADDRESS, or `ray start`); local, one started here; or the head's "
@@ -326,24 +353,21 @@ def _method_options(function, save_kinds, save_help):
         click.option("--workers", type=StrictIntRange(min=1), metavar="N",
                      help="With --ray: how many workers, one core each, each holding the model (about 1 GB "
                           "for a small one). Default: one per core of the cluster."),
+        click.option("--jit", is_flag=True, help="Compile the gradient step with XLA (faster on GPUs; "
+                                                 "a slower first batch)."),
+        precision_option,
+        max_pixels_option,
+    ]
+    smoothing = [
         click.option("--aug-smooth", is_flag=True,
                      help="Average each map over six views of the image (flipped or not, zoomed 0.9, 1.0, "
                           "1.1 about the centre), each mapped back: smoother maps, six times the work."),
         click.option("--eigen-smooth", is_flag=True,
                      help="The first principal component of the map's channel terms instead of their sum "
                           "(less noise; for methods whose map is a sum over channels)."),
-        click.option("--jit", is_flag=True, help="Compile the gradient step with XLA (faster on GPUs; "
-                                                 "a slower first batch)."),
-        precision_option,
-        max_pixels_option,
-        window_option,
-        max_voxels_option,
-        frames_option,
     ]
-    for option in reversed(options):
-        function = option(function)
-    return model_options(function)
-
+    return model_options(function, "--grid", (INPUT, [crop]), (EXPLAIN, what), (SETTINGS, [*settings, *smoothing]),
+                         (OUTPUT, written), (VOLUMES, [window_option, frames_option, max_voxels_option]), (RUN, run))
 
 
 
@@ -373,7 +397,20 @@ def split_method_options(arguments):
 
 
 def method_parameters(methods, prefix="", exclude=()):
-    """The options of `methods` (registry names), made from their registry entries: one Click
+    """method_parameter_options as one decorator (the options in their order, no heading)."""
+    options = method_parameter_options(methods, prefix, exclude)
+
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def method_parameter_options(methods, prefix="", exclude=()):
+    """The options of `methods` (registry names), as a list of Click option decorators (the
+    commands put them under "Method settings"), made from their registry entries: one Click
     option per flag (an option several methods share is one flag, its help naming them), each
     defaulting to None ("not given": the method's own default applies), and --compat. `prefix`
     begins --compat's help (what the options are for in this command); `exclude`: flags the
@@ -402,10 +439,4 @@ def method_parameters(methods, prefix="", exclude=()):
         options.append(click.option(spelling, option.name, type=_click_type(option), default=None,
                                     metavar=option.metavar, help=f"{', '.join(n for n, _ in owners)}: {option.help}. "
                                                                  f"Default: {default}."))
-
-    def decorate(function):
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return decorate
+    return options

@@ -6,23 +6,27 @@ import sys
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, main, worded, writable
+from gradcam_cli.cli.helptext import INPUT, OUTPUT, RUN, epilog, grouped
 from gradcam_cli.cli.numbers import StrictIntRange
 from gradcam_cli.cli.options import max_pixels_option
 
 
-@main.command("report", short_help="An HTML page of a run's results: thumbnails, filters, failures.")
+@main.command("report", short_help="An HTML page of a run's results: thumbnails, filters, failures.",
+              epilog=epilog("report"))
 @click.argument("results", nargs=-1, required=True, metavar="RESULTS.jsonl...",
                 type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@max_pixels_option
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_report", show_default=True,
-              help="Where the report goes: OUTDIR/index.html and the thumbnails in OUTDIR/thumbs/.")
-@click.option("--base", "base_dir", type=click.Path(exists=True, file_okay=False), metavar="DIR",
-              help="The folder the run was started from: relative paths in the records are taken from it "
-                   "(default: the current folder).")
-@click.option("--title", help="The page's title (default: gradcam report).")
-@click.option("--thumbnail-size", type=StrictIntRange(32, 1024), default=160, show_default=True, metavar="PIXELS",
-              help="The thumbnails' longer side.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@grouped((INPUT, [
+    click.option("--base", "base_dir", type=click.Path(exists=True, file_okay=False), metavar="DIR",
+                 help="The folder the run was started from: relative paths in the records are taken from it "
+                      "(default: the current folder)."),
+]), (OUTPUT, [
+    click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_report", show_default=True,
+                 help="Where the report goes: OUTDIR/index.html and the thumbnails in OUTDIR/thumbs/."),
+    click.option("--title", help="The page's title (default: gradcam report)."),
+    click.option("--thumbnail-size", type=StrictIntRange(32, 1024), default=160, show_default=True, metavar="PIXELS",
+                 help="The thumbnails' longer side."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary."),
+]), (RUN, [max_pixels_option]))
 def report_command(results, output_dir, base_dir, title, thumbnail_size, quiet):
     """Write one static page, OUTDIR/index.html, of the JSON lines that `gradcam ... --json`,
     `gradcam compare --json`, `gradcam eval --json` and `gradcam concepts --json` print (any mix, from one run or several;

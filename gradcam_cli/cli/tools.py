@@ -6,13 +6,25 @@ from pathlib import Path
 import click
 
 from gradcam_cli.cli.base import Console, UsageProblem, collect, load, main, names, setup_logging, worded, writable
+from gradcam_cli.cli.helptext import (
+    EXPLAIN,
+    INPUT,
+    MEASURE,
+    OUTPUT,
+    RUN,
+    SETTINGS,
+    classes_line,
+    demo_models,
+    epilog,
+    models_help,
+)
 from gradcam_cli.cli.numbers import STRICT_INT, BadValue, StrictFloatRange, StrictIntRange
 from gradcam_cli.cli.options import (
     COLORMAP_NAMES,
     check_classes,
     check_target,
     max_pixels_option,
-    method_parameters,
+    method_parameter_options,
     model_options,
     pool_option,
     precision_option,
@@ -28,46 +40,53 @@ from gradcam_cli.models import registry
 COMPARE_VARIANTS = ("pool-mean", "pool-max", "argmax-channel", "relu-after-resize")
 
 
-@main.command("compare", short_help="Maps side by side: methods, layers, variants, models.")
+@main.command("compare", short_help="Maps side by side: methods, layers, variants, models.", epilog=epilog("compare"))
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@model_options(grid_flag="--token-grid")
-@max_pixels_option
-@click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model.")
-@click.option("--methods", metavar="M1,M2,...",
-              help=f"Columns, from: {', '.join(COMPARE_COLUMNS)} (guided: the guided-backpropagation image; "
-                   "guided-gradcam: it times the Grad-CAM map). Default: gradcam, cam, guided, guided-gradcam and "
-                   "dilated, those that apply to some row's model; none when --variants is given.")
-@click.option("--layers", metavar="L1,L2,...", help="One column per layer for each method (default: each model's "
-                                                   "default layer).")
-@click.option("--variants", metavar="V1,V2,...",
-              help="Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
-                   "strongest gradient of each channel), argmax-channel (only the channel with the largest "
-                   "weight), relu-after-resize (the ReLU applied after upsampling).")
-@click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
-              help="The class every cell explains (default: each row's top-1 prediction).")
-@click.option("--target", "-t", metavar="SPEC", callback=check_target,
-              help=f"What every cell explains instead of a class: {spelled(KINDS[1:])} (see `gradcam gradcam --help`).")
-@click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
-                                           "image and model.")
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
-              help="Where figures go: OUTDIR/NAME.compare.png.")
-@click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False), default="jet",
-              show_default=True)
-@click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.4, show_default=True,
-              help="Heatmap opacity in the overlays.")
-@click.option("--crop", is_flag=True, help="Centre-crop to the model's input (see `gradcam gradcam --help`).")
-@click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True)
-@click.option("--skip-existing", is_flag=True,
-              help="Resume an interrupted run: skip each image whose record file (NAME.compare.record.json, "
-                   "written after its figure) was made from the same file for the same request (models, "
-                   "methods, layers, variants, class or target, colormap, alpha, crop) and whose figure "
-                   "exists; its stored record is printed again in its place. Not with --grid.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per image: per row and cell the class, score, map statistics, the "
-                   "pointing/energy/IoU figures when NAME.mask.png lies beside the image, and the rank "
-                   "correlation between the cells' maps.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary.")
-@precision_option
+@model_options(None, "--token-grid", (EXPLAIN, [
+    click.option("--models", metavar="M1,M2,...", help="One row per model (names or files), instead of --model."),
+    click.option("--methods", metavar="M1,M2,...",
+                 help=f"Columns, from: {', '.join(COMPARE_COLUMNS)} (guided: the guided-backpropagation image; "
+                      "guided-gradcam: it times the Grad-CAM map). Default: gradcam, cam, guided, guided-gradcam and "
+                      "dilated, those that apply to some row's model; none when --variants is given."),
+    click.option("--layers", metavar="L1,L2,...", help="One column per layer for each method (default: each model's "
+                                                      "default layer)."),
+    click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
+                 help="The class every cell explains (default: each row's top-1 prediction)."),
+    click.option("--target", "-t", metavar="SPEC", callback=check_target,
+                 help=f"What every cell explains instead of a class: {spelled(KINDS[1:])} (see `gradcam gradcam "
+                      "--help`)."),
+]), (SETTINGS, [
+    click.option("--variants", metavar="V1,V2,...",
+                 help="Grad-CAM variants as further columns: pool-mean (Grad-CAM), pool-max (the "
+                      "strongest gradient of each channel), argmax-channel (only the channel with the largest "
+                      "weight), relu-after-resize (the ReLU applied after upsampling)."),
+]), (OUTPUT, [
+    click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
+                 help="Where figures go: OUTDIR/NAME.compare.png."),
+    click.option("--grid", is_flag=True, help="One figure for all images (OUTDIR/grid.compare.png), a row per "
+                                              "image and model."),
+    click.option("--colormap", type=click.Choice(COLORMAP_NAMES, case_sensitive=False), default="jet",
+                 show_default=True, metavar="NAME", help=f"OpenCV colormap: {', '.join(COLORMAP_NAMES)}."),
+    click.option("--alpha", type=StrictFloatRange(0.0, 1.0), default=0.4, show_default=True,
+                 help="Heatmap opacity in the overlays."),
+    click.option("--json", "as_json", is_flag=True,
+                 help="One JSON object per image: per row and cell the class, score, map statistics, the "
+                      "pointing/energy/IoU figures when NAME.mask.png lies beside the image, and the rank "
+                      "correlation between the cells' maps."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar, warnings or summary."),
+]), (INPUT, [
+    click.option("--crop", is_flag=True, help="Centre-crop to the model's input (see `gradcam gradcam --help`)."),
+]), (RUN, [
+    click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=8, show_default=True,
+                 help="Images per forward/backward pass."),
+    click.option("--skip-existing", is_flag=True,
+                 help="Resume an interrupted run: skip each image whose record file (NAME.compare.record.json, "
+                      "written after its figure) was made from the same file for the same request (models, "
+                      "methods, layers, variants, class or target, colormap, alpha, crop) and whose figure "
+                      "exists; its stored record is printed again in its place. Not with --grid."),
+    precision_option,
+    max_pixels_option,
+]))
 def compare_command(images, models, methods, layers, variants, class_name, target, grid, output_dir, colormap, alpha,
                     crop, batch_size, skip_existing, as_json, quiet, precision, **model_options):
     """Maps side by side, one figure per image: the image, then one cell per method (at
@@ -143,11 +162,8 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
     sys.exit(1 if failed else 0)
 
 
-@main.command("models")
+@main.command("models", help=models_help(), epilog=epilog("models"))
 def models_command():
-    """List the known models: input size, default target layer, whether CAM applies (global
-    average pooling + one linear classifier), preprocessing. demo-vgg and demo-gap are shipped
-    in the package (trained on synthetic shapes): they need no download."""
     rows = [("model", "input", "channels", "default layer", "CAM", "preprocess", "head")]
     for spec in registry.MODELS.values():  # `gradcam layers` tells a file's
         channels = "1" if spec.channels == 1 else "rgb"
@@ -156,11 +172,16 @@ def models_command():
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    click.echo("# the demo models' classes (the keras.applications models': ImageNet's 1000)")
+    demos = demo_models()
+    width = max(len(spec.name) for spec in demos)
+    for spec in demos:
+        click.echo(f"# {spec.name:<{width}}  {classes_line(spec.labels)}")
 
 
-@main.command("layers")
-@model_options
-@click.option("--all", "show_all", is_flag=True, help="List every layer, not only those a map can target.")
+@main.command("layers", epilog=epilog("layers"))
+@model_options(None, "--grid", (OUTPUT, [
+    click.option("--all", "show_all", is_flag=True, help="List every layer, not only those a map can target.")]))
 def layers_command(show_all, **model_options):
     """List the layers of a model that a map can target, with their output shapes; the default
     target is marked with * (a segmenter's: its bottleneck, the coarsest layer its output is
@@ -178,6 +199,9 @@ def layers_command(show_all, **model_options):
             "map": f"a map of {loaded.num_classes} classes per pixel (a segmenter)"}[loaded.output_kind]
     click.echo(f"# input {sides}x{loaded.channels} ({loaded.colour}), preprocess {loaded.preprocess}, "
                f"output {loaded.output.name}, {what}")
+    if loaded.labels and loaded.output_kind != "embedding":
+        click.echo(f"# classes: {classes_line(loaded.labels)}")
+    rows = []
     for info in loaded.layers:
         if not show_all and not info.mappable:
             continue
@@ -187,7 +211,12 @@ def layers_command(show_all, **model_options):
             shape_text += "  the bottleneck (the coarsest layer the output is computed from)"
         if info.grid is not None:
             shape_text += f"  grid {'x'.join(map(str, info.grid.sides))}, prefix {info.grid.prefix}"
-        click.echo(f"{mark} {info.name:<48} {type(info.layer).__name__:<24} {shape_text}".rstrip())
+        rows.append((mark, info.name, type(info.layer).__name__, shape_text))
+    # the columns as wide as their longest entry (names of nested layers run long), at least the old 48 and 24
+    name_width = max([48, *(len(row[1]) for row in rows)])
+    type_width = max([24, *(len(row[2]) for row in rows)])
+    for mark, name, kind, shape_text in rows:
+        click.echo(f"{mark} {name:<{name_width}} {kind:<{type_width}} {shape_text}".rstrip())
 
 
 def _parse_thresholds(ctx, param, value):
@@ -210,54 +239,61 @@ def _measures(ctx, param, value):
     return chosen
 
 
-@main.command("eval")
+@main.command("eval", epilog=epilog("eval"))
 @click.argument("images", nargs=-1, metavar="[IMAGE...]")
-@model_options
-@max_pixels_option
-@click.option("--layer", "-l", metavar="NAME", help="Target layer (default: the model's default).")
-@click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
-              help="With IMAGE arguments: the class to explain in every image (default: each image's top-1).")
-@click.option("--target", "-t", metavar="SPEC", callback=check_target,
-              help=f"What the maps explain instead of a class: {spelled(KINDS[1:])}; faithfulness then scores "
-                   "the target's value. On "
-                   "generated scenes a segmenter (demo-unet) explains each scene's object as a segment target.")
-@click.option("--methods", default="gradcam", show_default=True,
-              help=f"Comma-separated methods to measure: {', '.join(METHODS)}.")
-@click.option("--measures", callback=_measures, default="localization", show_default=True, metavar="M1,M2,...",
-              help=f"What to measure, from: {', '.join(MEASURES)}. Only localization needs masks or boxes "
-                   "with IMAGE arguments.")
-@pool_option()
-@click.option("--count", "-n", type=StrictIntRange(min=2), default=200, show_default=True,
-              help="One-object scenes to generate (randomisation takes the first "
-                   f"{RANDOMISATION_SCENES} at most).")
-@click.option("--pairs", type=StrictIntRange(min=0), default=100, show_default=True,
-              help="Two-object scenes (objects of two classes) for class discrimination.")
-@click.option("--seed", type=STRICT_INT, default=1, show_default=True,
-              help="Scene set (the demo models trained on seed 0; seed 1 is their held-out set).")
-@click.option("--threshold", type=StrictFloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
-              help="Map threshold (fraction of its maximum) for the box.")
-@click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
-              help="shuffled: score each map against another image's object (a negative control).")
-@click.option("--steps", type=StrictIntRange(min=1), default=20, show_default=True,
-              help="Deletion and insertion: equal steps from no pixel to all.")
-@click.option("--baseline", type=click.Choice(["zero", "blur", "mean"]), default="zero", show_default=True,
-              help="What deleted pixels become: black, the blurred image, its mean colour (insertion always "
-                   "starts from the blur). The choice changes which method ranks first (Hedstrom et al. 2023, "
-                   "Quantus): compare methods under one baseline, beside the uniform and random maps.")
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
-              help="Where the figures go: eval.curves.png (deletion) and eval.randomisation.png.")
-@click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=32, show_default=True)
-@click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="With IMAGE arguments: the objects' boxes from a COCO-style JSON file (images: id, file_name; "
-                   "annotations: image_id, bbox [x, y, width, height]) instead of NAME.mask.png files; an "
-                   "image's boxes together are its object.")
-@click.option("--fail-under", "fail_under", callback=_parse_thresholds, metavar="FIGURE=N,...",
-              help="Exit 1, with one line per figure that fell short, when a method's figure is below N "
-                   "(e.g. pointing=0.8,energy_in_box=0.3,insertion=0.5): a gate for a model's CI.")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images.")
-@method_parameters(METHODS, prefix="The methods' own options, each for the --methods that have it (not "
-                   "integrated-gradients' --steps: here --steps is deletion's). ", exclude=("--steps",))
+@model_options(None, "--grid", (INPUT, [
+    click.option("--boxes", "boxes_file", type=click.Path(dir_okay=False), metavar="FILE",
+                 help="With IMAGE arguments: the objects' boxes from a COCO-style JSON file (images: id, file_name; "
+                      "annotations: image_id, bbox [x, y, width, height]) instead of NAME.mask.png files; an "
+                      "image's boxes together are its object."),
+    click.option("--count", "-n", type=StrictIntRange(min=2), default=200, show_default=True,
+                 help="One-object scenes to generate (randomisation takes the first "
+                      f"{RANDOMISATION_SCENES} at most)."),
+    click.option("--pairs", type=StrictIntRange(min=0), default=100, show_default=True,
+                 help="Two-object scenes (objects of two classes) for class discrimination."),
+    click.option("--seed", type=STRICT_INT, default=1, show_default=True,
+                 help="Scene set (the demo models trained on seed 0; seed 1 is their held-out set)."),
+]), (EXPLAIN, [
+    click.option("--methods", default="gradcam", show_default=True,
+                 help=f"Comma-separated methods to measure: {', '.join(METHODS)}."),
+    click.option("--measures", callback=_measures, default="localization", show_default=True, metavar="M1,M2,...",
+                 help=f"What to measure, from: {', '.join(MEASURES)}. Only localization needs masks or boxes "
+                      "with IMAGE arguments."),
+    click.option("--layer", "-l", metavar="NAME", help="Target layer (default: the model's default)."),
+    click.option("--class", "-c", "class_name", metavar="INDEX|NAME", callback=check_classes,
+                 help="With IMAGE arguments: the class to explain in every image (default: each image's top-1)."),
+    click.option("--target", "-t", metavar="SPEC", callback=check_target,
+                 help=f"What the maps explain instead of a class: {spelled(KINDS[1:])}; faithfulness then scores "
+                      "the target's value. On "
+                      "generated scenes a segmenter (demo-unet) explains each scene's object as a segment target."),
+]), (MEASURE, [
+    click.option("--threshold", type=StrictFloatRange(0.0, 1.0, min_open=True), default=0.5, show_default=True,
+                 help="Map threshold (fraction of its maximum) for the box."),
+    click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
+                 help="shuffled: score each map against another image's object (a negative control)."),
+    click.option("--steps", type=StrictIntRange(min=1), default=20, show_default=True,
+                 help="Deletion and insertion: equal steps from no pixel to all."),
+    click.option("--baseline", type=click.Choice(["zero", "blur", "mean"]), default="zero", show_default=True,
+                 help="What deleted pixels become: black, the blurred image, its mean colour (insertion always "
+                      "starts from the blur). The choice changes which method ranks first (Hedstrom et al. 2023, "
+                      "Quantus): compare methods under one baseline, beside the uniform and random maps."),
+    click.option("--fail-under", "fail_under", callback=_parse_thresholds, metavar="FIGURE=N,...",
+                 help="Exit 1, with one line per figure that fell short, when a method's figure is below N "
+                      "(e.g. pointing=0.8,energy_in_box=0.3,insertion=0.5): a gate for a model's CI."),
+]), (SETTINGS, [
+    pool_option(),
+    *method_parameter_options(METHODS, prefix="The methods' own options, each for the --methods that have it (not "
+                              "integrated-gradients' --steps: here --steps is deletion's). ", exclude=("--steps",)),
+]), (OUTPUT, [
+    click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
+                 help="Where the figures go: eval.curves.png (deletion) and eval.randomisation.png."),
+    click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object."),
+    click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images."),
+]), (RUN, [
+    click.option("--batch-size", "-b", type=StrictIntRange(min=1), default=32, show_default=True,
+                 help="Images per forward/backward pass."),
+    max_pixels_option,
+]))
 def eval_command(images, layer, class_name, target, methods, measures, pool, count, pairs, seed, threshold, control, steps,
                  baseline, output_dir, batch_size, boxes_file, fail_under, as_json, quiet, compat, **model_options):
     """Measure how well maps find the object, and how faithful they are to the model.
