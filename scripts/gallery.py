@@ -16,7 +16,8 @@ images (sample_images/), no download, Keras's seeds fixed; two runs write the sa
                  scenes (IMAGES), with demo-gap (its GAP + Dense head lets every map method run,
                  CAM included), or demo-vit for the methods that read a transformer's attention.
                  Every option at its default; a backprop method (guided, deconvnet) adds its input
-                 gradient and the gradient times the map.
+                 gradient times the map (the input gradient alone, a noisy picture, would push the
+                 file past 60 KB: `--save gradient` writes it).
 
 Every map, overlay and gradient picture comes from the library (Explanation.overlay,
 files.render.gradient_picture, explain.methods.guided.guided_gradcam, the volume montage of
@@ -111,12 +112,6 @@ def guided_product(explanation):
 
     product = guided_gradcam(explanation.input_gradient, explanation.small_map)
     return render.gradient_picture(product, explanation.box, explanation.image.shape)
-
-
-def gradient_of(explanation):
-    from gradcam_cli.files import render
-
-    return render.gradient_picture(explanation.input_gradient, explanation.box, explanation.image.shape)
 
 
 class Models:
@@ -260,7 +255,7 @@ def method_model(name):
 
 def method_picture(models, name, path):
     """The method's maps on IMAGES (its model; every option at its default): the overlays, and
-    for a backprop method its input gradient and the gradient times the map."""
+    for a backprop method its input gradient times the map."""
     from gradcam_cli import Explainer
     from gradcam_cli.explain.methods import METHODS
 
@@ -269,8 +264,7 @@ def method_picture(models, name, path):
     explanations = Explainer(models[model], method=name)([str(SAMPLES / image) for image in IMAGES])
     rows = [[(e.overlay(), caption_of(e)) for e in explanations]]
     if method.backprop is not None:
-        rows.append([(gradient_of(e), f"{method.backprop} gradient") for e in explanations])
-        rows.append([(guided_product(e), "gradient x map") for e in explanations])
+        rows.append([(guided_product(e), f"{method.backprop} gradient x map") for e in explanations])
     cell = 1.45
     title, _, summary = method.summary.partition(": ")
     lines = _wrapped(summary if summary else method.summary, 62)
