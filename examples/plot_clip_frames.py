@@ -11,7 +11,6 @@ clip: a frame where the model looks less is drawn cooler.
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.files.clips import read_clip

@@ -3,9 +3,11 @@ Methods side by side
 ====================
 
 Five of the registered methods (``gradcam methods`` lists them all) on the same scene and the same
-model, ``demo-gap``: the Grad-CAM family weighs the target layer's channels by gradients
-(Grad-CAM, Grad-CAM++, LayerCAM), CAM by the classifier's own weights, and Eigen-CAM takes the
-activations' first principal component, with no gradient and no class.
+model, ``demo-gap``, each explaining the model's top class (the circle): Grad-CAM weighs the target
+layer's channels by the class score's gradients, CAM by the classifier's own weights, Score-CAM by
+the class probability of the image masked by each channel (forward passes, no gradient),
+Eigen-CAM takes the activations' first principal component (no gradient and no class), and
+FullGrad sums the input's and every bias's gradients at the input's resolution.
 
 ``Explainer.with_method`` builds each further method on what the first one built (the model and
 its compiled steps).
@@ -18,10 +20,10 @@ import matplotlib.pyplot as plt
 from gradcam_cli import Explainer, load_model
 
 here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
-image = str(here.parent / "sample_images" / "synthetic_two_cross_triangle.png")
+image = str(here.parent / "sample_images" / "synthetic_two_circle_triangle.png")
 
 first = Explainer(load_model("demo-gap"), method="gradcam")
-methods = ["gradcam", "gradcam++", "layercam", "cam", "eigencam"]
+methods = ["gradcam", "cam", "scorecam", "eigencam", "fullgrad"]
 explainers = [first] + [first.with_method(name) for name in methods[1:]]
 
 figure, axes = plt.subplots(1, len(methods), figsize=(2.1 * len(methods), 2.5))

@@ -61,8 +61,9 @@ DPI = 100
 METHOD_MODEL = "demo-gap"  # every map method applies to it (CAM needs its GAP + Dense head)
 ATTENTION_MODEL = "demo-vit"  # for the methods that read attention (Method.reads_attention)
 
-plt.rcParams.update({"font.size": 8, "font.family": "DejaVu Sans", "axes.titlesize": 8,
-                     "figure.facecolor": "white", "savefig.facecolor": "white"})
+# The pictures' matplotlib settings, applied around the drawing only (main), not to the importing process.
+STYLE = {"font.size": 8, "font.family": "DejaVu Sans", "axes.titlesize": 8, "figure.facecolor": "white",
+         "savefig.facecolor": "white"}
 
 
 def save_png(figure, path, colours):
@@ -306,18 +307,24 @@ def main(argv=None):
 
     keras.utils.set_random_seed(0)
     models = Models()
-    for name in wanted:
-        start = time.perf_counter()
-        path = args.out / f"{name}.png"
-        if name == "overview":
-            overview(models, path)
-        else:
-            method_picture(models, name, path)
-        with Image.open(path) as written:
-            size = written.size
-        print(f"{path} {size[0]}x{size[1]} {path.stat().st_size / 1024:.0f} KB {time.perf_counter() - start:.1f} s",
-              flush=True)
+    with plt.rc_context(STYLE):
+        for name in wanted:
+            _make(models, name, args.out)
     return 0
+
+
+def _make(models, name, out):
+    """One picture (overview, or a method's) into `out`; prints its path, size and time."""
+    start = time.perf_counter()
+    path = out / f"{name}.png"
+    if name == "overview":
+        overview(models, path)
+    else:
+        method_picture(models, name, path)
+    with Image.open(path) as written:
+        size = written.size
+    print(f"{path} {size[0]}x{size[1]} {path.stat().st_size / 1024:.0f} KB {time.perf_counter() - start:.1f} s",
+          flush=True)
 
 
 if __name__ == "__main__":
