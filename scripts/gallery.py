@@ -12,6 +12,10 @@ images (sample_images/), no download, Keras's seeds fixed; two runs write the sa
                  demo-unet; a blank cell, captioned, where a method does not apply), the volume
                  montage of demo-volume on the sample scan as `gradcam --save overlay` writes it,
                  and the frames of demo-clip on the sample clip with their maps.
+  volume-montage.jpg  the montage alone (demo-volume's Grad-CAM overlay of the sample scan, as
+                 `gradcam --save overlay` writes it): JPEG, quality JPEG_QUALITY (the scan's noise is
+                 photo-like: a PNG of it is 800 KB).
+  clip-frames.png    the frames demo-clip takes from the sample clip, each with its map, side by side.
   METHOD.png     one per registered method (gradcam_cli.explain.methods.METHODS), on the same three
                  scenes (IMAGES), with demo-gap (its GAP + Dense head lets every map method run,
                  CAM included), or demo-vit for the methods that read a transformer's attention.
@@ -58,6 +62,8 @@ CLIP = "moving_square.avi"
 PALETTE_OVERVIEW = 256
 PALETTE_METHOD = 128
 DPI = 100
+JPEG_QUALITY = 85
+EXTRA = ("volume-montage", "clip-frames")  # pictures beside the overview and the methods'
 METHOD_MODEL = "demo-gap"  # every map method applies to it (CAM needs its GAP + Dense head)
 ATTENTION_MODEL = "demo-vit"  # for the methods that read attention (Method.reads_attention)
 
@@ -298,10 +304,11 @@ def main(argv=None):
     parser.add_argument("--only", default=None,
                         help="a comma-separated list of pictures to make: 'overview' and method names (default: all)")
     args = parser.parse_args(argv)
-    wanted = ["overview", *METHODS] if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in wanted if n != "overview" and n not in METHODS]
+    names = ["overview", *EXTRA, *METHODS]
+    wanted = names if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names]
     if unknown:
-        parser.error(f"no picture named {', '.join(unknown)}; choose from overview, {', '.join(METHODS)}")
+        parser.error(f"no picture named {', '.join(unknown)}; choose from {', '.join(names)}")
 
     import keras
 
@@ -316,9 +323,17 @@ def main(argv=None):
 def _make(models, name, out):
     """One picture (overview, or a method's) into `out`; prints its path, size and time."""
     start = time.perf_counter()
-    path = out / f"{name}.png"
+    path = out / (f"{name}.jpg" if name == "volume-montage" else f"{name}.png")
     if name == "overview":
         overview(models, path)
+    elif name == "volume-montage":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(volume_montage(models)[0]).save(path, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    elif name == "clip-frames":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        strip = np.concatenate(clip_frames(models)[0], axis=1)
+        Image.fromarray(strip).quantize(PALETTE_METHOD, method=Image.Quantize.MEDIANCUT,
+                                        dither=Image.Dither.NONE).save(path, format="PNG", optimize=True)
     else:
         method_picture(models, name, path)
     with Image.open(path) as written:

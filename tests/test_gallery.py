@@ -2,7 +2,7 @@
 
 - The committed pictures: one per registered method and the overview, within their size limits.
 - Determinism: two pictures made in a subprocess and again in this process are the same bytes,
-  palette PNGs of the expected sizes, and the committed ones (slow: about a minute on 2 cores).
+  palette PNGs of the expected sizes, and the committed ones (about 25 s: two processes load TensorFlow).
 - The examples run offline on the demo models, in one process as sphinx-gallery runs them
   (MPLBACKEND=Agg), each ending with at least one figure (slow: about a minute on 2 cores).
 """
@@ -50,7 +50,9 @@ def test_every_method_has_its_committed_picture_within_the_limits():
     assert overview.stat().st_size < OVERVIEW_LIMIT
     with Image.open(overview) as picture:
         assert picture.size == (820, 1405) and picture.mode == "P"
-    unknown = {p.stem for p in GALLERY.glob("*.png")} - set(METHODS) - {"overview"}
+    assert (GALLERY / "volume-montage.jpg").stat().st_size < OVERVIEW_LIMIT
+    assert (GALLERY / "clip-frames.png").stat().st_size < METHOD_LIMIT
+    unknown = {p.stem for p in GALLERY.glob("*.png")} - set(METHODS) - {"overview", "clip-frames"}
     assert not unknown, f"pictures of no method: {sorted(unknown)}"
 
 
@@ -61,7 +63,6 @@ def test_gallery_refuses_an_unknown_picture(capsys):
     assert "no picture named no-such-method" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # two processes load TensorFlow: about 60 s on 2 busy cores
 def test_gallery_writes_the_same_bytes_twice(tmp_path):
     """Two methods (a map method and a backprop one, which adds a row): once in a fresh
     process, once here; the same bytes as each other and as the committed pictures."""
