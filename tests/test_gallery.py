@@ -1,0 +1,115 @@
+"""The gallery (scripts/gallery.py, `make gallery`) and the sphinx-gallery examples (examples/plot_*.py).
+
+- The committed pictures: one per registered method and the overview, within their size limits.
+- Determinism: two pictures made in a subprocess and again in this process are the same bytes,
+  palette PNGs of the expected sizes, and the committed ones (about 25 s: two processes load TensorFlow).
+- The examples run offline on the demo models, in one process as sphinx-gallery runs them
+  (MPLBACKEND=Agg), each ending with at least one figure (slow: about a minute on 2 cores).
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+GALLERY = ROOT / "docs" / "images" / "gallery"
+EXAMPLES = sorted((ROOT / "examples").glob("plot_*.py"))
+METHOD_LIMIT = 60 * 1024  # bytes: a method's picture on the docs' methods page
+OVERVIEW_LIMIT = 500 * 1024  # bytes: the README's images total at most about 1 MB
+
+
+def environment():
+    env = dict(os.environ, MPLBACKEND="Agg", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def gallery_module():
+    spec = importlib.util.spec_from_file_location("gallery", ROOT / "scripts" / "gallery.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_method_has_its_committed_picture_within_the_limits():
+    from gradcam_cli.explain.methods import METHODS
+
+    for name in METHODS:
+        path = GALLERY / f"{name}.png"
+        assert path.is_file(), f"{path} missing: run make gallery"
+        assert path.stat().st_size < METHOD_LIMIT, (name, path.stat().st_size)
+        with Image.open(path) as picture:
+            assert picture.format == "PNG" and picture.mode == "P"
+            assert picture.width == 445 and 200 <= picture.height <= 420, (name, picture.size)
+    overview = GALLERY / "overview.png"
+    assert overview.stat().st_size < OVERVIEW_LIMIT
+    with Image.open(overview) as picture:
+        assert picture.size == (820, 1405) and picture.mode == "P"
+    assert (GALLERY / "volume-montage.jpg").stat().st_size < OVERVIEW_LIMIT
+    assert (GALLERY / "clip-frames.png").stat().st_size < METHOD_LIMIT
+    unknown = {p.stem for p in GALLERY.glob("*.png")} - set(METHODS) - {"overview", "clip-frames"}
+    assert not unknown, f"pictures of no method: {sorted(unknown)}"
+
+
+def test_gallery_refuses_an_unknown_picture(capsys):
+    with pytest.raises(SystemExit) as raised:
+        gallery_module().main(["--only", "gradcam,no-such-method", "--out", "unused"])
+    assert raised.value.code == 2
+    assert "no picture named no-such-method" in capsys.readouterr().err
+
+
+def test_gallery_writes_the_same_bytes_twice(tmp_path):
+    """Two methods (a map method and a backprop one, which adds a row): once in a fresh
+    process, once here; the same bytes as each other and as the committed pictures."""
+    wanted = ("gradcam", "guided")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gallery.py"), "--only", ",".join(wanted),
+                           "--out", str(tmp_path / "first")], env=environment(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert gallery_module().main(["--only", ",".join(wanted), "--out", str(tmp_path / "second")]) == 0
+    for name, size in zip(wanted, ((445, 238), (445, 395))):
+        first = (tmp_path / "first" / f"{name}.png").read_bytes()
+        assert first == (tmp_path / "second" / f"{name}.png").read_bytes(), name
+        assert first == (GALLERY / f"{name}.png").read_bytes(), f"{name}.png is stale: run make gallery"
+        with Image.open(tmp_path / "first" / f"{name}.png") as picture:
+            assert picture.size == size and picture.mode == "P"
+            assert len(picture.getcolors()) > 16  # a map, not a blank page
+
+
+# Runs each example in one namespace of its own, as sphinx-gallery does (one process), and saves
+# every figure it leaves open as NAME.N.png in the folder given: "NAME FIGURES" per example.
+RUNNER = """
+import runpy, sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+plt.show = lambda *a, **k: None
+out = Path(sys.argv[1])
+for path in sys.argv[2:]:
+    runpy.run_path(path, run_name="__main__")
+    numbers = plt.get_fignums()
+    for n in numbers:
+        plt.figure(n).savefig(out / f"{Path(path).stem}.{n}.png")
+    plt.close("all")
+    print(Path(path).stem, len(numbers), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_examples_run_offline_and_draw_figures(tmp_path):
+    assert len(EXAMPLES) >= 4 and (ROOT / "examples" / "README.txt").is_file()
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path), *map(str, EXAMPLES)], env=environment(),
+                          capture_output=True, text=True, timeout=600, cwd=ROOT / "examples")
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = dict(line.split() for line in done.stdout.splitlines() if line.startswith("plot_"))
+    assert set(counts) == {path.stem for path in EXAMPLES}
+    assert all(int(count) >= 1 for count in counts.values()), counts
+    for path in EXAMPLES:  # sphinx-gallery's format: the docstring's first lines are a title and its underline
+        docstring = path.read_text().split('"""')[1].strip().splitlines()
+        assert len(docstring) >= 3 and set(docstring[1]) == {"="} and len(docstring[1]) >= len(docstring[0])
