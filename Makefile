@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install twin lint test test-fast docs bench bench-volume demo demo-models clean
+.PHONY: install twin lint test test-fast docs gallery bench bench-volume demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests,
 ## keras-hub for its models' tests, nibabel and pydicom for volumes, and Sphinx for the documentation site)
@@ -35,6 +35,11 @@ lint:
 ## test: the one test command (what .ci/run runs): the lint first, then the suite
 test: lint
 	$(PYTHON) -m pytest -q
+
+## gallery: every picture of the README and the docs (docs/images/gallery/: overview.png, volume-montage.jpg,
+## clip-frames.png, one METHOD.png per method) from the shipped demo models, offline; the same bytes on every run
+gallery:
+	$(PYTHON) scripts/gallery.py
 
 ## docs: the documentation site (Sphinx, MyST pages in docs/, the CLI reference from the Click commands, the API
 ## from docstrings, the gallery run from examples/ on the demo models), offline, every warning an error;

@@ -15,8 +15,10 @@ import matplotlib.pyplot as plt
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.files.clips import read_clip
 
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
-path = here.parent / "sample_images" / "moving_square.avi"
+# the repository: above this file, or above the folder sphinx-gallery runs the example in
+start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next(p for p in (start, *start.parents) if (p / "sample_images").is_dir())
+path = root / "sample_images" / "moving_square.avi"
 
 [explanation] = Explainer(load_model("demo-clip"))([str(path)])
 clip = read_clip(path, frames=explanation.map.shape[0])  # the frames the model took, with their indices

@@ -23,10 +23,12 @@ import numpy as np
 from gradcam_cli import Explainer, load_model, measure_faithfulness
 from gradcam_cli.evaluate.faithfulness import random_map
 
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
+# the repository: above this file, or above the folder sphinx-gallery runs the example in
+start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next(p for p in (start, *start.parents) if (p / "sample_images").is_dir())
 names = ("synthetic_square.png", "synthetic_cross.png", "synthetic_circle.png", "synthetic_triangle.png",
          "synthetic_two_circle_triangle.png", "synthetic_two_cross_triangle.png")
-images = [str(here.parent / "sample_images" / name) for name in names]
+images = [str(root / "sample_images" / name) for name in names]
 
 model = load_model("demo-gap")
 gradcam = Explainer(model, method="gradcam")

@@ -18,8 +18,10 @@ import matplotlib.pyplot as plt
 from gradcam_cli import Explainer, load_model
 
 # sphinx-gallery runs this file from examples/; the sample images lie beside that folder.
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
-image = here.parent / "sample_images" / "synthetic_two_circle_triangle.png"
+# the repository: above this file, or above the folder sphinx-gallery runs the example in
+start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next(p for p in (start, *start.parents) if (p / "sample_images").is_dir())
+image = root / "sample_images" / "synthetic_two_circle_triangle.png"
 
 model = load_model("demo-gap")  # shipped with the package: no download
 explain = Explainer(model, method="gradcam")

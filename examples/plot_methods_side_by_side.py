@@ -19,8 +19,10 @@ import matplotlib.pyplot as plt
 
 from gradcam_cli import Explainer, load_model
 
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
-image = str(here.parent / "sample_images" / "synthetic_two_circle_triangle.png")
+# the repository: above this file, or above the folder sphinx-gallery runs the example in
+start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next(p for p in (start, *start.parents) if (p / "sample_images").is_dir())
+image = str(root / "sample_images" / "synthetic_two_circle_triangle.png")
 
 first = Explainer(load_model("demo-gap"), method="gradcam")
 methods = ["gradcam", "cam", "scorecam", "eigencam", "fullgrad"]

@@ -18,8 +18,10 @@ from PIL import Image
 
 from gradcam_cli import Explainer, load_model
 
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
-image = str(here.parent / "sample_images" / "synthetic_two_circle_triangle.png")
+# the repository: above this file, or above the folder sphinx-gallery runs the example in
+start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next(p for p in (start, *start.parents) if (p / "sample_images").is_dir())
+image = str(root / "sample_images" / "synthetic_two_circle_triangle.png")
 
 model = load_model("demo-unet")
 targets = ["segment:circle", "segment:triangle"]

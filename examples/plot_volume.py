@@ -17,8 +17,10 @@ import numpy as np
 from gradcam_cli import Explainer, load_model
 from gradcam_cli.files.volumes import read_volume
 
-here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd() / "examples"
-scan = read_volume(here.parent / "sample_images" / "synthetic_sphere.nii.gz")  # nibabel: the [volume] extra
+# the repository: above this file, or above the folder sphinx-gallery runs the example in
+start = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+root = next(p for p in (start, *start.parents) if (p / "sample_images").is_dir())
+scan = read_volume(root / "sample_images" / "synthetic_sphere.nii.gz")  # nibabel: the [volume] extra
 
 [explanation] = Explainer(load_model("demo-volume"))(scan.array, names=["synthetic_sphere.nii.gz"])
 print(explanation.label, round(explanation.probability, 3), explanation.map.shape)

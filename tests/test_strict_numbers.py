@@ -43,7 +43,7 @@ BAD_VALUES = [
      "expected N or H,W (e.g. 224 or 224,320) in the digits 0-9. Received: '64_0'"),
     ((*GAP, "--shard", "1/\u0662"), "'--shard'", "expected K/N in the digits 0-9, such as 2/8. Received: '1/\u0662'"),
     ((*GAP, "--shard", "1/ 2"), "'--shard'", "expected K/N in the digits 0-9, such as 2/8. Received: '1/ 2'"),
-    ((*GAP, "--grid", "7x\u0667"), "'--grid'", "expected a grid HxW (e.g. 14x14) in the digits 0-9. Received: '7x\u0667'"),
+    ((*GAP, "--grid", "7x\u0667"), "'--grid'", "expected a grid HxW (e.g. 14x14) or TxHxW (e.g. 8x14x14) in the digits 0-9. Received: '7x\u0667'"),
     # the methods' options, made from the registry
     ((*GAP, "--method", "smoothgrad", "--noise", "nan"), "'--noise'",
      "'nan' is not a finite number written in the digits 0-9 (such as 0.5 or 1e-3)"),
@@ -75,7 +75,7 @@ BAD_VALUES = [
      "'inf' is not a finite number written in the digits 0-9 (such as 0.5 or 1e-3)"),
     (("compare", *GAP, "-b", "\u0668"), "'--batch-size' / '-b'", "'\u0668' is not a whole number written in the digits 0-9"),
     (("compare", *GAP, "--token-grid", "8x8.0"), "'--token-grid'",
-     "expected a grid HxW (e.g. 14x14) in the digits 0-9. Received: '8x8.0'"),
+     "expected a grid HxW (e.g. 14x14) or TxHxW (e.g. 8x14x14) in the digits 0-9. Received: '8x8.0'"),
     (("concepts", *GAP, "-k", "\u0663"), "'-k' / '--concepts'", "'\u0663' is not a whole number written in the digits 0-9"),
     (("concepts", *GAP, "--max-images", "6.4"), "'--max-images'", "'6.4' is not a whole number written in the digits 0-9"),
     (("concepts", *GAP, "--top-classes", "\u00b2"), "'--top-classes'",

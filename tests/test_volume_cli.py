@@ -362,7 +362,7 @@ def test_backprop_gradients_of_a_scan_are_montages_and_raw_arrays(demo_volume, t
         assert_picture(entry["outputs"][kind])
     again = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", out, "--json",
                        "--save", "overlay,raw,gradient,gradcam", "--skip-existing")
-    assert again.returncode == 0 and "skipped 1 image(s)" in again.stderr
+    assert again.returncode == 0 and "skipped 1 scan(s)" in again.stderr
     refused = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", tmp_path / "o2",
                          "--save", "gradient-gray")
     assert refused.returncode == 2

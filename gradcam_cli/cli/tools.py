@@ -146,7 +146,8 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
     console = Console(len(sources), quiet, as_json)
 
     def on_result(record):
-        click.echo(json_line(record) if as_json else record["outputs"]["compare"])
+        outputs = record["outputs"]  # the figure, and with --layers the plot of where each layer peaks
+        click.echo(json_line(record) if as_json else "\n".join(str(outputs[k]) for k in ("compare", "layers") if k in outputs))
 
     try:
         report = comparing.draw_figures(rows, sources, options, on_result, console.failure, console.update,
@@ -286,7 +287,8 @@ def _measures(ctx, param, value):
                               "integrated-gradients' --steps: here --steps is deletion's). ", exclude=("--steps",)),
 ]), (OUTPUT, [
     click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="gradcam_out", show_default=True,
-                 help="Where the figures go: eval.curves.png (deletion) and eval.randomisation.png."),
+                 help="Where the figures go: eval.curves.png (deletion), eval.bars.png (the table's figures) and "
+                      "eval.randomisation.png."),
     click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object."),
     click.option("--quiet", "-q", is_flag=True, help="No warnings about skipped images."),
 ]), (RUN, [
