@@ -317,7 +317,7 @@ def test_eigen_smoothing_and_the_strongest_channel_on_volumes(volume, samples):
     ({"aug_smooth": True}, "aug_smooth"),
     ({"crop": True}, "crop"),
     ({"layer": ["conv1", "conv2"]}, "several layers"),
-    ({"target": "segment:1"}, "target="),
+    ({"target": "output:0"}, "target="),  # a 3-D segmenter's segment is taken (test_volume_segment.py)
 ])
 def test_what_volumes_do_not_take_yet_is_refused_in_one_line(volume, samples, arguments, message):
     from gradcam_cli import Explainer
