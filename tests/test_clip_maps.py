@@ -3,8 +3,6 @@ demos (demo-clip: Conv3D; demo-clip-frames: TimeDistributed Conv2D with a tempor
 Grad-CAM maps per frame, --frames, and what each kind of model refuses."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -141,8 +139,10 @@ def test_stream_reads_a_clip_as_a_clip_volume():
 
 
 def _run(*arguments):
-    return subprocess.run([sys.executable, "-m", "gradcam_cli", *map(str, arguments)], capture_output=True,
-                          text=True, cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    """The command in-process (conftest.invoke_cli: TensorFlow already loaded), from the repository."""
+    from conftest import invoke_cli
+
+    return invoke_cli(*map(str, arguments), cwd=ROOT)
 
 
 def test_cli_refuses_across_kinds_in_one_line_and_goes_on(tmp_path):

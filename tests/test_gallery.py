@@ -3,8 +3,7 @@
 - The committed pictures: one per registered method and the overview, within their size limits.
 - Determinism: two pictures made in a subprocess and again in this process are the same bytes,
   palette PNGs of the expected sizes, and the committed ones (about 25 s: two processes load TensorFlow).
-- The examples run offline on the demo models, in one process as sphinx-gallery runs them
-  (MPLBACKEND=Agg), each ending with at least one figure (slow: about a minute on 2 cores).
+- The examples are sphinx-gallery scripts (the docs' build runs them: tests/test_docs_site.py).
 """
 
 import importlib.util
@@ -96,35 +95,13 @@ def test_gallery_writes_the_same_bytes_twice(tmp_path):
             assert len(picture.getcolors()) > 16  # a map, not a blank page
 
 
-# Runs each example in one namespace of its own, as sphinx-gallery does (one process), and saves
-# every figure it leaves open as NAME.N.png in the folder given: "NAME FIGURES" per example.
-RUNNER = """
-import runpy, sys
-from pathlib import Path
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-plt.show = lambda *a, **k: None
-out = Path(sys.argv[1])
-for path in sys.argv[2:]:
-    runpy.run_path(path, run_name="__main__")
-    numbers = plt.get_fignums()
-    for n in numbers:
-        plt.figure(n).savefig(out / f"{Path(path).stem}.{n}.png")
-    plt.close("all")
-    print(Path(path).stem, len(numbers), flush=True)
-"""
-
-
-@pytest.mark.slow
-def test_examples_run_offline_and_draw_figures(tmp_path):
+def test_examples_are_sphinx_gallery_scripts_that_draw():
+    """Each example has sphinx-gallery's docstring (a title and its underline) and draws with
+    matplotlib. They are run where they are published: tests/test_docs_site.py builds the site,
+    and sphinx-gallery runs every example there, an error failing the build (-W)."""
     assert len(EXAMPLES) >= 4 and (ROOT / "examples" / "README.txt").is_file()
-    done = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path), *map(str, EXAMPLES)], env=environment(),
-                          capture_output=True, text=True, timeout=600, cwd=ROOT / "examples")
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = dict(line.split() for line in done.stdout.splitlines() if line.startswith("plot_"))
-    assert set(counts) == {path.stem for path in EXAMPLES}
-    assert all(int(count) >= 1 for count in counts.values()), counts
-    for path in EXAMPLES:  # sphinx-gallery's format: the docstring's first lines are a title and its underline
-        docstring = path.read_text().split('"""')[1].strip().splitlines()
+    for path in EXAMPLES:
+        text = path.read_text()
+        assert "plt." in text or "matplotlib" in text, path.name
+        docstring = text.split('"""')[1].strip().splitlines()
         assert len(docstring) >= 3 and set(docstring[1]) == {"="} and len(docstring[1]) >= len(docstring[0])
