@@ -196,7 +196,7 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
     their compat (localization.explainers_for); the randomisation check runs the methods with
     their defaults. target: what the maps explain (explain/targets.py; None: classes); on generated
     scenes a segmenter explains each scene's object as a segment target, its class's pixels."""
-    from gradcam_cli.evaluate import gate, localization
+    from gradcam_cli.evaluate import localization
     from gradcam_cli.evaluate import scenes as scene_maker
     from gradcam_cli.evaluate.faithfulness_report import loaded_model
     from gradcam_cli.explain.batch import top_rank
@@ -246,25 +246,15 @@ def assess(loaded: ModelInput, methods: Iterable[str], measures: Iterable[str] =
         classes = None if images is not None and class_name is None else \
             (codes if images is not None else codes[: len(taken)])
         tables.append(_randomisation(report, loaded, taken, methods, layer, classes, batch_size, output_dir, outputs))
-    _bars(report, output_dir, loaded.name, outputs)
-    if outputs:
-        report["outputs"] = outputs
-    failed = []
-    if fail_under is not None:
-        try:
-            failed = gate.shortfalls(report, fail_under)
-        except GradcamError as error:
-            raise GradcamError(f"{argument('fail_under')}: {error.args[0]}") from None
-        report["failed"] = failed
-    shuffled = ", maps shuffled across images (negative control)" if control and "localization" in measures else ""
-    return Assessment(report, f"{loaded.name}, layer {report['layer']}: {heading}{shuffled}", tables, outputs, failed)
+    return _finished(report, loaded, heading + (", maps shuffled across images (negative control)" if control and
+                                                "localization" in measures else ""), tables, outputs, output_dir, fail_under)
 
 
 def _assess_volumes(loaded, methods, measures, images, layer, class_name, count, seed, control, steps, baseline,
                     output_dir, batch_size, pool, fail_under, options, compat, target):
     """assess() for a model of volumes: on `images` (scans read with volumes=True) or `count`
     generated scans of set `seed` (volume_scenes, for a model of their classes)."""
-    from gradcam_cli.evaluate import gate, localization, volume_scenes
+    from gradcam_cli.evaluate import localization, volume_scenes
     from gradcam_cli.explain.batch import top_rank
     from gradcam_cli.explain.prepared import takes_volumes
     from gradcam_cli.models.graph import path_name
@@ -312,6 +302,15 @@ def _assess_volumes(loaded, methods, measures, images, layer, class_name, count,
     if faithful:
         tables.append(_faithfulness(report, explainers, volumes, codes, faithful, steps, baseline, output_dir,
                                     loaded.name, outputs))
+    return _finished(report, loaded, heading + (", maps shuffled across scans (negative control)" if control and
+                                                "localization" in measures else ""), tables, outputs, output_dir, fail_under)
+
+
+def _finished(report, loaded, heading, tables, outputs, output_dir, fail_under):
+    """The Assessment of a report whose measures are done: the bar chart drawn, the outputs and the
+    --fail-under shortfalls recorded."""
+    from gradcam_cli.evaluate import gate
+
     _bars(report, output_dir, loaded.name, outputs)
     if outputs:
         report["outputs"] = outputs
@@ -322,8 +321,7 @@ def _assess_volumes(loaded, methods, measures, images, layer, class_name, count,
         except GradcamError as error:
             raise GradcamError(f"{argument('fail_under')}: {error.args[0]}") from None
         report["failed"] = failed
-    shuffled = ", maps shuffled across scans (negative control)" if control and "localization" in measures else ""
-    return Assessment(report, f"{loaded.name}, layer {report['layer']}: {heading}{shuffled}", tables, outputs, failed)
+    return Assessment(report, f"{loaded.name}, layer {report['layer']}: {heading}", tables, outputs, failed)
 
 
 def _localization(explainers, images, codes, count, pairs, seed, threshold, control):

@@ -78,7 +78,7 @@ def render_clip_map(label, volume, small_map, class_index, score, probability, p
     """A clip map's files (heatmap, overlay, sheet, raw: those in `paths`; nifti refused) and its
     JSON entry: a volume map's statistics (files.volume_outputs.statistics; peak_voxel is
     [t, y, x]) and, with a sheet, its layout."""
-    from gradcam_cli.files.volume_outputs import check_nifti, statistics
+    from gradcam_cli.files.volume_outputs import check_nifti, map_entry, statistics
 
     check_nifti("clip", tuple(paths))
     if np.ndim(small_map) != 3:
@@ -104,17 +104,7 @@ def render_clip_map(label, volume, small_map, class_index, score, probability, p
         written["raw"] = outputs.write_npy(paths["raw"], heat)
     stats = statistics(small_map, normalised, empty)
     stats["peak_world_mm"] = None  # a clip is in no world
-    entry = {
-        "class": class_index,
-        "label": label,
-        "score": round(score, 6),
-        "probability": round(probability, 6),
-        "outputs": written,
-        "stats": stats,
-    }
-    if layout is not None:
-        entry["sheet"] = layout
-    return entry
+    return map_entry(class_index, label, score, probability, written, stats, layout)
 
 
 def render_map(label, array, small_map, class_index, score, probability, paths, options, volume=None):

@@ -119,6 +119,12 @@ def render_volume_map(label, array, small_map, class_index, score, probability, 
         written["nifti"] = write_nifti(paths["nifti"], heat, volume)
     stats = statistics(small_map, normalised, empty)
     stats["peak_world_mm"] = world(affine, stats["peak_voxel"])
+    return map_entry(class_index, label, score, probability, written, stats, layout)
+
+
+def map_entry(class_index, label, score, probability, written, stats, layout):
+    """A volume's or clip's map entry of its record: the class, its score and probability, the files
+    written, the statistics, and the sheet's layout (files.sheets) where a sheet was written."""
     entry = {
         "class": class_index,
         "label": label,
