@@ -64,8 +64,14 @@ MADE = {match.group(2): match.group(1)
         for match in re.finditer(r"^    python -c (\"[^\n]*save\('([\w.-]+\.keras)'\)[^\n]*\")$", TEXT, re.M)}
 
 
+@pytest.fixture(scope="module")
+def made_folder(tmp_path_factory):
+    """Where the model files README lines make (MADE) are made, once for every command that reads them."""
+    return tmp_path_factory.mktemp("made")
+
+
 def _made_models(words, tmp_path):
-    """`words` with each model file a README line makes (MADE) made in tmp_path, as written, and named there."""
+    """`words` with each model file a README line makes (MADE) made in tmp_path (once), as written, and named there."""
     import os
     import subprocess
     import sys
@@ -94,14 +100,14 @@ def test_the_readme_has_offline_commands_to_run():
 
 
 @pytest.mark.parametrize("line", COMMANDS)
-def test_readme_command_runs_as_written(line, tmp_path):
+def test_readme_command_runs_as_written(line, tmp_path, made_folder):
     words = shlex.split(line, comments=True)[1:]
     if ">" in words:  # a redirection of standard output: the test reads it instead
         words = words[: words.index(">")]
     words = [str(tmp_path / word[len("out/"):]) if word.startswith("out/") else word for word in words]
     if words[0] == "eval":
         words = _fewer_scenes(words)
-    words = _made_models(words, tmp_path)
+    words = _made_models(words, made_folder)
     if "-o" not in words and "--output-dir" not in words and words[0] not in ("models", "methods", "layers", "eval"):
         words += ["-o", str(tmp_path / "gradcam_out")]
     result = invoke_cli(*words, cwd=REPO)
