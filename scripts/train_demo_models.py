@@ -47,6 +47,19 @@ VOLUME_TRAIN, VOLUME_HELD_OUT, VOLUME_EPOCHS = 2000, 400, 12
 CLIP_TRAIN, CLIP_HELD_OUT, CLIP_EPOCHS = 1200, 200, 8
 
 
+def _save(name, trained, model, x_test, y_test, held_out, start):
+    """Save `model` (the trained one, batch norm folded or weights copied) as DATA/NAME.keras and say
+    its held-out accuracy, size, training time and how far the copy's probabilities moved."""
+    probabilities = model.predict(x_test, verbose=0)
+    drift = np.abs(probabilities - trained.predict(x_test, verbose=0)).max()
+    accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
+    path = DATA / f"{name}.keras"
+    model.save(path)
+    print(f"{name}: held-out accuracy {accuracy:.4f} on {held_out} (seed 1), {model.count_params():,} parameters, "
+          f"{path.stat().st_size / 1e3:.0f} KB, trained in {time.time() - start:.0f} s; folding changed "
+          f"probabilities by at most {drift:.1e}", flush=True)
+
+
 def segmentation_set(count, seed, pairs=0):
     """Scenes with a label per pixel: 0 background, 1 + the object's class inside its mask."""
     images, labels = [], []
@@ -115,14 +128,7 @@ def train_clip(name, start):
     trained.fit(x_train, y_train, batch_size=32, epochs=CLIP_EPOCHS, verbose=2, validation_data=(x_test, y_test),
                 callbacks=[keras.callbacks.ReduceLROnPlateau(patience=1, factor=0.3)])
     model = demo.fold_batch_norm(trained, BUILDERS[name](batch_norm=False))
-    probabilities = model.predict(x_test, verbose=0)
-    drift = np.abs(probabilities - trained.predict(x_test, verbose=0)).max()
-    accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
-    path = DATA / f"{name}.keras"
-    model.save(path)
-    print(f"{name}: held-out accuracy {accuracy:.4f} on {CLIP_HELD_OUT} clips (seed 1), {model.count_params():,} "
-          f"parameters, {path.stat().st_size / 1e3:.0f} KB, trained in {time.time() - start:.0f} s; folding changed "
-          f"probabilities by at most {drift:.1e}", flush=True)
+    _save(name, trained, model, x_test, y_test, f"{CLIP_HELD_OUT} clips", start)
 
 
 def warm_start(model, donor):
@@ -182,15 +188,7 @@ def main(names):
             model.set_weights(trained.get_weights())
         else:
             model = demo.fold_batch_norm(trained, BUILDERS[name](batch_norm=False))
-        probabilities = model.predict(x_test, verbose=0)
-        drift = np.abs(probabilities - trained.predict(x_test, verbose=0)).max()
-        accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
-        path = DATA / f"{name}.keras"
-        model.save(path)
-        print(f"{name}: held-out accuracy {accuracy:.4f} on {HELD_OUT} scenes (seed 1), "
-              f"{model.count_params():,} parameters, {path.stat().st_size / 1e6:.2f} MB, "
-              f"trained in {time.time() - start:.0f} s; folding changed probabilities by at most "
-              f"{drift:.1e}", flush=True)
+        _save(name, trained, model, x_test, y_test, f"{HELD_OUT} scenes", start)
 
 
 if __name__ == "__main__":
