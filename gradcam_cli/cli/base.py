@@ -181,13 +181,15 @@ def setup_logging(verbose, quiet=False):
 
 def load(model, weights=None, preprocess=None, input_size=None, labels=None, trust_model=False, device="auto",
          verbose=False, precision="float32", imports=(), output=None, quiet=False, maps=True, grid=None,
-         prefix_tokens=None):
+         prefix_tokens=None, cache_dir=None):
     """The model, loaded as the model options say; its warnings on stderr unless quiet (and,
-    when it is loaded to draw `maps`, that random weights show nothing)."""
-    from gradcam_cli.explain.runtime import import_keras
+    when it is loaded to draw `maps`, that random weights show nothing). cache_dir: JAX's
+    compilation cache (explain.runtime.compilation_cache)."""
+    from gradcam_cli.explain.runtime import compilation_cache, import_keras
 
     STATE.activity = f"loading model {model}"
-    import_keras(device=device, verbose=verbose)
+    import_keras(device=device, verbose=verbose, lean=True)
+    compilation_cache(cache_dir)
     import contextlib
     import io
 

@@ -53,7 +53,8 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
                                aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network, compat=compat,
-                               target=target, **({} if frames is None else {"frames": frames}), **given)
+                               target=target, inputs=len(collected.sources),
+                               **({} if frames is None else {"frames": frames}), **given)
     explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
     if compare:  # the original's Grad-CAM, then both dilated copies', side by side

@@ -267,6 +267,11 @@ def model_sections(grid_flag="--grid"):
     ]
     run = [click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
                         show_default=True, help="Where to compute."),
+           click.option("--cache-dir", metavar="DIR|none",
+                        help="On the JAX backend, where compiled programs are kept, so that a later run "
+                             "of the same model and input size skips compiling (default: jax-cache in "
+                             "$KERAS_HOME or ~/.keras; at most 1 GiB; none: no cache). The TensorFlow "
+                             "backend keeps nothing between runs."),
            click.option("--verbose", "-v", is_flag=True, help="Log details, and TensorFlow's own messages.")]
     return [(INPUT, options), (LOADING, loading), (RUN, run)]
 

@@ -117,7 +117,7 @@ def compare_command(images, models, methods, layers, variants, class_name, targe
             if name not in known:
                 raise UsageProblem(f"{flag} {name}: choose from {', '.join(known)}, comma-separated")
     setup_logging(model_options["verbose"], quiet)
-    import_keras(device=model_options["device"], verbose=model_options["verbose"])  # quietly, before compare's imports
+    import_keras(device=model_options["device"], verbose=model_options["verbose"], lean=True)  # quietly, before compare's imports
     from gradcam_cli.compare import figures as comparing
     from gradcam_cli.files.inputs import is_mask
 

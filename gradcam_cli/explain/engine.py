@@ -39,6 +39,12 @@ so that one chunk's activations fit `memory_budget` bytes (`scoring_chunk`), and
 and the engine's batch size for what is left (padded), so that scoring three images does not
 pay for a chunk of hundreds.
 
+Eager first calls: an engine made with eager_first=True runs each step's first call op by op,
+uncompiled, and compiles the step on its second call (EagerFirst), where the backend allows it
+(backend.EAGER_FIRST_CALL: TensorFlow). A run of one batch then never pays for a trace it would use
+once. `eager_pays` says when the command line asks for it. The numbers are the same either way up
+to float32 rounding (tests/test_first_call.py compares the maps).
+
 The results' types (BatchResult, LayerGradients) and `top_rank` live in explain/batch.py, which
 the attention steps (explain/attention.py) share: the engine imports them both, neither imports
 the engine.
@@ -70,6 +76,38 @@ GLOBAL_POOLINGS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAverag
 GRADIENT_NEEDS = ("activations", "gradients")
 
 
+# eager_pays: the fewest layers (nested models' counted) of a model whose one-batch run goes eagerly.
+# Measured on 2 cores (benchmarks/bench_latency.py --phases): a trace costs about 15 ms a layer
+# (ResNet50, 177 layers: 2.1-2.9 s for its first traced call against 0.9 s eagerly), while an op-by-op
+# call pays most on few wide layers (VGG16, 23 layers: 0.4-1.0 s traced against 1.2-1.5 s eagerly).
+EAGER_MIN_LAYERS = 60
+
+
+def eager_pays(loaded, batches, jit=False):
+    """Whether a run of `batches` batches (None: not known) through `loaded` should run its steps'
+    first calls eagerly (Engine's eager_first): one batch, no XLA asked for, and a model of at
+    least EAGER_MIN_LAYERS layers, whose trace costs more than an uncompiled call."""
+    if batches != 1 or jit:
+        return False
+    return sum(1 for _ in graph.iter_layers(loaded.model)) >= EAGER_MIN_LAYERS
+
+
+class EagerFirst:
+    """A step whose first call runs `eager` (the uncompiled step) and whose later calls run the
+    compiled step, built by `build()` on the second call."""
+
+    def __init__(self, eager, build):
+        self.eager, self.build, self.step = eager, build, None
+
+    def __call__(self, *args):
+        if self.eager is not None:
+            eager, self.eager = self.eager, None
+            return eager(*args)
+        if self.step is None:
+            self.step = self.build()
+        return self.step(*args)
+
+
 class Engine:
     """The compiled steps of one model (a models.loading.LoadedModel) at one target layer (its
     path) for batches of `batch_size` images: `run` (activations, gradients, Hessian products,
@@ -79,9 +117,10 @@ class Engine:
     `padded` and `forward_objective` are the pieces a step outside the engine builds on (the
     attention steps of explain/attention.py).
     jit: compile with XLA. memory_budget: the bytes one scoring chunk's activations may take.
-    Steps are built on first use and compiled once per input shape (`traces` counts them)."""
+    Steps are built on first use and compiled once per input shape (`traces` counts them).
+    eager_first: each step's first call runs uncompiled (see the module's docstring)."""
 
-    def __init__(self, loaded, target_path, batch_size, jit=False, memory_budget=MEMORY_BUDGET):
+    def __init__(self, loaded, target_path, batch_size, jit=False, memory_budget=MEMORY_BUDGET, eager_first=False):
         self.loaded = loaded
         self.target_path = tuple(target_path)
         self.batch_size = int(batch_size)
@@ -89,6 +128,7 @@ class Engine:
             raise ValueError(f"memory_budget must be a positive number of bytes. Received: {memory_budget!r}")
         self.memory_budget = int(memory_budget)
         self._jit = jit
+        self.eager_first = bool(eager_first)
         self._steps = {}  # key -> compiled step, made on first use
         self._tap_orders = {}  # layer_gradients' step key -> the path of each tap
         self.traces = Counter()  # step kind -> times its forward pass was traced
@@ -106,8 +146,14 @@ class Engine:
                 self.traces[key[0]] += 1
                 return forward(*args)
 
-            build = getattr(backends.load(), builder)
-            self._steps[key] = build(counted, jit=self._jit, variables=self.loaded.model.variables)
+            module = backends.load()
+            build = getattr(module, builder)
+            variables = self.loaded.model.variables
+            if self.eager_first and not self._jit and module.EAGER_FIRST_CALL:
+                eager = build(forward, jit=False, variables=variables, eager=True)  # no trace to count
+                self._steps[key] = EagerFirst(eager, lambda: build(counted, jit=False, variables=variables))
+            else:
+                self._steps[key] = build(counted, jit=self._jit, variables=variables)
         return self._steps[key]
 
     def _rewrite(self, tap):

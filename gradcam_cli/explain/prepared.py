@@ -54,14 +54,14 @@ class Prepared:
         return "+".join(path_name(engine.target_path) for engine in self.engines)
 
 
-def shared_engine(shared, loaded, target_path, batch_size, jit):
+def shared_engine(shared, loaded, target_path, batch_size, jit, eager_first=False):
     """The engine of `loaded` at `target_path`, one per model, layer, batch size and compilation
-    in `shared`."""
+    in `shared` (eager_first: the Engine's, when this call makes it)."""
     from gradcam_cli.explain.engine import Engine
 
     key = ("engine", id(loaded), tuple(target_path), batch_size, jit)
     if key not in shared:
-        shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=jit)
+        shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=jit, eager_first=eager_first)
     return shared[key]
 
 

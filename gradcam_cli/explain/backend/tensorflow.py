@@ -1,8 +1,25 @@
 """Gradients on the TensorFlow backend: one GradientTape per batch (two, nested, for the
 Hessian-vector product), compiled with tf.function. The variables are read by the traced
-function itself, so `variables` is not needed here."""
+function itself, so `variables` is not needed here.
+
+Steps are traced without AutoGraph: the forward pass is Keras 3 layers and keras.ops, written to be
+traced by jax.jit too, so it has no Python control flow on tensors for AutoGraph to convert, and
+converting the engine's own functions took about 40% of ResNet50's first call (2 cores). AutoGraph
+never converts a Keras 3 layer's call anyway: a layer that branches in Python on a tensor fails to
+trace with it as without it (tests/test_first_call.py). eager=True returns the step uncompiled: the same Python function, run op by op (the
+engine's first call of a one-batch run, explain/engine.py)."""
 
 import tensorflow as tf
+
+# The first call of a step run eagerly beats its trace on deep models (explain/engine.py's EagerFirst).
+EAGER_FIRST_CALL = True
+
+
+def _function(step, jit, eager):
+    """`step` as a tf.function traced without AutoGraph; `step` itself when eager."""
+    if eager:
+        return step
+    return tf.function(step, jit_compile=jit, reduce_retracing=True, autograph=False)
 
 
 def _or_zeros(gradient, like):
@@ -28,8 +45,7 @@ def _last(tapped):
     return tapped[-1]
 
 
-def activation_gradients(forward, jit=False, variables=()):
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+def activation_gradients(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         tapped = []
         with tf.GradientTape() as tape:
@@ -39,11 +55,10 @@ def activation_gradients(forward, jit=False, variables=()):
         # None when the class score does not depend on this layer
         return activations, _or_zeros(tape.gradient(total, activations), activations), aux
 
-    return step
+    return _function(step, jit, eager)
 
 
-def activation_hessian(forward, jit=False, variables=()):
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+def activation_hessian(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         tapped = []
         with tf.GradientTape() as outer:
@@ -56,11 +71,10 @@ def activation_hessian(forward, jit=False, variables=()):
         products = outer.gradient(gradients, activations, output_gradients=tf.stop_gradient(activations))
         return activations, gradients, _or_zeros(products, activations), aux
 
-    return step
+    return _function(step, jit, eager)
 
 
-def input_gradients(forward, jit=False, variables=()):
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+def input_gradients(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         images = tf.convert_to_tensor(images)
         with tf.GradientTape() as tape:
@@ -69,11 +83,10 @@ def input_gradients(forward, jit=False, variables=()):
             total = tf.reduce_sum(objective)
         return tape.gradient(total, images), aux
 
-    return step
+    return _function(step, jit, eager)
 
 
-def tapped_gradients(forward, jit=False, variables=()):
-    @tf.function(jit_compile=jit, reduce_retracing=True)
+def tapped_gradients(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         images = tf.convert_to_tensor(images)
         tapped = []
@@ -85,27 +98,25 @@ def tapped_gradients(forward, jit=False, variables=()):
         gradients = [_or_zeros(g, t) for g, t in zip(gradients, [images] + tapped)]
         return gradients[0], gradients[1:], aux
 
-    return step
+    return _function(step, jit, eager)
 
 
-def forward(forward, jit=False, variables=()):
+def forward(forward, jit=False, variables=(), eager=False):
     """The forward pass alone, compiled: (images, targets) -> (tapped activations, aux). No
     tape: a method that needs no gradient never pays for one."""
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
     def step(images, targets):
         tapped = []
         _, aux = forward(images, targets, _tap_into(tapped))
         return _last(tapped), aux
 
-    return step
+    return _function(step, jit, eager)
 
 
-def block_gradients(forward, jit=False, variables=()):
+def block_gradients(forward, jit=False, variables=(), eager=False):
     """forward returns (values (B, L), aux) with L taps: the gradient of the sum of column l with
     respect to tap l alone, for each l (one backward pass each, from one persistent tape)."""
 
-    @tf.function(jit_compile=jit, reduce_retracing=True)
     def step(images, targets):
         tapped = []
         with tf.GradientTape(persistent=True) as tape:
@@ -115,4 +126,4 @@ def block_gradients(forward, jit=False, variables=()):
         del tape
         return gradients, aux
 
-    return step
+    return _function(step, jit, eager)
