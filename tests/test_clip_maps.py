@@ -112,6 +112,33 @@ def test_timedistributed_maps_peak_on_the_moving_square_in_each_frame(frames_mod
     assert np.mean([e.label == "moving" for e in found]) > 0.9
 
 
+def test_fold_batch_norm_keeps_the_gate_of_demo_clip_frames(keras):
+    """Folding demo-clip-frames: its TimeDistributed convolutions take their batch norms, its
+    motion_gate (a bias-free 1x1 convolution with no batch norm of its own) is copied; the same
+    function either way, and the gate is zero where a clip does not change (a still clip: no map)."""
+    from gradcam_cli.models import demo
+
+    keras.utils.set_random_seed(5)
+    trained = demo.demo_clip_frames(input_size=(4, 8, 8), batch_norm=True)
+    rng = np.random.default_rng(5)
+    for layer in trained.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.2, channels),
+                               rng.normal(0, 0.2, channels), rng.uniform(0.2, 2, channels)])
+    trained.get_layer("motion_gate").set_weights([rng.uniform(0.5, 2, (1, 1, 3, 1))])
+    plain = demo.fold_batch_norm(trained, demo.demo_clip_frames(input_size=(4, 8, 8)))
+    clips_in = rng.uniform(0, 1, (3, 4, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(plain.predict(clips_in, verbose=0), trained.predict(clips_in, verbose=0),
+                               rtol=1e-4, atol=1e-6)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    np.testing.assert_array_equal(plain.get_layer("motion_gate").get_weights()[0],
+                                  trained.get_layer("motion_gate").get_weights()[0])
+    gate = keras.Model(plain.input, plain.get_layer("motion_gate").output)
+    still = np.repeat(clips_in[:1, :1], 4, axis=1)
+    assert np.abs(gate.predict(still, verbose=0)).max() < 1e-6 and gate.predict(clips_in, verbose=0).max() > 0
+
+
 def test_clip_path_through_the_api_at_its_own_size_and_frames(clip_model):
     """The sample clip (16 frames of 48x64) by path: the model's 8 frames by default, the maps at the
     clip's own frame size; frames=12 gives 12 (the indices read_clip takes), resized over time to 8 and back."""
