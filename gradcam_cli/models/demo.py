@@ -16,8 +16,8 @@ stored (preprocess 'none') and outputs 2 class probabilities (sphere, cube).
 demo-clip and demo-clip-frames: two small video classifiers of synthetic clips
 (gradcam_cli.evaluate.clip_scenes: two squares in noise, one of them moving or not). Each takes an
 (8, 32, 32, 3) clip, T x H x W x RGB, scaled to 0..1 (preprocess 'unit', as the image demos) and
-outputs 2 class probabilities (still, moving). demo-clip is a Conv3D network; demo-clip-frames a
-(2+1)-D one whose 2-D convolutions are TimeDistributed, with a temporal convolution between them.
+outputs 2 class probabilities (still, moving). demo-clip is a Conv3D network; demo-clip-frames one of
+TimeDistributed 2-D convolutions on each frame's difference from the clip's mean frame (its background).
 
 They (demo-vit excepted) train with batch normalisation after each convolution (`batch_norm=True`), which is then
 folded into the convolutions (`fold_batch_norm`), so the shipped networks are plain
@@ -205,18 +205,38 @@ def _frames_conv(x, width, name, batch_norm):
 
 
 def demo_clip_frames(input_size=(8, 32, 32), classes=2, batch_norm=False):
-    """A (2+1)-D video classifier (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions"):
-    per-frame 2-D convolutions (TimeDistributed Conv2D: frames1_conv, 2x2 pooling per frame,
-    frames2_conv), then temporal_conv, a 3x1x1 convolution over time alone (it can take differences
-    of frames: what moves), then frames3_conv, a TimeDistributed Conv2D again, GlobalAveragePooling3D
-    and predictions. Target layer: frames3_conv, a TimeDistributed layer's (T, h, w, K) output (8x16x16
-    for 8x32x32 clips), read as any 5-D output."""
+    """A video classifier of TimeDistributed 2-D convolutions on each frame's foreground: background
+    subtraction with the clip's temporal mean as its background (the running-average model of
+    Piccardi 2004, "Background subtraction techniques: a review"), and that foreground gating the
+    per-frame features multiplicatively (the fusion of Feichtenhofer et al. 2017, "Spatiotemporal
+    Multiplier Networks"). background: the mean of the T frames (AveragePooling3D over time, repeated
+    T times); foreground: each frame less it (zero on whatever stays, the still square included);
+    motion_gate, a TimeDistributed 1x1 Conv2D without bias, with ReLU: a learned combination of the
+    colour channels' differences, rectified, so one sign of change is kept (trained from ones, it
+    keeps "brighter than the background": the square at frame t, not the place it left). Then
+    frames1_conv, 2x2 pooling per frame and frames2_conv read the gate (the moving object's shape in
+    each frame, not its colours); gated multiplies them by the gate pooled to their size (motion_pool),
+    so a feature fires only where frame t differs from the background; frames3_conv, a TimeDistributed
+    Conv2D again, GlobalAveragePooling3D and predictions. Target layer: frames3_conv, a TimeDistributed
+    layer's (T, h, w, K) output (8x16x16 for 8x32x32 clips), read as any 5-D output.
+    Frame t's map lies on the square at frame t. A 3x1x1 temporal convolution between frames2_conv and
+    frames3_conv ((2+1)-D, Tran et al. 2018), the design before, saw the motion as frame differences,
+    nonzero where the square was as well as where it is, and its map trailed the square (peak in the
+    square's box in about a quarter of the frames); gating features of the raw frames put the map on
+    the square but took the sample clip, a yellow square on dark blue, for still (those features had
+    learned the training colours)."""
     sides = _check_clip(input_size, classes)
     inputs = keras.Input((*sides, 3), name="clip")
-    x = _frames_conv(inputs, CLIP_WIDTHS[0], "frames1_conv", batch_norm)
+    background = layers.AveragePooling3D((sides[0], 1, 1), name="background")(inputs)
+    background = layers.UpSampling3D((sides[0], 1, 1), name="background_frames")(background)
+    foreground = layers.Subtract(name="foreground")([inputs, background])
+    gate = layers.TimeDistributed(layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", activation="relu"),
+                                  name="motion_gate")(foreground)
+    x = _frames_conv(gate, CLIP_WIDTHS[0], "frames1_conv", batch_norm)
     x = layers.TimeDistributed(layers.MaxPooling2D(2), name="frames1_pool")(x)
     x = _frames_conv(x, CLIP_WIDTHS[1], "frames2_conv", batch_norm)
-    x = _conv3d_kernel(x, CLIP_WIDTHS[1], (3, 1, 1), "temporal_conv", batch_norm)
+    gate = layers.TimeDistributed(layers.AveragePooling2D(2), name="motion_pool")(gate)
+    x = layers.Multiply(name="gated")([x, gate])
     x = _frames_conv(x, CLIP_WIDTHS[2], "frames3_conv", batch_norm)
     x = layers.GlobalAveragePooling3D(name="gap")(x)
     outputs = layers.Dense(classes, activation="softmax", name="predictions")(x)
@@ -234,13 +254,15 @@ def _conv3d_kernel(x, width, kernel, name, batch_norm):
 def fold_batch_norm(trained, plain):
     """Copy `trained` (built with batch_norm=True) into `plain` (batch_norm=False), folding each
     inference-mode BatchNormalization into the convolution before it (a TimeDistributed one's too):
-    kernel * gamma / sqrt(var + eps), bias = beta - mean * gamma / sqrt(var + eps)."""
+    kernel * gamma / sqrt(var + eps), bias = beta - mean * gamma / sqrt(var + eps). A layer without
+    a NAME_bn beside it (demo-clip-frames' motion_gate, a bias-free 1x1 convolution) is copied as it is."""
     for layer in plain.layers:
         if not layer.weights:
             continue
         source = trained.get_layer(layer.name)
         convolution = (layers.Conv2D, layers.Conv3D)
-        if isinstance(getattr(layer, "layer", layer), convolution) and len(source.get_weights()) == 1:  # then its BN
+        folded = f"{layer.name}_bn" in {other.name for other in trained.layers}
+        if isinstance(getattr(layer, "layer", layer), convolution) and len(source.get_weights()) == 1 and folded:
             (kernel,) = source.get_weights()
             bn = trained.get_layer(f"{layer.name}_bn")
             gamma, beta, mean, variance = bn.get_weights()
