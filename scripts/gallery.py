@@ -76,7 +76,7 @@ PALETTE_CHART = 64
 DATA = ROOT / "docs" / "data"
 # method_figures: scenes of gradcam_cli.evaluate.scenes (seed 1) for localization (one-object scenes,
 # two-object pairs for discrimination) and the first DELETION_SCENES of them for deletion/insertion.
-SCENES, PAIRS, DELETION_SCENES, SEED = 40, 20, 16, 1
+SCENES, PAIRS, DELETION_SCENES, SEED = 24, 12, 12, 1
 METHOD_MODEL = "demo-gap"  # every map method applies to it (CAM needs its GAP + Dense head)
 ATTENTION_MODEL = "demo-vit"  # for the methods that read attention (Method.reads_attention)
 
@@ -361,14 +361,15 @@ TABLE = "every-methods-figures"  # the methods page's heading "Every method's fi
 
 def figures_markdown(record):
     """The Markdown the methods page includes: a line per method between <!-- figures:NAME -->
-    markers (the page's {include} takes each by :start-after: and :end-before:), then the table."""
+    markers (the page's {include} takes each by :start-after: and :end-before:), then a table per model."""
     show = lambda value: "–" if value is None else f"{value:.2f}"
     lines = ["<!-- Written by make gallery (scripts/gallery.py) from method-figures.json: do not edit. -->", ""]
-    table = ["| method | model | pointing | energy in box | box IoU | discrimination | accuracy | deletion AUC "
-             "(lower is better) | insertion AUC (higher is better) |", "| --- | --- | ---: | ---: | ---: | ---: "
-             "| ---: | ---: | ---: |"]
+    head = ["| method | pointing | energy in box | box IoU | discrimination | accuracy | deletion AUC ↓ | insertion AUC ↑ |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    table = []
     for model, found in record["models"].items():
         chance = found["chance"]
+        table += ["", f"{model} (layer `{found['layer']}`):", "", *head]
         for name, f in found["methods"].items():
             lines += [f"<!-- figures:{name} -->",
                       f"On {model}: pointing **{show(f['pointing'])}** (chance {show(chance['pointing'])}), energy in "
@@ -377,9 +378,8 @@ def figures_markdown(record):
                       f"**{show(f['deletion_auc'])}** (uniform map {show(chance['deletion_auc'])}; lower is better), "
                       f"insertion AUC **{show(f['insertion_auc'])}** ({show(chance['insertion_auc'])}; higher is "
                       f"better): [every method's figures](#{TABLE}).", f"<!-- /figures:{name} -->", ""]
-            table.append(f"| `{name}` | {model} | " + " | ".join(show(f[k]) for k in (*LOCALIZATION, *FAITHFULNESS))
-                         + " |")
-        table.append(f"| chance, uniform map | {model} | " + " | ".join(
+            table.append(f"| `{name}` | " + " | ".join(show(f[k]) for k in (*LOCALIZATION, *FAITHFULNESS)) + " |")
+        table.append("| chance, uniform map | " + " | ".join(
             "–" if k == "accuracy" else show(chance[k]) for k in (*LOCALIZATION, *FAITHFULNESS)) + " |")
     return "\n".join([*lines, "<!-- figures-table -->", *table, "<!-- /figures-table -->", ""])
 
