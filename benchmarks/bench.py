@@ -13,11 +13,13 @@ resident memory of the `gradcam` command for a small and a large folder; and the
 `gradcam --help` beside `python -c "import tensorflow"`. Models use weights=None: nothing is
 downloaded. `--models vit-b16-hub` is keras-hub's ViT-B/16 at 224 with random weights (the [hub]
 extra); `--methods rollout,generic-attention` times the attention methods beside its Grad-CAM. Runs on either Keras backend (KERAS_BACKEND=jax on a machine without TensorFlow:
-the TensorFlow-only rows say so).
+the TensorFlow-only rows say so). `--json PATH` also writes the throughput and method figures as
+JSON (benchmarks/results.py: the format; docs/data/benchmarks/ holds the docs' figures).
 """
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -92,7 +94,7 @@ def dilated_rates(batch_size, rounds):
 def time_floor(engine, batch):
     import numpy as np
 
-    from gradcam_cli.explain.engine import top_rank
+    from gradcam_cli.explain.batch import top_rank
 
     started = time.perf_counter()
     engine.run(batch, np.full(len(batch), top_rank(1)))
@@ -104,8 +106,8 @@ def time_method(loaded, engine, batch, method, context):
     a prepared batch."""
     import numpy as np
 
+    from gradcam_cli.explain.batch import top_rank
     from gradcam_cli.explain.compute import compute_maps
-    from gradcam_cli.explain.engine import top_rank
 
     started = time.perf_counter()
     compute_maps(loaded, engine, batch, np.full(len(batch), top_rank(1)), method, context)
@@ -117,14 +119,15 @@ def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
     ratios of their times (method / Grad-CAM). Score-CAM-like methods (forward scores of masked
     inputs) are timed once on one image, with `max_masks` channels (None: all); methods that
     take many input gradients per image (SmoothGrad, Integrated Gradients) once on the batch,
-    beside the round's Grad-CAM."""
+    beside the round's Grad-CAM. Prints a line per method; returns the `methods` rows of the
+    JSON results (benchmarks/results.py), Grad-CAM's first."""
     import statistics as stats
 
     from gradcam_cli.explain.methods import METHODS, context_for
 
     def context(m, masks):
         given = {"max_masks": masks} if METHODS[m].option("max_masks") is not None else {}
-        return context_for(m, loaded, engine.target_path, options=METHODS[m].values(given))
+        return context_for(METHODS[m], loaded, engine.target_path, options=given)  # its registry entry
 
     contexts = {m: context(m, max_masks) for m in ("gradcam", *methods)}
     single = lambda m: "forward-scores" in METHODS[m].needs
@@ -148,20 +151,30 @@ def method_rows(name, loaded, engine, batch, methods, rounds, max_masks):
                 continue
             rates[m].append(statistics.median(time_method(loaded, engine, batch, m, contexts[m]) for _ in range(3)))
     base = rates["gradcam"]
+    rows = [{"model": name, "method": "gradcam", "img_s": round(stats.median(base), 2), "time_per_gradcam": 1,
+             "time_per_gradcam_rounds": [1] * len(base)}]
     for m in methods:
         if single(m):
             masks = max_masks or loaded.layers[[i.path for i in loaded.layers].index(engine.target_path)].shape[-1]
+            rows.append({"model": name, "method": m, "s_per_image": round(1 / rates[m][0], 1), "masks": masks})
             print(f"{name:<10} {m}: {1 / rates[m][0]:.1f} s per image ({masks} masks, batch {len(batch)}); "
                   f"Grad-CAM {1 / paired[m]:.3f} s per image", flush=True)
             continue
         if once(m):
+            ratio = paired[m] / rates[m][0]
+            rows.append({"model": name, "method": m, "img_s": round(rates[m][0], 3), "time_per_gradcam": round(ratio, 1),
+                         "time_per_gradcam_rounds": [round(ratio, 1)]})
             print(f"{name:<10} {m}: {rates[m][0]:.3f} img/s, Grad-CAM {paired[m]:.2f} img/s, time ratio "
                   f"{paired[m] / rates[m][0]:.1f} (one round)", flush=True)
             continue
         ratios = [g / r for g, r in zip(base, rates[m])]  # time ratio: method / Grad-CAM
+        rows.append({"model": name, "method": m, "img_s": round(stats.median(rates[m]), 2),
+                     "time_per_gradcam": round(stats.median(ratios), 2),
+                     "time_per_gradcam_rounds": [round(r, 2) for r in ratios]})
         print(f"{name:<10} {m}: {stats.median(rates[m]):.2f} img/s, Grad-CAM {stats.median(base):.2f} img/s, "
               f"time ratio {stats.median(ratios):.2f} (per round " + " ".join(f"{r:.2f}" for r in ratios) + ")",
               flush=True)
+    return rows
 
 
 def faithfulness_row(name, loaded, files, batch_size, steps=20, rounds=2):
@@ -276,10 +289,13 @@ def main():
     parser.add_argument("--skip-pipeline", action="store_true", help="only the method, dilated, memory rows")
     parser.add_argument("--faithfulness-models", default="resnet50",
                         help="models whose deletion+insertion is timed beside Grad-CAM ('' to skip)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the throughput and method figures here as JSON (benchmarks/results.py)")
     args = parser.parse_args()
 
     import keras
     import numpy as np
+    import results
 
     from gradcam_cli.api import Explainer
     from gradcam_cli.explain.engine import Engine
@@ -287,6 +303,7 @@ def main():
     from gradcam_cli.files.inputs import collect
     from gradcam_cli.files.stream import IMAGE_WORKERS
 
+    record = results.header("bench.py", "python benchmarks/bench.py " + shlex.join(sys.argv[1:]))
     work = Path(tempfile.mkdtemp(prefix="gradcam-bench-"))
     print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} CPU cores, "
           f"{IMAGE_WORKERS} image threads", flush=True)
@@ -311,7 +328,8 @@ def main():
         if methods:
             engine = Engine(loaded, loaded.default_layer, batch_size=args.method_batch)
             rgbs = [load_rgb(f) for f in files[: args.method_batch]]
-            method_rows(name, loaded, engine, prepare(loaded, rgbs)[0], methods, args.rounds, args.max_masks)
+            rows = method_rows(name, loaded, engine, prepare(loaded, rgbs)[0], methods, args.rounds, args.max_masks)
+            record.setdefault("methods", []).extend(rows)
         if args.skip_pipeline:
             continue
         tokens = loaded.grid_of(loaded.default_layer) is not None  # tf-keras-vis targets no token layer
@@ -335,10 +353,18 @@ def main():
             ratios = [r / f for r, f in zip(runs, floors)]
             floor, run = statistics.median(floors), statistics.median(runs)
             other = statistics.median(others) if others else None
+            record.setdefault("throughput", []).append(
+                {"model": name, "batch": size, "floor_img_s": round(floor, 2), "pipeline_img_s": round(run, 2),
+                 "pipeline_per_floor": round(statistics.median(ratios), 2),
+                 "pipeline_per_floor_rounds": [round(r, 2) for r in ratios],
+                 "tf_keras_vis_img_s": round(other, 2) if other else None,
+                 "pipeline_per_tf_keras_vis": round(run / other, 1) if other else None})
             print(f"{name:<10} {size:>5} {floor:>12.2f} {run:>15.2f} {statistics.median(ratios):>15.2f} "
                   f"{(f'{other:.2f}' if other else 'no token layers' if tokens else tfkv_absent):>19} "
                   f"{(f'{run / other:.2f}' if other else '-'):>14}   " + " ".join(f"{r:.2f}" for r in ratios),
                   flush=True)
+    if args.json is not None:
+        print(f"figures written to {results.write(args.json, record)}", file=sys.stderr, flush=True)
     if args.dilated_batch:
         rates = dilated_rates(args.dilated_batch, args.dilated_rounds)
         single, mixed = (statistics.median(rates[p]) for p in ("float32", "mixed-bfloat16"))

@@ -18,13 +18,16 @@ start to exit. Then the maps' agreement (Pearson r): ours against pytorch-grad-c
 layer's grid upsampled with torch's trilinear interpolate (the project's convention), on the grid
 itself, against pytorch-grad-cam's own output and MONAI's. Last, Score-CAM of the volume (ours; --
 scorecam-masks channels) with its mask group: the masked inputs it builds at once stay within
-explain/methods/scorecam.MASK_BUDGET_BYTES, and the process's peak memory.
+explain/methods/scorecam.MASK_BUDGET_BYTES, and the process's peak memory. `--json PATH` also
+writes the table and the agreement as JSON (benchmarks/results.py: the format; docs/data/benchmarks/
+holds the docs' figures).
 """
 
 import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -144,6 +147,15 @@ def agreement(folder, sides):
     return rows
 
 
+def twin_names():
+    """Each side's name with its version (torch_twin.py `check`), as the JSON results name them."""
+    found = subprocess.run([str(TWIN_PYTHON), str(TWIN_SCRIPT), "check"], capture_output=True, text=True)
+    versions = json.loads(found.stdout.strip().splitlines()[-1]) if found.returncode == 0 else {}
+    named = lambda name, version: f"{name} {version}" if version else name  # noqa: E731
+    return {"ours": "gradcam-cli", "pytorch-grad-cam": named("pytorch-grad-cam", versions.get("pytorch_grad_cam")),
+            "monai": named("MONAI", versions.get("monai"))}
+
+
 def monai_installed():
     return subprocess.run([str(TWIN_PYTHON), "-c", "import monai"], capture_output=True).returncode == 0
 
@@ -163,6 +175,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="timed maps per process, after one warm-up")
     parser.add_argument("--scorecam-masks", type=int, default=32, help="Score-CAM's max_masks (0: skip its row)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the table's figures and the agreement here as JSON (benchmarks/results.py)")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -187,15 +201,29 @@ def main():
               f"{arguments.rounds} rounds ({arguments.calls} timed calls per process after a warm-up)")
         print(f"{'':18}{'per volume s':>14}{'first call s':>14}{'process s':>11}{'peak RSS MiB':>14}{'vs ours':>9}")
         mine = statistics.median(r["per_volume_s"] for r in results["ours"])
+        names = twin_names()
+        libraries = []
         for side in sides:
             rows = results[side]
             per = statistics.median(r["per_volume_s"] for r in rows)
+            libraries.append({"library": names[side], "per_volume_s": round(per, 2),
+                              "first_call_s": round(statistics.median(r["first_s"] for r in rows), 2),
+                              "process_s": round(statistics.median(r["process_s"] for r in rows), 1),
+                              "peak_rss_mib": round(statistics.median(r["peak_rss_mb"] for r in rows))})
             print(f"{side:18}{per:>14.3f}{statistics.median(r['first_s'] for r in rows):>14.3f}"
                   f"{statistics.median(r['process_s'] for r in rows):>11.2f}"
                   f"{statistics.median(r['peak_rss_mb'] for r in rows):>14.0f}{per / mine:>8.2f}x")
         print("\nmaps' agreement with ours (Pearson r over the volume's voxels):")
-        for label, r in agreement(folder, sides):
+        agreed = agreement(folder, sides)
+        for label, r in agreed:
             print(f"  {label:74} {r:.5f}")
+        if arguments.json is not None:
+            import results as written
+
+            record = written.header("bench_volume.py", "python benchmarks/bench_volume.py " + shlex.join(sys.argv[1:]))
+            record.update(volume=[128, 128, 64], libraries=libraries,
+                          agreement=[{"against": label, "r": round(r, 5)} for label, r in agreed])
+            print(f"figures written to {written.write(arguments.json, record)}", file=sys.stderr, flush=True)
         if arguments.scorecam_masks:
             from gradcam_cli.explain.methods.scorecam import MASK_BUDGET_BYTES
 

@@ -22,6 +22,12 @@ images (sample_images/), no download, Keras's seeds fixed; two runs write the sa
                  Every option at its default; a backprop method (guided, deconvnet) adds its input
                  gradient times the map (the input gradient alone, a noisy picture, would push the
                  file past 60 KB: `--save gradient` writes it).
+  benchmarks/NAME.png  the benchmarks page's charts (throughput, methods, volume), drawn by
+                 benchmarks/charts.py from the measured figures in docs/data/benchmarks/NAME.json
+                 (benchmarks/results.py: their format); nothing is measured here.
+  ../../data/method-figures.json and .inc  each method's localization and faithfulness figures
+                 (method_figures: gradcam_cli.evaluate.assess on the generated scenes, the model of its
+                 picture), as JSON and as the Markdown the methods page includes ({include}).
 
 Every map, overlay and gradient picture comes from the library (Explanation.overlay,
 files.render.gradient_picture, explain.methods.guided.guided_gradcam, the volume montage of
@@ -64,6 +70,13 @@ PALETTE_METHOD = 128
 DPI = 100
 JPEG_QUALITY = 85
 EXTRA = ("volume-montage", "clip-frames")  # pictures beside the overview and the methods'
+BENCHMARKS = ROOT / "docs" / "data" / "benchmarks"  # the measured figures the charts are drawn from
+CHARTS = ("throughput", "methods", "volume")  # benchmarks/charts.py, one chart per JSON file
+PALETTE_CHART = 64
+DATA = ROOT / "docs" / "data"
+# method_figures: scenes of gradcam_cli.evaluate.scenes (seed 1) for localization (one-object scenes,
+# two-object pairs for discrimination) and the first DELETION_SCENES of them for deletion/insertion.
+SCENES, PAIRS, DELETION_SCENES, SEED = 24, 12, 12, 1
 METHOD_MODEL = "demo-gap"  # every map method applies to it (CAM needs its GAP + Dense head)
 ATTENTION_MODEL = "demo-vit"  # for the methods that read attention (Method.reads_attention)
 
@@ -294,6 +307,94 @@ def _wrapped(text, width):
     return textwrap.wrap(text, width) or [""]
 
 
+# --- the benchmarks' charts and the methods' figures ------------------------------------------------------
+
+def benchmark_charts(out):
+    """The benchmarks page's charts (benchmarks/charts.py) from docs/data/benchmarks/*.json, into
+    out/benchmarks/: their paths."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import charts
+    import results
+
+    paths = []
+    for name in CHARTS:
+        record = results.read(BENCHMARKS / f"{name}.json", "bench_volume.py" if name == "volume" else "bench.py")
+        paths.append(save_png(charts.CHARTS[name](record), out / "benchmarks" / f"{name}.png", PALETTE_CHART))
+    return paths
+
+
+LOCALIZATION = ("pointing", "energy_in_box", "box_iou", "discrimination", "accuracy")  # the figures kept
+FAITHFULNESS = ("deletion_auc", "insertion_auc")
+
+
+def method_figures(models):
+    """Each method's localization figures on SCENES generated scenes and PAIRS two-object ones, and
+    its deletion and insertion AUCs on the first DELETION_SCENES (20 steps, to zero; insertion from
+    the blurred scene), with the model of its picture (method_model), every option at its default:
+    gradcam_cli.evaluate.assess's own figures, rounded to 3 places, beside chance (a uniform map; a
+    centre point for pointing; a coin toss for discrimination) and the uniform map's AUCs."""
+    from gradcam_cli.evaluate import assess
+    from gradcam_cli.explain.methods import METHODS
+
+    record = {"made_by": "make gallery (scripts/gallery.py), gradcam_cli.evaluate.assess", "scenes": SCENES,
+              "pairs": PAIRS, "deletion_scenes": DELETION_SCENES, "seed": SEED, "models": {}}
+    groups = {}
+    for name in METHODS:
+        groups.setdefault(method_model(name), []).append(name)
+    rounded = lambda figures, keys: {k: None if figures.get(k) is None else round(figures[k], 3) for k in keys}
+    for model, names in groups.items():
+        located = assess.assess(models[model], names, ("localization",), count=SCENES, pairs=PAIRS, seed=SEED).report
+        faithful = assess.assess(models[model], names, ("deletion",), count=DELETION_SCENES, pairs=0,
+                                 seed=SEED).report
+        uniform = faithful["faithfulness"]["baselines"]["uniform"]
+        record["models"][model] = {
+            "layer": located["layer"], "steps": faithful["faithfulness"]["steps"],
+            "deletion_baseline": faithful["faithfulness"]["baseline"],
+            "chance": {**rounded(located["chance"], LOCALIZATION[:4]), **rounded(uniform, FAITHFULNESS)},
+            "methods": {name: {**rounded(located["methods"][name], LOCALIZATION),
+                               **rounded(faithful["methods"][name], FAITHFULNESS)} for name in names}}
+    return record
+
+
+TABLE = "every-methods-figures"  # the methods page's heading "Every method's figures", as MyST anchors it
+
+
+def figures_markdown(record):
+    """The Markdown the methods page includes: a line per method between <!-- figures:NAME -->
+    markers (the page's {include} takes each by :start-after: and :end-before:), then a table per model."""
+    show = lambda value: "–" if value is None else f"{value:.2f}"
+    lines = ["<!-- Written by make gallery (scripts/gallery.py) from method-figures.json: do not edit. -->", ""]
+    head = ["| method | pointing | energy in box | box IoU | discrimination | accuracy | deletion AUC ↓ | insertion AUC ↑ |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    table = []
+    for model, found in record["models"].items():
+        chance = found["chance"]
+        table += ["", f"{model} (layer `{found['layer']}`):", "", *head]
+        for name, f in found["methods"].items():
+            lines += [f"<!-- figures:{name} -->",
+                      f"On {model}: pointing **{show(f['pointing'])}** (chance {show(chance['pointing'])}), energy in "
+                      f"box **{show(f['energy_in_box'])}** ({show(chance['energy_in_box'])}), discrimination "
+                      f"**{show(f['discrimination'])}** ({show(chance['discrimination'])}), deletion AUC "
+                      f"**{show(f['deletion_auc'])}** (uniform map {show(chance['deletion_auc'])}; lower is better), "
+                      f"insertion AUC **{show(f['insertion_auc'])}** ({show(chance['insertion_auc'])}; higher is "
+                      f"better): [every method's figures](#{TABLE}).", f"<!-- /figures:{name} -->", ""]
+            table.append(f"| `{name}` | " + " | ".join(show(f[k]) for k in (*LOCALIZATION, *FAITHFULNESS)) + " |")
+        table.append("| chance, uniform map | " + " | ".join(
+            "–" if k == "accuracy" else show(chance[k]) for k in (*LOCALIZATION, *FAITHFULNESS)) + " |")
+    return "\n".join([*lines, "<!-- figures-table -->", *table, "<!-- /figures-table -->", ""])
+
+
+def write_figures(models, data):
+    """method-figures.json and method-figures.inc (figures_markdown) in `data`: their paths."""
+    import json
+
+    record = method_figures(models)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "method-figures.json").write_text(json.dumps(record, indent=1) + "\n")
+    (data / "method-figures.inc").write_text(figures_markdown(record))
+    return [data / "method-figures.json", data / "method-figures.inc"]
+
+
 # --- the command ----------------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -301,10 +402,13 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help="the folder written (default: docs/images/gallery)")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="where method-figures.json and .inc go (default: docs/data)")
     parser.add_argument("--only", default=None,
-                        help="a comma-separated list of pictures to make: 'overview' and method names (default: all)")
+                        help="a comma-separated list of pictures to make: 'overview', method names, 'benchmarks' "
+                             "(the charts), 'method-figures' (default: all)")
     args = parser.parse_args(argv)
-    names = ["overview", *EXTRA, *METHODS]
+    names = ["overview", *EXTRA, *METHODS, "benchmarks", "method-figures"]
     wanted = names if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in names]
     if unknown:
@@ -316,13 +420,20 @@ def main(argv=None):
     models = Models()
     with plt.rc_context(STYLE):
         for name in wanted:
-            _make(models, name, args.out)
+            _make(models, name, args.out, args.data)
     return 0
 
 
-def _make(models, name, out):
-    """One picture (overview, or a method's) into `out`; prints its path, size and time."""
+def _make(models, name, out, data):
+    """One picture (overview, or a method's) into `out`, or the charts, or the methods' figures
+    into `data`; prints each file's path, size and time."""
     start = time.perf_counter()
+    if name in ("benchmarks", "method-figures"):
+        paths = benchmark_charts(out) if name == "benchmarks" else write_figures(models, data)
+        for path in paths:
+            print(f"{path} {path.stat().st_size / 1024:.0f} KB", flush=True)
+        print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
+        return
     path = out / (f"{name}.jpg" if name == "volume-montage" else f"{name}.png")
     if name == "overview":
         overview(models, path)
