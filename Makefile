@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install twin lint test test-fast docs gallery bench bench-volume demo demo-models clean
+.PHONY: install twin lint test test-fast docs gallery bench bench-volume bench-latency demo demo-models clean
 
 ## install: the one set-up command (the package, its dependencies, the test tools, Ray for the --ray tests,
 ## keras-hub for its models' tests, nibabel and pydicom for volumes, and Sphinx for the documentation site)
@@ -55,6 +55,11 @@ bench:
 ## MONAI on its torch twin (`make twin` first): time, peak memory, the maps' agreement; Score-CAM's mask bound
 bench-volume:
 	$(PYTHON) benchmarks/bench_volume.py
+
+## bench-latency: whole `gradcam` processes on one image and on a folder (ResNet50, VGG16 at block5_conv3) against
+## pytorch-grad-cam's script on the torch twin (`make twin` first), interleaved, and where one image's time goes
+bench-latency:
+	$(PYTHON) benchmarks/bench_latency.py
 
 ## test-fast: the suite without the large keras.applications builds
 test-fast:

@@ -26,6 +26,14 @@ bench_volume.py adds
   libraries   [{library, per_volume_s, first_call_s, process_s, peak_rss_mib}], gradcam-cli first
   agreement   [{against, r}] (Pearson r of the maps; absent in a file transcribed from a table)
 
+bench_latency.py adds
+
+  latency     [{model, case ("one image" or "folder"), images, batch, gradcam and pytorch-grad-cam
+               (absent without the twin): {median_s, rounds_s [per round], peak_rss_mib}, ratio
+               (gradcam's time / pytorch-grad-cam's, median of the rounds), ratio_rounds}]
+  phases      [{model, gradcam and pytorch-grad-cam (null without the twin): seconds of start,
+               import, build, first_batch, later_batches (the peer's), exit, total}]
+
 Numbers are plain JSON numbers, rounded as the tables print them.
 """
 

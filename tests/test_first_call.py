@@ -156,12 +156,11 @@ def test_the_command_line_starts_keras_without_its_optional_integrations(tmp_pat
     run = python_cli(
         "import sys, json",
         "from gradcam_cli.cli import main",
-        f"sys.argv = ['gradcam', {str(SAMPLES / 'cat.png')!r}, '--model', 'demo-vgg', '-o', {str(tmp_path)!r}, '-q']",
         "try:",
-        "    main()",
+        f"    main([{str(SAMPLES / 'cat.png')!r}, '--model', 'demo-vgg', '-o', {str(tmp_path)!r}, '-q'])",
         "except SystemExit as exit:",
         "    assert exit.code in (0, None), exit.code",
-        "print(json.dumps(sorted(n for n in ('pandas', 'matplotlib', 'sklearn', 'scipy') if n in sys.modules)))")
+        "print(json.dumps(sorted(n for n in ('pandas', 'matplotlib', 'sklearn', 'scipy', 'IPython') if n in sys.modules)))")
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.splitlines()[-1]) == []
     assert (tmp_path / "cat.png.gradcam.overlay.png").stat().st_size > 1000
@@ -180,6 +179,29 @@ def test_a_lean_start_that_keras_refuses_starts_it_whole():
                      "print(float(keras.ops.convert_to_numpy(keras.ops.add(1.5, 2.0))), 'absl' in sys.modules)")
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-2:] == ["3.5", "True"]
+
+
+def test_the_command_ends_without_tearing_down_keras_and_keeps_its_outputs(tmp_path):
+    """The console script's process that loaded Keras ends through base._exit_now: the atexit
+    functions still run (one registered here writes a file), the JSON lines and files are whole,
+    and the exit status is the command's (0; 1 when an input is missing)."""
+    marker = tmp_path / "atexit.txt"
+    script = ("import atexit, sys, pathlib; "
+              f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('ran')); "
+              "from gradcam_cli.cli import main; sys.argv[0] = 'gradcam'; main()")
+    for images, status in (([SAMPLES / "cat.png"], 0), ([SAMPLES / "cat.png", tmp_path / "missing.png"], 1)):
+        marker.unlink(missing_ok=True)
+        out = tmp_path / f"out{status}"
+        run = subprocess.run([sys.executable, "-c", script, *map(str, images), "--model", "demo-vgg", "-o", str(out),
+                              "--json", "-q"], capture_output=True, text=True, env=dict(os.environ, **OFFLINE_ENV),
+                             timeout=600)
+        assert run.returncode == status, run.stderr[-2000:]
+        assert marker.read_text() == "ran"
+        records = [json.loads(line) for line in run.stdout.splitlines()]
+        assert [Path(r["input"]).name for r in records if "error" not in r] == ["cat.png"]
+        written = json.loads((out / "cat.png.gradcam.record.json").read_text())
+        assert written["record"] == next(r for r in records if "error" not in r)
+        assert (out / "cat.png.gradcam.overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_configured_backend_reads_as_keras_does(tmp_path, monkeypatch):

@@ -37,12 +37,12 @@ def _stderr_muted():
 # What Keras and TensorFlow import at start-up only to offer optional integrations, each import
 # inside `try: ... except ImportError` in their own code: pandas (keras' array slicing of
 # DataFrames), matplotlib.pyplot (keras.visualization), scikit-learn (keras.wrappers), SciPy
-# (tf.keras v1's sparse inputs) and, on the TensorFlow backend, JAX (tf.lite's authoring). Together
-# they take about 3 of the 6.5 s that `import keras` takes on 2 cores when they are installed.
+# (tf.keras v1's sparse inputs), IPython (keras.saving's notebook display) and, on the TensorFlow
+# backend, JAX (tf.lite's authoring). Together they take about 3.5 of the 6.5 s that `import keras` takes on 2 cores when they are installed.
 # `import_keras(lean=True)` hides them while Keras imports; the command line asks for it, as it
 # owns its process and uses none of those integrations. The packages themselves import normally
 # afterwards (the charts' matplotlib, the concepts' scikit-learn).
-LEAN_SKIPPED = ("pandas", "matplotlib", "sklearn", "scipy")
+LEAN_SKIPPED = ("pandas", "matplotlib", "sklearn", "scipy", "IPython")
 
 
 class _Hidden:

@@ -48,7 +48,7 @@ def _last(tapped):
 def activation_gradients(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         tapped = []
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             objective, aux = forward(images, targets, _tap_into(tapped, tape))
             total = tf.reduce_sum(objective)
         activations = _last(tapped)
@@ -61,8 +61,8 @@ def activation_gradients(forward, jit=False, variables=(), eager=False):
 def activation_hessian(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         tapped = []
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
+        with tf.GradientTape(watch_accessed_variables=False) as outer:
+            with tf.GradientTape(watch_accessed_variables=False) as inner:
                 objective, aux = forward(images, targets, _tap_into(tapped, outer, inner))
                 total = tf.reduce_sum(objective)
             activations = _last(tapped)
@@ -77,7 +77,7 @@ def activation_hessian(forward, jit=False, variables=(), eager=False):
 def input_gradients(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         images = tf.convert_to_tensor(images)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(images)
             objective, aux = forward(images, targets)
             total = tf.reduce_sum(objective)
@@ -90,7 +90,7 @@ def tapped_gradients(forward, jit=False, variables=(), eager=False):
     def step(images, targets):
         images = tf.convert_to_tensor(images)
         tapped = []
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(images)
             objective, aux = forward(images, targets, _tap_into(tapped, tape))
             total = tf.reduce_sum(objective)
@@ -119,7 +119,7 @@ def block_gradients(forward, jit=False, variables=(), eager=False):
 
     def step(images, targets):
         tapped = []
-        with tf.GradientTape(persistent=True) as tape:
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
             values, aux = forward(images, targets, _tap_into(tapped, tape))
             totals = tf.unstack(tf.reduce_sum(values, axis=0), num=len(tapped))
         gradients = [_or_zeros(tape.gradient(total, tensor), tensor) for total, tensor in zip(totals, tapped)]
