@@ -92,8 +92,9 @@ def phases(command, env):
     seconds, _, stderr = timed(command, {**env, "PHASES": "1"})
     marks = json.loads([line for line in stderr.splitlines() if line.startswith("{")][-1])
     ended = before + seconds
-    return {"start": marks["started"] - before, **{k: v for k, v in marks.items() if k not in ("started", "finished")},
-            "exit": ended - marks["finished"], "total": seconds}
+    times = {"start": marks["started"] - before, **{k: v for k, v in marks.items() if k not in ("started", "finished")},
+             "exit": ended - marks["finished"], "total": seconds}
+    return {key: round(value, 2) for key, value in times.items()}
 
 
 def main():

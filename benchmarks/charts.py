@@ -114,4 +114,36 @@ def volume(record):
     return figure
 
 
-CHARTS = {"throughput": throughput, "methods": methods, "volume": volume}  # chart name -> its drawing
+PHASES = (("start", "interpreter"), ("import", "imports"), ("build", "model built"),
+          ("first_batch", "first map (decode, step, write)"), ("exit", "exit"))
+
+
+def latency(record):
+    """Where one image's process time goes, per model: gradcam's and pytorch-grad-cam's phases as
+    stacked horizontal bars (bench_latency.py's phase run), each bar ending at its whole process."""
+    rows = record["phases"]
+    figure, axes = plt.subplots(len(rows), 1, figsize=(7.2, 1.25 + 0.95 * len(rows)), dpi=DPI, squeeze=False)
+    colours = ("#bbbbbb", "#4c72b0", "#dd8452", "#55a868", "#8172b3")
+    for axis, row in zip(axes[:, 0], rows):
+        sides = [name for name in ("gradcam", "pytorch-grad-cam") if row.get(name)]
+        for y, side in enumerate(sides):
+            left = 0.0
+            for (key, label), colour in zip(PHASES, colours):
+                width = row[side][key]
+                axis.barh(y, width, 0.6, left=left, color=colour, label=label if y == 0 else None)
+                left += width
+            axis.text(left + 0.05, y, f"{row[side]['total']:.2f} s", va="center", fontsize=6.5)
+        axis.set_yticks(range(len(sides)), sides, fontsize=7)
+        axis.invert_yaxis()
+        axis.set_xlim(0, max(row[side]["total"] for side in sides) * 1.15)
+        axis.set_title(f"{NAMES.get(row['model'], row['model'])}, one image: seconds from the process's start",
+                       fontsize=8)
+        axis.tick_params(axis="x", labelsize=6.5)
+        for edge in ("top", "right"):
+            axis.spines[edge].set_visible(False)
+    axes[0, 0].legend(fontsize=6, frameon=False, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.18))
+    figure.tight_layout()
+    return figure
+
+
+CHARTS = {"throughput": throughput, "methods": methods, "volume": volume, "latency": latency}  # name -> drawing

@@ -22,7 +22,7 @@ images (sample_images/), no download, Keras's seeds fixed; two runs write the sa
                  Every option at its default; a backprop method (guided, deconvnet) adds its input
                  gradient times the map (the input gradient alone, a noisy picture, would push the
                  file past 60 KB: `--save gradient` writes it).
-  benchmarks/NAME.png  the benchmarks page's charts (throughput, methods, volume), drawn by
+  benchmarks/NAME.png  the benchmarks page's charts (throughput, methods, volume, latency), drawn by
                  benchmarks/charts.py from the measured figures in docs/data/benchmarks/NAME.json
                  (benchmarks/results.py: their format); nothing is measured here.
   ../../data/method-figures.json and .inc  each method's localization and faithfulness figures
@@ -71,7 +71,7 @@ DPI = 100
 JPEG_QUALITY = 85
 EXTRA = ("volume-montage", "clip-frames")  # pictures beside the overview and the methods'
 BENCHMARKS = ROOT / "docs" / "data" / "benchmarks"  # the measured figures the charts are drawn from
-CHARTS = ("throughput", "methods", "volume")  # benchmarks/charts.py, one chart per JSON file
+CHARTS = ("throughput", "methods", "volume", "latency")  # benchmarks/charts.py, one chart per JSON file
 PALETTE_CHART = 64
 DATA = ROOT / "docs" / "data"
 # method_figures: scenes of gradcam_cli.evaluate.scenes (seed 1) for localization (one-object scenes,
@@ -318,7 +318,8 @@ def benchmark_charts(out):
 
     paths = []
     for name in CHARTS:
-        record = results.read(BENCHMARKS / f"{name}.json", "bench_volume.py" if name == "volume" else "bench.py")
+        benchmark = {"volume": "bench_volume.py", "latency": "bench_latency.py"}.get(name, "bench.py")
+        record = results.read(BENCHMARKS / f"{name}.json", benchmark)
         paths.append(save_png(charts.CHARTS[name](record), out / "benchmarks" / f"{name}.png", PALETTE_CHART))
     return paths
 

@@ -160,7 +160,8 @@ def test_the_command_line_starts_keras_without_its_optional_integrations(tmp_pat
         f"    main([{str(SAMPLES / 'cat.png')!r}, '--model', 'demo-vgg', '-o', {str(tmp_path)!r}, '-q'])",
         "except SystemExit as exit:",
         "    assert exit.code in (0, None), exit.code",
-        "print(json.dumps(sorted(n for n in ('pandas', 'matplotlib', 'sklearn', 'scipy', 'IPython') if n in sys.modules)))")
+        "print(json.dumps(sorted(n for n in ('pandas', 'matplotlib', 'sklearn', 'scipy', 'IPython', 'ray', 'keras_hub')",
+        "                      if n in sys.modules)))")
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.splitlines()[-1]) == []
     assert (tmp_path / "cat.png.gradcam.overlay.png").stat().st_size > 1000

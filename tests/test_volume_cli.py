@@ -360,6 +360,10 @@ def test_backprop_gradients_of_a_scan_are_montages_and_raw_arrays(demo_volume, t
     assert entry["gradient"]["rms"] == pytest.approx(float(np.sqrt(np.mean(np.square(gradient)))), rel=1e-5)
     for kind in ("gradient", "gradcam"):
         assert_picture(entry["outputs"][kind])
+    saved = explained.save(tmp_path / "api", volume=read_volume(NIFTI))  # the API's defaults: the same montages
+    assert sorted(saved) == ["gradcam", "gradient", "heatmap", "overlay", "sheet"]
+    for kind in ("gradient", "gradcam", "overlay"):
+        assert Path(saved[kind]).read_bytes() == Path(entry["outputs"][kind]).read_bytes(), kind
     again = invoke_cli("guided", NIFTI, "--model", "demo-volume", "--mode", method, "-o", out, "--json",
                        "--save", "overlay,raw,gradient,gradcam", "--skip-existing")
     assert again.returncode == 0 and "skipped 1 scan(s)" in again.stderr

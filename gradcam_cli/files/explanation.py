@@ -87,17 +87,22 @@ class Explanation:
              alpha: float = 0.4, volume: Any = None) -> dict[str, str]:
         """Write this map's files as the command does (OUTDIR/NAME.METHOD[.TAG].KIND.png):
         `save` kinds (default: the method's, as the command's --save). Returns {kind: path}.
-        A volume's map: heatmap, overlay (montages), raw and, given the files.volumes.Volume it is
+        A volume's map: heatmap, overlay (montages), raw, a backprop method's gradient and gradcam
+        (montages, files.volume_outputs.render_volume_gradients) and, given the files.volumes.Volume it is
         of as `volume` (its affine), nifti; GradcamError in one line for other kinds."""
         from gradcam_cli.explain.methods import METHODS, output_name
         from gradcam_cli.files import writing
         from gradcam_cli.files.inputs import Source
 
         method = METHODS[self.method]
+        if save is None and self.is_volume:  # a volume's defaults: the method's kinds that a volume has
+            from gradcam_cli.files.volume_outputs import VOLUME_GRADIENT_SAVE, VOLUME_SAVE
+
+            save = [kind for kind in method.default_save if kind in VOLUME_SAVE + VOLUME_GRADIENT_SAVE]
         options = writing.FileOptions(output_dir=Path(output_dir), method=self.method,
                                   save=tuple(save or method.default_save), colormap=colormap.lower(), alpha=alpha,
                                   name=self.file_name or output_name(self.method, self.network),
-                                  gradients=method.backprop is not None and not self.is_volume,
+                                  gradients=method.backprop is not None,
                                   volumes=self.is_volume)
         if self.is_volume:
             return self._save_volume(options, volume)
@@ -117,11 +122,12 @@ class Explanation:
         from gradcam_cli.files import writing
         from gradcam_cli.files.clip_outputs import render_map
         from gradcam_cli.files.inputs import Source
-        from gradcam_cli.files.volume_outputs import VOLUME_SAVE
+        from gradcam_cli.files.volume_outputs import VOLUME_GRADIENT_SAVE, VOLUME_SAVE, render_volume_gradients
 
-        other = [kind for kind in options.save if kind not in VOLUME_SAVE]
+        kinds = VOLUME_SAVE + (VOLUME_GRADIENT_SAVE if self.input_gradient is not None else ())
+        other = [kind for kind in options.save if kind not in kinds]
         if other:
-            raise GradcamError(f"a volume's map is saved as {', '.join(VOLUME_SAVE)}; not as {', '.join(other)}")
+            raise GradcamError(f"a volume's map is saved as {', '.join(kinds)}; not as {', '.join(other)}")
         if "nifti" in options.save and volume is None:
             raise GradcamError("a NIfTI map carries its input's affine: give the volume it is of "
                                "(volume=files.volumes.read_volume(path))")
@@ -129,6 +135,11 @@ class Explanation:
                                      writing.PlannedMap(0, self.tag))
         entry = render_map(self.label, self.image, self.small_map, self.class_index, self.score,
                            self.probability, paths, options, volume)
+        if self.input_gradient is not None:
+            from gradcam_cli.explain.methods.guided import guided_gradcam
+
+            render_volume_gradients(self.image, self.input_gradient, guided_gradcam(self.input_gradient, self.small_map),
+                                    paths, entry["outputs"], options, volume)
         return entry["outputs"]
 
 
