@@ -203,6 +203,10 @@ def main():
 
     A bare `gradcam IMAGE...` runs `gradcam gradcam IMAGE...`. Run `gradcam COMMAND --help` for
     a command's options, `gradcam methods` for the methods, `gradcam models` for the known models.
+
+    For many short runs, `gradcam serve` keeps Keras and the models loaded, and
+    `gradcam --server [--socket PATH] ARGS...` (--server first) sends `gradcam ARGS...` to it: the
+    same maps without the seconds TensorFlow takes to start (run here when no server answers).
     """
 
 
