@@ -199,7 +199,7 @@ def test_a_stale_socket_file_is_replaced(tmp_path):
 
 
 def test_the_default_socket(monkeypatch, tmp_path):
-    from gradcam_cli.cli.server import default_socket
+    from gradcam_cli.cli.client import default_socket
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert default_socket() == str(tmp_path / "gradcam.sock")

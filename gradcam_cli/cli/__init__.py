@@ -2,7 +2,7 @@
 
 base.py holds the group and what every command shares, options.py the shared options,
 method_commands.py the method commands, tools.py compare, models, layers and eval, and
-concepts_command.py `concepts` (Deep Feature Factorization), server.py `serve` and the client of
+concepts_command.py `concepts` (Deep Feature Factorization), server.py `serve`, client.py the client of
 `gradcam --server`.
 TensorFlow/Keras are imported inside the commands that compute, so `gradcam --help` and
 `gradcam models` start instantly.

@@ -88,12 +88,12 @@ class DefaultCommandGroup(cloup.Group):
     def main(self, args=None, *rest, **options):
         """Click's main; as the process's own command (the console script, `python -m
         gradcam_cli`: no `args` given), a command that loaded Keras ends through `_exit_now`.
-        `gradcam --server [--socket PATH] ARGS...` sends ARGS to `gradcam serve` (cli/server.py), and
+        `gradcam --server [--socket PATH] ARGS...` sends ARGS to `gradcam serve` (cli/client.py), and
         runs them here when no server answers."""
         own = args is None
         given = sys.argv[1:] if own else list(args)
         if given[:1] == ["--server"] and SERVING.models is None:
-            from gradcam_cli.cli.server import forward
+            from gradcam_cli.cli.client import forward
 
             args = forward(given[1:])  # exits with the server's status
         try:
