@@ -170,6 +170,21 @@ def test_a_client_that_goes_away_stops_its_command(server, tmp_path):
     assert through(server, "methods").returncode == 0
 
 
+def test_ctrl_c_on_the_client_exits_130(server, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(40):
+        (folder / f"{n:02}.png").write_bytes(CROSS.read_bytes())
+    client = subprocess.Popen(["gradcam", "--server", "--socket", str(server[0]), str(folder), "--model", "demo-vgg",
+                               "-o", str(tmp_path / "out"), "--batch-size", "1"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, **OFFLINE_ENV))
+    assert client.stdout.readline().endswith(".png\n")  # the command is under way
+    client.send_signal(signal.SIGINT)
+    assert client.wait(timeout=30) == 130
+    assert client.stderr.read().splitlines()[-1].startswith("gradcam: interrupted; the server stops the command")
+    assert through(server, "methods").returncode == 0  # the server goes on
+
+
 def test_sigterm_stops_the_server_and_removes_its_socket(tmp_path):
     process, path, log = start_server(tmp_path)
     assert run_cli("--server", "--socket", path, "models").returncode == 0  # it is in its loop
