@@ -56,6 +56,22 @@ class _State:
 STATE = _State()
 
 
+class _Serving:
+    """Set while `gradcam serve` runs (cli/server.py): `models`, its ModelCache of the models the method
+    commands load, kept between commands; None otherwise (each command loads its own)."""
+
+    models = None
+
+
+SERVING = _Serving()
+
+
+def shared_for(loaded):
+    """What api.Explainer.build shares for `loaded` between commands under `gradcam serve` (its engines
+    and compiled steps); None otherwise."""
+    return None if SERVING.models is None else SERVING.models.shared(loaded)
+
+
 class DefaultCommandGroup(cloup.Group):
     """A group whose bare form `gradcam IMAGE... [options]` runs the default command, and which
     reports any unexpected exception in one line (the traceback only with --verbose), exit 1.
@@ -71,11 +87,19 @@ class DefaultCommandGroup(cloup.Group):
 
     def main(self, args=None, *rest, **options):
         """Click's main; as the process's own command (the console script, `python -m
-        gradcam_cli`: no `args` given), a command that loaded Keras ends through `_exit_now`."""
+        gradcam_cli`: no `args` given), a command that loaded Keras ends through `_exit_now`.
+        `gradcam --server [--socket PATH] ARGS...` sends ARGS to `gradcam serve` (cli/client.py), and
+        runs them here when no server answers."""
+        own = args is None
+        given = sys.argv[1:] if own else list(args)
+        if given[:1] == ["--server"] and SERVING.models is None:
+            from gradcam_cli.cli.client import forward
+
+            args = forward(given[1:])  # exits with the server's status
         try:
             return super().main(args, *rest, **options)
         except SystemExit as exit:
-            if args is None and options.get("standalone_mode", True) and "keras" in sys.modules:
+            if own and options.get("standalone_mode", True) and "keras" in sys.modules:
                 _exit_now(exit.code)
             raise
 
@@ -179,6 +203,10 @@ def main():
 
     A bare `gradcam IMAGE...` runs `gradcam gradcam IMAGE...`. Run `gradcam COMMAND --help` for
     a command's options, `gradcam methods` for the methods, `gradcam models` for the known models.
+
+    For many short runs, `gradcam serve` keeps Keras and the models loaded, and
+    `gradcam --server [--socket PATH] ARGS...` (--server first) sends `gradcam ARGS...` to it: the
+    same maps without the seconds TensorFlow takes to start (run here when no server answers).
     """
 
 
@@ -215,10 +243,11 @@ def setup_logging(verbose, quiet=False):
 
 def load(model, weights=None, preprocess=None, input_size=None, labels=None, trust_model=False, device="auto",
          verbose=False, precision="float32", imports=(), output=None, quiet=False, maps=True, grid=None,
-         prefix_tokens=None, cache_dir=None):
+         prefix_tokens=None, cache_dir=None, keep=False):
     """The model, loaded as the model options say; its warnings on stderr unless quiet (and,
     when it is loaded to draw `maps`, that random weights show nothing). cache_dir: JAX's
-    compilation cache (explain.runtime.compilation_cache)."""
+    compilation cache (explain.runtime.compilation_cache). keep: under `gradcam serve`, the model
+    is kept for later commands with the same load arguments (SERVING.models), and taken from there."""
     from gradcam_cli.explain.runtime import compilation_cache, import_keras
 
     STATE.activity = f"loading model {model}"
@@ -231,9 +260,14 @@ def load(model, weights=None, preprocess=None, input_size=None, labels=None, tru
 
     # under --quiet, what libraries write to sys.stderr while loading (kagglehub's download bars) is dropped
     with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
-        loaded = load_model(model, weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
-                            trust=trust_model, precision=precision, output=output, imports=imports, grid=grid,
-                            prefix_tokens=prefix_tokens)
+        arguments = dict(weights=weights, preprocess=preprocess, input_size=input_size, labels_file=labels,
+                         trust=trust_model, precision=precision, output=output, imports=imports, grid=grid,
+                         prefix_tokens=prefix_tokens)
+        if keep and SERVING.models is not None:
+            loaded = SERVING.models.get(dict(arguments, model=model, device=device),
+                                        lambda: load_model(model, **arguments))
+        else:
+            loaded = load_model(model, **arguments)
     if not quiet:
         for warning in loaded.warnings:
             click.echo(f"warning: {loaded.name}: {warning}", err=True)

@@ -90,6 +90,10 @@ EXAMPLES = {
     "models": [
         "gradcam models",
     ],
+    "serve": [
+        "gradcam serve --preload demo-vgg --idle-timeout 0.05",
+        "gradcam --server sample_images/cat.png --model demo-vgg -o out/",
+    ],
     "methods": [
         "gradcam methods",
         "gradcam methods gradcam++",

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import click
 
-from gradcam_cli.cli.base import STATE, Console, UsageProblem, collect, load, log, main, setup_logging, worded, writable
+from gradcam_cli.cli.base import (
+    STATE,
+    Console,
+    UsageProblem,
+    collect,
+    load,
+    log,
+    main,
+    setup_logging,
+    shared_for,
+    worded,
+    writable,
+)
 from gradcam_cli.cli.helptext import epilog
 from gradcam_cli.cli.options import method_options, method_parameter_options, pool_option, split_method_options
 from gradcam_cli.cli.process import uninterrupted
@@ -44,16 +56,18 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     writable(output_dir)
     if report_dir is not None:
         writable(report_dir)
-    loaded = load(precision=precision, quiet=quiet, **model_options)
+    loaded = load(precision=precision, quiet=quiet, keep=True, **model_options)
+    shared = shared_for(loaded)  # under `gradcam serve`: its engines and steps, kept between commands
     _for_model(collected, loaded, images, quiet, ray_address=ray_address, compare=compare)
     batch_size = min(batch_size, len(collected.sources))
     from gradcam_cli.api import Explainer
     from gradcam_cli.files.outputs import json_line, write_line
 
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
+    # inputs: a one-batch run computes eagerly (engine.eager_pays); a kept engine compiles at once instead
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
                                aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network, compat=compat,
-                               target=target, inputs=len(collected.sources),
+                               target=target, inputs=len(collected.sources) if shared is None else None,
                                **({} if frames is None else {"frames": frames}), **given)
     explainer = Explainer(loaded, method, **explainer_arguments)
     class_indices = explainer.class_indices(classes)
@@ -68,7 +82,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
         sources, reference = collected.sources, None
     else:
         try:
-            built = explainer.build()
+            built = explainer.build(shared)
         except LayerError as error:
             hint = ": use `gradcam gradcam`" if METHODS[method].needs_classifier else ""
             raise UsageProblem(f"{worded(error)}{hint}") from None
