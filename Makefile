@@ -37,7 +37,8 @@ test: lint
 	$(PYTHON) -m pytest -q
 
 ## gallery: every picture of the README and the docs (docs/images/gallery/: overview.png, volume-montage.jpg,
-## clip-frames.png, one METHOD.png per method) from the shipped demo models, offline; the same bytes on every run
+## clip-frames.png, one METHOD.png per method, the benchmarks page's charts from docs/data/benchmarks/*.json) and
+## each method's figures (docs/data/method-figures.*) from the shipped demo models, offline; the same bytes on every run
 gallery:
 	$(PYTHON) scripts/gallery.py
 

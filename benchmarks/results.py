@@ -29,10 +29,12 @@ bench_volume.py adds
 bench_latency.py adds
 
   latency     [{model, case ("one image" or "folder"), images, batch, gradcam and pytorch-grad-cam
-               (absent without the twin): {median_s, rounds_s [per round], peak_rss_mib}, ratio
-               (gradcam's time / pytorch-grad-cam's, median of the rounds), ratio_rounds}]
+               (absent without the twin) and, for one image, "gradcam --server" (the client of a warm
+               server): {median_s, rounds_s [per round], peak_rss_mib}, ratio (gradcam's time /
+               pytorch-grad-cam's, median of the rounds), ratio_rounds, server_ratio, server_ratio_rounds}]
   phases      [{model, gradcam and pytorch-grad-cam (null without the twin): seconds of start,
-               import, build, first_batch, later_batches (the peer's), exit, total}]
+               import, build, first_batch, later_batches (the peer's), exit, total; floor: the
+               framework's own import, build and first_step (latency_floors.py)}]
 
 Numbers are plain JSON numbers, rounded as the tables print them.
 """

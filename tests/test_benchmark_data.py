@@ -184,3 +184,42 @@ def test_the_method_figures_fragment_is_written_from_its_json_and_included():
     figures = record["models"]["demo-gap"]
     assert figures["methods"]["gradcam"]["pointing"] > figures["chance"]["pointing"]
     assert record["scenes"] == gallery.SCENES and f"on {gallery.SCENES} generated scenes" in page
+
+
+MODEL_NAMES = {"resnet50": "ResNet50", "vgg16": "VGG16 (block5_conv3)"}
+
+
+def latency_cells(row, side):
+    """'4.40 s, 883 MiB' for a side of a bench_latency.py row."""
+    return f"{row[side]['median_s']:.2f} s, {row[side]['peak_rss_mib']:,} MiB"
+
+
+def test_the_latency_file_holds_the_tables_figures(bench):
+    """Each row of bench_latency.py's file (and the warm server's, for one image) is a row of the page's
+    whole-process table, in order; each phase of the phase table is the file's."""
+    results, _ = bench
+    record = results.read(DATA / "benchmarks" / "latency.json", "bench_latency.py")
+    expected = []
+    for row in record["latency"]:
+        case = "one image" if row["case"] == "one image" else f"{row['images']} photos, batch {row['batch']}"
+        rounds = ", ".join(f"{r:.2f}" for r in row["ratio_rounds"])
+        expected.append([f"{MODEL_NAMES[row['model']]}, {case}", latency_cells(row, "gradcam"),
+                         latency_cells(row, "pytorch-grad-cam"), f"{row['ratio']:.2f} ({rounds})"])
+        if "gradcam --server" in row:
+            rounds = ", ".join(f"{r:.2f}" for r in row["server_ratio_rounds"])
+            expected.append([f"{MODEL_NAMES[row['model']]}, one image, warm `gradcam --server`",
+                             latency_cells(row, "gradcam --server"), latency_cells(row, "pytorch-grad-cam"),
+                             f"{row['server_ratio']:.2f} ({rounds})"])
+    assert table("| Grad-CAM, whole process") == expected
+    phases = table("| one image, seconds")
+    labels = ["interpreter start", "imports", "model built", "first map (decode, step, write)", "exit", "whole process"]
+    keys = ["start", "import", "build", "first_batch", "exit", "total"]
+    floors = {"import": "import", "build": "build", "first_batch": "first_step"}
+    assert [cells[0] for cells in phases] == labels
+    for cells, key in zip(phases, keys):
+        values = []
+        for row in record["phases"]:
+            floor = row["floor"].get(floors.get(key, ""))
+            values += [f"{row['gradcam'][key]:.2f}", f"{row['pytorch-grad-cam'][key]:.2f}",
+                       "" if floor is None else f"{floor:.2f}"]
+        assert cells[1:] == values, key
