@@ -96,9 +96,8 @@ class Explainer:
     None (each image's classes), a spec ('segment:circle', 'similar:ref.png', 'output:0',
     'class:3') or a callable outputs (B, ...) -> (B,) in keras.ops. frames: for a video model
     (input (T, H, W, 3)), the frames each clip path gives, evenly sampled (files.clips; default T).
-    inputs: how many inputs this Explainer will explain, when known (the command line knows): a run
-    that is one batch of a deep model then computes without tracing (explain.engine.eager_pays);
-    None: the steps are compiled on first use.
+    inputs: how many inputs it will explain, when known: one batch of a deep model then computes without
+    tracing (explain.eager.eager_pays); None: the steps are compiled on first use.
     `arguments`: the method's own options (`gradcam methods NAME`; None: "not given"), and load_model's.
     """
 
@@ -142,8 +141,7 @@ class Explainer:
         self.layers = tuple(dict.fromkeys(layers))
         self.batch_size, self.pool, self.crop, self.jit = int(batch_size), pool, crop, jit
         self.aug_smooth, self.eigen_smooth = bool(aug_smooth), bool(eigen_smooth)
-        self.network, self.compat, self.target, self.frames = network, compat, target, frames
-        self.inputs = None if inputs is None else int(inputs)
+        self.network, self.compat, self.target, self.frames, self.inputs = network, compat, target, frames, inputs
         chosen = METHODS[method]
         if chosen.meta is not None:  # a meta-method: the options of its base method are the base's
             base = str(chosen.values({k: v for k, v in given.items() if k == "base_method"})["base_method"])
@@ -197,7 +195,6 @@ class Explainer:
         return self._ready
 
     def _build(self, shared):
-        from gradcam_cli.explain.engine import eager_pays
         from gradcam_cli.explain.methods import METHODS, context_for
         from gradcam_cli.models.dilated import dilated_copy, dilated_target, fitting_batch
         from gradcam_cli.models.graph import path_name
@@ -241,9 +238,7 @@ class Explainer:
             batch_size = fitting_batch(loaded, batch_size)
         bound = self._bound(loaded, shared)
         loaded = bound.loaded
-        batches = None if self.inputs is None else -(-self.inputs // batch_size)
-        eager = eager_pays(loaded, batches, self.jit)
-        engines = [shared_engine(shared, loaded, target_path, batch_size, self.jit, eager) for target_path in target_paths]
+        engines = [shared_engine(shared, loaded, path, batch_size, self.jit, self.inputs) for path in target_paths]
         method = METHODS[self.method]
         if method.meta is not None:  # its base method must apply at every layer: said now, not per image
             base = self.options["base_method"]

@@ -1,5 +1,5 @@
 """The first map fast: a run of one batch through a deep model computes its steps eagerly instead of
-tracing them (explain/engine.py's eager_pays and EagerFirst), with the same maps; steps are traced
+tracing them (explain/eager.py's eager_pays and EagerFirst), with the same maps; steps are traced
 without AutoGraph, falling back to it for a layer that branches on a tensor; the command line starts
 Keras without the optional integrations it never uses (explain/runtime.py's lean import); and on
 JAX a second process reads its compiled programs from the persistent cache."""
@@ -54,7 +54,7 @@ def images(count, size=32, seed=0):
 
 
 def test_eager_pays_for_one_batch_of_a_deep_model(deep):
-    from gradcam_cli.explain.engine import EAGER_MIN_LAYERS, eager_pays
+    from gradcam_cli.explain.eager import EAGER_MIN_LAYERS, eager_pays
     from gradcam_cli.models.graph import iter_layers
     from gradcam_cli.models.loading import load
 

@@ -64,7 +64,7 @@ def run_method(method, images, layers, classes, top_k, output_dir, save, colorma
     from gradcam_cli.files.outputs import json_line, write_line
 
     layer = None if not layers else layers[0] if len(layers) == 1 else list(layers)
-    # inputs: a one-batch run computes eagerly (engine.eager_pays); a kept engine compiles at once instead
+    # inputs: a one-batch run computes eagerly (explain.eager.eager_pays); a kept engine compiles at once instead
     explainer_arguments = dict(layer=layer, batch_size=batch_size, pool=pool, crop=crop, jit=jit,
                                aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, network=network, compat=compat,
                                target=target, inputs=len(collected.sources) if shared is None else None,

@@ -42,7 +42,7 @@ pay for a chunk of hundreds.
 Eager first calls: an engine made with eager_first=True runs each step's first call op by op,
 uncompiled, and compiles the step on its second call (EagerFirst), where the backend allows it
 (backend.EAGER_FIRST_CALL: TensorFlow). A run of one batch then never pays for a trace it would use
-once. `eager_pays` says when the command line asks for it. The numbers are the same either way up
+once. explain/eager.py's `eager_pays` says when the command line asks for it. The numbers are the same either way up
 to float32 rounding (tests/test_first_call.py compares the maps).
 
 The results' types (BatchResult, LayerGradients) and `top_rank` live in explain/batch.py, which
@@ -58,6 +58,7 @@ from keras import ops
 from gradcam_cli.explain import attention
 from gradcam_cli.explain import backend as backends
 from gradcam_cli.explain.batch import BatchResult, LayerGradients, numpy_rows
+from gradcam_cli.explain.eager import EagerFirst
 from gradcam_cli.models import graph, target_layers
 from gradcam_cli.models.backprop_relus import relu_rewrite, without_activation
 
@@ -74,38 +75,6 @@ INPUT_MODES = ("plain", "guided", "deconvnet")
 GLOBAL_POOLINGS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling3D")
 # What a Grad-CAM-like method needs of a batch (methods.NEEDS keys): Engine.run's default.
 GRADIENT_NEEDS = ("activations", "gradients")
-
-
-# eager_pays: the fewest layers (nested models' counted) of a model whose one-batch run goes eagerly.
-# Measured on 2 cores (benchmarks/bench_latency.py --phases): a trace costs about 15 ms a layer
-# (ResNet50, 177 layers: 2.1-2.9 s for its first traced call against 0.9 s eagerly), while an op-by-op
-# call pays most on few wide layers (VGG16, 23 layers: 0.4-1.0 s traced against 1.2-1.5 s eagerly).
-EAGER_MIN_LAYERS = 60
-
-
-def eager_pays(loaded, batches, jit=False):
-    """Whether a run of `batches` batches (None: not known) through `loaded` should run its steps'
-    first calls eagerly (Engine's eager_first): one batch, no XLA asked for, and a model of at
-    least EAGER_MIN_LAYERS layers, whose trace costs more than an uncompiled call."""
-    if batches != 1 or jit:
-        return False
-    return sum(1 for _ in graph.iter_layers(loaded.model)) >= EAGER_MIN_LAYERS
-
-
-class EagerFirst:
-    """A step whose first call runs `eager` (the uncompiled step) and whose later calls run the
-    compiled step, built by `build()` on the second call."""
-
-    def __init__(self, eager, build):
-        self.eager, self.build, self.step = eager, build, None
-
-    def __call__(self, *args):
-        if self.eager is not None:
-            eager, self.eager = self.eager, None
-            return eager(*args)
-        if self.step is None:
-            self.step = self.build()
-        return self.step(*args)
 
 
 class Engine:

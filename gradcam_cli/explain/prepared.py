@@ -54,14 +54,17 @@ class Prepared:
         return "+".join(path_name(engine.target_path) for engine in self.engines)
 
 
-def shared_engine(shared, loaded, target_path, batch_size, jit, eager_first=False):
+def shared_engine(shared, loaded, target_path, batch_size, jit, inputs=None):
     """The engine of `loaded` at `target_path`, one per model, layer, batch size and compilation
-    in `shared` (eager_first: the Engine's, when this call makes it)."""
+    in `shared`. inputs: how many inputs the run explains, when known: when this call makes the
+    engine, its steps run eagerly first if explain.eager.eager_pays says so."""
+    from gradcam_cli.explain.eager import eager_pays
     from gradcam_cli.explain.engine import Engine
 
     key = ("engine", id(loaded), tuple(target_path), batch_size, jit)
     if key not in shared:
-        shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=jit, eager_first=eager_first)
+        eager = eager_pays(loaded, None if inputs is None else -(-int(inputs) // batch_size), jit)
+        shared[key] = Engine(loaded, target_path, batch_size=batch_size, jit=jit, eager_first=eager)
     return shared[key]
 
 

@@ -34,8 +34,8 @@ the same forward pass with no gradient at all (gradient-free methods, scoring ex
 
 A backend module also says, in EAGER_FIRST_CALL, whether a step's first call may run uncompiled
 (its builders then take eager=True and return the plain Python step): true on TensorFlow, where
-a deep model's trace costs more than one op-by-op call; false on JAX (explain/engine.py's
-EagerFirst says when it is used).
+a deep model's trace costs more than one op-by-op call; false on JAX (explain/eager.py's
+EagerFirst and eager_pays say when it is used).
 
 Custom gradients (guided ReLUs) are written with keras.ops.custom_gradient in the forward pass,
 so they need nothing here. A gradient that does not depend on a tapped tensor is zeros.

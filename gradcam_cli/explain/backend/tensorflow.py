@@ -11,7 +11,7 @@ engine's first call of a one-batch run, explain/engine.py)."""
 
 import tensorflow as tf
 
-# The first call of a step run eagerly beats its trace on deep models (explain/engine.py's EagerFirst).
+# The first call of a step run eagerly beats its trace on deep models (explain/eager.py's EagerFirst).
 EAGER_FIRST_CALL = True
 
 
