@@ -24,6 +24,20 @@ def keras():
     return import_keras()
 
 
+def random_batch_norm(model, rng):
+    """Give every BatchNormalization layer of `model` random statistics (gamma, beta, moving mean,
+    moving variance, drawn in that order from `rng`), so that folding it into a convolution is tested
+    on values that change the function."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.get_weights()[0].shape
+            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.2, channels),
+                               rng.normal(0, 0.2, channels), rng.uniform(0.2, 2, channels)])
+    return model
+
+
 def set_fixed_weights(model, seed=0, scale=0.5):
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0, scale, w.shape).astype("float32") for w in model.get_weights()])

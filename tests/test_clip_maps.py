@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import random_batch_norm
 
 from gradcam_cli.errors import GradcamError
 from gradcam_cli.evaluate import clip_scenes
@@ -121,11 +122,7 @@ def test_fold_batch_norm_keeps_the_gate_of_demo_clip_frames(keras):
     keras.utils.set_random_seed(5)
     trained = demo.demo_clip_frames(input_size=(4, 8, 8), batch_norm=True)
     rng = np.random.default_rng(5)
-    for layer in trained.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            channels = layer.get_weights()[0].shape
-            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.2, channels),
-                               rng.normal(0, 0.2, channels), rng.uniform(0.2, 2, channels)])
+    random_batch_norm(trained, rng)
     trained.get_layer("motion_gate").set_weights([rng.uniform(0.5, 2, (1, 1, 3, 1))])
     plain = demo.fold_batch_norm(trained, demo.demo_clip_frames(input_size=(4, 8, 8)))
     clips_in = rng.uniform(0, 1, (3, 4, 8, 8, 3)).astype("float32")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import invoke_cli
+from conftest import invoke_cli, random_batch_norm
 from PIL import Image
 
 from gradcam_cli.evaluate import localization, scenes
@@ -24,11 +24,7 @@ def test_fold_batch_norm_computes_the_same_function(keras):
     keras.utils.set_random_seed(3)
     trained = demo.demo_gap(batch_norm=True)
     rng = np.random.default_rng(3)
-    for layer in trained.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            channels = layer.get_weights()[0].shape
-            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.2, channels),
-                               rng.normal(0, 0.2, channels), rng.uniform(0.2, 2, channels)])
+    random_batch_norm(trained, rng)
     plain = demo.fold_batch_norm(trained, demo.demo_gap())
     images = rng.uniform(0, 1, (4, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(plain.predict(images, verbose=0), trained.predict(images, verbose=0),

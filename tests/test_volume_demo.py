@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_batch_norm
 
 from gradcam_cli.errors import ModelError
 from gradcam_cli.evaluate import volume_scenes
@@ -93,11 +94,7 @@ def test_fold_batch_norm_folds_conv3d(keras):
     keras.utils.set_random_seed(4)
     trained = demo.demo_volume(input_size=(8, 8, 8), batch_norm=True)
     rng = np.random.default_rng(4)
-    for layer in trained.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            channels = layer.get_weights()[0].shape
-            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.2, channels),
-                               rng.normal(0, 0.2, channels), rng.uniform(0.2, 2, channels)])
+    random_batch_norm(trained, rng)
     plain = demo.fold_batch_norm(trained, demo.demo_volume(input_size=(8, 8, 8)))
     volumes = rng.uniform(0, 1, (3, 8, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(plain.predict(volumes, verbose=0), trained.predict(volumes, verbose=0),
